@@ -1,0 +1,181 @@
+// Conformance: the unmodified jsforce client (pinned in package-lock.json)
+// against `pgforce sim`. Each test states one behaviour a real client relies on.
+'use strict';
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const jsforce = require('jsforce');
+const { StreamingExtension } = require('jsforce/lib/api/streaming');
+const { startSim, creds } = require('./sim');
+
+const VERSION = '62.0';
+
+async function login(url) {
+  const conn = new jsforce.Connection({
+    loginUrl: url,
+    version: VERSION,
+    oauth2: { loginUrl: url, clientId: creds.clientId, clientSecret: creds.clientSecret },
+  });
+  const info = await conn.login(creds.username, creds.password);
+  return { conn, info };
+}
+
+async function collect(stream) {
+  const rows = [];
+  for await (const r of stream) rows.push(r);
+  return rows;
+}
+
+test('jsforce against pgforce sim', async (t) => {
+  const sim = await startSim();
+  t.after(() => sim.stop());
+  const { conn, info } = await login(sim.url);
+
+  await t.test('password login through OAuth returns the org and user ids', () => {
+    assert.match(info.organizationId, /^00D[0-9A-Za-z]{15}$/);
+    assert.match(info.id, /^005[0-9A-Za-z]{15}$/);
+    assert.equal(conn.instanceUrl, sim.url);
+    assert.ok(conn.accessToken);
+  });
+
+  await t.test('describe lists Account fields with their types', async () => {
+    const d = await conn.sobject('Account').describe();
+    assert.equal(d.name, 'Account');
+    const byName = Object.fromEntries(d.fields.map((f) => [f.name, f]));
+    assert.equal(byName.Id.type, 'id');
+    assert.equal(byName.Name.type, 'string');
+    assert.equal(byName.AnnualRevenue.type, 'currency');
+    assert.equal(byName.External_Id__c.externalId, true);
+  });
+
+  await t.test('create, retrieve, update and delete one record', async () => {
+    const created = await conn.sobject('Account').create({ Name: 'Conformance Co', AnnualRevenue: 1234567.89 });
+    assert.equal(created.success, true);
+    assert.match(created.id, /^001[0-9A-Za-z]{15}$/);
+    const rec = await conn.sobject('Account').retrieve(created.id);
+    assert.equal(rec.Name, 'Conformance Co');
+    assert.equal(rec.AnnualRevenue, 1234567.89);
+    const updated = await conn.sobject('Account').update({ Id: created.id, Name: 'Conformance Inc' });
+    assert.equal(updated.success, true);
+    assert.equal((await conn.sobject('Account').retrieve(created.id)).Name, 'Conformance Inc');
+    const deleted = await conn.sobject('Account').destroy(created.id);
+    assert.equal(deleted.success, true);
+    await assert.rejects(conn.sobject('Account').retrieve(created.id), (err) => err.errorCode === 'NOT_FOUND');
+  });
+
+  await t.test('a create that breaks a rule reports the Salesforce error code', async () => {
+    await assert.rejects(conn.sobject('Account').create({ Industry: 'Banking' }),
+      (err) => err.errorCode === 'REQUIRED_FIELD_MISSING');
+  });
+
+  await t.test('sObject Collections create 450 records in 200-record calls with per-record errors', async () => {
+    const records = [];
+    for (let i = 0; i < 450; i++) records.push({ Name: `Page ${String(i).padStart(3, '0')}` });
+    records[17] = { Industry: 'Banking' }; // no Name: must fail alone
+    const results = await conn.sobject('Account').create(records, { allOrNone: false, allowRecursive: true });
+    assert.equal(results.length, 450);
+    assert.equal(results.filter((r) => r.success).length, 449);
+    assert.equal(results[17].success, false);
+    assert.equal(results[17].errors[0].errorCode ?? results[17].errors[0].statusCode, 'REQUIRED_FIELD_MISSING');
+  });
+
+  await t.test('query pages through nextRecordsUrl with autoFetch', async () => {
+    const res = await conn.query("SELECT Id, Name FROM Account WHERE Name LIKE 'Page %' ORDER BY Name", {
+      autoFetch: true, maxFetch: 10000, headers: { 'Sforce-Query-Options': 'batchSize=200' },
+    });
+    assert.equal(res.totalSize, 449);
+    assert.equal(res.records.length, 449);
+    assert.equal(res.records[0].Name, 'Page 000');
+    assert.equal(res.records[448].Name, 'Page 449');
+  });
+
+  await t.test('a query naming an unknown field fails with INVALID_FIELD', async () => {
+    await assert.rejects(conn.query('SELECT Id, Bogus__c FROM Account'), (err) => err.errorCode === 'INVALID_FIELD');
+  });
+
+  await t.test('upsert by external id creates then updates', async () => {
+    const first = await conn.sobject('Account').upsert({ External_Id__c: 'EXT-1', Name: 'Upserted' }, 'External_Id__c');
+    assert.equal(first.success, true);
+    assert.equal(first.created, true);
+    const second = await conn.sobject('Account').upsert({ External_Id__c: 'EXT-1', Name: 'Upserted Again' }, 'External_Id__c');
+    assert.equal(second.created, false);
+    assert.equal(second.id, first.id);
+    const many = await conn.sobject('Account').upsert([
+      { External_Id__c: 'EXT-1', Name: 'Upserted Thrice' },
+      { External_Id__c: 'EXT-2', Name: 'Upserted New' },
+    ], 'External_Id__c');
+    assert.deepEqual(many.map((r) => r.created), [false, true]);
+  });
+
+  await t.test('Bulk 2.0 ingest reports successful and failed records', async () => {
+    const res = await conn.bulk2.loadAndWaitForResults({
+      object: 'Account', operation: 'insert', pollInterval: 200, pollTimeout: 30000,
+      input: [{ Name: 'Bulk One' }, { Name: 'Bulk Two' }, { Industry: 'Banking' }],
+    });
+    assert.equal(res.successfulResults.length, 2);
+    assert.equal(res.failedResults.length, 1);
+    assert.match(res.failedResults[0].sf__Error, /^REQUIRED_FIELD_MISSING/);
+    assert.match(res.successfulResults[0].sf__Id, /^001/);
+  });
+
+  await t.test('Bulk 2.0 query returns every matching record', async () => {
+    const stream = await conn.bulk2.query("SELECT Id, Name FROM Account WHERE Name LIKE 'Bulk %'", { pollInterval: 200, pollTimeout: 30000 });
+    const rows = await collect(stream);
+    assert.deepEqual(rows.map((r) => r.Name).sort(), ['Bulk One', 'Bulk Two']);
+  });
+
+  await t.test('every answer carries the API usage that jsforce reads', () => {
+    assert.ok(conn.limitInfo.apiUsage, 'no Sforce-Limit-Info seen');
+    assert.ok(conn.limitInfo.apiUsage.used > 0);
+    assert.ok(conn.limitInfo.apiUsage.limit >= conn.limitInfo.apiUsage.used);
+  });
+
+  await t.test('a streaming subscription with replay receives CREATE, UPDATE and DELETE events', async () => {
+    const channel = '/data/AccountChangeEvent';
+    const events = [];
+    let wake;
+    const client = conn.streaming.createClient([new StreamingExtension.Replay(channel, -1)]);
+    const sub = client.subscribe(channel, (msg) => { events.push(msg); if (wake) wake(); });
+    await sub; // resolves once the subscription is acknowledged
+    const acc = await conn.sobject('Account').create({ Name: 'Streamed' });
+    await conn.sobject('Account').update({ Id: acc.id, Name: 'Streamed Again' });
+    await conn.sobject('Account').destroy(acc.id);
+    const deadline = Date.now() + 10000;
+    while (events.length < 3 && Date.now() < deadline) {
+      await new Promise((resolve) => { wake = resolve; setTimeout(resolve, 500); });
+    }
+    sub.cancel();
+    client.disconnect();
+    const types = events.map((e) => e.payload.ChangeEventHeader.changeType);
+    assert.deepEqual(types, ['CREATE', 'UPDATE', 'DELETE']);
+    assert.deepEqual(events[0].payload.ChangeEventHeader.recordIds, [acc.id]);
+    assert.equal(events[1].payload.Name, 'Streamed Again');
+    assert.ok(events[1].event.replayId > events[0].event.replayId);
+
+    // Replaying from the first event's id delivers the two that followed it.
+    const replayed = [];
+    const client2 = conn.streaming.createClient([new StreamingExtension.Replay(channel, events[0].event.replayId)]);
+    const sub2 = client2.subscribe(channel, (msg) => replayed.push(msg));
+    await sub2;
+    const until = Date.now() + 10000;
+    while (replayed.length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    sub2.cancel();
+    client2.disconnect();
+    assert.deepEqual(replayed.map((e) => e.payload.ChangeEventHeader.changeType), ['UPDATE', 'DELETE']);
+  });
+});
+
+test('jsforce refreshes an expired token and retries', async (t) => {
+  const sim = await startSim(['--token-ttl', '1s']);
+  t.after(() => sim.stop());
+  // Salesforce's password flow returns no refresh token; jsforce refreshes
+  // such a session by logging in again when a call answers 401.
+  const { conn } = await login(sim.url);
+  const firstToken = conn.accessToken;
+  let refreshed = false;
+  conn.on('refresh', () => { refreshed = true; });
+  await new Promise((r) => setTimeout(r, 1500));
+  const res = await conn.query('SELECT COUNT() FROM Account');
+  assert.equal(res.totalSize, 0);
+  assert.equal(refreshed, true);
+  assert.notEqual(conn.accessToken, firstToken);
+});

@@ -3,9 +3,8 @@
 
 GO      ?= go
 BIN     := bin/pgforce
-VERSION ?= $(shell sed -n 's/^const Version = "\(.*\)"/\1/p' sql/version.go)
 
-.PHONY: all build test test-go test-conformance bench install-extension clean
+.PHONY: all build test test-conformance bench install-extension clean
 
 all: build
 
@@ -24,6 +23,16 @@ install-extension:
 test: build install-extension
 	$(GO) vet ./...
 	$(GO) test -p 2 -count=1 -timeout 20m ./...
+	$(MAKE) test-conformance
+
+# jsforce, unmodified and pinned by package-lock.json, against `pgforce sim`.
+# jsforce ignores NO_PROXY, so the proxy variables are dropped for loopback.
+test-conformance: build tests/conformance/node_modules
+	cd tests/conformance && env -u http_proxy -u https_proxy -u HTTP_PROXY -u HTTPS_PROXY npm test
+
+tests/conformance/node_modules: tests/conformance/package-lock.json
+	cd tests/conformance && npm ci --no-audit --no-fund
+	touch $@
 
 bench:
 	$(GO) run ./tests/bench

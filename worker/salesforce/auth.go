@@ -1,0 +1,309 @@
+package salesforce
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Grant names the OAuth flow a TokenSource uses.
+type Grant string
+
+const (
+	GrantPassword          Grant = "password"
+	GrantRefreshToken      Grant = "refresh_token"
+	GrantClientCredentials Grant = "client_credentials"
+	GrantJWTBearer         Grant = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+)
+
+// jwtLifetime is how long a JWT bearer assertion is valid. Salesforce accepts up
+// to a few minutes; clients conventionally use three.
+const jwtLifetime = 3 * time.Minute
+
+// Token is an access token and what the token endpoint said about it.
+type Token struct {
+	AccessToken string
+	InstanceURL string
+	// ID is the identity URL, .../id/<orgId>/<userId>.
+	ID       string
+	OrgID    string
+	UserID   string
+	IssuedAt time.Time
+	Scope    string
+	// RefreshToken is set when the endpoint issued (or rotated) one.
+	RefreshToken string
+}
+
+// Credentials select and parameterise the OAuth flow.
+type Credentials struct {
+	LoginURL      string // e.g. https://login.salesforce.com, or the simulator's URL
+	ClientID      string
+	ClientSecret  string
+	Username      string
+	Password      string // password with the security token appended
+	PrivateKeyPEM []byte // JWT bearer flow
+	RefreshToken  string
+}
+
+// Grant returns the flow the credentials select: a private key means JWT
+// bearer, a refresh token means refresh_token, a username and password mean
+// the password flow, and a bare client id and secret mean client_credentials.
+func (c Credentials) Grant() (Grant, error) {
+	switch {
+	case len(c.PrivateKeyPEM) > 0:
+		if c.ClientID == "" || c.Username == "" {
+			return "", errors.New("salesforce: the JWT bearer flow needs a client id and a username besides the private key")
+		}
+		return GrantJWTBearer, nil
+	case c.RefreshToken != "":
+		if c.ClientID == "" {
+			return "", errors.New("salesforce: the refresh token flow needs a client id")
+		}
+		return GrantRefreshToken, nil
+	case c.Username != "" || c.Password != "":
+		if c.Username == "" || c.Password == "" || c.ClientID == "" || c.ClientSecret == "" {
+			return "", errors.New("salesforce: the password flow needs client id, client secret, username and password")
+		}
+		return GrantPassword, nil
+	case c.ClientID != "" && c.ClientSecret != "":
+		return GrantClientCredentials, nil
+	}
+	return "", errors.New("salesforce: no credentials: set a private key, a refresh token, a username and password, or a client id and secret")
+}
+
+// TokenSource fetches and caches an access token. It is safe for concurrent use;
+// concurrent callers that find the token stale share one refresh.
+type TokenSource struct {
+	creds Credentials
+	grant Grant
+	key   *rsa.PrivateKey
+	http  *http.Client
+	now   func() time.Time
+
+	mu  sync.Mutex
+	tok *Token
+	// refreshToken follows rotation: a newer refresh token replaces the configured one.
+	refreshToken string
+}
+
+// NewTokenSource checks the credentials and prepares the flow; it does not
+// contact the token endpoint.
+func NewTokenSource(creds Credentials, httpClient *http.Client) (*TokenSource, error) {
+	if creds.LoginURL == "" {
+		creds.LoginURL = "https://login.salesforce.com"
+	}
+	creds.LoginURL = strings.TrimRight(creds.LoginURL, "/")
+	if _, err := url.Parse(creds.LoginURL); err != nil {
+		return nil, fmt.Errorf("salesforce: login URL: %w", err)
+	}
+	g, err := creds.Grant()
+	if err != nil {
+		return nil, err
+	}
+	ts := &TokenSource{creds: creds, grant: g, http: httpClient, now: time.Now, refreshToken: creds.RefreshToken}
+	if ts.http == nil {
+		ts.http = http.DefaultClient
+	}
+	if g == GrantJWTBearer {
+		if ts.key, err = ParseRSAPrivateKey(creds.PrivateKeyPEM); err != nil {
+			return nil, err
+		}
+	}
+	return ts, nil
+}
+
+// Grant returns the flow in use.
+func (ts *TokenSource) Grant() Grant { return ts.grant }
+
+// Token returns the cached token, fetching one first if there is none.
+func (ts *TokenSource) Token(ctx context.Context) (*Token, error) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ts.tok != nil {
+		return ts.tok, nil
+	}
+	return ts.fetchLocked(ctx)
+}
+
+// Refresh replaces stale, the access token a call was refused with, by a new
+// one. If another caller already replaced it, the newer token is returned
+// without another round trip.
+func (ts *TokenSource) Refresh(ctx context.Context, stale string) (*Token, error) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ts.tok != nil && ts.tok.AccessToken != stale {
+		return ts.tok, nil
+	}
+	ts.tok = nil
+	return ts.fetchLocked(ctx)
+}
+
+func (ts *TokenSource) fetchLocked(ctx context.Context) (*Token, error) {
+	form := url.Values{}
+	form.Set("grant_type", string(ts.grant))
+	switch ts.grant {
+	case GrantPassword:
+		form.Set("client_id", ts.creds.ClientID)
+		form.Set("client_secret", ts.creds.ClientSecret)
+		form.Set("username", ts.creds.Username)
+		form.Set("password", ts.creds.Password)
+	case GrantRefreshToken:
+		form.Set("refresh_token", ts.refreshToken)
+		form.Set("client_id", ts.creds.ClientID)
+		if ts.creds.ClientSecret != "" {
+			form.Set("client_secret", ts.creds.ClientSecret)
+		}
+	case GrantClientCredentials:
+		form.Set("client_id", ts.creds.ClientID)
+		form.Set("client_secret", ts.creds.ClientSecret)
+	case GrantJWTBearer:
+		assertion, err := jwtAssertion(ts.key, ts.creds.ClientID, ts.creds.Username, audience(ts.creds.LoginURL), ts.now())
+		if err != nil {
+			return nil, err
+		}
+		form.Set("assertion", assertion)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ts.creds.LoginURL+"/services/oauth2/token", strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	resp, err := ts.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("salesforce: oauth token request: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("salesforce: oauth token response: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		oe := &OAuthError{HTTPStatus: resp.StatusCode}
+		var w struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+		}
+		if json.Unmarshal(body, &w) == nil && w.Error != "" {
+			oe.Code, oe.Description = w.Error, w.Description
+		} else {
+			oe.Description = strings.TrimSpace(string(body))
+		}
+		return nil, oe
+	}
+	tok, err := parseTokenResponse(body)
+	if err != nil {
+		return nil, err
+	}
+	if tok.RefreshToken != "" && ts.grant == GrantRefreshToken {
+		ts.refreshToken = tok.RefreshToken
+	}
+	ts.tok = tok
+	return tok, nil
+}
+
+func parseTokenResponse(body []byte) (*Token, error) {
+	var w struct {
+		AccessToken  string `json:"access_token"`
+		InstanceURL  string `json:"instance_url"`
+		ID           string `json:"id"`
+		IssuedAt     string `json:"issued_at"`
+		Scope        string `json:"scope"`
+		RefreshToken string `json:"refresh_token"`
+	}
+	if err := json.Unmarshal(body, &w); err != nil {
+		return nil, fmt.Errorf("salesforce: oauth token response is not JSON: %w", err)
+	}
+	if w.AccessToken == "" || w.InstanceURL == "" {
+		return nil, errors.New("salesforce: oauth token response lacks access_token or instance_url")
+	}
+	tok := &Token{AccessToken: w.AccessToken, InstanceURL: strings.TrimRight(w.InstanceURL, "/"), ID: w.ID, Scope: w.Scope, RefreshToken: w.RefreshToken}
+	tok.OrgID, tok.UserID = identityIDs(w.ID)
+	if w.IssuedAt != "" {
+		ms, err := strconv.ParseInt(w.IssuedAt, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("salesforce: oauth issued_at %q is not epoch milliseconds", w.IssuedAt)
+		}
+		tok.IssuedAt = time.UnixMilli(ms).UTC()
+	}
+	return tok, nil
+}
+
+// identityIDs takes the org and user ids from the last two path segments of
+// the identity URL (https://login.salesforce.com/id/<orgId>/<userId>).
+func identityIDs(id string) (org, user string) {
+	u, err := url.Parse(id)
+	if err != nil {
+		return "", ""
+	}
+	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
+	if len(parts) < 2 {
+		return "", ""
+	}
+	return parts[len(parts)-2], parts[len(parts)-1]
+}
+
+// audience is the JWT aud claim: the login host as scheme://host, without any
+// path (https://login.salesforce.com, https://test.salesforce.com or My Domain).
+func audience(loginURL string) string {
+	u, err := url.Parse(loginURL)
+	if err != nil || u.Host == "" {
+		return loginURL
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+// ParseRSAPrivateKey reads a PEM RSA key in PKCS#1 or PKCS#8 form.
+func ParseRSAPrivateKey(pemBytes []byte) (*rsa.PrivateKey, error) {
+	block, _ := pem.Decode(pemBytes)
+	if block == nil {
+		return nil, errors.New("salesforce: private key is not PEM")
+	}
+	if k, err := x509.ParsePKCS1PrivateKey(block.Bytes); err == nil {
+		return k, nil
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("salesforce: private key: %w", err)
+	}
+	rk, ok := k.(*rsa.PrivateKey)
+	if !ok {
+		return nil, errors.New("salesforce: private key is not RSA; the JWT bearer flow needs RS256")
+	}
+	return rk, nil
+}
+
+// jwtAssertion builds the RS256-signed assertion of the JWT bearer flow. It is
+// small enough that a JWT library would add more than it saves.
+func jwtAssertion(key *rsa.PrivateKey, clientID, username, aud string, now time.Time) (string, error) {
+	header, _ := json.Marshal(map[string]string{"alg": "RS256", "typ": "JWT"})
+	claims, _ := json.Marshal(map[string]any{
+		"iss": clientID,
+		"sub": username,
+		"aud": aud,
+		"exp": now.Add(jwtLifetime).Unix(),
+	})
+	enc := base64.RawURLEncoding
+	signingInput := enc.EncodeToString(header) + "." + enc.EncodeToString(claims)
+	sum := sha256.Sum256([]byte(signingInput))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
+	if err != nil {
+		return "", fmt.Errorf("salesforce: signing JWT assertion: %w", err)
+	}
+	return signingInput + "." + enc.EncodeToString(sig), nil
+}

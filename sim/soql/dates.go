@@ -1,0 +1,187 @@
+package soql
+
+import (
+	"time"
+)
+
+// parseDateLiteral reads YYYY-MM-DD (already shape-checked by the lexer) as UTC midnight.
+func parseDateLiteral(s string) (time.Time, bool) {
+	y, m, d := atoi(s[0:4]), atoi(s[5:7]), atoi(s[8:10])
+	return makeDate(y, m, d)
+}
+
+func makeDate(y, m, d int) (time.Time, bool) {
+	if m < 1 || m > 12 || d < 1 || d > 31 {
+		return time.Time{}, false
+	}
+	t := time.Date(y, time.Month(m), d, 0, 0, 0, 0, time.UTC)
+	if t.Day() != d { // 2024-02-30 would roll over
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+// parseDateTimeLiteral reads YYYY-MM-DDThh:mm:ss[.fff](Z|±hh:mm|±hhmm) and returns the instant in UTC.
+func parseDateTimeLiteral(s string) (time.Time, bool) {
+	day, ok := parseDateLiteral(s[:10])
+	if !ok {
+		return time.Time{}, false
+	}
+	clock, rest, ok := parseClock(s[11:])
+	if !ok {
+		return time.Time{}, false
+	}
+	var offset time.Duration
+	switch {
+	case rest == "Z":
+	case len(rest) == 6 && rest[3] == ':':
+		offset = time.Duration(atoi(rest[1:3]))*time.Hour + time.Duration(atoi(rest[4:6]))*time.Minute
+	case len(rest) == 5:
+		offset = time.Duration(atoi(rest[1:3]))*time.Hour + time.Duration(atoi(rest[3:5]))*time.Minute
+	default:
+		return time.Time{}, false
+	}
+	if rest[0] == '-' {
+		offset = -offset
+	}
+	return day.Add(clock - offset), true
+}
+
+// parseTimeLiteral reads hh:mm:ss[.fff][Z] as a time of day on 0000-01-01 UTC, the form Row uses.
+func parseTimeLiteral(s string) (time.Time, bool) {
+	clock, rest, ok := parseClock(s)
+	if !ok || (rest != "" && rest != "Z") {
+		return time.Time{}, false
+	}
+	return time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC).Add(clock), true
+}
+
+// parseClock reads hh:mm:ss[.fraction] and returns it as a duration and the text after it.
+func parseClock(s string) (time.Duration, string, bool) {
+	h, m, sec := atoi(s[0:2]), atoi(s[3:5]), atoi(s[6:8])
+	if h > 23 || m > 59 || sec > 59 {
+		return 0, "", false
+	}
+	d := time.Duration(h)*time.Hour + time.Duration(m)*time.Minute + time.Duration(sec)*time.Second
+	p := 8
+	if p < len(s) && s[p] == '.' {
+		p++
+		scale := time.Duration(100 * time.Millisecond)
+		for p < len(s) && isDigit(s[p]) {
+			d += time.Duration(s[p]-'0') * scale
+			scale /= 10
+			p++
+		}
+	}
+	return d, s[p:], true
+}
+
+func atoi(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		n = n*10 + int(s[i]-'0')
+	}
+	return n
+}
+
+// relative is a compiled relative date literal: a [start, end) range of whole UTC days computed from now.
+type relative struct {
+	unit  relUnit
+	from  int // offset of the range start, in units, from the current unit (today, this week, ...)
+	count int // length of the range in units
+}
+
+type relUnit uint8
+
+const (
+	unitDay relUnit = iota
+	unitWeek
+	unitMonth
+	unitYear
+)
+
+// compileRelative turns a literal such as LAST_N_DAYS:7 into a range relative to the current day,
+// week (starting Sunday, the en_US locale), month or year, following Salesforce's definitions:
+// LAST_N_DAYS:n covers today and the n days before it; NEXT_N_DAYS:n starts tomorrow and covers n days;
+// N_DAYS_AGO:n is the single day n days ago; LAST_90_DAYS is LAST_N_DAYS:90.
+func compileRelative(name string, n int) relative {
+	switch name {
+	case "YESTERDAY":
+		return relative{unitDay, -1, 1}
+	case "TODAY":
+		return relative{unitDay, 0, 1}
+	case "TOMORROW":
+		return relative{unitDay, 1, 1}
+	case "LAST_WEEK":
+		return relative{unitWeek, -1, 1}
+	case "THIS_WEEK":
+		return relative{unitWeek, 0, 1}
+	case "NEXT_WEEK":
+		return relative{unitWeek, 1, 1}
+	case "LAST_MONTH":
+		return relative{unitMonth, -1, 1}
+	case "THIS_MONTH":
+		return relative{unitMonth, 0, 1}
+	case "NEXT_MONTH":
+		return relative{unitMonth, 1, 1}
+	case "LAST_YEAR":
+		return relative{unitYear, -1, 1}
+	case "THIS_YEAR":
+		return relative{unitYear, 0, 1}
+	case "NEXT_YEAR":
+		return relative{unitYear, 1, 1}
+	case "LAST_90_DAYS":
+		return relative{unitDay, -90, 91}
+	case "NEXT_90_DAYS":
+		return relative{unitDay, 1, 90}
+	case "LAST_N_DAYS":
+		return relative{unitDay, -n, n + 1}
+	case "NEXT_N_DAYS":
+		return relative{unitDay, 1, n}
+	case "N_DAYS_AGO":
+		return relative{unitDay, -n, 1}
+	case "N_DAYS_FROM_NOW":
+		return relative{unitDay, n, 1}
+	case "LAST_N_WEEKS":
+		return relative{unitWeek, -n, n}
+	case "NEXT_N_WEEKS":
+		return relative{unitWeek, 1, n}
+	case "N_WEEKS_AGO":
+		return relative{unitWeek, -n, 1}
+	case "LAST_N_MONTHS":
+		return relative{unitMonth, -n, n}
+	case "NEXT_N_MONTHS":
+		return relative{unitMonth, 1, n}
+	case "N_MONTHS_AGO":
+		return relative{unitMonth, -n, 1}
+	case "LAST_N_YEARS":
+		return relative{unitYear, -n, n}
+	case "NEXT_N_YEARS":
+		return relative{unitYear, 1, n}
+	case "N_YEARS_AGO":
+		return relative{unitYear, -n, 1}
+	}
+	panic("soql: relative literal missing from compileRelative: " + name)
+}
+
+// bounds returns the [start, end) instants of the range for the given now, in UTC.
+func (r relative) bounds(now time.Time) (start, end time.Time) {
+	now = now.UTC()
+	y, m, d := now.Date()
+	switch r.unit {
+	case unitDay:
+		start = time.Date(y, m, d+r.from, 0, 0, 0, 0, time.UTC)
+		end = time.Date(y, m, d+r.from+r.count, 0, 0, 0, 0, time.UTC)
+	case unitWeek:
+		d -= int(now.Weekday()) // Sunday starts the week
+		start = time.Date(y, m, d+7*r.from, 0, 0, 0, 0, time.UTC)
+		end = time.Date(y, m, d+7*(r.from+r.count), 0, 0, 0, 0, time.UTC)
+	case unitMonth:
+		start = time.Date(y, m+time.Month(r.from), 1, 0, 0, 0, 0, time.UTC)
+		end = time.Date(y, m+time.Month(r.from+r.count), 1, 0, 0, 0, 0, time.UTC)
+	default:
+		start = time.Date(y+r.from, 1, 1, 0, 0, 0, 0, time.UTC)
+		end = time.Date(y+r.from+r.count, 1, 1, 0, 0, 0, 0, time.UTC)
+	}
+	return start, end
+}

@@ -1,0 +1,174 @@
+package salesforce
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"time"
+)
+
+// NullValue is how Bulk API 2.0 ingest spells "set this field to null"; an
+// empty field means "leave unchanged".
+const NullValue = "#N/A"
+
+type unchanged struct{}
+
+// Unchanged, written as a value, leaves the field as it is (an empty CSV field).
+var Unchanged = unchanged{}
+
+// BulkValue renders one value for a Bulk API 2.0 ingest CSV:
+//   - nil and "" become #N/A (null; Salesforce stores empty text as null anyway),
+//   - Unchanged becomes an empty field,
+//   - bools become true/false, numbers keep their exact text,
+//   - time.Time becomes a UTC datetime with milliseconds.
+//
+// Dates and times of day are passed as strings already formatted.
+func BulkValue(v any) (string, error) {
+	switch x := v.(type) {
+	case nil:
+		return NullValue, nil
+	case unchanged:
+		return "", nil
+	case string:
+		if x == "" {
+			return NullValue, nil
+		}
+		return x, nil
+	case *string:
+		if x == nil {
+			return NullValue, nil
+		}
+		return BulkValue(*x)
+	case bool:
+		return strconv.FormatBool(x), nil
+	case json.Number:
+		return x.String(), nil
+	case int:
+		return strconv.Itoa(x), nil
+	case int32:
+		return strconv.FormatInt(int64(x), 10), nil
+	case int64:
+		return strconv.FormatInt(x, 10), nil
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return "", fmt.Errorf("salesforce: %v cannot be written to Salesforce", x)
+		}
+		return strconv.FormatFloat(x, 'f', -1, 64), nil
+	case time.Time:
+		return x.UTC().Format("2006-01-02T15:04:05.000Z"), nil
+	case fmt.Stringer:
+		return x.String(), nil
+	}
+	return "", fmt.Errorf("salesforce: no CSV form for %T", v)
+}
+
+// CSVWriter writes Bulk API 2.0 ingest CSV: a header row of field API names,
+// then one row per record.
+type CSVWriter struct {
+	w    *csv.Writer
+	cols int
+	row  []string
+}
+
+// NewCSVWriter writes the header row and returns a writer for the data rows.
+func NewCSVWriter(w io.Writer, columns []string) (*CSVWriter, error) {
+	if len(columns) == 0 {
+		return nil, errors.New("salesforce: a bulk CSV needs at least one column")
+	}
+	cw := &CSVWriter{w: csv.NewWriter(w), cols: len(columns), row: make([]string, len(columns))}
+	if err := cw.w.Write(columns); err != nil {
+		return nil, err
+	}
+	return cw, nil
+}
+
+// Write writes one row; values are rendered with BulkValue and must match the
+// header's column count.
+func (cw *CSVWriter) Write(values ...any) error {
+	if len(values) != cw.cols {
+		return fmt.Errorf("salesforce: CSV row has %d values for %d columns", len(values), cw.cols)
+	}
+	for i, v := range values {
+		s, err := BulkValue(v)
+		if err != nil {
+			return err
+		}
+		cw.row[i] = s
+	}
+	return cw.w.Write(cw.row)
+}
+
+// Flush writes buffered rows to the underlying writer.
+func (cw *CSVWriter) Flush() error {
+	cw.w.Flush()
+	return cw.w.Error()
+}
+
+// Header is the header row of a result CSV.
+type Header struct {
+	Names []string
+	index map[string]int
+}
+
+func newHeader(names []string) *Header {
+	h := &Header{Names: names, index: make(map[string]int, len(names))}
+	for i, n := range names {
+		h.index[n] = i
+	}
+	return h
+}
+
+// Index returns the position of a column, or -1.
+func (h *Header) Index(name string) int {
+	if i, ok := h.index[name]; ok {
+		return i
+	}
+	return -1
+}
+
+// Row is one data row of a result CSV. Bulk query results cannot tell null
+// from an empty string: both are an empty field.
+type Row struct {
+	Header *Header
+	Values []string
+}
+
+// Get returns the value of a column and whether the column exists.
+func (r Row) Get(name string) (string, bool) {
+	i := r.Header.Index(name)
+	if i < 0 {
+		return "", false
+	}
+	return r.Values[i], true
+}
+
+// ReadCSV reads a CSV whose first row is a header and calls fn for every
+// data row. Rows are not reused, so fn may keep them.
+func ReadCSV(r io.Reader, fn func(Row) error) error {
+	cr := csv.NewReader(r)
+	names, err := cr.Read()
+	if err == io.EOF {
+		return nil // an empty page: no header, no rows
+	}
+	if err != nil {
+		return fmt.Errorf("salesforce: CSV header: %w", err)
+	}
+	h := newHeader(names)
+	cr.FieldsPerRecord = len(names)
+	for {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("salesforce: CSV: %w", err)
+		}
+		if err := fn(Row{Header: h, Values: rec}); err != nil {
+			return err
+		}
+	}
+}

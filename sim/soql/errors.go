@@ -63,8 +63,12 @@ func (q *Query) unexpectedToken(tokIdx int) *Error {
 	return q.caretError(CodeMalformedQuery, tokIdx, "unexpected token: '"+text+"'")
 }
 
-// lexFailure reports a character the lexer could not use, in the form Salesforce's lexer uses:
-// "line 1:75 no viable alternative at character '<EOF>'".
+// lexFailure reports text the lexer could not turn into a token. Salesforce's lexer (ANTLR) reports
+// the 0-based character position of the failure, prints it as the column and draws the caret one
+// character to the left (observed: a query of 75 characters ending in an incomplete datetime gives
+// "ERROR at Row:1:Column:75\nline 1:75 no viable alternative at character '<EOF>'" with the caret under
+// the last character). We reproduce that layout. Invalid escapes in a string literal are reported at
+// the literal, with normal 1-based columns.
 func (q *Query) lexFailure(le *lexError) *Error {
 	row, line := 1, 0
 	for i := 0; i < le.pos && i < len(q.src); i++ {
@@ -73,16 +77,19 @@ func (q *Query) lexFailure(le *lexError) *Error {
 			line = i + 1
 		}
 	}
-	col := utf8.RuneCountInString(q.src[line:le.pos]) + 1
-	// Tokens read before the failure give the excerpt its context; the failing position acts as the
-	// last token.
-	q.toks = append(q.toks, token{kind: tokEOF, pos: le.pos, end: le.pos, row: row, col: col})
-	idx := len(q.toks) - 1
-	detail := "line " + strconv.Itoa(row) + ":" + strconv.Itoa(col-1) + " " + le.message
-	if strings.HasPrefix(le.message, "Invalid string literal") {
+	col := utf8.RuneCountInString(q.src[line:le.pos])
+	caret := le.pos
+	detail := "line " + strconv.Itoa(row) + ":" + strconv.Itoa(col) + " " + le.message
+	if le.literal {
+		col++
 		detail = le.message
+	} else if caret > line {
+		_, size := utf8.DecodeLastRuneInString(q.src[line:caret])
+		caret -= size
 	}
-	return &Error{Code: CodeMalformedQuery, Message: q.caretAt(idx, le.pos, row, col) + detail}
+	// Tokens read before the failure give the excerpt its context; the failure acts as the last token.
+	q.toks = append(q.toks, token{kind: tokEOF, pos: le.pos, end: le.pos, row: row, col: col})
+	return &Error{Code: CodeMalformedQuery, Message: q.caretAt(len(q.toks)-1, caret, row, col) + detail}
 }
 
 func noSuchColumn(field, object string) string {

@@ -32,6 +32,7 @@ type token struct {
 type lexError struct {
 	pos     int
 	message string
+	literal bool // an invalid string literal rather than an unusable character
 }
 
 type lexer struct {
@@ -187,7 +188,8 @@ func (lx *lexer) scanString() (string, *lexError) {
 				b.WriteByte('\\')
 				b.WriteByte(e)
 			default:
-				return "", &lexError{pos: lx.pos, message: "Invalid string literal '" + lx.src[start:min(len(lx.src), lx.pos+2)] + "'. Illegal character sequence '\\" + string(e) + "' in string literal."}
+				return "", &lexError{pos: start, literal: true, message: "Invalid string literal '" + lx.literalText(start) +
+					"'. Illegal character sequence '\\" + string(e) + "' in string literal."}
 			}
 			lx.pos += 2
 		case '\n':
@@ -201,6 +203,20 @@ func (lx *lexer) scanString() (string, *lexError) {
 		}
 	}
 	return "", &lexError{pos: len(lx.src), message: "no viable alternative at character '<EOF>'"}
+}
+
+// literalText returns the text of the string literal starting at the quote at start, without the
+// quotes, for error messages.
+func (lx *lexer) literalText(start int) string {
+	for p := start + 1; p < len(lx.src); p++ {
+		switch lx.src[p] {
+		case '\\':
+			p++
+		case '\'':
+			return lx.src[start+1 : p]
+		}
+	}
+	return lx.src[start+1:]
 }
 
 // scanNumberOrDate reads a number, or an unquoted date (2024-01-31), datetime (2024-01-31T10:00:00Z)

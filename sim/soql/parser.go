@@ -226,6 +226,8 @@ func (p *parser) parseSelectList() error {
 				return err
 			}
 			q.count = true
+			// COUNT() takes no companions; leave the comma for FROM to reject.
+			return nil
 		} else {
 			if q.count {
 				return p.unexpected()
@@ -389,6 +391,9 @@ func (p *parser) parseComparison() (*expr, error) {
 		lit, err := p.parseLiteral()
 		if err != nil {
 			return nil, err
+		}
+		if lit.kind == litNull {
+			return nil, p.q.unexpectedToken(lit.tok)
 		}
 		e.op = opLike
 		e.lits = []literal{lit}

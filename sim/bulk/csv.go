@@ -1,0 +1,136 @@
+package bulk
+
+import (
+	"bytes"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// parseUpload splits an uploaded CSV into its header and rows, applying Salesforce's rules: the job's
+// delimiter, quoted fields that may hold delimiters, newlines and doubled quotes, no trimming, and every row
+// as wide as the header. The error text becomes the job's errorMessage.
+func parseUpload(data []byte, delim byte, lineEnding string) (header []string, rows [][]string, err error) {
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // a UTF-8 BOM is not part of the first column name
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, nil, errors.New("ClientInputError : No content found in the uploaded data; the first row must name the fields")
+	}
+	if nl := bytes.IndexByte(data, '\n'); nl >= 0 {
+		crlf := nl > 0 && data[nl-1] == '\r'
+		if crlf != (lineEnding == "CRLF") {
+			return nil, nil, fmt.Errorf("ClientInputError : LineEnding is invalid on user data. Current LineEnding setting is %s", lineEnding)
+		}
+	}
+	r := csv.NewReader(bytes.NewReader(data))
+	r.Comma = rune(delim)
+	r.FieldsPerRecord = 0 // every row must have as many fields as the header
+	r.ReuseRecord = false
+	header, err = r.Read()
+	if err != nil {
+		return nil, nil, csvError(err)
+	}
+	seen := make(map[string]bool, len(header))
+	for _, h := range header {
+		if h == "" {
+			return nil, nil, errors.New("InvalidBatch : Field name not found : (empty column name in the header row)")
+		}
+		key := strings.ToLower(h)
+		if seen[key] {
+			return nil, nil, fmt.Errorf("InvalidBatch : Duplicate field name: %s", h)
+		}
+		seen[key] = true
+	}
+	for {
+		row, err := r.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, nil, csvError(err)
+		}
+		rows = append(rows, row)
+	}
+	return header, rows, nil
+}
+
+func csvError(err error) error {
+	var pe *csv.ParseError
+	if errors.As(err, &pe) {
+		if errors.Is(pe.Err, csv.ErrFieldCount) {
+			return fmt.Errorf("ClientInputError : Wrong number of columns on line %d: every row must have as many fields as the header row", pe.StartLine)
+		}
+		return fmt.Errorf("ClientInputError : Malformed CSV on line %d column %d: %v", pe.Line, pe.Column, pe.Err)
+	}
+	return fmt.Errorf("ClientInputError : %v", err)
+}
+
+// toRecord turns a row into a Record: "#N/A" sets a field to null, an empty value leaves it unchanged.
+func toRecord(header, row []string) Record {
+	rec := make(Record, len(header))
+	for i, h := range header {
+		v := row[i]
+		switch v {
+		case "":
+		case "#N/A":
+			rec[h] = Cell{Null: true}
+		default:
+			rec[h] = Cell{Value: v}
+		}
+	}
+	return rec
+}
+
+// appendQuoted appends v as a quoted CSV field (Salesforce quotes every value in result files).
+func appendQuoted(dst []byte, v string) []byte {
+	dst = append(dst, '"')
+	for {
+		i := strings.IndexByte(v, '"')
+		if i < 0 {
+			dst = append(dst, v...)
+			break
+		}
+		dst = append(dst, v[:i+1]...)
+		dst = append(dst, '"')
+		v = v[i+1:]
+	}
+	return append(dst, '"')
+}
+
+// appendRow appends one quoted row without its line ending.
+func appendRow(dst []byte, row []string, delim byte) []byte {
+	for i, v := range row {
+		if i > 0 {
+			dst = append(dst, delim)
+		}
+		dst = appendQuoted(dst, v)
+	}
+	return dst
+}
+
+func eol(lineEnding string) string {
+	if lineEnding == "CRLF" {
+		return "\r\n"
+	}
+	return "\n"
+}
+
+// spool holds a forward-only cursor's rows, already rendered as CSV lines, in one buffer.
+type spool struct {
+	buf  []byte
+	ends []int // end offset of each row in buf
+}
+
+func (s *spool) add(row []string, delim byte) {
+	s.buf = appendRow(s.buf, row, delim)
+	s.ends = append(s.ends, len(s.buf))
+}
+
+func (s *spool) line(i int) []byte {
+	start := 0
+	if i > 0 {
+		start = s.ends[i-1]
+	}
+	return s.buf[start:s.ends[i]]
+}

@@ -8,7 +8,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -362,3 +364,31 @@ func (c *Client) BulkQuery(ctx context.Context, job QueryJob, opts BulkQueryOpti
 	}
 	return done, c.QueryJobResults(ctx, created.ID, opts.MaxRecords, fn)
 }
+
+// ParseBulkError reads the sf__Error column of failedResults
+// ("REQUIRED_FIELD_MISSING:Required fields are missing: [Name]:Name --") into
+// the same shape Collections use. The message may itself contain colons, so
+// the trailing segment is taken as the field list only when it looks like one.
+func ParseBulkError(s string) RecordError {
+	s = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(s), "--"))
+	code, rest, ok := strings.Cut(s, ":")
+	if !ok {
+		return RecordError{StatusCode: "UNKNOWN_EXCEPTION", Message: s}
+	}
+	e := RecordError{StatusCode: code, Message: rest}
+	if i := strings.LastIndex(rest, ":"); i >= 0 {
+		tail := rest[i+1:]
+		if bulkFieldList.MatchString(tail) {
+			e.Message = rest[:i]
+			for _, f := range strings.Split(tail, ",") {
+				if f = strings.TrimSpace(f); f != "" {
+					e.Fields = append(e.Fields, f)
+				}
+			}
+		}
+	}
+	e.Message = strings.TrimSpace(e.Message)
+	return e
+}
+
+var bulkFieldList = regexp.MustCompile(`^\s*[A-Za-z0-9_.]*(\s*,\s*[A-Za-z0-9_.]+)*\s*$`)

@@ -200,12 +200,12 @@ func (c *Client) QueryAll(ctx context.Context, soql string, fn func(Record) erro
 // Count returns totalSize for soql: the count of SELECT COUNT() FROM …, or the
 // number of rows any other query matches. It reads only the first page.
 func (c *Client) Count(ctx context.Context, soql string) (int, error) {
-	errStop := errors.New("stop")
-	total := -1
-	var err error
-	total, err = c.queryPages(ctx, "/query", soql, func(Record) error { return errStop }, true)
-	if err != nil && !errors.Is(err, errStop) {
+	total, err := c.queryPages(ctx, "/query", soql, func(Record) error { return nil }, true)
+	if err != nil {
 		return 0, err
+	}
+	if total < 0 {
+		return 0, fmt.Errorf("salesforce: count: the answer has no totalSize")
 	}
 	return total, nil
 }

@@ -239,3 +239,17 @@ func TestReadCSVHandsOverQuotedRowsWithTheirHeader(t *testing.T) {
 	require.NoError(t, ReadCSV(strings.NewReader(""), func(Row) error { t.Fatal("no rows expected"); return nil }))
 	require.Error(t, ReadCSV(strings.NewReader("A,B\n1\n"), func(Row) error { return nil }))
 }
+
+func TestParseBulkErrorSplitsCodeMessageAndFields(t *testing.T) {
+	e := ParseBulkError("REQUIRED_FIELD_MISSING:Required fields are missing: [Name]:Name --")
+	require.Equal(t, RecordError{StatusCode: "REQUIRED_FIELD_MISSING", Message: "Required fields are missing: [Name]", Fields: []string{"Name"}}, e)
+
+	e = ParseBulkError("FIELD_CUSTOM_VALIDATION_EXCEPTION:Amount: must be positive:--")
+	require.Equal(t, "FIELD_CUSTOM_VALIDATION_EXCEPTION", e.StatusCode)
+	require.Equal(t, "Amount: must be positive", e.Message)
+	require.Empty(t, e.Fields)
+
+	e = ParseBulkError("STRING_TOO_LONG:Name: data value too large:Name,Site --")
+	require.Equal(t, []string{"Name", "Site"}, e.Fields)
+	require.Equal(t, "Name: data value too large", e.Message)
+}

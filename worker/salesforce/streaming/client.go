@@ -52,6 +52,9 @@ type Config struct {
 	// up to the server's advice timeout; each request has its own deadline).
 	HTTPClient *http.Client
 	Logger     *slog.Logger
+	// OnSubscribe, if set, is called after the server accepted a subscription,
+	// with the replay position it was made from (also after re-subscribing).
+	OnSubscribe func(channel string, replayFrom int64)
 	// MaxBackoff caps the wait between attempts after transport failures.
 	// Default 30s.
 	MaxBackoff time.Duration
@@ -143,6 +146,7 @@ type Client struct {
 	http       *http.Client
 	log        *slog.Logger
 	maxBackoff time.Duration
+	onSub      func(channel string, replayFrom int64)
 
 	nextID  atomic.Int64
 	running atomic.Bool
@@ -178,6 +182,7 @@ func New(cfg Config) (*Client, error) {
 		http:       hc,
 		log:        cfg.Logger,
 		maxBackoff: cfg.MaxBackoff,
+		onSub:      cfg.OnSubscribe,
 		subs:       map[string]*subscription{},
 		timeout:    110 * time.Second,
 	}
@@ -446,6 +451,13 @@ func (c *Client) subscribe(ctx context.Context, channels []string) error {
 		return &SubscribeError{Channel: ch, Message: m.Error}
 	}
 	c.log.DebugContext(ctx, "cometd subscribed", "channels", channels)
+	if c.onSub != nil {
+		for _, ch := range channels {
+			if pos, ok := from[ch]; ok {
+				c.onSub(ch, pos)
+			}
+		}
+	}
 	return nil
 }
 

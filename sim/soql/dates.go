@@ -164,24 +164,39 @@ func compileRelative(name string, n int) relative {
 	panic("soql: relative literal missing from compileRelative: " + name)
 }
 
-// bounds returns the [start, end) instants of the range for the given now, in UTC.
-func (r relative) bounds(now time.Time) (start, end time.Time) {
-	now = now.UTC()
-	y, m, d := now.Date()
+// bounds returns the [start, end) of the range for the given now, as Unix seconds (both are UTC
+// midnights). Days and weeks are plain integer arithmetic on the day number so evaluating TODAY or
+// LAST_N_DAYS:n per row stays cheap; months and years go through the calendar.
+func (r relative) bounds(now time.Time) (start, end int64) {
+	const daySeconds = 24 * 60 * 60
+	days := floorDiv(now.Unix(), daySeconds)
 	switch r.unit {
 	case unitDay:
-		start = time.Date(y, m, d+r.from, 0, 0, 0, 0, time.UTC)
-		end = time.Date(y, m, d+r.from+r.count, 0, 0, 0, 0, time.UTC)
+		return (days + int64(r.from)) * daySeconds, (days + int64(r.from+r.count)) * daySeconds
 	case unitWeek:
-		d -= int(now.Weekday()) // Sunday starts the week
-		start = time.Date(y, m, d+7*r.from, 0, 0, 0, 0, time.UTC)
-		end = time.Date(y, m, d+7*(r.from+r.count), 0, 0, 0, 0, time.UTC)
-	case unitMonth:
-		start = time.Date(y, m+time.Month(r.from), 1, 0, 0, 0, 0, time.UTC)
-		end = time.Date(y, m+time.Month(r.from+r.count), 1, 0, 0, 0, 0, time.UTC)
-	default:
-		start = time.Date(y+r.from, 1, 1, 0, 0, 0, 0, time.UTC)
-		end = time.Date(y+r.from+r.count, 1, 1, 0, 0, 0, 0, time.UTC)
+		// 1970-01-01 was a Thursday; weeks start on Sunday (the en_US locale).
+		sunday := days - (days+4)%7
+		if (days+4)%7 < 0 {
+			sunday -= 7
+		}
+		return (sunday + 7*int64(r.from)) * daySeconds, (sunday + 7*int64(r.from+r.count)) * daySeconds
 	}
-	return start, end
+	y, m, _ := now.UTC().Date()
+	var s, e time.Time
+	if r.unit == unitMonth {
+		s = time.Date(y, m+time.Month(r.from), 1, 0, 0, 0, 0, time.UTC)
+		e = time.Date(y, m+time.Month(r.from+r.count), 1, 0, 0, 0, 0, time.UTC)
+	} else {
+		s = time.Date(y+r.from, 1, 1, 0, 0, 0, 0, time.UTC)
+		e = time.Date(y+r.from+r.count, 1, 1, 0, 0, 0, 0, time.UTC)
+	}
+	return s.Unix(), e.Unix()
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
 }

@@ -125,7 +125,7 @@ func (e *expr) eval(r Row, now time.Time) bool {
 }
 
 func (c *comparison) eval(r Row, now time.Time) bool {
-	v := c.path.Resolve(r)
+	v := resolve(&c.path, r)
 	if s, ok := v.(string); ok && s == "" {
 		v = nil // empty text is null in Salesforce
 	}
@@ -266,18 +266,19 @@ func (c *comparison) compareTo(v any, lit *value, now time.Time) (int, bool) {
 		if !ok {
 			return 0, false
 		}
-		t = c.normalizeTime(t)
 		if lit.rel != nil {
+			// Range bounds are whole-second UTC midnights, so comparing Unix seconds is exact, and a
+			// date's midnight compares the same as the date itself.
 			start, end := lit.rel.bounds(now)
-			switch {
-			case t.Before(start):
+			switch sec := t.Unix(); {
+			case sec < start:
 				return -1, true
-			case !t.Before(end):
+			case sec >= end:
 				return 1, true
 			}
 			return 0, true
 		}
-		return t.Compare(lit.t), true
+		return c.normalizeTime(t).Compare(lit.t), true
 	}
 	return 0, false
 }
@@ -382,7 +383,7 @@ type orderKey struct {
 }
 
 func (k *orderKey) compare(a, b Row) int {
-	va, vb := k.path.Resolve(a), k.path.Resolve(b)
+	va, vb := resolve(&k.path, a), resolve(&k.path, b)
 	na, nb := isNull(va), isNull(vb)
 	switch {
 	case na && nb:

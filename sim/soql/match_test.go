@@ -134,6 +134,27 @@ func TestRelativeDatesFollowNowAcrossBoundaries(t *testing.T) {
 	require.True(t, lastMonth.Match(dec, time.Date(2024, 1, 10, 0, 0, 0, 0, time.UTC)), "LAST_MONTH crosses the year")
 }
 
+func TestWeeksRunSundayToSaturday(t *testing.T) {
+	t.Parallel()
+	thisWeek := bind(t, "SELECT Id FROM Account WHERE CreatedDate = THIS_WEEK")
+	lastWeek := bind(t, "SELECT Id FROM Account WHERE CreatedDate = LAST_WEEK")
+	sunday := &rec{vals: map[string]any{"CreatedDate": instant("2024-03-10T00:00:00Z")}}
+	saturday := &rec{vals: map[string]any{"CreatedDate": instant("2024-03-09T23:59:59Z")}}
+	for _, now := range []time.Time{
+		time.Date(2024, 3, 10, 0, 0, 0, 0, time.UTC),    // Sunday itself
+		time.Date(2024, 3, 16, 23, 59, 59, 0, time.UTC), // the following Saturday
+	} {
+		require.True(t, thisWeek.Match(sunday, now), now)
+		require.False(t, thisWeek.Match(saturday, now), now)
+		require.True(t, lastWeek.Match(saturday, now), now)
+		require.False(t, lastWeek.Match(sunday, now), now)
+	}
+	// Before 1970 the day arithmetic must still floor towards the past.
+	old := &rec{vals: map[string]any{"CreatedDate": instant("1969-12-28T12:00:00Z")}} // a Sunday
+	require.True(t, thisWeek.Match(old, time.Date(1969, 12, 31, 12, 0, 0, 0, time.UTC)))
+	require.True(t, bind(t, "SELECT Id FROM Account WHERE CreatedDate = TODAY").Match(old, time.Date(1969, 12, 28, 23, 0, 0, 0, time.UTC)))
+}
+
 func TestMatchReadsLooselyTypedNumbers(t *testing.T) {
 	t.Parallel()
 	q := bind(t, "SELECT Id FROM Account WHERE NumberOfEmployees = 12")

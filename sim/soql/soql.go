@@ -67,7 +67,10 @@ type Path struct {
 }
 
 // Resolve follows the chain of parents and returns the field's value; nil if any parent is nil.
-func (p Path) Resolve(r Row) any {
+func (p Path) Resolve(r Row) any { return resolve(&p, r) }
+
+// resolve is Resolve without copying the Path, for the evaluator's hot path.
+func resolve(p *Path, r Row) any {
 	for _, rel := range p.Relationships {
 		if r == nil {
 			return nil

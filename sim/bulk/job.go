@@ -1,6 +1,7 @@
 package bulk
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -332,7 +333,10 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, j *job) {
 		}
 		j.setStateLocked(StateUploadComplete)
 		j.mu.Unlock()
+		info := j.info(infoCreate) // the answer shows UploadComplete, whatever processing does next
 		s.goProcess(j)
+		writeJSON(w, http.StatusOK, info)
+		return
 	default:
 		writeError(w, http.StatusBadRequest, "INVALIDJOBSTATE",
 			"Invalid state for a "+j.kind+" job: '"+body.State+"'. Allowed: "+allowedStates(j.kind))
@@ -380,8 +384,19 @@ func (s *Server) goProcess(j *job) {
 	}
 }
 
+// marshal encodes without HTML escaping: Salesforce sends "<" and ">" as they are.
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
+	b, err := marshal(v)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "UNKNOWN_EXCEPTION", err.Error())
 		return
@@ -394,7 +409,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // writeError answers with Salesforce's error array shape.
 func writeError(w http.ResponseWriter, status int, code, message string) {
-	b, _ := json.Marshal([]struct {
+	b, _ := marshal([]struct {
 		ErrorCode string `json:"errorCode"`
 		Message   string `json:"message"`
 	}{{code, message}})

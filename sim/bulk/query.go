@@ -69,8 +69,9 @@ func (s *Server) createQuery(w http.ResponseWriter, r *http.Request, version str
 	j.cursor, j.direct, j.columns = cur, sized && seeks, cur.Columns()
 	j.state = StateUploadComplete
 	j.mu.Unlock()
+	info := j.info(infoCreate) // before processing can move the state on
 	s.goProcess(j)
-	writeJSON(w, http.StatusOK, j.info(infoCreate))
+	writeJSON(w, http.StatusOK, info)
 }
 
 var fromRE = regexp.MustCompile(`(?i)\bFROM\s+([A-Za-z_][A-Za-z0-9_]*)`)

@@ -63,8 +63,9 @@ func (c *comparison) compileSet() {
 }
 
 // key folds s into buf as a map key: ids by their first 15 characters (which identify the record, case
-// sensitively), other text lower-cased. ok is false for text that is not ASCII or too long; such values
-// are compared with the linear, Unicode-aware path instead.
+// sensitively), other text rune by rune through fold, the same folding compareFold uses, so a map hit
+// means exactly what a linear scan would. ok is false for text longer than the stack buffer; such
+// values take the linear path.
 func (c *comparison) key(s string, buf []byte) ([]byte, bool) {
 	if c.class == classID {
 		if len(s) == 15 || len(s) == 18 {
@@ -75,17 +76,23 @@ func (c *comparison) key(s string, buf []byte) ([]byte, bool) {
 	if len(s) > maxKeyLen {
 		return nil, false
 	}
-	for i := 0; i < len(s); i++ {
+	for i := 0; i < len(s); {
 		ch := s[i]
-		if ch >= utf8.RuneSelf || ch == 'k' || ch == 'K' || ch == 's' || ch == 'S' {
-			// k and s have non-ASCII case partners (U+212A KELVIN SIGN, U+017F LONG S) that EqualFold
-			// treats as equal; leave such values to the linear path so both forms still match.
+		if ch < utf8.RuneSelf {
+			if 'A' <= ch && ch <= 'Z' {
+				ch += 'a' - 'A'
+			}
+			buf = append(buf, ch)
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+		f := fold(r)
+		if len(buf)+utf8.RuneLen(f) > maxKeyLen {
 			return nil, false
 		}
-		if 'A' <= ch && ch <= 'Z' {
-			ch += 'a' - 'A'
-		}
-		buf = append(buf, ch)
+		buf = utf8.AppendRune(buf, f)
 	}
 	return buf, true
 }

@@ -30,6 +30,8 @@ func TestWhereSelectsRowsAsSalesforceDoes(t *testing.T) {
 		{"NotInIncludesNulls", "Industry NOT IN ('Energy')", []string{"Globex", "Initech_Labs", "Umbrella 100%"}},
 		{"InWithNullMatchesNulls", "Industry IN (null, 'Media')", []string{"Globex", "Initech_Labs", "Umbrella 100%"}},
 		{"LargeInListUsesSameSemantics", "Name IN ('a','b','c','d','e','f','g','h','ACME','globex','kiosk')", []string{"Acme", "Globex"}},
+		{"LargeInListFoldsLongS", "Name IN ('a','b','c','d','e','f','g','h','\u212Aiosk','ACME','INITECH_LAB\u017F')", []string{"Acme", "Initech_Labs"}},
+		{"LargeInListKeepsAccents", "Name IN ('a','b','c','d','e','f','g','h','i','j','ACM\u00c9','globex')", []string{"Globex"}},
 		{"EscapedQuoteInString", `Name = 'Acme\'s'`, []string{}},
 		// LIKE
 		{"LikePercentMatchesAnyRun", "Name LIKE 'a%'", []string{"Acme"}},

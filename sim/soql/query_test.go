@@ -200,3 +200,12 @@ func TestBoundQueryIsSafeForConcurrentUse(t *testing.T) {
 		require.Equal(t, []string{"Acme"}, <-done)
 	}
 }
+
+func TestMatchBeforeBindPanicsWithReason(t *testing.T) {
+	t.Parallel()
+	q, err := Parse("SELECT Id FROM Account WHERE Name = 'x'")
+	require.NoError(t, err)
+	require.PanicsWithValue(t, "soql: Match called on a query without a successful Bind", func() {
+		q.Match(accounts()[0], testNow)
+	})
+}

@@ -142,6 +142,9 @@ func (q *Query) HasWhere() bool { return q.where != nil }
 // Match reports whether r satisfies the WHERE clause; relative date literals (TODAY, LAST_N_DAYS:n, ...)
 // are evaluated against now in UTC. A query without WHERE matches every row. Bind must have succeeded.
 func (q *Query) Match(r Row, now time.Time) bool {
+	if !q.bound {
+		panic("soql: Match called on a query without a successful Bind")
+	}
 	if q.where == nil {
 		return true
 	}

@@ -1,0 +1,67 @@
+-- 020_org: one row per Salesforce org.
+--
+-- Holds no secrets: credentials come only from the worker's environment, so
+-- that a pg_dump or a read-only role never exposes them.
+
+CREATE TABLE pgforce.org (
+    name           text        NOT NULL PRIMARY KEY,
+    schema_name    text        NOT NULL DEFAULT 'salesforce',
+    api_version    text        NOT NULL DEFAULT '62.0',
+    api_budget_pct integer     NOT NULL DEFAULT 50,
+    paused         boolean     NOT NULL DEFAULT false,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT org_name_valid CHECK (name ~ '^[a-z][a-z0-9_]{0,39}$'),
+    CONSTRAINT org_schema_name_valid CHECK (schema_name ~ '^[a-z_][a-z0-9_]{0,62}$' AND schema_name <> 'pgforce' AND schema_name !~ '^pg_'),
+    CONSTRAINT org_api_version_valid CHECK (api_version ~ '^[1-9][0-9]\.0$'),
+    CONSTRAINT org_api_budget_pct_range CHECK (api_budget_pct BETWEEN 1 AND 100)
+);
+
+COMMENT ON TABLE pgforce.org IS 'Salesforce orgs. Credentials are never stored here: the worker reads them from its environment.';
+COMMENT ON COLUMN pgforce.org.schema_name IS 'Schema of the org''s mapped tables.';
+COMMENT ON COLUMN pgforce.org.api_budget_pct IS 'Share (1-100) of the org''s daily API allocation the worker may spend.';
+
+-- Explains a refused org row; the named CHECK constraints stay as the
+-- backstop, but their generic message does not say how to fix the row.
+CREATE FUNCTION pgforce._org_validate() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.name IS NULL OR NEW.name !~ '^[a-z][a-z0-9_]{0,39}$' THEN
+        RAISE EXCEPTION 'pgforce: invalid org name %', pg_catalog.quote_nullable(NEW.name)
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Use 1-40 lower-case letters, digits or underscores, starting with a letter, e.g. ''default'' or ''sandbox''.';
+    END IF;
+    IF NEW.schema_name IS NULL OR NEW.schema_name !~ '^[a-z_][a-z0-9_]{0,62}$' OR NEW.schema_name = 'pgforce' OR NEW.schema_name ~ '^pg_' THEN
+        RAISE EXCEPTION 'pgforce: invalid schema_name % for org %', pg_catalog.quote_nullable(NEW.schema_name), NEW.name
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Use a lower-case Postgres identifier other than pgforce and not starting with pg_, e.g. ''salesforce''.';
+    END IF;
+    IF NEW.api_version IS NULL OR NEW.api_version !~ '^[1-9][0-9]\.0$' THEN
+        RAISE EXCEPTION 'pgforce: invalid api_version % for org %', pg_catalog.quote_nullable(NEW.api_version), NEW.name
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Give a Salesforce REST API version like ''62.0''.';
+    END IF;
+    IF NEW.api_budget_pct IS NULL OR NEW.api_budget_pct NOT BETWEEN 1 AND 100 THEN
+        RAISE EXCEPTION 'pgforce: api_budget_pct % of org % is out of range', coalesce(NEW.api_budget_pct::text, 'NULL'), NEW.name
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Give the percentage (1-100) of the org''s daily API calls the worker may use; the default is 50.';
+    END IF;
+    IF TG_OP = 'UPDATE' AND NEW.schema_name IS DISTINCT FROM OLD.schema_name THEN
+        -- Nested so that the INSERT of the default row at install, before
+        -- pgforce.mapping exists, never plans this query.
+        IF EXISTS (SELECT FROM pgforce.mapping m WHERE m.org = OLD.name) THEN
+            RAISE EXCEPTION 'pgforce: cannot move org % from schema % to % while it has mappings', NEW.name, OLD.schema_name, NEW.schema_name
+                USING ERRCODE = 'object_in_use',
+                      HINT = 'Delete the org''s mappings first, or create a new org for the new schema.';
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER org_validate BEFORE INSERT OR UPDATE ON pgforce.org
+    FOR EACH ROW EXECUTE FUNCTION pgforce._org_validate();
+CREATE TRIGGER org_touch BEFORE UPDATE ON pgforce.org
+    FOR EACH ROW EXECUTE FUNCTION pgforce._touch();
+
+INSERT INTO pgforce.org (name) VALUES ('default');

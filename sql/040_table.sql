@@ -1,0 +1,176 @@
+-- 040_table: mapped data tables, laid out like Heroku Connect's.
+--
+-- The worker calls pgforce.ensure_table after describing the object. The
+-- table keeps Heroku Connect's system columns and index names so that
+-- applications written against Connect keep working, but types are exact:
+-- numbers are numeric(precision, scale), never double precision.
+
+-- The Postgres type of one described Salesforce field, in format_type()'s
+-- spelling so that it compares equal to the catalog.
+CREATE FUNCTION pgforce._column_type(p_column jsonb) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v_type      text    := pg_catalog.lower(p_column ->> 'type');
+    v_length    integer := coalesce((p_column ->> 'length')::integer, 0);
+    v_precision integer := coalesce((p_column ->> 'precision')::integer, 0);
+    v_scale     integer := coalesce((p_column ->> 'scale')::integer, 0);
+BEGIN
+    CASE v_type
+    WHEN 'currency', 'percent', 'double' THEN
+        IF v_precision = 0 THEN
+            RETURN 'numeric';
+        END IF;
+        IF v_precision NOT BETWEEN 1 AND 1000 OR v_scale NOT BETWEEN 0 AND v_precision THEN
+            RAISE EXCEPTION 'pgforce: field % has precision % and scale %, which numeric cannot hold', p_column ->> 'name', v_precision, v_scale
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Pass the precision and scale from the describe result (0 <= scale <= precision <= 1000).';
+        END IF;
+        RETURN pg_catalog.format('numeric(%s,%s)', v_precision, v_scale);
+    WHEN 'int' THEN
+        RETURN 'integer';
+    WHEN 'long' THEN
+        RETURN 'bigint';
+    WHEN 'datetime' THEN
+        RETURN 'timestamp with time zone';
+    WHEN 'date' THEN
+        RETURN 'date';
+    WHEN 'time' THEN
+        RETURN 'time without time zone';
+    WHEN 'boolean' THEN
+        RETURN 'boolean';
+    WHEN 'id', 'reference' THEN
+        RETURN 'character varying(18)';
+    WHEN 'string', 'picklist', 'combobox', 'email', 'phone', 'url', 'encryptedstring', 'textarea' THEN
+        -- Long and rich text areas are textarea with a length above 255.
+        IF v_length <= 0 OR (v_type = 'textarea' AND v_length > 255) THEN
+            RETURN 'text';
+        END IF;
+        RETURN pg_catalog.format('character varying(%s)', v_length);
+    WHEN 'multipicklist', 'base64', 'anytype' THEN
+        RETURN 'text';
+    WHEN 'address', 'location' THEN
+        RETURN 'jsonb';
+    ELSE
+        RAISE EXCEPTION 'pgforce: field % has unknown Salesforce type %', p_column ->> 'name', pg_catalog.quote_nullable(p_column ->> 'type')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the "type" of the field from the describe result, e.g. string, double, currency, reference, datetime.';
+    END CASE;
+END
+$$;
+
+-- Creates or alters the mapping's table to hold p_columns, an array of
+-- {"name","type","length","precision","scale"} objects from describe, and
+-- returns the names of the columns it added. New fields become nullable
+-- columns without a default, which Postgres adds without rewriting the table;
+-- lock_timeout keeps the ALTER from queueing behind long transactions (the
+-- worker retries) instead of blocking every reader and writer behind it.
+CREATE FUNCTION pgforce.ensure_table(p_mapping_id integer, p_columns jsonb) RETURNS text[]
+LANGUAGE plpgsql
+SET lock_timeout = '5s'
+AS $$
+DECLARE
+    v_mapping  pgforce.mapping;
+    v_schema   text;
+    v_table    regclass;
+    v_column   jsonb;
+    v_name     text;
+    v_field    text;
+    v_type     text;
+    v_existing text;
+    v_added    text[] := '{}';
+BEGIN
+    SELECT * INTO v_mapping FROM pgforce.mapping m WHERE m.id = p_mapping_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgforce: no mapping with id %', p_mapping_id
+            USING ERRCODE = 'no_data_found',
+                  HINT = 'List the mappings with SELECT id, sobject FROM pgforce.mapping.';
+    END IF;
+    IF p_columns IS NULL OR pg_catalog.jsonb_typeof(p_columns) <> 'array' THEN
+        RAISE EXCEPTION 'pgforce: columns for % must be a JSON array, got %', v_mapping.sobject, coalesce(pg_catalog.jsonb_typeof(p_columns), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass [{"name":"Name","type":"string","length":255}, ...] from the describe result.';
+    END IF;
+    SELECT o.schema_name INTO STRICT v_schema FROM pgforce.org o WHERE o.name = v_mapping.org;
+
+    EXECUTE pg_catalog.format('CREATE SCHEMA IF NOT EXISTS %I', v_schema);
+    v_table := pg_catalog.to_regclass(pg_catalog.format('%I.%I', v_schema, v_mapping.table_name));
+    IF v_table IS NULL THEN
+        EXECUTE pg_catalog.format(
+            'CREATE TABLE %I.%I ('
+            ' id serial PRIMARY KEY,'
+            ' sfid character varying(18),'
+            ' systemmodstamp timestamp with time zone,'
+            ' isdeleted boolean DEFAULT false,'
+            ' createddate timestamp with time zone,'
+            ' _hc_lastop character varying(32),'
+            ' _hc_err text)',
+            v_schema, v_mapping.table_name);
+        EXECUTE pg_catalog.format('CREATE UNIQUE INDEX %I ON %I.%I (sfid)',
+            'hcu_idx_' || v_mapping.table_name || '_sfid', v_schema, v_mapping.table_name);
+        EXECUTE pg_catalog.format('CREATE INDEX %I ON %I.%I (systemmodstamp)',
+            'hc_idx_' || v_mapping.table_name || '_systemmodstamp', v_schema, v_mapping.table_name);
+        EXECUTE pg_catalog.format('COMMENT ON TABLE %I.%I IS %L', v_schema, v_mapping.table_name,
+            pg_catalog.format('Salesforce %s, synced by pgforce mapping %s (%s). Do not TRUNCATE; see pgforce.status.',
+                v_mapping.sobject, v_mapping.id, v_mapping.mode));
+        v_table := pg_catalog.to_regclass(pg_catalog.format('%I.%I', v_schema, v_mapping.table_name));
+    END IF;
+
+    FOR v_column IN SELECT c FROM pg_catalog.jsonb_array_elements(p_columns) c LOOP
+        v_field := v_column ->> 'name';
+        IF v_field IS NULL OR NOT pgforce._is_api_name(v_field) THEN
+            RAISE EXCEPTION 'pgforce: column entry % of % has no valid Salesforce field name', v_column, v_mapping.sobject
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Each entry needs "name" set to the field''s API name.';
+        END IF;
+        -- System fields already have their Heroku Connect columns.
+        CONTINUE WHEN pg_catalog.lower(v_field) = ANY (ARRAY['id', 'systemmodstamp', 'isdeleted', 'createddate']);
+        IF NOT pg_catalog.lower(v_field) IN (SELECT pg_catalog.lower(f) FROM pg_catalog.unnest(v_mapping.fields) f) THEN
+            RAISE EXCEPTION 'pgforce: field % is not in the fields of mapping % (%)', v_field, v_mapping.id, v_mapping.sobject
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Add it to pgforce.mapping.fields first, or leave it out of the columns.';
+        END IF;
+        v_name := pg_catalog.lower(v_field);
+        v_type := pgforce._column_type(v_column);
+        SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) INTO v_existing
+        FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = v_table AND a.attname = v_name AND NOT a.attisdropped;
+        IF v_existing IS NULL THEN
+            -- v_type comes from _column_type's fixed list of spellings.
+            EXECUTE pg_catalog.format('ALTER TABLE %s ADD COLUMN %I %s', v_table, v_name, v_type);
+            v_added := v_added || v_name;
+        ELSIF v_existing = v_type THEN
+            NULL;
+        ELSIF pgforce._is_widening(v_existing, v_type) THEN
+            -- Longer varchar and more numeric digits at the same scale are
+            -- catalog-only changes: no rewrite, no long lock.
+            EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I TYPE %s', v_table, v_name, v_type);
+        ELSE
+            RAISE EXCEPTION 'pgforce: field % of % changed type from % to %', v_field, v_mapping.sobject, v_existing, v_type
+                USING ERRCODE = 'datatype_mismatch',
+                      HINT = 'Only widening is applied automatically. Remove the field from the mapping, drop the column, then add the field again to reload it.';
+        END IF;
+    END LOOP;
+
+    UPDATE pgforce.mapping m SET columns = p_columns WHERE m.id = p_mapping_id;
+    PERFORM pgforce._install_triggers(p_mapping_id);
+    RETURN v_added;
+END
+$$;
+
+COMMENT ON FUNCTION pgforce.ensure_table(integer, jsonb) IS 'Creates or alters the mapped table to hold the described columns (called by the worker after describe); returns the columns added.';
+
+-- True when changing a column from p_from to p_to keeps every value and
+-- needs no table rewrite.
+CREATE FUNCTION pgforce._is_widening(p_from text, p_to text) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN p_from ~ '^character varying\(\d+\)$' AND p_to ~ '^character varying\(\d+\)$' THEN
+            substring(p_to FROM '\d+')::integer > substring(p_from FROM '\d+')::integer
+        WHEN p_from ~ '^character varying\(\d+\)$' AND p_to = 'text' THEN
+            true
+        WHEN p_from ~ '^numeric\(\d+,\d+\)$' AND p_to ~ '^numeric\(\d+,\d+\)$' THEN
+            pg_catalog.split_part(substring(p_from FROM '\d+,\d+'), ',', 2) = pg_catalog.split_part(substring(p_to FROM '\d+,\d+'), ',', 2)
+            AND pg_catalog.split_part(substring(p_to FROM '\d+,\d+'), ',', 1)::integer > pg_catalog.split_part(substring(p_from FROM '\d+,\d+'), ',', 1)::integer
+        ELSE false
+    END
+$$;

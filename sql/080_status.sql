@@ -1,0 +1,50 @@
+-- 080_status: one row per mapping saying how its sync is doing.
+
+-- Exact row count for small tables, the planner's estimate for large ones,
+-- so that reading pgforce.status never scans a big table.
+CREATE FUNCTION pgforce._row_count(p_table regclass) RETURNS bigint
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_estimate real;
+    v_count    bigint;
+BEGIN
+    IF p_table IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT c.reltuples INTO v_estimate FROM pg_catalog.pg_class c WHERE c.oid = p_table;
+    IF v_estimate >= 100000 THEN
+        RETURN v_estimate::bigint;
+    END IF;
+    EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s', p_table) INTO v_count;
+    RETURN v_count;
+END
+$$;
+
+CREATE VIEW pgforce.status AS
+SELECT m.id                                   AS mapping_id,
+       m.org,
+       m.sobject,
+       o.schema_name,
+       m.table_name,
+       m.mode,
+       m.state,
+       m.state_detail,
+       m.paused,
+       pgforce._row_count(pgforce._mapping_table(m.id)) AS row_count,
+       coalesce(ob.backlog, 0)     AS outbound_backlog,
+       pg_catalog.now() - ob.oldest           AS oldest_pending_age,
+       coalesce(er.open_errors, 0) AS open_errors,
+       m.last_inbound_at,
+       m.last_outbound_at
+FROM pgforce.mapping m
+JOIN pgforce.org o ON o.name = m.org
+LEFT JOIN LATERAL (
+    SELECT pg_catalog.count(*) AS backlog, pg_catalog.min(x.created_at) AS oldest
+    FROM pgforce.outbox x WHERE x.mapping_id = m.id
+) ob ON true
+LEFT JOIN LATERAL (
+    SELECT pg_catalog.count(*) AS open_errors
+    FROM pgforce.error e WHERE e.mapping_id = m.id AND e.state IN ('open', 'retrying')
+) er ON true;
+
+COMMENT ON VIEW pgforce.status IS 'One row per mapping: state, rows, outbound backlog and its age, open errors, last change in each direction.';

@@ -140,7 +140,7 @@ func (b *Bus) Publish(entity string, payload map[string]any) int64 {
 	b.lastID++
 	id := b.lastID
 
-	data := make([]byte, 0, len(body)+len(uuid)+80)
+	data := make([]byte, 0, len(body)+len(uuid)+120) // room for the envelope, so append never reallocates
 	data = append(data, `{"schema":`...)
 	data = strconv.AppendQuote(data, b.entities[idx].schema)
 	data = append(data, `,"payload":`...)

@@ -8,6 +8,7 @@ package bulk
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -272,4 +273,37 @@ func methodNotAllowed(w http.ResponseWriter, r *http.Request, allowed string) {
 	w.Header().Set("Allow", allowed)
 	writeError(w, http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED",
 		"HTTP Method '"+r.Method+"' not allowed. Allowed are "+allowed)
+}
+
+// IndexCursor is a Cursor over n rows of a snapshot addressed by position; row(i) renders row i in column
+// order. It implements Sizer and Seeker, so result pages are rendered on request straight from the snapshot.
+type IndexCursor struct {
+	columns []string
+	n, pos  int
+	row     func(i int) []string
+}
+
+// NewIndexCursor returns a cursor over rows 0..n-1 rendered by row.
+func NewIndexCursor(columns []string, n int, row func(i int) []string) *IndexCursor {
+	return &IndexCursor{columns: columns, n: n, row: row}
+}
+
+func (c *IndexCursor) Columns() []string { return c.columns }
+func (c *IndexCursor) Len() int          { return c.n }
+
+func (c *IndexCursor) Seek(row int) error {
+	if row < 0 || row > c.n {
+		return errors.New("bulk: seek outside the result")
+	}
+	c.pos = row
+	return nil
+}
+
+func (c *IndexCursor) Next(n int) ([][]string, bool, error) {
+	end := min(c.pos+max(n, 0), c.n)
+	rows := make([][]string, 0, end-c.pos)
+	for ; c.pos < end; c.pos++ {
+		rows = append(rows, c.row(c.pos))
+	}
+	return rows, c.pos == c.n, nil
 }

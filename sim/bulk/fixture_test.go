@@ -138,14 +138,13 @@ func (t *table) Query(ctx context.Context, q string, all bool) (Cursor, error) {
 		rows = append(rows, row)
 	}
 	sort.Slice(rows, func(a, b int) bool { return rows[a][0] < rows[b][0] })
-	c := &sliceCursor{cols: cols, rows: rows}
 	if t.fwdOnly {
-		return &forwardCursor{c}, nil
+		return &forwardCursor{&sliceCursor{cols: cols, rows: rows}}, nil
 	}
-	return c, nil
+	return NewIndexCursor(cols, len(rows), func(i int) []string { return rows[i] }), nil
 }
 
-// sliceCursor is a snapshot with Len and Seek: the direct paging path.
+// sliceCursor is a plain forward cursor over a snapshot.
 type sliceCursor struct {
 	cols []string
 	rows [][]string
@@ -153,11 +152,6 @@ type sliceCursor struct {
 }
 
 func (c *sliceCursor) Columns() []string { return c.cols }
-func (c *sliceCursor) Len() int          { return len(c.rows) }
-func (c *sliceCursor) Seek(row int) error {
-	c.pos = row
-	return nil
-}
 func (c *sliceCursor) Next(n int) ([][]string, bool, error) {
 	end := min(c.pos+n, len(c.rows))
 	out := c.rows[c.pos:end]

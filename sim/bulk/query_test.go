@@ -172,37 +172,15 @@ func TestFromObjectSkipsSubqueriesAndLiterals(t *testing.T) {
 	require.Equal(t, "Foo__c", fromObject("select id from Foo__c"))
 }
 
-// synthCursor produces n rows of 20 columns without holding them, like a large store snapshot.
-type synthCursor struct {
-	n, pos int
-	cols   []string
-	row    []string
-}
-
-func newSynthCursor(n int) *synthCursor {
-	c := &synthCursor{n: n}
+// synthCursor renders n rows of 20 columns on demand, like a large store snapshot, without holding them.
+func synthCursor(n int) *IndexCursor {
+	var cols, row []string
 	for i := 0; i < 20; i++ {
-		c.cols = append(c.cols, fmt.Sprintf("Field%02d__c", i))
-		c.row = append(c.row, fmt.Sprintf("value %d with, comma", i))
+		cols = append(cols, fmt.Sprintf("Field%02d__c", i))
+		row = append(row, fmt.Sprintf("value %d with, comma", i))
 	}
-	c.cols[0] = "Id"
-	return c
-}
-
-func (c *synthCursor) Columns() []string { return c.cols }
-func (c *synthCursor) Len() int          { return c.n }
-func (c *synthCursor) Seek(row int) error {
-	c.pos = row
-	return nil
-}
-func (c *synthCursor) Next(n int) ([][]string, bool, error) {
-	end := min(c.pos+n, c.n)
-	rows := make([][]string, end-c.pos)
-	for i := range rows {
-		rows[i] = c.row
-	}
-	c.pos = end
-	return rows, end == c.n, nil
+	cols[0] = "Id"
+	return NewIndexCursor(cols, n, func(int) []string { return row })
 }
 
 // BenchmarkQueryResultsCSV measures rows/s of a full 1,000,000-row query read through the HTTP handler in
@@ -213,7 +191,7 @@ func BenchmarkQueryResultsCSV(b *testing.B) {
 	srv := NewServer(tb.table, Options{})
 	defer srv.Close()
 	j := srv.newJob("query", "62.0")
-	cur := newSynthCursor(total)
+	cur := synthCursor(total)
 	j.mu.Lock()
 	j.operation, j.object, j.delimName, j.delim, j.lineEnding = "query", "Account", "COMMA", ',', "LF"
 	j.cursor, j.direct, j.columns, j.state = cur, true, cur.Columns(), StateUploadComplete

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	pgsql "github.com/pgforce/pgforce/sql"
+)
+
+func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = dispatch(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestVersionPrintsTheSchemaVersion(t *testing.T) {
+	code, out, _ := run(t, "version")
+	require.Equal(t, 0, code)
+	require.True(t, strings.HasPrefix(out, "pgforce "+pgsql.Version+" (schema "+pgsql.Version), out)
+}
+
+func TestHelpListsEveryRegisteredCommand(t *testing.T) {
+	code, out, _ := run(t, "help")
+	require.Equal(t, 0, code)
+	for name := range commands {
+		require.Contains(t, out, "  "+name+" ")
+	}
+}
+
+func TestUnknownCommandExitsWithUsage(t *testing.T) {
+	code, _, errOut := run(t, "frobnicate")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, `unknown command "frobnicate"`)
+	require.Contains(t, errOut, "Commands:")
+}
+
+func TestNoArgumentsPrintsHelpAndFails(t *testing.T) {
+	code, _, errOut := run(t)
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "Usage: pgforce <command>")
+}
+
+func TestBadFlagIsAUsageError(t *testing.T) {
+	code, _, errOut := run(t, "version", "--bogus")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "Run 'pgforce version -h'")
+}

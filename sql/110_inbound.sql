@@ -1,0 +1,134 @@
+-- 110_inbound: what the worker needs to sync Salesforce into Postgres:
+-- gue's job table, inbound leases on mappings, per-mapping inbound options,
+-- and the notification that makes mapping changes take effect at once.
+--
+-- Ownership of a mapping's inbound sync is a lease (owner + expiry) held in
+-- pgforce.mapping, so that several workers against one database never load
+-- or stream the same mapping twice, and a crashed worker's mappings are
+-- picked up by another once its lease expires.
+
+-- gue (github.com/vgarvardt/gue/v5) queries an unqualified gue_jobs; the
+-- worker gives it connections whose search_path is pgforce. The layout is
+-- gue's migrations/schema.sql.
+CREATE TABLE pgforce.gue_jobs (
+    job_id      text        NOT NULL PRIMARY KEY,
+    priority    smallint    NOT NULL,
+    run_at      timestamptz NOT NULL,
+    job_type    text        NOT NULL,
+    args        bytea       NOT NULL,
+    error_count integer     NOT NULL DEFAULT 0,
+    last_error  text,
+    queue       text        NOT NULL,
+    created_at  timestamptz NOT NULL,
+    updated_at  timestamptz NOT NULL
+);
+
+CREATE INDEX idx_gue_jobs_selector ON pgforce.gue_jobs (queue, run_at, priority);
+
+COMMENT ON TABLE pgforce.gue_jobs IS 'Durable worker jobs (loads, reloads, resyncs) queued through gue.';
+
+ALTER TABLE pgforce.mapping
+    ADD COLUMN inbound_owner       text,
+    ADD COLUMN inbound_lease_until timestamptz,
+    ADD COLUMN inbound_mode        text,
+    ADD COLUMN hard_delete         boolean NOT NULL DEFAULT false,
+    ADD COLUMN resync_requested_at timestamptz;
+
+COMMENT ON COLUMN pgforce.mapping.inbound_owner IS 'Worker that holds the inbound lease of this mapping (written by the worker).';
+COMMENT ON COLUMN pgforce.mapping.inbound_lease_until IS 'When the inbound lease expires unless renewed; another worker may take over after it.';
+COMMENT ON COLUMN pgforce.mapping.inbound_mode IS 'How inbound changes arrive now: cdc or poll (written by the worker).';
+COMMENT ON COLUMN pgforce.mapping.hard_delete IS 'Delete rows whose record was deleted in Salesforce instead of setting isdeleted.';
+COMMENT ON COLUMN pgforce.mapping.resync_requested_at IS 'Set when an incremental resync by SystemModstamp is due (gap overflow, expired replay id).';
+
+-- Wakes every worker when the mapping set changes; a statement-level
+-- trigger so a bulk edit sends one notification, and Postgres folds equal
+-- notifications within a transaction anyway. Lease renewals by the worker
+-- itself only touch the lease columns and are not worth a wake-up, so the
+-- worker marks them with pgforce.origin = 'salesforce'.
+CREATE FUNCTION pgforce._mapping_notify() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF pg_catalog.current_setting('pgforce.lease', true) IS DISTINCT FROM 'on' THEN
+        PERFORM pg_catalog.pg_notify('pgforce_mapping', '');
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER mapping_notify AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgforce.mapping
+    FOR EACH STATEMENT EXECUTE FUNCTION pgforce._mapping_notify();
+CREATE TRIGGER org_notify AFTER INSERT OR UPDATE OR DELETE ON pgforce.org
+    FOR EACH STATEMENT EXECUTE FUNCTION pgforce._mapping_notify();
+
+-- Claims or renews the inbound lease of a mapping for p_owner; true when
+-- p_owner holds it afterwards. A paused mapping, a paused org or a mapping
+-- in error is never claimed.
+CREATE FUNCTION pgforce.inbound_claim(p_mapping_id integer, p_owner text, p_lease interval) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_claimed boolean;
+BEGIN
+    PERFORM pg_catalog.set_config('pgforce.lease', 'on', true);
+    UPDATE pgforce.mapping m
+    SET inbound_owner = p_owner, inbound_lease_until = pg_catalog.clock_timestamp() + p_lease
+    FROM pgforce.org o
+    WHERE m.id = p_mapping_id AND o.name = m.org
+      AND NOT m.paused AND NOT o.paused AND m.state <> 'error'
+      AND (m.inbound_owner IS NULL OR m.inbound_owner = p_owner
+           OR m.inbound_lease_until IS NULL OR m.inbound_lease_until < pg_catalog.clock_timestamp());
+    v_claimed := FOUND;
+    PERFORM pg_catalog.set_config('pgforce.lease', 'off', true);
+    RETURN v_claimed;
+END
+$$;
+
+COMMENT ON FUNCTION pgforce.inbound_claim(integer, text, interval) IS 'Worker use: claim or renew the inbound lease of a mapping.';
+
+-- Gives a lease up (on shutdown), so another worker may take over at once.
+CREATE FUNCTION pgforce.inbound_release(p_mapping_id integer, p_owner text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('pgforce.lease', 'on', true);
+    UPDATE pgforce.mapping m SET inbound_owner = NULL, inbound_lease_until = NULL
+    WHERE m.id = p_mapping_id AND m.inbound_owner = p_owner;
+    PERFORM pg_catalog.set_config('pgforce.lease', 'off', true);
+END
+$$;
+
+COMMENT ON FUNCTION pgforce.inbound_release(integer, text) IS 'Worker use: give up the inbound lease of a mapping.';
+
+-- Records an inbound failure for a mapping (describe, load, poll, cdc) or a
+-- record, for pgforce.status and pgforce.error.
+CREATE FUNCTION pgforce.inbound_error(p_mapping_id integer, p_operation text, p_sfid text, p_payload jsonb,
+                                      p_code text, p_message text, p_fields text[]) RETURNS bigint
+LANGUAGE sql AS $$
+    INSERT INTO pgforce.error (mapping_id, direction, operation, sfid, payload, error_code, message, fields)
+    VALUES (p_mapping_id, 'inbound', p_operation, p_sfid, p_payload, p_code, p_message, p_fields)
+    RETURNING id
+$$;
+
+COMMENT ON FUNCTION pgforce.inbound_error(integer, text, text, jsonb, text, text, text[]) IS 'Worker use: record a failed inbound record or operation.';
+
+-- A user edit of what is synced restarts the mapping's inbound pipeline:
+-- a mapping in error whose fields or object were fixed is described again,
+-- and a loaded mapping with new fields is described, altered and merged
+-- again so that the new columns are back-filled.
+CREATE FUNCTION pgforce._mapping_edited() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.state IS NOT DISTINCT FROM OLD.state
+       AND (NEW.fields IS DISTINCT FROM OLD.fields OR NEW.sobject IS DISTINCT FROM OLD.sobject) THEN
+        IF OLD.state = 'error' THEN
+            NEW.state := 'new';
+            NEW.state_detail := 'mapping edited; describing again';
+        ELSIF OLD.state = 'synced' THEN
+            NEW.state := 'loading';
+            NEW.state_detail := 'fields changed; loading the new columns';
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER mapping_edited BEFORE UPDATE ON pgforce.mapping
+    FOR EACH ROW EXECUTE FUNCTION pgforce._mapping_edited();

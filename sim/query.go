@@ -1,0 +1,351 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pgforce/pgforce/sim/soql"
+)
+
+// soqlCatalog shows the org's catalog to the SOQL binder.
+type soqlCatalog struct{ c *Catalog }
+
+func fieldInfo(f *Field) soql.FieldInfo {
+	fi := soql.FieldInfo{Name: f.Name, Type: f.Type, RelationshipName: f.RelationshipName}
+	if len(f.ReferenceTo) > 0 {
+		fi.ReferenceTo = f.ReferenceTo[0]
+	}
+	return fi
+}
+
+func (sc soqlCatalog) ObjectName(name string) (string, bool) {
+	if o := sc.c.Object(name); o != nil {
+		return o.Name, true
+	}
+	return "", false
+}
+
+func (sc soqlCatalog) Field(object, field string) (soql.FieldInfo, bool) {
+	o := sc.c.Object(object)
+	if o == nil {
+		return soql.FieldInfo{}, false
+	}
+	f := o.Field(field)
+	if f == nil {
+		return soql.FieldInfo{}, false
+	}
+	return fieldInfo(f), true
+}
+
+func (sc soqlCatalog) Relationship(object, rel string) (soql.FieldInfo, bool) {
+	o := sc.c.Object(object)
+	if o == nil {
+		return soql.FieldInfo{}, false
+	}
+	f := o.relByLower[strings.ToLower(rel)]
+	if f == nil {
+		return soql.FieldInfo{}, false
+	}
+	return fieldInfo(f), true
+}
+
+// row is a stored record as the evaluator sees it.
+type row struct {
+	st  *Store
+	ctx context.Context
+	o   *Object
+	r   *record
+}
+
+func (w row) Value(field string) any {
+	f := w.o.byName[field]
+	if f == nil {
+		return nil
+	}
+	if f.Index < 0 {
+		return addressJSON(f, w.r.vals)
+	}
+	return w.r.vals[f.Index]
+}
+
+func (w row) Parent(referenceField string) soql.Row {
+	f := w.o.byName[referenceField]
+	if f == nil || f.Index < 0 {
+		return nil
+	}
+	id, _ := w.r.vals[f.Index].(string)
+	if id == "" {
+		return nil
+	}
+	o, r := w.st.parent(w.ctx, id)
+	if r == nil {
+		return nil
+	}
+	return row{st: w.st, ctx: w.ctx, o: o, r: r}
+}
+
+// queryResult is an evaluated query: the matching records in result order.
+type queryResult struct {
+	q    *soql.Query
+	obj  *Object
+	rows []*record
+	// fields holds, for each selected path, the objects reached by its relationships and the final field.
+	fields []pathFields
+}
+
+type pathFields struct {
+	path    soql.Path
+	objects []*Object
+	field   *Field
+}
+
+// runQuery parses, binds and evaluates soql over a snapshot of the store.
+func (s *Server) runQuery(ctx context.Context, text string, all bool) (*queryResult, error) {
+	q, err := soql.Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	if err := q.Bind(soqlCatalog{s.cat}); err != nil {
+		return nil, err
+	}
+	o := s.cat.Object(q.Object())
+	snap := s.store.Snapshot(ctx, o, all)
+	now := s.cfg.Clock().UTC()
+	out := snap[:0:0]
+	if q.HasWhere() {
+		for _, r := range snap {
+			if q.Match(row{st: s.store, ctx: ctx, o: o, r: r}, now) {
+				out = append(out, r)
+			}
+		}
+	} else {
+		out = snap
+	}
+	if q.HasOrder() {
+		sort.SliceStable(out, func(i, j int) bool {
+			return q.Less(row{st: s.store, ctx: ctx, o: o, r: out[i]}, row{st: s.store, ctx: ctx, o: o, r: out[j]})
+		})
+	}
+	if off := q.Offset(); off > 0 {
+		if off >= len(out) {
+			out = nil
+		} else {
+			out = out[off:]
+		}
+	}
+	if n, ok := q.Limit(); ok && n < len(out) {
+		out = out[:n]
+	}
+	res := &queryResult{q: q, obj: o, rows: out}
+	for _, p := range q.Fields() {
+		pf := pathFields{path: p}
+		cur := o
+		for _, rel := range p.Relationships {
+			f := cur.byName[rel]
+			cur = s.cat.Object(f.ReferenceTo[0])
+			pf.objects = append(pf.objects, cur)
+		}
+		pf.field = cur.byName[p.Field]
+		res.fields = append(res.fields, pf)
+	}
+	return res, nil
+}
+
+// cursor is an open query locator.
+type cursor struct {
+	res     *queryResult
+	ctx     context.Context
+	version string
+	used    time.Time
+}
+
+const (
+	cursorIdle = 15 * time.Minute
+	maxCursors = 50
+)
+
+func queryBatchSize(r *http.Request) int {
+	n := 2000
+	for _, part := range strings.Split(r.Header.Get("Sforce-Query-Options"), ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if ok && strings.EqualFold(k, "batchSize") {
+			if x, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+				n = x
+			}
+		}
+	}
+	return min(max(n, 200), 2000)
+}
+
+// query serves GET /query?q=, /queryAll?q= and the next pages /query/<locator>.
+func (c *call) query(all bool) {
+	batch := queryBatchSize(c.r)
+	if len(c.segs) == 2 {
+		c.queryMore(c.segs[1], batch)
+		return
+	}
+	if len(c.segs) != 1 {
+		c.notFound()
+		return
+	}
+	text := c.r.URL.Query().Get("q")
+	if strings.TrimSpace(text) == "" {
+		writeErrors(c.w, http.StatusBadRequest, APIError{Code: "MALFORMED_QUERY", Message: "A query string has to be specified"})
+		return
+	}
+	res, err := c.s.runQuery(c.ctx, text, all)
+	if err != nil {
+		var se *soql.Error
+		if errors.As(err, &se) {
+			writeErrors(c.w, http.StatusBadRequest, APIError{Code: se.Code, Message: se.Message})
+			return
+		}
+		writeErrors(c.w, http.StatusBadRequest, APIError{Code: "MALFORMED_QUERY", Message: err.Error()})
+		return
+	}
+	if res.q.IsCount() {
+		out := &orderedJSON{}
+		out.set("totalSize", len(res.rows))
+		out.set("done", true)
+		out.set("records", []any{})
+		writeJSON(c.w, http.StatusOK, out)
+		return
+	}
+	cur := &cursor{res: res, ctx: context.WithoutCancel(c.ctx), version: c.version}
+	c.writePage(cur, 0, batch)
+}
+
+func (c *call) queryMore(locator string, batch int) {
+	id, offStr, ok := strings.Cut(locator, "-")
+	off, err := strconv.Atoi(offStr)
+	c.s.mu.Lock()
+	cur := c.s.cursors[id]
+	if cur != nil {
+		cur.used = c.s.cfg.Clock()
+	}
+	c.s.mu.Unlock()
+	if !ok || err != nil || cur == nil || off < 0 || off > len(cur.res.rows) {
+		writeErrors(c.w, http.StatusBadRequest, APIError{Code: "INVALID_QUERY_LOCATOR", Message: "invalid query locator"})
+		return
+	}
+	c.writePage(cur, off, batch)
+	if off+batch >= len(cur.res.rows) {
+		c.s.mu.Lock()
+		delete(c.s.cursors, id)
+		c.s.mu.Unlock()
+	}
+}
+
+// writePage answers one page of a result, opening a locator when more rows follow.
+func (c *call) writePage(cur *cursor, off, batch int) {
+	rows := cur.res.rows
+	end := min(off+batch, len(rows))
+	out := &orderedJSON{}
+	out.set("totalSize", len(rows))
+	out.set("done", end >= len(rows))
+	if end < len(rows) {
+		id := c.s.openCursor(cur, off)
+		out.set("nextRecordsUrl", fmt.Sprintf("/services/data/v%s/query/%s-%d", c.version, id, end))
+	}
+	recs := make([]*orderedJSON, 0, end-off)
+	for _, r := range rows[off:end] {
+		recs = append(recs, c.s.queryRecord(cur.ctx, cur.res, r, c.version))
+	}
+	out.set("records", recs)
+	writeJSON(c.w, http.StatusOK, out)
+}
+
+// openCursor registers cur (once) and returns its locator id, an 18-character 01g id.
+func (s *Server) openCursor(cur *cursor, off int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.cfg.Clock()
+	for id, existing := range s.cursors {
+		if existing == cur {
+			return id
+		}
+		if now.Sub(existing.used) > cursorIdle {
+			delete(s.cursors, id)
+		}
+	}
+	if len(s.cursors) >= maxCursors {
+		// Like Salesforce, the oldest locator is the one that stops working.
+		var oldest string
+		for id, existing := range s.cursors {
+			if oldest == "" || existing.used.Before(s.cursors[oldest].used) {
+				oldest = id
+			}
+		}
+		delete(s.cursors, oldest)
+	}
+	n := s.locatorSeq.Add(1)
+	var b [15]byte
+	copy(b[:], "01gR0")
+	for i := 14; i >= 5; i-- {
+		b[i] = base62[n%62]
+		n /= 62
+	}
+	id := to18(string(b[:]))
+	cur.used = now
+	s.cursors[id] = cur
+	return id
+}
+
+// queryRecord renders one result record: selected fields in order, parents nested under their
+// relationship names with their own attributes, or null when the lookup is empty.
+func (s *Server) queryRecord(ctx context.Context, res *queryResult, r *record, version string) *orderedJSON {
+	root := &orderedJSON{}
+	root.set("attributes", map[string]string{"type": res.obj.Name, "url": "/services/data/v" + version + "/sobjects/" + res.obj.Name + "/" + r.id()})
+	for _, pf := range res.fields {
+		cur := root
+		var at soql.Row = row{st: s.store, ctx: ctx, o: res.obj, r: r}
+		skip := false
+		for i, rel := range pf.path.Relationships {
+			name := pf.path.Names[i]
+			at = at.Parent(rel)
+			existing, found := cur.get(name)
+			if found {
+				if existing == nil {
+					skip = true
+					break
+				}
+				cur = existing.(*orderedJSON)
+				continue
+			}
+			if at == nil {
+				cur.set(name, nil)
+				skip = true
+				break
+			}
+			p := at.(row)
+			nested := &orderedJSON{}
+			nested.set("attributes", map[string]string{"type": p.o.Name, "url": "/services/data/v" + version + "/sobjects/" + p.o.Name + "/" + p.r.id()})
+			cur.set(name, nested)
+			cur = nested
+		}
+		if skip {
+			continue
+		}
+		p := at.(row)
+		if _, dup := cur.get(pf.field.Name); dup {
+			continue
+		}
+		cur.set(pf.field.Name, fieldJSON(pf.field, p.r.vals))
+	}
+	return root
+}
+
+func (o *orderedJSON) get(k string) (any, bool) {
+	for i, key := range o.keys {
+		if key == k {
+			return o.vals[i], true
+		}
+	}
+	return nil, false
+}

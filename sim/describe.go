@@ -18,7 +18,7 @@ func (s *Server) globalEntry(o *Object, version string) map[string]any {
 		"idEnabled": true, "associateEntityType": nil, "associateParentEntity": nil, "dataTranslationEnabled": false,
 		"defaultImplementation": nil, "extendedBy": nil, "extendsInterfaces": nil, "implementedBy": nil,
 		"implementsInterfaces": nil,
-		"urls": map[string]string{"sobject": base, "describe": base + "/describe", "rowTemplate": base + "/{ID}"},
+		"urls":                 map[string]string{"sobject": base, "describe": base + "/describe", "rowTemplate": base + "/{ID}"},
 	}
 }
 

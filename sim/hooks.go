@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/pgforce/pgforce/sim/cometd"
 )
 
 // The operator hooks are not part of Salesforce's API: tests, benchmarks and the demo use them to watch and
@@ -417,6 +419,14 @@ func (s *Server) serveHooks(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, ok)
 	case p == "/seed" && r.Method == http.MethodPost:
 		s.serveSeed(w, r, body)
+	case p == "/undelete" && r.Method == http.MethodPost:
+		var ids []string
+		_ = json.Unmarshal(body["ids"], &ids)
+		if err := s.Undelete(r.Context(), str("object"), ids...); err != nil {
+			hookError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, ok)
 	case p == "/reset" && r.Method == http.MethodPost:
 		s.Reset()
 		writeJSON(w, http.StatusOK, ok)
@@ -465,4 +475,25 @@ func (s *Server) serveSeed(w http.ResponseWriter, r *http.Request, body map[stri
 
 func hookError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]any{"error": msg})
+}
+
+// Events returns up to limit retained change events with a replay id above after, oldest first.
+func (s *Server) Events(after int64, limit int) []cometd.Event { return s.bus.Since(after, limit) }
+
+// Undelete restores records from the recycle bin (Salesforce offers this through SOAP and Apex, not REST).
+func (s *Server) Undelete(ctx context.Context, object string, ids ...string) error {
+	o := s.cat.Object(object)
+	if o == nil {
+		return fmt.Errorf("sim: unknown object %q", object)
+	}
+	ops := make([]Op, len(ids))
+	for i, id := range ids {
+		ops[i] = Op{Kind: "undelete", Object: o, ID: id}
+	}
+	for _, res := range s.store.Apply(ctx, Tx{User: s.userID, Origin: "com/salesforce/api/soap/" + s.cfg.APIVersion}, ops, true) {
+		if !res.OK() {
+			return fmt.Errorf("sim: undelete: %s: %s", res.Errors[0].Code, res.Errors[0].Message)
+		}
+	}
+	return nil
 }

@@ -2,13 +2,13 @@ package sim
 
 import (
 	"bytes"
-	"math/big"
-	"regexp"
-	"time"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"os"
+	"regexp"
 	"strings"
+	"time"
 )
 
 // Schema declares custom objects, and custom fields on standard objects, in the JSON form documented in

@@ -55,8 +55,8 @@ func withDefault(f *Field, v any) *Field {
 }
 
 func ref(name, target, rel string) *Field {
-	return &Field{Name: name, Type: "reference", Length: 18, Createable: true, Updateable: true, Nillable: true,
-		ReferenceTo: []string{target}, RelationshipName: rel}
+	return &Field{Name: name, Label: strings.TrimSuffix(name, "Id") + " ID", Type: "reference", Length: 18, Createable: true,
+		Updateable: true, Nillable: true, ReferenceTo: []string{target}, RelationshipName: rel}
 }
 
 // addSystemHead adds the fields every object starts with.

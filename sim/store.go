@@ -655,7 +655,7 @@ func (t *txn) update(tbl *table, old *record, fields map[string]any, order []str
 	}
 	// Derived fields that changed count as changed too (Contact.Name after LastName).
 	for _, f := range o.Fields {
-		if f.Calculated && f.Index >= 0 && !sameValue(before[f.Index], vals[f.Index]) && !slices.Contains(changed, f) {
+		if f.Calculated && f.Index >= 0 && len(f.compound) == 0 && !sameValue(before[f.Index], vals[f.Index]) && !slices.Contains(changed, f) {
 			changed = append(changed, f)
 		}
 	}

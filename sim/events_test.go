@@ -1,0 +1,147 @@
+package sim
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func header(t *testing.T, payload map[string]any) map[string]any {
+	t.Helper()
+	h, ok := payload["ChangeEventHeader"].(map[string]any)
+	require.True(t, ok)
+	return h
+}
+
+func TestRESTWritesPublishChangeEventsWithOriginFromCallOptions(t *testing.T) {
+	b := setup(t)
+	r := b.do("POST", "sobjects/Contact", map[string]any{"FirstName": "Ada", "LastName": "Lovelace", "MailingCity": "London"},
+		"Sforce-Call-Options", "client=SyncWorker")
+	require.Equal(t, http.StatusCreated, r.status)
+	id := r.object(t)["id"].(string)
+	b.clock.Advance(time.Second)
+	require.Equal(t, http.StatusNoContent, b.do("PATCH", "sobjects/Contact/"+id, map[string]any{"LastName": "King", "Email": "ada@example.com"}).status)
+	require.Equal(t, http.StatusNoContent, b.do("DELETE", "sobjects/Contact/"+id, nil).status)
+
+	events := b.srv.Events(0, 10)
+	require.Len(t, events, 3)
+	require.Equal(t, "Contact", events[0].Entity)
+	create := events[0].Payload
+	h := header(t, create)
+	require.Equal(t, "CREATE", h["changeType"])
+	require.Equal(t, "com/salesforce/api/rest/62.0;client=SyncWorker", h["changeOrigin"])
+	require.Equal(t, []any{id}, h["recordIds"])
+	require.Equal(t, b.srv.UserID(), h["commitUser"])
+	require.Equal(t, json.Number("1"), h["sequenceNumber"])
+	require.Equal(t, []any{}, h["changedFields"])
+	require.Equal(t, map[string]any{"Salutation": nil, "FirstName": "Ada", "LastName": "Lovelace"}, withNil(create["Name"], "Salutation"))
+	require.Equal(t, map[string]any{"City": "London"}, create["MailingAddress"])
+	require.Equal(t, "2025-03-01T12:00:00.001Z", create["CreatedDate"])
+	require.NotContains(t, create, "IsDeleted")
+	require.NotContains(t, create, "SystemModstamp")
+	require.NotContains(t, create, "Email", "CREATE carries non-null fields only")
+
+	update := events[1].Payload
+	h = header(t, update)
+	require.Equal(t, "UPDATE", h["changeType"])
+	require.Equal(t, "com/salesforce/api/rest/62.0", h["changeOrigin"], "no Sforce-Call-Options, no client")
+	require.ElementsMatch(t, []any{"Name.LastName", "Email", "LastModifiedDate"}, h["changedFields"])
+	require.Equal(t, map[string]any{"LastName": "King"}, update["Name"])
+	require.Equal(t, "ada@example.com", update["Email"])
+	require.NotContains(t, update, "MailingAddress")
+	require.NotEqual(t, header(t, create)["transactionKey"], h["transactionKey"])
+
+	del := events[2].Payload
+	require.Equal(t, "DELETE", header(t, del)["changeType"])
+	require.Len(t, del, 1, "a DELETE event is only its header")
+	require.Greater(t, events[2].ReplayID, events[1].ReplayID)
+}
+
+// withNil fills absent keys with nil so a compound can be compared whole.
+func withNil(v any, keys ...string) map[string]any {
+	m, _ := v.(map[string]any)
+	out := map[string]any{}
+	for k, val := range m {
+		out[k] = val
+	}
+	for _, k := range keys {
+		if _, ok := out[k]; !ok {
+			out[k] = nil
+		}
+	}
+	return out
+}
+
+func TestOneCollectionsCallIsOneTransactionWithOrderedSequenceNumbers(t *testing.T) {
+	b := setup(t)
+	r := b.do("POST", "composite/sobjects", map[string]any{"allOrNone": false, "records": []any{
+		map[string]any{"attributes": map[string]any{"type": "Account"}, "Name": "One"},
+		map[string]any{"attributes": map[string]any{"type": "Account"}, "Name": "Two"},
+		map[string]any{"attributes": map[string]any{"type": "Account"}, "Name": "Three"},
+	}}, "Sforce-Call-Options", "client=pgforce")
+	require.Equal(t, http.StatusOK, r.status)
+	events := b.srv.Events(0, 10)
+	require.Len(t, events, 3)
+	key := header(t, events[0].Payload)["transactionKey"]
+	for i, e := range events {
+		h := header(t, e.Payload)
+		require.Equal(t, key, h["transactionKey"])
+		require.Equal(t, json.Number([]string{"1", "2", "3"}[i]), h["sequenceNumber"])
+		require.Equal(t, header(t, events[0].Payload)["commitNumber"], h["commitNumber"])
+	}
+
+	// A rolled-back all-or-none call publishes nothing.
+	before := b.srv.bus.Latest()
+	b.do("POST", "composite/sobjects", map[string]any{"allOrNone": true, "records": []any{
+		map[string]any{"attributes": map[string]any{"type": "Account"}, "Name": "Kept?"},
+		map[string]any{"attributes": map[string]any{"type": "Account"}},
+	}})
+	require.Equal(t, before, b.srv.bus.Latest())
+}
+
+func TestBulkIngestAndUIEditsPublishEventsWithTheirOrigins(t *testing.T) {
+	b := setup(t)
+	res := bulkBackend{b.srv}.Ingest(t.Context(), "insert", "Account", "", []bulkRecord{
+		{"Name": {Value: "Bulk"}, "NumberOfEmployees": {Value: "12"}},
+		{"Industry": {Value: "Banking"}},
+	})
+	require.Nil(t, res[0].Err)
+	require.Equal(t, "REQUIRED_FIELD_MISSING", res[1].Err.StatusCode)
+	events := b.srv.Events(0, 10)
+	require.Len(t, events, 1)
+	require.Equal(t, "com/salesforce/api/bulkapi/62.0", header(t, events[0].Payload)["changeOrigin"])
+	require.Equal(t, json.Number("12"), events[0].Payload["NumberOfEmployees"])
+
+	require.NoError(t, b.srv.UIEdit(t.Context(), "Account", res[0].ID, map[string]any{"Name": "Edited by hand"}))
+	events = b.srv.Events(events[0].ReplayID, 10)
+	require.Len(t, events, 1)
+	h := header(t, events[0].Payload)
+	require.Equal(t, "", h["changeOrigin"], "UI edits have no changeOrigin")
+	require.Equal(t, "Edited by hand", events[0].Payload["Name"])
+
+	err := b.srv.UIEdit(t.Context(), "Account", res[0].ID, map[string]any{"Name": nil})
+	require.ErrorContains(t, err, "REQUIRED_FIELD_MISSING")
+}
+
+func TestHugeTransactionsAndForcedGapsPublishGapEvents(t *testing.T) {
+	b := setup(t)
+	b.srv.store.overflow = 5
+	_, err := b.srv.Seed(t.Context(), "Account", 6, func(i int) map[string]any { return map[string]any{"Name": "S"} })
+	require.NoError(t, err)
+	events := b.srv.Events(0, 10)
+	require.Len(t, events, 1)
+	require.Equal(t, "GAP_OVERFLOW", header(t, events[0].Payload)["changeType"])
+
+	id := b.create("Account", map[string]any{"Name": "G"})
+	last := b.srv.bus.Latest()
+	require.NoError(t, b.srv.ForceGap("Account", "GAP_UPDATE", id))
+	events = b.srv.Events(last, 10)
+	require.Len(t, events, 1)
+	h := header(t, events[0].Payload)
+	require.Equal(t, "GAP_UPDATE", h["changeType"])
+	require.Equal(t, []any{id}, h["recordIds"])
+	require.Error(t, b.srv.ForceGap("Account", "UPDATE", id))
+}

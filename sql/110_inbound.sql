@@ -132,3 +132,27 @@ $$;
 
 CREATE TRIGGER mapping_edited BEFORE UPDATE ON pgforce.mapping
     FOR EACH ROW EXECUTE FUNCTION pgforce._mapping_edited();
+
+-- Records the worker must read again from Salesforce: those of gap and
+-- undelete events, and partial updates of rows it does not have yet. Rows
+-- are queued in the same transaction as the replay id of the event that
+-- asked for them, so a crash between the two never loses a re-read.
+CREATE TABLE pgforce.inbound_reread (
+    mapping_id integer     NOT NULL REFERENCES pgforce.mapping (id) ON DELETE CASCADE,
+    sfid       text        NOT NULL,
+    queued_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (mapping_id, sfid)
+);
+
+COMMENT ON TABLE pgforce.inbound_reread IS 'Records queued for the worker to read again from Salesforce (gap and undelete events).';
+
+-- Queued jobs and re-reads are unfinished work: keep them in pg_dump when
+-- installed as an extension (see 100_extension.sql).
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pgforce') THEN
+        PERFORM pg_catalog.pg_extension_config_dump('pgforce.gue_jobs', '');
+        PERFORM pg_catalog.pg_extension_config_dump('pgforce.inbound_reread', '');
+    END IF;
+END
+$$;

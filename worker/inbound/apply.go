@@ -1,0 +1,376 @@
+package inbound
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgforce/pgforce/worker/mappings"
+	"github.com/pgforce/pgforce/worker/salesforce"
+)
+
+// table applies Salesforce records to one mapped table.
+//
+// Full records (loads, polls, re-reads) go through a staging table: they
+// are COPied into a temporary table of text columns and merged into the
+// mapped table with one INSERT … ON CONFLICT (sfid) per batch, casting each
+// column in SQL so that numbers, datetimes and dates convert exactly as
+// Postgres parses them. A batch that fails on some value is split in halves
+// under savepoints until the bad records are isolated; those become
+// pgforce.error rows and the rest of the batch applies.
+//
+// Every write is idempotent by SystemModstamp: a record older than the row
+// already stored is skipped, so replays after a crash, overlapping polls and
+// a load racing change events all converge on the newest version.
+type table struct {
+	m      *mappings.Mapping
+	cols   []mappings.Column // system columns first, in systemFields order
+	target string            // quoted schema.table
+	stage  string            // temp table name (unquoted)
+	upsert string            // merges stage rows $1..$2
+}
+
+// pgColumn is the mapped table's column for a Salesforce field.
+func pgColumn(field string) string {
+	if strings.EqualFold(field, "Id") {
+		return "sfid"
+	}
+	return strings.ToLower(field)
+}
+
+// castSuffix converts a text value to the column's base type. Text columns
+// are not cast: assigning an over-long text to varchar(n) is an error,
+// whereas an explicit cast would silently truncate it.
+func castSuffix(sfType string) string {
+	switch sfType {
+	case "currency", "percent", "double", "int", "long":
+		return "::numeric"
+	case "datetime":
+		return "::timestamptz"
+	case "date":
+		return "::date"
+	case "time":
+		return "::time"
+	case "boolean":
+		return "::boolean"
+	}
+	return ""
+}
+
+func newTable(m *mappings.Mapping) (*table, error) {
+	if len(m.Columns) == 0 {
+		return nil, fmt.Errorf("inbound: mapping %d (%s) has not been described yet", m.ID, m.SObject)
+	}
+	t := &table{m: m, target: m.Table()}
+	for _, name := range systemFields {
+		c, ok := m.Column(name)
+		if !ok {
+			return nil, fmt.Errorf("inbound: columns of mapping %d lack %s", m.ID, name)
+		}
+		t.cols = append(t.cols, c)
+	}
+	for _, c := range m.Columns {
+		if !isSystem(c.Name) {
+			t.cols = append(t.cols, c)
+		}
+	}
+	h := sha1.New()
+	var defs, names, sels, sets []string
+	for _, c := range t.cols {
+		col := pgColumn(c.Name)
+		fmt.Fprintf(h, "%s:%s;", col, c.Type)
+		defs = append(defs, pgx.Identifier{col}.Sanitize()+" text")
+		names = append(names, pgx.Identifier{col}.Sanitize())
+		sel := "s." + pgx.Identifier{col}.Sanitize() + castSuffix(c.Type)
+		if col == "isdeleted" {
+			sel = "coalesce(" + sel + ", false)"
+		}
+		sels = append(sels, sel)
+		if col != "sfid" {
+			sets = append(sets, fmt.Sprintf("%s = EXCLUDED.%[1]s", pgx.Identifier{col}.Sanitize()))
+		}
+	}
+	t.stage = fmt.Sprintf("pgforce_stage_%d_%s", m.ID, hex.EncodeToString(h.Sum(nil))[:10])
+	t.upsert = fmt.Sprintf(`INSERT INTO %s AS t (%s) SELECT %s FROM %s s WHERE s._n BETWEEN $1 AND $2
+ON CONFLICT (sfid) DO UPDATE SET %s
+WHERE t.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp >= t.systemmodstamp`,
+		t.target, strings.Join(names, ", "), strings.Join(sels, ", "), pgx.Identifier{t.stage}.Sanitize(), strings.Join(sets, ", "))
+	_ = defs
+	return t, nil
+}
+
+// stageColumns are the COPY columns: _n (position in the batch) then one
+// text column per mapped column.
+func (t *table) stageColumns() []string {
+	out := []string{"_n"}
+	for _, c := range t.cols {
+		out = append(out, pgColumn(c.Name))
+	}
+	return out
+}
+
+func (t *table) createStage(ctx context.Context, tx pgx.Tx) error {
+	var defs []string
+	for _, c := range t.cols {
+		defs = append(defs, pgx.Identifier{pgColumn(c.Name)}.Sanitize()+" text")
+	}
+	_, err := tx.Exec(ctx, fmt.Sprintf(`CREATE TEMP TABLE IF NOT EXISTS %s (_n bigint, %s) ON COMMIT DELETE ROWS`,
+		pgx.Identifier{t.stage}.Sanitize(), strings.Join(defs, ", ")))
+	return err
+}
+
+// fields are the Salesforce names to SELECT, in column order.
+func (t *table) fields() []string {
+	out := make([]string, len(t.cols))
+	for i, c := range t.cols {
+		out[i] = c.Name
+	}
+	return out
+}
+
+func (t *table) soql(where string) string {
+	q := "SELECT " + strings.Join(t.fields(), ", ") + " FROM " + t.m.SObject
+	if where != "" {
+		q += " WHERE " + where
+	}
+	return q
+}
+
+// textValue renders a decoded JSON value as the text Postgres parses; nil
+// for null. Salesforce stores empty text as null, and Bulk results cannot
+// tell the two apart, so "" is null everywhere.
+func textValue(v any) any {
+	switch x := v.(type) {
+	case nil:
+		return nil
+	case string:
+		if x == "" {
+			return nil
+		}
+		return x
+	case json.Number:
+		return x.String()
+	case bool:
+		return strconv.FormatBool(x)
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case int:
+		return strconv.Itoa(x)
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case time.Time:
+		return x.UTC().Format(time.RFC3339Nano)
+	default:
+		b, err := json.Marshal(x)
+		if err != nil {
+			return fmt.Sprint(x)
+		}
+		return string(b)
+	}
+}
+
+// recordRow turns a REST record into a staging row (without _n).
+func (t *table) recordRow(r *salesforce.Record) []any {
+	row := make([]any, len(t.cols))
+	for i, c := range t.cols {
+		v, _ := r.Get(c.Name)
+		row[i] = textValue(v)
+	}
+	return row
+}
+
+// csvRows turns Bulk CSV rows into staging rows; idx caches the column
+// positions of one page header.
+type csvIndex struct {
+	header *salesforce.Header
+	pos    []int
+}
+
+func (t *table) csvRow(ix *csvIndex, r salesforce.Row) []any {
+	if ix.header != r.Header {
+		ix.header = r.Header
+		ix.pos = make([]int, len(t.cols))
+		for i, c := range t.cols {
+			ix.pos[i] = r.Header.Index(c.Name)
+		}
+	}
+	row := make([]any, len(t.cols))
+	for i, p := range ix.pos {
+		if p >= 0 && p < len(r.Values) && r.Values[p] != "" {
+			row[i] = r.Values[p]
+		}
+	}
+	return row
+}
+
+// beginApply opens a transaction whose writes capture ignores and whose
+// mapping bookkeeping wakes no watcher.
+func beginApply(ctx context.Context, pool *pgxpool.Pool) (pgx.Tx, error) {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.Exec(ctx, `SELECT set_config('pgforce.origin', 'salesforce', true), set_config('pgforce.lease', 'on', true)`); err != nil {
+		tx.Rollback(ctx)
+		return nil, err
+	}
+	return tx, nil
+}
+
+// applyRows merges full records into the table in one transaction and runs
+// extra (bookkeeping: watermark, re-read queue) in the same transaction.
+// It returns the number of records that became error rows.
+func (t *table) applyRows(ctx context.Context, pool *pgxpool.Pool, rows [][]any, operation string, extra func(pgx.Tx) error) (int, error) {
+	tx, err := beginApply(ctx, pool)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	failed, err := t.applyRowsTx(ctx, tx, rows, operation)
+	if err != nil {
+		return 0, err
+	}
+	if extra != nil {
+		if err := extra(tx); err != nil {
+			return 0, err
+		}
+	}
+	return failed, tx.Commit(ctx)
+}
+
+func (t *table) applyRowsTx(ctx context.Context, tx pgx.Tx, rows [][]any, operation string) (int, error) {
+	if len(rows) == 0 {
+		return 0, nil
+	}
+	if err := t.createStage(ctx, tx); err != nil {
+		return 0, fmt.Errorf("inbound: staging table for %s: %w", t.m.SObject, err)
+	}
+	n := int64(0)
+	src := pgx.CopyFromFunc(func() ([]any, error) {
+		if int(n) >= len(rows) {
+			return nil, nil
+		}
+		r := rows[n]
+		n++
+		return append([]any{n}, r...), nil
+	})
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{t.stage}, t.stageColumns(), src); err != nil {
+		return 0, fmt.Errorf("inbound: COPY into staging for %s: %w", t.m.SObject, err)
+	}
+	failed, err := t.upsertRange(ctx, tx, 1, int64(len(rows)), operation)
+	if err != nil {
+		return 0, err
+	}
+	if t.m.HardDelete {
+		if _, err := tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s t USING %s s WHERE t.sfid = s.sfid AND s.isdeleted::boolean`,
+			t.target, pgx.Identifier{t.stage}.Sanitize())); err != nil {
+			return 0, err
+		}
+	}
+	return failed, nil
+}
+
+// isRecordError reports whether err is about the data of some record
+// (a value that does not fit its column, a constraint the user added)
+// rather than about the database or the connection.
+func isRecordError(err error) bool {
+	var pg *pgconn.PgError
+	if !errors.As(err, &pg) {
+		return false
+	}
+	return strings.HasPrefix(pg.Code, "22") || strings.HasPrefix(pg.Code, "23")
+}
+
+// upsertRange merges stage rows lo..hi, isolating bad records by halving.
+func (t *table) upsertRange(ctx context.Context, tx pgx.Tx, lo, hi int64, operation string) (int, error) {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	_, err = sp.Exec(ctx, t.upsert, lo, hi)
+	if err == nil {
+		return 0, sp.Commit(ctx)
+	}
+	if rbErr := sp.Rollback(ctx); rbErr != nil {
+		return 0, rbErr
+	}
+	if !isRecordError(err) {
+		return 0, fmt.Errorf("inbound: merge into %s: %w", t.target, err)
+	}
+	if lo == hi {
+		return 1, t.recordFailure(ctx, tx, lo, operation, err)
+	}
+	mid := lo + (hi-lo)/2
+	a, err := t.upsertRange(ctx, tx, lo, mid, operation)
+	if err != nil {
+		return 0, err
+	}
+	b, err := t.upsertRange(ctx, tx, mid+1, hi, operation)
+	return a + b, err
+}
+
+// recordFailure turns staging row n into a pgforce.error row.
+func (t *table) recordFailure(ctx context.Context, tx pgx.Tx, n int64, operation string, cause error) error {
+	var pg *pgconn.PgError
+	errors.As(cause, &pg)
+	msg := pg.Message
+	if pg.Detail != "" {
+		msg += " (" + pg.Detail + ")"
+	}
+	var fields []string
+	if pg.ColumnName != "" {
+		fields = append(fields, pg.ColumnName)
+	}
+	_, err := tx.Exec(ctx, fmt.Sprintf(`SELECT pgforce.inbound_error($1, $2, s.sfid, to_jsonb(s) - '_n', $3, $4, $5)
+FROM %s s WHERE s._n = $6`, pgx.Identifier{t.stage}.Sanitize()),
+		t.m.ID, operation, "PG"+pg.Code,
+		fmt.Sprintf("cannot store the Salesforce record in %s: %s", t.target, msg), fields, n)
+	return err
+}
+
+// advance records inbound progress in the same transaction as the changes.
+func (t *table) advance(ctx context.Context, tx pgx.Tx, watermark *time.Time, replayID string) error {
+	_, err := tx.Exec(ctx, `UPDATE pgforce.mapping SET
+		inbound_watermark = CASE WHEN $2::timestamptz IS NULL THEN inbound_watermark ELSE greatest(inbound_watermark, $2::timestamptz) END,
+		cdc_replay_id = coalesce(nullif($3, ''), cdc_replay_id),
+		last_inbound_at = now()
+		WHERE id = $1`, t.m.ID, watermark, replayID)
+	return err
+}
+
+func pgCode(err error) string {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return "PG" + pg.Code
+	}
+	return ""
+}
+
+func pgMessage(err error) string {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		if pg.Detail != "" {
+			return pg.Message + " (" + pg.Detail + ")"
+		}
+		return pg.Message
+	}
+	return err.Error()
+}
+
+func pgColumns(err error) []string {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) && pg.ColumnName != "" {
+		return []string{pg.ColumnName}
+	}
+	return nil
+}

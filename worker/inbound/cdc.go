@@ -1,0 +1,200 @@
+package inbound
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgforce/pgforce/worker/salesforce/streaming"
+)
+
+// ChangeEventChannel is the CometD channel of an object's change events:
+// /data/AccountChangeEvent, /data/Invoice__ChangeEvent.
+func ChangeEventChannel(sobject string) string {
+	return "/data/" + ChangeEventName(sobject)
+}
+
+// ChangeEventName is the change event entity global describe lists when
+// CDC is enabled for the object.
+func ChangeEventName(sobject string) string {
+	if base, ok := strings.CutSuffix(sobject, "__c"); ok {
+		return base + "__ChangeEvent"
+	}
+	return sobject + "ChangeEvent"
+}
+
+// applyEvent applies one change event and stores its replay id in the same
+// transaction. Each record of the event is applied under its own savepoint
+// so that one that cannot be stored becomes an error row and the others
+// still apply.
+func (r *runner) applyEvent(ctx context.Context, t *table, ev *streaming.Event) error {
+	h := ev.Header
+	ts := h.CommitTime().UTC()
+	tx, err := beginApply(ctx, r.s.pool)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+
+	wildcard := false
+	for _, id := range h.RecordIDs {
+		if strings.HasSuffix(id, "*") {
+			wildcard = true
+		}
+	}
+	switch {
+	case h.ChangeType == streaming.ChangeGapOverflow || wildcard:
+		// Too many changes to describe one by one: read everything changed
+		// since the watermark again.
+		if _, err := tx.Exec(ctx, `UPDATE pgforce.mapping SET resync_requested_at = now() WHERE id = $1`, t.m.ID); err != nil {
+			return err
+		}
+		r.resyncQueued.Store(true)
+	case h.IsGap() || h.ChangeType == streaming.ChangeUndelete:
+		if err := queueReread(ctx, tx, t.m.ID, h.RecordIDs); err != nil {
+			return err
+		}
+		r.rereadQueued.Store(true)
+	default:
+		for _, id := range h.RecordIDs {
+			if err := r.applyRecordChange(ctx, tx, t, h.ChangeType, id, ev.Fields, ts); err != nil {
+				return err
+			}
+		}
+	}
+	r.s.metrics.events.WithLabelValues(h.ChangeType).Inc()
+	var wm *time.Time
+	if !h.IsGap() {
+		wm = &ts
+	}
+	if err := t.advance(ctx, tx, wm, strconv.FormatInt(ev.ReplayID, 10)); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	if r.rereadQueued.Swap(false) {
+		r.wake(r.rereadWake)
+	}
+	if r.resyncQueued.Swap(false) {
+		r.wake(r.resyncWake)
+	}
+	if h.CommitTimestamp > 0 {
+		r.s.metrics.cdcLag.Observe(time.Since(ts).Seconds())
+	}
+	return nil
+}
+
+func queueReread(ctx context.Context, tx pgx.Tx, mappingID int, ids []string) error {
+	_, err := tx.Exec(ctx, `INSERT INTO pgforce.inbound_reread (mapping_id, sfid)
+		SELECT $1, unnest($2::text[]) ON CONFLICT (mapping_id, sfid) DO UPDATE SET queued_at = now()`, mappingID, ids)
+	return err
+}
+
+// eventValues picks the mapped columns an event carries: a CREATE carries
+// every non-empty field, an UPDATE only the changed ones (null only when
+// the field was cleared). Parts of compound fields arrive nested
+// (BillingAddress: {City: …}).
+func eventValues(t *table, fields map[string]any) (cols []string, vals []any, casts []string) {
+	for _, c := range t.cols {
+		if isSystem(c.Name) && !strings.EqualFold(c.Name, "CreatedDate") {
+			continue
+		}
+		var v any
+		var ok bool
+		if c.Compound != "" {
+			if parent, has := fields[c.Compound].(map[string]any); has {
+				v, ok = parent[c.Component]
+			}
+		} else {
+			v, ok = fields[c.Name]
+		}
+		if !ok {
+			continue
+		}
+		cols = append(cols, pgColumn(c.Name))
+		vals = append(vals, textValue(v))
+		casts = append(casts, castSuffix(c.Type))
+	}
+	return cols, vals, casts
+}
+
+// applyRecordChange applies one record of a CREATE, UPDATE or DELETE event.
+func (r *runner) applyRecordChange(ctx context.Context, tx pgx.Tx, t *table, changeType, id string, fields map[string]any, ts time.Time) error {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	err = r.applyRecordChangeTx(ctx, sp, t, changeType, id, fields, ts)
+	if err == nil {
+		return sp.Commit(ctx)
+	}
+	if rbErr := sp.Rollback(ctx); rbErr != nil {
+		return rbErr
+	}
+	if !isRecordError(err) {
+		return err
+	}
+	payload := map[string]any{"changeType": changeType, "fields": fields}
+	_, err2 := tx.Exec(ctx, `SELECT pgforce.inbound_error($1, 'cdc', $2, $3, $4, $5, $6)`,
+		t.m.ID, id, payload, pgCode(err), fmt.Sprintf("cannot store the %s change of %s in %s: %s", strings.ToLower(changeType), id, t.target, pgMessage(err)), pgColumns(err))
+	return err2
+}
+
+func (r *runner) applyRecordChangeTx(ctx context.Context, tx pgx.Tx, t *table, changeType, id string, fields map[string]any, ts time.Time) error {
+	switch changeType {
+	case streaming.ChangeDelete:
+		var q string
+		if t.m.HardDelete {
+			q = fmt.Sprintf(`DELETE FROM %s WHERE sfid = $1 AND (systemmodstamp IS NULL OR systemmodstamp <= $2)`, t.target)
+		} else {
+			q = fmt.Sprintf(`UPDATE %s SET isdeleted = true, systemmodstamp = $2 WHERE sfid = $1 AND (systemmodstamp IS NULL OR systemmodstamp <= $2)`, t.target)
+		}
+		_, err := tx.Exec(ctx, q, id, ts)
+		return err
+	case streaming.ChangeCreate:
+		cols, vals, casts := eventValues(t, fields)
+		names := []string{"sfid", "systemmodstamp", "isdeleted"}
+		params := []string{"$1", "$2", "false"}
+		sets := []string{"systemmodstamp = EXCLUDED.systemmodstamp", "isdeleted = false"}
+		args := []any{id, ts}
+		for i, c := range cols {
+			args = append(args, vals[i])
+			names = append(names, pgx.Identifier{c}.Sanitize())
+			params = append(params, fmt.Sprintf("$%d::text%s", len(args), casts[i]))
+			sets = append(sets, fmt.Sprintf("%s = EXCLUDED.%[1]s", pgx.Identifier{c}.Sanitize()))
+		}
+		_, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s AS t (%s) VALUES (%s)
+ON CONFLICT (sfid) DO UPDATE SET %s WHERE t.systemmodstamp IS NULL OR t.systemmodstamp <= EXCLUDED.systemmodstamp`,
+			t.target, strings.Join(names, ", "), strings.Join(params, ", "), strings.Join(sets, ", ")), args...)
+		return err
+	case streaming.ChangeUpdate:
+		cols, vals, casts := eventValues(t, fields)
+		sets := []string{"systemmodstamp = $2"}
+		args := []any{id, ts}
+		for i, c := range cols {
+			args = append(args, vals[i])
+			sets = append(sets, fmt.Sprintf("%s = $%d::text%s", pgx.Identifier{c}.Sanitize(), len(args), casts[i]))
+		}
+		var exists bool
+		err := tx.QueryRow(ctx, fmt.Sprintf(`WITH u AS (UPDATE %s SET %s WHERE sfid = $1 AND (systemmodstamp IS NULL OR systemmodstamp <= $2) RETURNING 1)
+SELECT EXISTS (SELECT FROM u) OR EXISTS (SELECT FROM %[1]s WHERE sfid = $1)`, t.target, strings.Join(sets, ", ")), args...).Scan(&exists)
+		if err != nil {
+			return err
+		}
+		if !exists {
+			// An update of a row we do not have carries too little to
+			// insert it: read the whole record.
+			r.rereadQueued.Store(true)
+			return queueReread(ctx, tx, t.m.ID, []string{id})
+		}
+		return nil
+	}
+	// An unknown change type is read back rather than guessed at.
+	r.rereadQueued.Store(true)
+	return queueReread(ctx, tx, t.m.ID, []string{id})
+}

@@ -1,0 +1,130 @@
+package inbound
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/pgforce/pgforce/worker/mappings"
+	"github.com/pgforce/pgforce/worker/salesforce"
+)
+
+// systemFields are synced for every mapping whatever it lists, into
+// Heroku Connect's sfid, systemmodstamp, isdeleted and createddate.
+var systemFields = []string{"Id", "SystemModstamp", "IsDeleted", "CreatedDate"}
+
+// ConfigError is a mapping the worker cannot sync until the user fixes it;
+// Detail goes into pgforce.mapping.state_detail and names the fix.
+type ConfigError struct {
+	Field  string // the offending field, or "" for the object itself
+	Detail string
+}
+
+func (e *ConfigError) Error() string { return e.Detail }
+
+// describeMapping checks the mapping against the object's describe and
+// returns the columns to pass to pgforce.ensure_table, plus the field list
+// with compound fields (BillingAddress) replaced by their components, which
+// is what gets queried and stored.
+func describeMapping(ctx context.Context, sf *salesforce.Client, m *mappings.Mapping) ([]mappings.Column, []string, error) {
+	d, err := sf.Describe(ctx, m.SObject)
+	if salesforce.IsNotFound(err) {
+		return nil, nil, &ConfigError{Detail: fmt.Sprintf(
+			"Salesforce has no object %s visible to the integration user. Check the API name in Setup > Object Manager (custom objects end in __c) and the user's permissions, then fix it: UPDATE pgforce.mapping SET sobject = '<ApiName>' WHERE id = %d;",
+			m.SObject, m.ID)}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if !d.Queryable {
+		return nil, nil, &ConfigError{Detail: fmt.Sprintf(
+			"object %s is not queryable by the integration user, so it cannot be synced. Grant Read on it in the user's profile or permission set, or delete the mapping: DELETE FROM pgforce.mapping WHERE id = %d;",
+			d.Name, m.ID)}
+	}
+	var cols []mappings.Column
+	var fields []string
+	seen := map[string]bool{}
+	add := func(f *salesforce.Field) {
+		key := strings.ToLower(f.Name)
+		if seen[key] {
+			return
+		}
+		seen[key] = true
+		c := mappings.Column{Name: f.Name, Type: f.Type, Length: f.Length, Precision: f.Precision, Scale: f.Scale}
+		if f.Type == "int" && c.Precision == 0 {
+			c.Precision = f.Digits
+		}
+		if f.CompoundFieldName != "" {
+			c.Compound = f.CompoundFieldName
+			c.Component = strings.TrimPrefix(f.Name, strings.TrimSuffix(f.CompoundFieldName, "Address"))
+		}
+		cols = append(cols, c)
+		fields = append(fields, f.Name)
+	}
+	for _, name := range systemFields {
+		f, ok := d.Field(name)
+		if !ok {
+			return nil, nil, &ConfigError{Field: name, Detail: fmt.Sprintf(
+				"object %s has no %s field, which pgforce needs to sync it (objects without SystemModstamp and IsDeleted cannot be replicated); delete the mapping: DELETE FROM pgforce.mapping WHERE id = %d;",
+				d.Name, name, m.ID)}
+		}
+		add(f)
+	}
+	for _, name := range m.Fields {
+		f, ok := d.Field(name)
+		if !ok {
+			return nil, nil, &ConfigError{Field: name, Detail: fmt.Sprintf(
+				"field %s does not exist on %s or is not visible to the integration user (field-level security). Check its API name in Object Manager (custom fields end in __c), or remove it: UPDATE pgforce.mapping SET fields = array_remove(fields, '%s') WHERE id = %d;",
+				name, d.Name, name, m.ID)}
+		}
+		if f.Queryable != nil && !*f.Queryable {
+			return nil, nil, &ConfigError{Field: name, Detail: fmt.Sprintf(
+				"field %s of %s is not queryable, so it cannot be synced; remove it: UPDATE pgforce.mapping SET fields = array_remove(fields, '%s') WHERE id = %d;",
+				f.Name, d.Name, name, m.ID)}
+		}
+		if f.Type == "address" || f.Type == "location" {
+			// A compound field is read-only and cannot be bulk-queried;
+			// its components carry the same data as plain columns.
+			n := 0
+			for i := range d.Fields {
+				if strings.EqualFold(d.Fields[i].CompoundFieldName, f.Name) {
+					add(&d.Fields[i])
+					n++
+				}
+			}
+			if n == 0 {
+				return nil, nil, &ConfigError{Field: name, Detail: fmt.Sprintf(
+					"compound field %s of %s has no component fields in the describe result; list the components (e.g. BillingStreet, BillingCity) instead: UPDATE pgforce.mapping SET fields = array_remove(fields, '%s') WHERE id = %d;",
+					f.Name, d.Name, name, m.ID)}
+			}
+			continue
+		}
+		add(f)
+	}
+	return cols, fields, nil
+}
+
+// userFields are the fields the mapping lists after expanding compounds:
+// the columns minus the system fields, which the user never needs to list.
+func userFields(cols []mappings.Column) []string {
+	var out []string
+	for _, c := range cols {
+		if isSystem(c.Name) {
+			continue
+		}
+		out = append(out, c.Name)
+	}
+	return out
+}
+
+func isSystem(name string) bool {
+	for _, s := range systemFields {
+		if strings.EqualFold(s, name) {
+			return true
+		}
+	}
+	return false
+}
+
+var errStopped = errors.New("inbound: mapping stopped")

@@ -1,0 +1,529 @@
+package inbound
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgforce/pgforce/worker/budget"
+	"github.com/pgforce/pgforce/worker/mappings"
+	"github.com/pgforce/pgforce/worker/salesforce"
+	"github.com/pgforce/pgforce/worker/salesforce/streaming"
+)
+
+// runner syncs one mapping while this worker holds its lease: describe,
+// ensure_table, load, then CDC or polling, with re-reads and resyncs on the
+// side. Every step stores its progress in Postgres, so a runner that dies
+// anywhere is resumed by the next lease holder.
+type runner struct {
+	s   *Service
+	id  int
+	log *slog.Logger
+
+	rereadWake   chan struct{}
+	resyncWake   chan struct{}
+	rereadQueued atomic.Bool
+	resyncQueued atomic.Bool
+}
+
+func (r *runner) wake(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// observe feeds a Salesforce error to the API budget and shows a refusal
+// in pgforce.status; it returns err unchanged.
+func (r *runner) observe(err error) error {
+	if err != nil && r.s.budget.Observe(err) {
+		_ = mappings.SetState(context.Background(), r.s.pool, r.id, r.currentState(), "REQUEST_LIMIT_EXCEEDED: Salesforce refused a call because the org's API allocation is spent; backing off")
+	}
+	return err
+}
+
+func (r *runner) currentState() string {
+	m, err := mappings.Get(context.Background(), r.s.pool, r.id)
+	if err != nil {
+		return mappings.StateSynced
+	}
+	return m.State
+}
+
+// waitBudget blocks until API work of priority p may run, showing why it
+// waits in state_detail.
+func (r *runner) waitBudget(ctx context.Context, p budget.Priority) error {
+	err := r.s.budget.Check(p)
+	if err == nil {
+		return nil
+	}
+	_ = mappings.SetState(ctx, r.s.pool, r.id, r.currentState(), err.Error())
+	r.log.Warn("inbound: API budget exhausted; waiting", "mapping", r.id, "reason", err)
+	return r.s.budget.Wait(ctx, p)
+}
+
+// run is one attempt; the service retries it with backoff while it holds
+// the lease. A nil return means the mapping needs no more work from this
+// runner (it is in error).
+func (r *runner) run(ctx context.Context) error {
+	m, err := mappings.Get(ctx, r.s.pool, r.id)
+	if err != nil {
+		return err
+	}
+	needLoad := m.State == mappings.StateNew || m.State == mappings.StateDescribing || m.State == mappings.StateLoading ||
+		len(m.Columns) == 0 || (m.InboundWatermark == nil && m.CDCReplayID == "")
+	if m.State == mappings.StateNew || m.State == mappings.StateDescribing || len(m.Columns) == 0 || m.State == mappings.StateLoading {
+		if err := r.describe(ctx, m); err != nil {
+			var ce *ConfigError
+			if errors.As(err, &ce) {
+				r.log.Warn("inbound: mapping cannot be synced until it is fixed", "mapping", m.ID, "sobject", m.SObject, "detail", ce.Detail)
+				return mappings.SetState(ctx, r.s.pool, m.ID, mappings.StateError, ce.Detail)
+			}
+			return err
+		}
+		if m, err = mappings.Get(ctx, r.s.pool, r.id); err != nil {
+			return err
+		}
+	}
+	t, err := newTable(m)
+	if err != nil {
+		return err
+	}
+	useCDC, err := r.useCDC(ctx, m)
+	if err != nil {
+		return err
+	}
+	mode := "poll"
+	if useCDC {
+		mode = "cdc"
+	}
+	if _, err := r.s.pool.Exec(ctx, `UPDATE pgforce.mapping SET inbound_mode = $2 WHERE id = $1 AND inbound_mode IS DISTINCT FROM $2`, m.ID, mode); err != nil {
+		return err
+	}
+	if useCDC {
+		return r.runCDC(ctx, t, needLoad)
+	}
+	return r.runPoll(ctx, t, needLoad)
+}
+
+// describe checks the mapping against Salesforce and creates or alters its
+// table; compound fields in the list are replaced by their components.
+func (r *runner) describe(ctx context.Context, m *mappings.Mapping) error {
+	if err := mappings.SetState(ctx, r.s.pool, m.ID, mappings.StateDescribing, "describing "+m.SObject); err != nil {
+		return err
+	}
+	if err := r.waitBudget(ctx, budget.Load); err != nil {
+		return err
+	}
+	cols, _, err := describeMapping(ctx, r.s.sf, m)
+	if err := r.observe(err); err != nil {
+		return err
+	}
+	fields := userFields(cols)
+	if !sameFields(fields, m.Fields) {
+		if _, err := r.s.pool.Exec(ctx, `UPDATE pgforce.mapping SET fields = $2, state = 'describing',
+			state_detail = 'compound fields replaced by their components' WHERE id = $1`, m.ID, fields); err != nil {
+			return err
+		}
+	}
+	colsJSON, err := json.Marshal(cols)
+	if err != nil {
+		return err
+	}
+	var added []string
+	if err := r.s.pool.QueryRow(ctx, `SELECT pgforce.ensure_table($1, $2)`, m.ID, colsJSON).Scan(&added); err != nil {
+		return fmt.Errorf("inbound: ensure_table for %s: %w", m.SObject, err)
+	}
+	r.log.Info("inbound: table ready", "mapping", m.ID, "sobject", m.SObject, "table", m.Table(), "added", added)
+	return mappings.SetState(ctx, r.s.pool, m.ID, mappings.StateLoading, "loading "+m.SObject)
+}
+
+func sameFields(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !strings.EqualFold(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// useCDC decides how changes arrive: cdc and poll are the user's choice;
+// auto takes CDC when global describe lists the object's change event.
+func (r *runner) useCDC(ctx context.Context, m *mappings.Mapping) (bool, error) {
+	switch m.Inbound {
+	case "cdc":
+		return true, nil
+	case "poll":
+		return false, nil
+	}
+	g, err := r.s.globalDescribe(ctx)
+	if err := r.observe(err); err != nil {
+		return false, err
+	}
+	name := ChangeEventName(m.SObject)
+	for _, o := range g.SObjects {
+		if strings.EqualFold(o.Name, name) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// load reads the whole object into the table (merging into whatever rows
+// are there, so readers never see it empty) and marks the mapping synced.
+func (r *runner) load(ctx context.Context, t *table) error {
+	if err := mappings.SetState(ctx, r.s.pool, r.id, mappings.StateLoading, "loading "+t.m.SObject); err != nil {
+		return err
+	}
+	started := time.Now()
+	n, err := r.read(ctx, t, "", false, "load")
+	if err != nil {
+		return err
+	}
+	r.log.Info("inbound: load complete", "mapping", r.id, "sobject", t.m.SObject, "rows", n, "elapsed", time.Since(started))
+	_, err = r.s.pool.Exec(ctx, `UPDATE pgforce.mapping SET state = 'synced',
+		state_detail = format('loaded %s records in %s', $2::bigint, $3::text),
+		inbound_watermark = coalesce(inbound_watermark, now()), reload_requested_at = NULL
+		WHERE id = $1 AND NOT paused`, r.id, n, time.Since(started).Round(time.Millisecond).String())
+	return err
+}
+
+// resync reads every record changed since the watermark (minus an overlap
+// for timestamps that tie or commit out of order), deleted ones included.
+func (r *runner) resync(ctx context.Context, t *table) error {
+	var requested *time.Time
+	var wm *time.Time
+	if err := r.s.pool.QueryRow(ctx, `SELECT resync_requested_at, inbound_watermark FROM pgforce.mapping WHERE id = $1`, r.id).Scan(&requested, &wm); err != nil {
+		return err
+	}
+	if requested == nil {
+		return nil
+	}
+	where := ""
+	if wm != nil {
+		where = "SystemModstamp >= " + wm.Add(-r.s.opts.Overlap).UTC().Format("2006-01-02T15:04:05.000Z")
+	}
+	n, err := r.read(ctx, t, where, true, "cdc")
+	if err != nil {
+		return err
+	}
+	r.log.Info("inbound: resync complete", "mapping", r.id, "sobject", t.m.SObject, "rows", n)
+	_, err = r.s.pool.Exec(ctx, `UPDATE pgforce.mapping SET resync_requested_at = NULL WHERE id = $1 AND resync_requested_at <= $2`, r.id, *requested)
+	return err
+}
+
+// drainRereads reads queued records again by id and applies them whole;
+// records Salesforce no longer has are marked deleted.
+func (r *runner) drainRereads(ctx context.Context, t *table) error {
+	for {
+		rows, err := r.s.pool.Query(ctx, `SELECT sfid, queued_at FROM pgforce.inbound_reread WHERE mapping_id = $1 ORDER BY queued_at LIMIT $2`, r.id, salesforce.MaxRetrieveIDs)
+		if err != nil {
+			return err
+		}
+		var ids []string
+		var queued []time.Time
+		for rows.Next() {
+			var id string
+			var at time.Time
+			if err := rows.Scan(&id, &at); err != nil {
+				rows.Close()
+				return err
+			}
+			ids = append(ids, id)
+			queued = append(queued, at)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		if err := r.waitBudget(ctx, budget.Poll); err != nil {
+			return err
+		}
+		recs, err := r.s.sf.Retrieve(ctx, t.m.SObject, ids, t.fields())
+		if err := r.observe(err); err != nil {
+			return fmt.Errorf("inbound: re-read %d %s records: %w", len(ids), t.m.SObject, err)
+		}
+		var full [][]any
+		var gone []string
+		for i, rec := range recs {
+			if rec == nil {
+				gone = append(gone, ids[i])
+				continue
+			}
+			full = append(full, t.recordRow(rec))
+		}
+		_, err = t.applyRows(context.WithoutCancel(ctx), r.s.pool, full, "cdc", func(tx pgx.Tx) error {
+			c := context.WithoutCancel(ctx)
+			if len(gone) > 0 {
+				q := fmt.Sprintf(`UPDATE %s SET isdeleted = true WHERE sfid = ANY($1)`, t.target)
+				if t.m.HardDelete {
+					q = fmt.Sprintf(`DELETE FROM %s WHERE sfid = ANY($1)`, t.target)
+				}
+				if _, err := tx.Exec(c, q, gone); err != nil {
+					return err
+				}
+			}
+			// An id queued again meanwhile (a newer event) stays queued.
+			_, err := tx.Exec(c, `DELETE FROM pgforce.inbound_reread q USING unnest($2::text[], $3::timestamptz[]) AS d(sfid, at)
+				WHERE q.mapping_id = $1 AND q.sfid = d.sfid AND q.queued_at <= d.at`, r.id, ids, queued)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		r.s.metrics.rereads.Add(float64(len(ids)))
+	}
+}
+
+// sideWork runs re-reads and resyncs whenever they are queued, until ctx
+// ends; the first failure is returned.
+func (r *runner) sideWork(ctx context.Context, t *table) error {
+	tick := time.NewTicker(r.s.opts.SafetyInterval)
+	defer tick.Stop()
+	r.wake(r.rereadWake)
+	r.wake(r.resyncWake)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.rereadWake:
+			if err := r.drainRereads(ctx, t); err != nil {
+				return err
+			}
+		case <-r.resyncWake:
+			if err := r.resync(ctx, t); err != nil {
+				return err
+			}
+		case <-tick.C:
+			r.wake(r.rereadWake)
+			r.wake(r.resyncWake)
+		}
+	}
+}
+
+// runCDC streams change events. The subscription is made before any load
+// or resync reads, so no change can fall between the read and the stream:
+// events that race the read are applied by SystemModstamp order.
+func (r *runner) runCDC(ctx context.Context, t *table, needLoad bool) error {
+	replay := streaming.ReplayTip
+	if !needLoad && t.m.CDCReplayID != "" {
+		id, err := strconv.ParseInt(t.m.CDCReplayID, 10, 64)
+		if err == nil {
+			replay = id
+		}
+	} else if !needLoad {
+		// Synced by polling before, or the replay id was lost: catch up by
+		// SystemModstamp, then stream.
+		if _, err := r.s.pool.Exec(ctx, `UPDATE pgforce.mapping SET resync_requested_at = coalesce(resync_requested_at, now()) WHERE id = $1`, r.id); err != nil {
+			return err
+		}
+	}
+	channel := ChangeEventChannel(t.m.SObject)
+	for {
+		ctx, cancel := context.WithCancelCause(ctx)
+		subscribed := make(chan struct{})
+		var once sync.Once
+		client, err := streaming.New(streaming.Config{
+			Auth:       r.s.sf.TokenSource(),
+			APIVersion: r.s.sf.APIVersion(),
+			HTTPClient: r.s.sf.HTTPClient(),
+			Logger:     r.log,
+			OnSubscribe: func(ch string, from int64) {
+				r.log.Info("inbound: subscribed to change events", "mapping", r.id, "channel", ch, "replay_from", from)
+				once.Do(func() { close(subscribed) })
+			},
+		})
+		if err != nil {
+			cancel(nil)
+			return err
+		}
+		if err := client.Subscribe(ctx, channel, replay); err != nil {
+			cancel(nil)
+			return err
+		}
+		streamErr := make(chan error, 1)
+		go func() {
+			streamErr <- client.Run(ctx, func(hctx context.Context, ev *streaming.Event) error {
+				// The event in flight is committed even when the worker is
+				// stopping, together with its replay id.
+				return r.applyEvent(context.WithoutCancel(hctx), t, ev)
+			})
+		}()
+		sideErr := make(chan error, 1)
+		var err2 error
+		select {
+		case <-subscribed:
+			if needLoad {
+				err2 = r.load(ctx, t)
+				needLoad = false
+			} else {
+				err2 = mappings.SetState(ctx, r.s.pool, r.id, mappings.StateSynced, "streaming change events")
+			}
+			if err2 == nil {
+				go func() { sideErr <- r.sideWork(ctx, t) }()
+			}
+		case err2 = <-streamErr:
+			streamErr <- err2
+		}
+		if err2 != nil {
+			cancel(err2)
+			<-streamErr
+			return err2
+		}
+		var runErr error
+		select {
+		case runErr = <-streamErr:
+			cancel(runErr)
+			<-sideErr
+		case runErr = <-sideErr:
+			if runErr == nil {
+				runErr = ctx.Err()
+			}
+			cancel(runErr)
+			<-streamErr
+		}
+		var rid *streaming.ReplayIDError
+		if errors.As(runErr, &rid) {
+			r.log.Warn("inbound: stored replay id is no longer available; resyncing by SystemModstamp", "mapping", r.id, "replay_id", rid.ReplayID)
+			if _, err := r.s.pool.Exec(context.WithoutCancel(ctx), `UPDATE pgforce.mapping SET resync_requested_at = now(), cdc_replay_id = NULL WHERE id = $1`, r.id); err != nil {
+				return err
+			}
+			replay = streaming.ReplayTip
+			continue
+		}
+		if ctx.Err() != nil && errors.Is(runErr, context.Canceled) {
+			return context.Cause(ctx)
+		}
+		return runErr
+	}
+}
+
+// runPoll reads changes by SystemModstamp every poll_interval, with
+// queryAll (deleted records included) and the deleted-records resource.
+func (r *runner) runPoll(ctx context.Context, t *table, needLoad bool) error {
+	if needLoad {
+		if err := r.load(ctx, t); err != nil {
+			return err
+		}
+	} else if err := mappings.SetState(ctx, r.s.pool, r.id, mappings.StateSynced, "polling every "+t.m.PollInterval.String()); err != nil {
+		return err
+	}
+	interval := t.m.PollInterval
+	if r.s.opts.MaxPollInterval > 0 && interval > r.s.opts.MaxPollInterval {
+		interval = r.s.opts.MaxPollInterval
+	}
+	timer := time.NewTimer(interval)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		}
+		if err := r.s.budget.Check(budget.Poll); err != nil {
+			// Skipping a poll slows it down rather than exhausting the org.
+			_ = mappings.SetState(ctx, r.s.pool, r.id, mappings.StateSynced, "polling slowed: "+err.Error())
+			timer.Reset(interval)
+			continue
+		}
+		if err := r.poll(ctx, t); err != nil {
+			if salesforce.IsTransient(err) {
+				r.log.Warn("inbound: poll failed; retrying next interval", "mapping", r.id, "err", err)
+				timer.Reset(interval)
+				continue
+			}
+			return err
+		}
+		timer.Reset(interval)
+	}
+}
+
+func (r *runner) poll(ctx context.Context, t *table) error {
+	var wm *time.Time
+	if err := r.s.pool.QueryRow(ctx, `SELECT inbound_watermark FROM pgforce.mapping WHERE id = $1`, r.id).Scan(&wm); err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	since := now.Add(-24 * time.Hour)
+	if wm != nil {
+		since = wm.Add(-r.s.opts.Overlap).UTC()
+	}
+	where := "SystemModstamp >= " + since.Format("2006-01-02T15:04:05.000Z") + " ORDER BY SystemModstamp"
+	var rows [][]any
+	flush := func() error {
+		if len(rows) == 0 {
+			return nil
+		}
+		_, err := t.applyRows(context.WithoutCancel(ctx), r.s.pool, rows, "poll", func(tx pgx.Tx) error {
+			return t.advanceFromStage(context.WithoutCancel(ctx), tx)
+		})
+		r.s.metrics.rowsApplied.Add(float64(len(rows)))
+		rows = rows[:0]
+		return err
+	}
+	err := r.s.sf.QueryAll(ctx, t.soql(where), func(rec salesforce.Record) error {
+		rows = append(rows, t.recordRow(&rec))
+		if len(rows) >= r.s.opts.BatchSize {
+			return flush()
+		}
+		return nil
+	})
+	if err := r.observe(err); err != nil {
+		return err
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	// Records purged from the recycle bin never show through queryAll.
+	if now.Sub(since) >= time.Minute {
+		del, err := r.s.sf.Deleted(ctx, t.m.SObject, since, now)
+		if err := r.observe(err); err != nil && !salesforce.IsNotFound(err) {
+			return err
+		}
+		if del != nil && len(del.Records) > 0 {
+			ids := make([]string, len(del.Records))
+			for i, d := range del.Records {
+				ids[i] = d.ID
+			}
+			q := fmt.Sprintf(`UPDATE %s SET isdeleted = true WHERE sfid = ANY($1) AND NOT isdeleted`, t.target)
+			if t.m.HardDelete {
+				q = fmt.Sprintf(`DELETE FROM %s WHERE sfid = ANY($1)`, t.target)
+			}
+			tx, err := beginApply(ctx, r.s.pool)
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback(context.WithoutCancel(ctx))
+			if _, err := tx.Exec(ctx, q, ids); err != nil {
+				return err
+			}
+			if err := tx.Commit(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	tx, err := beginApply(ctx, r.s.pool)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, `UPDATE pgforce.mapping SET last_inbound_at = now(),
+		inbound_watermark = coalesce(inbound_watermark, $2) WHERE id = $1`, r.id, now); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}

@@ -48,14 +48,14 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 type bundle struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *Server
 	http  *httptest.Server
 	token string
 	clock *fakeClock
 }
 
-func setup(t *testing.T, mutate ...func(*Config)) *bundle {
+func setup(t testing.TB, mutate ...func(*Config)) *bundle {
 	t.Helper()
 	schema, err := ParseSchema([]byte(testSchema))
 	require.NoError(t, err)
@@ -99,7 +99,7 @@ type response struct {
 	body   []byte
 }
 
-func (r response) json(t *testing.T) any {
+func (r response) json(t testing.TB) any {
 	t.Helper()
 	var v any
 	dec := json.NewDecoder(bytes.NewReader(r.body))
@@ -108,7 +108,7 @@ func (r response) json(t *testing.T) any {
 	return v
 }
 
-func (r response) object(t *testing.T) map[string]any {
+func (r response) object(t testing.TB) map[string]any {
 	t.Helper()
 	m, ok := r.json(t).(map[string]any)
 	require.True(t, ok, string(r.body))
@@ -116,7 +116,7 @@ func (r response) object(t *testing.T) map[string]any {
 }
 
 // firstError returns errorCode and message of an error array answer.
-func (r response) firstError(t *testing.T) (string, string) {
+func (r response) firstError(t testing.TB) (string, string) {
 	t.Helper()
 	arr, ok := r.json(t).([]any)
 	require.True(t, ok, string(r.body))

@@ -276,6 +276,10 @@ func (s *Server) Seed(ctx context.Context, object string, n int, gen func(i int)
 	}
 	t := s.store.begin(Tx{User: s.userID, Origin: "com/salesforce/api/bulkapi/" + s.cfg.APIVersion + ";client=pgforce-sim-seed"})
 	t.noUndo = true
+	if n > s.store.overflow {
+		// The transaction will overflow: skip building events that would be dropped anyway.
+		t.overflowed = []*Object{o}
+	}
 	tbl := s.store.tables[o]
 	var first string
 	for i := 0; i < n; i++ {

@@ -622,7 +622,11 @@ func (t *txn) insert(tbl *table, fields map[string]any, order []string, forcedID
 		tbl.rows[idx] = nil
 		tbl.rows = tbl.rows[:idx]
 	})
-	t.addEvent(pendingEvent{obj: o, kind: "CREATE", ids: []string{id}, fields: eventFields(o, vals, nil)})
+	if t.overflowed != nil {
+		t.addEvent(pendingEvent{obj: o}) // only the entity matters once the transaction overflowed
+	} else {
+		t.addEvent(pendingEvent{obj: o, kind: "CREATE", ids: []string{id}, fields: eventFields(o, vals, nil)})
+	}
 	return Result{ID: id, Created: true}
 }
 

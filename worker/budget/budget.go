@@ -61,12 +61,14 @@ type Budget struct {
 	backoff      time.Duration
 	lastRefusal  time.Time
 	minBackoff   time.Duration
+	recheck      time.Duration
+	probe        func(context.Context) error
 }
 
 // New returns a budget reading usage, allowing pct percent (1-100) of the
 // allocation until SetPercent says otherwise.
 func New(usage Usage, pct int) *Budget {
-	b := &Budget{usage: usage, now: time.Now, minBackoff: 30 * time.Second}
+	b := &Budget{usage: usage, now: time.Now, minBackoff: 30 * time.Second, recheck: time.Minute}
 	b.SetPercent(pct)
 	return b
 }
@@ -105,15 +107,37 @@ func (b *Budget) Check(p Priority) error {
 	return &Exhausted{
 		Priority: p,
 		// The allocation is a rolling 24 hours; usage drops as old calls
-		// age out, so look again in a minute.
-		Until:  now.Add(time.Minute),
+		// age out, so look again in a while.
+		Until:  now.Add(b.recheck),
 		Reason: fmt.Sprintf("API budget: %d of %d daily calls used, pgforce may use %d%% and %s work stops at %.0f", used, max, b.pct, p, limit),
 	}
 }
 
+// SetProbe sets a cheap call (e.g. the limits resource) that Wait makes
+// after waiting for usage to drop, because the usage figures only change
+// when an answer carries Sforce-Limit-Info, and a waiting worker makes none.
+// recheck is how long to wait between probes (default 1 min).
+func (b *Budget) SetProbe(probe func(context.Context) error, recheck time.Duration) {
+	b.mu.Lock()
+	b.probe = probe
+	if recheck > 0 {
+		b.recheck = recheck
+	}
+	b.mu.Unlock()
+}
+
 // Wait blocks until work of priority p may run or ctx ends.
 func (b *Budget) Wait(ctx context.Context, p Priority) error {
-	for {
+	for waited := false; ; waited = true {
+		if waited {
+			b.mu.Lock()
+			probe := b.probe
+			blocked := b.now().Before(b.blockedUntil)
+			b.mu.Unlock()
+			if probe != nil && !blocked {
+				b.Observe(probe(ctx))
+			}
+		}
 		err := b.Check(p)
 		if err == nil {
 			return nil

@@ -1,0 +1,84 @@
+package inbound_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestInitialLoadThroughRESTThenCreateUpdateDeleteUndeleteArriveThroughCDC(t *testing.T) {
+	e := newEnv(t)
+	ids := e.create("Account",
+		map[string]any{"Name": "Acme", "Industry": "Banking", "AnnualRevenue": jsonNumber("12345678901234.56"), "BillingCity": "Paris"},
+		map[string]any{"Name": "Globex", "NumberOfEmployees": 42})
+	id := e.mapping("Account", []string{"Name", "Industry", "AnnualRevenue", "NumberOfEmployees", "BillingAddress"}, "cdc")
+	e.start()
+	e.waitState(id, "synced")
+
+	require.Equal(t, 0, int(e.calls("POST /services/data/vXX.X/jobs/query")), "2 records load through REST, not Bulk")
+	require.Equal(t, "Acme", e.value("account", ids[0], "name"))
+	require.Equal(t, "12345678901234.56", e.value("account", ids[0], "annualrevenue"), "currency is exact")
+	require.Equal(t, "Paris", e.value("account", ids[0], "billingcity"), "address components are columns")
+	require.Equal(t, "42", e.value("account", ids[1], "numberofemployees"))
+	require.Equal(t, "SYNCED", e.value("account", ids[0], "_hc_lastop"))
+	var fields []string
+	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT fields FROM pgforce.mapping WHERE id = $1`, id).Scan(&fields))
+	require.Contains(t, fields, "BillingCity", "the compound BillingAddress is replaced by its components")
+	require.NotContains(t, fields, "BillingAddress")
+
+	// CREATE
+	newIDs := e.create("Account", map[string]any{"Name": "Initech", "BillingCity": "Austin", "AnnualRevenue": jsonNumber("0.1")})
+	e.waitValue("account", newIDs[0], "name", "Initech")
+	require.Equal(t, "Austin", e.value("account", newIDs[0], "billingcity"))
+	require.Equal(t, "0.10", e.value("account", newIDs[0], "annualrevenue"))
+
+	// UPDATE, through the UI, of a compound component
+	require.NoError(t, e.sim.UIEdit(context.Background(), "Account", ids[0], map[string]any{"BillingCity": "Lyon"}))
+	e.waitValue("account", ids[0], "billingcity", "Lyon")
+
+	// DELETE is a soft delete
+	_, err := e.sf.Delete(context.Background(), []string{ids[1]})
+	require.NoError(t, err)
+	e.waitValue("account", ids[1], "isdeleted", "true")
+	require.Equal(t, "Globex", e.value("account", ids[1], "name"), "a soft-deleted row keeps its data")
+
+	// UNDELETE re-reads the record
+	require.NoError(t, e.sim.Undelete(context.Background(), "Account", ids[1]))
+	e.waitValue("account", ids[1], "isdeleted", "false")
+	require.Equal(t, "42", e.value("account", ids[1], "numberofemployees"))
+}
+
+func TestPartialFieldUpdateDoesNotClobberOtherFields(t *testing.T) {
+	e := newEnv(t)
+	id := e.mapping("Account", []string{"Name", "Industry", "Phone", "Description"}, "cdc")
+	e.start()
+	e.waitState(id, "synced")
+	ids := e.create("Account", map[string]any{"Name": "Acme", "Industry": "Banking", "Phone": "555-0100", "Description": "first"})
+	e.waitValue("account", ids[0], "description", "first")
+
+	require.NoError(t, e.sim.UIEdit(context.Background(), "Account", ids[0], map[string]any{"Phone": "555-0199"}))
+	e.waitValue("account", ids[0], "phone", "555-0199")
+	require.Equal(t, "Acme", e.value("account", ids[0], "name"))
+	require.Equal(t, "Banking", e.value("account", ids[0], "industry"))
+	require.Equal(t, "first", e.value("account", ids[0], "description"))
+
+	// Clearing a field is the one case where an update carries a null.
+	require.NoError(t, e.sim.UIEdit(context.Background(), "Account", ids[0], map[string]any{"Industry": nil}))
+	e.waitValue("account", ids[0], "industry", "<null>")
+	require.Equal(t, "555-0199", e.value("account", ids[0], "phone"))
+}
+
+func TestIdleCDCMappingMakesNoRESTCalls(t *testing.T) {
+	e := newEnv(t)
+	id := e.mapping("Account", []string{"Name"}, "cdc")
+	e.start()
+	e.waitState(id, "synced")
+	time.Sleep(300 * time.Millisecond)
+	e.sim.ResetCalls()
+	time.Sleep(2 * time.Second)
+	for k, v := range e.sim.Calls() {
+		require.Contains(t, k, "/cometd/", "idle CDC made %d calls to %s", v, k)
+	}
+}

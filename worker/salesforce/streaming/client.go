@@ -210,12 +210,15 @@ func (c *Client) LastReplayID(channel string) (int64, bool) {
 }
 
 // Subscribe adds channel (e.g. /data/AccountChangeEvent or /data/ChangeEvents)
-// starting after replayFrom (a stored replay id, ReplayTip or ReplayAll). If a
-// session is live the subscription is sent at once and its refusal returned;
-// otherwise it is sent when Run next handshakes.
+// starting after replayFrom (a stored replay id, ReplayTip or ReplayAll),
+// replacing any earlier subscription to it. If a session is live the
+// subscription is sent at once and a refusal (*ReplayIDError,
+// *SubscribeError) returned and the channel dropped; otherwise it is sent when
+// Run next handshakes, and a refusal there ends Run.
 func (c *Client) Subscribe(ctx context.Context, channel string, replayFrom int64) error {
+	sub := &subscription{replayFrom: replayFrom}
 	c.mu.Lock()
-	c.subs[channel] = &subscription{replayFrom: replayFrom}
+	c.subs[channel] = sub
 	live := c.clientID != ""
 	c.mu.Unlock()
 	if !live {
@@ -224,6 +227,18 @@ func (c *Client) Subscribe(ctx context.Context, channel string, replayFrom int64
 	err := c.subscribe(ctx, []string{channel})
 	if errors.Is(err, errRehandshake) {
 		return nil // Run re-subscribes everything after its next handshake
+	}
+	var (
+		re *ReplayIDError
+		se *SubscribeError
+	)
+	if errors.As(err, &re) || errors.As(err, &se) {
+		// Refused for good: forget it, or the next re-handshake would fail on it.
+		c.mu.Lock()
+		if c.subs[channel] == sub {
+			delete(c.subs, channel)
+		}
+		c.mu.Unlock()
 	}
 	return err
 }

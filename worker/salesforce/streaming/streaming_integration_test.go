@@ -344,3 +344,25 @@ func TestStreamingStopsCleanlyWhenTheContextEnds(t *testing.T) {
 	require.ErrorIs(t, stop(), context.Canceled)
 	require.Less(t, time.Since(start), 3*time.Second, "a held long poll does not delay shutdown")
 }
+
+func TestStreamingSubscribeWhileRunningAddsAChannel(t *testing.T) {
+	b := setup(t)
+	require.NoError(t, b.stream.Subscribe(t.Context(), accountChannel, streaming.ReplayTip))
+	b.run(t)
+	b.waitSubscribed(t)
+
+	require.NoError(t, b.stream.Subscribe(t.Context(), "/data/ContactChangeEvent", streaming.ReplayTip))
+	require.Equal(t, subscribed{"/data/ContactChangeEvent", streaming.ReplayTip}, b.waitSubscribed(t))
+	res, err := b.rest.Create(t.Context(), []salesforce.Record{salesforce.NewRecord("Contact", map[string]any{"LastName": "Lovelace", "FirstName": "Ada"})})
+	require.NoError(t, err)
+	require.True(t, res[0].Success, "%+v", res[0])
+	ev := b.nextEvent(t)
+	require.Equal(t, "/data/ContactChangeEvent", ev.Channel)
+	require.Equal(t, "Contact", ev.Header.EntityName)
+	name, ok := ev.Fields["Name"].(map[string]any)
+	require.True(t, ok, "compound Name is nested: %v", ev.Fields)
+	require.Equal(t, "Lovelace", name["LastName"])
+
+	require.ErrorAs(t, b.stream.Subscribe(t.Context(), "/data/MissingChangeEvent", streaming.ReplayTip), new(*streaming.SubscribeError),
+		"a live session reports a refused subscription at once")
+}

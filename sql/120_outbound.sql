@@ -1,0 +1,146 @@
+-- 120_outbound: what the outbound worker (worker/outbound) needs beyond the
+-- outbox itself: its liveness and feed mode, claiming that keeps a failed
+-- insert's later changes waiting, lease recovery after a crash, and the
+-- extra columns of pgforce.status.
+
+-- One row per running outbound worker, upserted on every heartbeat. The
+-- feed mode is what pgforce.status shows; seen_at tells live workers from
+-- dead ones, whose claims are handed out again (pgforce._outbound_reclaim).
+CREATE TABLE pgforce.outbound_worker (
+    worker      text        NOT NULL PRIMARY KEY,
+    feed_mode   text        NOT NULL,
+    feed_detail text,
+    started_at  timestamptz NOT NULL DEFAULT now(),
+    seen_at     timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT outbound_worker_feed_mode_valid CHECK (feed_mode IN ('starting', 'logical_replication', 'notify_poll'))
+);
+
+COMMENT ON TABLE pgforce.outbound_worker IS 'Running outbound workers and how each learns of new outbox rows (logical_replication, or notify_poll where logical replication is unavailable).';
+
+-- Records a worker's heartbeat and feed mode.
+CREATE FUNCTION pgforce._outbound_heartbeat(p_worker text, p_mode text, p_detail text) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO pgforce.outbound_worker AS w (worker, feed_mode, feed_detail)
+    VALUES (p_worker, p_mode, p_detail)
+    ON CONFLICT (worker) DO UPDATE
+    SET feed_mode = EXCLUDED.feed_mode, feed_detail = EXCLUDED.feed_detail, seen_at = pg_catalog.now()
+$$;
+
+-- Hands the claims of dead workers back to the queue: entries claimed by a
+-- worker that has not been seen within p_lease (it crashed, or was killed in
+-- the middle of a batch). Those changes may or may not have reached
+-- Salesforce; sending them again is safe for updates, deletes and upserts.
+-- Forgotten workers are removed. Returns the number of entries released.
+CREATE FUNCTION pgforce._outbound_reclaim(p_lease interval) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    UPDATE pgforce.outbox o
+    SET claimed_at = NULL, claimed_by = NULL
+    WHERE o.claimed_at IS NOT NULL
+      AND o.claimed_at < pg_catalog.now() - p_lease
+      AND NOT EXISTS (SELECT FROM pgforce.outbound_worker w
+                      WHERE w.worker = o.claimed_by AND w.seen_at > pg_catalog.now() - p_lease);
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    DELETE FROM pgforce.outbound_worker w WHERE w.seen_at < pg_catalog.now() - interval '1 day';
+    RETURN v_count;
+END
+$$;
+
+-- True while a record's changes must wait: its insert failed (or a
+-- two-way conflict awaits pgforce.resolve) and the user has not yet chosen
+-- retry, ignore or revert. Other records are never held up.
+CREATE FUNCTION pgforce._outbound_record_blocked(p_mapping_id integer, p_record_id integer) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (
+        SELECT FROM pgforce.error e
+        WHERE e.mapping_id = p_mapping_id AND e.record_id = p_record_id AND e.state = 'open'
+          AND ((e.direction = 'outbound' AND e.operation = 'insert') OR e.error_code = 'CONFLICT'))
+$$;
+
+-- pgforce.claim, except that the changes of blocked records stay queued
+-- (a retry of the failed insert itself, retry_of set, is not held back).
+-- Per-record order is kept as in pgforce.claim: an entry is handed out only
+-- together with every earlier entry of its record.
+CREATE FUNCTION pgforce._outbound_claim(p_mapping_id integer, p_limit integer, p_worker text)
+RETURNS SETOF pgforce.outbox
+LANGUAGE sql AS $$
+    WITH locked AS (
+        SELECT o.id, o.record_id
+        FROM pgforce.outbox o
+        WHERE o.mapping_id = p_mapping_id AND o.claimed_at IS NULL
+          AND (o.retry_of IS NOT NULL OR NOT pgforce._outbound_record_blocked(p_mapping_id, o.record_id))
+        ORDER BY o.id
+        LIMIT p_limit
+        FOR UPDATE SKIP LOCKED
+    ), eligible AS (
+        SELECT l.id
+        FROM locked l
+        WHERE NOT EXISTS (
+            SELECT FROM pgforce.outbox e
+            WHERE e.mapping_id = p_mapping_id AND e.record_id = l.record_id AND e.id < l.id
+              AND NOT EXISTS (SELECT FROM locked k WHERE k.id = e.id))
+    )
+    UPDATE pgforce.outbox o
+    SET claimed_at = pg_catalog.now(), claimed_by = p_worker, attempts = o.attempts + 1
+    FROM eligible
+    WHERE o.id = eligible.id
+    RETURNING o.*
+$$;
+
+COMMENT ON FUNCTION pgforce._outbound_claim(integer, integer, text) IS 'Worker: pgforce.claim that leaves the changes of records behind a failed insert or an open conflict queued.';
+
+-- Changes waiting behind a failed insert or an open conflict, per mapping.
+CREATE FUNCTION pgforce._outbound_blocked_count(p_mapping_id integer) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT pg_catalog.count(*)
+    FROM pgforce.outbox o
+    WHERE o.mapping_id = p_mapping_id AND o.claimed_at IS NULL AND o.retry_of IS NULL
+      AND EXISTS (SELECT FROM pgforce.error e
+                  WHERE e.mapping_id = p_mapping_id AND e.record_id = o.record_id AND e.state = 'open'
+                    AND ((e.direction = 'outbound' AND e.operation = 'insert') OR e.error_code = 'CONFLICT'))
+$$;
+
+-- The feed modes of the workers seen in the last minute, e.g.
+-- 'logical_replication' or 'notify_poll'; NULL when no worker runs.
+CREATE FUNCTION pgforce._outbound_feed_mode() RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT pg_catalog.string_agg(DISTINCT w.feed_mode, ',' ORDER BY w.feed_mode)
+    FROM pgforce.outbound_worker w
+    WHERE w.seen_at > pg_catalog.now() - interval '1 minute'
+$$;
+
+-- pgforce.status with two more columns at the end: outbound_feed (how the
+-- running workers learn of changes) and outbound_blocked (changes waiting
+-- behind a failed insert or a conflict; pgforce.error says which and why).
+CREATE OR REPLACE VIEW pgforce.status AS
+SELECT m.id                                   AS mapping_id,
+       m.org,
+       m.sobject,
+       o.schema_name,
+       m.table_name,
+       m.mode,
+       m.state,
+       m.state_detail,
+       m.paused,
+       pgforce._row_count(pgforce._mapping_table(m.id)) AS row_count,
+       coalesce(ob.backlog, 0)     AS outbound_backlog,
+       pg_catalog.now() - ob.oldest           AS oldest_pending_age,
+       coalesce(er.open_errors, 0) AS open_errors,
+       m.last_inbound_at,
+       m.last_outbound_at,
+       pgforce._outbound_feed_mode()          AS outbound_feed,
+       pgforce._outbound_blocked_count(m.id)  AS outbound_blocked
+FROM pgforce.mapping m
+JOIN pgforce.org o ON o.name = m.org
+LEFT JOIN LATERAL (
+    SELECT pg_catalog.count(*) AS backlog, pg_catalog.min(x.created_at) AS oldest
+    FROM pgforce.outbox x WHERE x.mapping_id = m.id
+) ob ON true
+LEFT JOIN LATERAL (
+    SELECT pg_catalog.count(*) AS open_errors
+    FROM pgforce.error e WHERE e.mapping_id = m.id AND e.state IN ('open', 'retrying')
+) er ON true;
+
+COMMENT ON VIEW pgforce.status IS 'One row per mapping: state, rows, outbound backlog and its age, open errors, last change in each direction, the outbound feed mode and changes blocked behind a failed insert.';

@@ -1,0 +1,420 @@
+// Package feed tells the outbound worker when new changes wait in
+// pgforce.outbox, without polling while it can avoid it.
+//
+// The preferred source is a logical replication stream (pgoutput) from a
+// permanent slot over publication pgforce_outbox, which covers outbox
+// inserts only. Every committed transaction that captured a change arrives
+// as a commit message; the feed turns it into a wake-up. Where logical
+// replication is unavailable (wal_level below logical, a role without the
+// REPLICATION attribute, no publication, or the slot busy with another
+// worker) the feed falls back to LISTEN pgforce_outbox, a wake-up the
+// capture trigger raises once per transaction, plus a slow safety poll; it
+// retries the stream every RetryStream.
+//
+// Positions: the outbox table itself is the durable queue, the stream only
+// says "look". The feed confirms a commit's LSN to the server only after
+// the consumer reports a drain cycle that began after the commit arrived as
+// finished (Mark, then Done), so a slot never moves past a change nobody has
+// handled. While idle, with nothing unconfirmed, it confirms the server's
+// WAL end from keepalives, so that the slot does not pin WAL that other
+// tables write.
+//
+// Use:
+//
+//	f := feed.New(pool.Config().ConnConfig, logger, feed.Options{})
+//	go f.Run(ctx)
+//	for range f.Wake() {
+//		tok := f.Mark()
+//		drain()          // claim and write until nothing is claimable
+//		f.Done(tok)
+//	}
+package feed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// Mode names how the feed currently learns of changes, as pgforce.status
+// shows it.
+type Mode string
+
+const (
+	ModeStarting           Mode = "starting"
+	ModeLogicalReplication Mode = "logical_replication"
+	ModeNotifyPoll         Mode = "notify_poll"
+)
+
+// Publication and Channel are created by sql/050_outbox.sql and
+// sql/060_capture.sql.
+const (
+	Publication = "pgforce_outbox"
+	Channel     = "pgforce_outbox"
+)
+
+// Options tune a Feed. Zero values take the defaults.
+type Options struct {
+	// Slot is the permanent replication slot's name. Slots are global to
+	// the server, so the default names the database: pgforce_<database>.
+	Slot string
+	// SafetyPoll is the wake-up interval in notify+poll mode, which covers
+	// a notification lost with a dropped connection (default 30s).
+	SafetyPoll time.Duration
+	// RetryStream is how often notify+poll mode tries the stream again
+	// (default 1 minute).
+	RetryStream time.Duration
+	// StatusInterval is how often the stream reports its position to the
+	// server (default 1s).
+	StatusInterval time.Duration
+	// DisableReplication forces notify+poll mode.
+	DisableReplication bool
+	// OnMode is called whenever the mode changes, with a detail saying why.
+	OnMode func(mode Mode, detail string)
+}
+
+func (o *Options) defaults() {
+	if o.SafetyPoll <= 0 {
+		o.SafetyPoll = 30 * time.Second
+	}
+	if o.RetryStream <= 0 {
+		o.RetryStream = time.Minute
+	}
+	if o.StatusInterval <= 0 {
+		o.StatusInterval = time.Second
+	}
+}
+
+// Feed produces wake-ups for the outbound worker. Its methods are safe for
+// concurrent use.
+type Feed struct {
+	cfg  *pgx.ConnConfig
+	log  *slog.Logger
+	opts Options
+	wake chan struct{}
+
+	mu       sync.Mutex
+	mode     Mode
+	detail   string
+	received pglogrepl.LSN // end LSN of the last commit received
+	done     pglogrepl.LSN // highest position whose work is finished
+}
+
+// New returns a feed for the database cfg connects to (a pool's
+// Config().ConnConfig fits; it is copied). It connects only when Run starts.
+func New(cfg *pgx.ConnConfig, logger *slog.Logger, opts Options) *Feed {
+	opts.defaults()
+	cfg = cfg.Copy()
+	if opts.Slot == "" {
+		opts.Slot = SlotName(cfg.Database)
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Feed{cfg: cfg, log: logger, opts: opts, wake: make(chan struct{}, 1), mode: ModeStarting}
+}
+
+// Wake returns the channel that receives a value when there may be new
+// work. Wake-ups coalesce: many commits while the consumer is busy leave one
+// pending wake-up. The first wake-up is sent as soon as Run starts, so the
+// consumer drains what was queued before it started.
+func (f *Feed) Wake() <-chan struct{} { return f.wake }
+
+// Mode returns the current mode and why it was chosen.
+func (f *Feed) Mode() (Mode, string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.mode, f.detail
+}
+
+// SlotName returns the default slot name for a database: pgforce_ and the
+// database name folded to the characters a slot name allows, with a hash
+// when it has to be shortened.
+func SlotName(database string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(database) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '_' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	name := "pgforce_" + b.String()
+	if len(name) > 63 || name != "pgforce_"+strings.ToLower(database) {
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(database))
+		name = fmt.Sprintf("%.54s_%08x", name, h.Sum32())
+	}
+	return name
+}
+
+// Token identifies the stream position a drain cycle covers.
+type Token struct{ lsn pglogrepl.LSN }
+
+// Mark is called when a drain cycle starts: everything received so far will
+// be covered by the cycle.
+func (f *Feed) Mark() Token {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return Token{lsn: f.received}
+}
+
+// Done reports that the cycle started with tok finished: every change it
+// covers is written to Salesforce, recorded as an error, or durably queued
+// behind a block in pgforce.outbox.
+func (f *Feed) Done(tok Token) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if tok.lsn > f.done {
+		f.done = tok.lsn
+	}
+}
+
+func (f *Feed) signal() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (f *Feed) setMode(m Mode, detail string) {
+	f.mu.Lock()
+	changed := f.mode != m || f.detail != detail
+	f.mode, f.detail = m, detail
+	f.mu.Unlock()
+	if !changed {
+		return
+	}
+	f.log.Info("outbound feed mode", "mode", string(m), "detail", detail)
+	if f.opts.OnMode != nil {
+		f.opts.OnMode(m, detail)
+	}
+}
+
+// Run produces wake-ups until ctx ends. It returns nil on cancellation; a
+// failing stream never ends Run, it falls back to notify+poll.
+func (f *Feed) Run(ctx context.Context) error {
+	f.signal()
+	for ctx.Err() == nil {
+		if !f.opts.DisableReplication {
+			err := f.stream(ctx)
+			if ctx.Err() != nil {
+				return nil
+			}
+			f.log.Warn("outbound feed: logical replication unavailable, using LISTEN and a safety poll", "err", err)
+			f.setMode(ModeNotifyPoll, "logical replication unavailable: "+err.Error())
+		} else {
+			f.setMode(ModeNotifyPoll, "logical replication disabled by configuration")
+		}
+		retry := f.opts.RetryStream
+		if f.opts.DisableReplication {
+			retry = 0
+		}
+		if err := f.listen(ctx, retry, true); err != nil && ctx.Err() == nil {
+			f.log.Warn("outbound feed: listen failed", "err", err)
+			// Polling still works without a connection of our own: the
+			// consumer's next cycle will tell. Wake it and pause.
+			f.signal()
+			select {
+			case <-ctx.Done():
+			case <-time.After(f.opts.SafetyPoll):
+			}
+		}
+	}
+	return nil
+}
+
+// listen runs notify+poll mode for the given duration (0: until ctx ends).
+// Without poll it only relays notifications: beside the stream, that
+// catches pgforce.revert, which queues no outbox row for the stream to see.
+func (f *Feed) listen(ctx context.Context, d time.Duration, poll bool) error {
+	conn, err := pgx.ConnectConfig(ctx, f.cfg.Copy())
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	// Changes committed before LISTEN took effect sent their notification
+	// to nobody: look once now.
+	f.signal()
+	var until time.Time
+	if d > 0 {
+		until = time.Now().Add(d)
+	}
+	for {
+		wait := f.opts.SafetyPoll
+		if !until.IsZero() {
+			left := time.Until(until)
+			if left <= 0 {
+				return nil
+			}
+			wait = min(wait, left)
+		}
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		_, err := conn.WaitForNotification(wctx)
+		cancel()
+		switch {
+		case err == nil:
+			f.signal()
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, context.DeadlineExceeded):
+			if poll {
+				f.signal() // the safety poll
+			}
+		default:
+			return err
+		}
+	}
+}
+
+// stream runs the logical replication stream until it fails or ctx ends.
+// It returns only with an error saying why the stream is not usable.
+func (f *Feed) stream(ctx context.Context) error {
+	cfg := f.cfg.Config.Copy()
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	cfg.RuntimeParams["replication"] = "database"
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("replication connection: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+
+	if _, err := pglogrepl.IdentifySystem(ctx, conn); err != nil {
+		return fmt.Errorf("identify system: %w", err)
+	}
+	_, err = pglogrepl.CreateReplicationSlot(ctx, conn, f.opts.Slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{})
+	var pgErr *pgconn.PgError
+	if err != nil && !(errors.As(err, &pgErr) && pgErr.Code == "42710") { // duplicate_object: the slot exists
+		return fmt.Errorf("create slot %s: %w", f.opts.Slot, err)
+	}
+	// Start from the slot's confirmed position (LSN 0 means "where the slot is").
+	err = pglogrepl.StartReplication(ctx, conn, f.opts.Slot, 0, pglogrepl.StartReplicationOptions{
+		PluginArgs: []string{"proto_version '1'", "publication_names '" + Publication + "'"},
+	})
+	if err != nil {
+		return fmt.Errorf("start replication on slot %s: %w", f.opts.Slot, err)
+	}
+	f.setMode(ModeLogicalReplication, "slot "+f.opts.Slot+", publication "+Publication)
+	lctx, stopListen := context.WithCancel(ctx)
+	defer stopListen()
+	go func() {
+		for lctx.Err() == nil {
+			if err := f.listen(lctx, 0, false); err != nil && lctx.Err() == nil {
+				f.log.Warn("outbound feed: listen beside the stream failed", "err", err)
+				select {
+				case <-lctx.Done():
+				case <-time.After(f.opts.SafetyPoll):
+				}
+			}
+		}
+	}()
+	// Anything committed while no stream ran is in the outbox already.
+	f.signal()
+
+	var (
+		walEnd     pglogrepl.LSN // the server's WAL end from the last keepalive
+		confirmed  pglogrepl.LSN
+		nextStatus = time.Now().Add(f.opts.StatusInterval)
+	)
+	sendStatus := func() error {
+		pos := f.confirmable(walEnd)
+		if pos < confirmed {
+			pos = confirmed
+		}
+		err := pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{
+			WALWritePosition: pos, WALFlushPosition: pos, WALApplyPosition: pos,
+		})
+		if err == nil {
+			confirmed = pos
+		}
+		nextStatus = time.Now().Add(f.opts.StatusInterval)
+		return err
+	}
+	for {
+		if time.Now().After(nextStatus) {
+			if err := sendStatus(); err != nil {
+				return fmt.Errorf("send standby status: %w", err)
+			}
+		}
+		rctx, cancel := context.WithDeadline(ctx, nextStatus)
+		msg, err := conn.ReceiveMessage(rctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if pgconn.Timeout(err) {
+				continue
+			}
+			return fmt.Errorf("receive: %w", err)
+		}
+		switch msg := msg.(type) {
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("stream: %w", pgconn.ErrorResponseToPgError(msg))
+		case *pgproto3.CopyData:
+			if len(msg.Data) == 0 {
+				continue
+			}
+			switch msg.Data[0] {
+			case pglogrepl.PrimaryKeepaliveMessageByteID:
+				ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(msg.Data[1:])
+				if err != nil {
+					return fmt.Errorf("parse keepalive: %w", err)
+				}
+				if ka.ServerWALEnd > walEnd {
+					walEnd = ka.ServerWALEnd
+				}
+				if ka.ReplyRequested {
+					if err := sendStatus(); err != nil {
+						return fmt.Errorf("send standby status: %w", err)
+					}
+				}
+			case pglogrepl.XLogDataByteID:
+				xld, err := pglogrepl.ParseXLogData(msg.Data[1:])
+				if err != nil {
+					return fmt.Errorf("parse xlog data: %w", err)
+				}
+				m, err := pglogrepl.Parse(xld.WALData)
+				if err != nil {
+					return fmt.Errorf("parse pgoutput message: %w", err)
+				}
+				if c, ok := m.(*pglogrepl.CommitMessage); ok {
+					f.mu.Lock()
+					if c.TransactionEndLSN > f.received {
+						f.received = c.TransactionEndLSN
+					}
+					f.mu.Unlock()
+					f.signal()
+				}
+			}
+		}
+	}
+}
+
+// confirmable returns the position the slot may move to: the last finished
+// cycle's mark, or the server's WAL end when every commit received has been
+// handled (nothing is in flight, so the WAL in between holds no outbox
+// change of ours).
+func (f *Feed) confirmable(walEnd pglogrepl.LSN) pglogrepl.LSN {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.done >= f.received && walEnd > f.done {
+		return walEnd
+	}
+	return f.done
+}

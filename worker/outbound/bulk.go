@@ -1,0 +1,137 @@
+package outbound
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/pgforce/pgforce/worker/budget"
+	"github.com/pgforce/pgforce/worker/salesforce"
+)
+
+// sendBulk writes the changes at idx through one Bulk API 2.0 ingest job
+// and fills their results. Results come back in no particular order, so
+// they are matched by the record's Id (update, delete) or external id
+// (upsert); that is why plain inserts never go this way. A job that fails
+// as a whole returns an error and the caller falls back to Collections,
+// which is safe because these operations are idempotent.
+func (s *Service) sendBulk(ctx context.Context, m *Mapping, op string, changes []*change, idx []int, results []outcome) error {
+	if b := s.opts.Budget; b != nil {
+		if err := b.Wait(ctx, budget.Write); err != nil {
+			return err
+		}
+	}
+	job := salesforce.IngestJob{Object: m.SObject, Operation: op}
+	key := "Id"
+	if op == "upsert" {
+		job.ExternalIDFieldName = m.UpsertField
+		key = m.UpsertField
+	}
+	// The CSV's columns: every field any record carries; a relationship
+	// by external id is the column Relationship.ExtField.
+	seen := map[string]bool{key: true}
+	columns := []string{key}
+	if op != "delete" {
+		var extra []string
+		for _, i := range idx {
+			for k, v := range changes[i].record.Fields {
+				name := k
+				if r, ok := v.(salesforce.Record); ok {
+					for f := range r.Fields {
+						name = k + "." + f
+					}
+				}
+				if !seen[name] {
+					seen[name] = true
+					extra = append(extra, name)
+				}
+			}
+		}
+		sort.Strings(extra)
+		columns = append(columns, extra...)
+	}
+	info, err := s.sf.CreateIngestJob(ctx, job)
+	if err != nil {
+		return fmt.Errorf("create ingest job: %w", err)
+	}
+	err = s.sf.UploadIngestData(ctx, info.ID, columns, func(w *salesforce.CSVWriter) error {
+		row := make([]any, len(columns))
+		for _, i := range idx {
+			c := changes[i]
+			for k, col := range columns {
+				switch {
+				case op == "delete":
+					row[k] = c.SFID
+				case col == key && op == "update":
+					row[k] = c.SFID
+				default:
+					row[k] = bulkCell(c.record.Fields, col)
+				}
+			}
+			if err := w.Write(row...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("upload ingest data: %w", err)
+	}
+	if _, err := s.sf.CloseIngestJob(ctx, info.ID); err != nil {
+		return fmt.Errorf("close ingest job: %w", err)
+	}
+	if _, err := s.sf.WaitIngestJob(ctx, info.ID, s.opts.BulkPoll); err != nil {
+		return fmt.Errorf("ingest job %s: %w", info.ID, err)
+	}
+	byKey := make(map[string]int, len(idx))
+	for _, i := range idx {
+		k := changes[i].SFID
+		if op == "upsert" {
+			k = changes[i].extID
+		}
+		byKey[k] = i
+		results[i] = outcome{kind: outTransient} // until a result says otherwise
+	}
+	err = s.sf.IngestSuccessfulResults(ctx, info.ID, func(r salesforce.Row) error {
+		k, _ := r.Get(key)
+		if i, ok := byKey[k]; ok {
+			id, _ := r.Get("sf__Id")
+			results[i] = outcome{kind: outOK, id: id}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read successful results: %w", err)
+	}
+	err = s.sf.IngestFailedResults(ctx, info.ID, func(r salesforce.Row) error {
+		k, _ := r.Get(key)
+		if i, ok := byKey[k]; ok {
+			msg, _ := r.Get("sf__Error")
+			id, _ := r.Get("sf__Id")
+			results[i] = saveOutcome(op, salesforce.SaveResult{ID: id, Errors: []salesforce.RecordError{salesforce.ParseBulkError(msg)}})
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read failed results: %w", err)
+	}
+	return nil
+}
+
+// bulkCell is the value of column col for a record: a field, a
+// relationship's external id (Relationship.Field), or Unchanged.
+func bulkCell(fields map[string]any, col string) any {
+	if v, ok := fields[col]; ok {
+		return v
+	}
+	for k, v := range fields {
+		if r, ok := v.(salesforce.Record); ok {
+			for f, fv := range r.Fields {
+				if k+"."+f == col {
+					return fv
+				}
+			}
+		}
+	}
+	return salesforce.Unchanged
+}

@@ -1,0 +1,132 @@
+package outbound
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/pgforce/pgforce/worker/salesforce"
+)
+
+// entry is one claimed pgforce.outbox row.
+type entry struct {
+	ID       int64
+	Op       string // insert, update, delete
+	RecordID int
+	SFID     string
+	New      map[string]any // Postgres column -> value (json.Number for numbers)
+	Old      map[string]any
+	RetryOf  int64
+}
+
+// change is every claimed entry of one record merged into the single
+// operation that brings Salesforce to the record's latest state.
+type change struct {
+	RecordID int
+	Op       string // insert, update, delete, or "" when nothing is left to send
+	SFID     string
+	Values   map[string]any // Postgres column -> latest value
+	Entries  []int64        // outbox ids this change covers
+	RetryOf  []int64        // errors this change retries
+	first    int64          // lowest outbox id, for ordering
+
+	// Filled by prepare.
+	record  salesforce.Record // what is sent
+	extID   string            // value of the upsert field for an upsert
+	deferTo bool              // a parent has no Id yet: try again later
+}
+
+// merge folds entries (in outbox id order) into one change per record,
+// keeping the latest value of each field, and returns the changes in the
+// order of their first entry, which is transaction order.
+func merge(entries []entry) []*change {
+	byRecord := map[int]*change{}
+	var out []*change
+	for _, e := range entries {
+		c := byRecord[e.RecordID]
+		if c == nil {
+			c = &change{RecordID: e.RecordID, Values: map[string]any{}, first: e.ID}
+			byRecord[e.RecordID] = c
+			out = append(out, c)
+		}
+		c.Entries = append(c.Entries, e.ID)
+		if e.RetryOf != 0 {
+			c.RetryOf = append(c.RetryOf, e.RetryOf)
+		}
+		if e.SFID != "" {
+			c.SFID = e.SFID
+		}
+		switch e.Op {
+		case "insert":
+			// A fresh insert or a retry carrying the whole row: its values
+			// replace what came before.
+			c.Op = "insert"
+			c.Values = copyMap(e.New)
+		case "update":
+			if c.Op == "" || c.Op == "delete" {
+				c.Op = "update"
+			}
+			for k, v := range e.New {
+				c.Values[k] = v
+			}
+		case "delete":
+			if c.Op == "insert" && c.SFID == "" {
+				// Created and deleted before it ever reached Salesforce.
+				c.Op = ""
+			} else {
+				c.Op = "delete"
+			}
+			c.Values = map[string]any{}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].first < out[j].first })
+	return out
+}
+
+func copyMap(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// decodeJSONB decodes an outbox jsonb column keeping numbers exact.
+func decodeJSONB(b []byte) (map[string]any, error) {
+	if b == nil {
+		return nil, nil
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	var m map[string]any
+	if err := d.Decode(&m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// sfValue converts a Postgres value (as to_jsonb wrote it) to the JSON the
+// REST API wants for a field of type typ.
+func sfValue(typ string, v any) (any, error) {
+	s, ok := v.(string)
+	if !ok || v == nil {
+		return v, nil
+	}
+	switch typ {
+	case "datetime":
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return nil, fmt.Errorf("datetime %q: %w", s, err)
+		}
+		return salesforce.FormatDateTime(t), nil
+	case "time":
+		t, err := time.Parse("15:04:05.999999999", s)
+		if err != nil {
+			return nil, fmt.Errorf("time %q: %w", s, err)
+		}
+		return t.Format("15:04:05.000") + "Z", nil
+	}
+	return v, nil
+}

@@ -1,0 +1,53 @@
+// Package outbound writes the changes users make in Postgres to Salesforce.
+//
+// Capture triggers (sql/060_capture.sql) append every change of a
+// read_write table to pgforce.outbox in the user's transaction. A Service
+// learns of new entries from worker/feed (logical replication, or NOTIFY
+// plus a slow safety poll where that is unavailable) and drains them:
+//
+//  1. Claim a batch of one mapping with pgforce._outbound_claim
+//     (sql/120_outbound.sql) in a single short statement; no transaction
+//     is held open across a Salesforce call. Claims keep each record's
+//     changes in order, even with several workers, and leave the changes
+//     of a record whose insert failed queued until the user acts.
+//  2. Merge consecutive changes of one record into one, with the latest
+//     value of each field; find Ids written back since the change was
+//     captured; resolve external-id relationship columns
+//     (<lookup>__r__<extid>) to the parent's Id when the parent row is
+//     mapped here, else send them as the relationship by external id.
+//     Mappings are drained parents first, so a Contact inserted in the
+//     same transaction as its Account gets the Account's new Id.
+//  3. Write through sObject Collections, 200 records per call,
+//     allOrNone=false, a few calls at once: inserts (as upserts by
+//     external id when the mapping has upsert_field, so a crash between
+//     Salesforce's success and our write-back never duplicates), updates,
+//     deletes. A group of at least Options.BulkThreshold changes of one
+//     operation (except plain inserts, whose results cannot be matched)
+//     goes through one Bulk API 2.0 ingest job instead.
+//  4. Record the outcome in one transaction, as the worker (pgforce.origin
+//     = 'salesforce', so nothing is captured again): sfid and _hc_lastop
+//     SYNCED on the rows; for refused records a pgforce.error row
+//     (direction outbound) and _hc_lastop FAILED with _hc_err
+//     {"errorCode","message","fields"}; errors that a later success
+//     settles are resolved; written entries are deleted. Transient
+//     failures (5xx, timeouts, dropped connections, UNABLE_TO_LOCK_ROW,
+//     REQUEST_LIMIT_EXCEEDED) put the entries back and back the mapping off
+//     exponentially; the user never has to act on them.
+//
+// Repairs: pgforce.retry re-queues the row (its changes are sent again),
+// pgforce.ignore drops the change, pgforce.revert makes the Service read
+// the record from Salesforce and write its values into the row (or delete
+// the row when its insert never created a record).
+//
+// Crashes: a worker records a heartbeat in pgforce.outbound_worker; the
+// claims of a worker silent for Options.ClaimLease go back to the queue.
+//
+// Use from the worker's composition root:
+//
+//	svc := outbound.New(pool, sfClient, logger, outbound.Options{Budget: b})
+//	go svc.Run(ctx) // returns nil when ctx ends, after the batch in flight
+//
+// Mappings are read from pgforce.mapping on every drain cycle (read_write,
+// with columns set by describe), so mapping changes need no signal; call
+// Kick after a resume to drain at once.
+package outbound

@@ -1,0 +1,265 @@
+package outbound
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Mapping is what the outbound side needs of a read_write mapping.
+type Mapping struct {
+	ID          int
+	SObject     string
+	Schema      string
+	TableName   string
+	Fields      []string // Salesforce API names the user listed
+	UpsertField string   // "" when the mapping has none
+	Conflict    string
+	Paused      bool
+	// Columns is pgforce.mapping.columns as the inbound side wrote it after
+	// describe; nil while the table does not exist yet.
+	Columns []Column
+	// RelColumns are the table's external-id relationship columns, named
+	// <lookup>__r__<extid> as in Heroku Connect.
+	RelColumns []string
+}
+
+// Column is one described field. Only Name and Type are required; the
+// optional flags are honoured when the describe step records them.
+type Column struct {
+	Name        string   `json:"name"`
+	Type        string   `json:"type"`
+	Createable  *bool    `json:"createable,omitempty"`
+	Updateable  *bool    `json:"updateable,omitempty"`
+	Calculated  bool     `json:"calculated,omitempty"`
+	ReferenceTo []string `json:"referenceTo,omitempty"`
+	Relation    string   `json:"relationshipName,omitempty"`
+	Compound    string   `json:"compound,omitempty"`
+}
+
+// Table returns the quoted, schema-qualified table name.
+func (m *Mapping) Table() string { return pgx.Identifier{m.Schema, m.TableName}.Sanitize() }
+
+// systemColumns are never written to Salesforce: Salesforce sets them.
+var systemColumns = map[string]bool{
+	"id": true, "sfid": true, "systemmodstamp": true, "isdeleted": true, "createddate": true,
+	"_hc_lastop": true, "_hc_err": true, "lastmodifieddate": true, "createdbyid": true,
+	"lastmodifiedbyid": true,
+}
+
+// column returns the described column for a Postgres column name.
+func (m *Mapping) column(pg string) (Column, bool) {
+	for _, c := range m.Columns {
+		if strings.ToLower(c.Name) == pg {
+			return c, true
+		}
+	}
+	for _, f := range m.Fields {
+		if strings.ToLower(f) == pg {
+			return Column{Name: f}, true
+		}
+	}
+	return Column{}, false
+}
+
+// writable reports whether a field may be sent for an insert (or update).
+func (c Column) writable(insert bool) bool {
+	switch c.Type {
+	case "address", "location", "id":
+		return false // compound values are written through their parts
+	}
+	if c.Calculated {
+		return false
+	}
+	if insert && c.Createable != nil {
+		return *c.Createable
+	}
+	if !insert && c.Updateable != nil {
+		return *c.Updateable
+	}
+	return true
+}
+
+const selectMappings = `
+SELECT m.id, m.sobject, o.schema_name, m.table_name, m.fields, coalesce(m.upsert_field, ''),
+       m.conflict, m.paused OR o.paused, m.columns,
+       coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
+                 WHERE a.attrelid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', o.schema_name, m.table_name))
+                   AND a.attnum > 0 AND NOT a.attisdropped AND a.attname LIKE '%\_\_r\_\_%'), '{}')
+FROM pgforce.mapping m JOIN pgforce.org o ON o.name = m.org
+WHERE m.mode = 'read_write' AND m.columns IS NOT NULL
+ORDER BY m.id`
+
+// loadMappings reads the read_write mappings whose tables exist, parents
+// before children (see order).
+func loadMappings(ctx context.Context, q querier) ([]*Mapping, error) {
+	rows, err := q.Query(ctx, selectMappings)
+	if err != nil {
+		return nil, fmt.Errorf("outbound: read pgforce.mapping: %w", err)
+	}
+	defer rows.Close()
+	var out []*Mapping
+	for rows.Next() {
+		m := &Mapping{}
+		var cols []byte
+		if err := rows.Scan(&m.ID, &m.SObject, &m.Schema, &m.TableName, &m.Fields, &m.UpsertField,
+			&m.Conflict, &m.Paused, &cols, &m.RelColumns); err != nil {
+			return nil, fmt.Errorf("outbound: read pgforce.mapping: %w", err)
+		}
+		if err := json.Unmarshal(cols, &m.Columns); err != nil {
+			return nil, fmt.Errorf("outbound: mapping %d (%s): columns: %w", m.ID, m.SObject, err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("outbound: read pgforce.mapping: %w", err)
+	}
+	return order(out), nil
+}
+
+// order sorts mappings so that a parent object is written before the
+// objects that refer to it (Account before Contact), which lets a child
+// inserted in the same Postgres transaction as its parent find the
+// parent's new Id. Cycles are broken by id order.
+func order(ms []*Mapping) []*Mapping {
+	byObject := map[string]*Mapping{}
+	for _, m := range ms {
+		byObject[strings.ToLower(m.SObject)] = m
+	}
+	deps := map[int][]*Mapping{}
+	for _, m := range ms {
+		for _, p := range parentsOf(m, byObject) {
+			if p != m {
+				deps[m.ID] = append(deps[m.ID], p)
+			}
+		}
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].ID < ms[j].ID })
+	var out []*Mapping
+	state := map[int]int{} // 1 visiting, 2 done
+	var visit func(m *Mapping)
+	visit = func(m *Mapping) {
+		if state[m.ID] != 0 {
+			return
+		}
+		state[m.ID] = 1
+		for _, p := range deps[m.ID] {
+			visit(p)
+		}
+		state[m.ID] = 2
+		out = append(out, m)
+	}
+	for _, m := range ms {
+		visit(m)
+	}
+	return out
+}
+
+// parentsOf lists the mapped objects m refers to: through reference columns
+// (referenceTo, or the standard <Parent>Id naming) and through external-id
+// relationship columns (<lookup>__r__<extid>).
+func parentsOf(m *Mapping, byObject map[string]*Mapping) []*Mapping {
+	var out []*Mapping
+	add := func(name string) {
+		if p, ok := byObject[strings.ToLower(name)]; ok {
+			out = append(out, p)
+		}
+	}
+	for _, c := range m.Columns {
+		for _, r := range c.ReferenceTo {
+			add(r)
+		}
+		if c.Type == "reference" && len(c.ReferenceTo) == 0 && strings.HasSuffix(strings.ToLower(c.Name), "id") {
+			add(c.Name[:len(c.Name)-2])
+		}
+	}
+	for _, col := range m.RelColumns {
+		if t, ok := relTargetOf(m, col, byObject); ok && t.parent != nil {
+			out = append(out, t.parent)
+		}
+	}
+	return out
+}
+
+// relTarget is what an external-id relationship column refers to.
+type relTarget struct {
+	parent       *Mapping // the parent's mapping, nil when it is not mapped
+	parentObject string   // Salesforce object of the parent
+	relName      string   // relationship name on the child (Account, Period__r)
+	lookupField  string   // the child's lookup field (AccountId), "" if unknown
+	extField     string   // the parent's external id field (API name if known)
+}
+
+// relTargetOf interprets a column named <lookup>__r__<extid>: the lookup is
+// the lookup field (accountid, period__c) or the relationship's name
+// without suffix (account, period), the rest is the parent's external id.
+func relTargetOf(m *Mapping, col string, byObject map[string]*Mapping) (relTarget, bool) {
+	i := strings.Index(col, "__r__")
+	if i <= 0 || i+5 >= len(col) {
+		return relTarget{}, false
+	}
+	lookup, ext := col[:i], col[i+5:]
+	t := relTarget{extField: ext}
+	for _, c := range m.Columns {
+		name := strings.ToLower(c.Name)
+		switch {
+		case name == lookup+"id" || (name == lookup && strings.HasSuffix(name, "id") && !strings.HasSuffix(name, "__c")):
+			t.lookupField = c.Name
+			t.relName = c.Name[:len(c.Name)-2]
+		case name == lookup+"__c" || (name == lookup && strings.HasSuffix(name, "__c")):
+			t.lookupField = c.Name
+			t.relName = c.Name[:len(c.Name)-3] + "__r"
+		default:
+			continue
+		}
+		if c.Relation != "" {
+			t.relName = c.Relation
+		}
+		if len(c.ReferenceTo) > 0 {
+			t.parentObject = c.ReferenceTo[0]
+		} else if strings.HasSuffix(name, "id") {
+			t.parentObject = t.relName
+		}
+		break
+	}
+	if t.relName == "" {
+		// No lookup column mapped: a standard relationship is named like
+		// its parent object.
+		t.relName = lookup
+		if p, ok := byObject[lookup]; ok {
+			t.relName = p.SObject
+			t.parentObject = p.SObject
+		}
+	}
+	if t.parentObject != "" {
+		t.parent = byObject[strings.ToLower(t.parentObject)]
+	} else {
+		// A custom lookup without referenceTo: the one mapped object that
+		// lists the external id field.
+		for _, p := range byObject {
+			for _, f := range p.Fields {
+				if strings.ToLower(f) == ext {
+					if t.parent != nil && t.parent != p {
+						return relTarget{}, false // ambiguous
+					}
+					t.parent = p
+				}
+			}
+		}
+		if t.parent != nil {
+			t.parentObject = t.parent.SObject
+		}
+	}
+	if t.parent != nil {
+		for _, f := range t.parent.Fields {
+			if strings.ToLower(f) == ext {
+				t.extField = f
+			}
+		}
+	}
+	return t, t.parentObject != ""
+}

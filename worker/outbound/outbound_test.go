@@ -1,0 +1,228 @@
+package outbound_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestInsertUpdateDeleteReachSalesforceAndSfidIsWrittenBack(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.start(t, fastOptions())
+
+	var id int
+	b.scalar(t, &id, `INSERT INTO salesforce.account (name, industry, annualrevenue) VALUES ('Acme', 'Energy', 1234567.89) RETURNING id`)
+	var sfid string
+	eventually(t, 10*time.Second, "sfid written back", func() bool { sfid = b.rowSfid(t, "account", id); return sfid != "" })
+	require.Equal(t, "Acme", b.sfField(t, "Account", sfid, "Name"))
+	require.Equal(t, json.Number("1234567.89"), b.sfField(t, "Account", sfid, "AnnualRevenue"))
+	var lastop string
+	b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account WHERE id = $1`, id)
+	require.Equal(t, "SYNCED", lastop)
+
+	b.exec(t, `UPDATE salesforce.account SET name = 'Acme 2' WHERE id = $1`, id)
+	eventually(t, 10*time.Second, "update in Salesforce", func() bool { return b.sfField(t, "Account", sfid, "Name") == "Acme 2" })
+	require.Equal(t, "Energy", b.sfField(t, "Account", sfid, "Industry"), "an update sends only the changed field")
+
+	b.exec(t, `DELETE FROM salesforce.account WHERE id = $1`, id)
+	eventually(t, 10*time.Second, "delete in Salesforce", func() bool {
+		return len(b.sfRecords(t, fmt.Sprintf("SELECT Id FROM Account WHERE Id = '%s'", sfid))) == 0
+	})
+	eventually(t, 5*time.Second, "outbox drained", func() bool { return b.backlog(t) == 0 })
+
+	var feed string
+	b.scalar(t, &feed, `SELECT outbound_feed FROM pgforce.status WHERE sobject = 'Account'`)
+	require.Equal(t, "logical_replication", feed)
+}
+
+func TestConsecutiveChangesToOneRecordMergeIntoOneWrite(t *testing.T) {
+	b := setup(t, setupOptions{})
+	ctx := context.Background()
+	// Queue an insert and two updates before any worker runs.
+	var id int
+	b.scalar(t, &id, `INSERT INTO salesforce.account (name, industry) VALUES ('First', 'Energy') RETURNING id`)
+	b.exec(t, `UPDATE salesforce.account SET name = 'Second' WHERE id = $1`, id)
+	b.exec(t, `UPDATE salesforce.account SET industry = 'Banking' WHERE id = $1`, id)
+	b.sim.ResetCalls()
+	b.start(t, fastOptions())
+	var sfid string
+	eventually(t, 10*time.Second, "sfid written back", func() bool { sfid = b.rowSfid(t, "account", id); return sfid != "" })
+	require.Equal(t, "Second", b.sfField(t, "Account", sfid, "Name"))
+	require.Equal(t, "Banking", b.sfField(t, "Account", sfid, "Industry"))
+	calls := b.sim.Calls()
+	var writes int64
+	for k, v := range calls {
+		if k == "POST /services/data/vXX.X/composite/sobjects" || k == "PATCH /services/data/vXX.X/composite/sobjects" {
+			writes += v
+		}
+	}
+	require.Equal(t, int64(1), writes, "three changes of one record make one create call: %v", calls)
+	_ = ctx
+}
+
+func TestValidationErrorRecordsErrorAndRetryAfterFixSucceeds(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.start(t, fastOptions())
+
+	var bad, good int
+	b.scalar(t, &bad, `INSERT INTO salesforce.account (name) VALUES ('BAD name') RETURNING id`)
+	b.scalar(t, &good, `INSERT INTO salesforce.account (name) VALUES ('Good name') RETURNING id`)
+	eventually(t, 10*time.Second, "good row synced", func() bool { return b.rowSfid(t, "account", good) != "" })
+
+	var errID int64
+	eventually(t, 10*time.Second, "error row", func() bool {
+		return b.pool.QueryRow(context.Background(), `SELECT id FROM pgforce.error WHERE record_id = $1 AND state = 'open'`, bad).Scan(&errID) == nil
+	})
+	var code, msg, dir, op string
+	var fields []string
+	b.scalar(t, &code, `SELECT error_code FROM pgforce.error WHERE id = $1`, errID)
+	b.scalar(t, &msg, `SELECT message FROM pgforce.error WHERE id = $1`, errID)
+	b.scalar(t, &dir, `SELECT direction FROM pgforce.error WHERE id = $1`, errID)
+	b.scalar(t, &op, `SELECT operation FROM pgforce.error WHERE id = $1`, errID)
+	b.scalar(t, &fields, `SELECT coalesce(fields, '{}') FROM pgforce.error WHERE id = $1`, errID)
+	require.Equal(t, "FIELD_CUSTOM_VALIDATION_EXCEPTION", code)
+	require.Equal(t, "Name must not start with BAD", msg)
+	require.Equal(t, "outbound", dir)
+	require.Equal(t, "insert", op)
+
+	var lastop, hcErr string
+	b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account WHERE id = $1`, bad)
+	b.scalar(t, &hcErr, `SELECT _hc_err FROM salesforce.account WHERE id = $1`, bad)
+	require.Equal(t, "FAILED", lastop)
+	var he struct {
+		ErrorCode string   `json:"errorCode"`
+		Message   string   `json:"message"`
+		Fields    []string `json:"fields"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(hcErr), &he))
+	require.Equal(t, "FIELD_CUSTOM_VALIDATION_EXCEPTION", he.ErrorCode)
+	require.Equal(t, "Name must not start with BAD", he.Message)
+
+	// A later update of the failed record waits behind it, visibly.
+	b.exec(t, `UPDATE salesforce.account SET industry = 'Energy' WHERE id = $1`, bad)
+	eventually(t, 5*time.Second, "blocked count", func() bool {
+		var n int
+		b.scalar(t, &n, `SELECT outbound_blocked FROM pgforce.status WHERE sobject = 'Account'`)
+		return n == 1
+	})
+	// Other records are not held up.
+	var other int
+	b.scalar(t, &other, `INSERT INTO salesforce.account (name) VALUES ('Other') RETURNING id`)
+	eventually(t, 10*time.Second, "other row synced", func() bool { return b.rowSfid(t, "account", other) != "" })
+
+	// Fix the row, retry: the record is created with the fix and the update.
+	b.exec(t, `UPDATE salesforce.account SET name = 'Fixed name' WHERE id = $1`, bad)
+	b.exec(t, `SELECT pgforce.retry($1)`, errID)
+	var sfid string
+	eventually(t, 10*time.Second, "retried row synced", func() bool { sfid = b.rowSfid(t, "account", bad); return sfid != "" })
+	require.Equal(t, "Fixed name", b.sfField(t, "Account", sfid, "Name"))
+	require.Equal(t, "Energy", b.sfField(t, "Account", sfid, "Industry"))
+	var state string
+	eventually(t, 5*time.Second, "error resolved", func() bool {
+		b.scalar(t, &state, `SELECT state FROM pgforce.error WHERE id = $1`, errID)
+		return state == "resolved"
+	})
+	b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account WHERE id = $1`, bad)
+	require.Equal(t, "SYNCED", lastop)
+	eventually(t, 5*time.Second, "outbox drained", func() bool { return b.backlog(t) == 0 })
+}
+
+func TestIgnoreDropsTheChangeAndRevertRestoresSalesforceValues(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.start(t, fastOptions())
+
+	// Revert of a failed update: the row takes Salesforce's values again.
+	var id int
+	b.scalar(t, &id, `INSERT INTO salesforce.account (name, industry) VALUES ('Keep me', 'Energy') RETURNING id`)
+	var sfid string
+	eventually(t, 10*time.Second, "synced", func() bool { sfid = b.rowSfid(t, "account", id); return sfid != "" })
+	b.exec(t, `UPDATE salesforce.account SET name = 'BAD rename', industry = 'Banking' WHERE id = $1`, id)
+	var errID int64
+	eventually(t, 10*time.Second, "update error", func() bool {
+		return b.pool.QueryRow(context.Background(), `SELECT id FROM pgforce.error WHERE record_id = $1 AND state = 'open' AND operation = 'update'`, id).Scan(&errID) == nil
+	})
+	b.exec(t, `SELECT pgforce.revert($1)`, errID)
+	eventually(t, 10*time.Second, "row reverted", func() bool {
+		var name, industry, lastop string
+		b.scalar(t, &name, `SELECT name FROM salesforce.account WHERE id = $1`, id)
+		b.scalar(t, &industry, `SELECT industry FROM salesforce.account WHERE id = $1`, id)
+		b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account WHERE id = $1`, id)
+		return name == "Keep me" && industry == "Energy" && lastop == "SYNCED"
+	})
+	var state string
+	b.scalar(t, &state, `SELECT state FROM pgforce.error WHERE id = $1`, errID)
+	require.Equal(t, "resolved", state)
+	require.Equal(t, 0, b.backlog(t), "a revert is not captured as a new change")
+
+	// Revert of a failed insert: the row goes, nothing reaches Salesforce.
+	var gone int
+	b.scalar(t, &gone, `INSERT INTO salesforce.account (name) VALUES ('BAD insert') RETURNING id`)
+	eventually(t, 10*time.Second, "insert error", func() bool {
+		return b.pool.QueryRow(context.Background(), `SELECT id FROM pgforce.error WHERE record_id = $1 AND state = 'open'`, gone).Scan(&errID) == nil
+	})
+	b.exec(t, `SELECT pgforce.revert($1)`, errID)
+	eventually(t, 10*time.Second, "row removed", func() bool {
+		var n int
+		b.scalar(t, &n, `SELECT count(*) FROM salesforce.account WHERE id = $1`, gone)
+		return n == 0
+	})
+	require.Empty(t, b.sfRecords(t, "SELECT Id FROM Account WHERE Name = 'BAD insert'"))
+
+	// Ignore: the error is closed and its change is not sent again.
+	var ign int
+	b.scalar(t, &ign, `INSERT INTO salesforce.account (name) VALUES ('BAD ignored') RETURNING id`)
+	eventually(t, 10*time.Second, "insert error", func() bool {
+		return b.pool.QueryRow(context.Background(), `SELECT id FROM pgforce.error WHERE record_id = $1 AND state = 'open'`, ign).Scan(&errID) == nil
+	})
+	b.exec(t, `SELECT pgforce.ignore($1)`, errID)
+	b.scalar(t, &state, `SELECT state FROM pgforce.error WHERE id = $1`, errID)
+	require.Equal(t, "ignored", state)
+	var lastop string
+	b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account WHERE id = $1`, ign)
+	require.Equal(t, "FAILED", lastop)
+	require.Equal(t, 0, b.backlog(t))
+}
+
+func TestParentAndChildInsertedInOneTransactionArriveLinked(t *testing.T) {
+	b := setup(t, setupOptions{upsertField: "Ext_Id__c"})
+	b.start(t, fastOptions())
+	ctx := context.Background()
+	tx, err := b.pool.Begin(ctx)
+	require.NoError(t, err)
+	var acc, con int
+	require.NoError(t, tx.QueryRow(ctx, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('Parent Co', 'ext-1') RETURNING id`).Scan(&acc))
+	require.NoError(t, tx.QueryRow(ctx, `INSERT INTO salesforce.contact (lastname, account__r__ext_id__c) VALUES ('Child', 'ext-1') RETURNING id`).Scan(&con))
+	require.NoError(t, tx.Commit(ctx))
+
+	var accSfid, conSfid string
+	eventually(t, 10*time.Second, "both synced", func() bool {
+		accSfid, conSfid = b.rowSfid(t, "account", acc), b.rowSfid(t, "contact", con)
+		return accSfid != "" && conSfid != ""
+	})
+	require.Equal(t, accSfid, b.sfField(t, "Contact", conSfid, "AccountId"))
+}
+
+func TestTransientFaultsAreRetriedWithoutUserAction(t *testing.T) {
+	b := setup(t, setupOptions{})
+	// The next three write calls fail: a 503, a dropped connection and a
+	// 403 REQUEST_LIMIT_EXCEEDED.
+	b.sim.Inject(simFault("/services/data/v62.0/composite/sobjects", 503, false, 1))
+	b.start(t, fastOptions())
+	var id int
+	b.scalar(t, &id, `INSERT INTO salesforce.account (name) VALUES ('Flaky') RETURNING id`)
+	eventually(t, 15*time.Second, "synced despite faults", func() bool { return b.rowSfid(t, "account", id) != "" })
+	b.sim.Inject(simFault("/services/data/v62.0/composite/sobjects", 0, true, 1))
+	b.exec(t, `UPDATE salesforce.account SET name = 'Flaky 2' WHERE id = $1`, id)
+	sfid := b.rowSfid(t, "account", id)
+	eventually(t, 15*time.Second, "update despite reset", func() bool { return b.sfField(t, "Account", sfid, "Name") == "Flaky 2" })
+	b.sim.Inject(simFault("/services/data/v62.0/composite/sobjects", 403, false, 1))
+	b.exec(t, `UPDATE salesforce.account SET name = 'Flaky 3' WHERE id = $1`, id)
+	eventually(t, 15*time.Second, "update despite limit", func() bool { return b.sfField(t, "Account", sfid, "Name") == "Flaky 3" })
+	var errs int
+	b.scalar(t, &errs, `SELECT count(*) FROM pgforce.error`)
+	require.Zero(t, errs, "transient faults never become error rows")
+}

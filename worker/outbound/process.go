@@ -1,0 +1,477 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgforce/pgforce/worker/budget"
+	"github.com/pgforce/pgforce/worker/salesforce"
+)
+
+// outcome is what happened to one change in Salesforce.
+type outcome struct {
+	kind outcomeKind
+	id   string // the record's Id after an insert or upsert
+	err  salesforce.RecordError
+}
+
+type outcomeKind int
+
+const (
+	outNone      outcomeKind = iota // nothing was sent (nothing left to change)
+	outOK                           // written
+	outFailed                       // Salesforce refused the record: an error row
+	outTransient                    // try again later, no user action
+	outDeferred                     // waits for a parent's Id
+)
+
+// drain claims and writes one mapping's changes until none is claimable.
+func (s *Service) drain(ctx, work context.Context, m *Mapping) error {
+	for ctx.Err() == nil {
+		limit := s.opts.BatchSize
+		var queued int
+		if err := s.pool.QueryRow(work, `SELECT count(*) FROM (SELECT FROM pgforce.outbox o
+			WHERE o.mapping_id = $1 AND o.claimed_at IS NULL LIMIT $2) q`, m.ID, s.opts.BulkThreshold).Scan(&queued); err != nil {
+			return err
+		}
+		if queued == 0 {
+			return nil
+		}
+		if queued >= s.opts.BulkThreshold {
+			limit = s.opts.BulkBatchSize
+		}
+		entries, err := s.claim(work, m, limit)
+		if err != nil {
+			return err
+		}
+		if len(entries) == 0 {
+			return nil
+		}
+		if err := s.process(work, m, entries); err != nil {
+			return err
+		}
+		if len(entries) < limit {
+			return nil
+		}
+	}
+	return nil
+}
+
+// claim takes a batch of the mapping's outbox entries in one short
+// statement (its own transaction).
+func (s *Service) claim(ctx context.Context, m *Mapping, limit int) ([]entry, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, op, record_id, coalesce(sfid, ''), new, old, coalesce(retry_of, 0)
+		FROM pgforce._outbound_claim($1, $2, $3) ORDER BY id`, m.ID, limit, s.opts.WorkerID)
+	if err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	defer rows.Close()
+	var out []entry
+	for rows.Next() {
+		var e entry
+		var newB, oldB []byte
+		if err := rows.Scan(&e.ID, &e.Op, &e.RecordID, &e.SFID, &newB, &oldB, &e.RetryOf); err != nil {
+			return nil, fmt.Errorf("claim: %w", err)
+		}
+		if e.New, err = decodeJSONB(newB); err != nil {
+			return nil, fmt.Errorf("claim: outbox %d: %w", e.ID, err)
+		}
+		if e.Old, err = decodeJSONB(oldB); err != nil {
+			return nil, fmt.Errorf("claim: outbox %d: %w", e.ID, err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// process writes one claimed batch and records the results.
+func (s *Service) process(ctx context.Context, m *Mapping, entries []entry) error {
+	changes := merge(entries)
+	all, err := loadMappings(ctx, s.pool)
+	if err != nil {
+		s.release(ctx, changes)
+		return err
+	}
+	if err := s.prepare(ctx, m, all, changes); err != nil {
+		s.release(ctx, changes)
+		return err
+	}
+	results := make([]outcome, len(changes))
+	var creates, upserts, updates, deletes []int
+	for i, c := range changes {
+		switch {
+		case c.deferTo:
+			results[i] = outcome{kind: outDeferred}
+		case c.Op == "":
+			results[i] = outcome{kind: outNone}
+		case c.Op == "insert" && c.extID != "":
+			upserts = append(upserts, i)
+		case c.Op == "insert":
+			creates = append(creates, i)
+		case c.Op == "update":
+			updates = append(updates, i)
+		case c.Op == "delete":
+			deletes = append(deletes, i)
+		}
+	}
+	// Parents inside one object (a self lookup) are not ordered; across
+	// objects the mapping order puts parents first. Inserts go before
+	// updates and deletes so that a batch never updates what it creates.
+	s.send(ctx, m, "upsert", changes, upserts, results)
+	s.send(ctx, m, "insert", changes, creates, results)
+	s.send(ctx, m, "update", changes, updates, results)
+	s.send(ctx, m, "delete", changes, deletes, results)
+
+	if err := s.record(ctx, m, changes, results); err != nil {
+		return err
+	}
+	for _, r := range results {
+		if r.kind == outTransient {
+			return errTransient
+		}
+	}
+	for _, r := range results {
+		if r.kind == outDeferred {
+			s.Kick()
+			break
+		}
+	}
+	return nil
+}
+
+// send writes the changes at idx of one operation, through Bulk API 2.0
+// when there are at least BulkThreshold of them and the results can be
+// matched (not for plain inserts), else through Collections.
+func (s *Service) send(ctx context.Context, m *Mapping, op string, changes []*change, idx []int, results []outcome) {
+	if len(idx) == 0 {
+		return
+	}
+	if len(idx) >= s.opts.BulkThreshold && op != "insert" {
+		if err := s.sendBulk(ctx, m, op, changes, idx, results); err == nil {
+			return
+		} else {
+			s.log.Warn("outbound: bulk write failed, falling back to Collections", "mapping", m.ID, "op", op, "err", err)
+		}
+	}
+	type chunk struct{ idx []int }
+	var chunks []chunk
+	for start := 0; start < len(idx); start += salesforce.MaxCollectionRecords {
+		chunks = append(chunks, chunk{idx[start:min(start+salesforce.MaxCollectionRecords, len(idx))]})
+	}
+	sem := make(chan struct{}, s.opts.Parallel)
+	var wg sync.WaitGroup
+	for _, ch := range chunks {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(ix []int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			s.sendChunk(ctx, m, op, changes, ix, results)
+		}(ch.idx)
+	}
+	wg.Wait()
+}
+
+func (s *Service) sendChunk(ctx context.Context, m *Mapping, op string, changes []*change, idx []int, results []outcome) {
+	if b := s.opts.Budget; b != nil {
+		if err := b.Wait(ctx, budget.Write); err != nil {
+			for _, i := range idx {
+				results[i] = outcome{kind: outTransient}
+			}
+			return
+		}
+	}
+	var res []salesforce.SaveResult
+	var err error
+	switch op {
+	case "delete":
+		ids := make([]string, len(idx))
+		for k, i := range idx {
+			ids[k] = changes[i].SFID
+		}
+		res, err = s.sf.Delete(ctx, ids)
+	default:
+		recs := make([]salesforce.Record, len(idx))
+		for k, i := range idx {
+			recs[k] = changes[i].record
+		}
+		switch op {
+		case "upsert":
+			res, err = s.sf.UpsertByExternalID(ctx, m.SObject, m.UpsertField, recs)
+		case "insert":
+			res, err = s.sf.Create(ctx, recs)
+		case "update":
+			res, err = s.sf.Update(ctx, recs)
+		}
+	}
+	if b := s.opts.Budget; b != nil {
+		b.Observe(err)
+	}
+	for k, i := range idx {
+		switch {
+		case k < len(res):
+			results[i] = saveOutcome(op, res[k])
+		case err != nil && (salesforce.IsTransient(err) || errors.Is(err, context.Canceled)):
+			results[i] = outcome{kind: outTransient}
+		case err != nil:
+			results[i] = outcome{kind: outFailed, err: callError(err)}
+		default:
+			results[i] = outcome{kind: outTransient}
+		}
+	}
+	if err != nil {
+		s.log.Warn("outbound: collections call failed", "mapping", m.ID, "op", op, "records", len(idx), "err", err)
+	}
+}
+
+// saveOutcome classifies one per-record result.
+func saveOutcome(op string, r salesforce.SaveResult) outcome {
+	if r.Success {
+		return outcome{kind: outOK, id: r.ID}
+	}
+	var re salesforce.RecordError
+	if len(r.Errors) > 0 {
+		re = r.Errors[0]
+	}
+	switch re.StatusCode {
+	case salesforce.CodeUnableToLockRow, salesforce.CodeRequestLimitExceeded, salesforce.CodeServerUnavailable:
+		return outcome{kind: outTransient}
+	case "ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY", "NOT_FOUND":
+		if op == "delete" {
+			return outcome{kind: outOK, id: r.ID} // gone already: the delete is done
+		}
+	}
+	return outcome{kind: outFailed, err: re}
+}
+
+// callError turns a refused call (not a per-record result) into the error
+// recorded for each of its records.
+func callError(err error) salesforce.RecordError {
+	var ae *salesforce.APIError
+	if errors.As(err, &ae) {
+		return salesforce.RecordError{StatusCode: ae.ErrorCode, Message: ae.Message, Fields: ae.Fields}
+	}
+	return salesforce.RecordError{StatusCode: "UNKNOWN_EXCEPTION", Message: err.Error()}
+}
+
+// prepare turns each change into the Salesforce record to send: it finds
+// Ids assigned since the change was captured, turns an update of a record
+// that never reached Salesforce into an insert of the whole row, and
+// resolves external-id relationship columns.
+func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, changes []*change) error {
+	var need []int32
+	for _, c := range changes {
+		if c.Op == "insert" || c.Op == "update" || (c.Op == "delete" && c.SFID == "") {
+			need = append(need, int32(c.RecordID))
+		}
+	}
+	type rowState struct {
+		sfid string
+		row  map[string]any
+	}
+	rows := map[int]rowState{}
+	if len(need) > 0 {
+		r, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT t.id, coalesce(t.sfid, ''),
+			CASE WHEN t.sfid IS NULL THEN to_jsonb(t) - pgforce._uncaptured_columns() END
+			FROM %s t WHERE t.id = ANY($1)`, m.Table()), need)
+		if err != nil {
+			return fmt.Errorf("read rows of %s: %w", m.Table(), err)
+		}
+		for r.Next() {
+			var id int
+			var st rowState
+			var b []byte
+			if err := r.Scan(&id, &st.sfid, &b); err != nil {
+				r.Close()
+				return err
+			}
+			if st.row, err = decodeJSONB(b); err != nil {
+				r.Close()
+				return err
+			}
+			rows[id] = st
+		}
+		r.Close()
+		if err := r.Err(); err != nil {
+			return err
+		}
+	}
+	for _, c := range changes {
+		st, exists := rows[c.RecordID]
+		switch c.Op {
+		case "insert", "update":
+			if !exists {
+				// Deleted since; its delete entry comes (or came) after.
+				c.Op = ""
+				continue
+			}
+			if st.sfid != "" {
+				if c.Op == "insert" {
+					// Written back already (a retry of a record that got its
+					// Id meanwhile): send the values as an update.
+					c.Op = "update"
+				}
+				c.SFID = st.sfid
+			} else if c.Op == "update" {
+				// The record never reached Salesforce (its insert failed and
+				// was ignored, or is being retried): send the whole row.
+				c.Op = "insert"
+				c.Values = st.row
+			}
+		case "delete":
+			if c.SFID == "" {
+				c.SFID = st.sfid
+			}
+			if c.SFID == "" {
+				c.Op = ""
+			}
+		}
+	}
+	return s.buildRecords(ctx, m, all, changes)
+}
+
+// buildRecords fills change.record from change.Values.
+func (s *Service) buildRecords(ctx context.Context, m *Mapping, all []*Mapping, changes []*change) error {
+	byObject := map[string]*Mapping{}
+	for _, x := range all {
+		byObject[strings.ToLower(x.SObject)] = x
+	}
+	relCols := map[string]bool{}
+	for _, c := range m.RelColumns {
+		relCols[c] = true
+	}
+	// External-id references to parents that are mapped here: look their
+	// Ids up in the parent tables, all at once per parent column.
+	type refKey struct {
+		col   string
+		value string
+	}
+	refs := map[refKey]*string{}
+	type lookup struct {
+		t      relTarget
+		values []string
+	}
+	lookups := map[string]*lookup{}
+	for _, c := range changes {
+		if c.Op != "insert" && c.Op != "update" {
+			continue
+		}
+		for k, v := range c.Values {
+			if !relCols[k] || v == nil {
+				continue
+			}
+			t, ok := relTargetOf(m, k, byObject)
+			if !ok || t.parent == nil || t.lookupField == "" {
+				continue
+			}
+			l := lookups[k]
+			if l == nil {
+				l = &lookup{t: t}
+				lookups[k] = l
+			}
+			l.values = append(l.values, fmt.Sprint(v))
+		}
+	}
+	for col, l := range lookups {
+		ext := pgx.Identifier{strings.ToLower(l.t.extField)}.Sanitize()
+		q := fmt.Sprintf(`SELECT p.%s::text, p.sfid FROM %s p WHERE p.%s::text = ANY($1)`, ext, l.t.parent.Table(), ext)
+		r, err := s.pool.Query(ctx, q, l.values)
+		if err != nil {
+			return fmt.Errorf("resolve %s: %w", col, err)
+		}
+		for r.Next() {
+			var v string
+			var sfid *string
+			if err := r.Scan(&v, &sfid); err != nil {
+				r.Close()
+				return err
+			}
+			if sfid == nil {
+				empty := ""
+				sfid = &empty
+			}
+			refs[refKey{col, v}] = sfid
+		}
+		r.Close()
+		if err := r.Err(); err != nil {
+			return err
+		}
+	}
+
+	for _, c := range changes {
+		if c.Op != "insert" && c.Op != "update" {
+			continue
+		}
+		insert := c.Op == "insert"
+		fields := map[string]any{}
+		var relSent []string
+		for k, v := range c.Values {
+			if systemColumns[k] {
+				continue
+			}
+			if relCols[k] {
+				if v == nil {
+					continue
+				}
+				t, ok := relTargetOf(m, k, byObject)
+				if !ok {
+					continue
+				}
+				if id, found := refs[refKey{k, fmt.Sprint(v)}]; found && t.lookupField != "" {
+					if *id == "" {
+						// The parent row is mapped but has no Id yet: it is
+						// queued or failed. Wait for it.
+						c.deferTo = true
+						break
+					}
+					fields[t.lookupField] = *id
+					continue
+				}
+				fields[t.relName] = salesforce.NewRecord(t.parentObject, map[string]any{t.extField: v})
+				relSent = append(relSent, k)
+				continue
+			}
+			col, ok := m.column(k)
+			if !ok || !col.writable(insert) {
+				continue
+			}
+			if insert && v == nil {
+				continue
+			}
+			sv, err := sfValue(col.Type, v)
+			if err != nil {
+				return fmt.Errorf("record %d field %s: %w", c.RecordID, col.Name, err)
+			}
+			fields[col.Name] = sv
+		}
+		if c.deferTo {
+			continue
+		}
+		// A lookup set to an Id wins over the relationship sent by
+		// external id when a row carries both.
+		for _, k := range relSent {
+			if t, ok := relTargetOf(m, k, byObject); ok && t.lookupField != "" && fields[t.lookupField] != nil {
+				delete(fields, t.relName)
+			}
+		}
+		if insert && m.UpsertField != "" {
+			if v, ok := fields[m.UpsertField]; ok && v != nil {
+				c.extID = fmt.Sprint(v)
+			}
+		}
+		if !insert {
+			if len(fields) == 0 {
+				c.Op = "" // nothing Salesforce holds has changed
+				continue
+			}
+			fields["Id"] = c.SFID
+		}
+		c.record = salesforce.NewRecord(m.SObject, fields)
+	}
+	return nil
+}

@@ -1,0 +1,343 @@
+package outbound
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgforce/pgforce/worker/budget"
+	"github.com/pgforce/pgforce/worker/feed"
+	"github.com/pgforce/pgforce/worker/salesforce"
+)
+
+// Options tune a Service. Zero values take the defaults.
+type Options struct {
+	// WorkerID names this worker in outbox claims and pgforce.outbound_worker
+	// (default host:pid:random).
+	WorkerID string
+	// BatchSize is how many outbox entries one claim takes (default 2000).
+	BatchSize int
+	// BulkThreshold is the backlog of one mapping above which changes go
+	// through Bulk API 2.0 ingest instead of Collections (default 10000).
+	BulkThreshold int
+	// BulkBatchSize is how many entries one bulk claim takes (default 100000).
+	BulkBatchSize int
+	// Parallel is how many Collections calls run at once (default 4).
+	Parallel int
+	// ClaimLease is how long a silent worker's claims stay its own before
+	// other workers take them over (default 30s).
+	ClaimLease time.Duration
+	// Heartbeat is how often the worker records that it is alive (default
+	// ClaimLease/3).
+	Heartbeat time.Duration
+	// MinBackoff and MaxBackoff bound the wait after a transient failure
+	// (defaults 500ms and 1 minute).
+	MinBackoff, MaxBackoff time.Duration
+	// BulkPoll tunes how Bulk jobs are polled.
+	BulkPoll salesforce.Poll
+	// Feed tunes the change feed; its connection string is the pool's.
+	Feed feed.Options
+	// Budget, when set, is asked before every Salesforce call (priority
+	// Write) and told about every refusal.
+	Budget *budget.Budget
+}
+
+func (o *Options) defaults() {
+	if o.WorkerID == "" {
+		host, _ := os.Hostname()
+		var b [3]byte
+		_, _ = rand.Read(b[:])
+		o.WorkerID = fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 2000
+	}
+	if o.BulkThreshold <= 0 {
+		o.BulkThreshold = 10000
+	}
+	if o.BulkBatchSize <= 0 {
+		o.BulkBatchSize = 100000
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = 4
+	}
+	if o.ClaimLease <= 0 {
+		o.ClaimLease = 30 * time.Second
+	}
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = o.ClaimLease / 3
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 500 * time.Millisecond
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = time.Minute
+	}
+}
+
+// Salesforce is the part of *salesforce.Client the service uses.
+type Salesforce interface {
+	Create(ctx context.Context, records []salesforce.Record) ([]salesforce.SaveResult, error)
+	Update(ctx context.Context, records []salesforce.Record) ([]salesforce.SaveResult, error)
+	UpsertByExternalID(ctx context.Context, sobject, extIDField string, records []salesforce.Record) ([]salesforce.SaveResult, error)
+	Delete(ctx context.Context, ids []string) ([]salesforce.SaveResult, error)
+	Retrieve(ctx context.Context, sobject string, ids, fields []string) ([]*salesforce.Record, error)
+	CreateIngestJob(ctx context.Context, job salesforce.IngestJob) (*salesforce.JobInfo, error)
+	UploadIngestData(ctx context.Context, jobID string, columns []string, write func(*salesforce.CSVWriter) error) error
+	CloseIngestJob(ctx context.Context, jobID string) (*salesforce.JobInfo, error)
+	WaitIngestJob(ctx context.Context, jobID string, p salesforce.Poll) (*salesforce.JobInfo, error)
+	IngestSuccessfulResults(ctx context.Context, jobID string, fn func(salesforce.Row) error) error
+	IngestFailedResults(ctx context.Context, jobID string, fn func(salesforce.Row) error) error
+}
+
+var _ Salesforce = (*salesforce.Client)(nil)
+
+// Service writes captured Postgres changes to Salesforce. See the package
+// documentation.
+type Service struct {
+	pool *pgxpool.Pool
+	sf   Salesforce
+	log  *slog.Logger
+	opts Options
+	feed *feed.Feed
+
+	mu      sync.Mutex
+	backoff map[int]*backoffState // by mapping id
+	lastOut map[int]time.Time     // last_outbound_at written, by mapping id
+	mode    feed.Mode
+	detail  string
+	kick    chan struct{}
+}
+
+type backoffState struct {
+	until time.Time
+	delay time.Duration
+}
+
+// New returns a service writing the changes queued in the database behind
+// pool through sf. It starts nothing until Run.
+func New(pool *pgxpool.Pool, sf Salesforce, logger *slog.Logger, opts Options) *Service {
+	opts.defaults()
+	if logger == nil {
+		logger = slog.Default()
+	}
+	s := &Service{pool: pool, sf: sf, log: logger.With("component", "outbound"), opts: opts,
+		backoff: map[int]*backoffState{}, lastOut: map[int]time.Time{}, mode: feed.ModeStarting, kick: make(chan struct{}, 1)}
+	fo := opts.Feed
+	userOnMode := fo.OnMode
+	fo.OnMode = func(m feed.Mode, detail string) {
+		s.mu.Lock()
+		s.mode, s.detail = m, detail
+		s.mu.Unlock()
+		s.heartbeat(context.Background())
+		if userOnMode != nil {
+			userOnMode(m, detail)
+		}
+	}
+	s.feed = feed.New(pool.Config().ConnConfig, s.log, fo)
+	return s
+}
+
+// WorkerID returns the name this worker claims outbox entries under.
+func (s *Service) WorkerID() string { return s.opts.WorkerID }
+
+// FeedMode returns how the service currently learns of new changes.
+func (s *Service) FeedMode() feed.Mode {
+	m, _ := s.feed.Mode()
+	return m
+}
+
+// Run writes changes until ctx ends. On cancellation it finishes the batch
+// in flight (its Salesforce calls and write-back get a grace period) and
+// returns nil.
+func (s *Service) Run(ctx context.Context) error {
+	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRun()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_ = s.feed.Run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		s.heartbeatLoop(ctx)
+	}()
+	defer wg.Wait()
+
+	s.heartbeat(ctx)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.feed.Wake():
+		case <-s.kick:
+		case <-timer.C:
+		}
+		tok := s.feed.Mark()
+		next, err := s.cycle(ctx, runCtx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			s.log.Warn("outbound cycle failed", "err", err)
+			next = time.Now().Add(s.opts.MinBackoff * 4)
+		} else {
+			s.feed.Done(tok)
+		}
+		// Wake again when the earliest backoff ends.
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		d := time.Hour
+		if !next.IsZero() {
+			d = max(time.Until(next), time.Millisecond)
+		}
+		timer.Reset(d)
+	}
+}
+
+// Kick asks for a drain cycle now (e.g. after a mapping was resumed).
+func (s *Service) Kick() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Service) heartbeatLoop(ctx context.Context) {
+	t := time.NewTicker(s.opts.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.heartbeat(ctx)
+			if n, err := s.reclaim(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("outbound: reclaim dead workers' claims", "err", err)
+			} else if n > 0 {
+				s.log.Info("outbound: took over claims of a worker that stopped", "entries", n)
+				s.Kick()
+			}
+		}
+	}
+}
+
+func (s *Service) heartbeat(ctx context.Context) {
+	s.mu.Lock()
+	mode, detail := s.mode, s.detail
+	s.mu.Unlock()
+	if _, err := s.pool.Exec(ctx, `SELECT pgforce._outbound_heartbeat($1, $2, $3)`, s.opts.WorkerID, string(mode), detail); err != nil && ctx.Err() == nil {
+		s.log.Warn("outbound: heartbeat", "err", err)
+	}
+}
+
+func (s *Service) reclaim(ctx context.Context) (int, error) {
+	var n int
+	err := s.pool.QueryRow(ctx, `SELECT pgforce._outbound_reclaim($1)`, s.opts.ClaimLease).Scan(&n)
+	return n, err
+}
+
+// cycle drains every mapping once: claim, write, record, until nothing is
+// claimable. It returns when the earliest backed-off mapping may run again.
+// ctx stops new work; work keeps running under work (not cancelled by ctx)
+// so that a batch in flight finishes.
+func (s *Service) cycle(ctx, work context.Context) (time.Time, error) {
+	if _, err := s.reclaim(ctx); err != nil {
+		return time.Time{}, err
+	}
+	ms, err := loadMappings(ctx, s.pool)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var next time.Time
+	for _, m := range ms {
+		if ctx.Err() != nil {
+			return next, nil
+		}
+		if m.Paused {
+			continue
+		}
+		if until := s.backedOff(m.ID); !until.IsZero() {
+			if next.IsZero() || until.Before(next) {
+				next = until
+			}
+			continue
+		}
+		if err := s.reverts(ctx, work, m); err != nil {
+			s.noteFailure(m, err)
+			continue
+		}
+		if err := s.drain(ctx, work, m); err != nil {
+			s.noteFailure(m, err)
+			if until := s.backedOff(m.ID); !until.IsZero() && (next.IsZero() || until.Before(next)) {
+				next = until
+			}
+			continue
+		}
+		s.clearBackoff(m.ID)
+	}
+	return next, nil
+}
+
+// noteFailure backs a mapping off after a failure that needs no user action.
+func (s *Service) noteFailure(m *Mapping, err error) {
+	var pgErr *pgconn.PgError
+	transient := salesforce.IsTransient(err) || errors.As(err, &pgErr) || errors.Is(err, errTransient)
+	s.mu.Lock()
+	b := s.backoff[m.ID]
+	if b == nil {
+		b = &backoffState{}
+		s.backoff[m.ID] = b
+	}
+	if b.delay == 0 {
+		b.delay = s.opts.MinBackoff
+	} else {
+		b.delay = min(b.delay*2, s.opts.MaxBackoff)
+	}
+	if salesforce.IsLimitExceeded(err) {
+		b.delay = max(b.delay, 10*s.opts.MinBackoff)
+	}
+	b.until = time.Now().Add(b.delay)
+	delay := b.delay
+	s.mu.Unlock()
+	s.log.Warn("outbound: mapping backs off", "mapping", m.ID, "sobject", m.SObject, "transient", transient, "retry_in", delay, "err", err)
+}
+
+func (s *Service) backedOff(id int) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b := s.backoff[id]; b != nil && time.Now().Before(b.until) {
+		return b.until
+	}
+	return time.Time{}
+}
+
+func (s *Service) clearBackoff(id int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.backoff, id)
+}
+
+// errTransient marks a batch that had transient per-record failures.
+var errTransient = errors.New("outbound: transient failures, changes requeued")
+
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}

@@ -1,0 +1,215 @@
+package outbound_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgforce/pgforce/internal/pgtest"
+	"github.com/pgforce/pgforce/sim"
+	"github.com/pgforce/pgforce/worker/outbound"
+	"github.com/pgforce/pgforce/worker/salesforce"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(runChild())
+	}
+	pgtest.Main(m)
+}
+
+// simSchema adds an external id and a validation rule to Account.
+var simSchema = &sim.Schema{Objects: []sim.ObjectDef{{
+	Name: "Account",
+	Fields: []sim.FieldDef{
+		{Name: "Ext_Id__c", Type: "string", Length: 64, ExternalID: true, Unique: true},
+	},
+	ValidationRules: []sim.Rule{{Name: "no_bad_names", Field: "Name", Op: "regex", Value: "^BAD", Message: "Name must not start with BAD"}},
+}}}
+
+var accountColumns = `[{"name":"Name","type":"string","length":255},{"name":"Industry","type":"picklist","length":255},
+ {"name":"AnnualRevenue","type":"currency","precision":18,"scale":2},{"name":"Ext_Id__c","type":"string","length":64}]`
+
+var contactColumns = `[{"name":"LastName","type":"string","length":80},{"name":"Email","type":"email","length":80},
+ {"name":"AccountId","type":"reference","referenceTo":["Account"],"relationshipName":"Account"}]`
+
+type bundle struct {
+	db        *pgtest.DB
+	pool      *pgxpool.Pool
+	sim       *sim.Server
+	sf        *salesforce.Client
+	accountID int // mapping ids
+	contactID int
+}
+
+type setupOptions struct {
+	upsertField string
+}
+
+func setup(t *testing.T, so setupOptions) *bundle {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	db := pgtest.NewDB(t)
+	srv, err := sim.Start(ctx, "127.0.0.1:0", sim.Config{Schema: simSchema})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Close() })
+	sf, err := salesforce.New(ctx, salesforce.Config{LoginURL: srv.URL(), ClientID: sim.DefaultClientID,
+		ClientSecret: sim.DefaultClientSecret, Username: sim.DefaultUsername, Password: sim.DefaultPassword})
+	require.NoError(t, err)
+	pool, err := pgxpool.New(ctx, db.ConnString)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+
+	b := &bundle{db: db, pool: pool, sim: srv, sf: sf}
+	// Logical slots pin their database: drop ours once the services (whose
+	// cleanups run first) have stopped, or the database cannot be dropped.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		for ctx.Err() == nil {
+			_, err := db.Conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+				WHERE database = current_database() AND NOT active`)
+			var left int
+			_ = db.Conn.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE database = current_database()`).Scan(&left)
+			if err == nil && left == 0 {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Errorf("replication slots of %s were not dropped", db.Name)
+	})
+	var upsert any
+	if so.upsertField != "" {
+		upsert = so.upsertField
+	}
+	require.NoError(t, pool.QueryRow(ctx, `INSERT INTO pgforce.mapping (sobject, fields, mode, upsert_field)
+		VALUES ('Account', '{Name,Industry,AnnualRevenue,Ext_Id__c}', 'read_write', $1) RETURNING id`, upsert).Scan(&b.accountID))
+	require.NoError(t, pool.QueryRow(ctx, `INSERT INTO pgforce.mapping (sobject, fields, mode)
+		VALUES ('Contact', '{LastName,Email,AccountId}', 'read_write') RETURNING id`).Scan(&b.contactID))
+	_, err = pool.Exec(ctx, `SELECT pgforce.ensure_table($1, $2)`, b.accountID, accountColumns)
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `SELECT pgforce.ensure_table($1, $2)`, b.contactID, contactColumns)
+	require.NoError(t, err)
+	// Heroku Connect's external-id relationship column.
+	_, err = pool.Exec(ctx, `ALTER TABLE salesforce.contact ADD COLUMN account__r__ext_id__c varchar(64)`)
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `UPDATE pgforce.mapping SET state = 'synced'`)
+	require.NoError(t, err)
+	return b
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// fastOptions keeps backoffs and leases short enough for tests.
+func fastOptions() outbound.Options {
+	return outbound.Options{MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
+		ClaimLease: 2 * time.Second, BulkPoll: salesforce.Poll{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}}
+}
+
+// start runs a service until the test ends.
+func (b *bundle) start(t *testing.T, opts outbound.Options) *outbound.Service {
+	t.Helper()
+	return b.startWith(t, b.pool, opts)
+}
+
+func (b *bundle) startWith(t *testing.T, pool *pgxpool.Pool, opts outbound.Options) *outbound.Service {
+	t.Helper()
+	svc := outbound.New(pool, b.sf, testLogger(t), opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(20 * time.Second):
+			t.Error("outbound service did not stop within 20s")
+		}
+	})
+	return svc
+}
+
+func (b *bundle) exec(t *testing.T, sql string, args ...any) {
+	t.Helper()
+	_, err := b.pool.Exec(context.Background(), sql, args...)
+	require.NoError(t, err)
+}
+
+func (b *bundle) scalar(t *testing.T, dst any, sql string, args ...any) {
+	t.Helper()
+	require.NoError(t, b.pool.QueryRow(context.Background(), sql, args...).Scan(dst))
+}
+
+// sfRecords runs SOQL against the simulator.
+func (b *bundle) sfRecords(t *testing.T, soql string) []salesforce.Record {
+	t.Helper()
+	var out []salesforce.Record
+	require.NoError(t, b.sf.Query(context.Background(), soql, func(r salesforce.Record) error {
+		out = append(out, r)
+		return nil
+	}))
+	return out
+}
+
+func (b *bundle) sfField(t *testing.T, sobject, id, field string) any {
+	t.Helper()
+	recs := b.sfRecords(t, fmt.Sprintf("SELECT Id, %s FROM %s WHERE Id = '%s'", field, sobject, id))
+	if len(recs) == 0 {
+		return nil
+	}
+	v, _ := recs[0].Get(field)
+	return v
+}
+
+// eventually polls cond every 20ms until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s", timeout, what)
+}
+
+func (b *bundle) rowSfid(t *testing.T, table string, id int) string {
+	var sfid *string
+	b.scalar(t, &sfid, fmt.Sprintf(`SELECT sfid FROM salesforce.%s WHERE id = $1`, pgx.Identifier{table}.Sanitize()), id)
+	if sfid == nil {
+		return ""
+	}
+	return *sfid
+}
+
+func (b *bundle) backlog(t *testing.T) int {
+	var n int
+	b.scalar(t, &n, `SELECT count(*) FROM pgforce.outbox`)
+	return n
+}
+
+func jsonString(t *testing.T, v any) string {
+	bs, err := json.Marshal(v)
+	require.NoError(t, err)
+	return string(bs)
+}
+
+var _ = strings.TrimSpace

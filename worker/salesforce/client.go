@@ -58,7 +58,11 @@ type Client struct {
 func New(ctx context.Context, cfg Config) (*Client, error) {
 	hc := cfg.HTTPClient
 	if hc == nil {
-		hc = &http.Client{}
+		// The default transport keeps only two idle connections per host;
+		// the worker runs loads, writes and polls side by side.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 32
+		hc = &http.Client{Transport: tr}
 	}
 	ts, err := NewTokenSource(Credentials{
 		LoginURL: cfg.LoginURL, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,

@@ -123,6 +123,11 @@ func IsTransient(err error) bool {
 	if errors.As(err, &re) {
 		return re.StatusCode == CodeUnableToLockRow || re.StatusCode == CodeRequestLimitExceeded
 	}
+	var oe *OAuthError
+	if errors.As(err, &oe) {
+		// The token endpoint failing is transient; a refused grant is not.
+		return oe.HTTPStatus >= 500
+	}
 	// A context that the caller cancelled is not transient; a deadline that
 	// fired inside the HTTP client is.
 	if errors.Is(err, context.Canceled) {
@@ -136,8 +141,8 @@ func IsTransient(err error) bool {
 	if errors.As(err, &ne) && ne.Timeout() {
 		return true
 	}
-	var oe *net.OpError
-	return errors.As(err, &oe)
+	var ope *net.OpError
+	return errors.As(err, &ope)
 }
 
 // IsLimitExceeded reports whether err says the org's API allocation (or the

@@ -76,6 +76,8 @@ func TestIsTransientAndIsLimitExceededClassifyErrors(t *testing.T) {
 	require.False(t, IsTransient(context.Canceled))
 	require.False(t, IsTransient(errors.New("something else")))
 	require.False(t, IsTransient(nil))
+	require.True(t, IsTransient(&OAuthError{HTTPStatus: 503}))
+	require.False(t, IsTransient(&OAuthError{HTTPStatus: 400, Code: "invalid_grant"}))
 }
 
 func TestTokenResponseParsesIdentityAndIssuedAt(t *testing.T) {

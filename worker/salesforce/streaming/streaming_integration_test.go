@@ -366,3 +366,27 @@ func TestStreamingSubscribeWhileRunningAddsAChannel(t *testing.T) {
 	require.ErrorAs(t, b.stream.Subscribe(t.Context(), "/data/MissingChangeEvent", streaming.ReplayTip), new(*streaming.SubscribeError),
 		"a live session reports a refused subscription at once")
 }
+
+func TestStreamingRecoversFromDroppedConnectionsAndServerErrors(t *testing.T) {
+	b := setup(t)
+	require.NoError(t, b.stream.Subscribe(t.Context(), accountChannel, streaming.ReplayTip))
+	_, done, result := b.run(t)
+	b.waitSubscribed(t)
+	b.createAccount(t, "before")
+	before := b.nextEvent(t)
+
+	b.sim.Inject(sim.Fault{Path: "/cometd/", Reset: true, Count: 3})
+	b.sim.Inject(sim.Fault{Path: "/cometd/", Status: 503, Count: 3})
+	b.createAccount(t, "during")
+	during := b.nextEvent(t)
+	require.Equal(t, "during", during.Fields["Name"])
+	require.Greater(t, during.ReplayID, before.ReplayID)
+	b.createAccount(t, "after")
+	require.Equal(t, "after", b.nextEvent(t).Fields["Name"])
+	b.noEvent(t, 300*time.Millisecond)
+	select {
+	case <-done:
+		t.Fatalf("Run ended: %v", result())
+	default:
+	}
+}

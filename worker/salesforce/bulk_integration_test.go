@@ -237,3 +237,52 @@ func TestBulkUploadStreamsLargeCSVWithoutBuffering(t *testing.T) {
 	require.EqualValues(t, n, done.NumberRecordsProcessed)
 	require.Zero(t, done.NumberRecordsFailed)
 }
+
+func TestBulkIngestDeleteAndHardDelete(t *testing.T) {
+	s := simtest.Start(t)
+	c := simtest.Client(t, s)
+	ctx := t.Context()
+	created, err := c.Create(ctx, []salesforce.Record{
+		salesforce.NewRecord("Account", map[string]any{"Name": "soft"}),
+		salesforce.NewRecord("Account", map[string]any{"Name": "hard"}),
+	})
+	require.NoError(t, err)
+	run := func(op, id string) {
+		job, err := c.CreateIngestJob(ctx, salesforce.IngestJob{Object: "Account", Operation: op})
+		require.NoError(t, err)
+		require.NoError(t, c.UploadIngestData(ctx, job.ID, []string{"Id"}, func(w *salesforce.CSVWriter) error { return w.Write(id) }))
+		_, err = c.CloseIngestJob(ctx, job.ID)
+		require.NoError(t, err)
+		done, err := c.WaitIngestJob(ctx, job.ID, fastPoll)
+		require.NoError(t, err)
+		require.Zero(t, done.NumberRecordsFailed)
+		require.NoError(t, c.DeleteIngestJob(ctx, job.ID))
+	}
+	run("delete", created[0].ID)
+	run("hardDelete", created[1].ID)
+
+	var names []string
+	require.NoError(t, c.QueryAll(ctx, "SELECT Name FROM Account", func(r salesforce.Record) error {
+		names = append(names, r.Fields["Name"].(string))
+		return nil
+	}))
+	require.Equal(t, []string{"soft"}, names, "a soft delete stays in the recycle bin, a hard delete does not")
+}
+
+func TestBulkJobAbortEndsWaitWithJobFailedError(t *testing.T) {
+	s := simtest.Start(t)
+	c := simtest.Client(t, s)
+	ctx := t.Context()
+	job, err := c.CreateIngestJob(ctx, salesforce.IngestJob{Object: "Account", Operation: "insert"})
+	require.NoError(t, err)
+	aborted, err := c.AbortIngestJob(ctx, job.ID)
+	require.NoError(t, err)
+	require.Equal(t, salesforce.JobAborted, aborted.State)
+	_, err = c.WaitIngestJob(ctx, job.ID, fastPoll)
+	var jf *salesforce.JobFailedError
+	require.ErrorAs(t, err, &jf)
+	require.Equal(t, salesforce.JobAborted, jf.Job.State)
+
+	_, err = c.CreateIngestJob(ctx, salesforce.IngestJob{Object: "Account", Operation: "upsert"})
+	require.ErrorContains(t, err, "ExternalIDFieldName")
+}

@@ -1,0 +1,203 @@
+-- 121_twoway: what keeps two-way sync correct when both sides edit a
+-- record: echo suppression, field-level merge and the mapping's conflict
+-- policy. The inbound apply path calls pgforce.inbound_filter for every
+-- record it is about to write; users settle manual conflicts with
+-- pgforce.resolve.
+--
+-- A field is "pending" for a record while an outbox entry of the record
+-- (queued or in flight) carries a Postgres value for it that Salesforce has
+-- not confirmed. Salesforce values for fields that are not pending always
+-- apply: concurrent edits of different fields on each side both survive.
+
+-- The pending fields of a record: column -> {"value", "at"} of the latest
+-- queued change of each.
+CREATE FUNCTION pgforce._pending_fields(p_mapping_id integer, p_record_id integer) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(pg_catalog.jsonb_object_agg(k.key, pg_catalog.jsonb_build_object('value', k.value, 'at', k.created_at)), '{}')
+    FROM (
+        SELECT DISTINCT ON (kv.key) kv.key, kv.value, o.created_at
+        FROM pgforce.outbox o
+        CROSS JOIN LATERAL pg_catalog.jsonb_each(o.new) kv
+        WHERE o.mapping_id = p_mapping_id AND o.record_id = p_record_id AND o.op = 'update'
+          AND NOT kv.key = ANY (ARRAY['sfid', 'systemmodstamp', 'isdeleted', 'createddate'])
+        ORDER BY kv.key, o.id DESC
+    ) k
+$$;
+
+-- Forgets queued (not yet claimed) Postgres changes of some fields of a
+-- record, because Salesforce's value won; entries left empty go away.
+CREATE FUNCTION pgforce._drop_pending(p_mapping_id integer, p_record_id integer, p_columns text[]) RETURNS void
+LANGUAGE sql AS $$
+    UPDATE pgforce.outbox o SET new = o.new - p_columns, old = o.old - p_columns
+    WHERE o.mapping_id = p_mapping_id AND o.record_id = p_record_id AND o.op = 'update' AND o.claimed_at IS NULL
+      AND o.new ?| p_columns;
+    DELETE FROM pgforce.outbox o
+    WHERE o.mapping_id = p_mapping_id AND o.record_id = p_record_id AND o.op = 'update' AND o.claimed_at IS NULL
+      AND o.new = '{}'::jsonb;
+$$;
+
+-- Decides which Salesforce values of one record the inbound side may write.
+--
+--   p_values   column (lower-case, as in the table) -> value from Salesforce
+--   p_sf_at    when Salesforce committed the change (CDC commitTimestamp, or
+--              SystemModstamp when polling)
+--   p_echo     true when the change is our own write coming back (the CDC
+--              changeOrigin carries client=pgforce)
+--
+-- Returns the subset of p_values to apply. Fields without a pending
+-- Postgres change always pass. For a pending field:
+--   * an echo never overwrites it (Postgres holds a newer value);
+--   * the same value on both sides is no conflict: it applies and the
+--     queued change of that field is dropped;
+--   * otherwise the mapping's conflict policy decides: salesforce_wins
+--     applies it and drops the queued Postgres change; postgres_wins keeps
+--     Postgres's value, which is then sent; newest_wins compares p_sf_at
+--     with the time the Postgres change was captured; manual keeps
+--     Postgres's value in the row, holds the record's outbox entries and
+--     records a CONFLICT error (payload {"postgres": {...}, "salesforce":
+--     {...}}) for pgforce.resolve.
+-- Call it inside the transaction that applies the record, before writing.
+CREATE FUNCTION pgforce.inbound_filter(p_mapping_id integer, p_record_id integer, p_values jsonb,
+                                       p_sf_at timestamptz DEFAULT NULL, p_echo boolean DEFAULT false)
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_pending  jsonb;
+    v_policy   text;
+    v_out      jsonb := '{}';
+    v_drop     text[] := '{}';
+    v_pg       jsonb := '{}';
+    v_sf       jsonb := '{}';
+    v_key      text;
+    v_value    jsonb;
+    v_pend     jsonb;
+    v_sfid     text;
+BEGIN
+    IF p_values IS NULL OR p_record_id IS NULL THEN
+        RETURN p_values;
+    END IF;
+    -- Serialise with the worker's write-back of this record's queued changes.
+    PERFORM FROM pgforce.outbox o WHERE o.mapping_id = p_mapping_id AND o.record_id = p_record_id FOR UPDATE;
+    v_pending := pgforce._pending_fields(p_mapping_id, p_record_id);
+    IF v_pending = '{}' THEN
+        RETURN p_values;
+    END IF;
+    SELECT m.conflict INTO v_policy FROM pgforce.mapping m WHERE m.id = p_mapping_id;
+    FOR v_key, v_value IN SELECT * FROM pg_catalog.jsonb_each(p_values) LOOP
+        v_pend := v_pending -> v_key;
+        IF v_pend IS NULL THEN
+            v_out := v_out || pg_catalog.jsonb_build_object(v_key, v_value);
+        ELSIF p_echo THEN
+            CONTINUE;
+        ELSIF (v_pend -> 'value') = v_value
+           OR (pg_catalog.jsonb_typeof(v_value) IN ('number', 'string') AND (v_pend ->> 'value') = (v_value #>> '{}')) THEN
+            v_out := v_out || pg_catalog.jsonb_build_object(v_key, v_value);
+            v_drop := v_drop || v_key;
+        ELSIF v_policy = 'salesforce_wins'
+           OR (v_policy = 'newest_wins' AND p_sf_at IS NOT NULL AND p_sf_at > (v_pend ->> 'at')::timestamptz) THEN
+            v_out := v_out || pg_catalog.jsonb_build_object(v_key, v_value);
+            v_drop := v_drop || v_key;
+        ELSIF v_policy = 'manual' THEN
+            v_pg := v_pg || pg_catalog.jsonb_build_object(v_key, v_pend -> 'value');
+            v_sf := v_sf || pg_catalog.jsonb_build_object(v_key, v_value);
+        END IF;
+        -- postgres_wins, or newest_wins with Postgres newer: keep ours.
+    END LOOP;
+    IF pg_catalog.cardinality(v_drop) > 0 THEN
+        PERFORM pgforce._drop_pending(p_mapping_id, p_record_id, v_drop);
+    END IF;
+    IF v_sf <> '{}' THEN
+        SELECT o.sfid INTO v_sfid FROM pgforce.outbox o
+        WHERE o.mapping_id = p_mapping_id AND o.record_id = p_record_id AND o.sfid IS NOT NULL LIMIT 1;
+        -- One open conflict per record gathers every field in dispute.
+        UPDATE pgforce.error e
+        SET payload = pg_catalog.jsonb_build_object('postgres', (e.payload -> 'postgres') || v_pg, 'salesforce', (e.payload -> 'salesforce') || v_sf),
+            fields = ARRAY(SELECT DISTINCT f FROM pg_catalog.unnest(e.fields || ARRAY(SELECT pg_catalog.jsonb_object_keys(v_sf))) f ORDER BY f),
+            attempts = e.attempts + 1
+        WHERE e.mapping_id = p_mapping_id AND e.record_id = p_record_id AND e.state = 'open' AND e.error_code = 'CONFLICT';
+        IF NOT FOUND THEN
+            INSERT INTO pgforce.error (mapping_id, direction, operation, record_id, sfid, payload, error_code, message, fields)
+            VALUES (p_mapping_id, 'inbound', 'cdc', p_record_id, v_sfid,
+                    pg_catalog.jsonb_build_object('postgres', v_pg, 'salesforce', v_sf), 'CONFLICT',
+                    'fields changed in both Postgres and Salesforce: ' || (SELECT pg_catalog.string_agg(k, ', ' ORDER BY k) FROM pg_catalog.jsonb_object_keys(v_sf) k)
+                        || '; settle with pgforce.resolve(id, ''postgres'') or pgforce.resolve(id, ''salesforce'')',
+                    ARRAY(SELECT k FROM pg_catalog.jsonb_object_keys(v_sf) k ORDER BY k));
+        END IF;
+    END IF;
+    RETURN v_out;
+END
+$$;
+
+COMMENT ON FUNCTION pgforce.inbound_filter(integer, integer, jsonb, timestamptz, boolean) IS 'Inbound worker: the Salesforce values of a record that may be written, after echo suppression, field-level merge and the conflict policy.';
+
+-- Settles a manual conflict. 'postgres' keeps the row as it is and lets its
+-- queued change go to Salesforce; 'salesforce' writes Salesforce's values
+-- into the row (as the worker, so it is not captured) and drops the queued
+-- Postgres change of those fields.
+CREATE FUNCTION pgforce.resolve(p_error_id bigint, p_winner text) RETURNS pgforce.error
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_error  pgforce.error;
+    v_table  regclass;
+    v_cols   text;
+    v_keys   text[];
+    v_origin text := pgforce.origin();
+BEGIN
+    v_error := pgforce._error_for_update(p_error_id);
+    IF v_error.error_code IS DISTINCT FROM 'CONFLICT' THEN
+        RAISE EXCEPTION 'pgforce: error % is not a conflict', p_error_id
+            USING ERRCODE = 'check_violation',
+                  HINT = pg_catalog.format('Use SELECT pgforce.retry(%s), pgforce.ignore(%s) or pgforce.revert(%s) for other errors.', p_error_id, p_error_id, p_error_id);
+    END IF;
+    IF v_error.state <> 'open' THEN
+        RAISE EXCEPTION 'pgforce: conflict % is % already', p_error_id, v_error.state
+            USING ERRCODE = 'check_violation', HINT = 'Only open conflicts can be resolved.';
+    END IF;
+    IF p_winner IS NULL OR p_winner NOT IN ('postgres', 'salesforce') THEN
+        RAISE EXCEPTION 'pgforce: unknown winner % for conflict %', pg_catalog.quote_nullable(p_winner), p_error_id
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass ''postgres'' to keep the Postgres values or ''salesforce'' to take Salesforce''s.';
+    END IF;
+    IF p_winner = 'salesforce' THEN
+        v_table := pgforce._mapping_table(v_error.mapping_id);
+        v_keys := ARRAY(SELECT pg_catalog.jsonb_object_keys(v_error.payload -> 'salesforce'));
+        IF v_table IS NOT NULL AND pg_catalog.cardinality(v_keys) > 0 THEN
+            SELECT pg_catalog.string_agg(pg_catalog.quote_ident(k), ', ') INTO v_cols FROM pg_catalog.unnest(v_keys) k;
+            PERFORM pg_catalog.set_config('pgforce.origin', 'salesforce', true);
+            EXECUTE pg_catalog.format('UPDATE %s t SET (%s) = (SELECT %s FROM pg_catalog.jsonb_populate_record(NULL::%s, $1)) WHERE t.id = $2',
+                                      v_table, v_cols, v_cols, v_table)
+                USING v_error.payload -> 'salesforce', v_error.record_id;
+            PERFORM pg_catalog.set_config('pgforce.origin', v_origin, true);
+        END IF;
+        PERFORM pgforce._drop_pending(v_error.mapping_id, v_error.record_id, v_keys);
+    END IF;
+    UPDATE pgforce.error e SET state = 'resolved' WHERE e.id = p_error_id RETURNING * INTO v_error;
+    PERFORM pg_catalog.pg_notify('pgforce_outbox', '');
+    RETURN v_error;
+END
+$$;
+
+COMMENT ON FUNCTION pgforce.resolve(bigint, text) IS 'Settle a manual conflict: ''postgres'' sends the Postgres values, ''salesforce'' takes Salesforce''s into the row.';
+
+-- pgforce.inbound_filter for a record known by its Salesforce Id; returns
+-- p_values unchanged when no row of the mapping has that sfid yet.
+CREATE FUNCTION pgforce.inbound_filter_by_sfid(p_mapping_id integer, p_sfid text, p_values jsonb,
+                                               p_sf_at timestamptz DEFAULT NULL, p_echo boolean DEFAULT false)
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_table regclass := pgforce._mapping_table(p_mapping_id);
+    v_id    integer;
+BEGIN
+    IF v_table IS NULL THEN
+        RETURN p_values;
+    END IF;
+    EXECUTE pg_catalog.format('SELECT t.id FROM %s t WHERE t.sfid = $1', v_table) INTO v_id USING p_sfid;
+    IF v_id IS NULL THEN
+        RETURN p_values;
+    END IF;
+    RETURN pgforce.inbound_filter(p_mapping_id, v_id, p_values, p_sf_at, p_echo);
+END
+$$;
+
+COMMENT ON FUNCTION pgforce.inbound_filter_by_sfid(integer, text, jsonb, timestamptz, boolean) IS 'Inbound worker: pgforce.inbound_filter for the row with this sfid.';

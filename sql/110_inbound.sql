@@ -98,13 +98,31 @@ $$;
 COMMENT ON FUNCTION pgforce.inbound_release(integer, text) IS 'Worker use: give up the inbound lease of a mapping.';
 
 -- Records an inbound failure for a mapping (describe, load, poll, cdc) or a
--- record, for pgforce.status and pgforce.error.
+-- record, for pgforce.status and pgforce.error. A record that fails again
+-- (a replay, a resync) updates its open error instead of adding another.
 CREATE FUNCTION pgforce.inbound_error(p_mapping_id integer, p_operation text, p_sfid text, p_payload jsonb,
                                       p_code text, p_message text, p_fields text[]) RETURNS bigint
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_id bigint;
+BEGIN
+    IF p_sfid IS NOT NULL THEN
+        UPDATE pgforce.error e
+        SET operation = p_operation, payload = p_payload, error_code = p_code, message = p_message,
+            fields = p_fields, attempts = e.attempts + 1
+        WHERE e.id = (SELECT x.id FROM pgforce.error x
+                      WHERE x.mapping_id = p_mapping_id AND x.direction = 'inbound' AND x.sfid = p_sfid AND x.state = 'open'
+                      ORDER BY x.id LIMIT 1)
+        RETURNING e.id INTO v_id;
+        IF FOUND THEN
+            RETURN v_id;
+        END IF;
+    END IF;
     INSERT INTO pgforce.error (mapping_id, direction, operation, sfid, payload, error_code, message, fields)
     VALUES (p_mapping_id, 'inbound', p_operation, p_sfid, p_payload, p_code, p_message, p_fields)
-    RETURNING id
+    RETURNING id INTO v_id;
+    RETURN v_id;
+END
 $$;
 
 COMMENT ON FUNCTION pgforce.inbound_error(integer, text, text, jsonb, text, text, text[]) IS 'Worker use: record a failed inbound record or operation.';

@@ -195,7 +195,7 @@ func (r *runner) load(ctx context.Context, t *table) error {
 	r.log.Info("inbound: load complete", "mapping", r.id, "sobject", t.m.SObject, "rows", n, "elapsed", time.Since(started))
 	_, err = r.s.pool.Exec(ctx, `UPDATE pgforce.mapping SET state = 'synced',
 		state_detail = format('loaded %s records in %s', $2::bigint, $3::text),
-		inbound_watermark = coalesce(inbound_watermark, now()), reload_requested_at = NULL
+		inbound_watermark = coalesce(inbound_watermark, now())
 		WHERE id = $1 AND NOT paused`, r.id, n, time.Since(started).Round(time.Millisecond).String())
 	return err
 }
@@ -334,68 +334,7 @@ func (r *runner) runCDC(ctx context.Context, t *table, needLoad bool) error {
 	}
 	channel := ChangeEventChannel(t.m.SObject)
 	for {
-		ctx, cancel := context.WithCancelCause(ctx)
-		subscribed := make(chan struct{})
-		var once sync.Once
-		client, err := streaming.New(streaming.Config{
-			Auth:       r.s.sf.TokenSource(),
-			APIVersion: r.s.sf.APIVersion(),
-			HTTPClient: r.s.sf.HTTPClient(),
-			Logger:     r.log,
-			OnSubscribe: func(ch string, from int64) {
-				r.log.Info("inbound: subscribed to change events", "mapping", r.id, "channel", ch, "replay_from", from)
-				once.Do(func() { close(subscribed) })
-			},
-		})
-		if err != nil {
-			cancel(nil)
-			return err
-		}
-		if err := client.Subscribe(ctx, channel, replay); err != nil {
-			cancel(nil)
-			return err
-		}
-		streamErr := make(chan error, 1)
-		go func() {
-			streamErr <- client.Run(ctx, func(hctx context.Context, ev *streaming.Event) error {
-				// The event in flight is committed even when the worker is
-				// stopping, together with its replay id.
-				return r.applyEvent(context.WithoutCancel(hctx), t, ev)
-			})
-		}()
-		sideErr := make(chan error, 1)
-		var err2 error
-		select {
-		case <-subscribed:
-			if needLoad {
-				err2 = r.load(ctx, t)
-				needLoad = false
-			} else {
-				err2 = mappings.SetState(ctx, r.s.pool, r.id, mappings.StateSynced, "streaming change events")
-			}
-			if err2 == nil {
-				go func() { sideErr <- r.sideWork(ctx, t) }()
-			}
-		case err2 = <-streamErr:
-			streamErr <- err2
-		}
-		if err2 != nil {
-			cancel(err2)
-			<-streamErr
-			return err2
-		}
-		var runErr error
-		select {
-		case runErr = <-streamErr:
-			cancel(runErr)
-			<-sideErr
-		case runErr = <-sideErr:
-			if runErr == nil {
-				runErr = ctx.Err()
-			}
-			cancel(runErr)
-			<-streamErr
-		}
+		runErr := r.streamOnce(ctx, t, channel, replay, needLoad)
 		var rid *streaming.ReplayIDError
 		if errors.As(runErr, &rid) {
 			r.log.Warn("inbound: stored replay id is no longer available; resyncing by SystemModstamp", "mapping", r.id, "replay_id", rid.ReplayID)
@@ -406,10 +345,75 @@ func (r *runner) runCDC(ctx context.Context, t *table, needLoad bool) error {
 			continue
 		}
 		if ctx.Err() != nil && errors.Is(runErr, context.Canceled) {
-			return context.Cause(ctx)
+			return nil
 		}
 		return runErr
 	}
+}
+
+// streamOnce subscribes from replay, runs the load (needLoad) once the
+// subscription is accepted, then applies events and side work until one of
+// them fails or ctx ends.
+func (r *runner) streamOnce(ctx context.Context, t *table, channel string, replay int64, needLoad bool) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	subscribed := make(chan struct{})
+	var once sync.Once
+	client, err := streaming.New(streaming.Config{
+		Auth:       r.s.sf.TokenSource(),
+		APIVersion: r.s.sf.APIVersion(),
+		HTTPClient: r.s.sf.HTTPClient(),
+		Logger:     r.log,
+		OnSubscribe: func(ch string, from int64) {
+			r.log.Info("inbound: subscribed to change events", "channel", ch, "replay_from", from)
+			once.Do(func() { close(subscribed) })
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if err := client.Subscribe(ctx, channel, replay); err != nil {
+		return err
+	}
+	streamErr := make(chan error, 1)
+	go func() {
+		streamErr <- client.Run(ctx, func(hctx context.Context, ev *streaming.Event) error {
+			// The event in flight is committed even when the worker is
+			// stopping, together with its replay id.
+			return r.applyEvent(context.WithoutCancel(hctx), t, ev)
+		})
+	}()
+	select {
+	case <-subscribed:
+	case err := <-streamErr:
+		return err
+	}
+	var err2 error
+	if needLoad {
+		err2 = r.load(ctx, t)
+	} else {
+		err2 = mappings.SetState(ctx, r.s.pool, r.id, mappings.StateSynced, "streaming change events")
+	}
+	if err2 != nil {
+		cancel(err2)
+		<-streamErr
+		return err2
+	}
+	sideErr := make(chan error, 1)
+	go func() { sideErr <- r.sideWork(ctx, t) }()
+	var runErr error
+	select {
+	case runErr = <-streamErr:
+		cancel(runErr)
+		<-sideErr
+	case runErr = <-sideErr:
+		if runErr == nil {
+			runErr = ctx.Err()
+		}
+		cancel(runErr)
+		<-streamErr
+	}
+	return runErr
 }
 
 // runPoll reads changes by SystemModstamp every poll_interval, with

@@ -1,0 +1,245 @@
+package inbound_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// corrupt changes a mapped row behind the worker's back, so that only a
+// read from Salesforce can restore it.
+func (e *env) corrupt(table, sfid, col, value string) {
+	e.t.Helper()
+	e.exec(fmt.Sprintf(`BEGIN; SET LOCAL pgforce.origin = 'salesforce'; UPDATE salesforce.%s SET %s = '%s' WHERE sfid = '%s'; COMMIT`, table, col, value, sfid))
+}
+
+func TestGapEventsReReadTheListedRecords(t *testing.T) {
+	e := newEnv(t)
+	ids := e.create("Account", map[string]any{"Name": "Acme"}, map[string]any{"Name": "Globex"}, map[string]any{"Name": "Initech"})
+	id := e.mapping("Account", []string{"Name"}, "cdc")
+	e.start()
+	e.waitState(id, "synced")
+	e.corrupt("account", ids[0], "name", "wrong")
+	e.corrupt("account", ids[1], "name", "wrong")
+	e.corrupt("account", ids[2], "name", "untouched")
+	e.sim.ResetCalls()
+	require.NoError(t, e.sim.ForceGap("Account", "GAP_UPDATE", ids[0], ids[1]))
+	e.waitValue("account", ids[0], "name", "Acme")
+	e.waitValue("account", ids[1], "name", "Globex")
+	require.Equal(t, "untouched", e.value("account", ids[2], "name"), "only the listed records are read")
+	require.Equal(t, int64(1), e.calls("POST /services/data/vXX.X/composite/sobjects/Account"), "both ids in one retrieve call")
+	require.Zero(t, e.count(`SELECT count(*) FROM pgforce.inbound_reread`), "the re-read queue is drained")
+
+	// GAP_DELETE of a deleted record marks it deleted.
+	_, err := e.sf.Delete(context.Background(), []string{ids[2]})
+	require.NoError(t, err)
+	e.waitValue("account", ids[2], "isdeleted", "true")
+	e.corrupt("account", ids[2], "isdeleted", "false")
+	require.NoError(t, e.sim.ForceGap("Account", "GAP_DELETE", ids[2]))
+	e.waitValue("account", ids[2], "isdeleted", "true")
+}
+
+func TestGapOverflowResyncsBySystemModstamp(t *testing.T) {
+	e := newEnv(t)
+	ids := e.create("Account", map[string]any{"Name": "Acme"}, map[string]any{"Name": "Globex"})
+	id := e.mapping("Account", []string{"Name"}, "cdc")
+	e.start()
+	e.waitState(id, "synced")
+	e.corrupt("account", ids[0], "name", "wrong")
+	e.corrupt("account", ids[1], "name", "wrong")
+	e.sim.ResetCalls()
+	require.NoError(t, e.sim.ForceGap("Account", "GAP_OVERFLOW"))
+	e.waitValue("account", ids[0], "name", "Acme")
+	e.waitValue("account", ids[1], "name", "Globex")
+	require.Positive(t, e.calls("GET /services/data/vXX.X/queryAll"), "the resync reads by SystemModstamp with queryAll")
+	e.eventually(5*time.Second, func() (bool, string) {
+		n := e.count(`SELECT count(*) FROM pgforce.mapping WHERE id = $1 AND resync_requested_at IS NULL`, id)
+		return n == 1, "resync_requested_at not cleared"
+	})
+}
+
+func TestSeedOfOverAHundredThousandRecordsOverflowsAndIsResynced(t *testing.T) {
+	e := newEnv(t)
+	e.opts.BulkThreshold = 50000
+	e.opts.BatchSize = 20000
+	id := e.mapping("Gadget__c", gadgetFields, "cdc")
+	e.start()
+	e.waitState(id, "synced")
+	e.seedGadgets(100001) // one transaction: Salesforce sends GAP_OVERFLOW
+	e.eventually(60*time.Second, func() (bool, string) {
+		n := e.count(`SELECT count(*) FROM salesforce.gadget__c`)
+		return n == 100001, fmt.Sprintf("%d rows", n)
+	})
+	require.Equal(t, int64(1), e.calls("POST /services/data/vXX.X/jobs/query"), "a resync this large goes through Bulk")
+}
+
+func TestExpiredReplayIDTriggersResync(t *testing.T) {
+	e := newEnv(t)
+	ids := e.create("Account", map[string]any{"Name": "Acme"})
+	id := e.mapping("Account", []string{"Name"}, "cdc")
+	e.start()
+	e.waitState(id, "synced")
+	require.NoError(t, e.sim.UIEdit(context.Background(), "Account", ids[0], map[string]any{"Name": "Acme 2"}))
+	e.waitValue("account", ids[0], "name", "Acme 2")
+	e.stop()
+	var stored string
+	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT cdc_replay_id FROM pgforce.mapping WHERE id = $1`, id).Scan(&stored))
+	require.NotEmpty(t, stored)
+
+	require.NoError(t, e.sim.UIEdit(context.Background(), "Account", ids[0], map[string]any{"Name": "Acme 3"}))
+	e.sim.ExpireReplay(0) // the change above is no longer replayable
+	e.start()
+	e.waitValue("account", ids[0], "name", "Acme 3")
+	// And the stream works again afterwards, from the tip.
+	require.NoError(t, e.sim.UIEdit(context.Background(), "Account", ids[0], map[string]any{"Name": "Acme 4"}))
+	e.waitValue("account", ids[0], "name", "Acme 4")
+}
+
+func TestExpiredTokenIsRefreshedAndLostStreamingSessionResubscribes(t *testing.T) {
+	e := newEnv(t)
+	ids := e.create("Account", map[string]any{"Name": "Acme"})
+	id := e.mapping("Account", []string{"Name"}, "cdc")
+	e.start()
+	e.waitState(id, "synced")
+
+	e.sim.ExpireSessions()
+	require.NoError(t, e.sim.UIEdit(context.Background(), "Account", ids[0], map[string]any{"Name": "after expiry"}))
+	e.waitValue("account", ids[0], "name", "after expiry")
+	require.Positive(t, e.calls("POST /services/oauth2/token"), "the worker logged in again")
+
+	e.sim.DropStreamingSessions() // next connect answers 403::Unknown client
+	require.NoError(t, e.sim.UIEdit(context.Background(), "Account", ids[0], map[string]any{"Name": "after drop"}))
+	e.waitValue("account", ids[0], "name", "after drop")
+	require.NoError(t, e.sim.UIEdit(context.Background(), "Account", ids[0], map[string]any{"Name": "and again"}))
+	e.waitValue("account", ids[0], "name", "and again")
+}
+
+func TestBadFieldPutsMappingInErrorNamingFieldAndFix(t *testing.T) {
+	e := newEnv(t)
+	id := e.mapping("Account", []string{"Name", "Nmae__c"}, "auto")
+	unknown := e.mapping("Acount", []string{"Name"}, "auto")
+	e.start()
+	e.waitState(id, "error")
+	_, detail := e.state(id)
+	require.Contains(t, detail, "Nmae__c")
+	require.Contains(t, detail, "array_remove(fields, 'Nmae__c')", "the detail gives the SQL that fixes it")
+	e.waitState(unknown, "error")
+	_, detail = e.state(unknown)
+	require.Contains(t, detail, "Acount")
+	require.Contains(t, detail, "SET sobject")
+
+	// Fixing the mapping is enough: it is described and loaded again.
+	e.exec(`UPDATE pgforce.mapping SET fields = '{Name}' WHERE id = $1`, id)
+	e.waitState(id, "synced")
+	require.Equal(t, 0, e.count(`SELECT count(*) FROM salesforce.account`))
+}
+
+func TestAPIBudgetDefersLoadsAndLimitExceededIsShownAndWaitedOut(t *testing.T) {
+	e := newEnv(t)
+	e.create("Account", map[string]any{"Name": "Acme"})
+	// 50% of 100,000 is pgforce's; loads stop at 80% of that.
+	e.sim.SetAPIUsage(45000)
+	_, err := e.sf.Limits(context.Background()) // the client learns the usage from this answer
+	require.NoError(t, err)
+	id := e.mapping("Account", []string{"Name"}, "cdc")
+	e.sim.ResetCalls()
+	e.start()
+	e.eventually(10*time.Second, func() (bool, string) {
+		_, detail := e.state(id)
+		return strings.Contains(detail, "API budget"), "state_detail: " + detail
+	})
+	time.Sleep(500 * time.Millisecond)
+	require.Zero(t, e.calls("GET /services/data/vXX.X/sobjects"), "no describe while the budget is spent")
+	require.Zero(t, e.calls("GET /services/data/vXX.X/query"), "no load while the budget is spent")
+
+	e.sim.SetAPIUsage(100)
+	e.waitState(id, "synced")
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM salesforce.account`))
+	e.stop()
+
+	// REQUEST_LIMIT_EXCEEDED: back off and say so in pgforce.status.
+	e.sim.ForceLimitExceeded(true)
+	e.exec(`SELECT pgforce.reload($1::integer)`, id)
+	e.start()
+	e.eventually(10*time.Second, func() (bool, string) {
+		var detail string
+		require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT coalesce(state_detail, '') FROM pgforce.status WHERE mapping_id = $1`, id).Scan(&detail))
+		return strings.Contains(detail, "REQUEST_LIMIT_EXCEEDED"), "status detail: " + detail
+	})
+	e.sim.ForceLimitExceeded(false)
+	e.waitState(id, "synced")
+}
+
+func TestPollingMappingPicksUpCreatesUpdatesAndDeletes(t *testing.T) {
+	e := newEnv(t)
+	ids := e.create("Account", map[string]any{"Name": "Acme"}, map[string]any{"Name": "Globex"})
+	id := e.mapping("Account", []string{"Name", "Industry"}, "poll")
+	e.start()
+	e.waitState(id, "synced")
+	require.Equal(t, "Acme", e.value("account", ids[0], "name"))
+	var mode string
+	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT inbound_mode FROM pgforce.mapping WHERE id = $1`, id).Scan(&mode))
+	require.Equal(t, "poll", mode)
+
+	newIDs := e.create("Account", map[string]any{"Name": "Initech"})
+	require.NoError(t, e.sim.UIEdit(context.Background(), "Account", ids[0], map[string]any{"Industry": "Banking"}))
+	_, err := e.sf.Delete(context.Background(), []string{ids[1]})
+	require.NoError(t, err)
+	e.waitValue("account", newIDs[0], "name", "Initech")
+	e.waitValue("account", ids[0], "industry", "Banking")
+	require.Equal(t, "Acme", e.value("account", ids[0], "name"))
+	e.waitValue("account", ids[1], "isdeleted", "true")
+	require.Positive(t, e.calls("GET /services/data/vXX.X/queryAll"))
+	require.Zero(t, e.calls("POST /cometd/"), "a polling mapping does not stream")
+}
+
+func TestPauseStopsSyncAndResumeCatchesUp(t *testing.T) {
+	e := newEnv(t)
+	ids := e.create("Account", map[string]any{"Name": "Acme"})
+	id := e.mapping("Account", []string{"Name"}, "cdc")
+	e.start()
+	e.waitState(id, "synced")
+	e.exec(`SELECT pgforce.pause($1::integer)`, id)
+	e.eventually(5*time.Second, func() (bool, string) {
+		n := e.count(`SELECT count(*) FROM pgforce.mapping WHERE id = $1 AND inbound_owner IS NULL`, id)
+		return n == 1, "lease still held"
+	})
+	require.NoError(t, e.sim.UIEdit(context.Background(), "Account", ids[0], map[string]any{"Name": "while paused"}))
+	time.Sleep(500 * time.Millisecond)
+	require.Equal(t, "Acme", e.value("account", ids[0], "name"), "a paused mapping is not synced")
+	st, _ := e.state(id)
+	require.Equal(t, "paused", st)
+
+	e.exec(`SELECT pgforce.resume($1::integer)`, id)
+	e.waitValue("account", ids[0], "name", "while paused")
+	e.waitState(id, "synced")
+}
+
+func TestReloadNeverLeavesTheTableEmptyToReaders(t *testing.T) {
+	e := newEnv(t)
+	e.opts.BatchSize = 100
+	e.seedGadgets(2000)
+	id := e.mapping("Gadget__c", []string{"Name"}, "cdc")
+	e.start()
+	e.waitState(id, "synced")
+	e.sim.ResetCalls()
+	e.exec(`SELECT pgforce.reload($1::integer)`, id)
+	minSeen := 2000
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		minSeen = min(minSeen, e.count(`SELECT count(*) FROM salesforce.gadget__c`))
+		st, _ := e.state(id)
+		if st == "synced" && e.calls("GET /services/data/vXX.X/query") > 0 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	st, _ := e.state(id)
+	require.Equal(t, "synced", st)
+	require.Positive(t, e.calls("GET /services/data/vXX.X/query"), "the reload read the object again")
+	require.Equal(t, 2000, minSeen, "readers always saw every row")
+}

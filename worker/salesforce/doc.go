@@ -1,6 +1,7 @@
 // Package salesforce is the worker's client for a Salesforce org: OAuth token
-// handling, the REST API (describe, query, sObject Collections), and Bulk API
-// 2.0 ingest and query. Change Data Capture over CometD lives in the streaming
+// handling (password, refresh token, client credentials, JWT bearer), the REST
+// API (versions, limits, describe, query/queryAll, sObject Collections,
+// composite, updated/deleted), and Bulk API 2.0 ingest and query. Change Data Capture over CometD lives in the streaming
 // sub-package.
 //
 // The client follows the documented wire formats (see

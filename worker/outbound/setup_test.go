@@ -104,6 +104,8 @@ func setup(t *testing.T, so setupOptions) *bundle {
 	// Heroku Connect's external-id relationship column.
 	_, err = pool.Exec(ctx, `ALTER TABLE salesforce.contact ADD COLUMN account__r__ext_id__c varchar(64)`)
 	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `SELECT pgforce._install_triggers($1)`, b.contactID)
+	require.NoError(t, err)
 	_, err = pool.Exec(ctx, `UPDATE pgforce.mapping SET state = 'synced'`)
 	require.NoError(t, err)
 	return b

@@ -267,6 +267,9 @@ func (t *table) applyRowsTx(ctx context.Context, tx pgx.Tx, rows [][]any, operat
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{t.stage}, t.stageColumns(), src); err != nil {
 		return 0, fmt.Errorf("inbound: COPY into staging for %s: %w", t.m.SObject, err)
 	}
+	if err := t.filterPending(ctx, tx); err != nil {
+		return 0, fmt.Errorf("inbound: merge pending changes of %s: %w", t.target, err)
+	}
 	failed, err := t.upsertRange(ctx, tx, 1, int64(len(rows)), operation)
 	if err != nil {
 		return 0, err
@@ -373,4 +376,81 @@ func pgColumns(err error) []string {
 		return []string{pg.ColumnName}
 	}
 	return nil
+}
+
+// filterPending applies, one by one, the staged records whose rows have
+// Postgres changes waiting to go to Salesforce (read_write mappings only):
+// pgforce.inbound_filter decides which Salesforce values may overwrite
+// them (field-level merge and the mapping's conflict policy), and the
+// records are then removed from the stage so the set-based merge skips
+// them. Rows without pending changes, the vast majority, are untouched.
+func (t *table) filterPending(ctx context.Context, tx pgx.Tx) error {
+	if t.m.Mode != "read_write" {
+		return nil
+	}
+	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT s._n, t.id, s.sfid, to_jsonb(s) - '{_n,sfid,systemmodstamp,isdeleted,createddate}'::text[],
+		s.systemmodstamp::timestamptz, coalesce(s.isdeleted::boolean, false)
+FROM %s s JOIN %s t ON t.sfid = s.sfid
+WHERE EXISTS (SELECT FROM pgforce.outbox o WHERE o.mapping_id = $1 AND o.record_id = t.id)`,
+		pgx.Identifier{t.stage}.Sanitize(), t.target), t.m.ID)
+	if err != nil {
+		return err
+	}
+	type pending struct {
+		n       int64
+		id      int
+		sfid    string
+		values  map[string]any
+		at      *time.Time
+		deleted bool
+	}
+	var list []pending
+	for rows.Next() {
+		var p pending
+		if err := rows.Scan(&p.n, &p.id, &p.sfid, &p.values, &p.at, &p.deleted); err != nil {
+			rows.Close()
+			return err
+		}
+		list = append(list, p)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, p := range list {
+		if err := t.applyFiltered(ctx, tx, p.id, p.values, p.at, false, &p.deleted); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE _n = $1`, pgx.Identifier{t.stage}.Sanitize()), p.n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyFiltered writes the values of one existing row that inbound_filter
+// lets through; at is the Salesforce commit time, echo whether the change
+// is pgforce's own write coming back.
+func (t *table) applyFiltered(ctx context.Context, tx pgx.Tx, rowID int, values map[string]any, at *time.Time, echo bool, deleted *bool) error {
+	var allowed map[string]any
+	if err := tx.QueryRow(ctx, `SELECT pgforce.inbound_filter($1, $2, $3, $4, $5)`, t.m.ID, rowID, values, at, echo).Scan(&allowed); err != nil {
+		return err
+	}
+	sets := []string{"systemmodstamp = coalesce($2, systemmodstamp)"}
+	args := []any{rowID, at}
+	if deleted != nil {
+		args = append(args, *deleted)
+		sets = append(sets, fmt.Sprintf("isdeleted = $%d", len(args)))
+	}
+	for _, c := range t.cols {
+		col := pgColumn(c.Name)
+		v, ok := allowed[col]
+		if !ok || isSystem(c.Name) {
+			continue
+		}
+		args = append(args, textValue(v))
+		sets = append(sets, fmt.Sprintf("%s = $%d::text%s", pgx.Identifier{col}.Sanitize(), len(args), castSuffix(c.Type)))
+	}
+	_, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE %s SET %s WHERE id = $1 AND (systemmodstamp IS NULL OR $2::timestamptz IS NULL OR systemmodstamp <= $2)`,
+		t.target, strings.Join(sets, ", ")), args...)
+	return err
 }

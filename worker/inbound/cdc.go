@@ -2,6 +2,7 @@ package inbound
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -61,7 +62,7 @@ func (r *runner) applyEvent(ctx context.Context, t *table, ev *streaming.Event) 
 		r.rereadQueued.Store(true)
 	default:
 		for _, id := range h.RecordIDs {
-			if err := r.applyRecordChange(ctx, tx, t, h.ChangeType, id, ev.Fields, ts); err != nil {
+			if err := r.applyRecordChange(ctx, tx, t, h.ChangeType, id, h.OriginClient(), ev.Fields, ts); err != nil {
 				return err
 			}
 		}
@@ -124,12 +125,12 @@ func eventValues(t *table, fields map[string]any) (cols []string, vals []any, ca
 }
 
 // applyRecordChange applies one record of a CREATE, UPDATE or DELETE event.
-func (r *runner) applyRecordChange(ctx context.Context, tx pgx.Tx, t *table, changeType, id string, fields map[string]any, ts time.Time) error {
+func (r *runner) applyRecordChange(ctx context.Context, tx pgx.Tx, t *table, changeType, id, origin string, fields map[string]any, ts time.Time) error {
 	sp, err := tx.Begin(ctx)
 	if err != nil {
 		return err
 	}
-	err = r.applyRecordChangeTx(ctx, sp, t, changeType, id, fields, ts)
+	err = r.applyRecordChangeTx(ctx, sp, t, changeType, id, origin, fields, ts)
 	if err == nil {
 		return sp.Commit(ctx)
 	}
@@ -145,7 +146,7 @@ func (r *runner) applyRecordChange(ctx context.Context, tx pgx.Tx, t *table, cha
 	return err2
 }
 
-func (r *runner) applyRecordChangeTx(ctx context.Context, tx pgx.Tx, t *table, changeType, id string, fields map[string]any, ts time.Time) error {
+func (r *runner) applyRecordChangeTx(ctx context.Context, tx pgx.Tx, t *table, changeType, id, origin string, fields map[string]any, ts time.Time) error {
 	switch changeType {
 	case streaming.ChangeDelete:
 		var q string
@@ -158,6 +159,9 @@ func (r *runner) applyRecordChangeTx(ctx context.Context, tx pgx.Tx, t *table, c
 		return err
 	case streaming.ChangeCreate:
 		cols, vals, casts := eventValues(t, fields)
+		if done, err := r.applyPending(ctx, tx, t, id, origin, cols, vals, ts); done || err != nil {
+			return err
+		}
 		names := []string{"sfid", "systemmodstamp", "isdeleted"}
 		params := []string{"$1", "$2", "false"}
 		sets := []string{"systemmodstamp = EXCLUDED.systemmodstamp", "isdeleted = false"}
@@ -174,6 +178,9 @@ ON CONFLICT (sfid) DO UPDATE SET %s WHERE t.systemmodstamp IS NULL OR t.systemmo
 		return err
 	case streaming.ChangeUpdate:
 		cols, vals, casts := eventValues(t, fields)
+		if done, err := r.applyPending(ctx, tx, t, id, origin, cols, vals, ts); done || err != nil {
+			return err
+		}
 		sets := []string{"systemmodstamp = $2"}
 		args := []any{id, ts}
 		for i, c := range cols {
@@ -197,4 +204,30 @@ SELECT EXISTS (SELECT FROM u) OR EXISTS (SELECT FROM %[1]s WHERE sfid = $1)`, t.
 	// An unknown change type is read back rather than guessed at.
 	r.rereadQueued.Store(true)
 	return queueReread(ctx, tx, t.m.ID, []string{id})
+}
+
+// applyPending applies a CREATE or UPDATE through the two-way rules
+// (echoes, field-level merge, conflict policy) when the record's row has
+// Postgres changes waiting for Salesforce; done is false when it has none
+// (or the mapping is read_only) and the plain path applies.
+func (r *runner) applyPending(ctx context.Context, tx pgx.Tx, t *table, id, origin string, cols []string, vals []any, ts time.Time) (done bool, err error) {
+	if t.m.Mode != "read_write" {
+		return false, nil
+	}
+	var rowID int
+	var pending bool
+	err = tx.QueryRow(ctx, fmt.Sprintf(`SELECT t.id, EXISTS (SELECT FROM pgforce.outbox o WHERE o.mapping_id = $2 AND o.record_id = t.id)
+		FROM %s t WHERE t.sfid = $1`, t.target), id, t.m.ID).Scan(&rowID, &pending)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && !pending) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	values := make(map[string]any, len(cols))
+	for i, c := range cols {
+		values[c] = vals[i]
+	}
+	echo := origin != "" && origin == r.s.sf.CallOptionsClient()
+	return true, t.applyFiltered(ctx, tx, rowID, values, &ts, echo, nil)
 }

@@ -1,0 +1,158 @@
+// Package worker is the composition root of `pgforce run`: it connects to
+// Postgres and Salesforce, serves /healthz and /metrics, and runs the sync
+// services until its context is cancelled.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgforce/pgforce/worker/budget"
+	"github.com/pgforce/pgforce/worker/config"
+	"github.com/pgforce/pgforce/worker/health"
+	"github.com/pgforce/pgforce/worker/inbound"
+	"github.com/pgforce/pgforce/worker/outbound"
+	"github.com/pgforce/pgforce/worker/salesforce"
+)
+
+// Options are the knobs of Run that have no environment variable; tests
+// and benchmarks use them. The zero value is production behaviour.
+type Options struct {
+	Inbound  inbound.Options
+	Outbound outbound.Options
+	// NoOutbound leaves outbound sync off (inbound-only tests).
+	NoOutbound bool
+}
+
+// Run runs the worker until ctx ends, then finishes the batches in flight,
+// stores positions and returns nil. Start-up failures (configuration,
+// database, login) are returned at once.
+func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	return RunWithOptions(ctx, cfg, log, Options{})
+}
+
+// RunWithOptions is Run with Options.
+func RunWithOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log.Info("pgforce worker starting", "config", cfg)
+
+	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	defer pool.Close()
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = pool.Ping(pingCtx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("DATABASE_URL: cannot connect: %w", err)
+	}
+	var installed bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass('pgforce.gue_jobs') IS NOT NULL`).Scan(&installed); err != nil {
+		return fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	if !installed {
+		return errors.New("DATABASE_URL: pgforce is not installed (or is older than this worker) in this database; run `pgforce install` or ALTER EXTENSION pgforce UPDATE first")
+	}
+
+	sfCfg := salesforce.Config{
+		LoginURL:     cfg.LoginURL,
+		ClientID:     cfg.ClientID,
+		ClientSecret: cfg.ClientSecret,
+		Username:     cfg.Username,
+		Password:     cfg.Password,
+		RefreshToken: cfg.RefreshToken,
+	}
+	if cfg.PrivateKeyFile != "" {
+		pem, err := os.ReadFile(cfg.PrivateKeyFile)
+		if err != nil {
+			return fmt.Errorf("SALESFORCE_PRIVATE_KEY_FILE: %w", err)
+		}
+		sfCfg.PrivateKeyPEM = pem
+	}
+	var apiVersion string
+	if err := pool.QueryRow(ctx, `SELECT api_version FROM pgforce.org WHERE name = $1`, orgName(opts)).Scan(&apiVersion); err == nil {
+		sfCfg.APIVersion = apiVersion
+	}
+	sf, err := salesforce.New(ctx, sfCfg)
+	if err != nil {
+		return fmt.Errorf("salesforce login at SALESFORCE_LOGIN_URL: %w", err)
+	}
+	var pct int
+	if err := pool.QueryRow(ctx, `SELECT api_budget_pct FROM pgforce.org WHERE name = $1`, orgName(opts)).Scan(&pct); err != nil {
+		pct = 50
+	}
+	b := budget.New(sf.APIUsage, pct)
+	b.SetProbe(func(ctx context.Context) error { _, err := sf.Limits(ctx); return err }, 0)
+
+	hs := health.New()
+	hs.AddCheck("postgres", func(ctx context.Context) error { return pool.Ping(ctx) })
+
+	inOpts := opts.Inbound
+	inOpts.Registerer = hs.Registry
+	in, err := inbound.New(pool, sf, b, log.With("component", "inbound"), inOpts)
+	if err != nil {
+		return err
+	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- hs.Serve(runCtx, cfg.HTTPAddr, log) }()
+	select {
+	case err := <-httpErr:
+		return fmt.Errorf("PGFORCE_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := in.Run(runCtx); err != nil {
+			errs <- fmt.Errorf("inbound: %w", err)
+		}
+	}()
+	if !opts.NoOutbound {
+		outOpts := opts.Outbound
+		if outOpts.Budget == nil {
+			outOpts.Budget = b
+		}
+		out := outbound.New(pool, sf, log, outOpts)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := out.Run(runCtx); err != nil {
+				errs <- fmt.Errorf("outbound: %w", err)
+			}
+		}()
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errs:
+		log.Error("worker service failed; stopping", "err", runErr)
+	case err := <-httpErr:
+		runErr = fmt.Errorf("health server: %w", err)
+	}
+	stop()
+	wg.Wait()
+	log.Info("pgforce worker stopped")
+	return runErr
+}
+
+func orgName(opts Options) string {
+	if opts.Inbound.Org != "" {
+		return opts.Inbound.Org
+	}
+	return "default"
+}

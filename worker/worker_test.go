@@ -1,0 +1,155 @@
+package worker_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgforce/pgforce/internal/pgtest"
+	"github.com/pgforce/pgforce/sim"
+	"github.com/pgforce/pgforce/worker"
+	"github.com/pgforce/pgforce/worker/config"
+	"github.com/pgforce/pgforce/worker/salesforce"
+)
+
+const childEnv = "PGFORCE_WORKER_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		// What `pgforce run` does: settings from the environment, SIGTERM
+		// cancels the context, a nil return exits 0.
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+		defer stop()
+		cfg, err := config.Load(ctx)
+		if err == nil {
+			err = worker.Run(ctx, cfg, slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	pgtest.Main(m)
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
+}
+
+func get(url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestRunSyncsServesHealthAndMetricsAndExitsZeroOnSIGTERM(t *testing.T) {
+	db := pgtest.NewDB(t)
+	ctx := t.Context()
+	sctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := sim.Start(sctx, "127.0.0.1:0", sim.Config{})
+	require.NoError(t, err)
+	defer s.Close()
+	sf, err := salesforce.New(ctx, salesforce.Config{LoginURL: s.URL(), ClientID: sim.DefaultClientID,
+		ClientSecret: sim.DefaultClientSecret, Username: sim.DefaultUsername, Password: sim.DefaultPassword})
+	require.NoError(t, err)
+	res, err := sf.Create(ctx, []salesforce.Record{salesforce.NewRecord("Account", map[string]any{"Name": "Acme"})})
+	require.NoError(t, err)
+	accountID := res[0].ID
+
+	addr := freeAddr(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	cmd.Env = append(os.Environ(), childEnv+"=1",
+		"DATABASE_URL="+db.ConnString,
+		"SALESFORCE_LOGIN_URL="+s.URL(),
+		"SALESFORCE_CLIENT_ID="+sim.DefaultClientID,
+		"SALESFORCE_CLIENT_SECRET="+sim.DefaultClientSecret,
+		"SALESFORCE_USERNAME="+sim.DefaultUsername,
+		"SALESFORCE_PASSWORD="+sim.DefaultPassword,
+		"PGFORCE_HTTP_ADDR="+addr,
+	)
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() { _ = cmd.Process.Kill() }()
+
+	require.Eventually(t, func() bool { code, _ := get("http://" + addr + "/healthz"); return code == http.StatusOK }, 15*time.Second, 50*time.Millisecond, "healthz never answered 200; stderr: %s", &stderr)
+
+	_, err = db.Conn.Exec(ctx, `INSERT INTO pgforce.mapping (sobject, fields, inbound) VALUES ('Account', '{Name}', 'cdc')`)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		var name string
+		err := db.Conn.QueryRow(ctx, `SELECT name FROM salesforce.account WHERE sfid = $1`, accountID).Scan(&name)
+		return err == nil && name == "Acme"
+	}, 15*time.Second, 50*time.Millisecond, "the mapping was not loaded; stderr: %s", &stderr)
+	require.Eventually(t, func() bool {
+		var st string
+		_ = db.Conn.QueryRow(ctx, `SELECT state FROM pgforce.mapping`).Scan(&st)
+		return st == "synced"
+	}, 15*time.Second, 50*time.Millisecond)
+	require.NoError(t, s.UIEdit(ctx, "Account", accountID, map[string]any{"Name": "Acme 2"}))
+	require.Eventually(t, func() bool {
+		var name string
+		_ = db.Conn.QueryRow(ctx, `SELECT name FROM salesforce.account WHERE sfid = $1`, accountID).Scan(&name)
+		return name == "Acme 2"
+	}, 15*time.Second, 50*time.Millisecond)
+
+	code, body := get("http://" + addr + "/metrics")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "pgforce_inbound_cdc_events_total")
+	require.Contains(t, body, "pgforce_inbound_rows_applied_total")
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-exited:
+		require.NoError(t, err, "exit status after SIGTERM; stderr: %s", &stderr)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("worker did not exit within 20s of SIGTERM; stderr: %s", &stderr)
+	}
+	var replay *string
+	var owner *string
+	require.NoError(t, db.Conn.QueryRow(ctx, `SELECT cdc_replay_id, inbound_owner FROM pgforce.mapping`).Scan(&replay, &owner))
+	require.NotNil(t, replay, "the replay id is stored")
+	require.Nil(t, owner, "the lease is released on shutdown")
+	require.NotContains(t, stderr.String(), sim.DefaultPassword, "no secret in the logs")
+	require.NotContains(t, stderr.String(), sim.DefaultClientSecret, "no secret in the logs")
+}
+
+func TestRunRefusesToStartWithoutDatabaseURL(t *testing.T) {
+	cfg := &config.Config{LoginURL: "http://127.0.0.1:1", ClientID: "x", ClientSecret: "y", Username: "u", Password: "p", HTTPAddr: "127.0.0.1:0", LogLevel: "info"}
+	err := worker.Run(t.Context(), cfg, slog.New(slog.DiscardHandler))
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "DATABASE_URL")
+}
+
+func TestRunRefusesDatabaseWithoutPgforce(t *testing.T) {
+	db := pgtest.NewEmptyDB(t)
+	cfg := &config.Config{DatabaseURL: db.ConnString, LoginURL: "http://127.0.0.1:1", ClientID: "x", ClientSecret: "y", Username: "u", Password: "p", HTTPAddr: "127.0.0.1:0", LogLevel: "info"}
+	err := worker.Run(t.Context(), cfg, slog.New(slog.DiscardHandler))
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "pgforce install")
+}
+

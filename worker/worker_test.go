@@ -152,4 +152,3 @@ func TestRunRefusesDatabaseWithoutPgforce(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "pgforce install")
 }
-

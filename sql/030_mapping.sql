@@ -199,3 +199,11 @@ BEGIN
     RETURN v_id;
 END
 $$;
+
+-- The mapping's table, or NULL when it does not exist (yet).
+CREATE FUNCTION pgforce._mapping_table(p_mapping_id integer) RETURNS regclass
+LANGUAGE sql STABLE AS $$
+    SELECT pg_catalog.to_regclass(pg_catalog.format('%I.%I', o.schema_name, m.table_name))
+    FROM pgforce.mapping m JOIN pgforce.org o ON o.name = m.org
+    WHERE m.id = p_mapping_id
+$$;

@@ -111,8 +111,10 @@ BEGIN
     IF v_error.direction = 'outbound' AND v_error.record_id IS NOT NULL THEN
         v_table := pgforce._mapping_table(v_error.mapping_id);
         IF v_table IS NOT NULL THEN
-            EXECUTE pg_catalog.format('SELECT pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.-) $2, t.sfid FROM %s t WHERE t.id = $1', v_table)
-                INTO v_row, v_sfid USING v_error.record_id, pgforce._uncaptured_columns();
+            -- The mapped fields only, as capture records them.
+            EXECUTE pg_catalog.format('SELECT %s, t.sfid FROM %s t WHERE t.id = $1',
+                    pgforce._jsonb_of('t', pgforce._captured_columns(v_error.mapping_id)), v_table)
+                INTO v_row, v_sfid USING v_error.record_id;
         END IF;
         IF v_row IS NOT NULL THEN
             INSERT INTO pgforce.outbox (mapping_id, op, record_id, sfid, new, retry_of)

@@ -99,8 +99,8 @@ func TestExtensionMarksConfigurationTablesForPgDump(t *testing.T) {
 	require.NoError(t, err)
 	dumped, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	require.NoError(t, err)
-	require.Equal(t, []string{"pgforce.error", "pgforce.error_id_seq", "pgforce.mapping", "pgforce.mapping_id_seq",
-		"pgforce.org", "pgforce.outbox", "pgforce.outbox_id_seq"}, dumped)
+	require.Subset(t, dumped, []string{"pgforce.error", "pgforce.error_id_seq", "pgforce.mapping", "pgforce.mapping_id_seq",
+		"pgforce.org", "pgforce.outbox", "pgforce.outbox_id_seq"})
 }
 
 func TestInstallRefusesADatabaseWithTheExtension(t *testing.T) {

@@ -1,0 +1,105 @@
+package sql_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgforce/pgforce/internal/pgtest"
+)
+
+// testBundle is what most tests need: a fresh database with pgforce.
+type testBundle struct {
+	db   *pgtest.DB
+	conn *pgx.Conn
+}
+
+func setup(t *testing.T) *testBundle {
+	t.Helper()
+	db := pgtest.NewDB(t)
+	return &testBundle{db: db, conn: db.Conn}
+}
+
+func (b *testBundle) exec(t *testing.T, sql string, args ...any) {
+	t.Helper()
+	_, err := b.conn.Exec(context.Background(), sql, args...)
+	require.NoError(t, err, sql)
+}
+
+func (b *testBundle) scalar(t *testing.T, dst any, sql string, args ...any) {
+	t.Helper()
+	require.NoError(t, b.conn.QueryRow(context.Background(), sql, args...).Scan(dst), sql)
+}
+
+// refused runs sql and requires it to fail with a message and a hint that
+// contain the given texts.
+func (b *testBundle) refused(t *testing.T, message, hint, sql string, args ...any) *pgconn.PgError {
+	t.Helper()
+	_, err := b.conn.Exec(context.Background(), sql, args...)
+	require.Error(t, err, sql)
+	var pgErr *pgconn.PgError
+	require.True(t, errors.As(err, &pgErr), "not a Postgres error: %v", err)
+	require.Contains(t, pgErr.Message, message)
+	require.Contains(t, pgErr.Hint, hint)
+	return pgErr
+}
+
+// accountColumns is what the worker passes to ensure_table after describing
+// Account with these fields.
+const accountColumns = `[
+	{"name":"Id","type":"id","length":18},
+	{"name":"SystemModstamp","type":"datetime"},
+	{"name":"IsDeleted","type":"boolean"},
+	{"name":"CreatedDate","type":"datetime"},
+	{"name":"Name","type":"string","length":255},
+	{"name":"Industry","type":"picklist","length":40},
+	{"name":"AnnualRevenue","type":"currency","precision":18,"scale":2}
+]`
+
+// mapAccount maps Account in the given mode and creates its table.
+func (b *testBundle) mapAccount(t *testing.T, mode string) int {
+	t.Helper()
+	var id int
+	b.scalar(t, &id, `INSERT INTO pgforce.mapping (sobject, fields, mode) VALUES ('Account', '{Name,Industry,AnnualRevenue}', $1) RETURNING id`, mode)
+	b.exec(t, `SELECT pgforce.ensure_table($1, $2)`, id, accountColumns)
+	return id
+}
+
+// asWorker runs sql as the worker applying Salesforce changes.
+func (b *testBundle) asWorker(t *testing.T, sql string, args ...any) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := b.conn.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	_, err = tx.Exec(ctx, "SET LOCAL pgforce.origin = 'salesforce'")
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, sql, args...)
+	require.NoError(t, err, sql)
+	require.NoError(t, tx.Commit(ctx))
+}
+
+type outboxEntry struct {
+	Op       string
+	RecordID int
+	SFID     *string
+	New      map[string]any
+	Old      map[string]any
+}
+
+func (b *testBundle) outbox(t *testing.T) []outboxEntry {
+	t.Helper()
+	rows, err := b.conn.Query(context.Background(), `SELECT op, record_id, sfid, new, old FROM pgforce.outbox ORDER BY id`)
+	require.NoError(t, err)
+	entries, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (outboxEntry, error) {
+		var e outboxEntry
+		err := row.Scan(&e.Op, &e.RecordID, &e.SFID, &e.New, &e.Old)
+		return e, err
+	})
+	require.NoError(t, err)
+	return entries
+}

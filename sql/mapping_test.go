@@ -1,0 +1,124 @@
+package sql_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestMappingInsertDefaultsTableNameOrgAndPolicies(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.exec(t, `INSERT INTO pgforce.mapping (sobject, fields, mode) VALUES ('Invoice__c', '{Name,Amount__c}', 'read_write')`)
+	var table, org, inbound, conflict, state string
+	var poll float64
+	b.scalar(t, &table, `SELECT table_name FROM pgforce.mapping`)
+	b.scalar(t, &org, `SELECT org FROM pgforce.mapping`)
+	b.scalar(t, &inbound, `SELECT inbound FROM pgforce.mapping`)
+	b.scalar(t, &conflict, `SELECT conflict FROM pgforce.mapping`)
+	b.scalar(t, &state, `SELECT state FROM pgforce.mapping`)
+	b.scalar(t, &poll, `SELECT extract(epoch FROM poll_interval) FROM pgforce.mapping`)
+	require.Equal(t, "invoice__c", table)
+	require.Equal(t, "default", org)
+	require.Equal(t, "auto", inbound)
+	require.Equal(t, "salesforce_wins", conflict)
+	require.Equal(t, "new", state)
+	require.Equal(t, 60.0, poll)
+}
+
+func TestMappingInsertRefusesInvalidRowsWithInstructions(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	cases := []struct {
+		name, sql, message, hint string
+	}{
+		{"bad sobject", `INSERT INTO pgforce.mapping (sobject) VALUES ('Account; DROP TABLE x')`,
+			"is not a Salesforce object API name", "Object Manager"},
+		{"sobject ending in underscore", `INSERT INTO pgforce.mapping (sobject) VALUES ('Invoice_')`,
+			"is not a Salesforce object API name", "letters, digits and underscores"},
+		{"bad field", `INSERT INTO pgforce.mapping (sobject, fields) VALUES ('Account', '{Name,Owner.Name}')`,
+			"'Owner.Name' in fields of Account is not a Salesforce field API name", "relationship paths"},
+		{"duplicate field", `INSERT INTO pgforce.mapping (sobject, fields) VALUES ('Account', '{Name,name}')`,
+			"field name is listed twice", "list it once"},
+		{"unknown mode", `INSERT INTO pgforce.mapping (sobject, mode) VALUES ('Account', 'write_only')`,
+			"unknown mode 'write_only' for Account", "'read_only'"},
+		{"unknown inbound", `INSERT INTO pgforce.mapping (sobject, inbound) VALUES ('Account', 'push')`,
+			"unknown inbound 'push'", "'cdc'"},
+		{"unknown conflict", `INSERT INTO pgforce.mapping (sobject, conflict) VALUES ('Account', 'postgres_always')`,
+			"unknown conflict policy 'postgres_always'", "'newest_wins'"},
+		{"interval below floor", `INSERT INTO pgforce.mapping (sobject, poll_interval) VALUES ('Account', '5 seconds')`,
+			"below the 10 second floor", "at least interval '10 seconds'"},
+		{"unknown org", `INSERT INTO pgforce.mapping (sobject, org) VALUES ('Account', 'prod')`,
+			"unknown org 'prod'", "INSERT INTO pgforce.org"},
+		{"bad table name", `INSERT INTO pgforce.mapping (sobject, table_name) VALUES ('Account', 'Accounts')`,
+			"invalid table_name 'Accounts'", "lower-case"},
+		{"upsert field not synced", `INSERT INTO pgforce.mapping (sobject, fields, upsert_field) VALUES ('Account', '{Name}', 'Ext_Id__c')`,
+			"upsert_field Ext_Id__c of Account is not in fields", "Add it to fields"},
+		{"unknown state", `INSERT INTO pgforce.mapping (sobject, state) VALUES ('Account', 'running')`,
+			"unknown state 'running'", "pgforce.pause()"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b.refused(t, c.message, c.hint, c.sql)
+		})
+	}
+}
+
+func TestMappingInsertRefusesDuplicateSobjectInTheSameOrg(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.exec(t, `INSERT INTO pgforce.mapping (sobject) VALUES ('Account')`)
+	b.refused(t, "account is already mapped in org default", "Change the existing mapping",
+		`INSERT INTO pgforce.mapping (sobject, table_name) VALUES ('account', 'account2')`)
+
+	// Another org may map the same object into its own schema.
+	b.exec(t, `INSERT INTO pgforce.org (name, schema_name) VALUES ('sandbox', 'sandbox')`)
+	b.exec(t, `INSERT INTO pgforce.mapping (sobject, org) VALUES ('Account', 'sandbox')`)
+}
+
+func TestMappingInsertRefusesDuplicateTableNameInTheSameOrg(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.exec(t, `INSERT INTO pgforce.mapping (sobject, table_name) VALUES ('Account', 'crm')`)
+	b.refused(t, "table crm is already used by another mapping in org default", "different table_name",
+		`INSERT INTO pgforce.mapping (sobject, table_name) VALUES ('Contact', 'crm')`)
+}
+
+func TestMappingUpdateIsValidatedLikeInsert(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.exec(t, `INSERT INTO pgforce.mapping (sobject) VALUES ('Account')`)
+	b.refused(t, "unknown mode 'rw'", "'read_write'", `UPDATE pgforce.mapping SET mode = 'rw'`)
+	b.refused(t, "below the 10 second floor", "10 seconds", `UPDATE pgforce.mapping SET poll_interval = '1 second'`)
+	b.refused(t, "is not a Salesforce field API name", "field API names", `UPDATE pgforce.mapping SET fields = '{"Bad Field"}'`)
+	b.exec(t, `UPDATE pgforce.mapping SET poll_interval = '10 seconds', fields = '{Name}'`)
+}
+
+func TestMappingCannotMoveToAnotherTableOnceCreated(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := b.mapAccount(t, "read_only")
+	b.refused(t, "cannot move mapping", "Delete the mapping", `UPDATE pgforce.mapping SET table_name = 'acct' WHERE id = $1`, id)
+	b.refused(t, "cannot change the sobject", "Delete the mapping", `UPDATE pgforce.mapping SET sobject = 'Contact' WHERE id = $1`, id)
+}
+
+func TestOrgRefusesBudgetOutOfRangeAndStoresNoSecrets(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.refused(t, "api_budget_pct 0 of org default is out of range", "1-100", `UPDATE pgforce.org SET api_budget_pct = 0`)
+	b.refused(t, "invalid org name", "lower-case letters", `INSERT INTO pgforce.org (name) VALUES ('Prod Org')`)
+	b.refused(t, "invalid api_version", "'62.0'", `UPDATE pgforce.org SET api_version = 'v62'`)
+
+	var columns []string
+	rows, err := b.conn.Query(t.Context(), `SELECT column_name FROM information_schema.columns WHERE table_schema = 'pgforce' AND table_name = 'org' ORDER BY 1`)
+	require.NoError(t, err)
+	for rows.Next() {
+		var c string
+		require.NoError(t, rows.Scan(&c))
+		columns = append(columns, c)
+	}
+	for _, c := range columns {
+		require.NotRegexp(t, `secret|password|token|key`, c)
+	}
+	require.Subset(t, columns, []string{"name", "schema_name", "api_version", "api_budget_pct", "paused"})
+}

@@ -109,7 +109,8 @@ test('jsforce against pgforce sim', async (t) => {
   await t.test('Bulk 2.0 ingest reports successful and failed records', async () => {
     const res = await conn.bulk2.loadAndWaitForResults({
       object: 'Account', operation: 'insert', pollInterval: 200, pollTimeout: 30000,
-      input: [{ Name: 'Bulk One' }, { Name: 'Bulk Two' }, { Industry: 'Banking' }],
+      // jsforce writes a null as #N/A, which clears the required Name.
+      input: [{ Name: 'Bulk One' }, { Name: 'Bulk Two' }, { Name: null }],
     });
     assert.equal(res.successfulResults.length, 2);
     assert.equal(res.failedResults.length, 1);

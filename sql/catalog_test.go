@@ -84,7 +84,7 @@ func TestExtensionAndInstallCreateTheSameCatalog(t *testing.T) {
 	ext, inst := catalog(t, viaExtension.Conn), catalog(t, viaInstall.Conn)
 	for name := range catalogQueries {
 		require.NotEmpty(t, inst[name], name)
-		require.Equal(t, inst[name], ext[name], "pgforce %s differ between CREATE EXTENSION and pgforce install", name)
+		require.Equal(t, inst[name], ext[name], "pgforce %s differ between CREATE EXTENSION and pgforce install; if sql/ changed since, run make install-extension", name)
 	}
 }
 

@@ -1,0 +1,269 @@
+package sql_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestCaptureRecordsEveryMappedColumnOnInsert(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mapAccount(t, "read_write")
+	b.exec(t, `INSERT INTO salesforce.account (name, industry, annualrevenue) VALUES ('Acme', 'Energy', 12.50), ('Globex', NULL, NULL)`)
+
+	entries := b.outbox(t)
+	require.Len(t, entries, 2)
+	require.Equal(t, "insert", entries[0].Op)
+	require.Nil(t, entries[0].SFID)
+	require.Equal(t, map[string]any{"name": "Acme", "industry": "Energy", "annualrevenue": 12.5}, entries[0].New)
+	require.Equal(t, map[string]any{"name": "Globex", "industry": nil, "annualrevenue": nil}, entries[1].New)
+	require.Nil(t, entries[0].Old)
+}
+
+func TestCaptureRecordsOnlyChangedColumnsOnUpdate(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mapAccount(t, "read_write")
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name, industry, annualrevenue) VALUES ('001000000000001AAA', 'Acme', 'Energy', 10)`)
+	require.Empty(t, b.outbox(t))
+
+	b.exec(t, `UPDATE salesforce.account SET industry = 'Retail', annualrevenue = NULL, name = 'Acme'`)
+	entries := b.outbox(t)
+	require.Len(t, entries, 1)
+	require.Equal(t, "update", entries[0].Op)
+	require.Equal(t, "001000000000001AAA", *entries[0].SFID)
+	require.Equal(t, map[string]any{"industry": "Retail", "annualrevenue": nil}, entries[0].New)
+	require.Equal(t, map[string]any{"industry": "Energy", "annualrevenue": 10.0}, entries[0].Old)
+}
+
+func TestCaptureRecordsNothingForNoOpUpdates(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mapAccount(t, "read_write")
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme')`)
+
+	b.exec(t, `UPDATE salesforce.account SET name = 'Acme'`)
+	b.exec(t, `UPDATE salesforce.account SET name = name WHERE false`)
+	require.Empty(t, b.outbox(t))
+	var lastop string
+	b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account`)
+	require.Equal(t, "SYNCED", lastop, "a no-op update has nothing pending")
+}
+
+func TestCaptureRecordsMultiRowStatementsInOneGo(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mapAccount(t, "read_write")
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name, annualrevenue) SELECT '001' || lpad(i::text, 15, '0'), 'a' || i, i FROM generate_series(1, 100) i`)
+	b.exec(t, `UPDATE salesforce.account SET annualrevenue = annualrevenue + 1 WHERE annualrevenue <= 50`)
+	entries := b.outbox(t)
+	require.Len(t, entries, 50)
+	for _, e := range entries {
+		require.Equal(t, []string{"annualrevenue"}, keys(e.New))
+		require.Equal(t, e.Old["annualrevenue"].(float64)+1, e.New["annualrevenue"])
+	}
+}
+
+func TestCaptureRecordsDeletesOfSyncedRowsWithTheirValues(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mapAccount(t, "read_write")
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme')`)
+	b.exec(t, `DELETE FROM salesforce.account`)
+	entries := b.outbox(t)
+	require.Len(t, entries, 1)
+	require.Equal(t, "delete", entries[0].Op)
+	require.Equal(t, "001000000000001AAA", *entries[0].SFID)
+	require.Nil(t, entries[0].New)
+	require.Equal(t, "Acme", entries[0].Old["name"])
+}
+
+func TestDeleteOfRowWithoutSfidCancelsItsPendingInsert(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := b.mapAccount(t, "read_write")
+	b.exec(t, `INSERT INTO salesforce.account (name) VALUES ('Draft'), ('Keep')`)
+	b.exec(t, `UPDATE salesforce.account SET industry = 'Energy' WHERE name = 'Draft'`)
+	require.Len(t, b.outbox(t), 3)
+
+	b.exec(t, `DELETE FROM salesforce.account WHERE name = 'Draft'`)
+	entries := b.outbox(t)
+	require.Len(t, entries, 1, "the insert and update of the deleted draft are gone and no delete is queued")
+	require.Equal(t, "insert", entries[0].Op)
+	require.Equal(t, "Keep", entries[0].New["name"])
+
+	// Once the worker has claimed the insert it is in flight, so a delete
+	// must be queued for the worker to finish.
+	var claimed int
+	b.scalar(t, &claimed, `SELECT count(*) FROM pgforce.claim($1, 10, 'w1')`, id)
+	require.Equal(t, 1, claimed)
+	b.exec(t, `DELETE FROM salesforce.account WHERE name = 'Keep'`)
+	entries = b.outbox(t)
+	require.Len(t, entries, 2)
+	require.Equal(t, "delete", entries[1].Op)
+	require.Nil(t, entries[1].SFID)
+}
+
+func TestWorkerWritesAreNeverCapturedAndMarkedSynced(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mapAccount(t, "read_write")
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme')`)
+	b.asWorker(t, `UPDATE salesforce.account SET name = 'Acme Corp'`)
+	b.asWorker(t, `DELETE FROM salesforce.account`)
+	require.Empty(t, b.outbox(t))
+}
+
+func TestHcLastopIsPendingAfterUserWritesAndSyncedAfterWorkerWrites(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mapAccount(t, "read_write")
+	lastop := func() (op string, err *string) {
+		b.conn.QueryRow(t.Context(), `SELECT _hc_lastop, _hc_err FROM salesforce.account`).Scan(&op, &err)
+		return op, err
+	}
+
+	b.exec(t, `INSERT INTO salesforce.account (name, _hc_lastop) VALUES ('Acme', 'SYNCED')`)
+	op, _ := lastop()
+	require.Equal(t, "PENDING", op, "users cannot claim a row is synced")
+
+	// The worker writes the sfid back after the insert succeeded.
+	b.asWorker(t, `UPDATE salesforce.account SET sfid = '001000000000001AAA'`)
+	op, _ = lastop()
+	require.Equal(t, "SYNCED", op)
+
+	// The worker records a failure explicitly; it is kept.
+	b.asWorker(t, `UPDATE salesforce.account SET _hc_lastop = 'FAILED', _hc_err = '{"message":"bad"}'`)
+	op, errText := lastop()
+	require.Equal(t, "FAILED", op)
+	require.NotNil(t, errText)
+
+	// A user edit makes it pending again and clears the error.
+	b.exec(t, `UPDATE salesforce.account SET industry = 'Energy'`)
+	op, errText = lastop()
+	require.Equal(t, "PENDING", op)
+	require.Nil(t, errText)
+}
+
+func TestTruncateOfReadWriteTableIsRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mapAccount(t, "read_write")
+	b.refused(t, "TRUNCATE of salesforce.account is refused", "pgforce.reload", `TRUNCATE salesforce.account`)
+	// The worker may truncate, e.g. before a reload.
+	b.asWorker(t, `TRUNCATE salesforce.account`)
+}
+
+func TestReadOnlyTableRefusesUserWrites(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mapAccount(t, "read_only")
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme')`)
+	for _, sql := range []string{
+		`INSERT INTO salesforce.account (name) VALUES ('x')`,
+		`UPDATE salesforce.account SET name = 'x'`,
+		`DELETE FROM salesforce.account`,
+	} {
+		b.refused(t, "salesforce.account is read_only", "mode = 'read_write'", sql)
+	}
+	b.refused(t, "TRUNCATE of salesforce.account is refused", "reload", `TRUNCATE salesforce.account`)
+	require.Empty(t, b.outbox(t))
+	var lastop string
+	b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account`)
+	require.Equal(t, "SYNCED", lastop)
+}
+
+func TestSwitchingModeSwapsRefusalForCapture(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := b.mapAccount(t, "read_only")
+	b.exec(t, `UPDATE pgforce.mapping SET mode = 'read_write' WHERE id = $1`, id)
+	b.exec(t, `INSERT INTO salesforce.account (name) VALUES ('Acme')`)
+	require.Len(t, b.outbox(t), 1)
+
+	b.exec(t, `UPDATE pgforce.mapping SET mode = 'read_only' WHERE id = $1`, id)
+	b.refused(t, "is read_only", "read_write", `INSERT INTO salesforce.account (name) VALUES ('Globex')`)
+}
+
+func TestCaptureIgnoresColumnsUsersAddThemselves(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mapAccount(t, "read_write")
+	b.exec(t, `ALTER TABLE salesforce.account ADD COLUMN local_note text`)
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme')`)
+	b.exec(t, `UPDATE salesforce.account SET local_note = 'call back'`)
+	require.Empty(t, b.outbox(t))
+}
+
+func TestDeletingMappingLeavesAPlainTable(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := b.mapAccount(t, "read_write")
+	b.exec(t, `INSERT INTO salesforce.account (name) VALUES ('Acme')`)
+	b.exec(t, `DELETE FROM pgforce.mapping WHERE id = $1`, id)
+	require.Empty(t, b.outbox(t))
+	b.exec(t, `INSERT INTO salesforce.account (name) VALUES ('Globex')`)
+	b.exec(t, `TRUNCATE salesforce.account`)
+	var triggers int
+	b.scalar(t, &triggers, `SELECT count(*) FROM pg_trigger WHERE tgrelid = 'salesforce.account'::regclass AND NOT tgisinternal`)
+	require.Zero(t, triggers)
+}
+
+func TestCaptureNotifiesTheWorkerOncePerTransaction(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mapAccount(t, "read_write")
+	listener := b.db.Connect(t)
+	_, err := listener.Exec(t.Context(), `LISTEN pgforce_outbox`)
+	require.NoError(t, err)
+
+	tx, err := b.conn.Begin(t.Context())
+	require.NoError(t, err)
+	for range 3 {
+		_, err = tx.Exec(t.Context(), `INSERT INTO salesforce.account (name) VALUES ('Acme')`)
+		require.NoError(t, err)
+	}
+	require.NoError(t, tx.Commit(t.Context()))
+
+	n, err := listener.WaitForNotification(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, "pgforce_outbox", n.Channel)
+	// Nothing else is queued: a second wait only ends by its deadline.
+	ctx, cancel := contextWithShortTimeout(t)
+	defer cancel()
+	_, err = listener.WaitForNotification(ctx)
+	require.Error(t, err)
+}
+
+func TestOutboxIsPublishedForLogicalReplication(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var tables []string
+	b.scalar(t, &tables, `SELECT array_agg(schemaname || '.' || tablename) FROM pg_publication_tables WHERE pubname = 'pgforce_outbox'`)
+	require.Equal(t, []string{"pgforce.outbox"}, tables)
+}
+
+func TestClaimHandsOutARecordsChangesInOrderAcrossWorkers(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := b.mapAccount(t, "read_write")
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'a'), ('001000000000002AAA', 'b')`)
+	b.exec(t, `UPDATE salesforce.account SET industry = 'One' WHERE name = 'a'`)
+
+	var first []int
+	b.scalar(t, &first, `SELECT array_agg(record_id ORDER BY id) FROM pgforce.claim($1, 10, 'w1')`, id)
+	require.Len(t, first, 1)
+
+	// The same record changes again while w1 is writing it, and another record changes.
+	b.exec(t, `UPDATE salesforce.account SET industry = 'Two' WHERE name = 'a'`)
+	b.exec(t, `UPDATE salesforce.account SET industry = 'Three' WHERE name = 'b'`)
+	var second []string
+	b.scalar(t, &second, `SELECT coalesce(array_agg(new->>'industry' ORDER BY id), '{}') FROM pgforce.claim($1, 10, 'w2')`, id)
+	require.Equal(t, []string{"Three"}, second, "record a's second change waits until its first is done")
+
+	b.exec(t, `DELETE FROM pgforce.outbox WHERE claimed_by = 'w1'`)
+	var third []string
+	b.scalar(t, &third, `SELECT coalesce(array_agg(new->>'industry' ORDER BY id), '{}') FROM pgforce.claim($1, 10, 'w2')`, id)
+	require.Equal(t, []string{"Two"}, third)
+}

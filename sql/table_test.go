@@ -1,0 +1,152 @@
+package sql_test
+
+import (
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+)
+
+func (b *testBundle) columnTypes(t *testing.T, table string) map[string]string {
+	t.Helper()
+	rows, err := b.conn.Query(t.Context(), `SELECT a.attname, format_type(a.atttypid, a.atttypmod)
+		FROM pg_attribute a WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped`, table)
+	require.NoError(t, err)
+	types := map[string]string{}
+	for rows.Next() {
+		var n, ty string
+		require.NoError(t, rows.Scan(&n, &ty))
+		types[n] = ty
+	}
+	require.NoError(t, rows.Err())
+	return types
+}
+
+func TestEnsureTableCreatesHerokuConnectLayoutWithExactTypes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var id int
+	b.scalar(t, &id, `INSERT INTO pgforce.mapping (sobject, fields, mode) VALUES ('Deal__c',
+		'{Name,Amount__c,Rate__c,Score__c,Seats__c,Closed_At__c,Close_Date__c,Alarm__c,Won__c,Account__c,Notes__c,Tags__c,Email__c}', 'read_write') RETURNING id`)
+	var added []string
+	b.scalar(t, &added, `SELECT pgforce.ensure_table($1, $2)`, id, `[
+		{"name":"Id","type":"id","length":18},
+		{"name":"Name","type":"string","length":80},
+		{"name":"Amount__c","type":"currency","precision":18,"scale":2},
+		{"name":"Rate__c","type":"percent","precision":5,"scale":2},
+		{"name":"Score__c","type":"double","precision":16,"scale":4},
+		{"name":"Seats__c","type":"int","precision":9},
+		{"name":"Closed_At__c","type":"datetime"},
+		{"name":"Close_Date__c","type":"date"},
+		{"name":"Alarm__c","type":"time"},
+		{"name":"Won__c","type":"boolean"},
+		{"name":"Account__c","type":"reference","length":18},
+		{"name":"Notes__c","type":"textarea","length":32768},
+		{"name":"Tags__c","type":"multipicklist","length":4099},
+		{"name":"Email__c","type":"email","length":80}]`)
+	require.ElementsMatch(t, []string{"name", "amount__c", "rate__c", "score__c", "seats__c", "closed_at__c", "close_date__c",
+		"alarm__c", "won__c", "account__c", "notes__c", "tags__c", "email__c"}, added)
+
+	require.Equal(t, map[string]string{
+		"id":             "integer",
+		"sfid":           "character varying(18)",
+		"systemmodstamp": "timestamp with time zone",
+		"isdeleted":      "boolean",
+		"createddate":    "timestamp with time zone",
+		"_hc_lastop":     "character varying(32)",
+		"_hc_err":        "text",
+		"name":           "character varying(80)",
+		"amount__c":      "numeric(18,2)",
+		"rate__c":        "numeric(5,2)",
+		"score__c":       "numeric(16,4)",
+		"seats__c":       "integer",
+		"closed_at__c":   "timestamp with time zone",
+		"close_date__c":  "date",
+		"alarm__c":       "time without time zone",
+		"won__c":         "boolean",
+		"account__c":     "character varying(18)",
+		"notes__c":       "text",
+		"tags__c":        "text",
+		"email__c":       "character varying(80)",
+	}, b.columnTypes(t, "salesforce.deal__c"))
+
+	rows, err := b.conn.Query(t.Context(), `SELECT indexname || ' ' || indexdef FROM pg_indexes WHERE schemaname = 'salesforce' AND tablename = 'deal__c' ORDER BY 1`)
+	require.NoError(t, err)
+	indexes, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Equal(t, []string{
+		"deal__c_pkey CREATE UNIQUE INDEX deal__c_pkey ON salesforce.deal__c USING btree (id)",
+		"hc_idx_deal__c_systemmodstamp CREATE INDEX hc_idx_deal__c_systemmodstamp ON salesforce.deal__c USING btree (systemmodstamp)",
+		"hcu_idx_deal__c_sfid CREATE UNIQUE INDEX hcu_idx_deal__c_sfid ON salesforce.deal__c USING btree (sfid)",
+	}, indexes)
+
+	var isSerial bool
+	b.scalar(t, &isSerial, `SELECT pg_get_serial_sequence('salesforce.deal__c', 'id') IS NOT NULL`)
+	require.True(t, isSerial)
+
+	// Exact numbers: 16 significant digits survive, which double precision would round.
+	b.exec(t, `INSERT INTO salesforce.deal__c (name, amount__c) VALUES ('big', 1234567890123456.78)`)
+	var amount string
+	b.scalar(t, &amount, `SELECT amount__c::text FROM salesforce.deal__c`)
+	require.Equal(t, "1234567890123456.78", amount)
+}
+
+func TestEnsureTableAddsNewFieldsAsNullableColumnsWithoutRewrite(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := b.mapAccount(t, "read_write")
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) SELECT '001' || lpad(i::text, 15, '0'), 'a' || i FROM generate_series(1, 100) i`)
+	var before uint32
+	b.scalar(t, &before, `SELECT relfilenode::int8 FROM pg_class WHERE oid = 'salesforce.account'::regclass`)
+
+	b.exec(t, `UPDATE pgforce.mapping SET fields = fields || '{Region__c,NumberOfEmployees}' WHERE id = $1`, id)
+	var added []string
+	b.scalar(t, &added, `SELECT pgforce.ensure_table($1, $2::jsonb || '[{"name":"Region__c","type":"picklist","length":40},{"name":"NumberOfEmployees","type":"int"}]'::jsonb)`, id, accountColumns)
+	require.Equal(t, []string{"region__c", "numberofemployees"}, added)
+
+	var after uint32
+	b.scalar(t, &after, `SELECT relfilenode::int8 FROM pg_class WHERE oid = 'salesforce.account'::regclass`)
+	require.Equal(t, before, after, "adding fields must not rewrite the table")
+	var nullable bool
+	b.scalar(t, &nullable, `SELECT NOT attnotnull FROM pg_attribute WHERE attrelid = 'salesforce.account'::regclass AND attname = 'region__c'`)
+	require.True(t, nullable)
+
+	// Calling it again with the same description changes nothing.
+	b.scalar(t, &added, `SELECT pgforce.ensure_table($1, $2::jsonb || '[{"name":"Region__c","type":"picklist","length":40},{"name":"NumberOfEmployees","type":"int"}]'::jsonb)`, id, accountColumns)
+	require.Empty(t, added)
+}
+
+func TestEnsureTableWidensTextButRefusesTypeChanges(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := b.mapAccount(t, "read_only")
+	b.exec(t, `SELECT pgforce.ensure_table($1, '[{"name":"Name","type":"string","length":500}]')`, id)
+	require.Equal(t, "character varying(500)", b.columnTypes(t, "salesforce.account")["name"])
+
+	b.refused(t, "field AnnualRevenue of Account changed type from numeric(18,2) to character varying(20)", "Only widening",
+		`SELECT pgforce.ensure_table($1, '[{"name":"AnnualRevenue","type":"string","length":20}]')`, id)
+}
+
+func TestEnsureTableRefusesUnknownTypesAndUnmappedFields(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := b.mapAccount(t, "read_only")
+	b.refused(t, "field Name has unknown Salesforce type 'hologram'", "describe result",
+		`SELECT pgforce.ensure_table($1, '[{"name":"Name","type":"hologram"}]')`, id)
+	b.refused(t, "field Phone is not in the fields of mapping", "Add it to pgforce.mapping.fields",
+		`SELECT pgforce.ensure_table($1, '[{"name":"Phone","type":"phone","length":40}]')`, id)
+	b.refused(t, "no mapping with id 999", "SELECT id, sobject FROM pgforce.mapping",
+		`SELECT pgforce.ensure_table(999, '[]')`)
+}
+
+func TestEnsureTableQuotesNamesThatAreSQLKeywords(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var id int
+	b.scalar(t, &id, `INSERT INTO pgforce.mapping (sobject, fields, mode, table_name) VALUES ('Order', '{Select__c,Order}', 'read_write', 'order') RETURNING id`)
+	b.exec(t, `SELECT pgforce.ensure_table($1, '[{"name":"Select__c","type":"string","length":10},{"name":"Order","type":"string","length":10}]')`, id)
+	b.exec(t, `INSERT INTO salesforce."order" (select__c, "order") VALUES ('x', 'y')`)
+	entries := b.outbox(t)
+	require.Len(t, entries, 1)
+	require.Equal(t, map[string]any{"select__c": "x", "order": "y"}, entries[0].New)
+}

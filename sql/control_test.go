@@ -1,0 +1,103 @@
+package sql_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+type statusRow struct {
+	Org, Sobject, Schema, Table, Mode, State string
+	Paused                                   bool
+	Rows, Backlog, OpenErrors                int64
+	OldestAge                                *time.Duration
+	LastInbound, LastOutbound                *time.Time
+}
+
+func (b *testBundle) status(t *testing.T, mappingID int) statusRow {
+	t.Helper()
+	var s statusRow
+	require.NoError(t, b.conn.QueryRow(t.Context(), `SELECT org, sobject, schema_name, table_name, mode, state, paused,
+		coalesce(row_count, 0), outbound_backlog, oldest_pending_age, open_errors, last_inbound_at, last_outbound_at
+		FROM pgforce.status WHERE mapping_id = $1`, mappingID).Scan(&s.Org, &s.Sobject, &s.Schema, &s.Table, &s.Mode, &s.State,
+		&s.Paused, &s.Rows, &s.Backlog, &s.OldestAge, &s.OpenErrors, &s.LastInbound, &s.LastOutbound))
+	return s
+}
+
+func TestStatusShowsRowsBacklogAndOpenErrorsPerMapping(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := b.mapAccount(t, "read_write")
+	var pending int
+	b.scalar(t, &pending, `INSERT INTO pgforce.mapping (sobject, fields) VALUES ('Contact', '{LastName}') RETURNING id`)
+
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) SELECT '001' || lpad(i::text, 15, '0'), 'a' || i FROM generate_series(1, 5) i`)
+	b.exec(t, `INSERT INTO salesforce.account (name) VALUES ('new1'), ('new2')`)
+	b.exec(t, `INSERT INTO pgforce.error (mapping_id, direction, operation, message) VALUES ($1, 'inbound', 'poll', 'x'), ($1, 'inbound', 'poll', 'y')`, m)
+	b.exec(t, `UPDATE pgforce.error SET state = 'resolved' WHERE message = 'y'`)
+	b.exec(t, `UPDATE pgforce.mapping SET last_inbound_at = now() WHERE id = $1`, m)
+
+	s := b.status(t, m)
+	require.Equal(t, statusRow{Org: "default", Sobject: "Account", Schema: "salesforce", Table: "account", Mode: "read_write", State: "new",
+		Rows: 7, Backlog: 2, OpenErrors: 1, OldestAge: s.OldestAge, LastInbound: s.LastInbound}, s)
+	require.NotNil(t, s.OldestAge)
+	require.NotNil(t, s.LastInbound)
+
+	// A mapping whose table does not exist yet still has a row.
+	p := b.status(t, pending)
+	require.Equal(t, "contact", p.Table)
+	require.Zero(t, p.Rows)
+	require.Zero(t, p.Backlog)
+	require.Nil(t, p.OldestAge)
+}
+
+func TestPauseAndResumeByIdOrName(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := b.mapAccount(t, "read_write")
+
+	b.exec(t, `SELECT pgforce.pause('Account')`)
+	s := b.status(t, m)
+	require.True(t, s.Paused)
+	require.Equal(t, "paused", s.State)
+
+	// Capture continues while paused: the changes are sent after resume.
+	b.exec(t, `INSERT INTO salesforce.account (name) VALUES ('while paused')`)
+	require.Len(t, b.outbox(t), 1)
+
+	b.exec(t, `SELECT pgforce.pause($1::integer)`, m) // pausing twice is harmless
+	b.exec(t, `SELECT pgforce.resume($1::integer)`, m)
+	s = b.status(t, m)
+	require.False(t, s.Paused)
+	require.Equal(t, "new", s.State, "a mapping that never loaded starts over")
+
+	b.exec(t, `UPDATE pgforce.mapping SET state = 'synced', inbound_watermark = now() WHERE id = $1`, m)
+	b.exec(t, `SELECT pgforce.pause($1::integer)`, m)
+	b.exec(t, `SELECT pgforce.resume('account')`)
+	require.Equal(t, "synced", b.status(t, m).State, "a loaded mapping resumes where it stopped")
+}
+
+func TestReloadForgetsTheInboundPositionButKeepsPendingChanges(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := b.mapAccount(t, "read_write")
+	b.exec(t, `UPDATE pgforce.mapping SET state = 'synced', inbound_watermark = now(), cdc_replay_id = '42' WHERE id = $1`, m)
+	b.exec(t, `INSERT INTO salesforce.account (name) VALUES ('pending')`)
+
+	b.exec(t, `SELECT pgforce.reload($1::integer)`, m)
+	var state string
+	var watermarkCleared, replayCleared, requested bool
+	require.NoError(t, b.conn.QueryRow(t.Context(), `SELECT state, inbound_watermark IS NULL, cdc_replay_id IS NULL, reload_requested_at IS NOT NULL
+		FROM pgforce.mapping WHERE id = $1`, m).Scan(&state, &watermarkCleared, &replayCleared, &requested))
+	require.Equal(t, "loading", state)
+	require.True(t, watermarkCleared)
+	require.True(t, replayCleared)
+	require.True(t, requested)
+	require.Len(t, b.outbox(t), 1)
+
+	b.exec(t, `SELECT pgforce.pause($1::integer)`, m)
+	b.refused(t, "is paused", "pgforce.resume", `SELECT pgforce.reload('Account')`)
+	b.refused(t, "no mapping with id 99", "pgforce.mapping", `SELECT pgforce.reload(99)`)
+	b.refused(t, "'Lead' is not mapped in org 'default'", "pgforce.mapping", `SELECT pgforce.pause('Lead')`)
+}

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	pgforcesql "github.com/pgforce/pgforce/sql"
+)
+
+// captureOverhead compares the TPS of UPDATEs on a mapped read_write table
+// (capture triggers on) with the same table unmapped. Both tables have the
+// same columns, rows and indexes. Short runs alternate between them and the
+// reported ratio is the median of the per-pair ratios, so that load from
+// other processes on a shared machine hits both sides of a pair alike.
+func captureOverhead(ctx context.Context, env *Env) ([]Result, error) {
+	rows, clients, rounds, duration := 20000, 2, 9, 2*time.Second
+	if env.Full {
+		rows, clients, rounds, duration = 200000, 4, 15, 5*time.Second
+	}
+	connString, err := setupCaptureDB(ctx, env, rows)
+	if err != nil {
+		return nil, err
+	}
+
+	workloads := []struct {
+		name      string
+		batch     int
+		min       float64
+		hc        string
+		statement string
+	}{
+		{"capture overhead, single-row UPDATE (TPS mapped/unmapped)", 1, 0.85,
+			"per-row hstore log trigger on every write; per-row jsonb triggers cost 13-31%",
+			"UPDATE %s SET amount__c = amount__c + 1, status__c = $2 WHERE id = $1"},
+		{"capture overhead, 100-row UPDATE (TPS mapped/unmapped)", 100, 0.6,
+			"per-row triggers cost over 60% on 100-row UPDATEs",
+			"UPDATE %s SET amount__c = amount__c + 1, status__c = $2 WHERE id >= $1 AND id < $1 + 100"},
+	}
+	var results []Result
+	for _, w := range workloads {
+		var mapped, unmapped, ratios []float64
+		for r := 0; r < rounds; r++ {
+			for _, table := range []string{"bench_plain", "salesforce.bench__c"} {
+				tps, err := updateTPS(ctx, connString, fmt.Sprintf(w.statement, table), rows, w.batch, clients, duration)
+				if err != nil {
+					return nil, err
+				}
+				fmt.Fprintf(env.Log, "bench: %-60s %-20s round %d: %.0f TPS\n", w.name, table, r+1, tps)
+				if table == "bench_plain" {
+					unmapped = append(unmapped, tps)
+				} else {
+					mapped = append(mapped, tps)
+				}
+			}
+			ratios = append(ratios, mapped[r]/unmapped[r])
+			if err := drainOutbox(ctx, connString); err != nil {
+				return nil, err
+			}
+		}
+		m, u := median(mapped), median(unmapped)
+		results = append(results, Result{
+			Metric:        w.name,
+			Value:         median(ratios),
+			Unit:          "ratio",
+			Min:           ptr(w.min),
+			HerokuConnect: w.hc,
+			Detail: fmt.Sprintf("median of %d alternating pairs of %s runs (pair ratios %.2f-%.2f); mapped %.0f TPS vs unmapped %.0f TPS; %d clients, %d rows, synchronous_commit=%s, fsync=%s",
+				rounds, duration, minOf(ratios), maxOf(ratios), m, u, clients, rows, env.Cluster.Setting("synchronous_commit"), env.Cluster.Setting("fsync")),
+		})
+	}
+	return results, nil
+}
+
+// setupCaptureDB creates a database with pgforce, a mapped read_write table
+// salesforce.bench__c and an identical plain table bench_plain, both filled
+// with synced rows.
+func setupCaptureDB(ctx context.Context, env *Env, rows int) (string, error) {
+	admin, err := pgx.Connect(ctx, env.Cluster.ConnString("postgres"))
+	if err != nil {
+		return "", err
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE bench_capture"); err != nil {
+		return "", err
+	}
+	connString := env.Cluster.ConnString("bench_capture")
+	conn, err := pgx.Connect(ctx, connString)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	if _, _, err := pgforcesql.Install(ctx, conn); err != nil {
+		return "", err
+	}
+	columns := `[{"name":"Name","type":"string","length":80},
+		{"name":"Amount__c","type":"currency","precision":18,"scale":2},
+		{"name":"Status__c","type":"picklist","length":40},
+		{"name":"Closed_At__c","type":"datetime"},
+		{"name":"Notes__c","type":"textarea","length":32000}]`
+	steps := []string{
+		`INSERT INTO pgforce.mapping (id, sobject, fields, mode) VALUES (1, 'Bench__c', '{Name,Amount__c,Status__c,Closed_At__c,Notes__c}', 'read_write')`,
+		`SELECT pgforce.ensure_table(1, '` + columns + `')`,
+		`CREATE TABLE bench_plain (LIKE salesforce.bench__c INCLUDING ALL)`,
+		`SET pgforce.origin = 'salesforce'`,
+		fmt.Sprintf(`INSERT INTO salesforce.bench__c (sfid, systemmodstamp, createddate, name, amount__c, status__c, notes__c)
+			SELECT 'a00' || lpad(i::text, 15, '0'), now(), now(), 'Bench ' || i, i, 'Open', repeat('note ', 20)
+			FROM generate_series(1, %d) i`, rows),
+		`RESET pgforce.origin`,
+		`INSERT INTO bench_plain SELECT * FROM salesforce.bench__c`,
+		`VACUUM ANALYZE salesforce.bench__c, bench_plain`,
+	}
+	for _, s := range steps {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			return "", fmt.Errorf("set up capture benchmark: %s: %w", s, err)
+		}
+	}
+	return connString, nil
+}
+
+// updateTPS runs stmt from several clients for d and returns committed
+// transactions per second. Each client owns a disjoint slice of the ids, so
+// the figure measures capture cost, not row-lock waits.
+func updateTPS(ctx context.Context, connString, stmt string, rows, batch, clients int, d time.Duration) (float64, error) {
+	var total atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	start := make(chan struct{})
+	for c := 0; c < clients; c++ {
+		conn, err := pgx.Connect(ctx, connString)
+		if err != nil {
+			return 0, err
+		}
+		lo := c * rows / clients
+		span := rows/clients - batch
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer conn.Close(context.Background())
+			rng := rand.New(rand.NewPCG(uint64(lo), 42))
+			statuses := []string{"Open", "Working", "Closed"}
+			<-start
+			deadline := time.Now().Add(d)
+			var n int64
+			for time.Now().Before(deadline) {
+				id := lo + 1 + rng.IntN(span)
+				if _, err := conn.Exec(ctx, stmt, id, statuses[rng.IntN(len(statuses))]); err != nil {
+					errs <- err
+					return
+				}
+				n++
+			}
+			total.Add(n)
+		}()
+	}
+	began := time.Now()
+	close(start)
+	wg.Wait()
+	elapsed := time.Since(began)
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, err
+	}
+	return float64(total.Load()) / elapsed.Seconds(), nil
+}
+
+// drainOutbox empties the outbox between runs, as the worker would, so that
+// every run starts from the same state.
+func drainOutbox(ctx context.Context, connString string) error {
+	conn, err := pgx.Connect(ctx, connString)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	for _, s := range []string{"TRUNCATE pgforce.outbox", "VACUUM ANALYZE salesforce.bench__c, bench_plain, pgforce.outbox", "CHECKPOINT"} {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func minOf(xs []float64) float64 {
+	m := xs[0]
+	for _, x := range xs {
+		m = min(m, x)
+	}
+	return m
+}
+
+func maxOf(xs []float64) float64 {
+	m := xs[0]
+	for _, x := range xs {
+		m = max(m, x)
+	}
+	return m
+}

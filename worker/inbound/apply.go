@@ -1,14 +1,18 @@
 package inbound
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha1"
+	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -38,6 +42,9 @@ type table struct {
 	target string            // quoted schema.table
 	stage  string            // temp table name (unquoted)
 	upsert string            // merges stage rows $1..$2
+	// direct is set while loading into a table that was empty when the load
+	// began: batches are COPied straight into it, skipping the stage.
+	direct atomic.Bool
 }
 
 // pgColumn is the mapped table's column for a Salesforce field.
@@ -252,6 +259,15 @@ func (t *table) applyRowsTx(ctx context.Context, tx pgx.Tx, rows [][]any, operat
 	if len(rows) == 0 {
 		return 0, nil
 	}
+	if t.direct.Load() {
+		ok, err := t.copyDirect(ctx, tx, rows)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			return 0, nil
+		}
+	}
 	if err := t.createStage(ctx, tx); err != nil {
 		return 0, fmt.Errorf("inbound: staging table for %s: %w", t.m.SObject, err)
 	}
@@ -453,4 +469,52 @@ func (t *table) applyFiltered(ctx context.Context, tx pgx.Tx, rowID int, values 
 	_, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE %s SET %s WHERE id = $1 AND (systemmodstamp IS NULL OR $2::timestamptz IS NULL OR systemmodstamp <= $2)`,
 		t.target, strings.Join(sets, ", ")), args...)
 	return err
+}
+
+// copyDirect COPies rows straight into the mapped table, the fast path of
+// a load into an empty table: Postgres parses every value with its input
+// function, exactly as the staged casts do. Any failure (a row a change
+// event inserted meanwhile, a value that does not fit) rolls the attempt
+// back and reports ok=false, and the batch takes the staged path, which
+// merges by SystemModstamp and isolates bad records.
+func (t *table) copyDirect(ctx context.Context, tx pgx.Tx, rows [][]any) (ok bool, err error) {
+	var buf bytes.Buffer
+	w := csv.NewWriter(&buf)
+	rec := make([]string, len(t.cols))
+	deleted := slices.IndexFunc(t.cols, func(c mappings.Column) bool { return strings.EqualFold(c.Name, "IsDeleted") })
+	for _, row := range rows {
+		for i, v := range row {
+			if s, isStr := v.(string); isStr {
+				rec[i] = s
+			} else {
+				rec[i] = ""
+			}
+		}
+		if rec[deleted] == "" {
+			rec[deleted] = "false"
+		}
+		if err := w.Write(rec); err != nil {
+			return false, err
+		}
+	}
+	w.Flush()
+	names := make([]string, len(t.cols))
+	for i, c := range t.cols {
+		names[i] = pgx.Identifier{pgColumn(c.Name)}.Sanitize()
+	}
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return false, err
+	}
+	_, err = sp.Conn().PgConn().CopyFrom(ctx, &buf, fmt.Sprintf("COPY %s (%s) FROM STDIN (FORMAT csv)", t.target, strings.Join(names, ", ")))
+	if err == nil {
+		return true, sp.Commit(ctx)
+	}
+	if rbErr := sp.Rollback(ctx); rbErr != nil {
+		return false, rbErr
+	}
+	if isRecordError(err) {
+		return false, nil
+	}
+	return false, err
 }

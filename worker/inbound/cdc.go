@@ -28,51 +28,28 @@ func ChangeEventName(sobject string) string {
 	return sobject + "ChangeEvent"
 }
 
-// applyEvent applies one change event and stores its replay id in the same
-// transaction. Each record of the event is applied under its own savepoint
-// so that one that cannot be stored becomes an error row and the others
-// still apply.
-func (r *runner) applyEvent(ctx context.Context, t *table, ev *streaming.Event) error {
-	h := ev.Header
-	ts := h.CommitTime().UTC()
+// applyEvents applies a batch of change events in one transaction and
+// stores the replay id of the last one with them. Each record is applied
+// under its own savepoint so that one that cannot be stored becomes an
+// error row and the others still apply.
+func (r *runner) applyEvents(ctx context.Context, t *table, evs []*streaming.Event) error {
 	tx, err := beginApply(ctx, r.s.pool)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-
-	wildcard := false
-	for _, id := range h.RecordIDs {
-		if strings.HasSuffix(id, "*") {
-			wildcard = true
-		}
-	}
-	switch {
-	case h.ChangeType == streaming.ChangeGapOverflow || wildcard:
-		// Too many changes to describe one by one: read everything changed
-		// since the watermark again.
-		if _, err := tx.Exec(ctx, `UPDATE pgforce.mapping SET resync_requested_at = now() WHERE id = $1`, t.m.ID); err != nil {
-			return err
-		}
-		r.resyncQueued.Store(true)
-	case h.IsGap() || h.ChangeType == streaming.ChangeUndelete:
-		if err := queueReread(ctx, tx, t.m.ID, h.RecordIDs); err != nil {
-			return err
-		}
-		r.rereadQueued.Store(true)
-	default:
-		for _, id := range h.RecordIDs {
-			if err := r.applyRecordChange(ctx, tx, t, h.ChangeType, id, h.OriginClient(), ev.Fields, ts); err != nil {
-				return err
-			}
-		}
-	}
-	r.s.metrics.events.WithLabelValues(h.ChangeType).Inc()
 	var wm *time.Time
-	if !h.IsGap() {
-		wm = &ts
+	for _, ev := range evs {
+		at, err := r.applyEventTx(ctx, tx, t, ev)
+		if err != nil {
+			return err
+		}
+		if at != nil && (wm == nil || at.After(*wm)) {
+			wm = at
+		}
 	}
-	if err := t.advance(ctx, tx, wm, strconv.FormatInt(ev.ReplayID, 10)); err != nil {
+	last := evs[len(evs)-1]
+	if err := t.advance(ctx, tx, wm, strconv.FormatInt(last.ReplayID, 10)); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -84,10 +61,51 @@ func (r *runner) applyEvent(ctx context.Context, t *table, ev *streaming.Event) 
 	if r.resyncQueued.Swap(false) {
 		r.wake(r.resyncWake)
 	}
-	if h.CommitTimestamp > 0 {
-		r.s.metrics.cdcLag.Observe(time.Since(ts).Seconds())
+	for _, ev := range evs {
+		r.s.metrics.events.WithLabelValues(ev.Header.ChangeType).Inc()
+		if ev.Header.CommitTimestamp > 0 {
+			r.s.metrics.cdcLag.Observe(time.Since(ev.Header.CommitTime()).Seconds())
+		}
 	}
 	return nil
+}
+
+// applyEventTx applies one event inside tx and returns the commit time it
+// moves the watermark to (nil for gap events, which carry no data).
+func (r *runner) applyEventTx(ctx context.Context, tx pgx.Tx, t *table, ev *streaming.Event) (*time.Time, error) {
+	h := ev.Header
+	ts := h.CommitTime().UTC()
+	wildcard := false
+	for _, id := range h.RecordIDs {
+		if strings.HasSuffix(id, "*") {
+			wildcard = true
+		}
+	}
+	switch {
+	case h.ChangeType == streaming.ChangeGapOverflow || wildcard:
+		// Too many changes to describe one by one: read everything changed
+		// since the watermark again.
+		if _, err := tx.Exec(ctx, `UPDATE pgforce.mapping SET resync_requested_at = now() WHERE id = $1`, t.m.ID); err != nil {
+			return nil, err
+		}
+		r.resyncQueued.Store(true)
+		return nil, nil
+	case h.IsGap() || h.ChangeType == streaming.ChangeUndelete:
+		if err := queueReread(ctx, tx, t.m.ID, h.RecordIDs); err != nil {
+			return nil, err
+		}
+		r.rereadQueued.Store(true)
+		if h.IsGap() {
+			return nil, nil
+		}
+		return &ts, nil
+	}
+	for _, id := range h.RecordIDs {
+		if err := r.applyRecordChange(ctx, tx, t, h.ChangeType, id, h.OriginClient(), ev.Fields, ts); err != nil {
+			return nil, err
+		}
+	}
+	return &ts, nil
 }
 
 func queueReread(ctx context.Context, tx pgx.Tx, mappingID int, ids []string) error {

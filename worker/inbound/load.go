@@ -3,6 +3,7 @@ package inbound
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -44,29 +45,34 @@ func (r *runner) read(ctx context.Context, t *table, where string, all bool, ope
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	batches := make(chan [][]any, 1)
-	applied := make(chan error, 1)
-	var total int64
-	go func() {
-		var err error
-		for b := range batches {
-			if err != nil {
-				continue // drain so the reader never blocks
+	// Batches have disjoint ids, so several appliers merge them at once;
+	// Postgres, not the download, is the bottleneck of a load.
+	par := r.s.opts.LoadParallel
+	batches := make(chan [][]any, par)
+	applied := make(chan error, par)
+	var total atomic.Int64
+	for range par {
+		go func() {
+			var err error
+			for b := range batches {
+				if err != nil {
+					continue // drain so the reader never blocks
+				}
+				// A batch in flight is finished even when the worker is
+				// stopping, so that its position is stored with it.
+				_, err = t.applyRows(context.WithoutCancel(ctx), r.s.pool, b, operation, func(tx pgx.Tx) error {
+					return t.advance(context.WithoutCancel(ctx), tx, maxStamp(b), "")
+				})
+				if err != nil {
+					cancel(err)
+				} else {
+					total.Add(int64(len(b)))
+					r.s.metrics.rowsApplied.Add(float64(len(b)))
+				}
 			}
-			// A batch in flight is finished even when the worker is
-			// stopping, so that its position is stored with it.
-			_, err = t.applyRows(context.WithoutCancel(ctx), r.s.pool, b, operation, func(tx pgx.Tx) error {
-				return t.advanceFromStage(context.WithoutCancel(ctx), tx)
-			})
-			if err != nil {
-				cancel(err)
-			} else {
-				total += int64(len(b))
-				r.s.metrics.rowsApplied.Add(float64(len(b)))
-			}
-		}
-		applied <- err
-	}()
+			applied <- err
+		}()
+	}
 
 	size := r.s.opts.BatchSize
 	cur := make([][]any, 0, size)
@@ -109,21 +115,37 @@ func (r *runner) read(ctx context.Context, t *table, where string, all bool, ope
 		}
 	}
 	close(batches)
-	aerr := <-applied
+	var aerr error
+	for range par {
+		if e := <-applied; e != nil && aerr == nil {
+			aerr = e
+		}
+	}
 	if aerr != nil {
-		return total, aerr
+		return total.Load(), aerr
 	}
 	if err := r.observe(err); err != nil {
-		return total, fmt.Errorf("inbound: read %s: %w", t.m.SObject, err)
+		return total.Load(), fmt.Errorf("inbound: read %s: %w", t.m.SObject, err)
 	}
-	return total, nil
+	return total.Load(), nil
 }
 
-// advanceFromStage moves the watermark to the newest SystemModstamp of the
-// staged batch, in the batch's transaction.
-func (t *table) advanceFromStage(ctx context.Context, tx pgx.Tx) error {
-	_, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE pgforce.mapping SET
-		inbound_watermark = greatest(inbound_watermark, (SELECT max(systemmodstamp::timestamptz) FROM %s)),
-		last_inbound_at = now() WHERE id = $1`, pgx.Identifier{t.stage}.Sanitize()), t.m.ID)
-	return err
+// maxStamp is the newest SystemModstamp among rows (column 1), the
+// watermark the batch moves to.
+func maxStamp(rows [][]any) *time.Time {
+	var max *time.Time
+	for _, row := range rows {
+		s, ok := row[1].(string)
+		if !ok {
+			continue
+		}
+		ts, err := salesforce.ParseDateTime(s)
+		if err != nil {
+			continue
+		}
+		if max == nil || ts.After(*max) {
+			max = &ts
+		}
+	}
+	return max
 }

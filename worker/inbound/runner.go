@@ -188,7 +188,13 @@ func (r *runner) load(ctx context.Context, t *table) error {
 		return err
 	}
 	started := time.Now()
+	var empty bool
+	if err := r.s.pool.QueryRow(ctx, fmt.Sprintf(`SELECT NOT EXISTS (SELECT FROM %s)`, t.target)).Scan(&empty); err != nil {
+		return err
+	}
+	t.direct.Store(empty)
 	n, err := r.read(ctx, t, "", false, "load")
+	t.direct.Store(false)
 	if err != nil {
 		return err
 	}
@@ -375,13 +381,34 @@ func (r *runner) streamOnce(ctx context.Context, t *table, channel string, repla
 	if err := client.Subscribe(ctx, channel, replay); err != nil {
 		return err
 	}
+	// The handler only queues events; an applier commits them in batches
+	// (one transaction for every event waiting), which keeps up with bursts
+	// that one transaction per event would queue behind. An event the
+	// handler accepted is always applied by this process or, after a crash,
+	// replayed from the replay id stored with the last committed batch.
+	events := make(chan *streaming.Event, 4096)
+	applyErr := make(chan error, 1)
+	applied := make(chan struct{})
+	go func() {
+		defer close(applied)
+		applyErr <- r.applyLoop(ctx, t, events)
+	}()
 	streamErr := make(chan error, 1)
 	go func() {
-		streamErr <- client.Run(ctx, func(hctx context.Context, ev *streaming.Event) error {
-			// The event in flight is committed even when the worker is
-			// stopping, together with its replay id.
-			return r.applyEvent(context.WithoutCancel(hctx), t, ev)
+		err := client.Run(ctx, func(hctx context.Context, ev *streaming.Event) error {
+			select {
+			case events <- ev:
+				return nil
+			case <-applied:
+				return errors.New("inbound: change event applier stopped")
+			}
 		})
+		close(events)
+		<-applied
+		if aerr := <-applyErr; aerr != nil {
+			err = aerr
+		}
+		streamErr <- err
 	}()
 	select {
 	case <-subscribed:
@@ -473,7 +500,7 @@ func (r *runner) poll(ctx context.Context, t *table) error {
 			return nil
 		}
 		_, err := t.applyRows(context.WithoutCancel(ctx), r.s.pool, rows, "poll", func(tx pgx.Tx) error {
-			return t.advanceFromStage(context.WithoutCancel(ctx), tx)
+			return t.advance(context.WithoutCancel(ctx), tx, maxStamp(rows), "")
 		})
 		r.s.metrics.rowsApplied.Add(float64(len(rows)))
 		rows = rows[:0]
@@ -530,4 +557,36 @@ func (r *runner) poll(ctx context.Context, t *table) error {
 		return err
 	}
 	return tx.Commit(ctx)
+}
+
+// applyLoop commits queued change events in batches until events is
+// closed; when ctx ends it still commits what was queued (the batch in
+// flight), since the stream already handed those events over.
+func (r *runner) applyLoop(ctx context.Context, t *table, events <-chan *streaming.Event) error {
+	const maxBatch = 1000
+	for ev := range events {
+		batch := []*streaming.Event{ev}
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case next, ok := <-events:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, next)
+			default:
+				break fill
+			}
+		}
+		if err := r.applyEvents(context.WithoutCancel(ctx), t, batch); err != nil {
+			// Drain so the stream's handler never blocks; the stored replay
+			// id makes the next attempt start after the last commit.
+			go func() {
+				for range events {
+				}
+			}()
+			return err
+		}
+	}
+	return nil
 }

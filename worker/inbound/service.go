@@ -57,6 +57,8 @@ type Options struct {
 	BulkThreshold int
 	// BatchSize is the records per apply transaction in loads (default 20000).
 	BatchSize int
+	// LoadParallel is how many batches of a load merge at once (default 2).
+	LoadParallel int
 	// BulkPageSize caps rows per Bulk result page (0: server default).
 	BulkPageSize int
 	// Lease is how long a mapping's lease lasts unless renewed (default 30s);
@@ -91,6 +93,9 @@ func (o *Options) defaults() {
 	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = 20000
+	}
+	if o.LoadParallel <= 0 {
+		o.LoadParallel = 2
 	}
 	if o.Lease <= 0 {
 		o.Lease = 30 * time.Second
@@ -164,7 +169,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("inbound: gue client: %w", err)
 	}
 	workers, err := gue.NewWorkerPool(s.gue, gue.WorkMap{JobType: s.claimJob}, 2,
-		gue.WithPoolQueue(Queue), gue.WithPoolPollInterval(200*time.Millisecond),
+		gue.WithPoolQueue(Queue), gue.WithPoolPollInterval(100*time.Millisecond),
 		gue.WithPoolID(s.opts.Owner))
 	if err != nil {
 		return fmt.Errorf("inbound: gue workers: %w", err)

@@ -4,7 +4,7 @@
 GO      ?= go
 BIN     := bin/pgforce
 
-.PHONY: all build test test-conformance bench install-extension clean
+.PHONY: all build test test-conformance bench install-extension clean demo
 
 all: build
 
@@ -36,6 +36,12 @@ tests/conformance/node_modules: tests/conformance/package-lock.json
 
 bench:
 	$(GO) run ./tests/bench
+
+# The first five minutes: a throwaway Postgres, a seeded simulated org and the
+# worker, the demo mappings, a live status view and three things to try.
+# Options go through DEMO_FLAGS, e.g. make demo DEMO_FLAGS="--accounts 50000".
+demo: build
+	./$(BIN) demo $(DEMO_FLAGS)
 
 clean:
 	rm -rf bin bench/results.json

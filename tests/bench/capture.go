@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgforce/pgforce/internal/pgtest"
 	pgforcesql "github.com/pgforce/pgforce/sql"
 )
 
@@ -19,15 +20,38 @@ import (
 // same columns, rows and indexes. Short runs alternate between them and the
 // reported ratio is the median of the per-pair ratios, so that load from
 // other processes on a shared machine hits both sides of a pair alike.
+//
+// It runs twice: on the shared cluster (fsync=off, where a commit costs
+// almost nothing, so the figure is the CPU-bound worst case) and on a
+// cluster of its own with durable commits (fsync=on, full_page_writes=on),
+// which is what an application sees in production.
 func captureOverhead(ctx context.Context, env *Env) ([]Result, error) {
+	durable, err := pgtest.Start(ctx, pgtest.Options{Settings: map[string]string{"fsync": "on", "full_page_writes": "on"}})
+	if err != nil {
+		return nil, err
+	}
+	defer durable.Stop()
+	var results []Result
+	for _, cluster := range []*pgtest.Cluster{durable, env.Cluster} {
+		r, err := captureOverheadOn(ctx, env, cluster)
+		if err != nil {
+			return nil, err
+		}
+		results = append(results, r...)
+	}
+	return results, nil
+}
+
+func captureOverheadOn(ctx context.Context, env *Env, cluster *pgtest.Cluster) ([]Result, error) {
 	rows, clients, rounds, duration := 20000, 2, 9, 2*time.Second
 	if env.Full {
 		rows, clients, rounds, duration = 200000, 4, 15, 5*time.Second
 	}
-	connString, err := setupCaptureDB(ctx, env, rows)
+	connString, err := setupCaptureDB(ctx, cluster, rows)
 	if err != nil {
 		return nil, err
 	}
+	fsync := cluster.Setting("fsync")
 
 	workloads := []struct {
 		name      string
@@ -36,10 +60,10 @@ func captureOverhead(ctx context.Context, env *Env) ([]Result, error) {
 		hc        string
 		statement string
 	}{
-		{"capture overhead, single-row UPDATE (TPS mapped/unmapped)", 1, 0.85,
+		{"capture overhead, single-row UPDATE, fsync=" + fsync + " (TPS mapped/unmapped)", 1, 0.85,
 			"per-row hstore log trigger on every write; per-row jsonb triggers cost 13-31%",
 			"UPDATE %s SET amount__c = amount__c + 1, status__c = $2 WHERE id = $1"},
-		{"capture overhead, 100-row UPDATE (TPS mapped/unmapped)", 100, 0.6,
+		{"capture overhead, 100-row UPDATE, fsync=" + fsync + " (TPS mapped/unmapped)", 100, 0.6,
 			"per-row triggers cost over 60% on 100-row UPDATEs",
 			"UPDATE %s SET amount__c = amount__c + 1, status__c = $2 WHERE id >= $1 AND id < $1 + 100"},
 	}
@@ -72,7 +96,7 @@ func captureOverhead(ctx context.Context, env *Env) ([]Result, error) {
 			Min:           ptr(w.min),
 			HerokuConnect: w.hc,
 			Detail: fmt.Sprintf("median of %d alternating pairs of %s runs (pair ratios %.2f-%.2f); mapped %.0f TPS vs unmapped %.0f TPS; %d clients, %d rows, synchronous_commit=%s, fsync=%s",
-				rounds, duration, minOf(ratios), maxOf(ratios), m, u, clients, rows, env.Cluster.Setting("synchronous_commit"), env.Cluster.Setting("fsync")),
+				rounds, duration, minOf(ratios), maxOf(ratios), m, u, clients, rows, cluster.Setting("synchronous_commit"), fsync),
 		})
 	}
 	return results, nil
@@ -81,8 +105,8 @@ func captureOverhead(ctx context.Context, env *Env) ([]Result, error) {
 // setupCaptureDB creates a database with pgforce, a mapped read_write table
 // salesforce.bench__c and an identical plain table bench_plain, both filled
 // with synced rows.
-func setupCaptureDB(ctx context.Context, env *Env, rows int) (string, error) {
-	admin, err := pgx.Connect(ctx, env.Cluster.ConnString("postgres"))
+func setupCaptureDB(ctx context.Context, cluster *pgtest.Cluster, rows int) (string, error) {
+	admin, err := pgx.Connect(ctx, cluster.ConnString("postgres"))
 	if err != nil {
 		return "", err
 	}
@@ -90,7 +114,7 @@ func setupCaptureDB(ctx context.Context, env *Env, rows int) (string, error) {
 	if _, err := admin.Exec(ctx, "CREATE DATABASE bench_capture"); err != nil {
 		return "", err
 	}
-	connString := env.Cluster.ConnString("bench_capture")
+	connString := cluster.ConnString("bench_capture")
 	conn, err := pgx.Connect(ctx, connString)
 	if err != nil {
 		return "", err

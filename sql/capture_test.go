@@ -267,3 +267,21 @@ func TestClaimHandsOutARecordsChangesInOrderAcrossWorkers(t *testing.T) {
 	b.scalar(t, &third, `SELECT coalesce(array_agg(new->>'industry' ORDER BY id), '{}') FROM pgforce.claim($1, 10, 'w2')`, id)
 	require.Equal(t, []string{"Two"}, third)
 }
+
+func TestCaptureHandlesMappingsWiderThanAFunctionsArgumentLimit(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	// jsonb_build_object takes at most 100 arguments (50 columns).
+	var id int
+	b.scalar(t, &id, `INSERT INTO pgforce.mapping (sobject, mode, fields)
+		SELECT 'Wide__c', 'read_write', array_agg('F' || i || '__c') FROM generate_series(1, 120) i RETURNING id`)
+	b.exec(t, `SELECT pgforce.ensure_table($1, (SELECT jsonb_agg(jsonb_build_object('name', 'F' || i || '__c', 'type', 'double', 'precision', 18, 'scale', 0)) FROM generate_series(1, 120) i))`, id)
+	b.exec(t, `INSERT INTO salesforce.wide__c (f1__c, f120__c) VALUES (1, 120)`)
+	b.exec(t, `UPDATE salesforce.wide__c SET f77__c = 77`)
+	entries := b.outbox(t)
+	require.Len(t, entries, 2)
+	require.Len(t, entries[0].New, 120)
+	require.Equal(t, 120.0, entries[0].New["f120__c"])
+	require.Equal(t, map[string]any{"f77__c": 77.0}, entries[1].New)
+	require.Equal(t, map[string]any{"f77__c": nil}, entries[1].Old)
+}

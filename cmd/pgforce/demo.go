@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/pgforce/pgforce/internal/demo"
+	"github.com/pgforce/pgforce/sim"
 )
 
 func init() {
@@ -28,6 +29,11 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.DurationVar(&cfg.For, "for", 0, "stop after the live view has run this long (default: until Ctrl-C)")
 	fs.DurationVar(&cfg.Refresh, "refresh", 0, "how often the progress and status views refresh (default 500ms)")
 	plain := fs.Bool("plain", false, "print plain lines instead of redrawing (the default when stdout is not a terminal)")
+	fs.StringVar(&cfg.Only, "only", "", "run one part, for separate services (docker/compose.yaml): "+
+		"'sim' serves the seeded demo org; 'mappings' creates the mappings in DATABASE_URL against the org in SALESFORCE_* and watches them")
+	fs.StringVar(&cfg.SimURL, "sim-url", "", "with --only sim: the URL clients reach the simulator at, if not its listen address")
+	fs.StringVar(&cfg.PublicSimURL, "public-sim-url", "", "the simulator URL to print in the instructions, if users reach it at another address")
+	fs.StringVar(&cfg.PsqlCommand, "psql-command", "", "the command to print for connecting with psql, if not psql \"$DATABASE_URL\"")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -43,6 +49,16 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	cfg.WorkerExe = exe
 	cfg.DatabaseURL = os.Getenv("DATABASE_URL")
+	cfg.Org = demo.Login{
+		URL:          os.Getenv("SALESFORCE_LOGIN_URL"),
+		ClientID:     demoEnvOr("SALESFORCE_CLIENT_ID", sim.DefaultClientID),
+		ClientSecret: demoEnvOr("SALESFORCE_CLIENT_SECRET", sim.DefaultClientSecret),
+		Username:     demoEnvOr("SALESFORCE_USERNAME", sim.DefaultUsername),
+		Password:     demoEnvOr("SALESFORCE_PASSWORD", sim.DefaultPassword),
+	}
+	if cfg.Only == demo.OnlyMappings && cfg.Org.URL == "" {
+		return fmt.Errorf("%w: --only mappings needs SALESFORCE_LOGIN_URL, the simulator's URL", errUsage)
+	}
 	cfg.Out = stdout
 	cfg.Redraw = !*plain && isTerminal(stdout)
 	return demo.Run(ctx, cfg)
@@ -56,4 +72,11 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func demoEnvOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }

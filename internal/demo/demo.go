@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -51,6 +53,35 @@ type Config struct {
 	For time.Duration
 	// Refresh is how often the views are redrawn (default 500 ms).
 	Refresh time.Duration
+
+	// Only runs one part of the demo, for setups where the parts are
+	// separate services (docker/compose.yaml):
+	//   - OnlySim serves the seeded demo org on SimListen until ctx ends;
+	//   - OnlyMappings creates the mappings in DatabaseURL (pgforce
+	//     installed, a worker running) against the org at Org, then shows
+	//     the load, the instructions and the live status.
+	Only string
+	// SimURL is the URL clients reach the simulator at, when that is not
+	// its listen address (a container listening on 0.0.0.0).
+	SimURL string
+	// Org is the simulated org's login (OnlyMappings).
+	Org Login
+	// PublicSimURL and PsqlCommand replace the simulator URL and the psql
+	// command in the printed instructions, for when the user reaches them
+	// differently than the demo does (from the host into containers).
+	PublicSimURL string
+	PsqlCommand  string
+}
+
+// Parts of the demo that Config.Only selects.
+const (
+	OnlySim      = "sim"
+	OnlyMappings = "mappings"
+)
+
+// Login is how the demo reaches a simulated org.
+type Login struct {
+	URL, ClientID, ClientSecret, Username, Password string
 }
 
 // Mapping SQL exactly as the demo runs it and prints it. inbound is 'cdc'
@@ -73,6 +104,9 @@ VALUES ('Opportunity',
         'read_only', 'cdc');`,
 	}
 }
+
+// mappedObjects are the objects of mappingSQL, in order.
+var mappedObjects = []string{"Account", "Contact", "Opportunity"}
 
 // demoDB is the database the demo creates on its server.
 const demoDB = "pgforce_demo"
@@ -108,6 +142,7 @@ type run struct {
 	dbURL     string // the demo database
 	psqlConn  string // what to pass to psql
 	srv       *sim.Server
+	simURL    string // the org's URL as the demo and the worker reach it
 	sf        *salesforce.Client
 	org       *Org
 	worker    *exec.Cmd
@@ -134,6 +169,15 @@ func (d *run) cleanup() error {
 }
 
 func (d *run) run(ctx context.Context) error {
+	switch d.cfg.Only {
+	case OnlySim:
+		return d.runSim(ctx)
+	case OnlyMappings:
+		return d.runMappings(ctx)
+	case "":
+	default:
+		return fmt.Errorf("unknown demo part %q (want %q or %q)", d.cfg.Only, OnlySim, OnlyMappings)
+	}
 	fmt.Fprintln(d.out, "pgforce demo: a throwaway Postgres, a simulated Salesforce org, and the worker keeping them in sync.")
 	var err error
 	d.workDir, err = os.MkdirTemp("", "pgforce-demo-")
@@ -154,6 +198,65 @@ func (d *run) run(ctx context.Context) error {
 	if err := d.startWorker(ctx); err != nil {
 		return err
 	}
+	return d.mapAndWatch(ctx)
+}
+
+// runSim serves the seeded demo org until ctx ends. The org is seeded
+// behind a private loopback port and only then served on SimListen, so a
+// client that reaches it (another container) never sees it half-seeded.
+func (d *run) runSim(ctx context.Context) error {
+	public := d.cfg.SimListen
+	d.cfg.SimListen = "127.0.0.1:0"
+	if d.cfg.SimURL == "" {
+		d.cfg.SimURL = "http://" + public
+	}
+	if err := d.startSim(ctx); err != nil {
+		return err
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", public)
+	if err != nil {
+		return fmt.Errorf("serve the demo org on %s: %w", public, err)
+	}
+	hs := &http.Server{Handler: d.srv.Handler(), ReadHeaderTimeout: 30 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	defer hs.Close()
+	d.cfg.SimListen = public
+	fmt.Fprintf(d.out, "serving the demo org on %s until interrupted (login %s / %s, client id %s, secret %s)\n",
+		d.cfg.SimListen, sim.DefaultUsername, sim.DefaultPassword, sim.DefaultClientID, sim.DefaultClientSecret)
+	<-ctx.Done()
+	return nil
+}
+
+// runMappings is the demo against a database and an org that run
+// elsewhere: it reads what it needs to know from the org, then creates the
+// mappings and watches them.
+func (d *run) runMappings(ctx context.Context) error {
+	if d.cfg.DatabaseURL == "" {
+		return errors.New("DATABASE_URL: set it to the database the worker syncs")
+	}
+	d.dbURL, d.psqlConn = d.cfg.DatabaseURL, d.cfg.DatabaseURL
+	var err error
+	d.sf, err = salesforce.New(ctx, salesforce.Config{
+		LoginURL: d.cfg.Org.URL, ClientID: d.cfg.Org.ClientID, ClientSecret: d.cfg.Org.ClientSecret,
+		Username: d.cfg.Org.Username, Password: d.cfg.Org.Password, CallOptionsClient: "pgforce-demo",
+	})
+	if err != nil {
+		return fmt.Errorf("log in to the org at %s: %w", d.cfg.Org.URL, err)
+	}
+	d.simURL = d.cfg.Org.URL
+	d.org = &Org{}
+	if err := d.readOrg(ctx); err != nil {
+		return err
+	}
+	d.logf("the org at %s has %s Accounts, %s Contacts and %s Opportunities", d.cfg.Org.URL,
+		thousands(int64(d.org.Counts["Account"])), thousands(int64(d.org.Counts["Contact"])), thousands(int64(d.org.Counts["Opportunity"])))
+	return d.mapAndWatch(ctx)
+}
+
+// mapAndWatch creates the mappings, shows the load, prints what to try and
+// runs the live view.
+func (d *run) mapAndWatch(ctx context.Context) error {
 	conn, err := pgx.Connect(ctx, d.dbURL)
 	if err != nil {
 		return fmt.Errorf("connect to the demo database: %w", err)
@@ -161,9 +264,19 @@ func (d *run) run(ctx context.Context) error {
 	defer conn.Close(context.Background())
 
 	fmt.Fprintln(d.out, "\nCreating the mappings, as you would in psql:")
-	for _, q := range mappingSQL() {
+	for i, q := range mappingSQL() {
 		fmt.Fprintln(d.out)
 		fmt.Fprintln(d.out, indent(q, "  "))
+		// A restarted demo service finds its mappings already there.
+		var exists bool
+		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pgforce.mapping WHERE org = 'default' AND lower(sobject) = lower($1))`,
+			mappedObjects[i]).Scan(&exists); err != nil {
+			return fmt.Errorf("look for the %s mapping: %w", mappedObjects[i], err)
+		}
+		if exists {
+			fmt.Fprintf(d.out, "  -- the %s mapping exists already; left as it is\n", mappedObjects[i])
+			continue
+		}
 		if _, err := conn.Exec(ctx, q); err != nil {
 			return fmt.Errorf("create mapping: %w", err)
 		}
@@ -282,27 +395,54 @@ func (d *run) startSim(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if d.org.FirstAccountID != "" && d.cfg.Contacts > 0 {
-		q := fmt.Sprintf("SELECT Id, Name FROM Contact WHERE AccountId = '%s' LIMIT 1", d.org.FirstAccountID)
-		if err := d.sf.Query(ctx, q, func(r salesforce.Record) error {
-			name, _ := r.Get("Name")
-			d.org.ExampleContactID = r.ID()
-			d.org.ExampleContactName, _ = name.(string)
+	if err := d.readOrg(ctx); err != nil {
+		return err
+	}
+	// Only now, after the demo's own calls on the listen address: tokens
+	// issued from here on name this URL as the instance.
+	if d.cfg.SimURL != "" {
+		srv.SetURL(d.cfg.SimURL)
+	}
+	d.simURL = srv.URL()
+	d.logf("simulator on %s: a demo org with %s Accounts, %s Contacts and %s Opportunities",
+		d.simURL, thousands(int64(d.org.Counts["Account"])), thousands(int64(d.org.Counts["Contact"])), thousands(int64(d.org.Counts["Opportunity"])))
+	return nil
+}
+
+// readOrg reads from the org the records the instructions name and the
+// record counts the load is measured against.
+func (d *run) readOrg(ctx context.Context) error {
+	one := func(soql string, id, name *string) error {
+		return d.sf.Query(ctx, soql, func(r salesforce.Record) error {
+			n, _ := r.Get("Name")
+			*id = r.ID()
+			*name, _ = n.(string)
 			return nil
-		}); err != nil {
-			return fmt.Errorf("find an example Contact: %w", err)
+		})
+	}
+	o := d.org
+	if err := one(fmt.Sprintf("SELECT Id, Name FROM Account WHERE %s = '%s'", ExternalIDField, externalID(0)), &o.FirstAccountID, &o.FirstAccountName); err != nil {
+		return fmt.Errorf("read the demo Accounts: %w", err)
+	}
+	if err := one(fmt.Sprintf("SELECT Id, Name FROM Account WHERE %s = '%s'", ExternalIDField, externalID(2)), &o.ThirdAccountID, &o.ThirdAccountName); err != nil {
+		return fmt.Errorf("read the demo Accounts: %w", err)
+	}
+	if o.FirstAccountID != "" {
+		if err := one(fmt.Sprintf("SELECT Id, Name FROM Contact WHERE AccountId = '%s' LIMIT 1", o.FirstAccountID), &o.ExampleContactID, &o.ExampleContactName); err != nil {
+			return fmt.Errorf("read the demo Contacts: %w", err)
 		}
+	}
+	if o.Counts == nil {
+		o.Counts = map[string]int{}
 	}
 	// The load is measured against what the org itself reports.
-	for _, obj := range []string{"Account", "Contact", "Opportunity"} {
+	for _, obj := range mappedObjects {
 		n, err := d.sf.Count(ctx, "SELECT COUNT() FROM "+obj)
 		if err != nil {
-			return fmt.Errorf("count %s in the simulator: %w", obj, err)
+			return fmt.Errorf("count %s in the org: %w", obj, err)
 		}
-		d.org.Counts[obj] = n
+		o.Counts[obj] = n
 	}
-	d.logf("simulator on %s: a demo org with %s Accounts, %s Contacts and %s Opportunities",
-		srv.URL(), thousands(int64(d.org.Counts["Account"])), thousands(int64(d.org.Counts["Contact"])), thousands(int64(d.org.Counts["Opportunity"])))
 	return nil
 }
 
@@ -365,7 +505,7 @@ func (d *run) startWorker(ctx context.Context) error {
 	}
 	cmd.Env = append(env,
 		"DATABASE_URL="+d.dbURL,
-		"SALESFORCE_LOGIN_URL="+d.srv.URL(),
+		"SALESFORCE_LOGIN_URL="+d.simURL,
 		"SALESFORCE_CLIENT_ID="+sim.DefaultClientID,
 		"SALESFORCE_CLIENT_SECRET="+sim.DefaultClientSecret,
 		"SALESFORCE_USERNAME="+sim.DefaultUsername,
@@ -433,6 +573,9 @@ func (d *run) stopWorker() error {
 
 // workerExited reports a worker that stopped on its own, with its log.
 func (d *run) workerExited() error {
+	if d.worker == nil {
+		return nil
+	}
 	select {
 	case <-d.workerEnd:
 		return fmt.Errorf("the worker stopped (%s); its log:\n%s", d.worker.ProcessState, tail(d.workerLog, 20))

@@ -10,9 +10,15 @@ import (
 // instructions tells the user how to connect and what to try, with the
 // demo's real addresses and record ids filled in.
 func (d *run) instructions() string {
-	u := d.srv.URL()
+	u := d.simURL
+	if d.cfg.PublicSimURL != "" {
+		u = d.cfg.PublicSimURL
+	}
 	api := u + "/services/data/v" + sim.DefaultAPIVersion
 	psql := fmt.Sprintf("psql %q", d.psqlConn)
+	if d.cfg.PsqlCommand != "" {
+		psql = d.cfg.PsqlCommand
+	}
 	tokenCmd := fmt.Sprintf(`TOKEN=$(curl -s %s/services/oauth2/token -d grant_type=password -d client_id=%s -d client_secret=%s -d username=%s -d password=%s | sed -E 's/.*"access_token":"([^"]+)".*/\1/')`,
 		u, sim.DefaultClientID, sim.DefaultClientSecret, sim.DefaultUsername, sim.DefaultPassword)
 	first, second := externalID(0), externalID(1)
@@ -57,8 +63,10 @@ func (d *run) instructions() string {
 	w("   Fixing the row sends the fix, which resolves the error by itself:")
 	w("     UPDATE salesforce.account SET annualrevenue = 2500000 WHERE external_id__c = '%s';", second)
 	w("")
-	w("Other ways in: the simulator at %s (user %s, password %s, client id %s, secret %s);",
+	w("Other ways in: the simulator at %s (user %s, password %s, client id %s, secret %s).",
 		u, sim.DefaultUsername, sim.DefaultPassword, sim.DefaultClientID, sim.DefaultClientSecret)
-	w("the worker's health and Prometheus metrics at http://%s/healthz and /metrics; its log in %s.", d.cfg.HealthAddr, d.workerLog)
+	if d.worker != nil {
+		w("The worker's health and Prometheus metrics: http://%s/healthz and /metrics; its log: %s.", d.cfg.HealthAddr, d.workerLog)
+	}
 	return b.String()
 }

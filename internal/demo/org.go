@@ -171,11 +171,7 @@ func seed(ctx context.Context, srv *sim.Server, sizes Sizes, accountIDs func(con
 	if len(ids) != sizes.Accounts {
 		return nil, fmt.Errorf("read back %d Account ids, seeded %d", len(ids), sizes.Accounts)
 	}
-	org := &Org{Counts: map[string]int{"Account": sizes.Accounts}}
-	if len(ids) > 0 {
-		org.FirstAccountID, org.FirstAccountName = ids[0], accounts[0].name
-		org.ThirdAccountID, org.ThirdAccountName = ids[min(2, len(ids)-1)], accounts[min(2, len(ids)-1)].name
-	}
+	org := &Org{Counts: map[string]int{}}
 	if len(ids) == 0 && (sizes.Contacts > 0 || sizes.Opportunities > 0) {
 		return nil, fmt.Errorf("contacts and opportunities need at least one account")
 	}
@@ -201,7 +197,6 @@ func seed(ctx context.Context, srv *sim.Server, sizes Sizes, accountIDs func(con
 		if err != nil {
 			return nil, fmt.Errorf("seed Contacts: %w", err)
 		}
-		org.Counts["Contact"] = sizes.Contacts
 	}
 	if sizes.Opportunities > 0 {
 		today := time.Now().UTC().Truncate(24 * time.Hour)
@@ -219,7 +214,6 @@ func seed(ctx context.Context, srv *sim.Server, sizes Sizes, accountIDs func(con
 		if err != nil {
 			return nil, fmt.Errorf("seed Opportunities: %w", err)
 		}
-		org.Counts["Opportunity"] = sizes.Opportunities
 	}
 	return org, nil
 }

@@ -168,10 +168,14 @@ func (v *view) live(ctx context.Context) error {
 		defer t.Stop()
 		end = t.C
 	}
+	stop := "Ctrl-C stops everything and removes the temporary data"
+	if v.d.cfg.Only != "" {
+		stop = "Ctrl-C stops this view"
+	}
 	if v.d.cfg.Redraw {
-		fmt.Fprintln(v.d.out, "\nLive status from pgforce.status (Ctrl-C stops everything and removes the temporary data):")
+		fmt.Fprintf(v.d.out, "\nLive status from pgforce.status (%s):\n", stop)
 	} else {
-		fmt.Fprintln(v.d.out, "\nLive status from pgforce.status, printed when it changes (Ctrl-C stops everything and removes the temporary data):")
+		fmt.Fprintf(v.d.out, "\nLive status from pgforce.status, printed when it changes (%s):\n", stop)
 	}
 	tick := time.NewTicker(v.d.cfg.Refresh)
 	defer tick.Stop()
@@ -225,9 +229,13 @@ func (v *view) liveBlock(st []statusRow) []string {
 			lines = append(lines, "    "+s.detail)
 		}
 	}
-	rss, peak := v.d.workerMemory()
-	lines = append(lines, fmt.Sprintf("  worker pid %d: RSS %.1f MB (peak %.1f MB)   %s", v.d.worker.Process.Pid,
-		float64(rss)/(1<<20), float64(peak)/(1<<20), now.Format("15:04:05")))
+	if v.d.worker != nil {
+		rss, peak := v.d.workerMemory()
+		lines = append(lines, fmt.Sprintf("  worker pid %d: RSS %.1f MB (peak %.1f MB)   %s", v.d.worker.Process.Pid,
+			float64(rss)/(1<<20), float64(peak)/(1<<20), now.Format("15:04:05")))
+	} else {
+		lines = append(lines, "  "+now.Format("15:04:05"))
+	}
 	return lines
 }
 

@@ -15,9 +15,9 @@ import (
 // read streams the records a SOQL WHERE clause selects into the table:
 // through a REST query when COUNT() is under the bulk threshold, else
 // through a Bulk API 2.0 query job. Rows travel in batches of
-// Options.BatchSize from the reader goroutine to the applier (one
-// transaction each), so at most two batches are in memory whatever the
-// object's size. all selects queryAll (deleted records too). It returns the
+// Options.BatchSize from the reader goroutine to Options.LoadParallel
+// appliers (one transaction each), so at most LoadParallel+1 batches are in
+// memory whatever the object's size. all selects queryAll (deleted records too). It returns the
 // number of records read.
 func (r *runner) read(ctx context.Context, t *table, where string, all bool, operation string) (int64, error) {
 	if err := r.waitBudget(ctx, budget.Load); err != nil {
@@ -48,7 +48,7 @@ func (r *runner) read(ctx context.Context, t *table, where string, all bool, ope
 	// Batches have disjoint ids, so several appliers merge them at once;
 	// Postgres, not the download, is the bottleneck of a load.
 	par := r.s.opts.LoadParallel
-	batches := make(chan [][]any, par)
+	batches := make(chan [][]any)
 	applied := make(chan error, par)
 	var total atomic.Int64
 	for range par {

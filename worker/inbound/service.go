@@ -55,7 +55,8 @@ type Options struct {
 	// Bulk API 2.0, smaller ones through REST queries (default 10000, the
 	// point where Heroku Connect switches too).
 	BulkThreshold int
-	// BatchSize is the records per apply transaction in loads (default 20000).
+	// BatchSize is the records per apply transaction in loads (default
+	// 10000); with LoadParallel it bounds the rows held in memory.
 	BatchSize int
 	// LoadParallel is how many batches of a load merge at once (default 2).
 	LoadParallel int
@@ -92,7 +93,7 @@ func (o *Options) defaults() {
 		o.BulkThreshold = 10000
 	}
 	if o.BatchSize <= 0 {
-		o.BatchSize = 20000
+		o.BatchSize = 10000
 	}
 	if o.LoadParallel <= 0 {
 		o.LoadParallel = 2

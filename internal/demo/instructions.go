@@ -53,15 +53,16 @@ func (d *run) instructions() string {
 		w("     SELECT accountid, _hc_lastop, _hc_err FROM salesforce.contact WHERE sfid = '%s';", o.ExampleContactID)
 		w("   Restore the Account from the Recycle Bin (the simulator's stand-in for the Salesforce UI), then retry:")
 		w("     curl -s -X POST -H 'Content-Type: application/json' -d '{\"object\":\"Account\",\"ids\":[\"%s\"]}' '%s/__sim/undelete'", o.ThirdAccountID, u)
-		w("     SELECT id, state FROM pgforce.retry((SELECT max(id) FROM pgforce.error WHERE state = 'open'));")
+		w("     SELECT (pgforce.retry(id)).state FROM pgforce.error WHERE state = 'open';")
 		w("     SELECT id, error_code, state, resolved_at FROM pgforce.error;")
 		w("")
 	}
 	w("Also try the demo org's validation rule, %q:", validationMessage)
 	w("     UPDATE salesforce.account SET annualrevenue = -1 WHERE external_id__c = '%s';", second)
 	w("     SELECT annualrevenue, _hc_lastop, _hc_err FROM salesforce.account WHERE external_id__c = '%s';", second)
-	w("   Fixing the row sends the fix, which resolves the error by itself:")
+	w("   Fix the row (the fix is sent; _hc_lastop returns to SYNCED), then retry whatever is still open:")
 	w("     UPDATE salesforce.account SET annualrevenue = 2500000 WHERE external_id__c = '%s';", second)
+	w("     SELECT (pgforce.retry(id)).state FROM pgforce.error WHERE state = 'open';")
 	w("")
 	w("Other ways in: the simulator at %s (user %s, password %s, client id %s, secret %s).",
 		u, sim.DefaultUsername, sim.DefaultPassword, sim.DefaultClientID, sim.DefaultClientSecret)

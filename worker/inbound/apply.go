@@ -268,6 +268,14 @@ func (t *table) applyRowsTx(ctx context.Context, tx pgx.Tx, rows [][]any, operat
 			return 0, nil
 		}
 	}
+	return t.applyRowsStaged(ctx, tx, rows, operation)
+}
+
+// applyRowsStaged merges rows through the staging table.
+func (t *table) applyRowsStaged(ctx context.Context, tx pgx.Tx, rows [][]any, operation string) (int, error) {
+	if len(rows) == 0 {
+		return 0, nil
+	}
 	if err := t.createStage(ctx, tx); err != nil {
 		return 0, fmt.Errorf("inbound: staging table for %s: %w", t.m.SObject, err)
 	}

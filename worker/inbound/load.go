@@ -1,8 +1,11 @@
 package inbound
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -42,6 +45,9 @@ func (r *runner) read(ctx context.Context, t *table, where string, all bool, ope
 	useBulk := count >= r.s.opts.BulkThreshold
 	r.log.Info("inbound: reading records", "mapping", t.m.ID, "sobject", t.m.SObject, "count", count, "bulk", useBulk, "op", operation)
 	r.s.metrics.loadAPI(useBulk)
+	if useBulk && !all && t.direct.Load() {
+		return r.bulkDirect(ctx, t, where, operation)
+	}
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -148,4 +154,129 @@ func maxStamp(rows [][]any) *time.Time {
 		}
 	}
 	return max
+}
+
+// bulkDirect is the fast path of a Bulk load into an empty table: each
+// result page, a CSV whose columns are the SELECT's, goes into COPY as it
+// came, so the worker never parses a row. Quoted empty values are nulls
+// (FORCE_NULL), as in Bulk results. A page COPY refuses (a row a change
+// event inserted meanwhile, a value that does not fit its column) is
+// parsed and merged through the staging path instead, in the same
+// transaction. Pages download while earlier ones are copied.
+func (r *runner) bulkDirect(ctx context.Context, t *table, where, operation string) (int64, error) {
+	job, err := r.s.sf.CreateQueryJob(ctx, salesforce.QueryJob{Query: t.soql(where), Operation: "query"})
+	if err := r.observe(err); err != nil {
+		return 0, err
+	}
+	if _, err := r.s.sf.WaitQueryJob(ctx, job.ID, salesforce.Poll{Initial: 100 * time.Millisecond, Max: 2 * time.Second}); err != nil {
+		return 0, r.observe(err)
+	}
+	names := make([]string, len(t.cols))
+	for i, c := range t.cols {
+		names[i] = pgx.Identifier{pgColumn(c.Name)}.Sanitize()
+	}
+	copySQL := fmt.Sprintf("COPY %s (%s) FROM STDIN (FORMAT csv, HEADER true, FORCE_NULL (%s))",
+		t.target, strings.Join(names, ", "), strings.Join(names, ", "))
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	par := r.s.opts.LoadParallel
+	pages := make(chan []byte)
+	applied := make(chan error, par)
+	var total atomic.Int64
+	for range par {
+		go func() {
+			var err error
+			for page := range pages {
+				if err != nil {
+					continue
+				}
+				var n int64
+				n, err = r.copyPage(context.WithoutCancel(ctx), t, copySQL, page, operation)
+				if err != nil {
+					cancel(err)
+					continue
+				}
+				total.Add(n)
+				r.s.metrics.rowsApplied.Add(float64(n))
+			}
+			applied <- err
+		}()
+	}
+	pageSize := r.s.opts.BulkPageSize
+	if pageSize <= 0 {
+		pageSize = r.s.opts.BatchSize
+	}
+	err = r.s.sf.QueryJobResultPages(ctx, job.ID, pageSize, func(page io.Reader) error {
+		b, err := io.ReadAll(page)
+		if err != nil {
+			return err
+		}
+		select {
+		case pages <- b:
+			return nil
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	})
+	close(pages)
+	var aerr error
+	for range par {
+		if e := <-applied; e != nil && aerr == nil {
+			aerr = e
+		}
+	}
+	if aerr != nil {
+		return total.Load(), aerr
+	}
+	if err := r.observe(err); err != nil {
+		return total.Load(), fmt.Errorf("inbound: bulk results of %s: %w", t.m.SObject, err)
+	}
+	// The watermark is the newest SystemModstamp now in the table, read
+	// through its index.
+	_, err = r.s.pool.Exec(ctx, fmt.Sprintf(`UPDATE pgforce.mapping SET
+		inbound_watermark = greatest(inbound_watermark, (SELECT max(systemmodstamp) FROM %s)), last_inbound_at = now()
+		WHERE id = $1`, t.target), t.m.ID)
+	return total.Load(), err
+}
+
+// copyPage COPies one Bulk result page, falling back to the staged merge.
+func (r *runner) copyPage(ctx context.Context, t *table, copySQL string, page []byte, operation string) (int64, error) {
+	tx, err := beginApply(ctx, r.s.pool)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback(ctx)
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	tag, err := sp.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(page), copySQL)
+	if err == nil {
+		if err := sp.Commit(ctx); err != nil {
+			return 0, err
+		}
+		return tag.RowsAffected(), tx.Commit(ctx)
+	}
+	if rbErr := sp.Rollback(ctx); rbErr != nil {
+		return 0, rbErr
+	}
+	if !isRecordError(err) {
+		return 0, err
+	}
+	var rows [][]any
+	var ix csvIndex
+	if err := salesforce.ReadCSV(bytes.NewReader(page), func(row salesforce.Row) error {
+		rows = append(rows, t.csvRow(&ix, row))
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+	if _, err := t.applyRowsStaged(ctx, tx, rows, operation); err != nil {
+		return 0, err
+	}
+	if err := t.advance(ctx, tx, maxStamp(rows), ""); err != nil {
+		return 0, err
+	}
+	return int64(len(rows)), tx.Commit(ctx)
 }

@@ -87,8 +87,20 @@ func TestLargeObjectLoadsThroughBulkWithExactValues(t *testing.T) {
 	e.checkGadget(ids[0], 3001)
 }
 
-func TestValueThatDoesNotFitBecomesErrorRowAndRestOfBatchApplies(t *testing.T) {
+func TestValueThatDoesNotFitBecomesErrorRowAndRestOfBatchAppliesThroughREST(t *testing.T) {
+	testValueThatDoesNotFit(t, false)
+}
+
+func TestValueThatDoesNotFitBecomesErrorRowAndRestOfBatchAppliesThroughBulk(t *testing.T) {
+	testValueThatDoesNotFit(t, true)
+}
+
+func testValueThatDoesNotFit(t *testing.T, bulk bool) {
 	e := newEnv(t)
+	if bulk {
+		e.opts.BulkThreshold = 10
+		e.opts.BulkPageSize = 15
+	}
 	for i := 0; i < 40; i++ {
 		n := 10
 		if i == 17 {
@@ -108,6 +120,9 @@ func TestValueThatDoesNotFitBecomesErrorRowAndRestOfBatchApplies(t *testing.T) {
 	e.start()
 	e.waitState(id, "synced")
 	require.Equal(t, 39, e.count(`SELECT count(*) FROM salesforce.account`), "the other 39 records of the batch applied")
+	if bulk {
+		require.Equal(t, int64(2), e.calls("POST /services/data/vXX.X/jobs/query"), "both loads went through Bulk")
+	}
 	var msg, op, sfid string
 	require.NoError(t, e.pool.QueryRow(context.Background(),
 		`SELECT message, operation, sfid FROM pgforce.error WHERE mapping_id = $1 AND direction = 'inbound'`, id).Scan(&msg, &op, &sfid))
@@ -127,11 +142,5 @@ func TestValueThatDoesNotFitBecomesErrorRowAndRestOfBatchApplies(t *testing.T) {
 		return n == 1, fmt.Sprintf("%d cdc error rows for %s", n, ids[0])
 	})
 	require.Equal(t, "<missing>", e.value("account", ids[0], "name"))
-	rows, _ := e.pool.Query(context.Background(), `SELECT operation, sfid, message FROM pgforce.error`)
-	for rows.Next() {
-		var a, b, c string
-		_ = rows.Scan(&a, &b, &c)
-		t.Log(a, b, c)
-	}
 	require.Equal(t, 2, e.count(`SELECT open_errors::int FROM pgforce.status WHERE mapping_id = $1`, id), "pgforce.status counts both")
 }

@@ -70,6 +70,7 @@ type metricFunc func(ctx context.Context, env *Env) ([]Result, error)
 // metrics run in order; append new ones here.
 var metrics = []metricFunc{
 	captureOverhead,
+	outboundSync,
 	inboundSync,
 }
 

@@ -1,0 +1,332 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgforce/pgforce/sim"
+	pgforcesql "github.com/pgforce/pgforce/sql"
+	"github.com/pgforce/pgforce/worker/outbound"
+	"github.com/pgforce/pgforce/worker/salesforce"
+)
+
+// outboundSync measures the outbound worker against the simulator: latency
+// from a Postgres commit until the change is written to Salesforce and
+// recorded, backlog drain rates through Collections and Bulk API 2.0, and
+// API calls per 1,000 changes.
+func outboundSync(ctx context.Context, env *Env) ([]Result, error) {
+	records, latencyFor, bulkThreshold := 20000, 10*time.Second, 10000
+	if env.Full {
+		records, latencyFor = 100000, 60*time.Second
+	}
+	b, err := newOutboundBench(ctx, env, records)
+	if err != nil {
+		return nil, fmt.Errorf("outbound bench setup: %w", err)
+	}
+	defer b.close()
+
+	var out []Result
+	p50, p99, latCalls, err := b.latency(ctx, env, 200, latencyFor)
+	if err != nil {
+		return nil, fmt.Errorf("outbound latency: %w", err)
+	}
+	detail := fmt.Sprintf("200 single-row UPDATEs/s for %s; commit until written to the simulator and recorded (outbox entry deleted)", latencyFor)
+	out = append(out,
+		Result{Metric: "outbound latency p50", Value: p50, Unit: "ms", Max: ptr(50), HerokuConnect: "10 s to 2 min (poll) + serial writes", Detail: detail},
+		Result{Metric: "outbound latency p99", Value: p99, Unit: "ms", Max: ptr(250), HerokuConnect: "10 s to 2 min", Detail: detail})
+
+	rate, calls, err := b.drain(ctx, env, records, 1<<30)
+	if err != nil {
+		return nil, fmt.Errorf("outbound collections drain: %w", err)
+	}
+	out = append(out,
+		Result{Metric: "outbound backlog drain, Collections", Value: rate, Unit: "records/s", Min: ptr(5000), HerokuConnect: "200 records per SOAP call, one serial writer",
+			Detail: fmt.Sprintf("%d queued updates", records)},
+		Result{Metric: "outbound API calls per 1,000 changes", Value: calls, Unit: "calls", Max: ptr(6), HerokuConnect: "5 (200-record SOAP calls) at best",
+			Detail: fmt.Sprintf("counted by the simulator during the Collections drain; %.1f during the 200/s latency run", latCalls)})
+
+	rate, calls, err = b.drain(ctx, env, records, bulkThreshold)
+	if err != nil {
+		return nil, fmt.Errorf("outbound bulk drain: %w", err)
+	}
+	out = append(out, Result{Metric: "outbound backlog drain, Bulk 2.0", Value: rate, Unit: "records/s", Min: ptr(20000),
+		HerokuConnect: "Bulk only with Ordered Writes, 2,000+ consecutive changes", Detail: fmt.Sprintf("%d queued updates, %.2f API calls per 1,000", records, calls)})
+	return out, nil
+}
+
+type outboundBench struct {
+	pool    *pgxpool.Pool
+	sim     *sim.Server
+	sf      *salesforce.Client
+	connStr string
+	admin   string
+	records int
+}
+
+func newOutboundBench(ctx context.Context, env *Env, n int) (*outboundBench, error) {
+	b := &outboundBench{records: n, admin: env.Cluster.ConnString("postgres")}
+	admin, err := pgx.Connect(ctx, b.admin)
+	if err != nil {
+		return nil, err
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE bench_outbound"); err != nil {
+		return nil, err
+	}
+	b.connStr = env.Cluster.ConnString("bench_outbound")
+	conn, err := pgx.Connect(ctx, b.connStr)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(ctx)
+	if _, _, err := pgforcesql.Install(ctx, conn); err != nil {
+		return nil, err
+	}
+	if b.sim, err = sim.Start(ctx, "127.0.0.1:0", sim.Config{APILimit: 10_000_000}); err != nil {
+		return nil, err
+	}
+	if b.sf, err = salesforce.New(ctx, salesforce.Config{LoginURL: b.sim.URL(), ClientID: sim.DefaultClientID,
+		ClientSecret: sim.DefaultClientSecret, Username: sim.DefaultUsername, Password: sim.DefaultPassword}); err != nil {
+		return nil, err
+	}
+	if _, err := b.sim.Seed(ctx, "Account", n, func(i int) map[string]any {
+		return map[string]any{"Name": fmt.Sprintf("Bench %d", i), "AnnualRevenue": i}
+	}); err != nil {
+		return nil, err
+	}
+	// The mapped table holds the seeded records, written as the worker so
+	// that loading them is not captured.
+	var ids []string
+	if err := b.sf.Query(ctx, "SELECT Id FROM Account", func(r salesforce.Record) error {
+		ids = append(ids, r.ID())
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	steps := []string{
+		`INSERT INTO pgforce.mapping (id, sobject, fields, mode) VALUES (1, 'Account', '{Name,AnnualRevenue}', 'read_write')`,
+		`SELECT pgforce.ensure_table(1, '[{"name":"Name","type":"string","length":255},{"name":"AnnualRevenue","type":"currency","precision":18,"scale":2}]')`,
+		`UPDATE pgforce.mapping SET state = 'synced'`,
+	}
+	for _, s := range steps {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			return nil, err
+		}
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.Exec(ctx, `SET LOCAL pgforce.origin = 'salesforce'`); err != nil {
+		return nil, err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO salesforce.account (sfid, name, annualrevenue)
+		SELECT s, 'Bench ' || i, i FROM unnest($1::text[]) WITH ORDINALITY AS u(s, i)`, ids); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, err
+	}
+	if _, err := conn.Exec(ctx, `VACUUM ANALYZE salesforce.account`); err != nil {
+		return nil, err
+	}
+	if b.pool, err = pgxpool.New(ctx, b.connStr); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *outboundBench) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if b.pool != nil {
+		_, _ = b.pool.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active`)
+		b.pool.Close()
+	}
+	if b.sim != nil {
+		_ = b.sim.Close()
+	}
+	if admin, err := pgx.Connect(ctx, b.admin); err == nil {
+		_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS bench_outbound WITH (FORCE)")
+		admin.Close(ctx)
+	}
+}
+
+// run starts a worker and returns a function that stops it.
+func (b *outboundBench) run(opts outbound.Options, log io.Writer) func() {
+	logger := slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	svc := outbound.New(b.pool, b.sf, logger, opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = svc.Run(ctx); close(done) }()
+	return func() {
+		cancel()
+		<-done
+		// Let the slot go inactive before the next run takes it.
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// writeCalls sums the simulator's call counters for data endpoints (not
+// login or the bench's own queries).
+func writeCalls(s *sim.Server) int64 {
+	var n int64
+	for k, v := range s.Calls() {
+		if strings.Contains(k, "/composite/") || strings.Contains(k, "/jobs/ingest") {
+			n += v
+		}
+	}
+	return n
+}
+
+// latency issues single-row UPDATEs at rate per second for d and measures,
+// for each, the time from its commit until its outbox entry is gone, which
+// happens only after Salesforce accepted it and the result was recorded.
+func (b *outboundBench) latency(ctx context.Context, env *Env, rate int, d time.Duration) (p50, p99, callsPer1000 float64, err error) {
+	stop := b.run(outbound.Options{}, env.Log)
+	defer stop()
+	time.Sleep(time.Second) // let the feed connect
+	b.sim.ResetCalls()
+
+	var mu sync.Mutex
+	inflight := map[int64]time.Time{}
+	var lat []float64
+	pollDone := make(chan struct{})
+	pollCtx, cancelPoll := context.WithCancel(ctx)
+	go func() {
+		defer close(pollDone)
+		for pollCtx.Err() == nil {
+			time.Sleep(2 * time.Millisecond)
+			mu.Lock()
+			ids := make([]int64, 0, len(inflight))
+			for id := range inflight {
+				ids = append(ids, id)
+			}
+			mu.Unlock()
+			if len(ids) == 0 {
+				continue
+			}
+			rows, err := b.pool.Query(pollCtx, `SELECT id FROM pgforce.outbox WHERE id = ANY($1)`, ids)
+			if err != nil {
+				continue
+			}
+			still := map[int64]bool{}
+			for rows.Next() {
+				var id int64
+				if rows.Scan(&id) == nil {
+					still[id] = true
+				}
+			}
+			rows.Close()
+			now := time.Now()
+			mu.Lock()
+			for _, id := range ids {
+				if !still[id] {
+					lat = append(lat, float64(now.Sub(inflight[id]).Microseconds())/1000)
+					delete(inflight, id)
+				}
+			}
+			mu.Unlock()
+		}
+	}()
+
+	conn, err := pgx.Connect(ctx, b.connStr)
+	if err != nil {
+		cancelPoll()
+		return 0, 0, 0, err
+	}
+	defer conn.Close(ctx)
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	end := time.Now().Add(d)
+	sent := 0
+	for time.Now().Before(end) {
+		<-tick.C
+		rowID := sent%b.records + 1
+		var outboxID int64
+		if _, err := conn.Exec(ctx, `UPDATE salesforce.account SET name = $2 WHERE id = $1`, rowID, fmt.Sprintf("Latency %d", sent)); err != nil {
+			cancelPoll()
+			return 0, 0, 0, err
+		}
+		committed := time.Now()
+		if err := conn.QueryRow(ctx, `SELECT max(id) FROM pgforce.outbox WHERE record_id = $1`, rowID).Scan(&outboxID); err != nil {
+			// Already written and deleted: faster than we could look.
+			mu.Lock()
+			lat = append(lat, float64(time.Since(committed).Microseconds())/1000)
+			mu.Unlock()
+		} else {
+			mu.Lock()
+			inflight[outboxID] = committed
+			mu.Unlock()
+		}
+		sent++
+	}
+	// Wait for the tail.
+	for i := 0; i < 500; i++ {
+		mu.Lock()
+		left := len(inflight)
+		mu.Unlock()
+		if left == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancelPoll()
+	<-pollDone
+	mu.Lock()
+	defer mu.Unlock()
+	if len(lat) == 0 {
+		return 0, 0, 0, fmt.Errorf("no change was written")
+	}
+	sort.Float64s(lat)
+	p50 = lat[len(lat)*50/100]
+	p99 = lat[min(len(lat)*99/100, len(lat)-1)]
+	callsPer1000 = float64(writeCalls(b.sim)) * 1000 / float64(sent)
+	fmt.Fprintf(env.Log, "bench: outbound latency: %d changes, p50 %.1f ms, p99 %.1f ms\n", sent, p50, p99)
+	return p50, p99, callsPer1000, nil
+}
+
+// drain queues one update of every record while no worker runs, then
+// starts one and measures how fast the backlog empties.
+func (b *outboundBench) drain(ctx context.Context, env *Env, n, bulkThreshold int) (rate, callsPer1000 float64, err error) {
+	if _, err := b.pool.Exec(ctx, `UPDATE salesforce.account SET annualrevenue = annualrevenue + 1`); err != nil {
+		return 0, 0, err
+	}
+	var queued int
+	if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM pgforce.outbox`).Scan(&queued); err != nil {
+		return 0, 0, err
+	}
+	b.sim.ResetCalls()
+	start := time.Now()
+	stop := b.run(outbound.Options{BulkThreshold: bulkThreshold, Parallel: 4,
+		BulkPoll: salesforce.Poll{Initial: 50 * time.Millisecond, Max: 500 * time.Millisecond}}, env.Log)
+	defer stop()
+	for {
+		var left int
+		if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM pgforce.outbox`).Scan(&left); err != nil {
+			return 0, 0, err
+		}
+		if left == 0 {
+			break
+		}
+		if time.Since(start) > 10*time.Minute {
+			return 0, 0, fmt.Errorf("%d of %d changes still queued after 10 minutes", left, queued)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	rate = float64(queued) / elapsed.Seconds()
+	callsPer1000 = float64(writeCalls(b.sim)) * 1000 / float64(queued)
+	fmt.Fprintf(env.Log, "bench: outbound drain (bulk threshold %d): %d changes in %s, %.0f/s, %.2f calls per 1000\n",
+		bulkThreshold, queued, elapsed.Round(time.Millisecond), rate, callsPer1000)
+	return rate, callsPer1000, nil
+}

@@ -92,6 +92,9 @@ BEGIN
     END IF;
     SELECT o.schema_name INTO STRICT v_schema FROM pgforce.org o WHERE o.name = v_mapping.org;
 
+    -- CREATE SCHEMA IF NOT EXISTS is not safe against a concurrent creator
+    -- (two mappings of one org set up at once): serialize on the schema name.
+    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgforce.schema:' || v_schema));
     EXECUTE pg_catalog.format('CREATE SCHEMA IF NOT EXISTS %I', v_schema);
     v_table := pg_catalog.to_regclass(pg_catalog.format('%I.%I', v_schema, v_mapping.table_name));
     IF v_table IS NULL THEN

@@ -150,3 +150,38 @@ func TestEnsureTableQuotesNamesThatAreSQLKeywords(t *testing.T) {
 	require.Len(t, entries, 1)
 	require.Equal(t, map[string]any{"select__c": "x", "order": "y"}, entries[0].New)
 }
+
+func TestEnsureTableForTwoMappingsAtOnceCreatesTheSchemaOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.exec(t, `INSERT INTO pgforce.org (name, schema_name) VALUES ('race', 'race_schema')`)
+	var ids [2]int
+	b.scalar(t, &ids[0], `INSERT INTO pgforce.mapping (org, sobject, fields) VALUES ('race', 'Account', '{Name}') RETURNING id`)
+	b.scalar(t, &ids[1], `INSERT INTO pgforce.mapping (org, sobject, fields) VALUES ('race', 'Contact', '{LastName}') RETURNING id`)
+
+	// Each call holds its transaction open until both have started, so the
+	// two CREATE SCHEMA IF NOT EXISTS really overlap.
+	conns := [2]*pgx.Conn{b.db.Connect(t), b.db.Connect(t)}
+	txs := [2]pgx.Tx{}
+	for i, c := range conns {
+		tx, err := c.Begin(t.Context())
+		require.NoError(t, err)
+		txs[i] = tx
+	}
+	errs := make(chan error, 2)
+	for i := range conns {
+		go func() {
+			field := [2]string{"Name", "LastName"}[i]
+			_, err := txs[i].Exec(t.Context(), `SELECT pgforce.ensure_table($1, jsonb_build_array(jsonb_build_object('name', $2::text, 'type', 'string', 'length', 80)))`, ids[i], field)
+			if err == nil {
+				err = txs[i].Commit(t.Context())
+			}
+			errs <- err
+		}()
+	}
+	require.NoError(t, <-errs)
+	require.NoError(t, <-errs)
+	var tables int
+	b.scalar(t, &tables, `SELECT count(*) FROM pg_tables WHERE schemaname = 'race_schema'`)
+	require.Equal(t, 2, tables)
+}

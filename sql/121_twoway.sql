@@ -72,12 +72,22 @@ DECLARE
     v_value    jsonb;
     v_pend     jsonb;
     v_sfid     text;
+    v_table    regclass;
 BEGIN
     IF p_values IS NULL OR p_record_id IS NULL THEN
         RETURN p_values;
     END IF;
-    -- Serialise with the worker's write-back of this record's queued changes.
-    PERFORM FROM pgforce.outbox o WHERE o.mapping_id = p_mapping_id AND o.record_id = p_record_id FOR UPDATE;
+    -- Serialise with the outbound worker's write-back of this record's
+    -- changes. Locks are taken in the order the worker takes them (the
+    -- row, then its outbox entries by id), never the other way round: the
+    -- worker recording a result while the echo of the same write is
+    -- applied here would otherwise deadlock (the row locked on one side,
+    -- the entries on the other).
+    v_table := pgforce._mapping_table(p_mapping_id);
+    IF v_table IS NOT NULL THEN
+        EXECUTE pg_catalog.format('SELECT FROM %s t WHERE t.id = $1 FOR UPDATE', v_table) USING p_record_id;
+    END IF;
+    PERFORM FROM pgforce.outbox o WHERE o.mapping_id = p_mapping_id AND o.record_id = p_record_id ORDER BY o.id FOR UPDATE;
     v_pending := pgforce._pending_fields(p_mapping_id, p_record_id);
     IF v_pending = '{}' THEN
         RETURN p_values;

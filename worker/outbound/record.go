@@ -3,12 +3,15 @@ package outbound
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgforce/pgforce/worker/salesforce"
 )
@@ -122,22 +125,123 @@ func (s *Service) record(ctx context.Context, m *Mapping, changes []*change, res
 	if err != nil {
 		return err
 	}
+	rec := &recording{m: m, ok: okJSON, failed: failedJSON, nOK: len(ok), nFailed: len(failed), done: done, requeue: requeue}
+	for _, c := range changes {
+		rec.rows = append(rec.rows, int32(c.RecordID))
+		rec.entries = append(rec.entries, c.Entries...)
+	}
+	if err := s.writeRecording(ctx, rec); err != nil {
+		// The changes are in Salesforce (or refused there) but their
+		// outcome is not in Postgres. The entries stay claimed by this live
+		// worker, so nobody sends them again, and the outcome is recorded
+		// again at the start of the next cycle: releasing them instead
+		// would send plain inserts twice.
+		s.mu.Lock()
+		s.unrecorded = append(s.unrecorded, rec)
+		s.mu.Unlock()
+		return fmt.Errorf("record results of %d changes (kept to record again): %w", len(changes), err)
+	}
+	return nil
+}
+
+// recording is the outcome of one batch, ready to be written.
+type recording struct {
+	m            *Mapping
+	ok, failed   []byte // JSON of successRow, failureRow
+	nOK, nFailed int
+	done         []int64 // entries to delete
+	requeue      []int64 // entries to hand back to the queue
+	rows         []int32 // every row the batch touches
+	entries      []int64 // every entry the batch holds
+	tries        int     // cycles that failed to record it again
+}
+
+// maxRecordAttempts bounds how often a result transaction that lost a
+// deadlock or a serialization conflict is run again at once.
+const maxRecordAttempts = 6
+
+// writeRecording writes a batch outcome, running the transaction again
+// when Postgres aborted it to break a deadlock (40P01) or a serialization
+// conflict (40001): both say "try again", and the inbound worker applying
+// the CDC echo of these very records is the usual other party.
+func (s *Service) writeRecording(ctx context.Context, rec *recording) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = s.recordTx(ctx, rec)
+		if err == nil || !retryableTx(err) || attempt == maxRecordAttempts || ctx.Err() != nil {
+			break
+		}
+		s.log.Info("outbound: result transaction aborted by Postgres, running it again", "mapping", rec.m.ID, "attempt", attempt, "err", err)
+		d := time.Duration(attempt*attempt) * 5 * time.Millisecond
+		select {
+		case <-ctx.Done():
+		case <-time.After(d + time.Duration(rand.Int64N(int64(d)))):
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if rec.nOK+rec.nFailed > 0 {
+		s.touchMapping(ctx, rec.m)
+	}
+	return nil
+}
+
+// retryableTx reports whether Postgres aborted a transaction only to break
+// a deadlock or a serialization conflict.
+func retryableTx(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+}
+
+// recordTx is the result transaction. Row locks are taken in one fixed
+// order, the one every other writer of these rows uses: the mapped rows by
+// id first (user statements and pgforce.inbound_filter lock the row before
+// its outbox entries), then the batch's outbox entries by id, then error
+// rows. Each step is one set-based statement for the whole batch.
+func (s *Service) recordTx(ctx context.Context, rec *recording) error {
+	m := rec.m
 	table := m.Table()
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SET LOCAL pgforce.origin = 'salesforce'`); err != nil {
 			return err
 		}
-		if len(ok) > 0 {
+		if _, err := tx.Exec(ctx, fmt.Sprintf(`SELECT FROM %s t WHERE t.id = ANY($1) ORDER BY t.id FOR UPDATE`, table), rec.rows); err != nil {
+			return fmt.Errorf("lock rows: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `SELECT FROM pgforce.outbox o WHERE o.id = ANY($1) ORDER BY o.id FOR UPDATE`, rec.entries); err != nil {
+			return fmt.Errorf("lock entries: %w", err)
+		}
+		if len(rec.done) > 0 {
+			if _, err := tx.Exec(ctx, `DELETE FROM pgforce.outbox WHERE id = ANY($1)`, rec.done); err != nil {
+				return fmt.Errorf("delete written entries: %w", err)
+			}
+		}
+		if len(rec.requeue) > 0 {
+			if _, err := tx.Exec(ctx, `UPDATE pgforce.outbox SET claimed_at = NULL, claimed_by = NULL WHERE id = ANY($1)`, rec.requeue); err != nil {
+				return fmt.Errorf("requeue entries: %w", err)
+			}
+		}
+		if rec.nOK > 0 {
 			// An inserted row gets its Id; a row is stamped SYNCED unless a
 			// newer change of it is still queued (it stays PENDING then).
-			if _, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE %s t SET sfid = CASE WHEN s.sfid <> '' THEN s.sfid ELSE t.sfid END,
+			// The written entries are gone already, so any entry left of a
+			// row is newer; they are found for the whole batch at once.
+			if _, err := tx.Exec(ctx, fmt.Sprintf(`WITH s AS (
+					SELECT * FROM jsonb_to_recordset($1) AS s(record_id integer, sfid text, op text)
+					WHERE s.op <> 'delete'
+				), busy AS (
+					SELECT DISTINCT o.record_id FROM pgforce.outbox o
+					WHERE o.mapping_id = $2 AND o.record_id IN (SELECT s.record_id FROM s)
+				)
+				UPDATE %s t SET sfid = CASE WHEN s.sfid <> '' THEN s.sfid ELSE t.sfid END,
 					_hc_lastop = 'SYNCED', _hc_err = NULL
-				FROM jsonb_to_recordset($1) AS s(record_id integer, sfid text, op text)
-				WHERE t.id = s.record_id AND s.op <> 'delete'
+				FROM s
+				WHERE t.id = s.record_id
 				  AND ((s.sfid <> '' AND t.sfid IS DISTINCT FROM s.sfid)
 				       OR ((t._hc_lastop IS DISTINCT FROM 'SYNCED' OR t._hc_err IS NOT NULL)
-				           AND NOT EXISTS (SELECT FROM pgforce.outbox o WHERE o.mapping_id = $2 AND o.record_id = t.id AND o.id <> ALL($3))))`, table),
-				okJSON, m.ID, done); err != nil {
+				           AND t.id NOT IN (SELECT b.record_id FROM busy b)))`, table),
+				rec.ok, m.ID); err != nil {
 				return fmt.Errorf("write back ids: %w", err)
 			}
 			// Errors this success settles: the retried ones, a failed insert
@@ -152,11 +256,11 @@ func (s *Service) record(ctx context.Context, m *Mapping, changes []*change, res
 				         OR e.operation = 'delete' AND s.op = 'delete'
 				         OR e.operation = 'update' AND s.op IN ('insert', 'update')
 				            AND NOT EXISTS (SELECT FROM jsonb_object_keys(coalesce(e.payload, '{}')) k WHERE k <> 'Id' AND NOT k = ANY(s.keys))))`,
-				okJSON, m.ID); err != nil {
+				rec.ok, m.ID); err != nil {
 				return fmt.Errorf("resolve errors: %w", err)
 			}
 		}
-		if len(failed) > 0 {
+		if rec.nFailed > 0 {
 			// A retry that fails again reopens its error; any other failure
 			// is a new error row.
 			if _, err := tx.Exec(ctx, `WITH f AS (
@@ -170,37 +274,78 @@ func (s *Service) record(ctx context.Context, m *Mapping, changes []*change, res
 				)
 				INSERT INTO pgforce.error (mapping_id, direction, operation, record_id, sfid, payload, error_code, message, fields)
 				SELECT $2, 'outbound', f.op, f.record_id, f.sfid, f.payload, f.error_code, f.message, f.fields
-				FROM f WHERE f.retry_of IS NULL OR f.retry_of NOT IN (SELECT id FROM reopened)`, failedJSON, m.ID); err != nil {
+				FROM f WHERE f.retry_of IS NULL OR f.retry_of NOT IN (SELECT id FROM reopened)`, rec.failed, m.ID); err != nil {
 				return fmt.Errorf("record errors: %w", err)
 			}
 			// The status trigger reads an unchanged _hc_lastop on a worker
 			// write as "synced"; clear it first where it already says FAILED.
 			if _, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE %s t SET _hc_lastop = NULL
-				FROM jsonb_to_recordset($1) AS f(record_id integer) WHERE t.id = f.record_id AND t._hc_lastop = 'FAILED'`, table), failedJSON); err != nil {
+				FROM jsonb_to_recordset($1) AS f(record_id integer) WHERE t.id = f.record_id AND t._hc_lastop = 'FAILED'`, table), rec.failed); err != nil {
 				return fmt.Errorf("mark rows failed: %w", err)
 			}
 			if _, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE %s t SET _hc_lastop = 'FAILED', _hc_err = f.hc_err
-				FROM jsonb_to_recordset($1) AS f(record_id integer, hc_err text) WHERE t.id = f.record_id`, table), failedJSON); err != nil {
+				FROM jsonb_to_recordset($1) AS f(record_id integer, hc_err text) WHERE t.id = f.record_id`, table), rec.failed); err != nil {
 				return fmt.Errorf("mark rows failed: %w", err)
-			}
-		}
-		if len(done) > 0 {
-			if _, err := tx.Exec(ctx, `DELETE FROM pgforce.outbox WHERE id = ANY($1)`, done); err != nil {
-				return fmt.Errorf("delete written entries: %w", err)
-			}
-		}
-		if len(requeue) > 0 {
-			if _, err := tx.Exec(ctx, `UPDATE pgforce.outbox SET claimed_at = NULL, claimed_by = NULL WHERE id = ANY($1)`, requeue); err != nil {
-				return fmt.Errorf("requeue entries: %w", err)
 			}
 		}
 		return nil
 	})
+}
+
+// recordUnrecorded writes again the outcomes whose result transaction
+// failed earlier; those that still fail stay for the next cycle. One that
+// keeps failing (its table was dropped, say) is given up after
+// maxUnrecordedTries cycles and its entries go back to the queue.
+func (s *Service) recordUnrecorded(ctx context.Context) error {
+	s.mu.Lock()
+	pending := s.unrecorded
+	s.unrecorded = nil
+	s.mu.Unlock()
+	var lastErr error
+	var keep []*recording
+	for _, rec := range pending {
+		err := s.writeRecording(ctx, rec)
+		if err == nil {
+			continue
+		}
+		lastErr = err
+		rec.tries++
+		if rec.tries < maxUnrecordedTries {
+			keep = append(keep, rec)
+			continue
+		}
+		s.log.Error("outbound: giving up recording a batch outcome; its changes are queued again", "mapping", rec.m.ID, "entries", len(rec.entries), "err", err)
+		if _, err := s.pool.Exec(ctx, `UPDATE pgforce.outbox SET claimed_at = NULL, claimed_by = NULL WHERE id = ANY($1) AND claimed_by = $2`,
+			rec.entries, s.opts.WorkerID); err != nil {
+			keep = append(keep, rec)
+		}
+	}
+	s.mu.Lock()
+	s.unrecorded = append(keep, s.unrecorded...)
+	s.mu.Unlock()
+	return lastErr
+}
+
+const maxUnrecordedTries = 100
+
+// releaseStale hands back entries claimed under this worker's name that
+// no batch of this process holds: claims left by a failure between claim
+// and result. Called between cycles, when no batch is in flight; entries
+// whose outcome waits to be recorded again keep their claim.
+func (s *Service) releaseStale(ctx context.Context) error {
+	s.mu.Lock()
+	var keep []int64
+	for _, rec := range s.unrecorded {
+		keep = append(keep, rec.entries...)
+	}
+	s.mu.Unlock()
+	tag, err := s.pool.Exec(ctx, `UPDATE pgforce.outbox SET claimed_at = NULL, claimed_by = NULL
+		WHERE claimed_at IS NOT NULL AND claimed_by = $1 AND id <> ALL($2)`, s.opts.WorkerID, keep)
 	if err != nil {
 		return err
 	}
-	if len(ok)+len(failed) > 0 {
-		s.touchMapping(ctx, m)
+	if n := tag.RowsAffected(); n > 0 {
+		s.log.Warn("outbound: released claims no batch held", "entries", n)
 	}
 	return nil
 }

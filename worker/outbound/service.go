@@ -117,6 +117,9 @@ type Service struct {
 	mode    feed.Mode
 	detail  string
 	kick    chan struct{}
+	// unrecorded are batch outcomes whose result transaction failed; their
+	// entries stay claimed until they are recorded (see record).
+	unrecorded []*recording
 }
 
 type backoffState struct {
@@ -260,6 +263,13 @@ func (s *Service) reclaim(ctx context.Context) (int, error) {
 // so that a batch in flight finishes.
 func (s *Service) cycle(ctx, work context.Context) (time.Time, error) {
 	if _, err := s.reclaim(ctx); err != nil {
+		return time.Time{}, err
+	}
+	if err := s.recordUnrecorded(work); err != nil {
+		// Their records stay claimed; every other record still drains.
+		s.log.Warn("outbound: recording earlier results failed again", "err", err)
+	}
+	if err := s.releaseStale(ctx); err != nil {
 		return time.Time{}, err
 	}
 	ms, err := loadMappings(ctx, s.pool)

@@ -1,0 +1,166 @@
+package outbound_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgforce/pgforce/sim"
+)
+
+// inboundStyleWrite writes Salesforce values into one row the way the
+// inbound apply path does: as the worker (pgforce.origin = 'salesforce'),
+// through pgforce.inbound_filter, then an UPDATE of the row.
+func inboundStyleWrite(ctx context.Context, b *bundle, id int, industry string) error {
+	return pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT set_config('pgforce.origin', 'salesforce', true)`); err != nil {
+			return err
+		}
+		var allowed map[string]any
+		if err := tx.QueryRow(ctx, `SELECT pgforce.inbound_filter($1, $2, $3, now(), true)`, b.accountID, id,
+			map[string]any{"industry": industry}).Scan(&allowed); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE salesforce.account SET industry = coalesce($2, industry), systemmodstamp = now() WHERE id = $1`,
+			id, allowed["industry"])
+		return err
+	})
+}
+
+func isDeadlock(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "40P01"
+}
+
+// The inbound worker applies the CDC echo of a record while the outbound
+// worker records the result of writing it. Both lock the row and its
+// outbox entries in the same order, so they never deadlock, and every
+// change is recorded.
+func TestInboundWritesToRowsBeingRecordedNeverDeadlock(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.start(t, fastOptions())
+	ctx := context.Background()
+
+	const rows = 20
+	ids := make([]int, rows)
+	for i := range ids {
+		b.scalar(t, &ids[i], `INSERT INTO salesforce.account (name) VALUES ($1) RETURNING id`, fmt.Sprintf("Row %d", i))
+	}
+	eventually(t, 20*time.Second, "rows synced", func() bool {
+		var n int
+		b.scalar(t, &n, `SELECT count(*) FROM salesforce.account WHERE sfid IS NOT NULL AND _hc_lastop = 'SYNCED'`)
+		return n == rows
+	})
+
+	var deadlocks, writes atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var once sync.Once
+	halt := func() { once.Do(func() { close(stop) }); wg.Wait() }
+	defer halt()
+	for w := 0; w < 3; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				err := inboundStyleWrite(ctx, b, ids[rand.IntN(rows)], "Energy")
+				if isDeadlock(err) {
+					deadlocks.Add(1)
+				} else if err != nil {
+					t.Errorf("inbound-style write: %v", err)
+					return
+				}
+				writes.Add(1)
+			}
+		}()
+	}
+	// Users edit the same rows meanwhile, one row per statement.
+	for round := 0; round < 5; round++ {
+		for i, id := range ids {
+			b.exec(t, `UPDATE salesforce.account SET name = $2 WHERE id = $1`, id, fmt.Sprintf("Row %d v%d", i, round))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	eventually(t, 30*time.Second, "outbox drained", func() bool { return b.backlog(t) == 0 })
+	halt()
+	require.Positive(t, writes.Load())
+	require.Zero(t, deadlocks.Load(), "inbound-style writes deadlocked with the outbound worker")
+
+	for i, id := range ids {
+		sfid := b.rowSfid(t, "account", id)
+		require.Equal(t, fmt.Sprintf("Row %d v4", i), b.sfField(t, "Account", sfid, "Name"))
+	}
+	var notSynced int
+	b.scalar(t, &notSynced, `SELECT count(*) FROM salesforce.account WHERE _hc_lastop IS DISTINCT FROM 'SYNCED'`)
+	require.Zero(t, notSynced)
+}
+
+// A writer that locks in the other order (an outbox entry, then its row)
+// deadlocks with the result transaction; Postgres aborts one of the two.
+// When the outbound worker is the one aborted, it records the result
+// again instead of leaving the entry claimed for ever.
+func TestResultTransactionAbortedByDeadlockIsRecordedAgain(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.start(t, fastOptions())
+	ctx := context.Background()
+
+	var id int
+	b.scalar(t, &id, `INSERT INTO salesforce.account (name) VALUES ('Locked') RETURNING id`)
+	var sfid string
+	eventually(t, 10*time.Second, "synced", func() bool { sfid = b.rowSfid(t, "account", id); return sfid != "" })
+
+	// Slow the update call down so that the entry can be locked while it
+	// is in flight.
+	b.sim.Inject(sim.Fault{Path: "/services/data/v62.0/composite/sobjects", Method: "PATCH", Latency: 1500 * time.Millisecond})
+	b.exec(t, `UPDATE salesforce.account SET name = 'Locked 2' WHERE id = $1`, id)
+	var entry int64
+	eventually(t, 10*time.Second, "entry claimed", func() bool {
+		return b.pool.QueryRow(ctx, `SELECT id FROM pgforce.outbox WHERE record_id = $1 AND claimed_at IS NOT NULL`, id).Scan(&entry) == nil
+	})
+
+	tx, err := b.pool.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	_, err = tx.Exec(ctx, `SELECT set_config('pgforce.origin', 'salesforce', true)`)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `SELECT FROM pgforce.outbox WHERE id = $1 FOR UPDATE`, entry)
+	require.NoError(t, err)
+	// Wait until the result transaction holds the row and waits for the
+	// entry.
+	eventually(t, 10*time.Second, "result transaction waiting for the entry", func() bool {
+		var n int
+		b.scalar(t, &n, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)
+		return n > 0
+	})
+	_, err = tx.Exec(ctx, `UPDATE salesforce.account SET industry = 'Energy' WHERE id = $1`, id)
+	if err == nil {
+		require.NoError(t, tx.Commit(ctx))
+	} else {
+		require.True(t, isDeadlock(err), "unexpected error: %v", err)
+		require.NoError(t, tx.Rollback(ctx))
+	}
+	b.sim.ClearFaults()
+
+	eventually(t, 15*time.Second, "result recorded", func() bool {
+		var left int
+		var lastop string
+		b.scalar(t, &left, `SELECT count(*) FROM pgforce.outbox WHERE record_id = $1`, id)
+		b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account WHERE id = $1`, id)
+		return left == 0 && lastop == "SYNCED"
+	})
+	require.Equal(t, "Locked 2", b.sfField(t, "Account", sfid, "Name"))
+}

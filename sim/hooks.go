@@ -372,6 +372,8 @@ func (s *Server) serveHooks(w http.ResponseWriter, r *http.Request) {
 	case p == "/faults" && r.Method == http.MethodDelete:
 		s.ClearFaults()
 		writeJSON(w, http.StatusOK, ok)
+	case p == "/refresh-token" && r.Method == http.MethodPost:
+		writeJSON(w, http.StatusOK, map[string]any{"refresh_token": s.IssueRefreshToken()})
 	case p == "/sessions/expire" && r.Method == http.MethodPost:
 		s.ExpireSessions()
 		writeJSON(w, http.StatusOK, ok)

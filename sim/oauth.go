@@ -52,7 +52,6 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	}
 	grant := form.Get("grant_type")
 	var scope string
-	var withRefresh bool
 	switch grant {
 	case "":
 		writeOAuthError(w, "invalid_request", "grant type is missing")
@@ -68,7 +67,8 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 			writeOAuthError(w, "invalid_grant", "authentication failure")
 			return
 		}
-		withRefresh = true
+		// The username-password flow issues no refresh token on Salesforce; IssueRefreshToken stands in
+		// for the web-server flow that does.
 	case grantRefresh:
 		if clientID != s.cfg.ClientID {
 			writeOAuthError(w, "invalid_client_id", "client identifier invalid")
@@ -85,6 +85,8 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 			writeOAuthError(w, "invalid_grant", "expired access/refresh token")
 			return
 		}
+		// Rotation is off, as it is by default on a connected app: the refresh token stays the same and the
+		// answer carries none.
 		scope = "api refresh_token"
 	case grantClient:
 		if !s.checkClient(w, clientID, clientSecret, true) {
@@ -101,7 +103,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, "unsupported_grant_type", "grant type not supported")
 		return
 	}
-	s.issueToken(w, scope, withRefresh)
+	s.issueToken(w, scope)
 }
 
 // checkClient verifies the connected app's credentials and answers the error itself.
@@ -123,17 +125,24 @@ func randomToken(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
+// IssueRefreshToken returns a new refresh token for the org's user, valid for the refresh_token grant until
+// revoked. On Salesforce a user gets one by approving the connected app in the web-server (authorization
+// code) flow, which needs a browser; the simulator hands it out directly instead, so clients can be
+// configured the way production ones are. The password grant deliberately issues none.
+func (s *Server) IssueRefreshToken() string {
+	refresh := s.orgID[:15] + "!" + randomToken(40)
+	s.mu.Lock()
+	s.refresh[refresh] = s.userID
+	s.mu.Unlock()
+	return refresh
+}
+
 // issueToken starts a session for the org's user and answers the token JSON.
-func (s *Server) issueToken(w http.ResponseWriter, scope string, withRefresh bool) {
+func (s *Server) issueToken(w http.ResponseWriter, scope string) {
 	now := s.cfg.Clock()
 	token := s.orgID[:15] + "!" + randomToken(48)
 	s.mu.Lock()
 	s.sessions[token] = &session{user: s.userID, expires: now.Add(s.cfg.TokenTTL)}
-	var refresh string
-	if withRefresh {
-		refresh = s.orgID[:15] + "!" + randomToken(40)
-		s.refresh[refresh] = s.userID
-	}
 	s.mu.Unlock()
 	id := s.identityURL()
 	issued := strconv.FormatInt(now.UnixMilli(), 10)
@@ -149,9 +158,6 @@ func (s *Server) issueToken(w http.ResponseWriter, scope string, withRefresh boo
 	}
 	if scope != "" {
 		out["scope"] = scope
-	}
-	if refresh != "" {
-		out["refresh_token"] = refresh
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -33,7 +33,8 @@ func TestPasswordGrantAnswersSalesforceTokenShape(t *testing.T) {
 	require.IsType(t, "", tok["issued_at"], "issued_at is a string of epoch milliseconds")
 	require.Equal(t, "1740830400000", tok["issued_at"])
 	require.NotEmpty(t, tok["signature"])
-	require.NotEmpty(t, tok["refresh_token"])
+	require.NotContains(t, tok, "refresh_token", "the username-password flow issues no refresh token")
+	require.NotContains(t, tok, "scope", "classic username-password answers carry no scope")
 	require.True(t, strings.HasPrefix(tok["access_token"].(string), b.srv.OrgID()[:15]+"!"))
 }
 
@@ -150,14 +151,10 @@ func TestJWTBearerGrantVerifiesSignatureAndClaims(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 }
 
-func TestExpiredTokenAnswers401AndRefreshTokenIssuesANewOne(t *testing.T) {
+func TestExpiredTokenAnswers401AndIssuedRefreshTokenGetsANewOneWithoutRotation(t *testing.T) {
 	b := setup(t, func(c *Config) { c.TokenTTL = time.Minute })
-	status, body := b.form("/services/oauth2/token", url.Values{"grant_type": {"password"}, "client_id": {DefaultClientID},
-		"client_secret": {DefaultClientSecret}, "username": {DefaultUsername}, "password": {DefaultPassword}})
-	require.Equal(t, http.StatusOK, status)
-	var tok map[string]string
-	require.NoError(t, json.Unmarshal(body, &tok))
-	b.token = tok["access_token"]
+	refresh := b.srv.IssueRefreshToken()
+	require.True(t, strings.HasPrefix(refresh, b.srv.OrgID()[:15]+"!"))
 	require.Equal(t, http.StatusOK, b.do("GET", "limits", nil).status)
 
 	b.clock.Advance(61 * time.Second)
@@ -166,14 +163,35 @@ func TestExpiredTokenAnswers401AndRefreshTokenIssuesANewOne(t *testing.T) {
 	require.JSONEq(t, `[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]`, string(r.body))
 	require.Equal(t, "application/json;charset=UTF-8", r.header.Get("Content-Type"))
 
-	status, body = b.form("/services/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {DefaultClientID},
-		"client_secret": {DefaultClientSecret}, "refresh_token": {tok["refresh_token"]}})
+	for range 2 { // the token is not rotated: it keeps working
+		status, body := b.form("/services/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {DefaultClientID},
+			"client_secret": {DefaultClientSecret}, "refresh_token": {refresh}})
+		require.Equal(t, http.StatusOK, status, string(body))
+		var fresh map[string]string
+		require.NoError(t, json.Unmarshal(body, &fresh))
+		require.Equal(t, "api refresh_token", fresh["scope"])
+		require.NotContains(t, fresh, "refresh_token", "rotation is off, so no new refresh token")
+		b.token = fresh["access_token"]
+		require.Equal(t, http.StatusOK, b.do("GET", "limits", nil).status)
+	}
+}
+
+func TestRefreshTokenHookHandsOutATokenTheRefreshGrantAccepts(t *testing.T) {
+	b := setup(t)
+	r := b.do("POST", "/__sim/refresh-token", nil)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	refresh, _ := r.object(t)["refresh_token"].(string)
+	require.NotEmpty(t, refresh)
+	status, body := b.form("/services/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {DefaultClientID},
+		"refresh_token": {refresh}})
 	require.Equal(t, http.StatusOK, status, string(body))
-	var fresh map[string]string
-	require.NoError(t, json.Unmarshal(body, &fresh))
-	require.Equal(t, "api refresh_token", fresh["scope"])
-	b.token = fresh["access_token"]
-	require.Equal(t, http.StatusOK, b.do("GET", "limits", nil).status)
+
+	status, _ = b.form("/services/oauth2/revoke", url.Values{"token": {refresh}})
+	require.Equal(t, http.StatusOK, status)
+	status, body = b.form("/services/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {DefaultClientID},
+		"refresh_token": {refresh}})
+	require.Equal(t, http.StatusBadRequest, status)
+	require.JSONEq(t, `{"error":"invalid_grant","error_description":"expired access/refresh token"}`, string(body))
 }
 
 func TestRevokeEndsTheSessionAndIdentityDescribesTheUser(t *testing.T) {

@@ -57,6 +57,9 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fmt.Fprintf(stdout, "  instance and login URL: %s\n", srv.URL())
 	fmt.Fprintf(stdout, "  client id:     %s\n  client secret: %s\n  username:      %s\n  password:      %s\n",
 		*clientID, *clientSecret, *username, *password)
+	// Salesforce hands out refresh tokens through the web-server flow, which needs a browser; the simulator
+	// prints one instead (the password grant issues none, as on the real platform).
+	fmt.Fprintf(stdout, "  refresh token: %s\n", srv.IssueRefreshToken())
 	fmt.Fprintf(stdout, "  org id: %s  user id: %s  API version: %s  daily API limit: %d\n",
 		srv.OrgID(), srv.UserID(), *version, *apiLimit)
 	<-ctx.Done()

@@ -13,14 +13,15 @@ import (
 func TestRefreshTokenFlowLogsInAndRefreshesAgainAfterExpiry(t *testing.T) {
 	s := simtest.Start(t)
 	// Salesforce issues refresh tokens through the web-server flow, which a
-	// worker never runs; the simulator hands one out with the password grant.
+	// worker never runs; the simulator hands one out as the user would get it
+	// (the password grant issues none).
 	first := simtest.Client(t, s)
 	tok, err := first.TokenSource().Token(t.Context())
 	require.NoError(t, err)
-	require.NotEmpty(t, tok.RefreshToken, "the simulator issues a refresh token")
+	require.Empty(t, tok.RefreshToken, "the password flow issues no refresh token")
 
 	c, err := salesforce.New(t.Context(), salesforce.Config{
-		LoginURL: s.URL(), ClientID: "pgforce-sim", ClientSecret: "pgforce-sim-secret", RefreshToken: tok.RefreshToken,
+		LoginURL: s.URL(), ClientID: "pgforce-sim", ClientSecret: "pgforce-sim-secret", RefreshToken: s.IssueRefreshToken(),
 	})
 	require.NoError(t, err)
 	require.Equal(t, salesforce.GrantRefreshToken, c.TokenSource().Grant())

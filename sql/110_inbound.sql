@@ -174,3 +174,17 @@ BEGIN
     END IF;
 END
 $$;
+
+-- The ids a reload has read so far. A reload merges into the table rather
+-- than emptying it, so afterwards the rows whose record was not read (it
+-- was deleted in Salesforce while nobody was syncing, or purged) are
+-- found by this list and marked deleted. Unlogged: it only lives for the
+-- duration of a reload, which restarts from scratch after a crash.
+CREATE UNLOGGED TABLE pgforce.inbound_seen (
+    mapping_id integer NOT NULL,
+    sfid       text    NOT NULL
+);
+
+CREATE INDEX inbound_seen_idx ON pgforce.inbound_seen (mapping_id, sfid);
+
+COMMENT ON TABLE pgforce.inbound_seen IS 'Worker use: record ids read by a reload in progress.';

@@ -45,6 +45,9 @@ type table struct {
 	// direct is set while loading into a table that was empty when the load
 	// began: batches are COPied straight into it, skipping the stage.
 	direct atomic.Bool
+	// seen is set during a reload: every staged id is recorded in
+	// pgforce.inbound_seen so that rows not read can be marked deleted.
+	seen atomic.Bool
 }
 
 // pgColumn is the mapped table's column for a Salesforce field.
@@ -290,6 +293,12 @@ func (t *table) applyRowsStaged(ctx context.Context, tx pgx.Tx, rows [][]any, op
 	})
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{t.stage}, t.stageColumns(), src); err != nil {
 		return 0, fmt.Errorf("inbound: COPY into staging for %s: %w", t.m.SObject, err)
+	}
+	if t.seen.Load() {
+		if _, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO pgforce.inbound_seen (mapping_id, sfid) SELECT $1, sfid FROM %s`,
+			pgx.Identifier{t.stage}.Sanitize()), t.m.ID); err != nil {
+			return 0, err
+		}
 	}
 	if err := t.filterPending(ctx, tx); err != nil {
 		return 0, fmt.Errorf("inbound: merge pending changes of %s: %w", t.target, err)

@@ -243,3 +243,22 @@ func TestReloadNeverLeavesTheTableEmptyToReaders(t *testing.T) {
 	require.Positive(t, e.calls("GET /services/data/vXX.X/query"), "the reload read the object again")
 	require.Equal(t, 2000, minSeen, "readers always saw every row")
 }
+
+func TestReloadMarksRecordsDeletedWhileNobodySyncedAsDeleted(t *testing.T) {
+	e := newEnv(t)
+	e.opts.Overlap = time.Millisecond
+	ids := e.create("Account", map[string]any{"Name": "Acme"}, map[string]any{"Name": "Globex"})
+	id := e.mapping("Account", []string{"Name"}, "cdc")
+	e.start()
+	e.waitState(id, "synced")
+	e.stop()
+	_, err := e.sf.Delete(context.Background(), []string{ids[1]})
+	require.NoError(t, err)
+	e.exec(`SELECT pgforce.reload($1::integer)`, id) // forgets the replay id: the delete event is not replayed
+	time.Sleep(10 * time.Millisecond)
+	e.start()
+	e.waitState(id, "synced")
+	e.waitValue("account", ids[1], "isdeleted", "true")
+	require.Equal(t, "false", e.value("account", ids[0], "isdeleted"))
+	require.Zero(t, e.count(`SELECT count(*) FROM pgforce.inbound_seen`))
+}

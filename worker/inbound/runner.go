@@ -193,10 +193,24 @@ func (r *runner) load(ctx context.Context, t *table) error {
 		return err
 	}
 	t.direct.Store(empty)
+	t.seen.Store(!empty)
+	var since time.Time
+	if !empty {
+		if _, err := r.s.pool.Exec(ctx, `DELETE FROM pgforce.inbound_seen WHERE mapping_id = $1`, r.id); err != nil {
+			return err
+		}
+		since = time.Now().Add(-r.s.opts.Overlap)
+	}
 	n, err := r.read(ctx, t, "", false, "load")
 	t.direct.Store(false)
+	t.seen.Store(false)
 	if err != nil {
 		return err
+	}
+	if !empty {
+		if err := r.markUnseen(ctx, t, since); err != nil {
+			return err
+		}
 	}
 	r.log.Info("inbound: load complete", "mapping", r.id, "sobject", t.m.SObject, "rows", n, "elapsed", time.Since(started))
 	_, err = r.s.pool.Exec(ctx, `UPDATE pgforce.mapping SET state = 'synced',
@@ -589,4 +603,31 @@ func (r *runner) applyLoop(ctx context.Context, t *table, events <-chan *streami
 		}
 	}
 	return nil
+}
+
+// markUnseen ends a reload: rows whose record the reload did not read are
+// gone from Salesforce. Rows changed since shortly before the reload began
+// are left alone, since change events may have created them meanwhile.
+func (r *runner) markUnseen(ctx context.Context, t *table, before time.Time) error {
+	tx, err := beginApply(ctx, r.s.pool)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	q := `UPDATE %s t SET isdeleted = true WHERE`
+	if t.m.HardDelete {
+		q = `DELETE FROM %s t WHERE`
+	}
+	tag, err := tx.Exec(ctx, fmt.Sprintf(q+` t.sfid IS NOT NULL AND NOT t.isdeleted AND t.systemmodstamp < $2
+		AND NOT EXISTS (SELECT FROM pgforce.inbound_seen s WHERE s.mapping_id = $1 AND s.sfid = t.sfid)`, t.target), r.id, before)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM pgforce.inbound_seen WHERE mapping_id = $1`, r.id); err != nil {
+		return err
+	}
+	if n := tag.RowsAffected(); n > 0 {
+		r.log.Info("inbound: reload found records gone from Salesforce", "mapping", r.id, "rows", n)
+	}
+	return tx.Commit(ctx)
 }

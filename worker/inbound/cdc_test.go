@@ -82,3 +82,15 @@ func TestIdleCDCMappingMakesNoRESTCalls(t *testing.T) {
 		require.Contains(t, k, "/cometd/", "idle CDC made %d calls to %s", v, k)
 	}
 }
+
+func TestAutoInboundStreamsWhenGlobalDescribeListsTheChangeEvent(t *testing.T) {
+	e := newEnv(t)
+	id := e.mapping("Account", []string{"Name"}, "auto")
+	e.start()
+	e.waitState(id, "synced")
+	var mode string
+	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT inbound_mode FROM pgforce.mapping WHERE id = $1`, id).Scan(&mode))
+	require.Equal(t, "cdc", mode)
+	ids := e.create("Account", map[string]any{"Name": "Acme"})
+	e.waitValue("account", ids[0], "name", "Acme")
+}

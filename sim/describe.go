@@ -2,8 +2,11 @@ package sim
 
 import (
 	"net/http"
+	"sort"
 	"strings"
 	"time"
+
+	"github.com/pgforce/pgforce/sim/cometd"
 )
 
 func (s *Server) globalEntry(o *Object, version string) map[string]any {
@@ -22,12 +25,38 @@ func (s *Server) globalEntry(o *Object, version string) map[string]any {
 	}
 }
 
-// describeGlobal is GET /sobjects.
+// changeEventEntry is the global describe entry of an object's change event entity (AccountChangeEvent,
+// Foo__ChangeEvent): clients such as the worker's inbound = 'auto' learn from its presence that the object
+// is selected for Change Data Capture. Change events share the key prefix 1CE and can only be subscribed to.
+func changeEventEntry(o *Object, version string) map[string]any {
+	name := cometd.ChangeEventName(o.Name)
+	base := "/services/data/v" + version + "/sobjects/" + name
+	return map[string]any{
+		"name": name, "label": o.Label + " Change Event", "labelPlural": o.Label + " Change Events", "keyPrefix": "1CE",
+		"custom": o.Custom, "createable": false, "updateable": false, "deletable": false, "queryable": false,
+		"retrieveable": false, "replicateable": false, "searchable": false, "triggerable": true, "undeletable": false,
+		"layoutable": false, "mergeable": false, "activateable": false, "customSetting": false,
+		"deprecatedAndHidden": false, "feedEnabled": false, "hasSubtypes": false, "isSubtype": false,
+		"isInterface": false, "mruEnabled": false, "deepCloneable": false, "idEnabled": true,
+		"associateEntityType": "ChangeEvent", "associateParentEntity": o.Name, "dataTranslationEnabled": false,
+		"defaultImplementation": nil, "extendedBy": nil, "extendsInterfaces": nil, "implementedBy": nil,
+		"implementsInterfaces": nil,
+		"urls": map[string]string{"sobject": base, "describe": base + "/describe", "rowTemplate": base + "/{ID}",
+			"eventSchema": base + "/eventSchema"},
+	}
+}
+
+// describeGlobal is GET /sobjects: every object and, for those selected for Change Data Capture, its change
+// event entity, sorted by name.
 func (c *call) describeGlobal() {
 	var list []map[string]any
 	for _, o := range c.s.cat.Objects() {
 		list = append(list, c.s.globalEntry(o, c.version))
+		if !o.NoCDC {
+			list = append(list, changeEventEntry(o, c.version))
+		}
 	}
+	sort.SliceStable(list, func(i, j int) bool { return list[i]["name"].(string) < list[j]["name"].(string) })
 	writeJSON(c.w, http.StatusOK, map[string]any{"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": list})
 }
 

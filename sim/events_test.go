@@ -145,3 +145,49 @@ func TestHugeTransactionsAndForcedGapsPublishGapEvents(t *testing.T) {
 	require.Equal(t, []any{id}, h["recordIds"])
 	require.Error(t, b.srv.ForceGap("Account", "UPDATE", id))
 }
+
+func TestGlobalDescribeListsChangeEventsOnlyForObjectsSelectedForCDC(t *testing.T) {
+	schema, err := ParseSchema([]byte(`{"objects":[
+ {"name":"Contact","cdc":false},
+ {"name":"Invoice__c","fields":[{"name":"Amount__c","type":"currency"}]},
+ {"name":"Audit__c","cdc":false,"fields":[{"name":"Note__c","type":"string"}]}]}`))
+	require.NoError(t, err)
+	b := setup(t, func(c *Config) { c.Schema = schema })
+
+	r := b.do("GET", "sobjects", nil)
+	require.Equal(t, http.StatusOK, r.status)
+	entries := map[string]map[string]any{}
+	var names []string
+	for _, e := range r.object(t)["sobjects"].([]any) {
+		m := e.(map[string]any)
+		entries[m["name"].(string)] = m
+		names = append(names, m["name"].(string))
+	}
+	require.IsNonDecreasing(t, names, "global describe is sorted by name")
+	for _, name := range []string{"AccountChangeEvent", "Invoice__ChangeEvent", "OpportunityChangeEvent"} {
+		require.Contains(t, entries, name)
+		require.Equal(t, "1CE", entries[name]["keyPrefix"])
+		require.Equal(t, false, entries[name]["queryable"])
+	}
+	require.Equal(t, true, entries["Invoice__ChangeEvent"]["custom"])
+	require.Equal(t, "Account", entries["AccountChangeEvent"]["associateParentEntity"])
+	require.NotContains(t, entries, "ContactChangeEvent", "a standard object can be deselected")
+	require.NotContains(t, entries, "Audit__ChangeEvent")
+	require.Contains(t, entries, "Audit__c", "the object itself is still there")
+
+	c := newBayeux(b)
+	c.handshake()
+	refused := c.subscribe("/data/ContactChangeEvent", -1)
+	require.Equal(t, false, refused["successful"])
+	require.Equal(t, "400::The channel you requested to subscribe to doesn't exist {/data/ContactChangeEvent}", refused["error"])
+	require.Equal(t, false, c.subscribe("/data/Audit__ChangeEvent", -1)["successful"])
+	require.Equal(t, true, c.subscribe("/data/ChangeEvents", -1)["successful"])
+
+	b.create("Contact", map[string]any{"LastName": "Quiet"})
+	b.create("Audit__c", map[string]any{"Name": "quiet"})
+	b.create("Account", map[string]any{"Name": "Loud"})
+	events := c.connect()
+	require.Len(t, events, 1, "deselected objects publish nothing, not even on /data/ChangeEvents")
+	require.Equal(t, "Account", events[0]["data"].(map[string]any)["payload"].(map[string]any)["ChangeEventHeader"].(map[string]any)["entityName"])
+	require.Error(t, b.srv.ForceGap("Contact", "GAP_OVERFLOW"))
+}

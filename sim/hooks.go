@@ -226,6 +226,9 @@ func (s *Server) ForceGap(object, changeType string, ids ...string) error {
 	if o == nil {
 		return fmt.Errorf("sim: unknown object %q", object)
 	}
+	if o.NoCDC {
+		return fmt.Errorf("sim: %s is not selected for Change Data Capture", o.Name)
+	}
 	switch changeType {
 	case "GAP_CREATE", "GAP_UPDATE", "GAP_DELETE", "GAP_UNDELETE", "GAP_OVERFLOW":
 	default:

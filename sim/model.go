@@ -57,6 +57,8 @@ type Object struct {
 	KeyPrefix   string
 	Custom      bool
 	Deletable   bool
+	// NoCDC is set for objects not selected for Change Data Capture (schema "cdc": false).
+	NoCDC bool
 
 	Fields []*Field
 	// stored counts the fields with an Index, i.e. the length of a record's value slice.

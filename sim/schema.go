@@ -25,6 +25,10 @@ type ObjectDef struct {
 	LabelPlural     string     `json:"labelPlural,omitempty"`
 	Fields          []FieldDef `json:"fields"`
 	ValidationRules []Rule     `json:"validationRules,omitempty"`
+	// CDC selects the object for Change Data Capture (default true). With false the object has no change
+	// event entity in global describe, its channel is refused as unknown and its writes publish no events,
+	// as for an object an admin did not select; clients then have to fall back to polling.
+	CDC *bool `json:"cdc,omitempty"`
 }
 
 // FieldDef declares one custom field.
@@ -120,6 +124,9 @@ func buildCatalog(s *Schema) (*Catalog, error) {
 	}
 	for _, od := range s.Objects {
 		o := c.Object(od.Name)
+		if od.CDC != nil {
+			o.NoCDC = !*od.CDC
+		}
 		for _, fd := range od.Fields {
 			if o.Custom && strings.EqualFold(fd.Name, "Name") {
 				// A custom object may relabel or resize its Name field.

@@ -372,7 +372,8 @@ func (s *Server) authenticateStreaming(r *http.Request) error {
 	return nil
 }
 
-// validChannel accepts the change event channel of every object of the catalog.
+// validChannel accepts the change event channel of every object of the catalog selected for Change Data
+// Capture; the channel of an object with "cdc": false is unknown, as on an org where it is not selected.
 func (s *Server) validChannel(channel string) bool {
 	entity, all, ok := cometd.EntityForChannel(channel)
 	if !ok {
@@ -382,7 +383,7 @@ func (s *Server) validChannel(channel string) bool {
 		return true
 	}
 	o := s.cat.Object(entity)
-	return o != nil && o.Name == entity
+	return o != nil && o.Name == entity && !o.NoCDC
 }
 
 // jsonContentType is what every REST answer carries; jsforce parses bodies by it.

@@ -809,6 +809,8 @@ func (t *txn) commit() {
 	for _, o := range t.overflowed {
 		events = append(events, pendingEvent{obj: o, kind: "GAP_OVERFLOW", ids: []string{o.KeyPrefix + "000000000000000"}})
 	}
+	// Objects not selected for Change Data Capture publish nothing.
+	events = slices.DeleteFunc(events, func(e pendingEvent) bool { return e.obj.NoCDC })
 	if len(events) == 0 || t.s.publish == nil {
 		t.events = nil
 		return

@@ -80,6 +80,10 @@ func ChannelFor(entity string) string {
 	return "/data/" + entity + "ChangeEvent"
 }
 
+// ChangeEventName is the change event entity of an object as global describe lists it: Account ->
+// AccountChangeEvent, Foo__c -> Foo__ChangeEvent.
+func ChangeEventName(entity string) string { return strings.TrimPrefix(ChannelFor(entity), "/data/") }
+
 // AllChangeEvents is the channel that carries every selected entity's change events.
 const AllChangeEvents = "/data/ChangeEvents"
 

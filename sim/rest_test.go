@@ -91,7 +91,9 @@ func TestDescribeGivesCompleteFieldDescriptors(t *testing.T) {
 	for _, o := range r.object(t)["sobjects"].([]any) {
 		names = append(names, o.(map[string]any)["name"].(string))
 	}
-	require.Equal(t, []string{"Account", "Case", "Contact", "Invoice__c", "Lead", "Opportunity", "User"}, names)
+	require.Equal(t, []string{"Account", "AccountChangeEvent", "Case", "CaseChangeEvent", "Contact", "ContactChangeEvent",
+		"Invoice__ChangeEvent", "Invoice__c", "Lead", "LeadChangeEvent", "Opportunity", "OpportunityChangeEvent", "User",
+		"UserChangeEvent"}, names, "objects and their change event entities, by name")
 
 	require.Equal(t, http.StatusNotFound, b.do("GET", "sobjects/Nope__c/describe", nil).status)
 	modified := b.do("GET", "sobjects/Account/describe", nil, "If-Modified-Since", time.Now().Add(time.Hour).UTC().Format(http.TimeFormat))

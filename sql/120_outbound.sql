@@ -144,3 +144,61 @@ LEFT JOIN LATERAL (
 ) er ON true;
 
 COMMENT ON VIEW pgforce.status IS 'One row per mapping: state, rows, outbound backlog and its age, open errors, last change in each direction, the outbound feed mode and changes blocked behind a failed insert.';
+
+-- Before the worker writes an inserted record's new Id back onto its row,
+-- the CDC echo of that very insert may already have been applied by the
+-- inbound worker, which found no row with the Id and inserted one. That
+-- second row holds the record as Salesforce has it (including any edit
+-- made there since), so its values of the mapped fields that have no
+-- pending Postgres change move into the user's row, and it is deleted;
+-- the worker's write-back then gives the user's row the Id. p_rows is
+-- [{"record_id": …, "sfid": …}] of the batch's successful inserts. Runs as
+-- the worker (pgforce.origin = 'salesforce'), so nothing is captured.
+-- Returns the number of rows merged.
+CREATE FUNCTION pgforce._outbound_adopt_echo_rows(p_mapping_id integer, p_rows jsonb) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_table  regclass := pgforce._mapping_table(p_mapping_id);
+    v_cols   text[];
+    v_pair   record;
+    v_dup    jsonb;
+    v_dup_id integer;
+    v_keys   text[];
+    v_list   text;
+    v_count  integer := 0;
+    v_pend   jsonb;
+BEGIN
+    IF v_table IS NULL THEN
+        RETURN 0;
+    END IF;
+    -- The columns Salesforce fills: mapped fields and the system columns,
+    -- never external-id relationship columns (inbound leaves them empty)
+    -- or the user's own columns.
+    v_cols := ARRAY(
+        SELECT c FROM pg_catalog.unnest(pgforce._captured_columns(p_mapping_id)) c WHERE c NOT LIKE '%\_\_r\_\_%'
+        UNION
+        SELECT a.attname::text FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = v_table AND a.attnum > 0 AND NOT a.attisdropped
+          AND a.attname::text = ANY (ARRAY['systemmodstamp', 'isdeleted', 'createddate']));
+    FOR v_pair IN
+        SELECT * FROM pg_catalog.jsonb_to_recordset(p_rows) AS p(record_id integer, sfid text) WHERE p.sfid <> '' ORDER BY p.record_id
+    LOOP
+        EXECUTE pg_catalog.format('SELECT d.id, pg_catalog.to_jsonb(d) FROM %s d WHERE d.sfid = $1 AND d.id <> $2 FOR UPDATE', v_table)
+            INTO v_dup_id, v_dup USING v_pair.sfid, v_pair.record_id;
+        IF v_dup_id IS NULL THEN
+            CONTINUE;
+        END IF;
+        v_pend := pgforce._pending_fields(p_mapping_id, v_pair.record_id);
+        v_keys := ARRAY(SELECT c FROM pg_catalog.unnest(v_cols) c WHERE NOT v_pend ? c);
+        EXECUTE pg_catalog.format('DELETE FROM %s d WHERE d.id = $1', v_table) USING v_dup_id;
+        IF pg_catalog.cardinality(v_keys) > 0 THEN
+            SELECT pg_catalog.string_agg(pg_catalog.quote_ident(k), ', ') INTO v_list FROM pg_catalog.unnest(v_keys) k;
+            EXECUTE pg_catalog.format('UPDATE %s t SET (%s) = (SELECT %s FROM pg_catalog.jsonb_populate_record(NULL::%s, $1)) WHERE t.id = $2',
+                                      v_table, v_list, v_list, v_table)
+                USING v_dup, v_pair.record_id;
+        END IF;
+        v_count := v_count + 1;
+    END LOOP;
+    RETURN v_count;
+END
+$$;

@@ -126,6 +126,11 @@ func (s *Service) record(ctx context.Context, m *Mapping, changes []*change, res
 		return err
 	}
 	rec := &recording{m: m, ok: okJSON, failed: failedJSON, nOK: len(ok), nFailed: len(failed), done: done, requeue: requeue}
+	for _, o := range ok {
+		if o.Op == "insert" || o.Op == "upsert" {
+			rec.inserts = true
+		}
+	}
 	for _, c := range changes {
 		rec.rows = append(rec.rows, int32(c.RecordID))
 		rec.entries = append(rec.entries, c.Entries...)
@@ -154,6 +159,7 @@ type recording struct {
 	rows         []int32 // every row the batch touches
 	entries      []int64 // every entry the batch holds
 	tries        int     // cycles that failed to record it again
+	inserts      bool    // some records were created (they got an Id)
 }
 
 // maxRecordAttempts bounds how often a result transaction that lost a
@@ -220,6 +226,11 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 		if len(rec.requeue) > 0 {
 			if _, err := tx.Exec(ctx, `UPDATE pgforce.outbox SET claimed_at = NULL, claimed_by = NULL WHERE id = ANY($1)`, rec.requeue); err != nil {
 				return fmt.Errorf("requeue entries: %w", err)
+			}
+		}
+		if rec.inserts {
+			if _, err := tx.Exec(ctx, `SELECT pgforce._outbound_adopt_echo_rows($1, $2)`, m.ID, rec.ok); err != nil {
+				return fmt.Errorf("merge rows the echo of an insert created: %w", err)
 			}
 		}
 		if rec.nOK > 0 {

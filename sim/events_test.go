@@ -191,3 +191,34 @@ func TestGlobalDescribeListsChangeEventsOnlyForObjectsSelectedForCDC(t *testing.
 	require.Equal(t, "Account", events[0]["data"].(map[string]any)["payload"].(map[string]any)["ChangeEventHeader"].(map[string]any)["entityName"])
 	require.Error(t, b.srv.ForceGap("Contact", "GAP_OVERFLOW"))
 }
+
+// runIngestJob creates, fills and closes a Bulk API 2.0 ingest job over HTTP and waits for it to finish.
+func (b *bundle) runIngestJob(object, operation, csv string, headers ...string) string {
+	b.t.Helper()
+	r := b.do("POST", "jobs/ingest", map[string]any{"object": object, "operation": operation, "lineEnding": "LF"}, headers...)
+	require.Equal(b.t, http.StatusOK, r.status, string(r.body))
+	id := r.object(b.t)["id"].(string)
+	r = b.do("PUT", "jobs/ingest/"+id+"/batches", csv, "Content-Type", "text/csv")
+	require.Equal(b.t, http.StatusCreated, r.status, string(r.body))
+	r = b.do("PATCH", "jobs/ingest/"+id, map[string]any{"state": "UploadComplete"})
+	require.Equal(b.t, http.StatusOK, r.status, string(r.body))
+	require.Eventually(b.t, func() bool {
+		return b.do("GET", "jobs/ingest/"+id, nil).object(b.t)["state"] == "JobComplete"
+	}, 5*time.Second, 5*time.Millisecond)
+	return id
+}
+
+func TestBulkIngestEventsCarryTheJobCreatorsClientInChangeOrigin(t *testing.T) {
+	b := setup(t)
+	b.runIngestJob("Account", "insert", "Name,Industry\nFirst,Banking\nSecond,Energy\n", "Sforce-Call-Options", "client=Loader")
+	events := b.srv.Events(0, 10)
+	require.Len(t, events, 2)
+	for _, e := range events {
+		require.Equal(t, "com/salesforce/api/bulkapi/62.0;client=Loader", header(t, e.Payload)["changeOrigin"])
+	}
+
+	b.runIngestJob("Account", "insert", "Name\nThird\n")
+	events = b.srv.Events(events[1].ReplayID, 10)
+	require.Len(t, events, 1)
+	require.Equal(t, "com/salesforce/api/bulkapi/62.0", header(t, events[0].Payload)["changeOrigin"], "no Sforce-Call-Options, no client")
+}

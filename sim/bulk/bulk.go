@@ -62,7 +62,8 @@ type Objecter interface{ Object() string }
 // Backend is the simulator's store as the bulk engine sees it.
 type Backend interface {
 	// Ingest applies one operation ("insert","update","upsert","delete","hardDelete") to records of object and
-	// returns one Result per record, in order. The backend validates each record independently (allOrNone=false)
+	// returns one Result per record, in order. ctx carries the values of the job-creation request's context
+	// (not its cancellation), so a backend can attribute the writes to the client that created the job. The backend validates each record independently (allOrNone=false)
 	// and produces change events. externalIDField is set for upsert.
 	Ingest(ctx context.Context, operation, object, externalIDField string, records []Record) []Result
 	// Query binds and evaluates SOQL ("queryAll" includes deleted records) over a consistent snapshot; bad SOQL

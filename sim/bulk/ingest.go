@@ -86,6 +86,7 @@ func (s *Server) createIngest(w http.ResponseWriter, r *http.Request, version st
 	j.operation, j.object, j.extID = body.Operation, body.Object, extID
 	j.delimName, j.delim, j.lineEnding = delimName, delim, le
 	j.state = StateOpen
+	j.values = context.WithoutCancel(r.Context())
 	j.mu.Unlock()
 	writeJSON(w, http.StatusOK, j.info(infoCreate))
 }

@@ -52,6 +52,9 @@ type job struct {
 	processed    int
 	failed       int
 	aborted      chan struct{} // closed on abort or delete: processing stops after the current chunk
+	// values is the job-creation request's context without its cancellation: processing runs with its
+	// values (the simulator keeps the request's changeOrigin there), long after that request ended.
+	values context.Context
 
 	// ingest
 	data     []byte     // uploaded CSV, kept until parsed
@@ -372,16 +375,31 @@ func (s *Server) delete(w http.ResponseWriter, j *job) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// goProcess runs the job's processing in the background.
+// goProcess runs the job's processing in the background, with the values of the job-creation request's
+// context and the server's cancellation (Reset, Close).
 func (s *Server) goProcess(j *job) {
 	s.mu.Lock()
-	ctx := s.ctx
+	srvCtx := s.ctx
 	s.mu.Unlock()
-	if j.kind == "ingest" {
-		go s.runIngest(ctx, j)
-	} else {
-		go s.runQuery(ctx, j)
+	j.mu.Lock()
+	values := j.values
+	j.values = nil // processing starts once; let the request's context go afterwards
+	j.mu.Unlock()
+	ctx, cancel := context.WithCancel(srvCtx)
+	stop := func() bool { return true }
+	if values != nil {
+		ctx, cancel = context.WithCancel(values)
+		stop = context.AfterFunc(srvCtx, cancel)
 	}
+	go func() {
+		defer cancel()
+		defer stop()
+		if j.kind == "ingest" {
+			s.runIngest(ctx, j)
+		} else {
+			s.runQuery(ctx, j)
+		}
+	}()
 }
 
 // marshal encodes without HTML escaping: Salesforce sends "<" and ">" as they are.

@@ -68,6 +68,7 @@ func (s *Server) createQuery(w http.ResponseWriter, r *http.Request, version str
 	j.delimName, j.delim, j.lineEnding = delimName, delim, le
 	j.cursor, j.direct, j.columns = cur, sized && seeks, cur.Columns()
 	j.state = StateUploadComplete
+	j.values = context.WithoutCancel(r.Context())
 	j.mu.Unlock()
 	info := j.info(infoCreate) // before processing can move the state on
 	s.goProcess(j)

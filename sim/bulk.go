@@ -23,6 +23,8 @@ func newBulk(s *Server) bulkServer {
 		APIVersion:  s.cfg.APIVersion,
 		Clock:       s.cfg.Clock,
 		UserID:      to18("005R00000000001"),
+		// The delay runs on the wall clock: the configured Clock may be a test's frozen one.
+		ProcessDelay: s.cfg.BulkProcessDelay,
 	})
 }
 

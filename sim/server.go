@@ -41,6 +41,11 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// APIVersion is the newest version the org offers (default "62.0").
 	APIVersion string
+	// BulkProcessDelay is how long a Bulk API 2.0 job stays in each intermediate state (UploadComplete,
+	// InProgress) before moving on, so clients see the platform's asynchronous progression and a results
+	// request before completion answers 412 JOB_NOT_COMPLETE. Default DefaultBulkProcessDelay; a negative
+	// value means no delay (processing still runs asynchronously).
+	BulkProcessDelay time.Duration
 	// Clock replaces time.Now (tests).
 	Clock func() time.Time
 }
@@ -54,6 +59,8 @@ const (
 	DefaultAPILimit     = 100000
 	DefaultTokenTTL     = 2 * time.Hour
 	DefaultAPIVersion   = "62.0"
+	// DefaultBulkProcessDelay keeps a bulk job visibly in UploadComplete and InProgress without slowing tests.
+	DefaultBulkProcessDelay = 20 * time.Millisecond
 )
 
 func (c *Config) setDefaults() {
@@ -80,6 +87,11 @@ func (c *Config) setDefaults() {
 	}
 	if c.Clock == nil {
 		c.Clock = time.Now
+	}
+	if c.BulkProcessDelay == 0 {
+		c.BulkProcessDelay = DefaultBulkProcessDelay
+	} else if c.BulkProcessDelay < 0 {
+		c.BulkProcessDelay = 0
 	}
 }
 

@@ -31,13 +31,17 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	jwtCert := fs.String("jwt-cert", "", "PEM certificate or public key that verifies JWT bearer assertions")
 	retention := fs.Duration("event-retention", 72*time.Hour, "how long change events stay replayable")
 	version := fs.String("api-version", sim.DefaultAPIVersion, "newest API version the org offers")
+	bulkDelay := fs.Duration("bulk-process-delay", sim.DefaultBulkProcessDelay, "time a Bulk API 2.0 job spends in each of UploadComplete and InProgress (0: none)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	cfg := sim.Config{
 		ClientID: *clientID, ClientSecret: *clientSecret, Username: *username, Password: *password,
 		SchemaFile: *schema, APILimit: *apiLimit, TokenTTL: *tokenTTL, EventRetention: *retention,
-		APIVersion: *version,
+		APIVersion: *version, BulkProcessDelay: *bulkDelay,
+	}
+	if *bulkDelay == 0 {
+		cfg.BulkProcessDelay = -1 // Config's zero value means the default
 	}
 	if *jwtCert != "" {
 		pem, err := os.ReadFile(*jwtCert)

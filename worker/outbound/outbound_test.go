@@ -226,3 +226,49 @@ func TestTransientFaultsAreRetriedWithoutUserAction(t *testing.T) {
 	b.scalar(t, &errs, `SELECT count(*) FROM pgforce.error`)
 	require.Zero(t, errs, "transient faults never become error rows")
 }
+
+// A failed update carried two fields; the user fixes only the one that
+// was refused. The fix is sent with the current value of the other, so its
+// success settles the error and both values reach Salesforce.
+func TestErrorOfAFailedUpdateResolvesWhenTheFixedRowSucceeds(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.start(t, fastOptions())
+	var id int
+	b.scalar(t, &id, `INSERT INTO salesforce.account (name, industry) VALUES ('Fine', 'Energy') RETURNING id`)
+	var sfid string
+	eventually(t, 10*time.Second, "synced", func() bool { sfid = b.rowSfid(t, "account", id); return sfid != "" })
+
+	b.exec(t, `UPDATE salesforce.account SET name = 'BAD name', industry = 'Banking' WHERE id = $1`, id)
+	var errID int64
+	eventually(t, 10*time.Second, "update error", func() bool {
+		return b.pool.QueryRow(context.Background(), `SELECT id FROM pgforce.error WHERE record_id = $1 AND state = 'open'`, id).Scan(&errID) == nil
+	})
+	// An update of another field still fails (the refused name goes with
+	// it) and counts as another attempt of the same error, not a new one.
+	b.exec(t, `UPDATE salesforce.account SET annualrevenue = 10 WHERE id = $1`, id)
+	eventually(t, 10*time.Second, "second attempt", func() bool {
+		var attempts int
+		b.scalar(t, &attempts, `SELECT attempts FROM pgforce.error WHERE id = $1`, errID)
+		return attempts == 2
+	})
+	var open int
+	b.scalar(t, &open, `SELECT count(*) FROM pgforce.error WHERE record_id = $1 AND state = 'open'`, id)
+	require.Equal(t, 1, open)
+
+	b.exec(t, `UPDATE salesforce.account SET name = 'Fixed name' WHERE id = $1`, id)
+	eventually(t, 10*time.Second, "error resolved", func() bool {
+		var state string
+		b.scalar(t, &state, `SELECT state FROM pgforce.error WHERE id = $1`, errID)
+		return state == "resolved"
+	})
+	var lastop string
+	b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account WHERE id = $1`, id)
+	require.Equal(t, "SYNCED", lastop)
+	require.Equal(t, "Fixed name", b.sfField(t, "Account", sfid, "Name"))
+	require.Equal(t, "Banking", b.sfField(t, "Account", sfid, "Industry"))
+	revenue, err := b.sfField(t, "Account", sfid, "AnnualRevenue").(json.Number).Float64()
+	require.NoError(t, err)
+	require.Equal(t, 10.0, revenue)
+	b.scalar(t, &open, `SELECT count(*) FROM pgforce.error WHERE state IN ('open', 'retrying')`)
+	require.Zero(t, open)
+}

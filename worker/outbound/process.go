@@ -275,10 +275,39 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 		row  map[string]any
 	}
 	rows := map[int]rowState{}
+	// Fields of failed updates still open: a later update of the record
+	// sends their current values too, so that its success settles the
+	// error (the user may fix one field of several that failed).
+	failedKeys := map[int][]string{}
+	var failedRows []int32
+	if len(need) > 0 {
+		r, err := s.pool.Query(ctx, `SELECT e.record_id, array_agg(DISTINCT k.k)
+			FROM pgforce.error e CROSS JOIN LATERAL jsonb_object_keys(coalesce(e.payload, '{}')) k(k)
+			WHERE e.mapping_id = $1 AND e.state = 'open' AND e.direction = 'outbound' AND e.operation = 'update'
+			  AND e.record_id = ANY($2) AND k.k <> 'Id'
+			GROUP BY e.record_id`, m.ID, need)
+		if err != nil {
+			return fmt.Errorf("read open errors of %s: %w", m.Table(), err)
+		}
+		for r.Next() {
+			var id int
+			var keys []string
+			if err := r.Scan(&id, &keys); err != nil {
+				r.Close()
+				return err
+			}
+			failedKeys[id] = keys
+			failedRows = append(failedRows, int32(id))
+		}
+		r.Close()
+		if err := r.Err(); err != nil {
+			return err
+		}
+	}
 	if len(need) > 0 {
 		r, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT t.id, coalesce(t.sfid, ''),
-			CASE WHEN t.sfid IS NULL THEN to_jsonb(t) - pgforce._uncaptured_columns() END
-			FROM %s t WHERE t.id = ANY($1)`, m.Table()), need)
+			CASE WHEN t.sfid IS NULL OR t.id = ANY($2) THEN to_jsonb(t) - pgforce._uncaptured_columns() END
+			FROM %s t WHERE t.id = ANY($1)`, m.Table()), need, failedRows)
 		if err != nil {
 			return fmt.Errorf("read rows of %s: %w", m.Table(), err)
 		}
@@ -310,6 +339,9 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 				c.Op = ""
 				continue
 			}
+			if keys := failedKeys[c.RecordID]; st.sfid != "" && c.Op == "update" && len(keys) > 0 {
+				addFailedFields(m, c, st.row, keys)
+			}
 			if st.sfid != "" {
 				if c.Op == "insert" {
 					// Written back already (a retry of a record that got its
@@ -333,6 +365,28 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 		}
 	}
 	return s.buildRecords(ctx, m, all, changes)
+}
+
+// addFailedFields adds to an update the current row values of the fields
+// (API names) a failed update of the record carried.
+func addFailedFields(m *Mapping, c *change, row map[string]any, keys []string) {
+	for _, k := range keys {
+		col := strings.ToLower(k)
+		if v, ok := row[col]; ok {
+			if _, has := c.Values[col]; !has {
+				c.Values[col] = v
+			}
+			continue
+		}
+		// A relationship sent by external id: its columns.
+		for _, rc := range m.RelColumns {
+			if v, ok := row[rc]; ok {
+				if _, has := c.Values[rc]; !has {
+					c.Values[rc] = v
+				}
+			}
+		}
+	}
 }
 
 // buildRecords fills change.record from change.Values.

@@ -272,7 +272,9 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 			}
 		}
 		if rec.nFailed > 0 {
-			// A retry that fails again reopens its error; any other failure
+			// A retry that fails again reopens its error; an update of a
+			// record whose earlier update failed (and was sent again with
+			// it, see prepare) updates that open error; any other failure
 			// is a new error row.
 			if _, err := tx.Exec(ctx, `WITH f AS (
 					SELECT * FROM jsonb_to_recordset($1) AS f(record_id integer, sfid text, op text, payload jsonb,
@@ -282,10 +284,17 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 						message = f.message, fields = f.fields, payload = f.payload
 					FROM f WHERE e.id = f.retry_of AND e.state = 'retrying'
 					RETURNING e.id
+				), again AS (
+					UPDATE pgforce.error e SET attempts = e.attempts + 1, error_code = f.error_code,
+						message = f.message, fields = f.fields, payload = f.payload
+					FROM f WHERE f.retry_of IS NULL AND f.op = 'update' AND e.mapping_id = $2 AND e.record_id = f.record_id
+					  AND e.direction = 'outbound' AND e.operation = 'update' AND e.state = 'open'
+					RETURNING e.record_id
 				)
 				INSERT INTO pgforce.error (mapping_id, direction, operation, record_id, sfid, payload, error_code, message, fields)
 				SELECT $2, 'outbound', f.op, f.record_id, f.sfid, f.payload, f.error_code, f.message, f.fields
-				FROM f WHERE f.retry_of IS NULL OR f.retry_of NOT IN (SELECT id FROM reopened)`, rec.failed, m.ID); err != nil {
+				FROM f WHERE (f.retry_of IS NULL OR f.retry_of NOT IN (SELECT id FROM reopened))
+				  AND NOT (f.retry_of IS NULL AND f.op = 'update' AND f.record_id IN (SELECT record_id FROM again))`, rec.failed, m.ID); err != nil {
 				return fmt.Errorf("record errors: %w", err)
 			}
 			// The status trigger reads an unchanged _hc_lastop on a worker

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgforce/pgforce/worker/budget"
@@ -79,17 +80,18 @@ func RunWithOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, o
 		}
 		sfCfg.PrivateKeyPEM = pem
 	}
-	var apiVersion string
-	if err := pool.QueryRow(ctx, `SELECT api_version FROM pgforce.org WHERE name = $1`, orgName(opts)).Scan(&apiVersion); err == nil {
-		sfCfg.APIVersion = apiVersion
+	org := orgName(cfg, opts)
+	var pct int
+	err = pool.QueryRow(ctx, `SELECT api_version, api_budget_pct FROM pgforce.org WHERE name = $1`, org).Scan(&sfCfg.APIVersion, &pct)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("PGFORCE_ORG: org %q is not in pgforce.org; add it with INSERT INTO pgforce.org (name) VALUES ('%s') or set PGFORCE_ORG to one that is", org, org)
+	}
+	if err != nil {
+		return fmt.Errorf("DATABASE_URL: reading pgforce.org: %w", err)
 	}
 	sf, err := salesforce.New(ctx, sfCfg)
 	if err != nil {
 		return fmt.Errorf("salesforce login at SALESFORCE_LOGIN_URL: %w", err)
-	}
-	var pct int
-	if err := pool.QueryRow(ctx, `SELECT api_budget_pct FROM pgforce.org WHERE name = $1`, orgName(opts)).Scan(&pct); err != nil {
-		pct = 50
 	}
 	b := budget.New(sf.APIUsage, pct)
 	b.SetProbe(func(ctx context.Context) error { _, err := sf.Limits(ctx); return err }, 0)
@@ -98,6 +100,7 @@ func RunWithOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, o
 	hs.AddCheck("postgres", func(ctx context.Context) error { return pool.Ping(ctx) })
 
 	inOpts := opts.Inbound
+	inOpts.Org = org
 	inOpts.Registerer = hs.Registry
 	in, err := inbound.New(pool, sf, b, log.With("component", "inbound"), inOpts)
 	if err != nil {
@@ -150,9 +153,14 @@ func RunWithOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, o
 	return runErr
 }
 
-func orgName(opts Options) string {
+// orgName is the org this worker serves: PGFORCE_ORG, unless a test set
+// Options.Inbound.Org.
+func orgName(cfg *config.Config, opts Options) string {
 	if opts.Inbound.Org != "" {
 		return opts.Inbound.Org
+	}
+	if cfg.Org != "" {
+		return cfg.Org
 	}
 	return "default"
 }

@@ -152,3 +152,10 @@ func TestRunRefusesDatabaseWithoutPgforce(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "pgforce install")
 }
+
+func TestRunRefusesAnOrgThatIsNotInPgforceOrg(t *testing.T) {
+	db := pgtest.NewDB(t)
+	cfg := &config.Config{DatabaseURL: db.ConnString, LoginURL: "http://127.0.0.1:1", ClientID: "x", ClientSecret: "y", Username: "u", Password: "p", Org: "sandbox", HTTPAddr: "127.0.0.1:0", LogLevel: "info"}
+	err := worker.Run(t.Context(), cfg, slog.New(slog.DiscardHandler))
+	require.ErrorContains(t, err, `PGFORCE_ORG: org "sandbox" is not in pgforce.org`)
+}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 
 	"github.com/sethvargo/go-envconfig"
@@ -29,9 +30,15 @@ type Config struct {
 	PrivateKeyFile string `env:"SALESFORCE_PRIVATE_KEY_FILE"`
 	RefreshToken   string `env:"SALESFORCE_REFRESH_TOKEN"`
 
+	// Org is the row of pgforce.org this worker syncs: one worker process
+	// serves one org, because the Salesforce credentials above are one org's.
+	Org      string `env:"PGFORCE_ORG, default=default"`
 	HTTPAddr string `env:"PGFORCE_HTTP_ADDR, default=127.0.0.1:9187"`
 	LogLevel string `env:"PGFORCE_LOG_LEVEL, default=info"`
 }
+
+// orgName is pgforce.org's rule for names (org_name_valid).
+var orgName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
 
 // Flow names the OAuth flow a Config selects.
 type Flow string
@@ -80,6 +87,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := c.Level(); err != nil {
 		return err
+	}
+	if c.Org != "" && !orgName.MatchString(c.Org) {
+		return fmt.Errorf("PGFORCE_ORG %q is not an org name: use the name of a row of pgforce.org, e.g. default", c.Org)
 	}
 	return nil
 }
@@ -161,6 +171,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("login_url", c.LoginURL),
 		slog.String("client_id", c.ClientID),
 		slog.String("username", c.Username),
+		slog.String("org", c.Org),
 		slog.String("http_addr", c.HTTPAddr),
 		slog.String("log_level", c.LogLevel),
 	)

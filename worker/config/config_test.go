@@ -37,6 +37,7 @@ func TestLoadSelectsPasswordFlowAndAppliesDefaults(t *testing.T) {
 	require.Equal(t, FlowPassword, flow)
 	require.Equal(t, "https://login.salesforce.com", c.LoginURL)
 	require.Equal(t, "127.0.0.1:9187", c.HTTPAddr)
+	require.Equal(t, "default", c.Org)
 	lvl, err := c.Level()
 	require.NoError(t, err)
 	require.Equal(t, slog.LevelInfo, lvl)
@@ -117,4 +118,12 @@ func TestConfigNeverPrintsSecrets(t *testing.T) {
 		require.NotContains(t, out, secret)
 	}
 	require.Contains(t, out, "db.example")
+}
+
+func TestLoadRefusesAnOrgNameThatCannotExist(t *testing.T) {
+	t.Parallel()
+	env := base()
+	env["PGFORCE_ORG"] = "Sandbox Org"
+	_, err := load(t, env)
+	require.ErrorContains(t, err, "PGFORCE_ORG")
 }

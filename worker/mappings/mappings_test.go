@@ -32,28 +32,35 @@ func TestWatchSeesInsertedAndPausedMappingsWithoutRestart(t *testing.T) {
 	go mappings.Watch(ctx, pool, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)), func(ms []mappings.Mapping) { got <- ms })
 
 	require.Empty(t, <-got, "the first call lists the (empty) mapping set")
+	// Watch may re-read more than once per change (the listener also signals
+	// when it connects), so wait for the list that shows the change.
+	await := func(what string, ok func([]mappings.Mapping) bool) []mappings.Mapping {
+		t.Helper()
+		deadline := time.After(5 * time.Second)
+		for {
+			select {
+			case ms := <-got:
+				if ok(ms) {
+					return ms
+				}
+			case <-deadline:
+				t.Fatal("no re-read after " + what)
+			}
+		}
+	}
 	_, err := db.Conn.Exec(ctx, `INSERT INTO pgforce.mapping (sobject, fields) VALUES ('Account', '{Name}')`)
 	require.NoError(t, err)
-	select {
-	case ms := <-got:
-		require.Len(t, ms, 1)
-		require.Equal(t, "Account", ms[0].SObject)
-		require.Equal(t, "salesforce", ms[0].Schema)
-		require.Equal(t, `"salesforce"."account"`, ms[0].Table())
-		require.Equal(t, time.Minute, ms[0].PollInterval)
-		require.False(t, ms[0].Paused)
-	case <-time.After(5 * time.Second):
-		t.Fatal("no re-read after INSERT INTO pgforce.mapping")
-	}
+	ms := await("INSERT INTO pgforce.mapping", func(ms []mappings.Mapping) bool { return len(ms) == 1 })
+	require.Equal(t, "Account", ms[0].SObject)
+	require.Equal(t, "salesforce", ms[0].Schema)
+	require.Equal(t, `"salesforce"."account"`, ms[0].Table())
+	require.Equal(t, time.Minute, ms[0].PollInterval)
+	require.False(t, ms[0].Paused)
+
 	_, err = db.Conn.Exec(ctx, `SELECT pgforce.pause('Account')`)
 	require.NoError(t, err)
-	select {
-	case ms := <-got:
-		require.True(t, ms[0].Paused)
-		require.Equal(t, mappings.StatePaused, ms[0].State)
-	case <-time.After(5 * time.Second):
-		t.Fatal("no re-read after pgforce.pause")
-	}
+	ms = await("pgforce.pause", func(ms []mappings.Mapping) bool { return len(ms) == 1 && ms[0].Paused })
+	require.Equal(t, mappings.StatePaused, ms[0].State)
 }
 
 func TestInboundLeaseIsHeldByOneWorkerUntilItExpires(t *testing.T) {

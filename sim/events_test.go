@@ -222,3 +222,35 @@ func TestBulkIngestEventsCarryTheJobCreatorsClientInChangeOrigin(t *testing.T) {
 	require.Len(t, events, 1)
 	require.Equal(t, "com/salesforce/api/bulkapi/62.0", header(t, events[0].Payload)["changeOrigin"], "no Sforce-Call-Options, no client")
 }
+
+func TestConcurrentCommitsPublishInCommitOrder(t *testing.T) {
+	b := setup(t)
+	const writers, each = 6, 30
+	done := make(chan struct{})
+	for w := 0; w < writers; w++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := 0; i < each; i++ {
+				ops := []Op{{Kind: "insert", Object: b.srv.cat.Object("Account"), Fields: map[string]any{"Name": "A"}},
+					{Kind: "insert", Object: b.srv.cat.Object("Contact"), Fields: map[string]any{"LastName": "B"}}}
+				b.srv.store.Apply(t.Context(), Tx{User: b.srv.UserID()}, ops, true)
+			}
+		}()
+	}
+	for w := 0; w < writers; w++ {
+		<-done
+	}
+	events := b.srv.Events(0, writers*each*2+1)
+	require.Len(t, events, writers*each*2)
+	var lastCommit int64
+	for i := 0; i < len(events); i += 2 {
+		first, second := header(t, events[i].Payload), header(t, events[i+1].Payload)
+		require.Equal(t, first["transactionKey"], second["transactionKey"], "a transaction's events are adjacent")
+		require.Equal(t, json.Number("1"), first["sequenceNumber"])
+		require.Equal(t, json.Number("2"), second["sequenceNumber"])
+		n, err := first["commitNumber"].(json.Number).Int64()
+		require.NoError(t, err)
+		require.Greater(t, n, lastCommit, "replay order is commit order")
+		lastCommit = n
+	}
+}

@@ -161,7 +161,7 @@ func New(cfg Config) (*Server, error) {
 	s.orgID = to18("00DR00000000001")
 	s.store = newStore(cat, cfg.Clock)
 	s.bus = cometd.NewBus(cfg.EventRetention, cfg.Clock)
-	s.store.publish = func(entity string, payload map[string]any) { s.bus.Publish(entity, payload) }
+	s.store.publish = func(events ...cometd.RawEvent) { s.bus.PublishRaw(events...) }
 	s.streams = cometd.NewServer(s.bus, cometd.Options{
 		Authenticate:   s.authenticateStreaming,
 		ValidChannel:   s.validChannel,

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pgforce/pgforce/sim/cometd"
 )
 
 // record is one stored row: values indexed by Field.Index. A record is never modified once it is in a
@@ -162,7 +164,14 @@ type Store struct {
 	lastStamp    time.Time
 	commitNumber int64
 	txCounter    uint64
-	publish      func(entity string, payload map[string]any)
+	// publish delivers a committed transaction's encoded events, in commit order (see publishBatch).
+	publish func(events ...cometd.RawEvent)
+	// pubTurn orders publication: a commit takes the next ticket under the write lock, encodes its events
+	// after releasing it and publishes once every earlier ticket has, so replay order is commit order.
+	pubMu     sync.Mutex
+	pubCond   *sync.Cond
+	pubTicket uint64 // next ticket to hand out (under mu)
+	pubNext   uint64 // ticket whose turn it is (under pubMu)
 	// overflow is the number of changes in one transaction above which a single GAP_OVERFLOW event per
 	// entity replaces the individual events, as Salesforce does for very large transactions.
 	overflow int
@@ -170,6 +179,7 @@ type Store struct {
 
 func newStore(cat *Catalog, clock func() time.Time) *Store {
 	s := &Store{cat: cat, clock: clock, overflow: 100000, commitNumber: 1100670838000}
+	s.pubCond = sync.NewCond(&s.pubMu)
 	s.resetTables()
 	return s
 }
@@ -205,6 +215,8 @@ type txn struct {
 	// overflowed lists the entities of a transaction that outgrew Store.overflow; their events were
 	// dropped in favour of one GAP_OVERFLOW each.
 	overflowed []*Object
+	// batch is what commit leaves to publish once the lock is released.
+	batch *eventBatch
 }
 
 func (t *txn) pushUndo(f func()) {
@@ -231,11 +243,15 @@ func (t *txn) addEvent(e pendingEvent) {
 	}
 }
 
+// pendingEvent is a change event of a transaction in progress. Its field values are read from vals, the
+// new record's value slice, which is immutable once the record is stored (updates copy on write), so the
+// event can be encoded after the transaction released the lock.
 type pendingEvent struct {
 	obj     *Object
 	kind    string
 	ids     []string
-	fields  map[string]any
+	vals    []any    // nil: the event carries no fields (DELETE, gaps)
+	only    []*Field // UPDATE: the changed fields (nulls included); nil: every non-null field
 	changed []string
 }
 
@@ -259,7 +275,8 @@ func (s *Store) begin(tx Tx) *txn {
 	return &txn{s: s, tx: tx, at: s.stamp()}
 }
 
-// end commits (publishing change events) or rolls back, and releases the lock.
+// end commits (publishing change events) or rolls back, and releases the lock. The events are encoded and
+// published after the lock is released, in commit order, before end returns.
 func (t *txn) end(commit bool) {
 	if commit {
 		t.commit()
@@ -267,7 +284,12 @@ func (t *txn) end(commit bool) {
 		t.rollback()
 	}
 	t.done = true
+	batch := t.batch
+	t.batch = nil
 	t.s.mu.Unlock()
+	if batch != nil {
+		t.s.publishBatch(batch)
+	}
 }
 
 // Apply runs ops as one transaction (or inside the transaction ctx carries). With allOrNone a single
@@ -625,7 +647,7 @@ func (t *txn) insert(tbl *table, fields map[string]any, order []string, forcedID
 	if t.overflowed != nil {
 		t.addEvent(pendingEvent{obj: o}) // only the entity matters once the transaction overflowed
 	} else {
-		t.addEvent(pendingEvent{obj: o, kind: "CREATE", ids: []string{id}, fields: eventFields(o, vals, nil)})
+		t.addEvent(pendingEvent{obj: o, kind: "CREATE", ids: []string{id}, vals: vals})
 	}
 	return Result{ID: id, Created: true}
 }
@@ -667,7 +689,7 @@ func (t *txn) update(tbl *table, old *record, fields map[string]any, order []str
 	t.replace(tbl, old, &record{vals: vals})
 	if len(changed) > 0 {
 		changed = append(changed, o.Field("LastModifiedDate"))
-		t.addEvent(pendingEvent{obj: o, kind: "UPDATE", ids: []string{old.id()}, fields: eventFields(o, vals, changed), changed: changedNames(changed)})
+		t.addEvent(pendingEvent{obj: o, kind: "UPDATE", ids: []string{old.id()}, vals: vals, only: changed, changed: changedNames(changed)})
 	}
 	return Result{ID: old.id()}
 }
@@ -750,7 +772,7 @@ func (t *txn) undelete(tbl *table, raw string) Result {
 	}
 	vals[o.Field("SystemModstamp").Index] = t.at
 	t.replace(tbl, old, &record{vals: vals})
-	t.addEvent(pendingEvent{obj: o, kind: "UNDELETE", ids: []string{id}, fields: eventFields(o, vals, nil)})
+	t.addEvent(pendingEvent{obj: o, kind: "UNDELETE", ids: []string{id}, vals: vals})
 	return Result{ID: id}
 }
 
@@ -766,45 +788,22 @@ func changedNames(fs []*Field) []string {
 	return out
 }
 
-// eventFields builds the field part of a change event: every non-null field (only), or just the changed
-// ones. Compound parts are nested under their compound with capitalised component names.
-func eventFields(o *Object, vals []any, only []*Field) map[string]any {
-	out := map[string]any{}
-	add := func(f *Field) {
-		if f.Index < 0 || f.Name == "Id" || f.Name == "IsDeleted" || f.Name == "SystemModstamp" || len(f.compound) > 0 {
-			return
-		}
-		v := vals[f.Index]
-		if only == nil && v == nil {
-			return
-		}
-		if f.CompoundName != "" {
-			m, _ := out[f.CompoundName].(map[string]any)
-			if m == nil {
-				m = map[string]any{}
-				out[f.CompoundName] = m
-			}
-			m[f.Component] = eventValue(f, v)
-			return
-		}
-		out[f.Name] = eventValue(f, v)
-	}
-	if only == nil {
-		for _, f := range o.Fields {
-			add(f)
-		}
-	} else {
-		for _, f := range only {
-			add(f)
-		}
-	}
-	return out
+// eventBatch is one committed transaction's change events waiting to be encoded and published.
+type eventBatch struct {
+	ticket       uint64
+	events       []pendingEvent
+	tx           Tx
+	key          string
+	at           time.Time
+	commitNumber int64
 }
 
-// commit publishes the transaction's change events in order under one transaction key.
+// commit closes the transaction's change events into a batch under one transaction key and takes the
+// batch's publication ticket; end publishes it once the lock is released.
 func (t *txn) commit() {
 	t.undo = nil
 	events := t.events
+	t.events = nil
 	// One GAP_OVERFLOW per entity tells subscribers to resynchronise the entity.
 	for _, o := range t.overflowed {
 		events = append(events, pendingEvent{obj: o, kind: "GAP_OVERFLOW", ids: []string{o.KeyPrefix + "000000000000000"}})
@@ -812,41 +811,41 @@ func (t *txn) commit() {
 	// Objects not selected for Change Data Capture publish nothing.
 	events = slices.DeleteFunc(events, func(e pendingEvent) bool { return e.obj.NoCDC })
 	if len(events) == 0 || t.s.publish == nil {
-		t.events = nil
 		return
 	}
 	t.s.commitNumber++
 	t.s.txCounter++
-	key := transactionKey(t.s.txCounter, t.at)
-	for i, e := range events {
-		t.s.publish(e.obj.Name, eventPayload(e, t.tx, key, i+1, t.at, t.s.commitNumber))
-	}
-	t.events = nil
+	t.batch = &eventBatch{ticket: t.s.pubTicket, events: events, tx: t.tx, key: transactionKey(t.s.txCounter, t.at),
+		at: t.at, commitNumber: t.s.commitNumber}
+	t.s.pubTicket++
 }
 
-func eventPayload(e pendingEvent, tx Tx, key string, seq int, at time.Time, commitNumber int64) map[string]any {
-	changed := e.changed
-	if changed == nil {
-		changed = []string{}
+// publishBatch encodes a batch's events (concurrently with other transactions) and publishes them when
+// every batch committed before it has been published. The turn passes on even if encoding panics, so one
+// bad event cannot stall every later commit.
+func (s *Store) publishBatch(b *eventBatch) {
+	var raw []cometd.RawEvent
+	defer func() {
+		s.pubMu.Lock()
+		for s.pubNext != b.ticket {
+			s.pubCond.Wait()
+		}
+		if raw != nil {
+			s.publish(raw...)
+		}
+		s.pubNext++
+		s.pubMu.Unlock()
+		s.pubCond.Broadcast()
+	}()
+	out := make([]cometd.RawEvent, len(b.events))
+	var buf []byte
+	for i := range b.events {
+		e := &b.events[i]
+		start := len(buf)
+		buf = appendEventPayload(buf, e, b, i+1)
+		out[i] = cometd.RawEvent{Entity: e.obj.Name, Payload: buf[start:len(buf):len(buf)]}
 	}
-	p := map[string]any{
-		"ChangeEventHeader": map[string]any{
-			"entityName":      e.obj.Name,
-			"recordIds":       e.ids,
-			"changeType":      e.kind,
-			"changeOrigin":    tx.Origin,
-			"transactionKey":  key,
-			"sequenceNumber":  seq,
-			"commitTimestamp": at.UnixMilli(),
-			"commitNumber":    commitNumber,
-			"commitUser":      tx.User,
-			"changedFields":   changed,
-		},
-	}
-	for k, v := range e.fields {
-		p[k] = v
-	}
-	return p
+	raw = out
 }
 
 // transactionKey formats a unique key in the UUID-like shape Salesforce uses.

@@ -129,36 +129,56 @@ func (b *Bus) Publish(entity string, payload map[string]any) int64 {
 	if err != nil {
 		panic(fmt.Sprintf("cometd: change event payload for %s is not JSON-encodable: %v", entity, err))
 	}
-	uuid := newUUID()
+	return b.PublishRaw(RawEvent{Entity: entity, Payload: body})
+}
+
+// RawEvent is an event whose payload object (ChangeEventHeader + fields) is already JSON-encoded.
+type RawEvent struct {
+	Entity  string
+	Payload []byte
+}
+
+// PublishRaw publishes events in order under consecutive replay ids with one wake-up of the held connects,
+// and returns the last replay id. Payloads must be valid JSON objects; encoding them is the caller's work,
+// so it can happen outside any lock the caller holds.
+func (b *Bus) PublishRaw(events ...RawEvent) int64 {
+	if len(events) == 0 {
+		return b.Latest()
+	}
+	uuids := make([]string, len(events))
+	for i := range uuids {
+		uuids[i] = newUUID()
+	}
 
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.clock()
 	b.expireLocked(now)
-	idx, ok := b.entityIdx[entity]
-	if !ok {
-		idx = int32(len(b.entities))
-		b.entities = append(b.entities, entityInfo{name: entity, channel: ChannelFor(entity), schema: schemaID(entity)})
-		b.entityIdx[entity] = idx
+	for i, ev := range events {
+		idx, ok := b.entityIdx[ev.Entity]
+		if !ok {
+			idx = int32(len(b.entities))
+			b.entities = append(b.entities, entityInfo{name: ev.Entity, channel: ChannelFor(ev.Entity), schema: schemaID(ev.Entity)})
+			b.entityIdx[ev.Entity] = idx
+		}
+		b.lastID++
+		id := b.lastID
+		uuid := uuids[i]
+		data := make([]byte, 0, len(ev.Payload)+len(uuid)+120) // room for the envelope, so append never reallocates
+		data = append(data, `{"schema":`...)
+		data = strconv.AppendQuote(data, b.entities[idx].schema)
+		data = append(data, `,"payload":`...)
+		data = append(data, ev.Payload...)
+		data = append(data, `,"event":{"EventUuid":"`...)
+		data = append(data, uuid...)
+		data = append(data, `","replayId":`...)
+		data = strconv.AppendInt(data, id, 10)
+		data = append(data, "}}"...)
+		b.events = append(b.events, stored{id: id, created: now.UnixNano(), entity: idx, data: data})
 	}
-	b.lastID++
-	id := b.lastID
-
-	data := make([]byte, 0, len(body)+len(uuid)+120) // room for the envelope, so append never reallocates
-	data = append(data, `{"schema":`...)
-	data = strconv.AppendQuote(data, b.entities[idx].schema)
-	data = append(data, `,"payload":`...)
-	data = append(data, body...)
-	data = append(data, `,"event":{"EventUuid":"`...)
-	data = append(data, uuid...)
-	data = append(data, `","replayId":`...)
-	data = strconv.AppendInt(data, id, 10)
-	data = append(data, "}}"...)
-
-	b.events = append(b.events, stored{id: id, created: now.UnixNano(), entity: idx, data: data})
 	close(b.wake)
 	b.wake = make(chan struct{})
-	return id
+	return b.lastID
 }
 
 // ExpireBefore drops every event whose replay id is below replayID, as if retention had passed for them.

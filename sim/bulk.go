@@ -68,7 +68,7 @@ func (b bulkBackend) ValidateColumns(_ context.Context, operation, object string
 		return errors.New("InvalidBatch : Unable to find object: " + object)
 	}
 	for _, col := range columns {
-		if o.Field(col) == nil {
+		if o.Field(col) == nil && !b.externalLookupColumn(o, col) {
 			return errors.New("InvalidBatch : Field name not found : " + col)
 		}
 	}
@@ -81,6 +81,25 @@ func (b bulkBackend) ValidateColumns(_ context.Context, operation, object string
 		return errors.New("InvalidBatch : Field name not found : Id")
 	}
 	return nil
+}
+
+// externalLookupColumn reports whether col sets a lookup through the parent's external id
+// ("Account.External_Id__c").
+func (b bulkBackend) externalLookupColumn(o *Object, col string) bool {
+	rel, ext, ok := strings.Cut(col, ".")
+	if !ok {
+		return false
+	}
+	lookup := o.relByLower[strings.ToLower(rel)]
+	if lookup == nil || len(lookup.ReferenceTo) == 0 {
+		return false
+	}
+	parent := b.s.cat.Object(lookup.ReferenceTo[0])
+	if parent == nil {
+		return false
+	}
+	f := parent.Field(ext)
+	return f != nil && (f.ExternalID || f.Unique)
 }
 
 func (b bulkBackend) Ingest(ctx context.Context, operation, object, extID string, records []bulk.Record) []bulk.Result {

@@ -525,3 +525,59 @@ func TestSchemaRejectsMistakesWithTheirFix(t *testing.T) {
 		require.ErrorContains(t, err, tc.want)
 	}
 }
+
+func TestLookupsCanBeSetThroughTheParentsExternalID(t *testing.T) {
+	b := setup(t)
+	acme := b.create("Account", map[string]any{"Name": "Acme", "External_Id__c": "A-1"})
+	globex := b.create("Account", map[string]any{"Name": "Globex", "External_Id__c": "A-2"})
+
+	// REST create and update, with a custom lookup (Account__r) and a standard one (Contact.Account).
+	inv := b.create("Invoice__c", map[string]any{"Name": "INV-1", "Amount__c": 10, "Account__r": map[string]any{"External_Id__c": "a-1"}})
+	r := b.do("GET", "sobjects/Invoice__c/"+inv, nil)
+	require.Equal(t, acme, r.object(t)["Account__c"], "external ids match case-insensitively unless declared case-sensitive")
+	ct := b.create("Contact", map[string]any{"LastName": "Lee", "Account": map[string]any{"attributes": map[string]any{"type": "Account"}, "External_Id__c": "A-1"}})
+	require.Equal(t, http.StatusNoContent, b.do("PATCH", "sobjects/Contact/"+ct, map[string]any{"Account": map[string]any{"External_Id__c": "A-2"}}).status)
+	require.Equal(t, globex, b.do("GET", "sobjects/Contact/"+ct, nil).object(t)["AccountId"])
+
+	// An unknown value fails like Salesforce: INVALID_FIELD naming the value, field and entity.
+	r = b.do("POST", "sobjects/Contact", map[string]any{"LastName": "Nope", "Account": map[string]any{"External_Id__c": "A-404"}})
+	require.Equal(t, http.StatusBadRequest, r.status)
+	code, msg := r.firstError(t)
+	require.Equal(t, "INVALID_FIELD", code)
+	require.Equal(t, "Foreign key external ID: A-404 not found for field External_Id__c in entity Account", msg)
+
+	// Upsert and Collections accept the same nested form; per-record errors use statusCode.
+	r = b.do("PATCH", "sobjects/Contact/Id/"+ct, map[string]any{"Account": map[string]any{"External_Id__c": "A-1"}})
+	require.Contains(t, []int{http.StatusOK, http.StatusNoContent}, r.status, string(r.body))
+	r = b.do("POST", "composite/sobjects", map[string]any{"allOrNone": false, "records": []any{
+		map[string]any{"attributes": map[string]any{"type": "Contact"}, "LastName": "Col", "Account": map[string]any{"External_Id__c": "A-2"}},
+		map[string]any{"attributes": map[string]any{"type": "Contact"}, "LastName": "Bad", "Account": map[string]any{"External_Id__c": "A-9"}},
+	}})
+	require.Equal(t, http.StatusOK, r.status)
+	items := r.json(t).([]any)
+	require.Equal(t, true, items[0].(map[string]any)["success"])
+	bad := items[1].(map[string]any)["errors"].([]any)[0].(map[string]any)
+	require.Equal(t, "INVALID_FIELD", bad["statusCode"])
+	require.Equal(t, "Foreign key external ID: A-9 not found for field External_Id__c in entity Account", bad["message"])
+	created := items[0].(map[string]any)["id"].(string)
+	require.Equal(t, globex, b.do("GET", "sobjects/Contact/"+created, nil).object(t)["AccountId"])
+
+	// A field that is not an external id cannot be used.
+	r = b.do("POST", "sobjects/Contact", map[string]any{"LastName": "X", "Account": map[string]any{"Name": "Acme"}})
+	require.Equal(t, http.StatusBadRequest, r.status)
+	code, _ = r.firstError(t)
+	require.Equal(t, "INVALID_FIELD", code)
+}
+
+func TestBulkCSVSetsLookupsThroughRelationshipColumns(t *testing.T) {
+	b := setup(t)
+	acme := b.create("Account", map[string]any{"Name": "Acme", "External_Id__c": "A-1"})
+	id := b.runIngestJob("Contact", "insert", "LastName,Account.External_Id__c\nKnown,A-1\nUnknown,A-404\nNone,\n")
+	r := b.do("GET", "jobs/ingest/"+id+"/failedResults", nil)
+	require.Contains(t, string(r.body), `"INVALID_FIELD:Foreign key external ID: A-404 not found for field External_Id__c in entity Account:--"`)
+	r = b.do("GET", "query?q="+url.QueryEscape("SELECT LastName, AccountId FROM Contact ORDER BY LastName"), nil)
+	recs := r.object(t)["records"].([]any)
+	require.Len(t, recs, 2)
+	require.Equal(t, acme, recs[0].(map[string]any)["AccountId"])
+	require.Nil(t, recs[1].(map[string]any)["AccountId"], "an empty cell leaves the lookup as it is")
+}

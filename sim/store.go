@@ -456,6 +456,17 @@ func (t *txn) setFields(tbl *table, vals []any, fields map[string]any, order []s
 		}
 		f := o.Field(name)
 		if f == nil {
+			// A lookup set through the parent's external id: {"Account": {"Ext__c": "A-1"}} in JSON, an
+			// Account.Ext__c column in Bulk CSV.
+			lookup, id, e, ok := t.resolveExternalLookup(o, name, raw)
+			if e != nil {
+				return e
+			}
+			if ok {
+				f, raw = lookup, id
+			}
+		}
+		if f == nil {
 			e := APIError{Code: "INVALID_FIELD", Message: fmt.Sprintf("No such column '%s' on sobject of type %s", name, o.Name), Fields: []string{}}
 			return &e
 		}
@@ -503,6 +514,84 @@ func (t *txn) setFields(tbl *table, vals []any, fields map[string]any, order []s
 		}
 	}
 	return nil
+}
+
+// resolveExternalLookup turns a relationship reference by external id into the parent's id. name is the
+// key as the request spelled it: a relationship name whose value is an object {"ExtField__c": value} (JSON),
+// or "Relationship.ExtField__c" with a CSV cell. ok is false when name is neither; otherwise either the
+// lookup field and the parent's id (nil when the value is null) or the error are set.
+func (t *txn) resolveExternalLookup(o *Object, name string, raw any) (lookup *Field, id any, e *APIError, ok bool) {
+	rel, extName, dotted := strings.Cut(name, ".")
+	var extRaw any
+	var parentType string
+	if dotted {
+		if _, isCell := raw.(csvCell); !isCell && raw != nil {
+			return nil, nil, nil, false
+		}
+		extRaw = raw
+	} else {
+		m, isObj := raw.(map[string]any)
+		if !isObj {
+			return nil, nil, nil, false
+		}
+		for k, v := range m {
+			if k == "attributes" {
+				if a, ok := v.(map[string]any); ok {
+					parentType, _ = a["type"].(string)
+				}
+				continue
+			}
+			if extName != "" {
+				err := APIError{Code: "INVALID_FIELD", Message: fmt.Sprintf("The foreign key reference %s must name one external id field", name), Fields: []string{}}
+				return nil, nil, &err, true
+			}
+			extName, extRaw = k, v
+		}
+	}
+	lookup = o.relByLower[strings.ToLower(rel)]
+	if lookup == nil || len(lookup.ReferenceTo) == 0 || lookup.Index < 0 {
+		return nil, nil, nil, false
+	}
+	target := lookup.ReferenceTo[0]
+	if parentType != "" {
+		target = parentType
+	}
+	parent := t.s.cat.Object(target)
+	if parent == nil || !slices.Contains(lookup.ReferenceTo, parent.Name) {
+		err := APIError{Code: "INVALID_FIELD", Message: fmt.Sprintf("Cannot reference %s through %s", target, lookup.RelationshipName), Fields: []string{}}
+		return nil, nil, &err, true
+	}
+	ext := parent.Field(extName)
+	if ext == nil || !(ext.ExternalID || ext.Unique) || t.s.tables[parent].keys[ext] == nil {
+		err := APIError{Code: "INVALID_FIELD", Message: fmt.Sprintf("Field name provided, %s is not an External ID or indexed field for %s", extName, parent.Name), Fields: []string{}}
+		return nil, nil, &err, true
+	}
+	if extRaw == nil {
+		return lookup, nil, nil, true // clears the lookup
+	}
+	var v any
+	var err error
+	if c, isCell := extRaw.(csvCell); isCell {
+		v, err = convertText(ext, string(c))
+	} else {
+		v, err = convertJSON(ext, extRaw)
+	}
+	shown := fmt.Sprint(extRaw)
+	if err != nil || v == nil {
+		e := APIError{Code: "INVALID_FIELD", Message: fmt.Sprintf("Foreign key external ID: %s not found for field %s in entity %s", shown, ext.Name, parent.Name), Fields: []string{}}
+		return nil, nil, &e, true
+	}
+	k, _ := keyOf(ext, v)
+	switch ids := t.s.tables[parent].keys[ext][k]; len(ids) {
+	case 0:
+		e := APIError{Code: "INVALID_FIELD", Message: fmt.Sprintf("Foreign key external ID: %s not found for field %s in entity %s", shown, ext.Name, parent.Name), Fields: []string{}}
+		return nil, nil, &e, true
+	case 1:
+		return lookup, ids[0], nil, true
+	default:
+		e := APIError{Code: "DUPLICATE_EXTERNAL_ID", Message: fmt.Sprintf("%s: More than 1 record found for External ID field: %s", parent.Name, shown), Fields: []string{}}
+		return nil, nil, &e, true
+	}
 }
 
 func sameValue(a, b any) bool {

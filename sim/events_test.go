@@ -254,3 +254,41 @@ func TestConcurrentCommitsPublishInCommitOrder(t *testing.T) {
 		lastCommit = n
 	}
 }
+
+func TestCometDDeliversARESTWriteToAnAuthenticatedLongPollingSubscriber(t *testing.T) {
+	b := setup(t, func(c *Config) { c.Clock = nil; c.ConnectTimeout = 5 * time.Second })
+
+	// A session token the org did not issue is refused at the handshake.
+	stranger := newBayeux(&bundle{t: t, srv: b.srv, http: b.http, token: "00DR00000000001!forged"})
+	out := stranger.send(map[string]any{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": []string{"long-polling"}})
+	require.Equal(t, false, out[0]["successful"])
+	require.Equal(t, "403::Handshake denied", out[0]["error"])
+
+	c := newBayeux(b) // the token from the password grant
+	c.handshake()
+	require.Equal(t, true, c.subscribe("/data/AccountChangeEvent", -1)["successful"])
+	delivered := make(chan []map[string]any, 1)
+	go func() { delivered <- c.connect() }() // held until the event is published
+	time.Sleep(20 * time.Millisecond)
+	id := b.create("Account", map[string]any{"Name": "Streamed"})
+
+	var events []map[string]any
+	select {
+	case events = <-delivered:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the held connect delivered nothing")
+	}
+	require.Len(t, events, 1)
+	require.Equal(t, "/data/AccountChangeEvent", events[0]["channel"])
+	data := events[0]["data"].(map[string]any)
+	payload := data["payload"].(map[string]any)
+	h := payload["ChangeEventHeader"].(map[string]any)
+	require.Equal(t, "CREATE", h["changeType"])
+	require.Equal(t, []any{id}, h["recordIds"])
+	require.Equal(t, "com/salesforce/api/rest/62.0", h["changeOrigin"])
+	require.Equal(t, "Streamed", payload["Name"])
+	require.NotEmpty(t, data["schema"])
+	replayID, err := data["event"].(map[string]any)["replayId"].(json.Number).Int64()
+	require.NoError(t, err)
+	require.Equal(t, b.srv.Events(0, 10)[0].ReplayID, replayID)
+}

@@ -63,24 +63,41 @@ $$;
 -- (a retry of the failed insert itself, retry_of set, is not held back).
 -- Per-record order is kept as in pgforce.claim: an entry is handed out only
 -- together with every earlier entry of its record.
+--
+-- The earlier entries left out (in flight with some worker, locked by
+-- another claim, or beyond the limit) are found for the whole batch in one
+-- range scan of the outbox up to the batch's last id, not by a probe per
+-- entry: the outbox has no index on record_id (it would double the cost of
+-- capture), so a probe per entry made claiming quadratic in the backlog.
 CREATE FUNCTION pgforce._outbound_claim(p_mapping_id integer, p_limit integer, p_worker text)
 RETURNS SETOF pgforce.outbox
 LANGUAGE sql AS $$
-    WITH locked AS (
+    WITH locked AS MATERIALIZED (
         SELECT o.id, o.record_id
         FROM pgforce.outbox o
         WHERE o.mapping_id = p_mapping_id AND o.claimed_at IS NULL
-          AND (o.retry_of IS NOT NULL OR NOT pgforce._outbound_record_blocked(p_mapping_id, o.record_id))
+          -- pgforce._outbound_record_blocked, spelled out so that it is
+          -- planned with the query rather than called per entry.
+          AND (o.retry_of IS NOT NULL OR NOT EXISTS (
+                SELECT FROM pgforce.error e
+                WHERE e.mapping_id = p_mapping_id AND e.record_id = o.record_id AND e.state = 'open'
+                  AND ((e.direction = 'outbound' AND e.operation = 'insert') OR e.error_code = 'CONFLICT')))
         ORDER BY o.id
         LIMIT p_limit
         FOR UPDATE SKIP LOCKED
+    ), held_back AS (
+        SELECT e.record_id, pg_catalog.min(e.id) AS first_id
+        FROM pgforce.outbox e
+        WHERE e.mapping_id = p_mapping_id
+          AND e.id < (SELECT pg_catalog.max(l.id) FROM locked l)
+          AND e.id NOT IN (SELECT l.id FROM locked l)
+          AND e.record_id IN (SELECT l.record_id FROM locked l)
+        GROUP BY e.record_id
     ), eligible AS (
         SELECT l.id
         FROM locked l
-        WHERE NOT EXISTS (
-            SELECT FROM pgforce.outbox e
-            WHERE e.mapping_id = p_mapping_id AND e.record_id = l.record_id AND e.id < l.id
-              AND NOT EXISTS (SELECT FROM locked k WHERE k.id = e.id))
+        LEFT JOIN held_back h ON h.record_id = l.record_id
+        WHERE h.first_id IS NULL OR h.first_id > l.id
     )
     UPDATE pgforce.outbox o
     SET claimed_at = pg_catalog.now(), claimed_by = p_worker, attempts = o.attempts + 1

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -30,36 +31,172 @@ const (
 	outDeferred                     // waits for a parent's Id
 )
 
+// batch is one claim of a mapping's entries, merged and prepared.
+type batch struct {
+	entries int
+	limit   int
+	changes []*change
+	results []outcome
+	took    time.Duration // claiming and preparing
+}
+
 // drain claims and writes one mapping's changes until none is claimable.
+// It is a pipeline of three stages, so that neither Postgres nor
+// Salesforce waits for the other: while one batch is in flight to
+// Salesforce, the next is claimed and prepared, and the previous one's
+// results are recorded. Batches hold disjoint records (a record with an
+// entry in flight is never claimed, see pgforce._outbound_claim), so the
+// stages never touch the same rows, and each record's changes stay in
+// order.
+//
+// A claim that comes back short while batches are in flight does not mean
+// that the queue is empty (later changes of the records in flight wait for
+// them), so passes repeat until one finds nothing to claim.
 func (s *Service) drain(ctx, work context.Context, m *Mapping) error {
+	all, err := loadMappings(work, s.pool)
+	if err != nil {
+		return err
+	}
 	for ctx.Err() == nil {
-		limit := s.opts.BatchSize
-		var queued int
-		if err := s.pool.QueryRow(work, `SELECT count(*) FROM (SELECT FROM pgforce.outbox o
-			WHERE o.mapping_id = $1 AND o.claimed_at IS NULL LIMIT $2) q`, m.ID, s.opts.BulkThreshold).Scan(&queued); err != nil {
+		n, err := s.drainPass(ctx, work, m, all)
+		if err != nil || n == 0 {
 			return err
-		}
-		if queued == 0 {
-			return nil
-		}
-		if queued >= s.opts.BulkThreshold {
-			limit = s.opts.BulkBatchSize
-		}
-		entries, err := s.claim(work, m, limit)
-		if err != nil {
-			return err
-		}
-		if len(entries) == 0 {
-			return nil
-		}
-		if err := s.process(work, m, entries); err != nil {
-			return err
-		}
-		if len(entries) < limit {
-			return nil
 		}
 	}
 	return nil
+}
+
+// drainPass runs the pipeline until a claim comes back short and returns
+// the number of entries it claimed.
+func (s *Service) drainPass(ctx, work context.Context, m *Mapping, all []*Mapping) (int, error) {
+	claimed := 0
+	pctx, stopClaiming := context.WithCancel(work)
+	defer stopClaiming()
+	prepared := make(chan *batch, 1)
+	claimErr := make(chan error, 1)
+	go func() {
+		defer close(prepared)
+		for ctx.Err() == nil && pctx.Err() == nil {
+			b, err := s.nextBatch(pctx, work, m, all)
+			if err != nil || b == nil {
+				claimErr <- err
+				return
+			}
+			select {
+			case prepared <- b:
+			case <-pctx.Done():
+				s.release(work, b.changes)
+				claimErr <- nil
+				return
+			}
+			if b.entries < b.limit {
+				claimErr <- nil
+				return
+			}
+		}
+		claimErr <- nil
+	}()
+
+	var (
+		firstErr  error
+		recording sync.WaitGroup
+		recMu     sync.Mutex
+		recErr    error
+		deferred  bool
+	)
+	for b := range prepared {
+		claimed += b.entries
+		if firstErr != nil {
+			s.release(work, b.changes)
+			continue
+		}
+		start := time.Now()
+		s.sendBatch(work, m, b)
+		sent := time.Since(start)
+		// One result transaction at a time: the previous batch's must be
+		// done before this one's starts.
+		recording.Wait()
+		recMu.Lock()
+		err := recErr
+		recMu.Unlock()
+		if err != nil {
+			firstErr = err
+			stopClaiming()
+			s.release(work, b.changes)
+			continue
+		}
+		for _, r := range b.results {
+			if r.kind == outDeferred {
+				deferred = true
+			}
+		}
+		recording.Add(1)
+		go func(b *batch) {
+			defer recording.Done()
+			start := time.Now()
+			err := s.record(work, m, b.changes, b.results)
+			if err == nil {
+				for _, r := range b.results {
+					if r.kind == outTransient {
+						err = errTransient
+						break
+					}
+				}
+			}
+			s.log.Debug("outbound: batch", "mapping", m.ID, "entries", b.entries, "changes", len(b.changes),
+				"claim_prepare", b.took, "send", sent, "record", time.Since(start), "err", err)
+			if err != nil {
+				recMu.Lock()
+				if recErr == nil {
+					recErr = err
+				}
+				recMu.Unlock()
+			}
+		}(b)
+	}
+	recording.Wait()
+	if firstErr == nil {
+		firstErr = recErr
+	}
+	if err := <-claimErr; firstErr == nil {
+		firstErr = err
+	}
+	if deferred {
+		s.Kick()
+	}
+	return claimed, firstErr
+}
+
+// nextBatch claims and prepares the next batch of a mapping; nil when
+// nothing is claimable. Claims run under ctx; a claimed batch that cannot
+// be prepared goes back to the queue under work.
+func (s *Service) nextBatch(ctx, work context.Context, m *Mapping, all []*Mapping) (*batch, error) {
+	start := time.Now()
+	limit := s.opts.BatchSize
+	var queued int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT FROM pgforce.outbox o
+		WHERE o.mapping_id = $1 AND o.claimed_at IS NULL LIMIT $2) q`, m.ID, s.opts.BulkThreshold).Scan(&queued); err != nil {
+		return nil, err
+	}
+	if queued == 0 {
+		return nil, nil
+	}
+	if queued >= s.opts.BulkThreshold {
+		limit = s.opts.BulkBatchSize
+	}
+	entries, err := s.claim(ctx, m, limit)
+	if err != nil {
+		return nil, err
+	}
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	changes := merge(entries)
+	if err := s.prepare(ctx, m, all, changes); err != nil {
+		s.release(work, changes)
+		return nil, err
+	}
+	return &batch{entries: len(entries), limit: limit, changes: changes, took: time.Since(start)}, nil
 }
 
 // claim takes a batch of the mapping's outbox entries in one short
@@ -89,19 +226,11 @@ func (s *Service) claim(ctx context.Context, m *Mapping, limit int) ([]entry, er
 	return out, rows.Err()
 }
 
-// process writes one claimed batch and records the results.
-func (s *Service) process(ctx context.Context, m *Mapping, entries []entry) error {
-	changes := merge(entries)
-	all, err := loadMappings(ctx, s.pool)
-	if err != nil {
-		s.release(ctx, changes)
-		return err
-	}
-	if err := s.prepare(ctx, m, all, changes); err != nil {
-		s.release(ctx, changes)
-		return err
-	}
+// sendBatch writes one prepared batch to Salesforce and fills its results.
+func (s *Service) sendBatch(ctx context.Context, m *Mapping, b *batch) {
+	changes := b.changes
 	results := make([]outcome, len(changes))
+	b.results = results
 	var creates, upserts, updates, deletes []int
 	for i, c := range changes {
 		switch {
@@ -126,22 +255,6 @@ func (s *Service) process(ctx context.Context, m *Mapping, entries []entry) erro
 	s.send(ctx, m, "insert", changes, creates, results)
 	s.send(ctx, m, "update", changes, updates, results)
 	s.send(ctx, m, "delete", changes, deletes, results)
-
-	if err := s.record(ctx, m, changes, results); err != nil {
-		return err
-	}
-	for _, r := range results {
-		if r.kind == outTransient {
-			return errTransient
-		}
-	}
-	for _, r := range results {
-		if r.kind == outDeferred {
-			s.Kick()
-			break
-		}
-	}
-	return nil
 }
 
 // send writes the changes at idx of one operation, through Bulk API 2.0

@@ -295,6 +295,9 @@ func (s *Service) cycle(ctx, work context.Context) (time.Time, error) {
 			continue
 		}
 		if err := s.drain(ctx, work, m); err != nil {
+			if ctx.Err() != nil {
+				return next, nil // stopping: the batch in flight was finished
+			}
 			s.noteFailure(m, err)
 			if until := s.backedOff(m.ID); !until.IsZero() && (next.IsZero() || until.Before(next)) {
 				next = until

@@ -132,7 +132,17 @@ func (b *bundle) start(t *testing.T, opts outbound.Options) *outbound.Service {
 
 func (b *bundle) startWith(t *testing.T, pool *pgxpool.Pool, opts outbound.Options) *outbound.Service {
 	t.Helper()
-	svc := outbound.New(pool, b.sf, testLogger(t), opts)
+	return b.run(t, pool, opts, testLogger(t))
+}
+
+func (b *bundle) startWithLog(t *testing.T, opts outbound.Options, log *slog.Logger) *outbound.Service {
+	t.Helper()
+	return b.run(t, b.pool, opts, log)
+}
+
+func (b *bundle) run(t *testing.T, pool *pgxpool.Pool, opts outbound.Options, log *slog.Logger) *outbound.Service {
+	t.Helper()
+	svc := outbound.New(pool, b.sf, log, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()

@@ -703,7 +703,7 @@ func (t *txn) insert(tbl *table, fields map[string]any, order []string, forcedID
 	if e := t.setFields(tbl, vals, fields, order, true, &changed); e != nil {
 		return Result{Errors: []APIError{*e}}
 	}
-	if f := o.Field("OwnerId"); f != nil && vals[f.Index] == nil {
+	if f := o.byName["OwnerId"]; f != nil && vals[f.Index] == nil {
 		vals[f.Index] = t.tx.User
 	}
 	for _, f := range o.Fields {
@@ -743,7 +743,7 @@ func (t *txn) insert(tbl *table, fields map[string]any, order []string, forcedID
 
 func (t *txn) setSystem(o *Object, vals []any, creating bool) {
 	set := func(name string, v any) {
-		if f := o.Field(name); f != nil {
+		if f := o.byName[name]; f != nil { // exact names: no case folding on the hot path
 			vals[f.Index] = v
 		}
 	}
@@ -777,7 +777,7 @@ func (t *txn) update(tbl *table, old *record, fields map[string]any, order []str
 	t.setSystem(o, vals, false)
 	t.replace(tbl, old, &record{vals: vals})
 	if len(changed) > 0 {
-		changed = append(changed, o.Field("LastModifiedDate"))
+		changed = append(changed, o.byName["LastModifiedDate"])
 		t.addEvent(pendingEvent{obj: o, kind: "UPDATE", ids: []string{old.id()}, vals: vals, only: changed, changed: changedNames(changed)})
 	}
 	return Result{ID: old.id()}
@@ -820,7 +820,7 @@ func (t *txn) delete(tbl *table, raw string, hard bool) Result {
 		}
 		vals := slices.Clone(old.vals)
 		vals[tbl.del] = true
-		vals[o.Field("SystemModstamp").Index] = t.at
+		vals[o.byName["SystemModstamp"].Index] = t.at
 		t.replace(tbl, old, &record{vals: vals})
 	} else {
 		idx := tbl.pos[id]

@@ -19,6 +19,17 @@ async function login(url) {
   return { conn, info };
 }
 
+// Waits for faye to finish its disconnect before the simulator stops:
+// otherwise faye keeps retrying the in-flight requests against a server that
+// is gone, and the process never exits.
+async function closeClient(client, sub) {
+  sub.cancel();
+  await Promise.race([
+    Promise.resolve(client.disconnect()).catch(() => {}),
+    new Promise((resolve) => setTimeout(resolve, 2000)),
+  ]);
+}
+
 async function collect(stream) {
   const rows = [];
   for await (const r of stream) rows.push(r);
@@ -144,8 +155,7 @@ test('jsforce against pgforce sim', async (t) => {
     while (events.length < 3 && Date.now() < deadline) {
       await new Promise((resolve) => { wake = resolve; setTimeout(resolve, 500); });
     }
-    sub.cancel();
-    client.disconnect();
+    await closeClient(client, sub);
     const types = events.map((e) => e.payload.ChangeEventHeader.changeType);
     assert.deepEqual(types, ['CREATE', 'UPDATE', 'DELETE']);
     assert.deepEqual(events[0].payload.ChangeEventHeader.recordIds, [acc.id]);
@@ -159,8 +169,7 @@ test('jsforce against pgforce sim', async (t) => {
     await sub2;
     const until = Date.now() + 10000;
     while (replayed.length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
-    sub2.cancel();
-    client2.disconnect();
+    await closeClient(client2, sub2);
     assert.deepEqual(replayed.map((e) => e.payload.ChangeEventHeader.changeType), ['UPDATE', 'DELETE']);
   });
 });
@@ -179,4 +188,25 @@ test('jsforce refreshes an expired token and retries', async (t) => {
   assert.equal(res.totalSize, 0);
   assert.equal(refreshed, true);
   assert.notEqual(conn.accessToken, firstToken);
+});
+
+test('jsforce uses a refresh token to replace an expired session', async (t) => {
+  const sim = await startSim(['--token-ttl', '1s']);
+  t.after(() => sim.stop());
+  assert.ok(sim.refreshToken, 'pgforce sim prints a refresh token for the configured user');
+  // As an app that stored a refresh token would: no login, just a session
+  // that is no longer valid and the token to renew it.
+  const conn = new jsforce.Connection({
+    instanceUrl: sim.url,
+    accessToken: 'expired-session',
+    refreshToken: sim.refreshToken,
+    version: VERSION,
+    oauth2: { loginUrl: sim.url, clientId: creds.clientId, clientSecret: creds.clientSecret },
+  });
+  let refreshed = false;
+  conn.on('refresh', () => { refreshed = true; });
+  const res = await conn.query('SELECT COUNT() FROM Account');
+  assert.equal(res.totalSize, 0);
+  assert.equal(refreshed, true);
+  assert.notEqual(conn.accessToken, 'expired-session');
 });

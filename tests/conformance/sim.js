@@ -51,8 +51,15 @@ async function startSim(extraArgs = []) {
     child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`pgforce sim exited with ${code}: ${err}`)); });
   });
   child.removeAllListeners('exit');
+  // The refresh-token line follows the URL; wait for it briefly.
+  const refreshDeadline = Date.now() + 5000;
+  while (!/refresh token:\s*(\S+)/.test(out) && Date.now() < refreshDeadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const refresh = out.match(/refresh token:\s*(\S+)/);
   return {
     url,
+    refreshToken: refresh ? refresh[1] : undefined,
     async stop() {
       const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');

@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/pgforce/pgforce/worker/salesforce"
 )
 
 func TestInsertUpdateDeleteReachSalesforceAndSfidIsWrittenBack(t *testing.T) {
@@ -271,4 +274,49 @@ func TestErrorOfAFailedUpdateResolvesWhenTheFixedRowSucceeds(t *testing.T) {
 	require.Equal(t, 10.0, revenue)
 	b.scalar(t, &open, `SELECT count(*) FROM pgforce.error WHERE state IN ('open', 'retrying')`)
 	require.Zero(t, open)
+}
+
+// A backlog above BulkThreshold goes through Bulk API 2.0 jobs of
+// BulkBatchSize changes while it lasts; the rest through Collections.
+func TestBacklogAboveBulkThresholdIsWrittenThroughBulkJobs(t *testing.T) {
+	b := setup(t, setupOptions{})
+	ctx := context.Background()
+	const n = 120
+	recs := make([]salesforce.Record, n)
+	for i := range recs {
+		recs[i] = salesforce.NewRecord("Account", map[string]any{"Name": fmt.Sprintf("Bulk %d", i)})
+	}
+	res, err := b.sf.Create(ctx, recs)
+	require.NoError(t, err)
+	ids := make([]string, n)
+	for i, r := range res {
+		require.NoError(t, r.Err())
+		ids[i] = r.ID
+	}
+	b.exec(t, `WITH o AS (SELECT set_config('pgforce.origin', 'salesforce', true))
+		INSERT INTO salesforce.account (sfid, name, annualrevenue) SELECT s, 'Bulk ' || (i - 1), 0 FROM o, unnest($1::text[]) WITH ORDINALITY AS u(s, i)`, ids)
+	b.exec(t, `UPDATE salesforce.account SET annualrevenue = 7`)
+	b.sim.ResetCalls()
+	opts := fastOptions()
+	opts.BulkThreshold, opts.BulkBatchSize = 100, 40
+	b.start(t, opts)
+	eventually(t, 30*time.Second, "backlog drained", func() bool { return b.backlog(t) == 0 })
+	var jobs int64
+	for k, v := range b.sim.Calls() {
+		if strings.HasPrefix(k, "POST") && strings.HasSuffix(k, "/jobs/ingest") {
+			jobs += v
+		}
+	}
+	require.Equal(t, int64(1), jobs, "one job of 40 while the backlog was above 100, then Collections: %v", b.sim.Calls())
+	got := b.sfRecords(t, "SELECT Id, AnnualRevenue FROM Account")
+	require.Len(t, got, n)
+	for _, r := range got {
+		v, _ := r.Get("AnnualRevenue")
+		f, err := v.(json.Number).Float64()
+		require.NoError(t, err)
+		require.Equal(t, 7.0, f, r.ID())
+	}
+	var notSynced int
+	b.scalar(t, &notSynced, `SELECT count(*) FROM salesforce.account WHERE _hc_lastop IS DISTINCT FROM 'SYNCED'`)
+	require.Zero(t, notSynced)
 }

@@ -35,6 +35,7 @@ const (
 type batch struct {
 	entries int
 	limit   int
+	bulk    bool // the backlog was at least BulkThreshold when claimed
 	changes []*change
 	results []outcome
 	took    time.Duration // claiming and preparing
@@ -181,7 +182,8 @@ func (s *Service) nextBatch(ctx, work context.Context, m *Mapping, all []*Mappin
 	if queued == 0 {
 		return nil, nil
 	}
-	if queued >= s.opts.BulkThreshold {
+	bulk := queued >= s.opts.BulkThreshold
+	if bulk {
 		limit = s.opts.BulkBatchSize
 	}
 	entries, err := s.claim(ctx, m, limit)
@@ -196,7 +198,7 @@ func (s *Service) nextBatch(ctx, work context.Context, m *Mapping, all []*Mappin
 		s.release(work, changes)
 		return nil, err
 	}
-	return &batch{entries: len(entries), limit: limit, changes: changes, took: time.Since(start)}, nil
+	return &batch{entries: len(entries), limit: limit, bulk: bulk, changes: changes, took: time.Since(start)}, nil
 }
 
 // claim takes a batch of the mapping's outbox entries in one short
@@ -251,20 +253,27 @@ func (s *Service) sendBatch(ctx context.Context, m *Mapping, b *batch) {
 	// Parents inside one object (a self lookup) are not ordered; across
 	// objects the mapping order puts parents first. Inserts go before
 	// updates and deletes so that a batch never updates what it creates.
-	s.send(ctx, m, "upsert", changes, upserts, results)
-	s.send(ctx, m, "insert", changes, creates, results)
-	s.send(ctx, m, "update", changes, updates, results)
-	s.send(ctx, m, "delete", changes, deletes, results)
+	s.send(ctx, m, "upsert", changes, upserts, results, b.bulk)
+	s.send(ctx, m, "insert", changes, creates, results, b.bulk)
+	s.send(ctx, m, "update", changes, updates, results, b.bulk)
+	s.send(ctx, m, "delete", changes, deletes, results, b.bulk)
 }
 
+// minBulkJob is the fewest changes of one operation that a backlog batch
+// sends as a Bulk job; fewer go through Collections, which is quicker
+// for them.
+const minBulkJob = 1000
+
 // send writes the changes at idx of one operation, through Bulk API 2.0
-// when there are at least BulkThreshold of them and the results can be
-// matched (not for plain inserts), else through Collections.
-func (s *Service) send(ctx context.Context, m *Mapping, op string, changes []*change, idx []int, results []outcome) {
+// when the batch comes from a backlog of at least BulkThreshold changes
+// (bulk), holds enough of them and the results can be matched (not for
+// plain inserts), else through Collections. A large backlog is split into
+// jobs of BulkBatchSize so that claiming, the job and recording overlap.
+func (s *Service) send(ctx context.Context, m *Mapping, op string, changes []*change, idx []int, results []outcome, bulk bool) {
 	if len(idx) == 0 {
 		return
 	}
-	if len(idx) >= s.opts.BulkThreshold && op != "insert" {
+	if bulk && len(idx) >= min(minBulkJob, max(1, s.opts.BulkBatchSize/2)) && op != "insert" {
 		if err := s.sendBulk(ctx, m, op, changes, idx, results); err == nil {
 			return
 		} else {

@@ -203,8 +203,8 @@ func retryableTx(err error) bool {
 // recordTx is the result transaction. Row locks are taken in one fixed
 // order, the one every other writer of these rows uses: the mapped rows by
 // id first (user statements and pgforce.inbound_filter lock the row before
-// its outbox entries), then the batch's outbox entries by id, then error
-// rows. Each step is one set-based statement for the whole batch.
+// its outbox entries), then the batch's outbox entries, then error rows.
+// Each step is one set-based statement for the whole batch.
 func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 	m := rec.m
 	table := m.Table()
@@ -215,11 +215,10 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 		if _, err := tx.Exec(ctx, fmt.Sprintf(`SELECT FROM %s t WHERE t.id = ANY($1) ORDER BY t.id FOR UPDATE`, table), rec.rows); err != nil {
 			return fmt.Errorf("lock rows: %w", err)
 		}
-		if _, err := tx.Exec(ctx, `SELECT FROM pgforce.outbox o WHERE o.id = ANY($1) ORDER BY o.id FOR UPDATE`, rec.entries); err != nil {
-			return fmt.Errorf("lock entries: %w", err)
-		}
+		// The entries come next: the DELETE (or the requeue) is the first
+		// statement that touches them.
 		if len(rec.done) > 0 {
-			if _, err := tx.Exec(ctx, `DELETE FROM pgforce.outbox WHERE id = ANY($1)`, rec.done); err != nil {
+			if _, err := tx.Exec(ctx, `DELETE FROM pgforce.outbox o USING unnest($1::bigint[]) d(id) WHERE o.id = d.id`, rec.done); err != nil {
 				return fmt.Errorf("delete written entries: %w", err)
 			}
 		}

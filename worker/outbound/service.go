@@ -30,7 +30,9 @@ type Options struct {
 	// BulkThreshold is the backlog of one mapping above which changes go
 	// through Bulk API 2.0 ingest instead of Collections (default 10000).
 	BulkThreshold int
-	// BulkBatchSize is how many entries one bulk claim takes (default 100000).
+	// BulkBatchSize is how many entries one claim takes while the backlog
+	// is above BulkThreshold; each such batch is one Bulk job (default
+	// 5000: smaller jobs let claiming, Salesforce and recording overlap).
 	BulkBatchSize int
 	// Parallel is how many Collections calls run at once (default 4).
 	Parallel int
@@ -66,7 +68,7 @@ func (o *Options) defaults() {
 		o.BulkThreshold = 10000
 	}
 	if o.BulkBatchSize <= 0 {
-		o.BulkBatchSize = 100000
+		o.BulkBatchSize = 5000
 	}
 	if o.Parallel <= 0 {
 		o.Parallel = 4

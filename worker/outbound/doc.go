@@ -21,18 +21,38 @@
 //     allOrNone=false, a few calls at once: inserts (as upserts by
 //     external id when the mapping has upsert_field, so a crash between
 //     Salesforce's success and our write-back never duplicates), updates,
-//     deletes. A group of at least Options.BulkThreshold changes of one
-//     operation (except plain inserts, whose results cannot be matched)
-//     goes through one Bulk API 2.0 ingest job instead.
+//     deletes. While the mapping's backlog is at least
+//     Options.BulkThreshold, each claim takes Options.BulkBatchSize
+//     entries and every operation group of it (except plain inserts, whose
+//     results cannot be matched) goes through one Bulk API 2.0 ingest job.
 //  4. Record the outcome in one transaction, as the worker (pgforce.origin
 //     = 'salesforce', so nothing is captured again): sfid and _hc_lastop
 //     SYNCED on the rows; for refused records a pgforce.error row
 //     (direction outbound) and _hc_lastop FAILED with _hc_err
 //     {"errorCode","message","fields"}; errors that a later success
-//     settles are resolved; written entries are deleted. Transient
-//     failures (5xx, timeouts, dropped connections, UNABLE_TO_LOCK_ROW,
+//     settles are resolved (a later update of a record whose update failed
+//     carries the failed fields again, so that its success settles the
+//     error); written entries are deleted. Transient failures (5xx,
+//     timeouts, dropped connections, UNABLE_TO_LOCK_ROW,
 //     REQUEST_LIMIT_EXCEEDED) put the entries back and back the mapping off
 //     exponentially; the user never has to act on them.
+//
+// The three stages form a pipeline: while one batch is in flight to
+// Salesforce the next is claimed and prepared and the previous one is
+// recorded. Batches never share a record, so each record's changes stay
+// in order.
+//
+// Locking: the result transaction locks the mapped rows (by id) before the
+// outbox entries, the order user statements and pgforce.inbound_filter
+// (which the inbound worker calls before applying a change) use too. A
+// result transaction that Postgres aborts anyway (deadlock with a writer
+// locking several rows in another order, serialization failure) runs
+// again; one that still fails keeps its outcome in memory and its entries
+// claimed, and is recorded at the start of the next cycle, so entries are
+// never left claimed by a live worker and plain inserts are never sent
+// twice. When the CDC echo of an insert was applied before the Id was
+// written back, the row the inbound worker created for it is merged into
+// the user's row (pgforce._outbound_adopt_echo_rows).
 //
 // Repairs: pgforce.retry re-queues the row (its changes are sent again),
 // pgforce.ignore drops the change, pgforce.revert makes the Service read

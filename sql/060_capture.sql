@@ -8,7 +8,8 @@
 -- for rows that are already PENDING.
 --
 -- The worker marks its own writes with SET pgforce.origin = 'salesforce';
--- those are never captured (no sync loops) and are stamped SYNCED.
+-- those are never captured (no sync loops) and are stamped SYNCED, except
+-- that a FAILED or PENDING row stays so unless the worker says otherwise.
 
 -- Columns of a mapped table that describe sync state rather than data and
 -- are never sent to Salesforce (used by the worker with to_jsonb(row) - ...).
@@ -19,7 +20,8 @@ $$;
 
 -- BEFORE INSERT OR UPDATE, FOR EACH ROW: _hc_lastop is PENDING after a user
 -- write and SYNCED after the worker's, like Heroku Connect's status trigger.
--- The worker may set another value (e.g. FAILED with _hc_err) explicitly.
+-- The worker may set another value (e.g. FAILED with _hc_err) explicitly,
+-- and must set SYNCED explicitly to settle a FAILED or PENDING row.
 CREATE FUNCTION pgforce._status() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -31,7 +33,12 @@ BEGIN
                 NEW._hc_lastop := 'SYNCED';
                 NEW._hc_err := NULL;
             END IF;
-        ELSIF NEW._hc_lastop IS NOT DISTINCT FROM OLD._hc_lastop THEN
+        -- A FAILED row keeps its open error and a PENDING row its queued
+        -- changes whatever else the worker writes into it: only the writer
+        -- that settles them (the outbound result, a revert, a resolve, an
+        -- inbound apply that finds nothing queued) says SYNCED, explicitly.
+        ELSIF NEW._hc_lastop IS NOT DISTINCT FROM OLD._hc_lastop
+          AND OLD._hc_lastop IS DISTINCT FROM 'FAILED' AND OLD._hc_lastop IS DISTINCT FROM 'PENDING' THEN
             NEW._hc_lastop := 'SYNCED';
             NEW._hc_err := NULL;
         END IF;

@@ -173,13 +173,21 @@ BEGIN
         v_keys := ARRAY(SELECT pg_catalog.jsonb_object_keys(v_error.payload -> 'salesforce'));
         IF v_table IS NOT NULL AND pg_catalog.cardinality(v_keys) > 0 THEN
             SELECT pg_catalog.string_agg(pg_catalog.quote_ident(k), ', ') INTO v_cols FROM pg_catalog.unnest(v_keys) k;
+            -- The queued changes of these fields go first, so that a row
+            -- left with nothing queued is stamped SYNCED by this write (the
+            -- status trigger leaves a PENDING row PENDING on its own).
+            PERFORM pgforce._drop_pending(v_error.mapping_id, v_error.record_id, v_keys);
             PERFORM pg_catalog.set_config('pgforce.origin', 'salesforce', true);
-            EXECUTE pg_catalog.format('UPDATE %s t SET (%s) = (SELECT %s FROM pg_catalog.jsonb_populate_record(NULL::%s, $1)) WHERE t.id = $2',
+            EXECUTE pg_catalog.format('UPDATE %s t SET (%s) = (SELECT %s FROM pg_catalog.jsonb_populate_record(NULL::%s, $1)),'
+                                      ' _hc_lastop = CASE WHEN t._hc_lastop = ''PENDING'' AND NOT EXISTS (SELECT FROM pgforce.outbox o'
+                                      ' WHERE o.mapping_id OPERATOR(pg_catalog.=) $3 AND o.record_id OPERATOR(pg_catalog.=) t.id)'
+                                      ' THEN ''SYNCED'' ELSE t._hc_lastop END WHERE t.id = $2',
                                       v_table, v_cols, v_cols, v_table)
-                USING v_error.payload -> 'salesforce', v_error.record_id;
+                USING v_error.payload -> 'salesforce', v_error.record_id, v_error.mapping_id;
             PERFORM pg_catalog.set_config('pgforce.origin', v_origin, true);
+        ELSE
+            PERFORM pgforce._drop_pending(v_error.mapping_id, v_error.record_id, v_keys);
         END IF;
-        PERFORM pgforce._drop_pending(v_error.mapping_id, v_error.record_id, v_keys);
     END IF;
     UPDATE pgforce.error e SET state = 'resolved' WHERE e.id = p_error_id RETURNING * INTO v_error;
     PERFORM pg_catalog.pg_notify('pgforce_outbox', '');

@@ -128,8 +128,14 @@ func TestHcLastopIsPendingAfterUserWritesAndSyncedAfterWorkerWrites(t *testing.T
 	op, _ := lastop()
 	require.Equal(t, "PENDING", op, "users cannot claim a row is synced")
 
-	// The worker writes the sfid back after the insert succeeded.
-	b.asWorker(t, `UPDATE salesforce.account SET sfid = '001000000000001AAA'`)
+	// A worker write that does not settle the change leaves it pending.
+	b.asWorker(t, `UPDATE salesforce.account SET industry = 'Retail'`)
+	op, _ = lastop()
+	require.Equal(t, "PENDING", op)
+
+	// The worker writes the sfid back after the insert succeeded and says
+	// SYNCED, as the outbound result does.
+	b.asWorker(t, `UPDATE salesforce.account SET sfid = '001000000000001AAA', _hc_lastop = 'SYNCED'`)
 	op, _ = lastop()
 	require.Equal(t, "SYNCED", op)
 
@@ -144,6 +150,36 @@ func TestHcLastopIsPendingAfterUserWritesAndSyncedAfterWorkerWrites(t *testing.T
 	op, errText = lastop()
 	require.Equal(t, "PENDING", op)
 	require.Nil(t, errText)
+}
+
+func TestWorkerWriteOfAnotherFieldKeepsAFailedRowFailedWithItsError(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mapAccount(t, "read_write")
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme')`)
+	b.asWorker(t, `UPDATE salesforce.account SET _hc_lastop = 'FAILED', _hc_err = '{"message":"bad"}'`)
+
+	// An inbound change of another field arrives while the error is open.
+	b.asWorker(t, `UPDATE salesforce.account SET industry = 'Banking'`)
+	var op, errText string
+	require.NoError(t, b.conn.QueryRow(t.Context(), `SELECT _hc_lastop, _hc_err FROM salesforce.account`).Scan(&op, &errText))
+	require.Equal(t, "FAILED", op)
+	require.Equal(t, `{"message":"bad"}`, errText)
+
+	// A failure recorded again replaces the error text and stays FAILED.
+	b.asWorker(t, `UPDATE salesforce.account SET _hc_lastop = 'FAILED', _hc_err = '{"message":"worse"}'`)
+	require.NoError(t, b.conn.QueryRow(t.Context(), `SELECT _hc_lastop, _hc_err FROM salesforce.account`).Scan(&op, &errText))
+	require.Equal(t, "FAILED", op)
+	require.Equal(t, `{"message":"worse"}`, errText)
+
+	// The worker settles it only by saying so.
+	b.asWorker(t, `UPDATE salesforce.account SET _hc_lastop = 'SYNCED', _hc_err = NULL`)
+	b.scalar(t, &op, `SELECT _hc_lastop FROM salesforce.account`)
+	require.Equal(t, "SYNCED", op)
+	// A synced row stays synced on a worker write.
+	b.asWorker(t, `UPDATE salesforce.account SET industry = 'Energy'`)
+	b.scalar(t, &op, `SELECT _hc_lastop FROM salesforce.account`)
+	require.Equal(t, "SYNCED", op)
 }
 
 func TestTruncateOfReadWriteTableIsRefused(t *testing.T) {

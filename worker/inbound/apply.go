@@ -50,6 +50,15 @@ type table struct {
 	seen atomic.Bool
 }
 
+// settledStatus is the SET clause of an inbound write that stamps a
+// PENDING row SYNCED once nothing of it is queued for Salesforce any more
+// (the outbound result, or a merge that dropped the queued change, settled
+// it); the status trigger leaves PENDING and FAILED rows as they are on a
+// worker write that does not say so. %[1]s is the row's alias, %[2]s the
+// mapping id.
+const settledStatus = `_hc_lastop = CASE WHEN %[1]s._hc_lastop = 'PENDING' AND NOT EXISTS (SELECT FROM pgforce.outbox o
+	WHERE o.mapping_id = %[2]d AND o.record_id = %[1]s.id) THEN 'SYNCED' ELSE %[1]s._hc_lastop END`
+
 // pgColumn is the mapped table's column for a Salesforce field.
 func pgColumn(field string) string {
 	if strings.EqualFold(field, "Id") {
@@ -111,6 +120,7 @@ func newTable(m *mappings.Mapping) (*table, error) {
 		}
 	}
 	t.stage = fmt.Sprintf("pgforce_stage_%d_%s", m.ID, hex.EncodeToString(h.Sum(nil))[:10])
+	sets = append(sets, fmt.Sprintf(settledStatus, "t", m.ID))
 	t.upsert = fmt.Sprintf(`INSERT INTO %s AS t (%s) SELECT %s FROM %s s WHERE s._n BETWEEN $1 AND $2
 ON CONFLICT (sfid) DO UPDATE SET %s
 WHERE t.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp >= t.systemmodstamp`,
@@ -468,7 +478,7 @@ func (t *table) applyFiltered(ctx context.Context, tx pgx.Tx, rowID int, values 
 	if err := tx.QueryRow(ctx, `SELECT pgforce.inbound_filter($1, $2, $3, $4, $5)`, t.m.ID, rowID, values, at, echo).Scan(&allowed); err != nil {
 		return err
 	}
-	sets := []string{"systemmodstamp = coalesce($2, systemmodstamp)"}
+	sets := []string{"systemmodstamp = coalesce($2, systemmodstamp)", fmt.Sprintf(settledStatus, "t", t.m.ID)}
 	args := []any{rowID, at}
 	if deleted != nil {
 		args = append(args, *deleted)
@@ -483,7 +493,7 @@ func (t *table) applyFiltered(ctx context.Context, tx pgx.Tx, rowID int, values 
 		args = append(args, textValue(v))
 		sets = append(sets, fmt.Sprintf("%s = $%d::text%s", pgx.Identifier{col}.Sanitize(), len(args), castSuffix(c.Type)))
 	}
-	_, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE %s SET %s WHERE id = $1 AND (systemmodstamp IS NULL OR $2::timestamptz IS NULL OR systemmodstamp <= $2)`,
+	_, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE %s t SET %s WHERE id = $1 AND (systemmodstamp IS NULL OR $2::timestamptz IS NULL OR systemmodstamp <= $2)`,
 		t.target, strings.Join(sets, ", ")), args...)
 	return err
 }

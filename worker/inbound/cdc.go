@@ -171,7 +171,8 @@ func (r *runner) applyRecordChangeTx(ctx context.Context, tx pgx.Tx, t *table, c
 		if t.m.HardDelete {
 			q = fmt.Sprintf(`DELETE FROM %s WHERE sfid = $1 AND (systemmodstamp IS NULL OR systemmodstamp <= $2)`, t.target)
 		} else {
-			q = fmt.Sprintf(`UPDATE %s SET isdeleted = true, systemmodstamp = $2 WHERE sfid = $1 AND (systemmodstamp IS NULL OR systemmodstamp <= $2)`, t.target)
+			q = fmt.Sprintf(`UPDATE %s t SET isdeleted = true, systemmodstamp = $2, %s WHERE sfid = $1 AND (systemmodstamp IS NULL OR systemmodstamp <= $2)`,
+				t.target, fmt.Sprintf(settledStatus, "t", t.m.ID))
 		}
 		_, err := tx.Exec(ctx, q, id, ts)
 		return err
@@ -182,7 +183,7 @@ func (r *runner) applyRecordChangeTx(ctx context.Context, tx pgx.Tx, t *table, c
 		}
 		names := []string{"sfid", "systemmodstamp", "isdeleted"}
 		params := []string{"$1", "$2", "false"}
-		sets := []string{"systemmodstamp = EXCLUDED.systemmodstamp", "isdeleted = false"}
+		sets := []string{"systemmodstamp = EXCLUDED.systemmodstamp", "isdeleted = false", fmt.Sprintf(settledStatus, "t", t.m.ID)}
 		args := []any{id, ts}
 		for i, c := range cols {
 			args = append(args, vals[i])
@@ -199,25 +200,40 @@ ON CONFLICT (sfid) DO UPDATE SET %s WHERE t.systemmodstamp IS NULL OR t.systemmo
 		if done, err := r.applyPending(ctx, tx, t, id, origin, cols, vals, ts); done || err != nil {
 			return err
 		}
-		sets := []string{"systemmodstamp = $2"}
+		sets := []string{"systemmodstamp = $2", fmt.Sprintf(settledStatus, "t", t.m.ID)}
 		args := []any{id, ts}
 		for i, c := range cols {
 			args = append(args, vals[i])
 			sets = append(sets, fmt.Sprintf("%s = $%d::text%s", pgx.Identifier{c}.Sanitize(), len(args), casts[i]))
 		}
-		var exists bool
-		err := tx.QueryRow(ctx, fmt.Sprintf(`WITH u AS (UPDATE %s SET %s WHERE sfid = $1 AND (systemmodstamp IS NULL OR systemmodstamp <= $2) RETURNING 1)
-SELECT EXISTS (SELECT FROM u) OR EXISTS (SELECT FROM %[1]s WHERE sfid = $1)`, t.target, strings.Join(sets, ", ")), args...).Scan(&exists)
+		// The EXISTS checks read the statement's snapshot, so they still see
+		// a row that a concurrent transaction merged away or deleted while
+		// the UPDATE waited for its lock.
+		var updated, exists, newer bool
+		err := tx.QueryRow(ctx, fmt.Sprintf(`WITH u AS (UPDATE %s t SET %s WHERE sfid = $1 AND (systemmodstamp IS NULL OR systemmodstamp <= $2) RETURNING 1)
+SELECT EXISTS (SELECT FROM u), EXISTS (SELECT FROM %[1]s WHERE sfid = $1), EXISTS (SELECT FROM %[1]s WHERE sfid = $1 AND systemmodstamp > $2)`,
+			t.target, strings.Join(sets, ", ")), args...).Scan(&updated, &exists, &newer)
 		if err != nil {
 			return err
 		}
-		if !exists {
+		switch {
+		case updated:
+			return nil
+		case !exists:
 			// An update of a row we do not have carries too little to
 			// insert it: read the whole record.
 			r.rereadQueued.Store(true)
 			return queueReread(ctx, tx, t.m.ID, []string{id})
+		case newer:
+			// A newer version is stored already: the event is stale.
+			return nil
+		default:
+			// The row was there but the UPDATE found nothing to write: it
+			// was merged or deleted concurrently, and the change would be
+			// lost. Read the record again instead.
+			r.rereadQueued.Store(true)
+			return queueReread(ctx, tx, t.m.ID, []string{id})
 		}
-		return nil
 	}
 	// An unknown change type is read back rather than guessed at.
 	r.rereadQueued.Store(true)

@@ -296,12 +296,6 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 				  AND NOT (f.retry_of IS NULL AND f.op = 'update' AND f.record_id IN (SELECT record_id FROM again))`, rec.failed, m.ID); err != nil {
 				return fmt.Errorf("record errors: %w", err)
 			}
-			// The status trigger reads an unchanged _hc_lastop on a worker
-			// write as "synced"; clear it first where it already says FAILED.
-			if _, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE %s t SET _hc_lastop = NULL
-				FROM jsonb_to_recordset($1) AS f(record_id integer) WHERE t.id = f.record_id AND t._hc_lastop = 'FAILED'`, table), rec.failed); err != nil {
-				return fmt.Errorf("mark rows failed: %w", err)
-			}
 			if _, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE %s t SET _hc_lastop = 'FAILED', _hc_err = f.hc_err
 				FROM jsonb_to_recordset($1) AS f(record_id integer, hc_err text) WHERE t.id = f.record_id`, table), rec.failed); err != nil {
 				return fmt.Errorf("mark rows failed: %w", err)
@@ -470,7 +464,7 @@ func (s *Service) reverts(ctx, work context.Context, m *Mapping) error {
 				}
 			case !found:
 				// Deleted in Salesforce meanwhile.
-				if _, err := tx.Exec(work, fmt.Sprintf(`UPDATE %s SET isdeleted = true WHERE id = $1`, m.Table()), r.recordID); err != nil {
+				if _, err := tx.Exec(work, fmt.Sprintf(`UPDATE %s SET isdeleted = true, _hc_lastop = 'SYNCED', _hc_err = NULL WHERE id = $1`, m.Table()), r.recordID); err != nil {
 					return err
 				}
 			default:
@@ -483,12 +477,18 @@ func (s *Service) reverts(ctx, work context.Context, m *Mapping) error {
 					cols = append(cols, pgx.Identifier{c}.Sanitize())
 				}
 				sort.Strings(cols)
+				// SYNCED is said explicitly: the status trigger leaves a
+				// FAILED row FAILED on a worker write that does not.
+				q := fmt.Sprintf(`UPDATE %s t SET _hc_lastop = 'SYNCED', _hc_err = NULL WHERE t.id = $1`, m.Table())
+				args := []any{r.recordID}
 				if len(cols) > 0 {
 					list := strings.Join(cols, ", ")
-					if _, err := tx.Exec(work, fmt.Sprintf(`UPDATE %s t SET (%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, $1)),
-						_hc_lastop = 'SYNCED', _hc_err = NULL WHERE t.id = $2`, m.Table(), list, list, m.Table()), b, r.recordID); err != nil {
-						return fmt.Errorf("revert row %d: %w", r.recordID, err)
-					}
+					q = fmt.Sprintf(`UPDATE %s t SET (%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, $2)),
+						_hc_lastop = 'SYNCED', _hc_err = NULL WHERE t.id = $1`, m.Table(), list, list, m.Table())
+					args = append(args, b)
+				}
+				if _, err := tx.Exec(work, q, args...); err != nil {
+					return fmt.Errorf("revert row %d: %w", r.recordID, err)
 				}
 			}
 			if _, err := tx.Exec(work, `DELETE FROM pgforce.outbox WHERE mapping_id = $1 AND record_id = $2 AND claimed_at IS NULL`, m.ID, r.recordID); err != nil {

@@ -87,3 +87,67 @@ func TestSalesforceEditRightAfterOurWriteOfTheSameRecordReachesPostgres(t *testi
 	b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account WHERE id = $1`, id)
 	require.Equal(t, "SYNCED", lastop)
 }
+
+// The status a row shows follows its sync, not whoever wrote it last: a
+// user's row is PENDING until the outbound worker's write succeeds and
+// stays SYNCED when the CDC echo of that write is applied; a row whose
+// update failed stays FAILED, with its error, when Salesforce changes
+// another field of the record.
+func TestRowEndsSyncedAfterOutboundSuccessAndEchoAndFailedRowStaysFailedAfterInboundWrite(t *testing.T) {
+	b := setup(t, setupOptions{})
+	ctx := context.Background()
+	b.exec(t, `UPDATE pgforce.mapping SET inbound = 'cdc', state = 'new' WHERE id = $1`, b.accountID)
+	b.exec(t, `UPDATE pgforce.mapping SET paused = true WHERE id = $1`, b.contactID)
+	b.startInbound(t)
+	eventually(t, 30*time.Second, "account mapping synced", func() bool {
+		var st string
+		b.scalar(t, &st, `SELECT state FROM pgforce.mapping WHERE id = $1`, b.accountID)
+		return st == "synced"
+	})
+	lastop := func(id int) (op, hcErr string) {
+		b.scalar(t, &op, `SELECT coalesce(_hc_lastop, '') FROM salesforce.account WHERE id = $1`, id)
+		b.scalar(t, &hcErr, `SELECT coalesce(_hc_err, '') FROM salesforce.account WHERE id = $1`, id)
+		return op, hcErr
+	}
+
+	var id int
+	b.scalar(t, &id, `INSERT INTO salesforce.account (name, industry) VALUES ('Status', 'Energy') RETURNING id`)
+	op, _ := lastop(id)
+	require.Equal(t, "PENDING", op)
+	b.start(t, fastOptions())
+	var sfid string
+	eventually(t, 10*time.Second, "sfid written back", func() bool { sfid = b.rowSfid(t, "account", id); return sfid != "" })
+	b.exec(t, `UPDATE salesforce.account SET name = 'Status 2' WHERE id = $1`, id)
+	eventually(t, 10*time.Second, "update in Salesforce", func() bool { return b.sfField(t, "Account", sfid, "Name") == "Status 2" })
+	// The echo of the update carries our own write; once it is applied
+	// (systemmodstamp caught up with Salesforce's), the row says SYNCED.
+	eventually(t, 10*time.Second, "echo applied and row SYNCED", func() bool {
+		var applied bool
+		b.scalar(t, &applied, `SELECT systemmodstamp IS NOT NULL FROM salesforce.account WHERE id = $1`, id)
+		op, _ := lastop(id)
+		return applied && op == "SYNCED" && b.backlog(t) == 0
+	})
+	time.Sleep(500 * time.Millisecond)
+	op, _ = lastop(id)
+	require.Equal(t, "SYNCED", op, "the echo leaves a synced row synced")
+
+	// An update Salesforce refuses (a validation rule) fails the row.
+	b.exec(t, `UPDATE salesforce.account SET name = 'BAD name' WHERE id = $1`, id)
+	eventually(t, 10*time.Second, "row FAILED", func() bool { op, _ := lastop(id); return op == "FAILED" })
+	_, hcErr := lastop(id)
+	require.NotEmpty(t, hcErr)
+
+	// Salesforce changes another field: the value arrives, the failure stays.
+	require.NoError(t, b.sim.UIEdit(ctx, "Account", sfid, map[string]any{"Industry": "Retail"}))
+	eventually(t, 10*time.Second, "Salesforce edit in Postgres", func() bool {
+		var v string
+		b.scalar(t, &v, `SELECT coalesce(industry, '') FROM salesforce.account WHERE id = $1`, id)
+		return v == "Retail"
+	})
+	op, after := lastop(id)
+	require.Equal(t, "FAILED", op, "an inbound write does not settle an open error")
+	require.Equal(t, hcErr, after)
+	var open int
+	b.scalar(t, &open, `SELECT count(*) FROM pgforce.error WHERE record_id = $1 AND state = 'open'`, id)
+	require.Equal(t, 1, open)
+}

@@ -127,6 +127,8 @@ func RunWithOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, o
 	}()
 	if !opts.NoOutbound {
 		outOpts := opts.Outbound
+		// One worker serves one org, in both directions.
+		outOpts.Org = org
 		if outOpts.Budget == nil {
 			outOpts.Budget = b
 		}

@@ -84,6 +84,10 @@ func (c Column) writable(insert bool) bool {
 	return true
 }
 
+// DefaultOrg is the org a worker serves when Options.Org is empty, the one
+// pgforce install creates.
+const DefaultOrg = "default"
+
 const selectMappings = `
 SELECT m.id, m.sobject, o.schema_name, m.table_name, m.fields, coalesce(m.upsert_field, ''),
        m.conflict, m.paused OR o.paused, m.columns,
@@ -91,13 +95,18 @@ SELECT m.id, m.sobject, o.schema_name, m.table_name, m.fields, coalesce(m.upsert
                  WHERE a.attrelid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', o.schema_name, m.table_name))
                    AND a.attnum > 0 AND NOT a.attisdropped AND a.attname LIKE '%\_\_r\_\_%'), '{}')
 FROM pgforce.mapping m JOIN pgforce.org o ON o.name = m.org
-WHERE m.mode = 'read_write' AND m.columns IS NOT NULL
+WHERE m.mode = 'read_write' AND m.columns IS NOT NULL AND m.org = $1
 ORDER BY m.id`
 
-// loadMappings reads the read_write mappings whose tables exist, parents
-// before children (see order).
-func loadMappings(ctx context.Context, q querier) ([]*Mapping, error) {
-	rows, err := q.Query(ctx, selectMappings)
+// loadMappings reads the read_write mappings of one org whose tables
+// exist, parents before children (see order). A worker serves one org: its
+// Salesforce session is that org's, so another org's changes must never go
+// through it. An empty org is the default one.
+func loadMappings(ctx context.Context, q querier, org string) ([]*Mapping, error) {
+	if org == "" {
+		org = DefaultOrg
+	}
+	rows, err := q.Query(ctx, selectMappings, org)
 	if err != nil {
 		return nil, fmt.Errorf("outbound: read pgforce.mapping: %w", err)
 	}

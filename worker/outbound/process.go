@@ -54,7 +54,7 @@ type batch struct {
 // that the queue is empty (later changes of the records in flight wait for
 // them), so passes repeat until one finds nothing to claim.
 func (s *Service) drain(ctx, work context.Context, m *Mapping) error {
-	all, err := loadMappings(work, s.pool)
+	all, err := loadMappings(work, s.pool, s.opts.Org)
 	if err != nil {
 		return err
 	}

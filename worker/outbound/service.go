@@ -22,6 +22,9 @@ import (
 
 // Options tune a Service. Zero values take the defaults.
 type Options struct {
+	// Org is the org whose mappings this worker sends (pgforce.org.name;
+	// empty means DefaultOrg). The Salesforce client must be that org's.
+	Org string
 	// WorkerID names this worker in outbox claims and pgforce.outbound_worker
 	// (default host:pid:random).
 	WorkerID string
@@ -274,7 +277,7 @@ func (s *Service) cycle(ctx, work context.Context) (time.Time, error) {
 	if err := s.releaseStale(ctx); err != nil {
 		return time.Time{}, err
 	}
-	ms, err := loadMappings(ctx, s.pool)
+	ms, err := loadMappings(ctx, s.pool, s.opts.Org)
 	if err != nil {
 		return time.Time{}, err
 	}

@@ -38,6 +38,9 @@ func (r *runner) applyEvents(ctx context.Context, t *table, evs []*streaming.Eve
 		return err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
+	if err := lockRows(ctx, tx, t, evs); err != nil {
+		return err
+	}
 	var wm *time.Time
 	for _, ev := range evs {
 		at, err := r.applyEventTx(ctx, tx, t, ev)
@@ -68,6 +71,26 @@ func (r *runner) applyEvents(ctx context.Context, t *table, evs []*streaming.Eve
 		}
 	}
 	return nil
+}
+
+// lockRows locks the rows of the batch's records in id order before any
+// is written. The outbound result transaction locks its rows by id too;
+// applying events in their own order would take the same rows in another
+// order and could deadlock with it.
+func lockRows(ctx context.Context, tx pgx.Tx, t *table, evs []*streaming.Event) error {
+	var ids []string
+	for _, ev := range evs {
+		for _, id := range ev.Header.RecordIDs {
+			if !strings.HasSuffix(id, "*") {
+				ids = append(ids, id)
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, fmt.Sprintf(`SELECT FROM %s t WHERE t.sfid = ANY($1) ORDER BY t.id FOR UPDATE`, t.target), ids)
+	return err
 }
 
 // applyEventTx applies one event inside tx and returns the commit time it

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgforce/pgforce/worker/budget"
 	"github.com/pgforce/pgforce/worker/mappings"
@@ -592,7 +593,7 @@ func (r *runner) applyLoop(ctx context.Context, t *table, events <-chan *streami
 				break fill
 			}
 		}
-		if err := r.applyEvents(context.WithoutCancel(ctx), t, batch); err != nil {
+		if err := r.applyEventsRetrying(context.WithoutCancel(ctx), t, batch); err != nil {
 			// Drain so the stream's handler never blocks; the stored replay
 			// id makes the next attempt start after the last commit.
 			go func() {
@@ -603,6 +604,36 @@ func (r *runner) applyLoop(ctx context.Context, t *table, events <-chan *streami
 		}
 	}
 	return nil
+}
+
+// applyRetries is how often a batch that Postgres aborted to break a
+// deadlock or a serialization conflict is tried again, after 50 ms, 100 ms,
+// 200 ms... The other transaction has gone through by then; tearing the
+// stream down and replaying would cost a reconnect for nothing.
+const applyRetries = 5
+
+func (r *runner) applyEventsRetrying(ctx context.Context, t *table, evs []*streaming.Event) error {
+	backoff := 50 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		err := r.applyEvents(ctx, t, evs)
+		if err == nil || attempt == applyRetries || !retryableTx(err) {
+			return err
+		}
+		r.log.Info("inbound: change events aborted by a lock conflict; applying them again", "sobject", t.m.SObject, "attempt", attempt+1, "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff *= 2
+	}
+}
+
+// retryableTx reports whether Postgres aborted a transaction only to break
+// a deadlock (40P01) or a serialization conflict (40001).
+func retryableTx(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
 }
 
 // markUnseen ends a reload: rows whose record the reload did not read are

@@ -1,0 +1,127 @@
+package inbound_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgforce/pgforce/worker/inbound"
+)
+
+// syncBuffer is a log sink the service and the test share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) count(s string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Count(b.buf.String(), s)
+}
+
+// A batch of change events that Postgres aborts to break a deadlock with
+// another writer of the same rows is applied again at once, on the same
+// stream, rather than tearing the subscription down.
+func TestChangeEventBatchAbortedByADeadlockIsAppliedAgainWithoutResubscribing(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	sfids := e.create("Account", map[string]any{"Name": "One"}, map[string]any{"Name": "Two"}, map[string]any{"Name": "Three"})
+	mid := e.mapping("Account", []string{"Name"}, "cdc")
+	logs := &syncBuffer{}
+	svc, err := inbound.New(e.pool, e.sf, e.b, slog.New(slog.NewTextHandler(logs, nil)), e.opts)
+	require.NoError(t, err)
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(runCtx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(20 * time.Second):
+			t.Error("inbound service did not stop within 20s")
+		}
+	})
+	e.waitState(mid, "synced")
+	e.eventually(10*time.Second, func() (bool, string) {
+		return logs.count("subscribed to change events") == 1, "not subscribed yet"
+	})
+
+	// Rows by id: lo and hi are the pair the batch will hold, c the record
+	// whose event holds the applier up meanwhile.
+	type row struct {
+		id   int
+		sfid string
+	}
+	var rows []row
+	for _, s := range sfids {
+		var id int
+		require.NoError(t, e.pool.QueryRow(ctx, `SELECT id FROM salesforce.account WHERE sfid = $1`, s).Scan(&id))
+		rows = append(rows, row{id, s})
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].id < rows[j].id })
+	lo, hi, c := rows[0], rows[1], rows[2]
+
+	// hold locks a row in a transaction of its own; its deadlock_timeout
+	// (superuser-settable) is long, so that in a deadlock the inbound
+	// transaction, not this one, is the one Postgres aborts.
+	hold := func(id int) (tx pgx.Tx, pid int) {
+		// A connection of its own: the service needs the pool's.
+		conn, err := pgx.Connect(ctx, e.db.ConnString)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = conn.Close(ctx) })
+		tx, err = conn.Begin(ctx)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = tx.Rollback(ctx) })
+		_, err = tx.Exec(ctx, `SELECT set_config('deadlock_timeout', '60s', true)`)
+		require.NoError(t, err)
+		_, err = tx.Exec(ctx, `SELECT FROM salesforce.account WHERE id = $1 FOR UPDATE`, id)
+		require.NoError(t, err)
+		require.NoError(t, tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid))
+		return tx, pid
+	}
+	blockedBy := func(pid int) bool {
+		var n int
+		require.NoError(t, e.db.Conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`, pid).Scan(&n))
+		return n > 0
+	}
+
+	// The applier waits on c while the events of lo and hi queue behind
+	// it, so that those two are applied as one batch.
+	txC, pidC := hold(c.id)
+	txHi, pidHi := hold(hi.id)
+	require.NoError(t, e.sim.UIEdit(ctx, "Account", c.sfid, map[string]any{"Name": "Three v2"}))
+	e.eventually(10*time.Second, func() (bool, string) { return blockedBy(pidC), "applier not waiting on c" })
+	require.NoError(t, e.sim.UIEdit(ctx, "Account", lo.sfid, map[string]any{"Name": "One v2"}))
+	require.NoError(t, e.sim.UIEdit(ctx, "Account", hi.sfid, map[string]any{"Name": "Two v2"}))
+	time.Sleep(time.Second) // both events delivered and queued
+	require.NoError(t, txC.Commit(ctx))
+
+	// The batch locks lo, then waits for hi; taking lo here closes the
+	// cycle, and Postgres aborts the batch.
+	e.eventually(10*time.Second, func() (bool, string) { return blockedBy(pidHi), "batch not waiting on hi" })
+	_, err = txHi.Exec(ctx, `SELECT FROM salesforce.account WHERE id = $1 FOR UPDATE`, lo.id)
+	require.NoError(t, err)
+	require.NoError(t, txHi.Commit(ctx))
+
+	e.waitValue("account", lo.sfid, "name", "One v2")
+	e.waitValue("account", hi.sfid, "name", "Two v2")
+	require.Equal(t, "Three v2", e.value("account", c.sfid, "name"))
+	require.GreaterOrEqual(t, logs.count("applying them again"), 1, "the batch was aborted by the deadlock and retried")
+	require.Equal(t, 1, logs.count("subscribed to change events"), "the stream stayed up")
+}

@@ -94,3 +94,30 @@ func TestAutoInboundStreamsWhenGlobalDescribeListsTheChangeEvent(t *testing.T) {
 	ids := e.create("Account", map[string]any{"Name": "Acme"})
 	e.waitValue("account", ids[0], "name", "Acme")
 }
+
+// A change event whose UPDATE writes no row although the record's row is
+// there (it was merged or deleted concurrently; here a user trigger skips
+// the write once) is not lost: the record is read again.
+func TestUpdateEventThatWritesNoRowOfAnExistingRecordIsReadAgain(t *testing.T) {
+	e := newEnv(t)
+	ids := e.create("Account", map[string]any{"Name": "Acme"})
+	id := e.mapping("Account", []string{"Name"}, "cdc")
+	e.start()
+	e.waitState(id, "synced")
+	e.waitValue("account", ids[0], "name", "Acme")
+
+	e.exec(`CREATE TABLE public.skip_once (x int); INSERT INTO public.skip_once VALUES (1)`)
+	e.exec(`CREATE FUNCTION public.skip_once() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM public.skip_once;
+    IF FOUND THEN
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END $$`)
+	e.exec(`CREATE TRIGGER skip_once BEFORE UPDATE ON salesforce.account FOR EACH ROW EXECUTE FUNCTION public.skip_once()`)
+
+	require.NoError(t, e.sim.UIEdit(context.Background(), "Account", ids[0], map[string]any{"Name": "Acme Corp"}))
+	e.waitValue("account", ids[0], "name", "Acme Corp")
+	require.Zero(t, e.count(`SELECT count(*) FROM public.skip_once`), "the event's own write was skipped")
+}

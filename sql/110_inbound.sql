@@ -164,17 +164,6 @@ CREATE TABLE pgforce.inbound_reread (
 
 COMMENT ON TABLE pgforce.inbound_reread IS 'Records queued for the worker to read again from Salesforce (gap and undelete events).';
 
--- Queued jobs and re-reads are unfinished work: keep them in pg_dump when
--- installed as an extension (see 100_extension.sql).
-DO $$
-BEGIN
-    IF EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pgforce') THEN
-        PERFORM pg_catalog.pg_extension_config_dump('pgforce.gue_jobs', '');
-        PERFORM pg_catalog.pg_extension_config_dump('pgforce.inbound_reread', '');
-    END IF;
-END
-$$;
-
 -- The ids a reload has read so far. A reload merges into the table rather
 -- than emptying it, so afterwards the rows whose record was not read (it
 -- was deleted in Salesforce while nobody was syncing, or purged) are

@@ -1,7 +1,7 @@
 -- 120_outbound: what the outbound worker (worker/outbound) needs beyond the
 -- outbox itself: its liveness and feed mode, claiming that keeps a failed
 -- insert's later changes waiting, lease recovery after a crash, and the
--- extra columns of pgforce.status.
+-- functions behind the outbound columns of pgforce.status (130_status).
 
 -- One row per running outbound worker, upserted on every heartbeat. The
 -- feed mode is what pgforce.status shows; seen_at tells live workers from
@@ -127,40 +127,6 @@ LANGUAGE sql STABLE AS $$
     FROM pgforce.outbound_worker w
     WHERE w.seen_at > pg_catalog.now() - interval '1 minute'
 $$;
-
--- pgforce.status with two more columns at the end: outbound_feed (how the
--- running workers learn of changes) and outbound_blocked (changes waiting
--- behind a failed insert or a conflict; pgforce.error says which and why).
-CREATE OR REPLACE VIEW pgforce.status AS
-SELECT m.id                                   AS mapping_id,
-       m.org,
-       m.sobject,
-       o.schema_name,
-       m.table_name,
-       m.mode,
-       m.state,
-       m.state_detail,
-       m.paused,
-       pgforce._row_count(pgforce._mapping_table(m.id)) AS row_count,
-       coalesce(ob.backlog, 0)     AS outbound_backlog,
-       pg_catalog.now() - ob.oldest           AS oldest_pending_age,
-       coalesce(er.open_errors, 0) AS open_errors,
-       m.last_inbound_at,
-       m.last_outbound_at,
-       pgforce._outbound_feed_mode()          AS outbound_feed,
-       pgforce._outbound_blocked_count(m.id)  AS outbound_blocked
-FROM pgforce.mapping m
-JOIN pgforce.org o ON o.name = m.org
-LEFT JOIN LATERAL (
-    SELECT pg_catalog.count(*) AS backlog, pg_catalog.min(x.created_at) AS oldest
-    FROM pgforce.outbox x WHERE x.mapping_id = m.id
-) ob ON true
-LEFT JOIN LATERAL (
-    SELECT pg_catalog.count(*) AS open_errors
-    FROM pgforce.error e WHERE e.mapping_id = m.id AND e.state IN ('open', 'retrying')
-) er ON true;
-
-COMMENT ON VIEW pgforce.status IS 'One row per mapping: state, rows, outbound backlog and its age, open errors, last change in each direction, the outbound feed mode and changes blocked behind a failed insert.';
 
 -- Before the worker writes an inserted record's new Id back onto its row,
 -- the CDC echo of that very insert may already have been applied by the

@@ -1,4 +1,5 @@
--- 100_extension: what only makes sense inside an extension.
+-- 190_extension: what only makes sense inside an extension. Last, so that
+-- every table it names exists.
 --
 -- When installed with CREATE EXTENSION, pg_dump skips the data of extension
 -- tables unless they are marked as configuration; mark the ones holding the
@@ -15,6 +16,9 @@ BEGIN
         PERFORM pg_catalog.pg_extension_config_dump('pgforce.outbox_id_seq', '');
         PERFORM pg_catalog.pg_extension_config_dump('pgforce.error', '');
         PERFORM pg_catalog.pg_extension_config_dump('pgforce.error_id_seq', '');
+        -- Durable work in flight: loads, resyncs and records to read again.
+        PERFORM pg_catalog.pg_extension_config_dump('pgforce.gue_jobs', '');
+        PERFORM pg_catalog.pg_extension_config_dump('pgforce.inbound_reread', '');
     END IF;
 END
 $$;

@@ -1,4 +1,5 @@
--- 080_status: one row per mapping saying how its sync is doing.
+-- 130_status: one row per mapping saying how its sync is doing. Last of the
+-- numbered files, because it reads what the inbound and outbound files add.
 
 -- Exact row count for small tables, the planner's estimate for large ones,
 -- so that reading pgforce.status never scans a big table.
@@ -20,6 +21,9 @@ BEGIN
 END
 $$;
 
+-- outbound_feed says how the running workers learn of changes, and
+-- outbound_blocked counts changes waiting behind a failed insert or a
+-- conflict (pgforce.error says which and why).
 CREATE VIEW pgforce.status AS
 SELECT m.id                                   AS mapping_id,
        m.org,
@@ -35,7 +39,9 @@ SELECT m.id                                   AS mapping_id,
        pg_catalog.now() - ob.oldest           AS oldest_pending_age,
        coalesce(er.open_errors, 0) AS open_errors,
        m.last_inbound_at,
-       m.last_outbound_at
+       m.last_outbound_at,
+       pgforce._outbound_feed_mode()          AS outbound_feed,
+       pgforce._outbound_blocked_count(m.id)  AS outbound_blocked
 FROM pgforce.mapping m
 JOIN pgforce.org o ON o.name = m.org
 LEFT JOIN LATERAL (
@@ -47,4 +53,4 @@ LEFT JOIN LATERAL (
     FROM pgforce.error e WHERE e.mapping_id = m.id AND e.state IN ('open', 'retrying')
 ) er ON true;
 
-COMMENT ON VIEW pgforce.status IS 'One row per mapping: state, rows, outbound backlog and its age, open errors, last change in each direction.';
+COMMENT ON VIEW pgforce.status IS 'One row per mapping: state, rows, outbound backlog and its age, open errors, last change in each direction, the outbound feed mode and changes blocked behind a failed insert.';

@@ -251,22 +251,15 @@ func parseTemporal(f *Field, s string) (any, error) {
 }
 
 // jsonValue renders a stored value for a REST answer.
-func jsonValue(f *Field, v any) any {
-	t, ok := v.(time.Time)
-	if !ok {
-		return v
-	}
-	switch f.Type {
-	case "date":
-		return t.Format(dateLayout)
-	case "time":
-		return t.Format(timeLayout)
-	}
-	return t.UTC().Format(restDateTime)
-}
+func jsonValue(f *Field, v any) any { return timeValue(f, v, restDateTime) }
 
 // eventValue renders a stored value for a change event (datetimes end in Z there).
-func eventValue(f *Field, v any) any {
+func eventValue(f *Field, v any) any { return timeValue(f, v, isoDateTime) }
+
+// timeValue formats dates, times and datetimes (the latter with layout) and
+// passes every other value through: REST answers and change events differ
+// only in how they write a datetime.
+func timeValue(f *Field, v any, layout string) any {
 	t, ok := v.(time.Time)
 	if !ok {
 		return v
@@ -277,7 +270,7 @@ func eventValue(f *Field, v any) any {
 	case "time":
 		return t.Format(timeLayout)
 	}
-	return t.UTC().Format(isoDateTime)
+	return t.UTC().Format(layout)
 }
 
 // csvValue renders a stored value for Bulk API results ("" for null).

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgforce/pgforce/internal/pgtest"
 	"github.com/pgforce/pgforce/sim"
 	"github.com/pgforce/pgforce/worker/outbound"
 	"github.com/pgforce/pgforce/worker/salesforce"
@@ -135,13 +136,16 @@ func TestWithoutLogicalReplicationNotifyAndPollDeliverChanges(t *testing.T) {
 	ctx := context.Background()
 	// A role without REPLICATION cannot open the stream, as on managed
 	// Postgres that denies it.
-	b.exec(t, `CREATE ROLE outbound_plain LOGIN NOSUPERUSER NOREPLICATION`)
-	b.exec(t, `GRANT ALL ON SCHEMA pgforce, salesforce TO outbound_plain`)
-	b.exec(t, `GRANT ALL ON ALL TABLES IN SCHEMA pgforce, salesforce TO outbound_plain`)
-	b.exec(t, `GRANT ALL ON ALL SEQUENCES IN SCHEMA pgforce, salesforce TO outbound_plain`)
+	// Roles belong to the whole cluster, which every test of this binary
+	// shares, so the name is unique to the test (and to -count runs).
+	role := pgtest.UniqueName(t)
+	b.exec(t, fmt.Sprintf(`CREATE ROLE %s LOGIN NOSUPERUSER NOREPLICATION`, role))
+	b.exec(t, fmt.Sprintf(`GRANT ALL ON SCHEMA pgforce, salesforce TO %s`, role))
+	b.exec(t, fmt.Sprintf(`GRANT ALL ON ALL TABLES IN SCHEMA pgforce, salesforce TO %s`, role))
+	b.exec(t, fmt.Sprintf(`GRANT ALL ON ALL SEQUENCES IN SCHEMA pgforce, salesforce TO %s`, role))
 	cfg, err := pgxpool.ParseConfig(b.db.ConnString)
 	require.NoError(t, err)
-	cfg.ConnConfig.User = "outbound_plain"
+	cfg.ConnConfig.User = role
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)

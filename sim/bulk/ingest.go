@@ -228,23 +228,6 @@ func (s *Server) ingestResults(w http.ResponseWriter, j *job, which string) {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	defer bw.Flush()
 	var line []byte
-	writeHeader := func(prefix ...string) {
-		line = line[:0]
-		for i, p := range prefix {
-			if i > 0 {
-				line = append(line, delim)
-			}
-			line = appendQuoted(line, p)
-		}
-		for i, h := range header {
-			if i > 0 || len(prefix) > 0 {
-				line = append(line, delim)
-			}
-			line = appendQuoted(line, h)
-		}
-		line = append(line, le...)
-		_, _ = bw.Write(line)
-	}
 	writeRow := func(prefix []string, row []string) {
 		line = line[:0]
 		for i, p := range prefix {
@@ -262,6 +245,8 @@ func (s *Server) ingestResults(w http.ResponseWriter, j *job, which string) {
 		line = append(line, le...)
 		_, _ = bw.Write(line)
 	}
+	// Result files repeat the job's columns after their own sf__ columns.
+	writeHeader := func(prefix ...string) { writeRow(prefix, header) }
 
 	switch which {
 	case "successfulResults":

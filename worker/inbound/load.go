@@ -51,34 +51,13 @@ func (r *runner) read(ctx context.Context, t *table, where string, all bool, ope
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	// Batches have disjoint ids, so several appliers merge them at once;
-	// Postgres, not the download, is the bottleneck of a load.
-	par := r.s.opts.LoadParallel
-	batches := make(chan [][]any)
-	applied := make(chan error, par)
-	var total atomic.Int64
-	for range par {
-		go func() {
-			var err error
-			for b := range batches {
-				if err != nil {
-					continue // drain so the reader never blocks
-				}
-				// A batch in flight is finished even when the worker is
-				// stopping, so that its position is stored with it.
-				_, err = t.applyRows(context.WithoutCancel(ctx), r.s.pool, b, operation, func(tx pgx.Tx) error {
-					return t.advance(context.WithoutCancel(ctx), tx, maxStamp(b), "")
-				})
-				if err != nil {
-					cancel(err)
-				} else {
-					total.Add(int64(len(b)))
-					r.s.metrics.rowsApplied.Add(float64(len(b)))
-				}
-			}
-			applied <- err
-		}()
-	}
+	appliers := startAppliers(ctx, r.s.opts.LoadParallel, cancel, r.s.metrics.rowsApplied.Add, func(ctx context.Context, b [][]any) (int64, error) {
+		// The batch's position is stored in the same transaction.
+		_, err := t.applyRows(ctx, r.s.pool, b, operation, func(tx pgx.Tx) error {
+			return t.advance(ctx, tx, maxStamp(b), "")
+		})
+		return int64(len(b)), err
+	})
 
 	size := r.s.opts.BatchSize
 	cur := make([][]any, 0, size)
@@ -87,10 +66,8 @@ func (r *runner) read(ctx context.Context, t *table, where string, all bool, ope
 		if len(cur) < size {
 			return nil
 		}
-		select {
-		case batches <- cur:
-		case <-ctx.Done():
-			return context.Cause(ctx)
+		if err := appliers.send(ctx, cur); err != nil {
+			return err
 		}
 		cur = make([][]any, 0, size)
 		return nil
@@ -114,26 +91,16 @@ func (r *runner) read(ctx context.Context, t *table, where string, all bool, ope
 		}
 	}
 	if err == nil && len(cur) > 0 {
-		select {
-		case batches <- cur:
-		case <-ctx.Done():
-			err = context.Cause(ctx)
-		}
+		err = appliers.send(ctx, cur)
 	}
-	close(batches)
-	var aerr error
-	for range par {
-		if e := <-applied; e != nil && aerr == nil {
-			aerr = e
-		}
-	}
+	total, aerr := appliers.wait()
 	if aerr != nil {
-		return total.Load(), aerr
+		return total, aerr
 	}
 	if err := r.observe(err); err != nil {
-		return total.Load(), fmt.Errorf("inbound: read %s: %w", t.m.SObject, err)
+		return total, fmt.Errorf("inbound: read %s: %w", t.m.SObject, err)
 	}
-	return total.Load(), nil
+	return total, nil
 }
 
 // maxStamp is the newest SystemModstamp among rows (column 1), the
@@ -180,29 +147,9 @@ func (r *runner) bulkDirect(ctx context.Context, t *table, where, operation stri
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	par := r.s.opts.LoadParallel
-	pages := make(chan []byte)
-	applied := make(chan error, par)
-	var total atomic.Int64
-	for range par {
-		go func() {
-			var err error
-			for page := range pages {
-				if err != nil {
-					continue
-				}
-				var n int64
-				n, err = r.copyPage(context.WithoutCancel(ctx), t, copySQL, page, operation)
-				if err != nil {
-					cancel(err)
-					continue
-				}
-				total.Add(n)
-				r.s.metrics.rowsApplied.Add(float64(n))
-			}
-			applied <- err
-		}()
-	}
+	appliers := startAppliers(ctx, r.s.opts.LoadParallel, cancel, r.s.metrics.rowsApplied.Add, func(ctx context.Context, page []byte) (int64, error) {
+		return r.copyPage(ctx, t, copySQL, page, operation)
+	})
 	pageSize := r.s.opts.BulkPageSize
 	if pageSize <= 0 {
 		pageSize = r.s.opts.BatchSize
@@ -212,32 +159,21 @@ func (r *runner) bulkDirect(ctx context.Context, t *table, where, operation stri
 		if err != nil {
 			return err
 		}
-		select {
-		case pages <- b:
-			return nil
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		}
+		return appliers.send(ctx, b)
 	})
-	close(pages)
-	var aerr error
-	for range par {
-		if e := <-applied; e != nil && aerr == nil {
-			aerr = e
-		}
-	}
+	total, aerr := appliers.wait()
 	if aerr != nil {
-		return total.Load(), aerr
+		return total, aerr
 	}
 	if err := r.observe(err); err != nil {
-		return total.Load(), fmt.Errorf("inbound: bulk results of %s: %w", t.m.SObject, err)
+		return total, fmt.Errorf("inbound: bulk results of %s: %w", t.m.SObject, err)
 	}
 	// The watermark is the newest SystemModstamp now in the table, read
 	// through its index.
 	_, err = r.s.pool.Exec(ctx, fmt.Sprintf(`UPDATE pgforce.mapping SET
 		inbound_watermark = greatest(inbound_watermark, (SELECT max(systemmodstamp) FROM %s)), last_inbound_at = now()
 		WHERE id = $1`, t.target), t.m.ID)
-	return total.Load(), err
+	return total, err
 }
 
 // copyPage COPies one Bulk result page, falling back to the staged merge.
@@ -279,4 +215,62 @@ func (r *runner) copyPage(ctx context.Context, t *table, copySQL string, page []
 		return 0, err
 	}
 	return int64(len(rows)), tx.Commit(ctx)
+}
+
+// appliers is the pool that writes a load into Postgres: Postgres, not the
+// download, is the bottleneck of a load, and batches have disjoint ids, so
+// several appliers write at once. The first failure cancels the load; the
+// other appliers then drain the channel so the reader never blocks.
+type appliers[T any] struct {
+	in    chan T
+	done  chan error
+	total atomic.Int64
+}
+
+// startAppliers starts par appliers running apply. Work in flight is
+// finished even when ctx ends, so that positions are stored with it.
+func startAppliers[T any](ctx context.Context, par int, cancel context.CancelCauseFunc, applied func(float64), apply func(context.Context, T) (int64, error)) *appliers[T] {
+	a := &appliers[T]{in: make(chan T), done: make(chan error, par)}
+	for range par {
+		go func() {
+			var err error
+			for item := range a.in {
+				if err != nil {
+					continue
+				}
+				var n int64
+				if n, err = apply(context.WithoutCancel(ctx), item); err != nil {
+					cancel(err)
+					continue
+				}
+				a.total.Add(n)
+				applied(float64(n))
+			}
+			a.done <- err
+		}()
+	}
+	return a
+}
+
+// send hands item to an applier, or returns why the load was cancelled.
+func (a *appliers[T]) send(ctx context.Context, item T) error {
+	select {
+	case a.in <- item:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// wait lets the appliers finish and returns the rows applied and the first
+// applier error.
+func (a *appliers[T]) wait() (int64, error) {
+	close(a.in)
+	var first error
+	for range cap(a.done) {
+		if err := <-a.done; err != nil && first == nil {
+			first = err
+		}
+	}
+	return a.total.Load(), first
 }

@@ -17,7 +17,6 @@ type entry struct {
 	RecordID int
 	SFID     string
 	New      map[string]any // Postgres column -> value (json.Number for numbers)
-	Old      map[string]any
 	RetryOf  int64
 }
 

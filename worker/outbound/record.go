@@ -130,6 +130,10 @@ func (s *Service) record(ctx context.Context, m *Mapping, changes []*change, res
 		if o.Op == "insert" || o.Op == "upsert" {
 			rec.inserts = true
 		}
+		if o.Op != "delete" {
+			rec.okRows = append(rec.okRows, int32(o.RecordID))
+			rec.okSFIDs = append(rec.okSFIDs, o.SFID)
+		}
 	}
 	for _, c := range changes {
 		rec.rows = append(rec.rows, int32(c.RecordID))
@@ -152,7 +156,9 @@ func (s *Service) record(ctx context.Context, m *Mapping, changes []*change, res
 // recording is the outcome of one batch, ready to be written.
 type recording struct {
 	m            *Mapping
-	ok, failed   []byte // JSON of successRow, failureRow
+	ok, failed   []byte   // JSON of successRow, failureRow
+	okRows       []int32  // rows written (not deleted): the write-back
+	okSFIDs      []string // their Ids, "" when unchanged
 	nOK, nFailed int
 	done         []int64 // entries to delete
 	requeue      []int64 // entries to hand back to the queue
@@ -238,8 +244,7 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 			// The written entries are gone already, so any entry left of a
 			// row is newer; they are found for the whole batch at once.
 			if _, err := tx.Exec(ctx, fmt.Sprintf(`WITH s AS (
-					SELECT * FROM jsonb_to_recordset($1) AS s(record_id integer, sfid text, op text)
-					WHERE s.op <> 'delete'
+					SELECT * FROM unnest($1::integer[], $3::text[]) AS s(record_id, sfid)
 				), busy AS (
 					SELECT DISTINCT o.record_id FROM pgforce.outbox o
 					WHERE o.mapping_id = $2 AND o.record_id IN (SELECT s.record_id FROM s)
@@ -251,14 +256,18 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 				  AND ((s.sfid <> '' AND t.sfid IS DISTINCT FROM s.sfid)
 				       OR ((t._hc_lastop IS DISTINCT FROM 'SYNCED' OR t._hc_err IS NOT NULL)
 				           AND t.id NOT IN (SELECT b.record_id FROM busy b)))`, table),
-				rec.ok, m.ID); err != nil {
+				rec.okRows, m.ID, rec.okSFIDs); err != nil {
 				return fmt.Errorf("write back ids: %w", err)
 			}
 			// Errors this success settles: the retried ones, a failed insert
 			// once the record exists, a failed update once every field it
-			// carried has been written since.
+			// carried has been written since. The batch's JSON is parsed only
+			// when the mapping has an outbound error to settle at all (an
+			// InitPlan evaluated once), which is the rare case in a backlog.
 			if _, err := tx.Exec(ctx, `UPDATE pgforce.error e SET state = 'resolved', sfid = coalesce(e.sfid, nullif(s.sfid, ''))
-				FROM jsonb_to_recordset($1) AS s(record_id integer, sfid text, op text, keys text[], retry_of bigint[])
+				FROM jsonb_to_recordset(CASE WHEN EXISTS (SELECT FROM pgforce.error x WHERE x.mapping_id = $2
+						AND x.state IN ('open', 'retrying') AND x.direction = 'outbound') THEN $1::jsonb END)
+					AS s(record_id integer, sfid text, op text, keys text[], retry_of bigint[])
 				WHERE e.mapping_id = $2 AND e.record_id = s.record_id AND e.direction = 'outbound'
 				  AND (e.id = ANY(s.retry_of) AND e.state IN ('open', 'retrying')
 				       OR e.state = 'open' AND (

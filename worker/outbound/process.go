@@ -67,6 +67,12 @@ func (s *Service) drain(ctx, work context.Context, m *Mapping) error {
 	return nil
 }
 
+// maxInFlight is how many batches of one mapping are between their send
+// and the end of their result transaction at once. Bulk jobs spend most of
+// their time waiting for Salesforce, so two or three in flight keep both
+// Salesforce and Postgres busy.
+const maxInFlight = 3
+
 // drainPass runs the pipeline until a claim comes back short and returns
 // the number of entries it claimed.
 func (s *Service) drainPass(ctx, work context.Context, m *Mapping, all []*Mapping) (int, error) {
@@ -99,66 +105,69 @@ func (s *Service) drainPass(ctx, work context.Context, m *Mapping, all []*Mappin
 	}()
 
 	var (
-		firstErr  error
-		recording sync.WaitGroup
-		recMu     sync.Mutex
-		recErr    error
-		deferred  bool
+		mu       sync.Mutex
+		firstErr error
+		deferred bool
+		inFlight sync.WaitGroup
+		// One result transaction at a time; batches are disjoint, so
+		// the order they are recorded in does not matter.
+		recordMu sync.Mutex
 	)
+	failed := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return firstErr != nil
+	}
+	// Each batch holds a slot from its send until its result is recorded:
+	// maxInFlight bounds both the Salesforce work running at once and the
+	// entries held claimed. A sent batch is always recorded, even after
+	// another batch failed, so nothing sent is ever sent again.
+	slots := make(chan struct{}, maxInFlight)
 	for b := range prepared {
 		claimed += b.entries
-		if firstErr != nil {
+		if !failed() {
+			slots <- struct{}{}
+		}
+		if failed() {
 			s.release(work, b.changes)
 			continue
 		}
-		start := time.Now()
-		s.sendBatch(work, m, b)
-		sent := time.Since(start)
-		// One result transaction at a time: the previous batch's must be
-		// done before this one's starts.
-		recording.Wait()
-		recMu.Lock()
-		err := recErr
-		recMu.Unlock()
-		if err != nil {
-			firstErr = err
-			stopClaiming()
-			s.release(work, b.changes)
-			continue
-		}
-		for _, r := range b.results {
-			if r.kind == outDeferred {
-				deferred = true
-			}
-		}
-		recording.Add(1)
+		inFlight.Add(1)
 		go func(b *batch) {
-			defer recording.Done()
+			defer inFlight.Done()
+			defer func() { <-slots }()
 			start := time.Now()
+			s.sendBatch(work, m, b)
+			sent := time.Since(start)
+			recordMu.Lock()
+			start = time.Now()
 			err := s.record(work, m, b.changes, b.results)
-			if err == nil {
-				for _, r := range b.results {
-					if r.kind == outTransient {
+			recordMu.Unlock()
+			def := false
+			for _, r := range b.results {
+				switch r.kind {
+				case outTransient:
+					if err == nil {
 						err = errTransient
-						break
 					}
+				case outDeferred:
+					def = true
 				}
 			}
 			s.log.Debug("outbound: batch", "mapping", m.ID, "entries", b.entries, "changes", len(b.changes),
 				"claim_prepare", b.took, "send", sent, "record", time.Since(start), "err", err)
+			mu.Lock()
+			deferred = deferred || def
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			mu.Unlock()
 			if err != nil {
-				recMu.Lock()
-				if recErr == nil {
-					recErr = err
-				}
-				recMu.Unlock()
+				stopClaiming()
 			}
 		}(b)
 	}
-	recording.Wait()
-	if firstErr == nil {
-		firstErr = recErr
-	}
+	inFlight.Wait()
 	if err := <-claimErr; firstErr == nil {
 		firstErr = err
 	}
@@ -284,14 +293,13 @@ func (s *Service) send(ctx context.Context, m *Mapping, op string, changes []*ch
 	for start := 0; start < len(idx); start += salesforce.MaxCollectionRecords {
 		chunks = append(chunks, chunk{idx[start:min(start+salesforce.MaxCollectionRecords, len(idx))]})
 	}
-	sem := make(chan struct{}, s.opts.Parallel)
 	var wg sync.WaitGroup
 	for _, ch := range chunks {
-		sem <- struct{}{}
+		s.calls <- struct{}{}
 		wg.Add(1)
 		go func(ix []int) {
 			defer wg.Done()
-			defer func() { <-sem }()
+			defer func() { <-s.calls }()
 			s.sendChunk(ctx, m, op, changes, ix, results)
 		}(ch.idx)
 	}

@@ -122,6 +122,9 @@ type Service struct {
 	mode    feed.Mode
 	detail  string
 	kick    chan struct{}
+	// calls holds a slot per Collections call running, Parallel in all,
+	// shared by the batches in flight at once.
+	calls chan struct{}
 	// unrecorded are batch outcomes whose result transaction failed; their
 	// entries stay claimed until they are recorded (see record).
 	unrecorded []*recording
@@ -140,7 +143,8 @@ func New(pool *pgxpool.Pool, sf Salesforce, logger *slog.Logger, opts Options) *
 		logger = slog.Default()
 	}
 	s := &Service{pool: pool, sf: sf, log: logger.With("component", "outbound"), opts: opts,
-		backoff: map[int]*backoffState{}, lastOut: map[int]time.Time{}, mode: feed.ModeStarting, kick: make(chan struct{}, 1)}
+		backoff: map[int]*backoffState{}, lastOut: map[int]time.Time{}, mode: feed.ModeStarting, kick: make(chan struct{}, 1),
+		calls: make(chan struct{}, opts.Parallel)}
 	fo := opts.Feed
 	userOnMode := fo.OnMode
 	fo.OnMode = func(m feed.Mode, detail string) {

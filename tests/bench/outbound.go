@@ -310,16 +310,21 @@ func (b *outboundBench) drain(ctx context.Context, env *Env, n, bulkThreshold in
 	stop := b.run(outbound.Options{BulkThreshold: bulkThreshold, Parallel: 4,
 		BulkPoll: salesforce.Poll{Initial: 50 * time.Millisecond, Max: 500 * time.Millisecond}}, env.Log)
 	defer stop()
+	// The poll asks only whether any entry is left: a count(*) of the
+	// backlog every 20 ms took about a third of a core from the drain it
+	// was timing (6 ms a scan of 20,000 entries).
 	for {
-		var left int
-		if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM pgforce.outbox`).Scan(&left); err != nil {
+		var left bool
+		if err := b.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pgforce.outbox)`).Scan(&left); err != nil {
 			return 0, 0, err
 		}
-		if left == 0 {
+		if !left {
 			break
 		}
 		if time.Since(start) > 10*time.Minute {
-			return 0, 0, fmt.Errorf("%d of %d changes still queued after 10 minutes", left, queued)
+			var n int
+			_ = b.pool.QueryRow(ctx, `SELECT count(*) FROM pgforce.outbox`).Scan(&n)
+			return 0, 0, fmt.Errorf("%d of %d changes still queued after 10 minutes", n, queued)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -37,10 +37,13 @@
 //     REQUEST_LIMIT_EXCEEDED) put the entries back and back the mapping off
 //     exponentially; the user never has to act on them.
 //
-// The three stages form a pipeline: while one batch is in flight to
-// Salesforce the next is claimed and prepared and the previous one is
-// recorded. Batches never share a record, so each record's changes stay
-// in order.
+// The three stages form a pipeline: while batches are in flight to
+// Salesforce (up to three of a mapping between send and record, so that
+// Bulk jobs, which mostly wait for Salesforce, overlap) the next is claimed
+// and prepared and finished ones are recorded, one result transaction at a
+// time. Batches never share a record, so each record's changes stay in
+// order. A batch that was sent is always recorded, even after another
+// batch failed; batches not yet sent then go back to the queue.
 //
 // Locking: the result transaction locks the mapped rows (by id) before the
 // outbox entries, the order user statements and pgforce.inbound_filter

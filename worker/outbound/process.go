@@ -43,9 +43,9 @@ type batch struct {
 
 // drain claims and writes one mapping's changes until none is claimable.
 // It is a pipeline of three stages, so that neither Postgres nor
-// Salesforce waits for the other: while one batch is in flight to
-// Salesforce, the next is claimed and prepared, and the previous one's
-// results are recorded. Batches hold disjoint records (a record with an
+// Salesforce waits for the other: while batches are in flight to
+// Salesforce (at most maxInFlight), the next is claimed and prepared, and
+// finished ones' results are recorded. Batches hold disjoint records (a record with an
 // entry in flight is never claimed, see pgforce._outbound_claim), so the
 // stages never touch the same rows, and each record's changes stay in
 // order.

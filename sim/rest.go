@@ -83,6 +83,8 @@ func (c *call) route() {
 		c.query(segs[0] == "queryAll")
 	case "composite":
 		c.composite()
+	case "tooling":
+		c.tooling()
 	default:
 		c.notFound()
 	}

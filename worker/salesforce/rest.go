@@ -102,6 +102,40 @@ func (c *Client) DescribeGlobal(ctx context.Context) (*GlobalDescribe, error) {
 	return &out, nil
 }
 
+// ToolingQuery runs a SOQL query against the Tooling API (setup objects
+// such as PlatformEventChannelMember), calling fn for every record.
+func (c *Client) ToolingQuery(ctx context.Context, soql string, fn func(Record) error) error {
+	_, err := c.query(ctx, "/tooling/query", soql, fn)
+	return err
+}
+
+// ChangeEventSelection returns the change event entities selected for
+// Change Data Capture on the org's standard channel (AccountChangeEvent,
+// Foo__ChangeEvent), keyed by lower-cased name. Global describe cannot
+// tell: it lists a change event for every object that supports CDC,
+// selected or not. Reading the selection needs the View Setup and
+// Configuration permission; without it the call fails with the org's
+// error.
+func (c *Client) ChangeEventSelection(ctx context.Context) (map[string]bool, error) {
+	selected := map[string]bool{}
+	err := c.ToolingQuery(ctx, "SELECT DeveloperName, EventChannel, SelectedEntity FROM PlatformEventChannelMember", func(r Record) error {
+		entity, _ := r.Fields["SelectedEntity"].(string)
+		channel, _ := r.Fields["EventChannel"].(string)
+		name, _ := r.Fields["DeveloperName"].(string)
+		// Members of custom channels (Foo__chn) are delivered on those
+		// channels only; pgforce subscribes to the standard one, whose
+		// members are named ChangeEvents_<entity>.
+		if entity != "" && (channel == "ChangeEvents" || strings.HasPrefix(name, "ChangeEvents_")) {
+			selected[strings.ToLower(entity)] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return selected, nil
+}
+
 // PicklistValue is one value of a picklist field.
 type PicklistValue struct {
 	Active       bool   `json:"active"`

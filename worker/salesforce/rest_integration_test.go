@@ -484,3 +484,18 @@ func TestUpdatedAndDeletedListChangesInTheWindow(t *testing.T) {
 	require.Equal(t, created[1].ID, del.Records[0].ID)
 	require.WithinDuration(t, time.Now(), del.Records[0].DeletedDate, time.Minute)
 }
+
+func TestChangeEventSelectionListsOnlyTheObjectsSelectedForCDC(t *testing.T) {
+	schema, err := sim.ParseSchema([]byte(`{"objects":[{"name":"Contact","cdc":false},
+ {"name":"Invoice__c","fields":[{"name":"Amount__c","type":"currency"}]}]}`))
+	require.NoError(t, err)
+	s := simtest.Start(t, func(c *sim.Config) { c.Schema = schema })
+	c := simtest.Client(t, s)
+
+	selected, err := c.ChangeEventSelection(t.Context())
+	require.NoError(t, err)
+	require.True(t, selected["accountchangeevent"])
+	require.True(t, selected["invoice__changeevent"])
+	require.False(t, selected["contactchangeevent"], "Contact is not selected for Change Data Capture")
+	require.Equal(t, int64(1), callsMatching(s, "tooling/query"), "one Tooling API call")
+}

@@ -144,3 +144,27 @@ func testValueThatDoesNotFit(t *testing.T, bulk bool) {
 	require.Equal(t, "<missing>", e.value("account", ids[0], "name"))
 	require.Equal(t, 2, e.count(`SELECT open_errors::int FROM pgforce.status WHERE mapping_id = $1`, id), "pgforce.status counts both")
 }
+
+func TestBulkLoadIntoAnEmptyTableStampsRowsSyncedCapturesNothingAndLeavesTheTriggersOn(t *testing.T) {
+	e := newEnv(t)
+	e.opts.BulkThreshold = 1000
+	e.opts.BulkPageSize = 700
+	e.seedGadgets(2500)
+	id := e.mapping("Gadget__c", gadgetFields, "cdc")
+	// read_write: capture triggers are on the table too, and the load must
+	// queue nothing for Salesforce.
+	e.exec(`UPDATE pgforce.mapping SET mode = 'read_write' WHERE id = $1`, id)
+	e.start()
+	e.waitState(id, "synced")
+	require.Equal(t, int64(1), e.calls("POST /services/data/vXX.X/jobs/query"))
+	require.Equal(t, 2500, e.count(`SELECT count(*) FROM salesforce.gadget__c WHERE _hc_lastop = 'SYNCED' AND _hc_err IS NULL`))
+	require.Zero(t, e.count(`SELECT count(*) FROM pgforce.outbox WHERE mapping_id = $1`, id))
+	require.Zero(t, e.count(`SELECT count(*) FROM pg_trigger WHERE tgrelid = 'salesforce.gadget__c'::regclass
+		AND tgname LIKE 'pgforce%' AND tgenabled <> 'O'`), "every pgforce trigger is enabled after the load")
+	require.NotZero(t, e.count(`SELECT count(*) FROM pg_trigger WHERE tgrelid = 'salesforce.gadget__c'::regclass AND tgname LIKE 'pgforce%'`))
+
+	// The triggers work again: a user edit is PENDING and captured.
+	e.exec(`UPDATE salesforce.gadget__c SET code__c = 'EDITED' WHERE name = 'Gadget 42'`)
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM salesforce.gadget__c WHERE name = 'Gadget 42' AND _hc_lastop = 'PENDING'`))
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM pgforce.outbox WHERE mapping_id = $1`, id))
+}

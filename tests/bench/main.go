@@ -71,6 +71,7 @@ type metricFunc func(ctx context.Context, env *Env) ([]Result, error)
 var metrics = []metricFunc{
 	captureOverhead,
 	outboundSync,
+	captureWhileDraining,
 	inboundSync,
 }
 

@@ -177,3 +177,63 @@ CREATE UNLOGGED TABLE pgforce.inbound_seen (
 CREATE INDEX inbound_seen_idx ON pgforce.inbound_seen (mapping_id, sfid);
 
 COMMENT ON TABLE pgforce.inbound_seen IS 'Worker use: record ids read by a reload in progress.';
+
+-- A first load into an empty table builds the SystemModstamp index once at
+-- the end, by sorting, instead of entry by entry for every row COPY writes
+-- (the index is not needed meanwhile: change events find rows by sfid, and
+-- nothing reads the watermark until the load ends). The index keeps the
+-- name ensure_table gives it (040_table.sql). Only an empty table loses it,
+-- under a lock taken with a short timeout so that a reader of the table
+-- never waits behind the DROP; on timeout the load keeps the index.
+CREATE FUNCTION pgforce.inbound_defer_indexes(p_mapping_id integer) RETURNS boolean
+LANGUAGE plpgsql
+SET lock_timeout = '1s'
+AS $$
+DECLARE
+    v_table regclass := pgforce._mapping_table(p_mapping_id);
+    v_index regclass;
+    v_empty boolean;
+BEGIN
+    SELECT pg_catalog.to_regclass(pg_catalog.format('%I.%I', o.schema_name, 'hc_idx_' || m.table_name || '_systemmodstamp'))
+    INTO v_index
+    FROM pgforce.mapping m JOIN pgforce.org o ON o.name = m.org
+    WHERE m.id = p_mapping_id;
+    IF v_table IS NULL OR v_index IS NULL THEN
+        RETURN false;
+    END IF;
+    EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', v_table);
+    EXECUTE pg_catalog.format('SELECT NOT EXISTS (SELECT FROM %s)', v_table) INTO v_empty;
+    IF NOT v_empty THEN
+        RETURN false;
+    END IF;
+    EXECUTE pg_catalog.format('DROP INDEX %s', v_index);
+    RETURN true;
+EXCEPTION WHEN lock_not_available THEN
+    RETURN false;
+END
+$$;
+
+COMMENT ON FUNCTION pgforce.inbound_defer_indexes(integer) IS 'Worker use: drop the SystemModstamp index of an empty mapped table before its first load (inbound_restore_indexes builds it after).';
+
+-- Builds the SystemModstamp index of a mapping's table again when it is
+-- missing (after a deferred load, or a load a crash interrupted); true when
+-- it built it.
+CREATE FUNCTION pgforce.inbound_restore_indexes(p_mapping_id integer) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_table  regclass := pgforce._mapping_table(p_mapping_id);
+    v_schema text;
+    v_name   text;
+BEGIN
+    SELECT o.schema_name, 'hc_idx_' || m.table_name || '_systemmodstamp' INTO v_schema, v_name
+    FROM pgforce.mapping m JOIN pgforce.org o ON o.name = m.org
+    WHERE m.id = p_mapping_id;
+    IF v_table IS NULL OR pg_catalog.to_regclass(pg_catalog.format('%I.%I', v_schema, v_name)) IS NOT NULL THEN
+        RETURN false;
+    END IF;
+    EXECUTE pg_catalog.format('CREATE INDEX IF NOT EXISTS %I ON %s (systemmodstamp)', v_name, v_table);
+    RETURN true;
+END
+$$;
+
+COMMENT ON FUNCTION pgforce.inbound_restore_indexes(integer) IS 'Worker use: build the SystemModstamp index of a mapped table again when it is missing.';

@@ -145,6 +145,12 @@ func (r *runner) bulkDirect(ctx context.Context, t *table, where, operation stri
 	if err != nil {
 		return 0, err
 	}
+	// The SystemModstamp index is built after the rows are in; load()
+	// builds it too when an attempt that dropped it failed.
+	var deferred bool
+	if err := r.s.pool.QueryRow(ctx, `SELECT pgforce.inbound_defer_indexes($1)`, r.id).Scan(&deferred); err != nil {
+		r.log.Info("inbound: load keeps the SystemModstamp index", "mapping", r.id, "err", err)
+	}
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -169,12 +175,33 @@ func (r *runner) bulkDirect(ctx context.Context, t *table, where, operation stri
 	if err := r.observe(err); err != nil {
 		return total, fmt.Errorf("inbound: bulk results of %s: %w", t.m.SObject, err)
 	}
+	if deferred {
+		if err := r.restoreIndexes(ctx); err != nil {
+			return total, err
+		}
+	}
 	// The watermark is the newest SystemModstamp now in the table, read
 	// through its index.
 	_, err = r.s.pool.Exec(ctx, fmt.Sprintf(`UPDATE pgforce.mapping SET
 		inbound_watermark = greatest(inbound_watermark, (SELECT max(systemmodstamp) FROM %s)), last_inbound_at = now()
 		WHERE id = $1`, t.target), t.m.ID)
 	return total, err
+}
+
+// restoreIndexes builds the table's SystemModstamp index when a load left
+// it out (inbound_defer_indexes). Writers of the table, change events
+// among them, wait for the build: a sort of the loaded rows, cheaper than
+// the index entries COPY would have made one by one.
+func (r *runner) restoreIndexes(ctx context.Context) error {
+	started := time.Now()
+	var built bool
+	if err := r.s.pool.QueryRow(ctx, `SELECT pgforce.inbound_restore_indexes($1)`, r.id).Scan(&built); err != nil {
+		return fmt.Errorf("inbound: build the SystemModstamp index again: %w", err)
+	}
+	if built {
+		r.log.Info("inbound: SystemModstamp index built after the load", "mapping", r.id, "elapsed", time.Since(started))
+	}
+	return nil
 }
 
 // pageCopy is how a direct load COPies its pages.

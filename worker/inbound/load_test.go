@@ -163,8 +163,33 @@ func TestBulkLoadIntoAnEmptyTableStampsRowsSyncedCapturesNothingAndLeavesTheTrig
 		AND tgname LIKE 'pgforce%' AND tgenabled <> 'O'`), "every pgforce trigger is enabled after the load")
 	require.NotZero(t, e.count(`SELECT count(*) FROM pg_trigger WHERE tgrelid = 'salesforce.gadget__c'::regclass AND tgname LIKE 'pgforce%'`))
 
+	var indexDef string
+	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT indexdef FROM pg_indexes
+		WHERE schemaname = 'salesforce' AND indexname = 'hc_idx_gadget__c_systemmodstamp'`).Scan(&indexDef),
+		"the SystemModstamp index left out during the load is there again")
+	require.Equal(t, "CREATE INDEX hc_idx_gadget__c_systemmodstamp ON salesforce.gadget__c USING btree (systemmodstamp)", indexDef)
+
 	// The triggers work again: a user edit is PENDING and captured.
 	e.exec(`UPDATE salesforce.gadget__c SET code__c = 'EDITED' WHERE name = 'Gadget 42'`)
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM salesforce.gadget__c WHERE name = 'Gadget 42' AND _hc_lastop = 'PENDING'`))
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM pgforce.outbox WHERE mapping_id = $1`, id))
+}
+
+func TestLoadBuildsTheSystemModstampIndexAnInterruptedLoadLeftOut(t *testing.T) {
+	e := newEnv(t)
+	e.opts.BulkThreshold = 1000
+	e.opts.BulkPageSize = 700
+	e.seedGadgets(1500)
+	id := e.mapping("Gadget__c", gadgetFields, "cdc")
+	e.start()
+	e.waitState(id, "synced")
+	e.stop()
+	// What a worker that died in the middle of a deferred load leaves: rows,
+	// no SystemModstamp index, the mapping still loading.
+	e.exec(`DROP INDEX salesforce.hc_idx_gadget__c_systemmodstamp`)
+	e.exec(`SELECT pgforce.reload($1::integer)`, id)
+	e.start()
+	e.waitState(id, "synced")
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM pg_indexes WHERE schemaname = 'salesforce' AND indexname = 'hc_idx_gadget__c_systemmodstamp'`))
+	require.Equal(t, 1500, e.count(`SELECT count(*) FROM salesforce.gadget__c`))
 }

@@ -208,6 +208,10 @@ func (r *runner) load(ctx context.Context, t *table) error {
 	if err != nil {
 		return err
 	}
+	// An earlier attempt may have left the index out and failed.
+	if err := r.restoreIndexes(ctx); err != nil {
+		return err
+	}
 	if !empty {
 		if err := r.markUnseen(ctx, t, since); err != nil {
 			return err

@@ -26,6 +26,7 @@ import (
 // process against the simulator: initial load rate through Bulk API 2.0
 // and the worker's peak RSS, CDC latency from a simulator commit until the
 // row is visible in Postgres, and REST calls made while idle with CDC.
+// BENCH_INBOUND_LOAD_ONLY=1 measures the load alone.
 func inboundSync(ctx context.Context, env *Env) ([]Result, error) {
 	rows, latencyFor, idleFor := 100_000, 10*time.Second, 30*time.Second
 	if env.Full {
@@ -48,6 +49,11 @@ func inboundSync(ctx context.Context, env *Env) ([]Result, error) {
 		Result{Metric: "inbound worker peak RSS during load", Value: rss, Unit: "MB", Max: ptr(200), HerokuConnect: "n/a (hosted)",
 			Detail: "VmHWM of the `pgforce run` process after the load"})
 
+	if os.Getenv("BENCH_INBOUND_LOAD_ONLY") != "" {
+		// The full-size load alone, without the latency and idle windows
+		// (ten minutes of the full run).
+		return out, nil
+	}
 	p50, p99, n, err := b.latency(ctx, 200, latencyFor)
 	if err != nil {
 		return nil, fmt.Errorf("inbound latency: %w", err)

@@ -123,12 +123,27 @@ func (s *Service) drainPass(ctx, work context.Context, m *Mapping, all []*Mappin
 	// entries held claimed. A sent batch is always recorded, even after
 	// another batch failed, so nothing sent is ever sent again.
 	slots := make(chan struct{}, maxInFlight)
+	// Only Bulk batches overlap their sends. A Collections batch is sent
+	// while the previous one is recorded, never alongside another send:
+	// its calls run Parallel at once already, and more small batches at
+	// once only lengthened the latency tail of a trickle of changes.
+	var collections sync.Mutex
 	for b := range prepared {
 		claimed += b.entries
-		if !failed() {
+		acquired := !failed()
+		if acquired {
 			slots <- struct{}{}
+			if !b.bulk {
+				collections.Lock()
+			}
 		}
 		if failed() {
+			if acquired {
+				if !b.bulk {
+					collections.Unlock()
+				}
+				<-slots
+			}
 			s.release(work, b.changes)
 			continue
 		}
@@ -138,6 +153,9 @@ func (s *Service) drainPass(ctx, work context.Context, m *Mapping, all []*Mappin
 			defer func() { <-slots }()
 			start := time.Now()
 			s.sendBatch(work, m, b)
+			if !b.bulk {
+				collections.Unlock()
+			}
 			sent := time.Since(start)
 			recordMu.Lock()
 			start = time.Now()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -209,19 +210,23 @@ func (r *runner) restoreIndexes(ctx context.Context) error {
 // pgforce's INSERT triggers on a mapped table do nothing to a worker's row
 // but stamp it SYNCED (_hc_lastop; _hc_err stays null): capture skips the
 // worker's writes, and the read-only refusal lets them through. Yet the
-// status trigger is a PL/pgSQL call per row (21% of the COPY backend's time
-// in a profiled load), and any BEFORE ROW trigger makes COPY insert rows
-// one at a time instead of in batches: 100,000 Accounts took 0.88 s of
-// backend CPU without triggers and 1.12 s with one whose WHEN is always
-// false (best of five each). So every page carries _hc_lastop = SYNCED
-// itself, and its transaction switches those triggers off around its COPY
-// (see copyQuiet).
+// status trigger is a PL/pgSQL call per row, 21% of the COPY backend's time
+// in a profiled load. So every page carries _hc_lastop = SYNCED itself,
+// and its transaction switches those triggers off around its COPY (see
+// copyQuiet). (A disabled BEFORE ROW trigger still makes COPY insert rows
+// one at a time rather than in batches, which costs about a fifth more
+// backend CPU: 100,000 Accounts, best of five, 0.88 s without any such
+// trigger, 1.12 s with one whose WHEN is always false. Only dropping the
+// trigger would avoid that, and DROP TRIGGER locks out readers too.)
 type pageCopy struct {
-	copySQL  string   // COPY of the page's columns and _hc_lastop
-	triggers []string // pgforce's enabled INSERT triggers, quoted
+	copySQL string // COPY of the page's columns and _hc_lastop
+	// disable and enable switch pgforce's enabled INSERT triggers off and
+	// on again, each in one ALTER TABLE.
+	disable, enable string
 	// quiet: the triggers may be switched off; cleared for the rest of the
 	// load when switching them off fails.
 	quiet atomic.Bool
+	turn  sync.Mutex // held by the applier whose page is being copied quietly
 }
 
 func (r *runner) pageCopy(ctx context.Context, t *table) (*pageCopy, error) {
@@ -242,10 +247,14 @@ func (r *runner) pageCopy(ctx context.Context, t *table) (*pageCopy, error) {
 	if err != nil {
 		return nil, err
 	}
+	var off, on []string
 	for _, n := range names {
-		pc.triggers = append(pc.triggers, pgx.Identifier{n}.Sanitize())
+		off = append(off, "DISABLE TRIGGER "+pgx.Identifier{n}.Sanitize())
+		on = append(on, "ENABLE TRIGGER "+pgx.Identifier{n}.Sanitize())
 	}
-	pc.quiet.Store(len(pc.triggers) > 0)
+	pc.disable = "ALTER TABLE " + t.target + " " + strings.Join(off, ", ")
+	pc.enable = "ALTER TABLE " + t.target + " " + strings.Join(on, ", ")
+	pc.quiet.Store(len(names) > 0)
 	return pc, nil
 }
 
@@ -304,13 +313,17 @@ func (r *runner) copyPage(ctx context.Context, t *table, pc *pageCopy, page []by
 // the page's own transaction. ALTER TABLE … DISABLE TRIGGER takes a SHARE
 // ROW EXCLUSIVE lock until commit: readers go on, no other session can
 // write the table while the triggers are off, and they are on again
-// (ENABLE, same transaction) before anyone else could see the change. The
-// lock makes the appliers' COPYs take turns (the next page waits ready);
-// on two cores shared with the download that measured within noise of two
-// streams with the triggers on, for less CPU. done is false when the
-// page was not applied (the lock was not granted in time, the worker does
-// not own the table, COPY refused a row) and must go the usual way.
+// (ENABLE, same transaction) before anyone else could see the change. So
+// the appliers' COPYs take turns (the next page waits ready); on two cores
+// shared with the download that measured within noise of two streams with
+// the triggers on, for less CPU. done is false when the page was not
+// applied (the lock was not granted in time, the worker does not own the
+// table, COPY refused a row) and must go the usual way.
 func (r *runner) copyQuiet(ctx context.Context, t *table, pc *pageCopy, page []byte) (n int64, done bool, err error) {
+	// The appliers take turns here rather than at the table lock, so that
+	// lock_timeout below only ever measures a wait for somebody else.
+	pc.turn.Lock()
+	defer pc.turn.Unlock()
 	tx, err := beginApply(ctx, r.s.pool)
 	if err != nil {
 		return 0, false, err
@@ -322,19 +335,17 @@ func (r *runner) copyQuiet(ctx context.Context, t *table, pc *pageCopy, page []b
 	if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '1s'`); err != nil {
 		return 0, false, err
 	}
-	for _, trg := range pc.triggers {
-		if _, err := tx.Exec(ctx, "ALTER TABLE "+t.target+" DISABLE TRIGGER "+trg); err != nil {
-			var pgErr *pgconn.PgError
-			if !errors.As(err, &pgErr) {
-				return 0, false, err
-			}
-			// Not the table's owner (42501), or a writer held the table
-			// past lock_timeout (55P03) and may well hold it through the
-			// next pages too: the rest of the load keeps the triggers on.
-			pc.quiet.Store(false)
-			r.log.Info("inbound: load keeps the table's triggers on", "mapping", r.id, "table", t.target, "reason", pgErr.Message)
-			return 0, false, nil
+	if _, err := tx.Exec(ctx, pc.disable); err != nil {
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) {
+			return 0, false, err
 		}
+		// Not the table's owner (42501), or a writer held the table past
+		// lock_timeout (55P03) and may well hold it through the next pages
+		// too: the rest of the load keeps the triggers on.
+		pc.quiet.Store(false)
+		r.log.Info("inbound: load keeps the table's triggers on", "mapping", r.id, "table", t.target, "reason", pgErr.Message)
+		return 0, false, nil
 	}
 	tag, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(page), pc.copySQL)
 	if err != nil {
@@ -343,10 +354,8 @@ func (r *runner) copyQuiet(ctx context.Context, t *table, pc *pageCopy, page []b
 		}
 		return 0, false, err
 	}
-	for _, trg := range pc.triggers {
-		if _, err := tx.Exec(ctx, "ALTER TABLE "+t.target+" ENABLE TRIGGER "+trg); err != nil {
-			return 0, false, err
-		}
+	if _, err := tx.Exec(ctx, pc.enable); err != nil {
+		return 0, false, err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, false, err

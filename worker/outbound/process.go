@@ -124,23 +124,38 @@ func (s *Service) drainPass(ctx, work context.Context, m *Mapping, all []*Mappin
 	// another batch failed, so nothing sent is ever sent again.
 	slots := make(chan struct{}, maxInFlight)
 	// Only Bulk batches overlap their sends. A Collections batch is sent
-	// while the previous one is recorded, never alongside another send:
-	// its calls run Parallel at once already, and more small batches at
-	// once only lengthened the latency tail of a trickle of changes.
+	// once the previous one is sent and the one before it recorded, never
+	// alongside another send: its calls run Parallel at once already, and
+	// more small batches at once only lengthen the latency tail of a
+	// trickle of changes. The slots are taken before the next batch is
+	// taken from the claimer, so that it keeps claiming (and a batch
+	// grows) while they are busy, as when sends were sequential.
 	var collections sync.Mutex
-	for b := range prepared {
-		claimed += b.entries
+	collectionSlots := make(chan struct{}, 2)
+	for {
 		acquired := !failed()
 		if acquired {
 			slots <- struct{}{}
-			if !b.bulk {
-				collections.Lock()
-			}
+			collectionSlots <- struct{}{}
+			collections.Lock()
 		}
+		b, ok := <-prepared
+		if acquired && (!ok || b.bulk) {
+			collections.Unlock()
+			<-collectionSlots
+		}
+		if !ok {
+			if acquired {
+				<-slots
+			}
+			break
+		}
+		claimed += b.entries
 		if failed() {
 			if acquired {
 				if !b.bulk {
 					collections.Unlock()
+					<-collectionSlots
 				}
 				<-slots
 			}
@@ -151,6 +166,9 @@ func (s *Service) drainPass(ctx, work context.Context, m *Mapping, all []*Mappin
 		go func(b *batch) {
 			defer inFlight.Done()
 			defer func() { <-slots }()
+			if !b.bulk {
+				defer func() { <-collectionSlots }()
+			}
 			start := time.Now()
 			s.sendBatch(work, m, b)
 			if !b.bulk {

@@ -371,9 +371,11 @@ func (r *runner) copyQuiet(ctx context.Context, t *table, pc *pageCopy, page []b
 
 // withStatusColumn returns a CSV page with a last column added to every
 // record: "_hc_lastop" in the header, "SYNCED" in the rows. Records end at
-// a newline outside quotes (a quoted value may hold newlines; a doubled
-// quote inside one toggles the state twice and so changes nothing); a CR
-// before the newline stays the record's line ending.
+// a newline outside quotes: a quoted value may hold newlines, and a
+// newline is inside one exactly when the record so far holds an odd number
+// of quotes (a doubled quote counts twice). A CR before the newline stays
+// the record's line ending. Counting quotes line by line keeps this to two
+// vectorised scans per record.
 func withStatusColumn(page []byte) []byte {
 	const header, row = `,"_hc_lastop"`, `,"SYNCED"`
 	if len(page) == 0 {
@@ -382,29 +384,19 @@ func withStatusColumn(page []byte) []byte {
 	out := make([]byte, 0, len(page)+len(page)/20+len(header))
 	extra := header
 	start := 0 // of the record being copied
-	nl := -1   // the first newline at or after i, once searched for
-	for i := 0; i < len(page); {
-		// Jump from quote to quote and from record end to record end;
-		// everything between is copied as it is.
-		if nl < i {
-			if nl = bytes.IndexByte(page[i:], '\n'); nl < 0 {
-				nl = len(page)
-			} else {
-				nl += i
-			}
-		}
-		q := bytes.IndexByte(page[i:nl], '"')
-		if q >= 0 {
-			// A quoted value: its closing quote may lie past newlines.
-			c := bytes.IndexByte(page[i+q+1:], '"')
-			if c < 0 {
-				break // unterminated; COPY will say so
-			}
-			i += q + 1 + c + 1
-			continue
-		}
-		if nl == len(page) {
+	quoted := false
+	for pos := 0; ; {
+		nl := bytes.IndexByte(page[pos:], '\n')
+		if nl < 0 {
 			break
+		}
+		nl += pos
+		if bytes.Count(page[pos:nl], []byte{'"'})%2 == 1 {
+			quoted = !quoted
+		}
+		pos = nl + 1
+		if quoted {
+			continue
 		}
 		end := nl
 		if end > start && page[end-1] == '\r' {
@@ -413,7 +405,7 @@ func withStatusColumn(page []byte) []byte {
 		out = append(out, page[start:end]...)
 		out = append(out, extra...)
 		out = append(out, page[end:nl+1]...)
-		extra, start, i = row, nl+1, nl+1
+		extra, start = row, nl+1
 	}
 	if start < len(page) {
 		out = append(out, page[start:]...)

@@ -26,8 +26,9 @@ func (s *Server) globalEntry(o *Object, version string) map[string]any {
 }
 
 // changeEventEntry is the global describe entry of an object's change event entity (AccountChangeEvent,
-// Foo__ChangeEvent): clients such as the worker's inbound = 'auto' learn from its presence that the object
-// is selected for Change Data Capture. Change events share the key prefix 1CE and can only be subscribed to.
+// Foo__ChangeEvent). As in a real org it is listed whether or not the object is selected for Change Data
+// Capture: the selection is the Tooling API's PlatformEventChannelMember (tooling.go). Change events share
+// the key prefix 1CE and can only be subscribed to.
 func changeEventEntry(o *Object, version string) map[string]any {
 	name := cometd.ChangeEventName(o.Name)
 	base := "/services/data/v" + version + "/sobjects/" + name
@@ -46,15 +47,11 @@ func changeEventEntry(o *Object, version string) map[string]any {
 	}
 }
 
-// describeGlobal is GET /sobjects: every object and, for those selected for Change Data Capture, its change
-// event entity, sorted by name.
+// describeGlobal is GET /sobjects: every object and its change event entity, sorted by name.
 func (c *call) describeGlobal() {
 	var list []map[string]any
 	for _, o := range c.s.cat.Objects() {
-		list = append(list, c.s.globalEntry(o, c.version))
-		if !o.NoCDC {
-			list = append(list, changeEventEntry(o, c.version))
-		}
+		list = append(list, c.s.globalEntry(o, c.version), changeEventEntry(o, c.version))
 	}
 	sort.SliceStable(list, func(i, j int) bool { return list[i]["name"].(string) < list[j]["name"].(string) })
 	writeJSON(c.w, http.StatusOK, map[string]any{"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": list})

@@ -83,7 +83,7 @@ func TestIdleCDCMappingMakesNoRESTCalls(t *testing.T) {
 	}
 }
 
-func TestAutoInboundStreamsWhenGlobalDescribeListsTheChangeEvent(t *testing.T) {
+func TestAutoInboundStreamsWhenTheOrgSelectedTheObjectForCDC(t *testing.T) {
 	e := newEnv(t)
 	id := e.mapping("Account", []string{"Name"}, "auto")
 	e.start()
@@ -93,6 +93,18 @@ func TestAutoInboundStreamsWhenGlobalDescribeListsTheChangeEvent(t *testing.T) {
 	require.Equal(t, "cdc", mode)
 	ids := e.create("Account", map[string]any{"Name": "Acme"})
 	e.waitValue("account", ids[0], "name", "Acme")
+}
+
+func TestAutoInboundPollsAnObjectTheOrgDidNotSelectForCDC(t *testing.T) {
+	e := newEnv(t)
+	ids := e.create("Quiet__c", map[string]any{"Name": "Before", "Note__c": "loaded"})
+	id := e.mapping("Quiet__c", []string{"Name", "Note__c"}, "auto")
+	e.start()
+	e.waitState(id, "synced")
+	var mode string
+	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT inbound_mode FROM pgforce.mapping WHERE id = $1`, id).Scan(&mode))
+	require.Equal(t, "poll", mode, "global describe lists Quiet__ChangeEvent, but the org's CDC selection does not")
+	require.Equal(t, "loaded", e.value("quiet__c", ids[0], "note__c"))
 }
 
 // A change event whose UPDATE writes no row although the record's row is

@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 }
 
 // gadgetSchema is a custom object with one field of every type whose
-// conversion matters.
+// conversion matters, and one the org has not selected for CDC.
 var gadgetSchema = &sim.Schema{Objects: []sim.ObjectDef{{
 	Name: "Gadget__c",
 	Fields: []sim.FieldDef{
@@ -43,6 +43,11 @@ var gadgetSchema = &sim.Schema{Objects: []sim.ObjectDef{{
 		{Name: "Tags__c", Type: "multipicklist", PicklistValues: []string{"red", "green", "blue"}},
 		{Name: "Code__c", Type: "string", Length: 10},
 	},
+}, {
+	// Not selected for Change Data Capture, as most objects of a real org.
+	Name:   "Quiet__c",
+	CDC:    new(false),
+	Fields: []sim.FieldDef{{Name: "Note__c", Type: "string", Length: 40}},
 }}}
 
 type env struct {

@@ -161,7 +161,12 @@ func sameFields(a, b []string) bool {
 }
 
 // useCDC decides how changes arrive: cdc and poll are the user's choice;
-// auto takes CDC when global describe lists the object's change event.
+// auto streams when the org has selected the object for Change Data
+// Capture. Global describe cannot tell (a real org lists a change event for
+// every object that supports CDC, selected or not), so the selection is
+// read through the Tooling API. Where the org will not show it (the user
+// lacks View Setup and Configuration), auto polls: polling sees every
+// change, while a subscription to an unselected object would see none.
 func (r *runner) useCDC(ctx context.Context, m *mappings.Mapping) (bool, error) {
 	switch m.Inbound {
 	case "cdc":
@@ -169,17 +174,19 @@ func (r *runner) useCDC(ctx context.Context, m *mappings.Mapping) (bool, error) 
 	case "poll":
 		return false, nil
 	}
-	g, err := r.s.globalDescribe(ctx)
-	if err := r.observe(err); err != nil {
-		return false, err
-	}
-	name := ChangeEventName(m.SObject)
-	for _, o := range g.SObjects {
-		if strings.EqualFold(o.Name, name) {
-			return true, nil
+	selected, err := r.s.cdcSelection(ctx)
+	if err != nil {
+		var apiErr *salesforce.APIError
+		if errors.As(err, &apiErr) && apiErr.HTTPStatus >= 400 && apiErr.HTTPStatus < 500 &&
+			!salesforce.IsInvalidSession(err) && !salesforce.IsLimitExceeded(err) {
+			r.log.Warn("inbound: cannot read the org's Change Data Capture selection; polling",
+				"mapping", m.ID, "sobject", m.SObject, "err", err,
+				"hint", "grant View Setup and Configuration, or set inbound = 'cdc' for objects selected for CDC")
+			return false, nil
 		}
+		return false, r.observe(err)
 	}
-	return false, nil
+	return selected[strings.ToLower(ChangeEventName(m.SObject))], nil
 }
 
 // load reads the whole object into the table (merging into whatever rows

@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strconv"
 	"sync"
 	"time"
 
@@ -128,9 +127,9 @@ type Service struct {
 	running map[int]*running
 	wg      sync.WaitGroup
 
-	globalMu sync.Mutex
-	global   *salesforce.GlobalDescribe
-	globalAt time.Time
+	cdcMu sync.Mutex
+	cdc   map[string]bool
+	cdcAt time.Time
 }
 
 type running struct {
@@ -434,20 +433,19 @@ func (s *Service) supervise(ctx context.Context, id int) {
 	}
 }
 
-// globalDescribe caches the global describe for a few minutes: it only
-// decides whether change events exist for an object.
-func (s *Service) globalDescribe(ctx context.Context) (*salesforce.GlobalDescribe, error) {
-	s.globalMu.Lock()
-	defer s.globalMu.Unlock()
-	if s.global != nil && time.Since(s.globalAt) < 5*time.Minute {
-		return s.global, nil
+// cdcSelection caches, for a few minutes, the change event entities the
+// org has selected for Change Data Capture: it only decides how inbound =
+// 'auto' mappings follow their objects.
+func (s *Service) cdcSelection(ctx context.Context) (map[string]bool, error) {
+	s.cdcMu.Lock()
+	defer s.cdcMu.Unlock()
+	if s.cdc != nil && time.Since(s.cdcAt) < 5*time.Minute {
+		return s.cdc, nil
 	}
-	g, err := s.sf.DescribeGlobal(ctx)
+	sel, err := s.sf.ChangeEventSelection(ctx)
 	if err != nil {
 		return nil, err
 	}
-	s.global, s.globalAt = g, time.Now()
-	return g, nil
+	s.cdc, s.cdcAt = sel, time.Now()
+	return sel, nil
 }
-
-var _ = strconv.Itoa

@@ -88,6 +88,13 @@ BEGIN
         EXECUTE pg_catalog.format('SELECT FROM %s t WHERE t.id = $1 FOR UPDATE', v_table) USING p_record_id;
     END IF;
     PERFORM FROM pgforce.outbox o WHERE o.mapping_id = p_mapping_id AND o.record_id = p_record_id ORDER BY o.id FOR UPDATE;
+    IF FOUND THEN
+        -- A claim running meanwhile skips the entries locked here, and a
+        -- streaming worker hears of nothing new when they are released:
+        -- the wake-up, delivered when this transaction ends, makes it look
+        -- again.
+        PERFORM pg_catalog.pg_notify('pgforce_outbox', '');
+    END IF;
     v_pending := pgforce._pending_fields(p_mapping_id, p_record_id);
     IF v_pending = '{}' THEN
         RETURN p_values;

@@ -153,11 +153,10 @@ BEGIN
     -- Postgres folds identical notifications into one per transaction, but
     -- a transaction that notifies commits under a database-wide lock held
     -- through its WAL flush, so concurrent writers could no longer share a
-    -- flush. So it is only sent while some registered outbound worker does
-    -- not stream the outbox (it polls, or is starting): a streaming worker
-    -- learns of the change from the stream, and a worker that registers
-    -- later looks at the outbox once it listens.
-    IF EXISTS (SELECT FROM pgforce.outbound_worker w WHERE w.feed_mode OPERATOR(pg_catalog.<>) 'logical_replication') THEN
+    -- flush. It is skipped while every registered outbound worker streams
+    -- the outbox, which tells them of the change anyway.
+    IF (SELECT coalesce(pg_catalog.bool_or(w.feed_mode OPERATOR(pg_catalog.<>) 'logical_replication'), true)
+        FROM pgforce.outbound_worker w) THEN
         PERFORM pg_catalog.pg_notify('pgforce_outbox', '');
     END IF;
     RETURN NULL;

@@ -149,16 +149,9 @@ BEGIN
                       WHERE ob.mapping_id OPERATOR(pg_catalog.=) %1$s AND ob.record_id OPERATOR(pg_catalog.=) o.id
                         AND ob.claimed_at IS NOT NULL);
     END IF;
-    -- A wake-up hint for a worker that polls (no logical replication).
-    -- Postgres folds identical notifications into one per transaction, but
-    -- a transaction that notifies commits under a database-wide lock held
-    -- through its WAL flush, so concurrent writers could no longer share a
-    -- flush. It is skipped while every registered outbound worker streams
-    -- the outbox, which tells them of the change anyway.
-    IF (SELECT coalesce(pg_catalog.bool_or(w.feed_mode OPERATOR(pg_catalog.<>) 'logical_replication'), true)
-        FROM pgforce.outbound_worker w) THEN
-        PERFORM pg_catalog.pg_notify('pgforce_outbox', '');
-    END IF;
+    -- A wake-up hint for an idle worker. Postgres folds identical
+    -- notifications into one per transaction.
+    PERFORM pg_catalog.pg_notify('pgforce_outbox', '');
     RETURN NULL;
 END
 $body$, p_mapping_id, p_table, pgforce._jsonb_of('n', p_columns), pgforce._jsonb_of('o', p_columns), v_new, v_old, v_changed);

@@ -272,30 +272,6 @@ func TestCaptureNotifiesTheWorkerOncePerTransaction(t *testing.T) {
 	require.Error(t, err)
 }
 
-func TestCaptureSkipsTheWakeUpWhileEveryWorkerStreamsTheOutbox(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	b.mapAccount(t, "read_write")
-	listener := b.db.Connect(t)
-	_, err := listener.Exec(t.Context(), `LISTEN pgforce_outbox`)
-	require.NoError(t, err)
-	b.exec(t, `SELECT pgforce._outbound_heartbeat('streaming', 'logical_replication', NULL)`)
-
-	b.exec(t, `INSERT INTO salesforce.account (name) VALUES ('Acme')`)
-	ctx, cancel := contextWithShortTimeout(t)
-	defer cancel()
-	_, err = listener.WaitForNotification(ctx)
-	require.Error(t, err, "a streaming worker learns of the change from the stream")
-	require.Len(t, b.outbox(t), 1)
-
-	// A second worker that fell back to polling needs the wake-up.
-	b.exec(t, `SELECT pgforce._outbound_heartbeat('polling', 'notify_poll', 'logical replication unavailable')`)
-	b.exec(t, `INSERT INTO salesforce.account (name) VALUES ('Globex')`)
-	n, err := listener.WaitForNotification(t.Context())
-	require.NoError(t, err)
-	require.Equal(t, "pgforce_outbox", n.Channel)
-}
-
 func TestOutboxIsPublishedForLogicalReplication(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

@@ -150,7 +150,12 @@ BEGIN
                         AND ob.claimed_at IS NOT NULL);
     END IF;
     -- A wake-up hint for an idle worker. Postgres folds identical
-    -- notifications into one per transaction.
+    -- notifications into one per transaction. It is sent even while the
+    -- worker streams the outbox: the stream can lag far behind on a busy
+    -- cluster (every walsender decodes all of the cluster's WAL), and the
+    -- notification arrives at commit regardless. Tried and reverted:
+    -- sending it only to polling workers made outbound delivery wait on
+    -- that lag, and bought no measurable capture speed.
     PERFORM pg_catalog.pg_notify('pgforce_outbox', '');
     RETURN NULL;
 END

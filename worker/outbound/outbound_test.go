@@ -37,9 +37,13 @@ func TestInsertUpdateDeleteReachSalesforceAndSfidIsWrittenBack(t *testing.T) {
 	})
 	eventually(t, 5*time.Second, "outbox drained", func() bool { return b.backlog(t) == 0 })
 
+	// The NOTIFY wake-up can carry all three changes before the stream
+	// has connected (creating the slot waits for running transactions).
 	var feed string
-	b.scalar(t, &feed, `SELECT outbound_feed FROM pgforce.status WHERE sobject = 'Account'`)
-	require.Equal(t, "logical_replication", feed)
+	eventually(t, 10*time.Second, "status shows the stream", func() bool {
+		b.scalar(t, &feed, `SELECT coalesce(outbound_feed, '') FROM pgforce.status WHERE sobject = 'Account'`)
+		return feed == "logical_replication"
+	})
 }
 
 func TestConsecutiveChangesToOneRecordMergeIntoOneWrite(t *testing.T) {

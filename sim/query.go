@@ -194,19 +194,13 @@ func (c *call) query(all bool) {
 		c.notFound()
 		return
 	}
-	text := c.r.URL.Query().Get("q")
-	if strings.TrimSpace(text) == "" {
-		writeErrors(c.w, http.StatusBadRequest, APIError{Code: "MALFORMED_QUERY", Message: "A query string has to be specified"})
+	text, ok := c.queryText()
+	if !ok {
 		return
 	}
 	res, err := c.s.runQuery(c.ctx, text, all)
 	if err != nil {
-		var se *soql.Error
-		if errors.As(err, &se) {
-			writeErrors(c.w, http.StatusBadRequest, APIError{Code: se.Code, Message: se.Message})
-			return
-		}
-		writeErrors(c.w, http.StatusBadRequest, APIError{Code: "MALFORMED_QUERY", Message: err.Error()})
+		c.queryError(err)
 		return
 	}
 	if res.q.IsCount() {
@@ -219,6 +213,28 @@ func (c *call) query(all bool) {
 	}
 	cur := &cursor{res: res, ctx: context.WithoutCancel(c.ctx), version: c.version}
 	c.writePage(cur, 0, batch)
+}
+
+// queryText returns the q parameter of a query call, answering
+// MALFORMED_QUERY when there is none.
+func (c *call) queryText() (string, bool) {
+	text := c.r.URL.Query().Get("q")
+	if strings.TrimSpace(text) == "" {
+		writeErrors(c.w, http.StatusBadRequest, APIError{Code: "MALFORMED_QUERY", Message: "A query string has to be specified"})
+		return "", false
+	}
+	return text, true
+}
+
+// queryError answers a query that did not parse or bind, with the SOQL
+// error's code (MALFORMED_QUERY, INVALID_FIELD, INVALID_TYPE, ...).
+func (c *call) queryError(err error) {
+	var se *soql.Error
+	if errors.As(err, &se) {
+		writeErrors(c.w, http.StatusBadRequest, APIError{Code: se.Code, Message: se.Message})
+		return
+	}
+	writeErrors(c.w, http.StatusBadRequest, APIError{Code: "MALFORMED_QUERY", Message: err.Error()})
 }
 
 func (c *call) queryMore(locator string, batch int) {

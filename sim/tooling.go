@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -97,9 +96,8 @@ func (c *call) tooling() {
 		c.methodNotAllowed("GET,HEAD")
 		return
 	}
-	text := c.r.URL.Query().Get("q")
-	if strings.TrimSpace(text) == "" {
-		writeErrors(c.w, http.StatusBadRequest, APIError{Code: "MALFORMED_QUERY", Message: "A query string has to be specified"})
+	text, ok := c.queryText()
+	if !ok {
 		return
 	}
 	q, err := soql.Parse(text)
@@ -107,12 +105,7 @@ func (c *call) tooling() {
 		err = q.Bind(toolingCatalog{})
 	}
 	if err != nil {
-		var se *soql.Error
-		if errors.As(err, &se) {
-			writeErrors(c.w, http.StatusBadRequest, APIError{Code: se.Code, Message: se.Message})
-			return
-		}
-		writeErrors(c.w, http.StatusBadRequest, APIError{Code: "MALFORMED_QUERY", Message: err.Error()})
+		c.queryError(err)
 		return
 	}
 	now := c.s.cfg.Clock().UTC()

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"sort"
 	"strings"
@@ -164,8 +163,7 @@ func captureWhileDraining(ctx context.Context, env *Env) ([]Result, error) {
 	}); err != nil {
 		return nil, err
 	}
-	sf, err := salesforce.New(ctx, salesforce.Config{LoginURL: org.URL(), ClientID: sim.DefaultClientID,
-		ClientSecret: sim.DefaultClientSecret, Username: sim.DefaultUsername, Password: sim.DefaultPassword})
+	sf, err := simClient(ctx, org)
 	if err != nil {
 		return nil, err
 	}
@@ -189,12 +187,8 @@ func captureWhileDraining(ctx context.Context, env *Env) ([]Result, error) {
 		return nil, err
 	}
 
-	logger := slog.New(slog.NewTextHandler(env.Log, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	svc := outbound.New(pool, sf, logger, outbound.Options{})
-	wctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { _ = svc.Run(wctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	svc, stop := startOutbound(pool, sf, outbound.Options{}, env.Log)
+	defer stop()
 	for svc.FeedMode() != "logical_replication" {
 		select {
 		case <-ctx.Done():

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"sort"
 	"strings"
 	"sync"
@@ -94,8 +93,7 @@ func newOutboundBench(ctx context.Context, env *Env, n int) (*outboundBench, err
 	if b.sim, err = sim.Start(ctx, "127.0.0.1:0", sim.Config{APILimit: 10_000_000}); err != nil {
 		return nil, err
 	}
-	if b.sf, err = salesforce.New(ctx, salesforce.Config{LoginURL: b.sim.URL(), ClientID: sim.DefaultClientID,
-		ClientSecret: sim.DefaultClientSecret, Username: sim.DefaultUsername, Password: sim.DefaultPassword}); err != nil {
+	if b.sf, err = simClient(ctx, b.sim); err != nil {
 		return nil, err
 	}
 	if _, err := b.sim.Seed(ctx, "Account", n, func(i int) map[string]any {
@@ -163,17 +161,8 @@ func (b *outboundBench) close() {
 
 // run starts a worker and returns a function that stops it.
 func (b *outboundBench) run(opts outbound.Options, log io.Writer) func() {
-	logger := slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	svc := outbound.New(b.pool, b.sf, logger, opts)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = svc.Run(ctx); close(done) }()
-	return func() {
-		cancel()
-		<-done
-		// Let the slot go inactive before the next run takes it.
-		time.Sleep(200 * time.Millisecond)
-	}
+	_, stop := startOutbound(b.pool, b.sf, opts, log)
+	return stop
 }
 
 // writeCalls sums the simulator's call counters for data endpoints (not

@@ -58,6 +58,22 @@ BEGIN
 END
 $$;
 
+-- Heroku Connect's SystemModstamp index of a mapped table: its name, and
+-- the statement that builds it when it is missing (ensure_table at
+-- creation; an initial load that left it out for speed, 110_inbound).
+CREATE FUNCTION pgforce._modstamp_index_name(p_table_name text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT 'hc_idx_' || p_table_name || '_systemmodstamp'
+$$;
+
+CREATE FUNCTION pgforce._create_modstamp_index(p_schema text, p_table_name text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE pg_catalog.format('CREATE INDEX IF NOT EXISTS %I ON %I.%I (systemmodstamp)',
+        pgforce._modstamp_index_name(p_table_name), p_schema, p_table_name);
+END
+$$;
+
 -- Creates or alters the mapping's table to hold p_columns, an array of
 -- {"name","type","length","precision","scale"} objects from describe, and
 -- returns the names of the columns it added. New fields become nullable
@@ -110,8 +126,7 @@ BEGIN
             v_schema, v_mapping.table_name);
         EXECUTE pg_catalog.format('CREATE UNIQUE INDEX %I ON %I.%I (sfid)',
             'hcu_idx_' || v_mapping.table_name || '_sfid', v_schema, v_mapping.table_name);
-        EXECUTE pg_catalog.format('CREATE INDEX %I ON %I.%I (systemmodstamp)',
-            'hc_idx_' || v_mapping.table_name || '_systemmodstamp', v_schema, v_mapping.table_name);
+        PERFORM pgforce._create_modstamp_index(v_schema, v_mapping.table_name);
         EXECUTE pg_catalog.format('COMMENT ON TABLE %I.%I IS %L', v_schema, v_mapping.table_name,
             pg_catalog.format('Salesforce %s, synced by pgforce mapping %s (%s). Do not TRUNCATE; see pgforce.status.',
                 v_mapping.sobject, v_mapping.id, v_mapping.mode));

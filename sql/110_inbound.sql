@@ -194,7 +194,7 @@ DECLARE
     v_index regclass;
     v_empty boolean;
 BEGIN
-    SELECT pg_catalog.to_regclass(pg_catalog.format('%I.%I', o.schema_name, 'hc_idx_' || m.table_name || '_systemmodstamp'))
+    SELECT pg_catalog.to_regclass(pg_catalog.format('%I.%I', o.schema_name, pgforce._modstamp_index_name(m.table_name)))
     INTO v_index
     FROM pgforce.mapping m JOIN pgforce.org o ON o.name = m.org
     WHERE m.id = p_mapping_id;
@@ -225,13 +225,13 @@ DECLARE
     v_schema text;
     v_name   text;
 BEGIN
-    SELECT o.schema_name, 'hc_idx_' || m.table_name || '_systemmodstamp' INTO v_schema, v_name
+    SELECT o.schema_name, m.table_name INTO v_schema, v_name
     FROM pgforce.mapping m JOIN pgforce.org o ON o.name = m.org
     WHERE m.id = p_mapping_id;
-    IF v_table IS NULL OR pg_catalog.to_regclass(pg_catalog.format('%I.%I', v_schema, v_name)) IS NOT NULL THEN
+    IF v_table IS NULL OR pg_catalog.to_regclass(pg_catalog.format('%I.%I', v_schema, pgforce._modstamp_index_name(v_name))) IS NOT NULL THEN
         RETURN false;
     END IF;
-    EXECUTE pg_catalog.format('CREATE INDEX IF NOT EXISTS %I ON %s (systemmodstamp)', v_name, v_table);
+    PERFORM pgforce._create_modstamp_index(v_schema, v_name);
     RETURN true;
 END
 $$;

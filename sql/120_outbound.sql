@@ -113,10 +113,15 @@ LANGUAGE sql AS $$
         FROM ranked r
         WHERE r.mine AND (r.first_held IS NULL OR r.first_held > r.id)
     )
+    -- The entries are looked up by id in the primary key from an array
+    -- built once, never joined: with statistics saying the outbox holds a
+    -- row or two (as after a drain, before autovacuum has looked again),
+    -- the join was planned as a scan of the outbox that ran the window
+    -- query above again for every entry, and a claim of 5,000 out of a
+    -- 100,000 backlog went from 0.1 s to over a minute.
     UPDATE pgforce.outbox o
     SET claimed_at = pg_catalog.now(), claimed_by = p_worker, attempts = o.attempts + 1
-    FROM eligible
-    WHERE o.id = eligible.id
+    WHERE o.id = ANY (ARRAY(SELECT eligible.id FROM eligible))
     RETURNING o.*
 $$;
 

@@ -272,12 +272,17 @@ func TestCaptureNotifiesTheWorkerOncePerTransaction(t *testing.T) {
 	require.Error(t, err)
 }
 
-func TestOutboxIsPublishedForLogicalReplication(t *testing.T) {
+func TestOutboxIsPublishedForLogicalReplicationWithOnlyItsIds(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	var tables []string
 	b.scalar(t, &tables, `SELECT array_agg(schemaname || '.' || tablename) FROM pg_publication_tables WHERE pubname = 'pgforce_outbox'`)
 	require.Equal(t, []string{"pgforce.outbox"}, tables)
+	// The stream only wakes the worker: the walsender need not render the
+	// entries' jsonb.
+	var columns []string
+	b.scalar(t, &columns, `SELECT attnames::text[] FROM pg_publication_tables WHERE pubname = 'pgforce_outbox'`)
+	require.Equal(t, []string{"id"}, columns)
 }
 
 func TestClaimHandsOutARecordsChangesInOrderAcrossWorkers(t *testing.T) {

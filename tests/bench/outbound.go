@@ -294,6 +294,7 @@ func (b *outboundBench) drain(ctx context.Context, env *Env, n, bulkThreshold in
 	if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM pgforce.outbox`).Scan(&queued); err != nil {
 		return 0, 0, err
 	}
+	fmt.Fprintf(env.Log, "bench: outbound drain (bulk threshold %d): %d changes queued, starting the worker\n", bulkThreshold, queued)
 	b.sim.ResetCalls()
 	start := time.Now()
 	stop := b.run(outbound.Options{BulkThreshold: bulkThreshold, Parallel: 4,

@@ -389,6 +389,12 @@ func (f *Feed) stream(ctx context.Context) error {
 				if err != nil {
 					return fmt.Errorf("parse xlog data: %w", err)
 				}
+				// Only commits matter: the outbox is the queue and the stream
+				// only says "look". A backlog queued by one statement arrives
+				// as one message per entry, so the others are not decoded.
+				if len(xld.WALData) == 0 || pglogrepl.MessageType(xld.WALData[0]) != pglogrepl.MessageTypeCommit {
+					continue
+				}
 				m, err := pglogrepl.Parse(xld.WALData)
 				if err != nil {
 					return fmt.Errorf("parse pgoutput message: %w", err)

@@ -252,7 +252,11 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 			// 134 ms against 226 ms for a batch of 5,000).
 			// busy is one scan of the outbox, made once (MATERIALIZED) and
 			// with the batch's ids as a hashed constant rather than a join,
-			// whatever the outbox's statistics say.
+			// whatever the outbox's statistics say. The ids are a constant
+			// only in a plan made for these values (QueryExecModeExec): in
+			// the generic plan of a cached statement they are a parameter,
+			// searched element by element for every entry, which took over
+			// a second per batch of a 100,000-update backlog.
 			if _, err := tx.Exec(ctx, fmt.Sprintf(`WITH s AS (
 					SELECT * FROM unnest($1::integer[], $3::text[]) AS s(record_id, sfid)
 				), busy AS MATERIALIZED (
@@ -266,27 +270,35 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 				  AND ((s.sfid <> '' AND t.sfid IS DISTINCT FROM s.sfid)
 				       OR ((t._hc_lastop IS DISTINCT FROM 'SYNCED' OR t._hc_err IS NOT NULL)
 				           AND t.id NOT IN (SELECT b.record_id FROM busy b)))`, table),
-				rec.okRows, m.ID, rec.okSFIDs); err != nil {
+				pgx.QueryExecModeExec, rec.okRows, m.ID, rec.okSFIDs); err != nil {
 				return fmt.Errorf("write back ids: %w", err)
 			}
 			// Errors this success settles: the retried ones, a failed insert
 			// once the record exists, a failed update once every field it
-			// carried has been written since. The batch's JSON is parsed only
-			// when the mapping has an outbound error to settle at all (an
-			// InitPlan evaluated once), which is the rare case in a backlog.
-			if _, err := tx.Exec(ctx, `UPDATE pgforce.error e SET state = 'resolved', sfid = coalesce(e.sfid, nullif(s.sfid, ''))
-				FROM jsonb_to_recordset(CASE WHEN EXISTS (SELECT FROM pgforce.error x WHERE x.mapping_id = $2
-						AND x.state IN ('open', 'retrying') AND x.direction = 'outbound') THEN $1::jsonb END)
-					AS s(record_id integer, sfid text, op text, keys text[], retry_of bigint[])
-				WHERE e.mapping_id = $2 AND e.record_id = s.record_id AND e.direction = 'outbound'
-				  AND (e.id = ANY(s.retry_of) AND e.state IN ('open', 'retrying')
-				       OR e.state = 'open' AND (
-				            e.operation IN ('insert', 'upsert') AND s.op IN ('insert', 'upsert')
-				         OR e.operation = 'delete' AND s.op = 'delete'
-				         OR e.operation = 'update' AND s.op IN ('insert', 'update')
-				            AND NOT EXISTS (SELECT FROM jsonb_object_keys(coalesce(e.payload, '{}')) k WHERE k <> 'Id' AND NOT k = ANY(s.keys))))`,
-				rec.ok, m.ID); err != nil {
-				return fmt.Errorf("resolve errors: %w", err)
+			// carried has been written since. The batch's JSON goes to
+			// Postgres only when the mapping has an outbound error to settle
+			// at all, which is the rare case in a backlog: Postgres parses a
+			// jsonb parameter whether the statement reads it or not, and
+			// that was a tenth of a Bulk drain's result transactions.
+			var unsettled bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pgforce.error x WHERE x.mapping_id = $1
+				AND x.state IN ('open', 'retrying') AND x.direction = 'outbound')`, m.ID).Scan(&unsettled); err != nil {
+				return fmt.Errorf("look for errors to settle: %w", err)
+			}
+			if unsettled {
+				if _, err := tx.Exec(ctx, `UPDATE pgforce.error e SET state = 'resolved', sfid = coalesce(e.sfid, nullif(s.sfid, ''))
+					FROM jsonb_to_recordset($1::jsonb)
+						AS s(record_id integer, sfid text, op text, keys text[], retry_of bigint[])
+					WHERE e.mapping_id = $2 AND e.record_id = s.record_id AND e.direction = 'outbound'
+					  AND (e.id = ANY(s.retry_of) AND e.state IN ('open', 'retrying')
+					       OR e.state = 'open' AND (
+					            e.operation IN ('insert', 'upsert') AND s.op IN ('insert', 'upsert')
+					         OR e.operation = 'delete' AND s.op = 'delete'
+					         OR e.operation = 'update' AND s.op IN ('insert', 'update')
+					            AND NOT EXISTS (SELECT FROM jsonb_object_keys(coalesce(e.payload, '{}')) k WHERE k <> 'Id' AND NOT k = ANY(s.keys))))`,
+					rec.ok, m.ID); err != nil {
+					return fmt.Errorf("resolve errors: %w", err)
+				}
 			}
 		}
 		if rec.nFailed > 0 {

@@ -224,16 +224,16 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 		// The entries come next: the DELETE (or the requeue) is the first
 		// statement that touches them.
 		if len(rec.done) > 0 {
-			// By id in the primary key, never joined: statistics of the
+			// By (mapping_id, id) in the primary key, never joined: statistics of the
 			// outbox are stale as often as not (it fills and empties faster
 			// than autovacuum looks), and a join was then planned as a
 			// nested loop over every entry.
-			if _, err := tx.Exec(ctx, `DELETE FROM pgforce.outbox o WHERE o.id = ANY($1)`, rec.done); err != nil {
+			if _, err := tx.Exec(ctx, `DELETE FROM pgforce.outbox o WHERE o.mapping_id = $2 AND o.id = ANY($1)`, rec.done, m.ID); err != nil {
 				return fmt.Errorf("delete written entries: %w", err)
 			}
 		}
 		if len(rec.requeue) > 0 {
-			if _, err := tx.Exec(ctx, `UPDATE pgforce.outbox SET claimed_at = NULL, claimed_by = NULL WHERE id = ANY($1)`, rec.requeue); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE pgforce.outbox SET claimed_at = NULL, claimed_by = NULL WHERE mapping_id = $2 AND id = ANY($1)`, rec.requeue, m.ID); err != nil {
 				return fmt.Errorf("requeue entries: %w", err)
 			}
 		}

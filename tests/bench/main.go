@@ -9,7 +9,7 @@
 // For profiling one part: BENCH_INBOUND_LOAD_ONLY=1 runs the inbound load
 // without its latency and idle windows, BENCH_OUTBOUND_BULK_ONLY=1 the
 // outbound Bulk 2.0 drain alone, and BENCH_WORKER_LOG_LEVEL sets the
-// inbound worker's log level (default warn).
+// workers' log level (default warn).
 //
 // Each metric is a function in the metrics slice; a later issue adds one by
 // writing a function that returns its results and appending it there.

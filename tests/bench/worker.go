@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -21,9 +22,14 @@ func simClient(ctx context.Context, org *sim.Server) (*salesforce.Client, error)
 }
 
 // startOutbound runs an outbound worker in this process, logging warnings
-// to log, and returns it with a function that stops it.
+// (or BENCH_WORKER_LOG_LEVEL) to log, and returns it with a function that
+// stops it.
 func startOutbound(pool *pgxpool.Pool, sf *salesforce.Client, opts outbound.Options, log io.Writer) (*outbound.Service, func()) {
-	logger := slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	level := slog.LevelWarn
+	if v := os.Getenv("BENCH_WORKER_LOG_LEVEL"); v != "" {
+		_ = level.UnmarshalText([]byte(v))
+	}
+	logger := slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: level}))
 	svc := outbound.New(pool, sf, logger, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -38,6 +38,7 @@ type batch struct {
 	bulk    bool // the backlog was at least BulkThreshold when claimed
 	changes []*change
 	results []outcome
+	claimed time.Duration // claiming
 	took    time.Duration // claiming and preparing
 }
 
@@ -191,7 +192,7 @@ func (s *Service) drainPass(ctx, work context.Context, m *Mapping, all []*Mappin
 				}
 			}
 			s.log.Debug("outbound: batch", "mapping", m.ID, "entries", b.entries, "changes", len(b.changes),
-				"claim_prepare", b.took, "send", sent, "record", time.Since(start), "err", err)
+				"claim", b.claimed, "claim_prepare", b.took, "send", sent, "record", time.Since(start), "err", err)
 			mu.Lock()
 			deferred = deferred || def
 			if err != nil && firstErr == nil {
@@ -238,12 +239,13 @@ func (s *Service) nextBatch(ctx, work context.Context, m *Mapping, all []*Mappin
 	if len(entries) == 0 {
 		return nil, nil
 	}
+	claimed := time.Since(start)
 	changes := merge(entries)
 	if err := s.prepare(ctx, m, all, changes); err != nil {
 		s.release(work, changes)
 		return nil, err
 	}
-	return &batch{entries: len(entries), limit: limit, bulk: bulk, changes: changes, took: time.Since(start)}, nil
+	return &batch{entries: len(entries), limit: limit, bulk: bulk, changes: changes, claimed: claimed, took: time.Since(start)}, nil
 }
 
 // claim takes a batch of the mapping's outbox entries in one short

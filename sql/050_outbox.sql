@@ -21,7 +21,15 @@ CREATE TABLE pgforce.outbox (
     attempts   integer     NOT NULL DEFAULT 0,
     retry_of   bigint,
     PRIMARY KEY (mapping_id, id)
-);
+) WITH (fillfactor = 50);
+
+-- A claim sets claimed_at on every entry it hands out. Half of each page
+-- is left free and no index covers claimed_at (not even in a partial
+-- index's predicate) so that this is a HOT update: the new version goes on
+-- the same page and no index entry is written. That halved the cost of
+-- claiming 5,000 entries of a 100,000 backlog (130 ms to 57 ms), the step
+-- a drain runs one at a time. The price is a table twice as large on disk
+-- while entries wait; the worker deletes them once written.
 
 -- No CHECK constraints here, unlike every other pgforce table: Postgres
 -- parses and plans a table's CHECK expressions again in every statement
@@ -43,14 +51,13 @@ COMMENT ON COLUMN pgforce.outbox.old IS 'update: previous values of the changed 
 -- order, the worker's deletes of a batch), and a second index on id alone
 -- cost about a twentieth of a 100-row UPDATE's capture. An index on
 -- record_id would be written at random places on every captured row and
--- nearly doubled the cost of capture (measured), so the two below are
--- partial: a captured update of a synced row enters neither.
+-- nearly doubled the cost of capture (measured), so the one below is
+-- partial: a captured update of a synced row does not enter it.
 
--- Finds the pending insert of a row that is deleted before it reached
--- Salesforce (such rows have no sfid), to cancel it.
+-- Finds the entries of a row that never reached Salesforce (such rows have
+-- no sfid, nor do their entries): the pending insert a delete cancels, and
+-- whether that insert is in flight.
 CREATE INDEX outbox_unsynced_idx ON pgforce.outbox (mapping_id, record_id) WHERE sfid IS NULL;
--- Finds the in-flight entries of a record, which hold back its later ones.
-CREATE INDEX outbox_claimed_idx ON pgforce.outbox (mapping_id, record_id) WHERE claimed_at IS NOT NULL;
 
 COMMENT ON TABLE pgforce.outbox IS 'Captured Postgres changes not yet written to Salesforce, oldest first. The worker deletes entries once written.';
 COMMENT ON COLUMN pgforce.outbox.record_id IS 'id of the row in the mapped table.';
@@ -78,15 +85,18 @@ BEGIN
         ORDER BY o.id
         LIMIT p_limit
         FOR UPDATE SKIP LOCKED
+    ), in_flight AS MATERIALIZED (
+        -- One pass over the mapping's entries: no index covers claimed_at
+        -- (see the table).
+        SELECT DISTINCT f.record_id FROM pgforce.outbox f
+        WHERE f.mapping_id = p_mapping_id AND f.claimed_at IS NOT NULL
     )
     -- By id from an array built once, not a join: see _outbound_claim.
     UPDATE pgforce.outbox o
     SET claimed_at = pg_catalog.now(), claimed_by = p_worker, attempts = o.attempts + 1
     WHERE o.mapping_id = p_mapping_id AND o.id = ANY (ARRAY(
         SELECT c.id FROM candidates c
-        WHERE NOT EXISTS (
-            SELECT FROM pgforce.outbox f
-            WHERE f.mapping_id = p_mapping_id AND f.record_id = c.record_id AND f.claimed_at IS NOT NULL)))
+        WHERE c.record_id NOT IN (SELECT i.record_id FROM in_flight i)))
     RETURNING o.*;
 END
 $$;

@@ -148,7 +148,7 @@ BEGIN
         FROM pgforce_old o
         WHERE o.sfid IS NOT NULL
            OR EXISTS (SELECT FROM pgforce.outbox ob
-                      WHERE ob.mapping_id OPERATOR(pg_catalog.=) %1$s AND ob.record_id OPERATOR(pg_catalog.=) o.id
+                      WHERE ob.sfid IS NULL AND ob.mapping_id OPERATOR(pg_catalog.=) %1$s AND ob.record_id OPERATOR(pg_catalog.=) o.id
                         AND ob.claimed_at IS NOT NULL);
     END IF;
     -- A wake-up hint for an idle worker. Postgres folds identical

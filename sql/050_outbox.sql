@@ -7,7 +7,7 @@
 -- cleans up instead, see 060_capture).
 
 CREATE TABLE pgforce.outbox (
-    id         bigint      GENERATED ALWAYS AS IDENTITY,
+    id         bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     mapping_id integer     NOT NULL,
     op         text        NOT NULL,
     record_id  integer     NOT NULL,
@@ -19,8 +19,7 @@ CREATE TABLE pgforce.outbox (
     claimed_at timestamptz,
     claimed_by text,
     attempts   integer     NOT NULL DEFAULT 0,
-    retry_of   bigint,
-    PRIMARY KEY (mapping_id, id)
+    retry_of   bigint
 ) WITH (fillfactor = 50);
 
 -- A claim sets claimed_at on every entry it hands out. Half of each page
@@ -45,14 +44,19 @@ COMMENT ON COLUMN pgforce.outbox.op IS 'insert, update or delete.';
 COMMENT ON COLUMN pgforce.outbox.new IS 'insert: every mapped column; update: the changed columns; delete: NULL.';
 COMMENT ON COLUMN pgforce.outbox.old IS 'update: previous values of the changed columns; delete: the row; insert: NULL.';
 
--- The only index written for every captured row is the primary key,
--- appended at its right edge (ids only grow). It leads with mapping_id
--- because that is how every reader looks (claim()'s scan of a mapping in id
--- order, the worker's deletes of a batch), and a second index on id alone
--- cost about a twentieth of a 100-row UPDATE's capture. An index on
--- record_id would be written at random places on every captured row and
--- nearly doubled the cost of capture (measured), so the one below is
--- partial: a captured update of a synced row does not enter it.
+-- The indexes written on the hot path are both appended at their right
+-- edge (ids only grow). This one serves claim()'s scan of a mapping in id
+-- order; the primary key serves the worker, which finds the entries of a
+-- batch by id. (Making (mapping_id, id) the primary key instead saves an
+-- index write per captured row, about a twentieth of a 100-row UPDATE's
+-- capture, but then a batch's id = ANY(...) is no longer sure to be an
+-- index condition: with statistics from a nearly empty outbox, Postgres
+-- filtered the whole backlog through the batch's ids, one by one, and a
+-- result transaction took a second.) An index on record_id would be
+-- written at random places on every captured row and nearly doubled the
+-- cost of capture (measured), so the one below is partial: a captured
+-- update of a synced row does not enter it.
+CREATE INDEX outbox_mapping_id_idx ON pgforce.outbox (mapping_id, id);
 
 -- Finds the entries of a row that never reached Salesforce (such rows have
 -- no sfid, nor do their entries): the pending insert a delete cancels, and
@@ -94,7 +98,7 @@ BEGIN
     -- By id from an array built once, not a join: see _outbound_claim.
     UPDATE pgforce.outbox o
     SET claimed_at = pg_catalog.now(), claimed_by = p_worker, attempts = o.attempts + 1
-    WHERE o.mapping_id = p_mapping_id AND o.id = ANY (ARRAY(
+    WHERE o.id = ANY (ARRAY(
         SELECT c.id FROM candidates c
         WHERE c.record_id NOT IN (SELECT i.record_id FROM in_flight i)))
     RETURNING o.*;

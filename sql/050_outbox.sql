@@ -50,9 +50,9 @@ COMMENT ON COLUMN pgforce.outbox.old IS 'update: previous values of the changed 
 -- batch by id. (Making (mapping_id, id) the primary key instead saves an
 -- index write per captured row, about a twentieth of a 100-row UPDATE's
 -- capture, but then a batch's id = ANY(...) is no longer sure to be an
--- index condition: with statistics from a nearly empty outbox, Postgres
--- filtered the whole backlog through the batch's ids, one by one, and a
--- result transaction took a second.) An index on record_id would be
+-- index condition: with a plan made while the outbox was nearly empty,
+-- Postgres filtered the whole backlog through the batch's ids, one by one,
+-- and a result transaction took a second.) An index on record_id would be
 -- written at random places on every captured row and nearly doubled the
 -- cost of capture (measured), so the one below is partial: a captured
 -- update of a synced row does not enter it.
@@ -109,8 +109,8 @@ $$;
 -- polling. Only inserts are published: the worker's own deletes of written
 -- entries are of no interest to it. The stream only wakes the worker, which
 -- reads the entries from the table, so from Postgres 15 on only the id
--- column is published: the walsender then never turns the entries' jsonb
--- into text, which was about a quarter of a 20,000-entry Bulk drain's CPU.
+-- column is published: the walsender never turns the entries' jsonb into
+-- text, and the worker never receives it.
 -- Creating a publication needs CREATE on the database; without it pgforce
 -- still works, polling the outbox.
 DO $$

@@ -302,9 +302,9 @@ func (b *outboundBench) drain(ctx context.Context, env *Env, n, bulkThreshold in
 	}
 	fmt.Fprintf(env.Log, "bench: outbound drain (bulk threshold %d): %d changes queued, starting the worker\n", bulkThreshold, queued)
 	// The simulator shares this process and holds every record and change
-	// event in memory. A collection now, as testing.B does before timing,
-	// keeps the marking of that heap from landing in the drain by chance:
-	// it swung the rate by a fifth from run to run.
+	// event in memory (170-300 MB after the full-size backlog). A collection
+	// now, as testing.B does before timing, starts every drain with the
+	// same heap to mark; four collections ran during one full-size drain.
 	runtime.GC()
 	b.sim.ResetCalls()
 	start := time.Now()

@@ -235,10 +235,10 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 		// The entries come next: the DELETE (or the requeue) is the first
 		// statement that touches them.
 		if len(rec.done) > 0 {
-			// By id in the primary key, never joined: statistics of the
-			// outbox are stale as often as not (it fills and empties faster
-			// than autovacuum looks), and a join was then planned as a
-			// nested loop over every entry.
+			// By id in the primary key, never joined: the outbox fills and
+			// empties faster than autovacuum looks, and with statistics of
+			// an empty outbox a join was planned as a nested loop over every
+			// entry.
 			if _, err := tx.Exec(ctx, `DELETE FROM pgforce.outbox o WHERE o.id = ANY($1)`, batchPlan, rec.done); err != nil {
 				return fmt.Errorf("delete written entries: %w", err)
 			}

@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgforce/pgforce/worker/outbound"
 	"github.com/pgforce/pgforce/worker/salesforce"
 )
 
@@ -323,4 +325,56 @@ func TestBacklogAboveBulkThresholdIsWrittenThroughBulkJobs(t *testing.T) {
 	var notSynced int
 	b.scalar(t, &notSynced, `SELECT count(*) FROM salesforce.account WHERE _hc_lastop IS DISTINCT FROM 'SYNCED'`)
 	require.Zero(t, notSynced)
+}
+
+// The result transaction's statements are planned for each batch, never
+// kept as prepared statements: a generic plan made while the outbox held a
+// few entries, reused for a backlog, filtered the whole backlog through
+// each batch's ids one by one (over a second per batch at 100,000).
+func TestResultTransactionsArePlannedForTheirOwnBatch(t *testing.T) {
+	b := setup(t, setupOptions{})
+	ctx := context.Background()
+	const n = 30
+	recs := make([]salesforce.Record, n)
+	for i := range recs {
+		recs[i] = salesforce.NewRecord("Account", map[string]any{"Name": fmt.Sprintf("Plan %d", i)})
+	}
+	res, err := b.sf.Create(ctx, recs)
+	require.NoError(t, err)
+	ids := make([]string, n)
+	for i, r := range res {
+		require.NoError(t, r.Err())
+		ids[i] = r.ID
+	}
+	b.exec(t, `WITH o AS (SELECT set_config('pgforce.origin', 'salesforce', true))
+		INSERT INTO salesforce.account (sfid, name) SELECT s, 'Plan ' || (i - 1) FROM o, unnest($1::text[]) WITH ORDINALITY AS u(s, i)`, ids)
+
+	cfg, err := pgxpool.ParseConfig(b.db.ConnString)
+	require.NoError(t, err)
+	cfg.MaxConns = 3
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	opts := fastOptions()
+	opts.BatchSize = 3 // ten result transactions: past the five runs after which Postgres may keep a generic plan
+	svc := outbound.New(pool, b.sf, testLogger(t), opts)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(runCtx) }()
+	b.exec(t, `UPDATE salesforce.account SET annualrevenue = 5`)
+	eventually(t, 30*time.Second, "backlog drained", func() bool { return b.backlog(t) == 0 })
+	stop()
+	require.NoError(t, <-done)
+
+	var claims, results int
+	for _, c := range pool.AcquireAllIdle(ctx) {
+		var nc, nr int
+		require.NoError(t, c.QueryRow(ctx, `SELECT count(*) FILTER (WHERE statement LIKE '%_outbound_claim%'),
+			count(*) FILTER (WHERE statement LIKE '%pgforce.outbox o WHERE o.id = ANY%' OR statement LIKE '%busy AS MATERIALIZED%')
+			FROM pg_prepared_statements WHERE statement NOT LIKE '%pg_prepared_statements%'`).Scan(&nc, &nr))
+		claims, results = claims+nc, results+nr
+		c.Release()
+	}
+	require.Positive(t, claims, "the claim is a cached statement, so the check sees the worker's connections")
+	require.Zero(t, results, "no statement of the result transaction is kept prepared")
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgforce/pgforce/worker/outbound"
-	"github.com/pgforce/pgforce/worker/salesforce"
 )
 
 func TestInsertUpdateDeleteReachSalesforceAndSfidIsWrittenBack(t *testing.T) {
@@ -286,21 +285,8 @@ func TestErrorOfAFailedUpdateResolvesWhenTheFixedRowSucceeds(t *testing.T) {
 // BulkBatchSize changes while it lasts; the rest through Collections.
 func TestBacklogAboveBulkThresholdIsWrittenThroughBulkJobs(t *testing.T) {
 	b := setup(t, setupOptions{})
-	ctx := context.Background()
 	const n = 120
-	recs := make([]salesforce.Record, n)
-	for i := range recs {
-		recs[i] = salesforce.NewRecord("Account", map[string]any{"Name": fmt.Sprintf("Bulk %d", i)})
-	}
-	res, err := b.sf.Create(ctx, recs)
-	require.NoError(t, err)
-	ids := make([]string, n)
-	for i, r := range res {
-		require.NoError(t, r.Err())
-		ids[i] = r.ID
-	}
-	b.exec(t, `WITH o AS (SELECT set_config('pgforce.origin', 'salesforce', true))
-		INSERT INTO salesforce.account (sfid, name, annualrevenue) SELECT s, 'Bulk ' || (i - 1), 0 FROM o, unnest($1::text[]) WITH ORDINALITY AS u(s, i)`, ids)
+	b.syncedAccounts(t, n, "Bulk")
 	b.exec(t, `UPDATE salesforce.account SET annualrevenue = 7`)
 	b.sim.ResetCalls()
 	opts := fastOptions()
@@ -334,20 +320,7 @@ func TestBacklogAboveBulkThresholdIsWrittenThroughBulkJobs(t *testing.T) {
 func TestResultTransactionsArePlannedForTheirOwnBatch(t *testing.T) {
 	b := setup(t, setupOptions{})
 	ctx := context.Background()
-	const n = 30
-	recs := make([]salesforce.Record, n)
-	for i := range recs {
-		recs[i] = salesforce.NewRecord("Account", map[string]any{"Name": fmt.Sprintf("Plan %d", i)})
-	}
-	res, err := b.sf.Create(ctx, recs)
-	require.NoError(t, err)
-	ids := make([]string, n)
-	for i, r := range res {
-		require.NoError(t, r.Err())
-		ids[i] = r.ID
-	}
-	b.exec(t, `WITH o AS (SELECT set_config('pgforce.origin', 'salesforce', true))
-		INSERT INTO salesforce.account (sfid, name) SELECT s, 'Plan ' || (i - 1) FROM o, unnest($1::text[]) WITH ORDINALITY AS u(s, i)`, ids)
+	b.syncedAccounts(t, 30, "Plan")
 
 	cfg, err := pgxpool.ParseConfig(b.db.ConnString)
 	require.NoError(t, err)

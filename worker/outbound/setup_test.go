@@ -158,6 +158,26 @@ func (b *bundle) run(t *testing.T, pool *pgxpool.Pool, opts outbound.Options, lo
 	return svc
 }
 
+// syncedAccounts creates n Accounts named "<prefix> <i>" in the simulator
+// and their rows in salesforce.account as the worker would have loaded
+// them (synced, nothing captured).
+func (b *bundle) syncedAccounts(t *testing.T, n int, prefix string) {
+	t.Helper()
+	recs := make([]salesforce.Record, n)
+	for i := range recs {
+		recs[i] = salesforce.NewRecord("Account", map[string]any{"Name": fmt.Sprintf("%s %d", prefix, i)})
+	}
+	res, err := b.sf.Create(context.Background(), recs)
+	require.NoError(t, err)
+	ids := make([]string, n)
+	for i, r := range res {
+		require.NoError(t, r.Err())
+		ids[i] = r.ID
+	}
+	b.exec(t, `WITH o AS (SELECT set_config('pgforce.origin', 'salesforce', true))
+		INSERT INTO salesforce.account (sfid, name, annualrevenue) SELECT s, $2 || ' ' || (i - 1), 0 FROM o, unnest($1::text[]) WITH ORDINALITY AS u(s, i)`, ids, prefix)
+}
+
 func (b *bundle) exec(t *testing.T, sql string, args ...any) {
 	t.Helper()
 	_, err := b.pool.Exec(context.Background(), sql, args...)

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgforce/pgforce/sim"
 	"github.com/pgforce/pgforce/worker/outbound"
 )
 
@@ -350,4 +351,48 @@ func TestResultTransactionsArePlannedForTheirOwnBatch(t *testing.T) {
 	}
 	require.Positive(t, claims, "the claim is a cached statement, so the check sees the worker's connections")
 	require.Zero(t, results, "no statement of the result transaction is kept prepared")
+}
+
+// A change made while the row's insert is in flight waits in the outbox
+// when the insert's Id comes back; the row says PENDING until that change
+// is in Salesforce too, never SYNCED in between.
+func TestRowChangedWhileItsInsertIsInFlightStaysPendingUntilTheChangeIsWritten(t *testing.T) {
+	b := setup(t, setupOptions{})
+	// Every Collections write takes a second, so that the update is made
+	// while the insert is in flight and is still queued or in flight when
+	// the insert's Id is written back.
+	b.sim.Inject(sim.Fault{Path: "/services/data/v62.0/composite/sobjects", Latency: time.Second})
+	b.start(t, fastOptions())
+
+	var id int
+	b.scalar(t, &id, `INSERT INTO salesforce.account (name) VALUES ('Acme') RETURNING id`)
+	eventually(t, 10*time.Second, "insert claimed", func() bool {
+		var claimed bool
+		b.scalar(t, &claimed, `SELECT EXISTS (SELECT FROM pgforce.outbox WHERE record_id = $1 AND claimed_at IS NOT NULL)`, id)
+		return claimed
+	})
+	b.exec(t, `UPDATE salesforce.account SET name = 'Acme 2' WHERE id = $1`, id)
+
+	var lastop string
+	var queued bool
+	eventually(t, 10*time.Second, "sfid written back", func() bool {
+		var sfid string
+		b.scalar(t, &sfid, `SELECT coalesce(sfid, '') FROM salesforce.account WHERE id = $1`, id)
+		if sfid == "" {
+			return false
+		}
+		b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account WHERE id = $1`, id)
+		b.scalar(t, &queued, `SELECT EXISTS (SELECT FROM pgforce.outbox WHERE record_id = $1)`, id)
+		return true
+	})
+	require.True(t, queued, "the update is written a second after the insert, so it waits when the Id comes back")
+	require.Equal(t, "PENDING", lastop, "the row's update has not reached Salesforce yet")
+
+	var sfid string
+	eventually(t, 10*time.Second, "update written and row synced", func() bool {
+		b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account WHERE id = $1`, id)
+		sfid = b.rowSfid(t, "account", id)
+		return lastop == "SYNCED"
+	})
+	require.Equal(t, "Acme 2", b.sfField(t, "Account", sfid, "Name"))
 }

@@ -255,28 +255,31 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 		}
 		if rec.nOK > 0 {
 			// An inserted row gets its Id; a row is stamped SYNCED unless a
-			// newer change of it is still queued (it stays PENDING then).
-			// The written entries are gone already, so any entry left of a
-			// row is newer; they are found for the whole batch at once.
+			// newer change of it is still queued: it keeps its status then
+			// (PENDING), also when it gets its Id, because that change is
+			// not in Salesforce yet. The written entries are gone already,
+			// so any entry left of a row is newer; they are found for the
+			// whole batch at once.
 			// t.id = ANY($1) lets the planner read the batch's rows by id
 			// rather than scan the whole table for the join (100,000 rows:
 			// 134 ms against 226 ms for a batch of 5,000).
 			// busy is one scan of the outbox, made once (MATERIALIZED) and
 			// with the batch's ids as a hashed constant rather than a join,
 			// whatever the outbox's statistics say (see batchPlan).
-			if _, err := tx.Exec(ctx, fmt.Sprintf(`WITH s AS (
-					SELECT * FROM unnest($1::integer[], $3::text[]) AS s(record_id, sfid)
-				), busy AS MATERIALIZED (
+			if _, err := tx.Exec(ctx, fmt.Sprintf(`WITH busy AS MATERIALIZED (
 					SELECT DISTINCT o.record_id FROM pgforce.outbox o
 					WHERE o.mapping_id = $2 AND o.record_id = ANY($1)
+				), s AS (
+					SELECT u.record_id, u.sfid, u.record_id IN (SELECT b.record_id FROM busy b) AS busy
+					FROM unnest($1::integer[], $3::text[]) AS u(record_id, sfid)
 				)
 				UPDATE %s t SET sfid = CASE WHEN s.sfid <> '' THEN s.sfid ELSE t.sfid END,
-					_hc_lastop = 'SYNCED', _hc_err = NULL
+					_hc_lastop = CASE WHEN s.busy THEN t._hc_lastop ELSE 'SYNCED' END,
+					_hc_err = CASE WHEN s.busy THEN t._hc_err END
 				FROM s
 				WHERE t.id = s.record_id AND t.id = ANY($1)
 				  AND ((s.sfid <> '' AND t.sfid IS DISTINCT FROM s.sfid)
-				       OR ((t._hc_lastop IS DISTINCT FROM 'SYNCED' OR t._hc_err IS NOT NULL)
-				           AND t.id NOT IN (SELECT b.record_id FROM busy b)))`, table),
+				       OR ((t._hc_lastop IS DISTINCT FROM 'SYNCED' OR t._hc_err IS NOT NULL) AND NOT s.busy))`, table),
 				batchPlan, rec.okRows, m.ID, rec.okSFIDs); err != nil {
 				return fmt.Errorf("write back ids: %w", err)
 			}

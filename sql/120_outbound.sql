@@ -67,8 +67,9 @@ $$;
 -- The earlier entries left out (in flight with some worker, locked by
 -- another claim, or beyond the limit) are found for the whole batch in one
 -- range scan of the outbox up to the batch's last id, not by a probe per
--- entry: the outbox has no index on record_id (it would double the cost of
--- capture), so a probe per entry made claiming quadratic in the backlog.
+-- entry: a probe per entry once made claiming quadratic in the backlog,
+-- when the outbox had no index on record_id, and a range read in id order
+-- needs no statistics to be cheap.
 CREATE FUNCTION pgforce._outbound_claim(p_mapping_id integer, p_limit integer, p_worker text)
 RETURNS SETOF pgforce.outbox
 LANGUAGE sql AS $$

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"sort"
@@ -65,8 +67,55 @@ func outboundSync(ctx context.Context, env *Env) ([]Result, error) {
 	}
 	out = append(out, Result{Metric: "outbound backlog drain, Bulk 2.0", Value: rate, Unit: "records/s", Min: ptr(20000),
 		HerokuConnect: "Bulk only with Ordered Writes, 2,000+ consecutive changes", Detail: fmt.Sprintf("%d queued updates, %.2f API calls per 1,000", records, calls)})
+
+	if os.Getenv("BENCH_OUTBOUND_BULK_ONLY") == "" {
+		p50, p99, err := b.filterBehindBacklog(ctx, 200)
+		if err != nil {
+			return nil, fmt.Errorf("inbound filter behind a backlog: %w", err)
+		}
+		detail := fmt.Sprintf("pgforce.inbound_filter of one CDC echo, as the inbound worker calls it, with %d Postgres changes queued for Salesforce; 200 random records", records)
+		out = append(out,
+			Result{Metric: "two-way: inbound filter behind a backlog p50", Value: p50, Unit: "ms", HerokuConnect: "n/a (no field-level merge)", Detail: detail},
+			Result{Metric: "two-way: inbound filter behind a backlog p99", Value: p99, Unit: "ms", HerokuConnect: "n/a (no field-level merge)", Detail: detail})
+	}
 	return out, nil
 }
+
+// filterBehindBacklog queues one update of every record while no worker
+// runs, then times pgforce.inbound_filter for n random records, each in a
+// transaction of its own that is rolled back, as the inbound worker calls
+// it for the Change Data Capture echo of a record with changes queued:
+// every echo of a drained backlog meets the rest of the backlog.
+func (b *outboundBench) filterBehindBacklog(ctx context.Context, n int) (p50, p99 float64, err error) {
+	if _, err := b.pool.Exec(ctx, `UPDATE salesforce.account SET annualrevenue = annualrevenue + 1`); err != nil {
+		return 0, 0, err
+	}
+	var took []float64
+	for i := 0; i < n; i++ {
+		id := 1 + rand.IntN(b.records)
+		start := time.Now()
+		err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `SELECT pgforce.inbound_filter(1, $1, '{"annualrevenue": 1}', now(), true)`, id)
+			if err != nil {
+				return err
+			}
+			return errRollback
+		})
+		if err != nil && !errors.Is(err, errRollback) {
+			return 0, 0, err
+		}
+		took = append(took, float64(time.Since(start).Microseconds())/1000)
+	}
+	// The queued changes are never sent: the bench's last metric.
+	if _, err := b.pool.Exec(ctx, `DELETE FROM pgforce.outbox`); err != nil {
+		return 0, 0, err
+	}
+	sort.Float64s(took)
+	return took[len(took)/2], took[len(took)*99/100], nil
+}
+
+// errRollback ends a transaction that only measured something.
+var errRollback = errors.New("rolled back on purpose")
 
 type outboundBench struct {
 	pool    *pgxpool.Pool

@@ -368,7 +368,7 @@ func TestRowChangedWhileItsInsertIsInFlightStaysPendingUntilTheChangeIsWritten(t
 	b.scalar(t, &id, `INSERT INTO salesforce.account (name) VALUES ('Acme') RETURNING id`)
 	eventually(t, 10*time.Second, "insert claimed", func() bool {
 		var claimed bool
-		b.scalar(t, &claimed, `SELECT EXISTS (SELECT FROM pgforce.outbox WHERE record_id = $1 AND claimed_at IS NOT NULL)`, id)
+		b.scalar(t, &claimed, `SELECT EXISTS (SELECT FROM pgforce.outbox WHERE mapping_id = $1 AND record_id = $2 AND claimed_at IS NOT NULL)`, b.accountID, id)
 		return claimed
 	})
 	b.exec(t, `UPDATE salesforce.account SET name = 'Acme 2' WHERE id = $1`, id)
@@ -382,7 +382,7 @@ func TestRowChangedWhileItsInsertIsInFlightStaysPendingUntilTheChangeIsWritten(t
 			return false
 		}
 		b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account WHERE id = $1`, id)
-		b.scalar(t, &queued, `SELECT EXISTS (SELECT FROM pgforce.outbox WHERE record_id = $1)`, id)
+		b.scalar(t, &queued, `SELECT EXISTS (SELECT FROM pgforce.outbox WHERE mapping_id = $1 AND record_id = $2)`, b.accountID, id)
 		return true
 	})
 	require.True(t, queued, "the update is written a second after the insert, so it waits when the Id comes back")

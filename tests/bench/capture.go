@@ -352,6 +352,13 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
+// percentiles returns the 50th and 99th percentile of a non-empty xs,
+// which it sorts.
+func percentiles(xs []float64) (p50, p99 float64) {
+	sort.Float64s(xs)
+	return xs[len(xs)/2], xs[min(len(xs)*99/100, len(xs)-1)]
+}
+
 func minOf(xs []float64) float64 {
 	m := xs[0]
 	for _, x := range xs {

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -321,8 +320,8 @@ func (b *inboundBench) latency(ctx context.Context, perSecond int, d time.Durati
 	if len(sent) > 0 {
 		return 0, 0, n, fmt.Errorf("%d of %d changes never arrived", len(sent), n)
 	}
-	sort.Float64s(lat)
-	return lat[len(lat)/2], lat[len(lat)*99/100], n, nil
+	p50, p99 = percentiles(lat)
+	return p50, p99, n, nil
 }
 
 // idle counts the simulator's non-streaming calls while nothing changes.

@@ -12,10 +12,10 @@ CREATE TABLE pgforce.outbound_worker (
     feed_detail text,
     started_at  timestamptz NOT NULL DEFAULT now(),
     seen_at     timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT outbound_worker_feed_mode_valid CHECK (feed_mode IN ('starting', 'logical_replication', 'notify_poll'))
+    CONSTRAINT outbound_worker_feed_mode_valid CHECK (feed_mode IN ('starting', 'logical_replication', 'notify_poll', 'backlog'))
 );
 
-COMMENT ON TABLE pgforce.outbound_worker IS 'Running outbound workers and how each learns of new outbox rows (logical_replication, or notify_poll where logical replication is unavailable).';
+COMMENT ON TABLE pgforce.outbound_worker IS 'Running outbound workers and how each learns of new outbox rows (logical_replication; notify_poll where logical replication is unavailable; backlog while a large backlog drains, with the slot dropped until it is done).';
 
 -- Records a worker's heartbeat and feed mode.
 CREATE FUNCTION pgforce._outbound_heartbeat(p_worker text, p_mode text, p_detail text) RETURNS void

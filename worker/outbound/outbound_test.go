@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
@@ -312,6 +313,67 @@ func TestBacklogAboveBulkThresholdIsWrittenThroughBulkJobs(t *testing.T) {
 	var notSynced int
 	b.scalar(t, &notSynced, `SELECT count(*) FROM salesforce.account WHERE _hc_lastop IS DISTINCT FROM 'SYNCED'`)
 	require.Zero(t, notSynced)
+}
+
+// While a backlog large enough for Bulk drains, the replication slot is
+// dropped, so that the server neither decodes the drain's own writes nor
+// keeps their WAL; once the backlog is gone the slot is created again and
+// the stream delivers the next change.
+func TestBulkBacklogDrainsWithTheSlotDroppedAndStreamingResumesAfter(t *testing.T) {
+	b := setup(t, setupOptions{})
+	const n = 200
+	b.syncedAccounts(t, n, "Hold")
+	opts := fastOptions()
+	opts.BulkThreshold, opts.BulkBatchSize = 100, 40
+	svc := b.start(t, opts)
+	slot := func() (exists, active bool) {
+		var rows []bool
+		r, err := b.pool.Query(context.Background(), `SELECT active FROM pg_replication_slots WHERE database = current_database()`)
+		require.NoError(t, err)
+		rows, err = pgx.CollectRows(r, pgx.RowTo[bool])
+		require.NoError(t, err)
+		return len(rows) > 0, len(rows) > 0 && rows[0]
+	}
+	status := func() string {
+		var feed string
+		b.scalar(t, &feed, `SELECT coalesce(outbound_feed, '') FROM pgforce.status WHERE sobject = 'Account'`)
+		return feed
+	}
+	eventually(t, 10*time.Second, "streaming", func() bool {
+		exists, active := slot()
+		return svc.FeedMode() == "logical_replication" && exists && active
+	})
+
+	// Slow Bulk calls keep the drain going while the test looks.
+	b.sim.Inject(sim.Fault{Path: "/services/data/v62.0/jobs/ingest", Latency: 150 * time.Millisecond})
+	b.exec(t, `UPDATE salesforce.account SET annualrevenue = 9`)
+	eventually(t, 10*time.Second, "slot dropped while the backlog drains", func() bool {
+		exists, _ := slot()
+		return svc.FeedMode() == "backlog" && !exists && status() == "backlog"
+	})
+	b.sim.ClearFaults()
+	eventually(t, 30*time.Second, "backlog drained", func() bool { return b.backlog(t) == 0 })
+	eventually(t, 10*time.Second, "streaming again", func() bool {
+		exists, active := slot()
+		return svc.FeedMode() == "logical_replication" && exists && active && status() == "logical_replication"
+	})
+	for _, r := range b.sfRecords(t, "SELECT Id, AnnualRevenue FROM Account") {
+		v, _ := r.Get("AnnualRevenue")
+		f, err := v.(json.Number).Float64()
+		require.NoError(t, err)
+		require.Equal(t, 9.0, f, r.ID())
+	}
+
+	var id int
+	var sfid string
+	b.scalar(t, &id, `SELECT id FROM salesforce.account ORDER BY id LIMIT 1`)
+	sfid = b.rowSfid(t, "account", id)
+	b.exec(t, `UPDATE salesforce.account SET annualrevenue = 10 WHERE id = $1`, id)
+	eventually(t, 10*time.Second, "the next change written", func() bool {
+		v, ok := b.sfField(t, "Account", sfid, "AnnualRevenue").(json.Number)
+		f, _ := v.Float64()
+		return ok && f == 10
+	})
 }
 
 // The result transaction's statements are planned for each batch, never

@@ -236,6 +236,10 @@ func (s *Service) nextBatch(ctx, work context.Context, m *Mapping, all []*Mappin
 	bulk := queued >= s.opts.BulkThreshold
 	if bulk {
 		limit = s.opts.BulkBatchSize
+		// The drain keeps claiming until the backlog is gone: the stream
+		// is not needed until then (see feed.Feed.Hold). Run releases it
+		// after a cycle that drained everything.
+		s.feed.Hold()
 	}
 	entries, err := s.claim(ctx, m, limit)
 	if err != nil {

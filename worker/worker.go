@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,6 +33,24 @@ type Options struct {
 	NoOutbound bool
 }
 
+// NewPool opens the worker's connection pool on databaseURL. Its sessions
+// run with JIT compilation off, unless the URL sets jit itself: the
+// worker's statements are batch statements over the outbox and the mapped
+// tables that the planner prices above jit_above_cost once a backlog
+// builds up, and compiling them never paid back. A claim of 5,000 entries
+// of a 100,000 backlog spent 54 of its 168 ms compiling.
+func NewPool(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, err
+	}
+	params := cfg.ConnConfig.RuntimeParams
+	if _, set := params["jit"]; !set && !strings.Contains(params["options"], "jit") {
+		params["jit"] = "off"
+	}
+	return pgxpool.NewWithConfig(ctx, cfg)
+}
+
 // Run runs the worker until ctx ends, then finishes the batches in flight,
 // stores positions and returns nil. Start-up failures (configuration,
 // database, login) are returned at once.
@@ -46,7 +65,7 @@ func RunWithOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, o
 	}
 	log.Info("pgforce worker starting", "config", cfg)
 
-	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	pool, err := NewPool(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return fmt.Errorf("DATABASE_URL: %w", err)
 	}

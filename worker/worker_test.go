@@ -159,3 +159,21 @@ func TestRunRefusesAnOrgThatIsNotInPgforceOrg(t *testing.T) {
 	err := worker.Run(t.Context(), cfg, slog.New(slog.DiscardHandler))
 	require.ErrorContains(t, err, `PGFORCE_ORG: org "sandbox" is not in pgforce.org`)
 }
+
+// The worker's sessions run without JIT compilation, which cost its batch
+// statements a third of their time, unless DATABASE_URL asks for it.
+func TestWorkerSessionsRunWithoutJITUnlessTheURLSetsIt(t *testing.T) {
+	db := pgtest.NewEmptyDB(t)
+	for url, want := range map[string]string{
+		db.ConnString:                            "off",
+		db.ConnString + "&jit=on":                "on",
+		db.ConnString + "&options=-c%20jit%3Don": "on",
+	} {
+		pool, err := worker.NewPool(t.Context(), url)
+		require.NoError(t, err)
+		var jit string
+		require.NoError(t, pool.QueryRow(t.Context(), `SHOW jit`).Scan(&jit))
+		pool.Close()
+		require.Equal(t, want, jit, url)
+	}
+}

@@ -11,11 +11,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgforce/pgforce/internal/pgtest"
 	"github.com/pgforce/pgforce/sim"
 	pgforcesql "github.com/pgforce/pgforce/sql"
+	"github.com/pgforce/pgforce/worker"
 	"github.com/pgforce/pgforce/worker/outbound"
 	"github.com/pgforce/pgforce/worker/salesforce"
 )
@@ -178,7 +178,8 @@ func captureWhileDraining(ctx context.Context, env *Env) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	pool, err := pgxpool.New(ctx, connString)
+	// The worker's pool, as `pgforce run` opens it.
+	pool, err := worker.NewPool(ctx, connString)
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pgforce/pgforce/sim"
 	pgforcesql "github.com/pgforce/pgforce/sql"
+	"github.com/pgforce/pgforce/worker"
 	"github.com/pgforce/pgforce/worker/outbound"
 	"github.com/pgforce/pgforce/worker/salesforce"
 )
@@ -186,7 +187,8 @@ func newOutboundBench(ctx context.Context, env *Env, n int) (*outboundBench, err
 	if _, err := conn.Exec(ctx, `VACUUM ANALYZE salesforce.account`); err != nil {
 		return nil, err
 	}
-	if b.pool, err = pgxpool.New(ctx, b.connStr); err != nil {
+	// The worker's pool, as `pgforce run` opens it.
+	if b.pool, err = worker.NewPool(ctx, b.connStr); err != nil {
 		return nil, err
 	}
 	return b, nil

@@ -21,10 +21,12 @@
 //     allOrNone=false, a few calls at once: inserts (as upserts by
 //     external id when the mapping has upsert_field, so a crash between
 //     Salesforce's success and our write-back never duplicates), updates,
-//     deletes. While the mapping's backlog is at least
+//     deletes. When the mapping's backlog is at least
 //     Options.BulkThreshold, each claim takes Options.BulkBatchSize
-//     entries and every operation group of it (except plain inserts, whose
-//     results cannot be matched) goes through one Bulk API 2.0 ingest job.
+//     entries, for as long as claims come back full, and every operation
+//     group of it (except plain inserts, whose results cannot be matched)
+//     goes through one Bulk API 2.0 ingest job. Meanwhile the feed is held
+//     off (see worker/feed): its slot is dropped until the backlog is gone.
 //  4. Record the outcome in one transaction, as the worker (pgforce.origin
 //     = 'salesforce', so nothing is captured again): sfid and _hc_lastop
 //     SYNCED on the rows; for refused records a pgforce.error row
@@ -40,9 +42,9 @@
 // The three stages form a pipeline: while batches are in flight to
 // Salesforce (up to three of a mapping between send and record, so that
 // Bulk jobs, which mostly wait for Salesforce, overlap) the next is claimed
-// and prepared and finished ones are recorded, one result transaction at a
-// time. Batches never share a record, so each record's changes stay in
-// order. A batch that was sent is always recorded, even after another
+// and prepared and finished ones are recorded, each in a result
+// transaction of its own, at the same time. Batches never share a record,
+// so each record's changes stay in order. A batch that was sent is always recorded, even after another
 // batch failed; batches not yet sent then go back to the queue.
 //
 // Locking: the result transaction locks the mapped rows (by id) before the

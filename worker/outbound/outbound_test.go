@@ -284,10 +284,11 @@ func TestErrorOfAFailedUpdateResolvesWhenTheFixedRowSucceeds(t *testing.T) {
 }
 
 // A backlog above BulkThreshold goes through Bulk API 2.0 jobs of
-// BulkBatchSize changes while it lasts; the rest through Collections.
+// BulkBatchSize changes while claims come back full; a short claim ends
+// Bulk mode, and a backlog below the threshold goes through Collections.
 func TestBacklogAboveBulkThresholdIsWrittenThroughBulkJobs(t *testing.T) {
 	b := setup(t, setupOptions{})
-	const n = 120
+	const n = 130
 	b.syncedAccounts(t, n, "Bulk")
 	b.exec(t, `UPDATE salesforce.account SET annualrevenue = 7`)
 	b.sim.ResetCalls()
@@ -295,13 +296,17 @@ func TestBacklogAboveBulkThresholdIsWrittenThroughBulkJobs(t *testing.T) {
 	opts.BulkThreshold, opts.BulkBatchSize = 100, 40
 	b.start(t, opts)
 	eventually(t, 30*time.Second, "backlog drained", func() bool { return b.backlog(t) == 0 })
-	var jobs int64
+	var jobs, collections int64
 	for k, v := range b.sim.Calls() {
 		if strings.HasPrefix(k, "POST") && strings.HasSuffix(k, "/jobs/ingest") {
 			jobs += v
 		}
+		if strings.Contains(k, "/composite/sobjects") {
+			collections += v
+		}
 	}
-	require.Equal(t, int64(1), jobs, "one job of 40 while the backlog was above 100, then Collections: %v", b.sim.Calls())
+	require.Equal(t, int64(1), collections, "the last 10: %v", b.sim.Calls())
+	require.Equal(t, int64(3), jobs, "three full jobs of 40, then the last 10 in a short claim through Collections: %v", b.sim.Calls())
 	got := b.sfRecords(t, "SELECT Id, AnnualRevenue FROM Account")
 	require.Len(t, got, n)
 	for _, r := range got {

@@ -30,12 +30,14 @@ type Options struct {
 	WorkerID string
 	// BatchSize is how many outbox entries one claim takes (default 2000).
 	BatchSize int
-	// BulkThreshold is the backlog of one mapping above which changes go
+	// BulkThreshold is the backlog of one mapping from which changes go
 	// through Bulk API 2.0 ingest instead of Collections (default 10000).
+	// A drain that finds such a backlog goes on in Bulk jobs while its
+	// claims come back full, then counts again.
 	BulkThreshold int
-	// BulkBatchSize is how many entries one claim takes while the backlog
-	// is above BulkThreshold; each such batch is one Bulk job (default
-	// 5000: smaller jobs let claiming, Salesforce and recording overlap).
+	// BulkBatchSize is how many entries one claim takes in Bulk mode; each
+	// such batch is one Bulk job (default 5000: smaller jobs let claiming,
+	// Salesforce and recording overlap).
 	BulkBatchSize int
 	// Parallel is how many Collections calls run at once (default 4).
 	Parallel int

@@ -33,16 +33,25 @@ type Options struct {
 	NoOutbound bool
 }
 
-// NewPool opens the worker's connection pool on databaseURL. Its sessions
-// run with JIT compilation off, unless the URL sets jit itself: the
-// worker's statements are batch statements over the outbox and the mapped
-// tables that the planner prices above jit_above_cost once a backlog
-// builds up, and compiling them never paid back. A claim of 5,000 entries
-// of a 100,000 backlog spent 54 of its 168 ms compiling.
+// NewPool opens the worker's connection pool on databaseURL.
+//
+// Its sessions run with JIT compilation off, unless the URL sets jit
+// itself: the worker's statements are batch statements over the outbox and
+// the mapped tables that the planner prices above jit_above_cost once a
+// backlog builds up, and compiling them never paid back. A claim of 5,000
+// entries of a 100,000 backlog spent 54 of its 168 ms compiling.
+//
+// It holds up to defaultMaxConns connections unless the URL sets
+// pool_max_conns: pgxpool's default, four on a machine of up to four
+// cores, is fewer than a Bulk drain uses at once (two claims and three
+// result transactions) beside the inbound side.
 func NewPool(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
 		return nil, err
+	}
+	if !strings.Contains(databaseURL, "pool_max_conns") {
+		cfg.MaxConns = max(cfg.MaxConns, defaultMaxConns)
 	}
 	params := cfg.ConnConfig.RuntimeParams
 	if _, set := params["jit"]; !set && !strings.Contains(params["options"], "jit") {
@@ -50,6 +59,10 @@ func NewPool(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
 	}
 	return pgxpool.NewWithConfig(ctx, cfg)
 }
+
+// defaultMaxConns is the size of the worker's pool when DATABASE_URL does
+// not set pool_max_conns.
+const defaultMaxConns = 10
 
 // Run runs the worker until ctx ends, then finishes the batches in flight,
 // stores positions and returns nil. Start-up failures (configuration,

@@ -177,3 +177,19 @@ func TestWorkerSessionsRunWithoutJITUnlessTheURLSetsIt(t *testing.T) {
 		require.Equal(t, want, jit, url)
 	}
 }
+
+// The worker's pool holds enough connections for a Bulk drain's claims and
+// result transactions beside the inbound side, unless DATABASE_URL sets
+// its size.
+func TestWorkerPoolHoldsTenConnectionsUnlessTheURLSetsItsSize(t *testing.T) {
+	db := pgtest.NewEmptyDB(t)
+	for url, want := range map[string]int32{
+		db.ConnString:                       10,
+		db.ConnString + "&pool_max_conns=3": 3,
+	} {
+		pool, err := worker.NewPool(t.Context(), url)
+		require.NoError(t, err)
+		require.Equal(t, want, pool.Config().MaxConns, url)
+		pool.Close()
+	}
+}

@@ -490,31 +490,10 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 			return err
 		}
 	}
-	// The rows are read for what the entries cannot say: the Id of a
-	// record whose change was captured before its insert's Id was written
-	// back, the whole row of a record that never reached Salesforce, and
-	// the fields of an open failed update. An update captured with its Id
-	// needs none of it, and those are every change of a backlog of
-	// updates: reading them cost a Bulk drain 25 ms of Postgres and the
-	// decoding per batch of 5,000. Such an update of a row deleted since
-	// is still sent (its delete entry follows it), which is harmless.
-	var read []int32
-	for _, c := range changes {
-		if c.Op == "update" && c.SFID != "" && failedKeys[c.RecordID] == nil {
-			continue
-		}
-		if c.Op == "insert" || c.Op == "update" || (c.Op == "delete" && c.SFID == "") {
-			read = append(read, int32(c.RecordID))
-		}
-	}
-	wasRead := make(map[int]bool, len(read))
-	for _, id := range read {
-		wasRead[int(id)] = true
-	}
-	if len(read) > 0 {
+	if len(need) > 0 {
 		r, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT t.id, coalesce(t.sfid, ''),
 			CASE WHEN t.sfid IS NULL OR t.id = ANY($2) THEN to_jsonb(t) - pgforce._uncaptured_columns() END
-			FROM %s t WHERE t.id = ANY($1)`, m.Table()), read, failedRows)
+			FROM %s t WHERE t.id = ANY($1)`, m.Table()), need, failedRows)
 		if err != nil {
 			return fmt.Errorf("read rows of %s: %w", m.Table(), err)
 		}
@@ -539,9 +518,6 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 	}
 	for _, c := range changes {
 		st, exists := rows[c.RecordID]
-		if !wasRead[c.RecordID] {
-			st, exists = rowState{sfid: c.SFID}, true
-		}
 		switch c.Op {
 		case "insert", "update":
 			if !exists {

@@ -39,12 +39,14 @@ type Options struct {
 // itself: the worker's statements are batch statements over the outbox and
 // the mapped tables that the planner prices above jit_above_cost once a
 // backlog builds up, and compiling them never paid back. A claim of 5,000
-// entries of a 100,000 backlog spent 54 of its 168 ms compiling.
+// entries of a 100,000 backlog spent 54 of its 168 ms compiling. It is a
+// SET after connecting rather than a startup parameter, which PgBouncer
+// refuses.
 //
-// It holds up to defaultMaxConns connections unless the URL sets
+// It holds at least defaultMaxConns connections unless the URL sets
 // pool_max_conns: pgxpool's default, four on a machine of up to four
-// cores, is fewer than a Bulk drain uses at once (two claims and three
-// result transactions) beside the inbound side.
+// cores, is fewer than a Bulk drain uses at once (a claim and three result
+// transactions) beside the inbound side and the heartbeat.
 func NewPool(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
@@ -55,7 +57,10 @@ func NewPool(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
 	}
 	params := cfg.ConnConfig.RuntimeParams
 	if _, set := params["jit"]; !set && !strings.Contains(params["options"], "jit") {
-		params["jit"] = "off"
+		cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+			_, err := conn.Exec(ctx, "SET jit = off")
+			return err
+		}
 	}
 	return pgxpool.NewWithConfig(ctx, cfg)
 }

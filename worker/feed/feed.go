@@ -49,6 +49,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -123,12 +124,13 @@ type Feed struct {
 	received pglogrepl.LSN // end LSN of the last commit received
 	done     pglogrepl.LSN // highest position whose work is finished
 	// held is non-nil while the consumer holds the stream off (Hold); it
-	// is closed by Release. holding tells a running stream to stop.
-	held    chan struct{}
-	holding chan struct{}
-	// streamed says the slot was in use by this feed's last stream; only
-	// Run's goroutine touches it.
-	streamed bool
+	// is closed by Release. stopStream ends the stream running, if any.
+	held       chan struct{}
+	stopStream context.CancelFunc
+	// streamPID is the walsender of this feed's last stream (0: none since
+	// the last drop), whose slot a Hold drops; only Run's goroutine
+	// touches it.
+	streamPID uint32
 }
 
 // New returns a feed for the database cfg connects to (a pool's
@@ -142,8 +144,7 @@ func New(cfg *pgx.ConnConfig, logger *slog.Logger, opts Options) *Feed {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Feed{cfg: cfg, log: logger, opts: opts, wake: make(chan struct{}, 1), mode: ModeStarting,
-		holding: make(chan struct{}, 1)}
+	return &Feed{cfg: cfg, log: logger, opts: opts, wake: make(chan struct{}, 1), mode: ModeStarting}
 }
 
 // Hold says that the consumer is draining a backlog and keeps claiming
@@ -158,9 +159,8 @@ func (f *Feed) Hold() {
 		return
 	}
 	f.held = make(chan struct{})
-	select {
-	case f.holding <- struct{}{}:
-	default:
+	if f.stopStream != nil {
+		f.stopStream()
 	}
 }
 
@@ -287,7 +287,7 @@ func (f *Feed) Run(ctx context.Context) error {
 		if f.opts.DisableReplication {
 			retry = 0
 		}
-		if err := f.listen(ctx, retry, true); err != nil && ctx.Err() == nil {
+		if err := f.listen(ctx, retry, always); err != nil && ctx.Err() == nil {
 			f.log.Warn("outbound feed: listen failed", "err", err)
 			// Polling still works without a connection of our own: the
 			// consumer's next cycle will tell. Wake it and pause.
@@ -313,9 +313,9 @@ func (f *Feed) holdOff(ctx context.Context) {
 		return
 	}
 	detail := "a backlog drains; NOTIFY until it is done"
-	if f.streamed {
-		f.streamed = false
-		if err := f.dropSlot(ctx); err != nil {
+	if pid := f.streamPID; pid != 0 {
+		f.streamPID = 0
+		if err := f.dropSlot(ctx, pid); err != nil {
 			// Another worker may stream from it now; it stays.
 			f.log.Info("outbound feed: slot kept while a backlog drains", "slot", f.opts.Slot, "err", err)
 			detail += " (slot " + f.opts.Slot + " kept: " + err.Error() + ")"
@@ -334,7 +334,7 @@ func (f *Feed) holdOff(ctx context.Context) {
 		cancel()
 	}()
 	for hctx.Err() == nil {
-		if err := f.listen(hctx, 0, true); err != nil && hctx.Err() == nil {
+		if err := f.listen(hctx, 0, always); err != nil && hctx.Err() == nil {
 			f.log.Warn("outbound feed: listen failed", "err", err)
 			f.signal()
 			select {
@@ -345,32 +345,45 @@ func (f *Feed) holdOff(ctx context.Context) {
 	}
 }
 
-// dropSlot drops the feed's slot once the walsender of the stream just
-// closed has let go of it, which takes a moment. A slot that stays active
-// for seconds is another worker's stream now, and stays. A slot that does
-// not exist is fine.
-func (f *Feed) dropSlot(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+// dropSlot drops the feed's slot once walsender pid, this feed's stream
+// just closed, has let go of it, which takes a moment. It uses an ordinary
+// connection, so that it needs no walsender of its own. A slot that
+// another walsender holds is another worker's stream now, and stays; a
+// slot that does not exist is fine.
+func (f *Feed) dropSlot(ctx context.Context, pid uint32) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	conn, err := f.replicationConn(ctx)
+	conn, err := pgx.ConnectConfig(ctx, f.cfg.Copy())
 	if err != nil {
-		return err
+		return fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	for {
-		err = pglogrepl.DropReplicationSlot(ctx, conn, f.opts.Slot, pglogrepl.DropReplicationSlotOptions{})
-		var pgErr *pgconn.PgError
+		var active *uint32
+		err := conn.QueryRow(ctx, `SELECT active_pid FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`, f.opts.Slot).Scan(&active)
 		switch {
-		case errors.As(err, &pgErr) && pgErr.Code == "42704": // undefined_object: no such slot
+		case errors.Is(err, pgx.ErrNoRows):
 			return nil
-		case errors.As(err, &pgErr) && pgErr.Code == "55006": // object_in_use: still active
-			select {
-			case <-ctx.Done():
-				return err
-			case <-time.After(20 * time.Millisecond):
-			}
-		default:
+		case err != nil:
 			return err
+		case active != nil && *active != pid:
+			return fmt.Errorf("slot %s is in use by walsender %d", f.opts.Slot, *active)
+		case active == nil:
+			_, err = conn.Exec(ctx, `SELECT pg_catalog.pg_drop_replication_slot($1)`, f.opts.Slot)
+			var pgErr *pgconn.PgError
+			if err == nil || (errors.As(err, &pgErr) && pgErr.Code == "42704") { // undefined_object: dropped meanwhile
+				return nil
+			}
+			if !(errors.As(err, &pgErr) && pgErr.Code == "55006") { // object_in_use: taken meanwhile
+				return err
+			}
+		}
+		// Our walsender is still exiting, or someone took the slot
+		// between the two statements: look again.
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("slot %s still active: %w", f.opts.Slot, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
@@ -388,10 +401,14 @@ func (f *Feed) replicationConn(ctx context.Context) (*pgconn.PgConn, error) {
 	return conn, nil
 }
 
-// listen runs notify+poll mode for the given duration (0: until ctx ends).
-// Without poll it only relays notifications: beside the stream, that
-// catches pgforce.revert, which queues no outbox row for the stream to see.
-func (f *Feed) listen(ctx context.Context, d time.Duration, poll bool) error {
+// always polls: for listen outside the stream.
+func always() bool { return true }
+
+// listen runs notify+poll mode for the given duration (0: until ctx ends),
+// adding the safety poll's wake-ups whenever poll says so. Without them it
+// only relays notifications: beside the stream, that catches
+// pgforce.revert, which queues no outbox row for the stream to see.
+func (f *Feed) listen(ctx context.Context, d time.Duration, poll func() bool) error {
 	conn, err := pgx.ConnectConfig(ctx, f.cfg.Copy())
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
@@ -425,7 +442,7 @@ func (f *Feed) listen(ctx context.Context, d time.Duration, poll bool) error {
 		case ctx.Err() != nil:
 			return nil
 		case errors.Is(err, context.DeadlineExceeded):
-			if poll {
+			if poll() {
 				f.signal() // the safety poll
 			}
 		default:
@@ -441,19 +458,17 @@ func (f *Feed) stream(ctx context.Context) error {
 	// connection wherever the stream waits.
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
-	select {
-	case <-f.holding: // a Hold that has ended since, or this one
-	default:
-	}
-	if f.heldUntil() != nil {
+	f.mu.Lock()
+	if f.held != nil {
+		f.mu.Unlock()
 		return errHeld
 	}
-	go func() {
-		select {
-		case <-f.holding:
-			stop()
-		case <-sctx.Done():
-		}
+	f.stopStream = stop
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.stopStream = nil
+		f.mu.Unlock()
 	}()
 	err := f.streamUntil(sctx)
 	if ctx.Err() == nil && sctx.Err() != nil {
@@ -465,15 +480,18 @@ func (f *Feed) stream(ctx context.Context) error {
 // streamUntil runs the stream until it fails or ctx ends.
 func (f *Feed) streamUntil(ctx context.Context) error {
 	// Relay notifications from the start: beside the stream, they catch
-	// pgforce.revert, which queues no outbox row, and while the slot is
-	// being created, which waits for the transactions running at the time
-	// to end, they are the only wake-ups.
+	// pgforce.revert, which queues no outbox row, and until it streams
+	// (creating the slot waits for the transactions running at the time
+	// to end, however long they take) they and the safety poll are the
+	// only wake-ups.
+	var streaming atomic.Bool
 	lctx, stopListen := context.WithCancel(ctx)
 	defer stopListen()
 	go func() {
 		for lctx.Err() == nil {
-			if err := f.listen(lctx, 0, false); err != nil && lctx.Err() == nil {
+			if err := f.listen(lctx, 0, func() bool { return !streaming.Load() }); err != nil && lctx.Err() == nil {
 				f.log.Warn("outbound feed: listen beside the stream failed", "err", err)
+				f.signal()
 				select {
 				case <-lctx.Done():
 				case <-time.After(f.opts.SafetyPoll):
@@ -486,10 +504,13 @@ func (f *Feed) streamUntil(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	// From here on the slot may be this stream's: a Hold drops it.
+	f.streamPID = conn.PID()
 
 	if _, err := pglogrepl.IdentifySystem(ctx, conn); err != nil {
 		return fmt.Errorf("identify system: %w", err)
 	}
+	f.setMode(ModeStarting, "creating or opening slot "+f.opts.Slot+" (creating one waits for the transactions running now to end)")
 	_, err = pglogrepl.CreateReplicationSlot(ctx, conn, f.opts.Slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{})
 	var pgErr *pgconn.PgError
 	if err != nil && !(errors.As(err, &pgErr) && pgErr.Code == "42710") { // duplicate_object: the slot exists
@@ -502,7 +523,7 @@ func (f *Feed) streamUntil(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("start replication on slot %s: %w", f.opts.Slot, err)
 	}
-	f.streamed = true
+	streaming.Store(true)
 	f.setMode(ModeLogicalReplication, "slot "+f.opts.Slot+", publication "+Publication)
 	// Anything committed while no stream ran is in the outbox already.
 	f.signal()

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgforce/pgforce/sim"
+	"github.com/pgforce/pgforce/worker/feed"
 	"github.com/pgforce/pgforce/worker/outbound"
 )
 
@@ -323,19 +324,19 @@ func TestBacklogAboveBulkThresholdIsWrittenThroughBulkJobs(t *testing.T) {
 // While a backlog large enough for Bulk drains, the replication slot is
 // dropped, so that the server neither decodes the drain's own writes nor
 // keeps their WAL; once the backlog is gone the slot is created again and
-// the stream delivers the next change.
+// the stream delivers the next change. Both when the worker starts on a
+// backlog (the slot left by an earlier run) and when the backlog builds
+// up while it streams.
 func TestBulkBacklogDrainsWithTheSlotDroppedAndStreamingResumesAfter(t *testing.T) {
 	b := setup(t, setupOptions{})
 	const n = 200
 	b.syncedAccounts(t, n, "Hold")
 	opts := fastOptions()
 	opts.BulkThreshold, opts.BulkBatchSize = 100, 40
-	svc := b.start(t, opts)
 	slot := func() (exists, active bool) {
-		var rows []bool
 		r, err := b.pool.Query(context.Background(), `SELECT active FROM pg_replication_slots WHERE database = current_database()`)
 		require.NoError(t, err)
-		rows, err = pgx.CollectRows(r, pgx.RowTo[bool])
+		rows, err := pgx.CollectRows(r, pgx.RowTo[bool])
 		require.NoError(t, err)
 		return len(rows) > 0, len(rows) > 0 && rows[0]
 	}
@@ -344,35 +345,42 @@ func TestBulkBacklogDrainsWithTheSlotDroppedAndStreamingResumesAfter(t *testing.
 		b.scalar(t, &feed, `SELECT coalesce(outbound_feed, '') FROM pgforce.status WHERE sobject = 'Account'`)
 		return feed
 	}
-	eventually(t, 10*time.Second, "streaming", func() bool {
-		exists, active := slot()
-		return svc.FeedMode() == "logical_replication" && exists && active
-	})
-
-	// Slow Bulk calls keep the drain going while the test looks.
-	b.sim.Inject(sim.Fault{Path: "/services/data/v62.0/jobs/ingest", Latency: 150 * time.Millisecond})
-	b.exec(t, `UPDATE salesforce.account SET annualrevenue = 9`)
-	eventually(t, 10*time.Second, "slot dropped while the backlog drains", func() bool {
-		exists, _ := slot()
-		return svc.FeedMode() == "backlog" && !exists && status() == "backlog"
-	})
-	b.sim.ClearFaults()
-	eventually(t, 30*time.Second, "backlog drained", func() bool { return b.backlog(t) == 0 })
-	eventually(t, 10*time.Second, "streaming again", func() bool {
-		exists, active := slot()
-		return svc.FeedMode() == "logical_replication" && exists && active && status() == "logical_replication"
-	})
-	for _, r := range b.sfRecords(t, "SELECT Id, AnnualRevenue FROM Account") {
-		v, _ := r.Get("AnnualRevenue")
-		f, err := v.(json.Number).Float64()
-		require.NoError(t, err)
-		require.Equal(t, 9.0, f, r.ID())
+	var svc *outbound.Service
+	drainWithoutSlot := func(revenue int) {
+		t.Helper()
+		eventually(t, 10*time.Second, "slot dropped while the backlog drains", func() bool {
+			exists, _ := slot()
+			return svc.FeedMode() == "backlog" && !exists && status() == "backlog"
+		})
+		b.sim.ClearFaults()
+		eventually(t, 30*time.Second, "backlog drained", func() bool { return b.backlog(t) == 0 })
+		eventually(t, 10*time.Second, "streaming again", func() bool {
+			exists, active := slot()
+			return svc.FeedMode() == "logical_replication" && exists && active && status() == "logical_replication"
+		})
+		for _, r := range b.sfRecords(t, "SELECT Id, AnnualRevenue FROM Account") {
+			v, _ := r.Get("AnnualRevenue")
+			f, err := v.(json.Number).Float64()
+			require.NoError(t, err)
+			require.Equal(t, float64(revenue), f, r.ID())
+		}
 	}
+	// Slow Bulk calls keep each drain going while the test looks.
+	slow := sim.Fault{Path: "/services/data/v62.0/jobs/ingest", Latency: 150 * time.Millisecond}
+
+	b.exec(t, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, feed.SlotName(b.db.Name))
+	b.sim.Inject(slow)
+	b.exec(t, `UPDATE salesforce.account SET annualrevenue = 8`)
+	svc = b.start(t, opts)
+	drainWithoutSlot(8)
+
+	b.sim.Inject(slow)
+	b.exec(t, `UPDATE salesforce.account SET annualrevenue = 9`)
+	drainWithoutSlot(9)
 
 	var id int
-	var sfid string
 	b.scalar(t, &id, `SELECT id FROM salesforce.account ORDER BY id LIMIT 1`)
-	sfid = b.rowSfid(t, "account", id)
+	sfid := b.rowSfid(t, "account", id)
 	b.exec(t, `UPDATE salesforce.account SET annualrevenue = 10 WHERE id = $1`, id)
 	eventually(t, 10*time.Second, "the next change written", func() bool {
 		v, ok := b.sfField(t, "Account", sfid, "AnnualRevenue").(json.Number)

@@ -55,6 +55,9 @@ type batch struct {
 // that the queue is empty (later changes of the records in flight wait for
 // them), so passes repeat until one finds nothing to claim.
 func (s *Service) drain(ctx, work context.Context, m *Mapping) error {
+	// A Bulk backlog holds the feed off (see nextBatch) until its drain
+	// ends, drained or backing off: mappings drain one at a time.
+	defer s.feed.Release()
 	all, err := loadMappings(work, s.pool, s.opts.Org)
 	if err != nil {
 		return err
@@ -247,8 +250,8 @@ func (s *Service) nextBatch(ctx, work context.Context, m *Mapping, all []*Mappin
 	if bulk {
 		limit = s.opts.BulkBatchSize
 		// The drain keeps claiming until the backlog is gone: the stream
-		// is not needed until then (see feed.Feed.Hold). Run releases it
-		// after a cycle that drained everything.
+		// is not needed until then (see feed.Feed.Hold); drain releases
+		// it when it ends.
 		s.feed.Hold()
 	}
 	entries, err := s.claim(ctx, m, limit)

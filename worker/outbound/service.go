@@ -210,11 +210,6 @@ func (s *Service) Run(ctx context.Context) error {
 			next = time.Now().Add(s.opts.MinBackoff * 4)
 		} else {
 			s.feed.Done(tok)
-			if next.IsZero() {
-				// Nothing claimable is left and nothing waits for a
-				// backoff: stream again if a backlog held the feed off.
-				s.feed.Release()
-			}
 		}
 		// Wake again when the earliest backoff ends.
 		if !timer.Stop() {

@@ -65,8 +65,8 @@ func NewPool(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
 	return pgxpool.NewWithConfig(ctx, cfg)
 }
 
-// defaultMaxConns is the size of the worker's pool when DATABASE_URL does
-// not set pool_max_conns.
+// defaultMaxConns is the fewest connections the worker's pool holds when
+// DATABASE_URL does not set pool_max_conns.
 const defaultMaxConns = 10
 
 // Run runs the worker until ctx ends, then finishes the batches in flight,

@@ -333,12 +333,18 @@ func (f *Feed) holdOff(ctx context.Context) {
 		}
 		cancel()
 	}()
-	for hctx.Err() == nil {
-		if err := f.listen(hctx, 0, always); err != nil && hctx.Err() == nil {
+	f.relay(hctx, always)
+}
+
+// relay runs listen until ctx ends, starting it again after a failure,
+// with a wake-up, since a notification may have been lost with it.
+func (f *Feed) relay(ctx context.Context, poll func() bool) {
+	for ctx.Err() == nil {
+		if err := f.listen(ctx, 0, poll); err != nil && ctx.Err() == nil {
 			f.log.Warn("outbound feed: listen failed", "err", err)
 			f.signal()
 			select {
-			case <-hctx.Done():
+			case <-ctx.Done():
 			case <-time.After(f.opts.SafetyPoll):
 			}
 		}
@@ -487,18 +493,7 @@ func (f *Feed) streamUntil(ctx context.Context) error {
 	var streaming atomic.Bool
 	lctx, stopListen := context.WithCancel(ctx)
 	defer stopListen()
-	go func() {
-		for lctx.Err() == nil {
-			if err := f.listen(lctx, 0, func() bool { return !streaming.Load() }); err != nil && lctx.Err() == nil {
-				f.log.Warn("outbound feed: listen beside the stream failed", "err", err)
-				f.signal()
-				select {
-				case <-lctx.Done():
-				case <-time.After(f.opts.SafetyPoll):
-				}
-			}
-		}
-	}()
+	go f.relay(lctx, func() bool { return !streaming.Load() })
 	conn, err := f.replicationConn(ctx)
 	if err != nil {
 		return err

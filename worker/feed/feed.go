@@ -181,9 +181,6 @@ func (f *Feed) Release() {
 func (f *Feed) heldUntil() <-chan struct{} {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.held == nil {
-		return nil
-	}
 	return f.held
 }
 

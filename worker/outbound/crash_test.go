@@ -154,11 +154,7 @@ func TestWithoutLogicalReplicationNotifyAndPollDeliverChanges(t *testing.T) {
 	svc := b.startWith(t, pool, opts)
 
 	eventually(t, 10*time.Second, "fallback mode", func() bool { return svc.FeedMode() == "notify_poll" })
-	var feed string
-	eventually(t, 5*time.Second, "status shows fallback", func() bool {
-		b.scalar(t, &feed, `SELECT coalesce(outbound_feed, '') FROM pgforce.status WHERE sobject = 'Account'`)
-		return feed == "notify_poll"
-	})
+	eventually(t, 5*time.Second, "status shows fallback", func() bool { return b.feedStatus(t) == "notify_poll" })
 	var id int
 	start := time.Now()
 	b.scalar(t, &id, `INSERT INTO salesforce.account (name) VALUES ('Via notify') RETURNING id`)

@@ -43,11 +43,7 @@ func TestInsertUpdateDeleteReachSalesforceAndSfidIsWrittenBack(t *testing.T) {
 
 	// The NOTIFY wake-up can carry all three changes before the stream
 	// has connected (creating the slot waits for running transactions).
-	var feed string
-	eventually(t, 10*time.Second, "status shows the stream", func() bool {
-		b.scalar(t, &feed, `SELECT coalesce(outbound_feed, '') FROM pgforce.status WHERE sobject = 'Account'`)
-		return feed == "logical_replication"
-	})
+	eventually(t, 10*time.Second, "status shows the stream", func() bool { return b.feedStatus(t) == "logical_replication" })
 }
 
 func TestConsecutiveChangesToOneRecordMergeIntoOneWrite(t *testing.T) {
@@ -340,23 +336,18 @@ func TestBulkBacklogDrainsWithTheSlotDroppedAndStreamingResumesAfter(t *testing.
 		require.NoError(t, err)
 		return len(rows) > 0, len(rows) > 0 && rows[0]
 	}
-	status := func() string {
-		var feed string
-		b.scalar(t, &feed, `SELECT coalesce(outbound_feed, '') FROM pgforce.status WHERE sobject = 'Account'`)
-		return feed
-	}
 	var svc *outbound.Service
 	drainWithoutSlot := func(revenue int) {
 		t.Helper()
 		eventually(t, 10*time.Second, "slot dropped while the backlog drains", func() bool {
 			exists, _ := slot()
-			return svc.FeedMode() == "backlog" && !exists && status() == "backlog"
+			return svc.FeedMode() == "backlog" && !exists && b.feedStatus(t) == "backlog"
 		})
 		b.sim.ClearFaults()
 		eventually(t, 30*time.Second, "backlog drained", func() bool { return b.backlog(t) == 0 })
 		eventually(t, 10*time.Second, "streaming again", func() bool {
 			exists, active := slot()
-			return svc.FeedMode() == "logical_replication" && exists && active && status() == "logical_replication"
+			return svc.FeedMode() == "logical_replication" && exists && active && b.feedStatus(t) == "logical_replication"
 		})
 		for _, r := range b.sfRecords(t, "SELECT Id, AnnualRevenue FROM Account") {
 			v, _ := r.Get("AnnualRevenue")

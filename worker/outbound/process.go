@@ -231,22 +231,23 @@ func (s *Service) drainPass(ctx, work context.Context, m *Mapping, all []*Mappin
 func (s *Service) nextBatch(ctx, work context.Context, m *Mapping, all []*Mapping, stillBulk bool) (*batch, error) {
 	start := time.Now()
 	limit := s.opts.BatchSize
-	queued := s.opts.BulkThreshold
-	// In id order, so that the count reads the mapping's oldest entries
-	// and stops at the threshold whatever the statistics say. Without it,
-	// and with outbox_record_idx as the only index on mapping_id (a variant
-	// tried while adding that index), Postgres read a whole 100,000 backlog
-	// to count 10,000: 30-140 ms a batch.
-	if !stillBulk {
+	bulk := stillBulk
+	if !bulk {
+		// In id order, so that the count reads the mapping's oldest
+		// entries and stops at the threshold whatever the statistics say.
+		// Without it, and with outbox_record_idx as the only index on
+		// mapping_id (a variant tried while adding that index), Postgres
+		// read a whole 100,000 backlog to count 10,000: 30-140 ms a batch.
+		var queued int
 		if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT FROM pgforce.outbox o
 			WHERE o.mapping_id = $1 AND o.claimed_at IS NULL ORDER BY o.id LIMIT $2) q`, m.ID, s.opts.BulkThreshold).Scan(&queued); err != nil {
 			return nil, err
 		}
+		if queued == 0 {
+			return nil, nil
+		}
+		bulk = queued >= s.opts.BulkThreshold
 	}
-	if queued == 0 {
-		return nil, nil
-	}
-	bulk := queued >= s.opts.BulkThreshold
 	if bulk {
 		limit = s.opts.BulkBatchSize
 		// The drain keeps claiming until the backlog is gone: the stream

@@ -232,6 +232,14 @@ func (b *bundle) rowSfid(t *testing.T, table string, id int) string {
 	return *sfid
 }
 
+// feedStatus is the outbound feed mode pgforce.status shows for Account
+// ("" when no worker is seen).
+func (b *bundle) feedStatus(t *testing.T) string {
+	var feed string
+	b.scalar(t, &feed, `SELECT coalesce(outbound_feed, '') FROM pgforce.status WHERE sobject = 'Account'`)
+	return feed
+}
+
 func (b *bundle) backlog(t *testing.T) int {
 	var n int
 	b.scalar(t, &n, `SELECT count(*) FROM pgforce.outbox`)

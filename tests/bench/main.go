@@ -9,7 +9,9 @@
 // For profiling one part: BENCH_INBOUND_LOAD_ONLY=1 runs the inbound load
 // without its latency and idle windows, BENCH_OUTBOUND_BULK_ONLY=1 the
 // outbound Bulk 2.0 drain alone, and BENCH_WORKER_LOG_LEVEL sets the
-// workers' log level (default warn).
+// workers' log level (default warn). BENCH_CPUPROFILE=dir writes a Go CPU
+// profile of this process (the worker and the simulator) for each timed
+// drain to dir, for `go tool pprof`.
 //
 // Each metric is a function in the metrics slice; a later issue adds one by
 // writing a function that returns its results and appending it there.
@@ -25,6 +27,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -187,6 +190,32 @@ func writeJSON(path string, report Report) error {
 }
 
 func ptr(v float64) *float64 { return &v }
+
+// profileCPU starts a CPU profile named name in $BENCH_CPUPROFILE, if set,
+// and returns the function that ends it.
+func profileCPU(env *Env, name string) (stop func(), err error) {
+	dir := os.Getenv("BENCH_CPUPROFILE")
+	if dir == "" {
+		return func() {}, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, name+".pprof")
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		fmt.Fprintf(env.Log, "bench: wrote the CPU profile %s\n", path)
+	}, nil
+}
 
 // metricName is the function name of a metric, e.g. "captureOverhead".
 func metricName(m metricFunc) string {

@@ -350,6 +350,12 @@ func (b *outboundBench) drain(ctx context.Context, env *Env, n, bulkThreshold in
 	// same heap to mark; four collections ran during one full-size drain.
 	runtime.GC()
 	b.sim.ResetCalls()
+	stopProfile, err := profileCPU(env, fmt.Sprintf("outbound-drain-%d", bulkThreshold))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer stopProfile()
+	cpuStart, cpuOK := busyCPU()
 	start := time.Now()
 	stop := b.run(outbound.Options{BulkThreshold: bulkThreshold, Parallel: 4,
 		BulkPoll: salesforce.Poll{Initial: 50 * time.Millisecond, Max: 500 * time.Millisecond}}, env.Log)
@@ -373,9 +379,14 @@ func (b *outboundBench) drain(ctx context.Context, env *Env, n, bulkThreshold in
 		time.Sleep(20 * time.Millisecond)
 	}
 	elapsed := time.Since(start)
+	cpuEnd, _ := busyCPU()
 	rate = float64(queued) / elapsed.Seconds()
 	callsPer1000 = float64(writeCalls(b.sim)) * 1000 / float64(queued)
-	fmt.Fprintf(env.Log, "bench: outbound drain (bulk threshold %d): %d changes in %s, %.0f/s, %.2f calls per 1000\n",
-		bulkThreshold, queued, elapsed.Round(time.Millisecond), rate, callsPer1000)
+	cpu := ""
+	if cpuOK {
+		cpu = fmt.Sprintf(", %.1f CPU s machine-wide", cpuEnd-cpuStart)
+	}
+	fmt.Fprintf(env.Log, "bench: outbound drain (bulk threshold %d): %d changes in %s, %.0f/s, %.2f calls per 1000%s\n",
+		bulkThreshold, queued, elapsed.Round(time.Millisecond), rate, callsPer1000, cpu)
 	return rate, callsPer1000, nil
 }

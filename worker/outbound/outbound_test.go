@@ -317,6 +317,26 @@ func TestBacklogAboveBulkThresholdIsWrittenThroughBulkJobs(t *testing.T) {
 	require.Zero(t, notSynced)
 }
 
+// A backlog large enough for Bulk was captured moments before the drain,
+// so the outbox's statistics still describe it as it was before; the
+// worker analyzes it as the drain starts. last_analyze is set only by an
+// ANALYZE someone ran, never by autovacuum.
+func TestBulkDrainAnalyzesTheOutboxAsItStarts(t *testing.T) {
+	b := setup(t, setupOptions{})
+	const n = 130
+	b.syncedAccounts(t, n, "Stats")
+	var analyzed bool
+	b.scalar(t, &analyzed, `SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relid = 'pgforce.outbox'::regclass`)
+	require.False(t, analyzed, "analyzed before any backlog")
+	b.exec(t, `UPDATE salesforce.account SET annualrevenue = 8`)
+	opts := fastOptions()
+	opts.BulkThreshold, opts.BulkBatchSize = 100, 40
+	b.start(t, opts)
+	eventually(t, 30*time.Second, "backlog drained", func() bool { return b.backlog(t) == 0 })
+	b.scalar(t, &analyzed, `SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relid = 'pgforce.outbox'::regclass`)
+	require.True(t, analyzed, "the outbox is analyzed when a Bulk drain starts")
+}
+
 // While a backlog large enough for Bulk drains, the replication slot is
 // dropped, so that the server neither decodes the drain's own writes nor
 // keeps their WAL; once the backlog is gone the slot is created again and

@@ -247,6 +247,9 @@ func (s *Service) nextBatch(ctx, work context.Context, m *Mapping, all []*Mappin
 			return nil, nil
 		}
 		bulk = queued >= s.opts.BulkThreshold
+		if bulk {
+			s.analyzeOutbox(ctx)
+		}
 	}
 	if bulk {
 		limit = s.opts.BulkBatchSize
@@ -269,6 +272,21 @@ func (s *Service) nextBatch(ctx, work context.Context, m *Mapping, all []*Mappin
 		return nil, err
 	}
 	return &batch{entries: len(entries), limit: limit, bulk: bulk, changes: changes, claimed: claimed, took: time.Since(start)}, nil
+}
+
+// analyzeOutbox refreshes the outbox's statistics as a Bulk drain starts.
+// A backlog that size was captured moments ago, long before autovacuum
+// looks (a minute at best), so the statistics still describe the outbox
+// before it: a few hundred entries. Planned with those, the drain's
+// statements read the whole backlog for every batch (the delete of a
+// batch's entries as a sequential scan, the write-back's check for newer
+// changes through every entry of the mapping). SKIP_LOCKED leaves it to
+// an autovacuum that is already at it; a role that does not own the
+// outbox gets a warning from Postgres and the drain goes on as before.
+func (s *Service) analyzeOutbox(ctx context.Context) {
+	if _, err := s.pool.Exec(ctx, `ANALYZE (SKIP_LOCKED) pgforce.outbox`); err != nil && ctx.Err() == nil {
+		s.log.Warn("outbound: analyze the outbox before a Bulk drain", "err", err)
+	}
 }
 
 // claim takes a batch of the mapping's outbox entries in one short

@@ -11,7 +11,8 @@
 // outbound Bulk 2.0 drain alone, and BENCH_WORKER_LOG_LEVEL sets the
 // workers' log level (default warn). BENCH_CPUPROFILE=dir writes a Go CPU
 // profile of this process (the worker and the simulator) for each timed
-// drain to dir, for `go tool pprof`.
+// drain to dir, for `go tool pprof`, with its allocations (`go tool pprof
+// -sample_index=alloc_space -base NAME.allocs-base.pprof NAME.allocs.pprof`).
 //
 // Each metric is a function in the metrics slice; a later issue adds one by
 // writing a function that returns its results and appending it there.
@@ -210,10 +211,20 @@ func profileCPU(env *Env, name string) (stop func(), err error) {
 		f.Close()
 		return nil, err
 	}
+	// The allocation profile counts from the start of the process; the
+	// one written now is the base to subtract (go tool pprof -base).
+	writeAllocs := func(path string) {
+		if f, err := os.Create(path); err == nil {
+			_ = pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}
+	}
+	writeAllocs(filepath.Join(dir, name+".allocs-base.pprof"))
 	return func() {
 		pprof.StopCPUProfile()
 		f.Close()
-		fmt.Fprintf(env.Log, "bench: wrote the CPU profile %s\n", path)
+		writeAllocs(filepath.Join(dir, name+".allocs.pprof"))
+		fmt.Fprintf(env.Log, "bench: wrote the CPU profile %s and the allocation profiles beside it\n", path)
 	}, nil
 }
 

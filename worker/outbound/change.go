@@ -39,14 +39,16 @@ type change struct {
 
 // merge folds entries (in outbox id order) into one change per record,
 // keeping the latest value of each field, and returns the changes in the
-// order of their first entry, which is transaction order.
+// order of their first entry, which is transaction order. The changes take
+// over the entries' New maps (a record's first entry lends its map to the
+// change rather than having it copied), so the entries are spent.
 func merge(entries []entry) []*change {
-	byRecord := map[int]*change{}
-	var out []*change
+	byRecord := make(map[int]*change, len(entries))
+	out := make([]*change, 0, len(entries))
 	for _, e := range entries {
 		c := byRecord[e.RecordID]
 		if c == nil {
-			c = &change{RecordID: e.RecordID, Values: map[string]any{}, first: e.ID}
+			c = &change{RecordID: e.RecordID, first: e.ID}
 			byRecord[e.RecordID] = c
 			out = append(out, c)
 		}
@@ -62,13 +64,17 @@ func merge(entries []entry) []*change {
 			// A fresh insert or a retry carrying the whole row: its values
 			// replace what came before.
 			c.Op = "insert"
-			c.Values = copyMap(e.New)
+			c.Values = e.New
 		case "update":
 			if c.Op == "" || c.Op == "delete" {
 				c.Op = "update"
 			}
-			for k, v := range e.New {
-				c.Values[k] = v
+			if c.Values == nil {
+				c.Values = e.New
+			} else {
+				for k, v := range e.New {
+					c.Values[k] = v
+				}
 			}
 		case "delete":
 			if c.Op == "insert" && c.SFID == "" {
@@ -79,16 +85,11 @@ func merge(entries []entry) []*change {
 			}
 			c.Values = map[string]any{}
 		}
+		if c.Values == nil {
+			c.Values = map[string]any{}
+		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].first < out[j].first })
-	return out
-}
-
-func copyMap(m map[string]any) map[string]any {
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
 	return out
 }
 

@@ -1,7 +1,9 @@
 package outbound
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/pgforce/pgforce/worker/budget"
 	"github.com/pgforce/pgforce/worker/salesforce"
@@ -301,18 +304,35 @@ func (s *Service) claim(ctx context.Context, m *Mapping, limit int) ([]entry, er
 	}
 	defer rows.Close()
 	out := make([]entry, 0, limit)
+	// The entries' values are gathered into one document and decoded by
+	// one decoder: a decoder per entry was a quarter of the worker's
+	// allocations in a Bulk drain, each collection of that garbage marking
+	// the whole heap again.
+	var doc []byte
+	var withNew []int
 	for rows.Next() {
 		var e entry
-		var newB []byte
+		var newB pgtype.DriverBytes
 		if err := rows.Scan(&e.ID, &e.Op, &e.RecordID, &e.SFID, &newB, &e.RetryOf); err != nil {
 			return nil, fmt.Errorf("claim: %w", err)
 		}
-		if e.New, err = decodeJSONB(newB); err != nil {
-			return nil, fmt.Errorf("claim: outbox %d: %w", e.ID, err)
+		if newB != nil {
+			doc = append(append(doc, newB...), '\n')
+			withNew = append(withNew, len(out))
 		}
 		out = append(out, e)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	d := json.NewDecoder(bytes.NewReader(doc))
+	d.UseNumber()
+	for _, i := range withNew {
+		if err := d.Decode(&out[i].New); err != nil {
+			return nil, fmt.Errorf("claim: outbox %d: %w", out[i].ID, err)
+		}
+	}
+	return out, nil
 }
 
 // sendBatch writes one prepared batch to Salesforce and fills its results.

@@ -41,6 +41,8 @@ type successRow struct {
 	Op       string   `json:"op"`
 	Keys     []string `json:"keys"`
 	RetryOf  []int64  `json:"retry_of"`
+
+	fields map[string]any // what was sent, whose names become Keys
 }
 
 type failureRow struct {
@@ -60,8 +62,9 @@ type failureRow struct {
 // error rows for refused records, resolved errors for records that went
 // through, written entries deleted and transient ones released.
 func (s *Service) record(ctx context.Context, m *Mapping, changes []*change, results []outcome) error {
-	var done, requeue []int64
-	var ok []successRow
+	done := make([]int64, 0, len(changes))
+	ok := make([]successRow, 0, len(changes))
+	var requeue []int64
 	var failed []failureRow
 	for i, c := range changes {
 		r := results[i]
@@ -81,11 +84,7 @@ func (s *Service) record(ctx context.Context, m *Mapping, changes []*change, res
 			if sfid == "" {
 				sfid = c.SFID
 			}
-			keys := make([]string, 0, len(c.record.Fields))
-			for k := range c.record.Fields {
-				keys = append(keys, k)
-			}
-			ok = append(ok, successRow{RecordID: c.RecordID, SFID: sfid, Op: c.Op, Keys: keys, RetryOf: c.RetryOf})
+			ok = append(ok, successRow{RecordID: c.RecordID, SFID: sfid, Op: c.Op, RetryOf: c.RetryOf, fields: c.record.Fields})
 		case outFailed:
 			done = append(done, c.Entries...)
 			payload := c.record.Fields
@@ -117,21 +116,19 @@ func (s *Service) record(ctx context.Context, m *Mapping, changes []*change, res
 			failed = append(failed, f)
 		}
 	}
-	okJSON, err := json.Marshal(ok)
-	if err != nil {
-		return err
-	}
 	failedJSON, err := json.Marshal(failed)
 	if err != nil {
 		return err
 	}
-	rec := &recording{m: m, ok: okJSON, failed: failedJSON, nOK: len(ok), nFailed: len(failed), done: done, requeue: requeue}
+	rec := &recording{m: m, okRows: ok, failed: failedJSON, nOK: len(ok), nFailed: len(failed), done: done, requeue: requeue,
+		writtenRows: make([]int32, 0, len(ok)), okSFIDs: make([]string, 0, len(ok)),
+		rows: make([]int32, 0, len(changes)), entries: make([]int64, 0, len(changes))}
 	for _, o := range ok {
 		if o.Op == "insert" || o.Op == "upsert" {
 			rec.inserts = true
 		}
 		if o.Op != "delete" {
-			rec.okRows = append(rec.okRows, int32(o.RecordID))
+			rec.writtenRows = append(rec.writtenRows, int32(o.RecordID))
 			rec.okSFIDs = append(rec.okSFIDs, o.SFID)
 		}
 	}
@@ -156,8 +153,10 @@ func (s *Service) record(ctx context.Context, m *Mapping, changes []*change, res
 // recording is the outcome of one batch, ready to be written.
 type recording struct {
 	m            *Mapping
-	ok, failed   []byte   // JSON of successRow, failureRow
-	okRows       []int32  // rows written (not deleted): the write-back
+	okRows       []successRow
+	ok           []byte   // JSON of okRows, made by okJSON when a statement needs it
+	failed       []byte   // JSON of failureRow
+	writtenRows  []int32  // rows written (not deleted): the write-back
 	okSFIDs      []string // their Ids, "" when unchanged
 	nOK, nFailed int
 	done         []int64 // entries to delete
@@ -166,6 +165,30 @@ type recording struct {
 	entries      []int64 // every entry the batch holds
 	tries        int     // cycles that failed to record it again
 	inserts      bool    // some records were created (they got an Id)
+}
+
+// okJSON is the JSON of the batch's successes, made the first time a
+// statement needs it: only a batch with inserts (adopting their echo rows)
+// or a mapping with outbound errors to settle sends it, and a Bulk drain
+// of updates does neither, so it never pays for the field names of every
+// record.
+func (rec *recording) okJSON() ([]byte, error) {
+	if rec.ok != nil {
+		return rec.ok, nil
+	}
+	for i := range rec.okRows {
+		o := &rec.okRows[i]
+		o.Keys = make([]string, 0, len(o.fields))
+		for k := range o.fields {
+			o.Keys = append(o.Keys, k)
+		}
+	}
+	b, err := json.Marshal(rec.okRows)
+	if err != nil {
+		return nil, err
+	}
+	rec.ok = b
+	return b, nil
 }
 
 // maxRecordAttempts bounds how often a result transaction that lost a
@@ -249,7 +272,11 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 			}
 		}
 		if rec.inserts {
-			if _, err := tx.Exec(ctx, `SELECT pgforce._outbound_adopt_echo_rows($1, $2)`, m.ID, rec.ok); err != nil {
+			ok, err := rec.okJSON()
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `SELECT pgforce._outbound_adopt_echo_rows($1, $2)`, m.ID, ok); err != nil {
 				return fmt.Errorf("merge rows the echo of an insert created: %w", err)
 			}
 		}
@@ -280,7 +307,7 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 				WHERE t.id = s.record_id AND t.id = ANY($1)
 				  AND ((s.sfid <> '' AND t.sfid IS DISTINCT FROM s.sfid)
 				       OR ((t._hc_lastop IS DISTINCT FROM 'SYNCED' OR t._hc_err IS NOT NULL) AND NOT s.busy))`, table),
-				batchPlan, rec.okRows, m.ID, rec.okSFIDs); err != nil {
+				batchPlan, rec.writtenRows, m.ID, rec.okSFIDs); err != nil {
 				return fmt.Errorf("write back ids: %w", err)
 			}
 			// Errors this success settles: the retried ones, a failed insert
@@ -296,6 +323,10 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 				return fmt.Errorf("look for errors to settle: %w", err)
 			}
 			if unsettled {
+				ok, err := rec.okJSON()
+				if err != nil {
+					return err
+				}
 				if _, err := tx.Exec(ctx, `UPDATE pgforce.error e SET state = 'resolved', sfid = coalesce(e.sfid, nullif(s.sfid, ''))
 					FROM jsonb_to_recordset($1::jsonb)
 						AS s(record_id integer, sfid text, op text, keys text[], retry_of bigint[])
@@ -306,7 +337,7 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 					         OR e.operation = 'delete' AND s.op = 'delete'
 					         OR e.operation = 'update' AND s.op IN ('insert', 'update')
 					            AND NOT EXISTS (SELECT FROM jsonb_object_keys(coalesce(e.payload, '{}')) k WHERE k <> 'Id' AND NOT k = ANY(s.keys))))`,
-					rec.ok, m.ID); err != nil {
+					ok, m.ID); err != nil {
 					return fmt.Errorf("resolve errors: %w", err)
 				}
 			}

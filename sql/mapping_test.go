@@ -6,24 +6,27 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestMappingInsertDefaultsTableNameOrgAndPolicies(t *testing.T) {
+func TestMappingInsertDefaultsTableNameOrgPoliciesAndBulkThreshold(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.exec(t, `INSERT INTO pgforce.mapping (sobject, fields, mode) VALUES ('Invoice__c', '{Name,Amount__c}', 'read_write')`)
 	var table, org, inbound, conflict, state string
 	var poll float64
+	var bulkThreshold int
 	b.scalar(t, &table, `SELECT table_name FROM pgforce.mapping`)
 	b.scalar(t, &org, `SELECT org FROM pgforce.mapping`)
 	b.scalar(t, &inbound, `SELECT inbound FROM pgforce.mapping`)
 	b.scalar(t, &conflict, `SELECT conflict FROM pgforce.mapping`)
 	b.scalar(t, &state, `SELECT state FROM pgforce.mapping`)
 	b.scalar(t, &poll, `SELECT extract(epoch FROM poll_interval) FROM pgforce.mapping`)
+	b.scalar(t, &bulkThreshold, `SELECT bulk_threshold FROM pgforce.mapping`)
 	require.Equal(t, "invoice__c", table)
 	require.Equal(t, "default", org)
 	require.Equal(t, "auto", inbound)
 	require.Equal(t, "salesforce_wins", conflict)
 	require.Equal(t, "new", state)
 	require.Equal(t, 60.0, poll)
+	require.Equal(t, 10000, bulkThreshold)
 }
 
 func TestMappingInsertRefusesInvalidRowsWithInstructions(t *testing.T) {
@@ -56,6 +59,8 @@ func TestMappingInsertRefusesInvalidRowsWithInstructions(t *testing.T) {
 			"upsert_field Ext_Id__c of Account is not in fields", "Add it to fields"},
 		{"unknown state", `INSERT INTO pgforce.mapping (sobject, state) VALUES ('Account', 'running')`,
 			"unknown state 'running'", "pgforce.pause()"},
+		{"bulk threshold not positive", `INSERT INTO pgforce.mapping (sobject, bulk_threshold) VALUES ('Account', 0)`,
+			"bulk_threshold 0 of Account must be positive", "NULL to always use sObject Collections"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -91,7 +96,8 @@ func TestMappingUpdateIsValidatedLikeInsert(t *testing.T) {
 	b.refused(t, "unknown mode 'rw'", "'read_write'", `UPDATE pgforce.mapping SET mode = 'rw'`)
 	b.refused(t, "below the 10 second floor", "10 seconds", `UPDATE pgforce.mapping SET poll_interval = '1 second'`)
 	b.refused(t, "is not a Salesforce field API name", "field API names", `UPDATE pgforce.mapping SET fields = '{"Bad Field"}'`)
-	b.exec(t, `UPDATE pgforce.mapping SET poll_interval = '10 seconds', fields = '{Name}'`)
+	b.refused(t, "bulk_threshold -5 of Account must be positive", "the default is 10000", `UPDATE pgforce.mapping SET bulk_threshold = -5`)
+	b.exec(t, `UPDATE pgforce.mapping SET poll_interval = '10 seconds', fields = '{Name}', bulk_threshold = NULL`)
 }
 
 func TestMappingCannotMoveToAnotherTableOnceCreated(t *testing.T) {

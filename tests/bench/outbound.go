@@ -26,7 +26,7 @@ import (
 // recorded, backlog drain rates through Collections and Bulk API 2.0, and
 // API calls per 1,000 changes.
 func outboundSync(ctx context.Context, env *Env) ([]Result, error) {
-	records, latencyFor, bulkThreshold := 20000, 10*time.Second, 10000
+	records, latencyFor := 20000, 10*time.Second
 	if env.Full {
 		records, latencyFor = 100000, 60*time.Second
 	}
@@ -49,7 +49,7 @@ func outboundSync(ctx context.Context, env *Env) ([]Result, error) {
 			Result{Metric: "outbound latency p50", Value: p50, Unit: "ms", Max: ptr(50), HerokuConnect: "10 s to 2 min (poll) + serial writes", Detail: detail},
 			Result{Metric: "outbound latency p99", Value: p99, Unit: "ms", Max: ptr(250), HerokuConnect: "10 s to 2 min", Detail: detail})
 
-		rate, calls, err := b.drain(ctx, env, records, 1<<30)
+		rate, calls, err := b.drain(ctx, env, records, false)
 		if err != nil {
 			return nil, fmt.Errorf("outbound collections drain: %w", err)
 		}
@@ -60,7 +60,7 @@ func outboundSync(ctx context.Context, env *Env) ([]Result, error) {
 				Detail: fmt.Sprintf("counted by the simulator during the Collections drain; %.1f during the 200/s latency run", latCalls)})
 	}
 
-	rate, calls, err := b.drain(ctx, env, records, bulkThreshold)
+	rate, calls, err := b.drain(ctx, env, records, true)
 	if err != nil {
 		return nil, fmt.Errorf("outbound bulk drain: %w", err)
 	}
@@ -335,7 +335,16 @@ func (b *outboundBench) latency(ctx context.Context, env *Env, rate int, d time.
 
 // drain queues one update of every record while no worker runs, then
 // starts one and measures how fast the backlog empties.
-func (b *outboundBench) drain(ctx context.Context, env *Env, n, bulkThreshold int) (rate, callsPer1000 float64, err error) {
+func (b *outboundBench) drain(ctx context.Context, env *Env, n int, bulk bool) (rate, callsPer1000 float64, err error) {
+	// The mapping's default bulk_threshold (10,000) for the Bulk drain;
+	// none, so that every change goes through Collections, for the other.
+	name, threshold := "bulk", "DEFAULT"
+	if !bulk {
+		name, threshold = "collections", "NULL"
+	}
+	if _, err := b.pool.Exec(ctx, `UPDATE pgforce.mapping SET bulk_threshold = `+threshold); err != nil {
+		return 0, 0, err
+	}
 	if _, err := b.pool.Exec(ctx, `UPDATE salesforce.account SET annualrevenue = annualrevenue + 1`); err != nil {
 		return 0, 0, err
 	}
@@ -343,21 +352,21 @@ func (b *outboundBench) drain(ctx context.Context, env *Env, n, bulkThreshold in
 	if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM pgforce.outbox`).Scan(&queued); err != nil {
 		return 0, 0, err
 	}
-	fmt.Fprintf(env.Log, "bench: outbound drain (bulk threshold %d): %d changes queued, starting the worker\n", bulkThreshold, queued)
+	fmt.Fprintf(env.Log, "bench: outbound %s drain: %d changes queued, starting the worker\n", name, queued)
 	// The simulator shares this process and holds every record and change
 	// event in memory (170-300 MB after the full-size backlog). A collection
 	// now, as testing.B does before timing, starts every drain with the
 	// same heap to mark; four collections ran during one full-size drain.
 	runtime.GC()
 	b.sim.ResetCalls()
-	stopProfile, err := profileCPU(env, fmt.Sprintf("outbound-drain-%d", bulkThreshold))
+	stopProfile, err := profileCPU(env, "outbound-drain-"+name)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer stopProfile()
 	cpuStart, cpuOK := busyCPU()
 	start := time.Now()
-	stop := b.run(outbound.Options{BulkThreshold: bulkThreshold, Parallel: 4,
+	stop := b.run(outbound.Options{Parallel: 4,
 		BulkPoll: salesforce.Poll{Initial: 50 * time.Millisecond, Max: 500 * time.Millisecond}}, env.Log)
 	defer stop()
 	// The poll asks only whether any entry is left: a count(*) of the
@@ -386,7 +395,7 @@ func (b *outboundBench) drain(ctx context.Context, env *Env, n, bulkThreshold in
 	if cpuOK {
 		cpu = fmt.Sprintf(", %.1f CPU s machine-wide", cpuEnd-cpuStart)
 	}
-	fmt.Fprintf(env.Log, "bench: outbound drain (bulk threshold %d): %d changes in %s, %.0f/s, %.2f calls per 1000%s\n",
-		bulkThreshold, queued, elapsed.Round(time.Millisecond), rate, callsPer1000, cpu)
+	fmt.Fprintf(env.Log, "bench: outbound %s drain: %d changes in %s, %.0f/s, %.2f calls per 1000%s\n",
+		name, queued, elapsed.Round(time.Millisecond), rate, callsPer1000, cpu)
 	return rate, callsPer1000, nil
 }

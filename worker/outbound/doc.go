@@ -21,8 +21,9 @@
 //     allOrNone=false, a few calls at once: inserts (as upserts by
 //     external id when the mapping has upsert_field, so a crash between
 //     Salesforce's success and our write-back never duplicates), updates,
-//     deletes. When the mapping's backlog is at least
-//     Options.BulkThreshold, each claim takes Options.BulkBatchSize
+//     deletes. When the mapping's backlog is at least its
+//     bulk_threshold (pgforce.mapping; NULL: never), each claim takes
+//     Options.BulkBatchSize
 //     entries, for as long as claims come back full, and every operation
 //     group of it (except plain inserts, whose results cannot be matched)
 //     goes through one Bulk API 2.0 ingest job. Meanwhile the feed is held

@@ -280,7 +280,7 @@ func TestErrorOfAFailedUpdateResolvesWhenTheFixedRowSucceeds(t *testing.T) {
 	require.Zero(t, open)
 }
 
-// A backlog above BulkThreshold goes through Bulk API 2.0 jobs of
+// A backlog above the mapping's bulk_threshold goes through Bulk API 2.0 jobs of
 // BulkBatchSize changes while claims come back full; a short claim ends
 // Bulk mode, and a backlog below the threshold goes through Collections.
 func TestBacklogAboveBulkThresholdIsWrittenThroughBulkJobs(t *testing.T) {
@@ -290,7 +290,8 @@ func TestBacklogAboveBulkThresholdIsWrittenThroughBulkJobs(t *testing.T) {
 	b.exec(t, `UPDATE salesforce.account SET annualrevenue = 7`)
 	b.sim.ResetCalls()
 	opts := fastOptions()
-	opts.BulkThreshold, opts.BulkBatchSize = 100, 40
+	opts.BulkBatchSize = 40
+	b.exec(t, `UPDATE pgforce.mapping SET bulk_threshold = 100`)
 	b.start(t, opts)
 	eventually(t, 30*time.Second, "backlog drained", func() bool { return b.backlog(t) == 0 })
 	var jobs, collections int64
@@ -317,6 +318,32 @@ func TestBacklogAboveBulkThresholdIsWrittenThroughBulkJobs(t *testing.T) {
 	require.Zero(t, notSynced)
 }
 
+// A mapping without a bulk_threshold writes any backlog through sObject
+// Collections, however large.
+func TestMappingWithoutBulkThresholdDrainsEveryBacklogThroughCollections(t *testing.T) {
+	b := setup(t, setupOptions{})
+	const n = 130
+	b.syncedAccounts(t, n, "NoBulk")
+	b.exec(t, `UPDATE pgforce.mapping SET bulk_threshold = NULL`)
+	b.exec(t, `UPDATE salesforce.account SET annualrevenue = 9`)
+	b.sim.ResetCalls()
+	opts := fastOptions()
+	opts.BulkBatchSize = 40
+	b.start(t, opts)
+	eventually(t, 30*time.Second, "backlog drained", func() bool { return b.backlog(t) == 0 })
+	for k := range b.sim.Calls() {
+		require.NotContains(t, k, "/jobs/ingest", "no Bulk job: %v", b.sim.Calls())
+	}
+	var written int
+	for _, r := range b.sfRecords(t, "SELECT Id, AnnualRevenue FROM Account") {
+		v, _ := r.Get("AnnualRevenue")
+		if f, err := v.(json.Number).Float64(); err == nil && f == 9 {
+			written++
+		}
+	}
+	require.Equal(t, n, written)
+}
+
 // A backlog large enough for Bulk was captured moments before the drain,
 // so the outbox's statistics still describe it as it was before; the
 // worker analyzes it as the drain starts. last_analyze is set only by an
@@ -330,7 +357,8 @@ func TestBulkDrainAnalyzesTheOutboxAsItStarts(t *testing.T) {
 	require.False(t, analyzed, "analyzed before any backlog")
 	b.exec(t, `UPDATE salesforce.account SET annualrevenue = 8`)
 	opts := fastOptions()
-	opts.BulkThreshold, opts.BulkBatchSize = 100, 40
+	opts.BulkBatchSize = 40
+	b.exec(t, `UPDATE pgforce.mapping SET bulk_threshold = 100`)
 	b.start(t, opts)
 	eventually(t, 30*time.Second, "backlog drained", func() bool { return b.backlog(t) == 0 })
 	b.scalar(t, &analyzed, `SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relid = 'pgforce.outbox'::regclass`)
@@ -348,7 +376,8 @@ func TestBulkBacklogDrainsWithTheSlotDroppedAndStreamingResumesAfter(t *testing.
 	const n = 200
 	b.syncedAccounts(t, n, "Hold")
 	opts := fastOptions()
-	opts.BulkThreshold, opts.BulkBatchSize = 100, 40
+	opts.BulkBatchSize = 40
+	b.exec(t, `UPDATE pgforce.mapping SET bulk_threshold = 100`)
 	slot := func() (exists, active bool) {
 		r, err := b.pool.Query(context.Background(), `SELECT active FROM pg_replication_slots WHERE database = current_database()`)
 		require.NoError(t, err)

@@ -38,7 +38,7 @@ const (
 type batch struct {
 	entries int
 	limit   int
-	bulk    bool // the backlog was at least BulkThreshold when claimed
+	bulk    bool // the backlog was at least the mapping's bulk_threshold when claimed
 	changes []*change
 	results []outcome
 	claimed time.Duration // claiming
@@ -235,6 +235,14 @@ func (s *Service) nextBatch(ctx, work context.Context, m *Mapping, all []*Mappin
 	start := time.Now()
 	limit := s.opts.BatchSize
 	bulk := stillBulk
+	// From a backlog of the mapping's bulk_threshold (see Mapping), a
+	// drain goes on in Bulk jobs while its claims come back full, then
+	// counts again. Without a threshold it only asks whether anything is
+	// queued.
+	threshold := m.BulkThreshold
+	if threshold <= 0 {
+		threshold = 1
+	}
 	if !bulk {
 		// In id order, so that the count reads the mapping's oldest
 		// entries and stops at the threshold whatever the statistics say.
@@ -243,13 +251,13 @@ func (s *Service) nextBatch(ctx, work context.Context, m *Mapping, all []*Mappin
 		// read a whole 100,000 backlog to count 10,000: 30-140 ms a batch.
 		var queued int
 		if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT FROM pgforce.outbox o
-			WHERE o.mapping_id = $1 AND o.claimed_at IS NULL ORDER BY o.id LIMIT $2) q`, m.ID, s.opts.BulkThreshold).Scan(&queued); err != nil {
+			WHERE o.mapping_id = $1 AND o.claimed_at IS NULL ORDER BY o.id LIMIT $2) q`, m.ID, threshold).Scan(&queued); err != nil {
 			return nil, err
 		}
 		if queued == 0 {
 			return nil, nil
 		}
-		bulk = queued >= s.opts.BulkThreshold
+		bulk = m.BulkThreshold > 0 && queued >= m.BulkThreshold
 		if bulk {
 			s.analyzeOutbox(ctx)
 		}
@@ -372,9 +380,9 @@ func (s *Service) sendBatch(ctx context.Context, m *Mapping, b *batch) {
 const minBulkJob = 1000
 
 // send writes the changes at idx of one operation, through Bulk API 2.0
-// when the batch comes from a backlog of at least BulkThreshold changes
-// (bulk), holds enough of them and the results can be matched (not for
-// plain inserts), else through Collections. A large backlog is split into
+// when the batch comes from a backlog of at least the mapping's
+// bulk_threshold changes (bulk), holds enough of them and the results can
+// be matched (not for plain inserts), else through Collections. A large backlog is split into
 // jobs of BulkBatchSize so that claiming, the job and recording overlap.
 func (s *Service) send(ctx context.Context, m *Mapping, op string, changes []*change, idx []int, results []outcome, bulk bool) {
 	if len(idx) == 0 {

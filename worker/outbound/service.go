@@ -30,11 +30,6 @@ type Options struct {
 	WorkerID string
 	// BatchSize is how many outbox entries one claim takes (default 2000).
 	BatchSize int
-	// BulkThreshold is the backlog of one mapping from which changes go
-	// through Bulk API 2.0 ingest instead of Collections (default 10000).
-	// A drain that finds such a backlog goes on in Bulk jobs while its
-	// claims come back full, then counts again.
-	BulkThreshold int
 	// BulkBatchSize is how many entries one claim takes in Bulk mode; each
 	// such batch is one Bulk job (default 5000: smaller jobs let claiming,
 	// Salesforce and recording overlap).
@@ -68,9 +63,6 @@ func (o *Options) defaults() {
 	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = 2000
-	}
-	if o.BulkThreshold <= 0 {
-		o.BulkThreshold = 10000
 	}
 	if o.BulkBatchSize <= 0 {
 		o.BulkBatchSize = 5000

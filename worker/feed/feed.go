@@ -11,6 +11,11 @@
 // capture trigger raises once per transaction, plus a slow safety poll; it
 // retries the stream every RetryStream.
 //
+// In every mode the feed also listens on pgforce_mapping (worker/mappings)
+// and wakes the consumer when a mapping or an org changes: changes
+// captured while a mapping was paused queue no new outbox row when it is
+// resumed, so nothing else would say "look" until the next capture.
+//
 // Positions: the outbox table itself is the durable queue, the stream only
 // says "look". The feed confirms a commit's LSN to the server only after
 // the consumer reports a drain cycle that began after the commit arrived as
@@ -56,6 +61,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgforce/pgforce/worker/mappings"
 )
 
 // Mode names how the feed currently learns of changes, as pgforce.status
@@ -410,14 +417,15 @@ func always() bool { return true }
 // listen runs notify+poll mode for the given duration (0: until ctx ends),
 // adding the safety poll's wake-ups whenever poll says so. Without them it
 // only relays notifications: beside the stream, that catches
-// pgforce.revert, which queues no outbox row for the stream to see.
+// pgforce.revert, which queues no outbox row for the stream to see, and
+// mapping changes (a resume).
 func (f *Feed) listen(ctx context.Context, d time.Duration, poll func() bool) error {
 	conn, err := pgx.ConnectConfig(ctx, f.cfg.Copy())
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+Channel+"; LISTEN "+mappings.Channel); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	// Changes committed before LISTEN took effect sent their notification

@@ -318,6 +318,28 @@ func TestBacklogAboveBulkThresholdIsWrittenThroughBulkJobs(t *testing.T) {
 	require.Zero(t, notSynced)
 }
 
+// Changes captured while a mapping is paused wait in the outbox; resuming
+// it sends them at once, without waiting for another change to wake the
+// worker.
+func TestResumingAMappingSendsTheChangesQueuedWhilePaused(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.syncedAccounts(t, 3, "Paused")
+	b.start(t, fastOptions())
+	eventually(t, 10*time.Second, "worker streaming", func() bool { return b.feedStatus(t) == "logical_replication" })
+	b.exec(t, `SELECT pgforce.pause($1::integer)`, b.accountID)
+	b.exec(t, `UPDATE salesforce.account SET annualrevenue = 11`)
+	time.Sleep(500 * time.Millisecond)
+	require.Equal(t, 3, b.backlog(t), "nothing is sent while the mapping is paused")
+	b.exec(t, `SELECT pgforce.resume($1::integer)`, b.accountID)
+	eventually(t, 5*time.Second, "the queued changes sent after resume", func() bool { return b.backlog(t) == 0 })
+	for _, r := range b.sfRecords(t, "SELECT Id, AnnualRevenue FROM Account") {
+		v, _ := r.Get("AnnualRevenue")
+		f, err := v.(json.Number).Float64()
+		require.NoError(t, err)
+		require.Equal(t, 11.0, f, r.ID())
+	}
+}
+
 // A mapping without a bulk_threshold writes any backlog through sObject
 // Collections, however large.
 func TestMappingWithoutBulkThresholdDrainsEveryBacklogThroughCollections(t *testing.T) {

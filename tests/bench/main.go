@@ -94,6 +94,13 @@ type Report struct {
 }
 
 func main() {
+	if os.Getenv(outboundWorkerEnv) != "" {
+		if err := runOutboundWorker(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: outbound worker:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Stdout, os.Stderr); err != nil {

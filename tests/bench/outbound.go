@@ -17,7 +17,6 @@ import (
 	"github.com/pgforce/pgforce/sim"
 	pgforcesql "github.com/pgforce/pgforce/sql"
 	"github.com/pgforce/pgforce/worker"
-	"github.com/pgforce/pgforce/worker/outbound"
 	"github.com/pgforce/pgforce/worker/salesforce"
 )
 
@@ -210,10 +209,37 @@ func (b *outboundBench) close() {
 	}
 }
 
-// run starts a worker and returns a function that stops it.
-func (b *outboundBench) run(opts outbound.Options, log io.Writer) func() {
-	_, stop := startOutbound(b.pool, b.sf, opts, log)
-	return stop
+// waitFor calls done every 50 ms until it reports true, and fails after
+// limit saying what it waited for.
+func waitFor(ctx context.Context, limit time.Duration, what string, done func() (bool, error)) error {
+	deadline := time.Now().Add(limit)
+	for {
+		ok, err := done()
+		if err != nil || ok {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("gave up after %s waiting for %s", limit, what)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// run starts a worker process and returns a function that stops it.
+func (b *outboundBench) run(ctx context.Context, p outboundProcess, log io.Writer) (func(), error) {
+	stop, err := startOutboundProcess(ctx, b.connStr, b.sim, p, log)
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		if err := stop(); err != nil {
+			fmt.Fprintf(log, "bench: outbound worker: %v\n", err)
+		}
+	}, nil
 }
 
 // writeCalls sums the simulator's call counters for data endpoints (not
@@ -232,9 +258,12 @@ func writeCalls(s *sim.Server) int64 {
 // for each, the time from its commit until its outbox entry is gone, which
 // happens only after Salesforce accepted it and the result was recorded.
 func (b *outboundBench) latency(ctx context.Context, env *Env, rate int, d time.Duration) (p50, p99, callsPer1000 float64, err error) {
-	stop := b.run(outbound.Options{}, env.Log)
+	stop, err := b.run(ctx, outboundProcess{}, env.Log)
+	if err != nil {
+		return 0, 0, 0, err
+	}
 	defer stop()
-	time.Sleep(time.Second) // let the feed connect
+	time.Sleep(time.Second) // let the worker start and its feed connect
 	b.sim.ResetCalls()
 
 	var mu sync.Mutex
@@ -333,8 +362,11 @@ func (b *outboundBench) latency(ctx context.Context, env *Env, rate int, d time.
 	return p50, p99, callsPer1000, nil
 }
 
-// drain queues one update of every record while no worker runs, then
-// starts one and measures how fast the backlog empties.
+// drain queues one update of every record while the running worker has
+// the mapping paused, and measures how fast the backlog empties once the
+// mapping is resumed: the worker is warm, as in production, so neither its
+// start (a process, a login, a pool) nor the stream's decoding of the
+// backlog's capture is timed.
 func (b *outboundBench) drain(ctx context.Context, env *Env, n int, bulk bool) (rate, callsPer1000 float64, err error) {
 	// The mapping's default bulk_threshold (10,000) for the Bulk drain;
 	// none, so that every change goes through Collections, for the other.
@@ -342,21 +374,51 @@ func (b *outboundBench) drain(ctx context.Context, env *Env, n int, bulk bool) (
 	if !bulk {
 		name, threshold = "collections", "NULL"
 	}
-	if _, err := b.pool.Exec(ctx, `UPDATE pgforce.mapping SET bulk_threshold = `+threshold); err != nil {
+	for _, q := range []string{`UPDATE pgforce.mapping SET bulk_threshold = ` + threshold, `SELECT pgforce.pause(1)`} {
+		if _, err := b.pool.Exec(ctx, q); err != nil {
+			return 0, 0, err
+		}
+	}
+	stop, err := b.run(ctx, outboundProcess{Parallel: 4,
+		BulkPoll: salesforce.Poll{Initial: 50 * time.Millisecond, Max: 500 * time.Millisecond}}, env.Log)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer stop()
+	if err := waitFor(ctx, time.Minute, "the worker streaming the outbox", func() (bool, error) {
+		var mode *string
+		err := b.pool.QueryRow(ctx, `SELECT pgforce._outbound_feed_mode()`).Scan(&mode)
+		return mode != nil && *mode == "logical_replication", err
+	}); err != nil {
 		return 0, 0, err
 	}
 	if _, err := b.pool.Exec(ctx, `UPDATE salesforce.account SET annualrevenue = annualrevenue + 1`); err != nil {
+		return 0, 0, err
+	}
+	var committed string
+	if err := b.pool.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&committed); err != nil {
+		return 0, 0, err
+	}
+	// The stream has delivered the backlog's commit once the worker
+	// confirmed a position past it, which it does after a cycle that found
+	// the mapping paused.
+	if err := waitFor(ctx, time.Minute, "the stream past the backlog's commit", func() (bool, error) {
+		var past bool
+		err := b.pool.QueryRow(ctx, `SELECT coalesce(bool_and(confirmed_flush_lsn >= $1::pg_lsn), true)
+			FROM pg_replication_slots WHERE database = current_database()`, committed).Scan(&past)
+		return past, err
+	}); err != nil {
 		return 0, 0, err
 	}
 	var queued int
 	if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM pgforce.outbox`).Scan(&queued); err != nil {
 		return 0, 0, err
 	}
-	fmt.Fprintf(env.Log, "bench: outbound %s drain: %d changes queued, starting the worker\n", name, queued)
+	fmt.Fprintf(env.Log, "bench: outbound %s drain: %d changes queued, resuming the mapping\n", name, queued)
 	// The simulator shares this process and holds every record and change
 	// event in memory (170-300 MB after the full-size backlog). A collection
 	// now, as testing.B does before timing, starts every drain with the
-	// same heap to mark; four collections ran during one full-size drain.
+	// same heap to mark.
 	runtime.GC()
 	b.sim.ResetCalls()
 	stopProfile, err := profileCPU(env, "outbound-drain-"+name)
@@ -366,9 +428,9 @@ func (b *outboundBench) drain(ctx context.Context, env *Env, n int, bulk bool) (
 	defer stopProfile()
 	cpuStart, cpuOK := busyCPU()
 	start := time.Now()
-	stop := b.run(outbound.Options{Parallel: 4,
-		BulkPoll: salesforce.Poll{Initial: 50 * time.Millisecond, Max: 500 * time.Millisecond}}, env.Log)
-	defer stop()
+	if _, err := b.pool.Exec(ctx, `SELECT pgforce.resume(1)`); err != nil {
+		return 0, 0, err
+	}
 	// The poll asks only whether any entry is left: a count(*) of the
 	// backlog every 20 ms took about a third of a core from the drain it
 	// was timing (6 ms a scan of 20,000 entries).

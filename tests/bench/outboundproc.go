@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/pgforce/pgforce/sim"
+	"github.com/pgforce/pgforce/worker"
+	"github.com/pgforce/pgforce/worker/outbound"
+	"github.com/pgforce/pgforce/worker/salesforce"
+)
+
+// The outbound bench runs its worker as a process of its own, as `pgforce
+// run` runs in production: this binary started again with
+// outboundWorkerEnv set. In this process the worker shared one heap with
+// the simulator, which holds every record and change event of the org
+// (170-300 MB), so each collection its allocations set off marked the
+// whole simulated org: a fifth of the machine's CPU during a Bulk drain.
+const outboundWorkerEnv = "BENCH_OUTBOUND_WORKER"
+
+// outboundProcess is how the bench starts its outbound worker.
+type outboundProcess struct {
+	Parallel int
+	BulkPoll salesforce.Poll
+}
+
+// startOutboundProcess starts the worker against the database at connStr
+// and the simulator org, and returns a function that stops it (SIGTERM,
+// then waits for it to exit).
+func startOutboundProcess(ctx context.Context, connStr string, org *sim.Server, p outboundProcess, log io.Writer) (func() error, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, self)
+	cmd.Env = append(os.Environ(),
+		outboundWorkerEnv+"=1",
+		"DATABASE_URL="+connStr,
+		"SALESFORCE_LOGIN_URL="+org.URL(),
+		"BENCH_OUTBOUND_PARALLEL="+strconv.Itoa(p.Parallel),
+		"BENCH_OUTBOUND_BULK_POLL_INITIAL="+p.BulkPoll.Initial.String(),
+		"BENCH_OUTBOUND_BULK_POLL_MAX="+p.BulkPoll.Max.String(),
+	)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return func() error {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			// Let the slot go inactive before the next run takes it.
+			time.Sleep(200 * time.Millisecond)
+			return err
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			return errors.Join(errors.New("the outbound worker did not stop within 30s of SIGTERM"), <-done)
+		}
+	}, nil
+}
+
+// runOutboundWorker is the worker process: the outbound service alone,
+// with the options its parent passed, until SIGTERM.
+func runOutboundWorker() error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	level := slog.LevelWarn
+	if v := os.Getenv("BENCH_WORKER_LOG_LEVEL"); v != "" {
+		_ = level.UnmarshalText([]byte(v))
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if dir := os.Getenv("BENCH_CPUPROFILE"); dir != "" {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("outbound-worker-%d.pprof", os.Getpid())))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	// Unset or unparsable values leave the Options defaults.
+	var opts outbound.Options
+	opts.Parallel, _ = strconv.Atoi(os.Getenv("BENCH_OUTBOUND_PARALLEL"))
+	opts.BulkPoll.Initial, _ = time.ParseDuration(os.Getenv("BENCH_OUTBOUND_BULK_POLL_INITIAL"))
+	opts.BulkPoll.Max, _ = time.ParseDuration(os.Getenv("BENCH_OUTBOUND_BULK_POLL_MAX"))
+	pool, err := worker.NewPool(ctx, os.Getenv("DATABASE_URL"))
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	sf, err := salesforce.New(ctx, salesforce.Config{LoginURL: os.Getenv("SALESFORCE_LOGIN_URL"), ClientID: sim.DefaultClientID,
+		ClientSecret: sim.DefaultClientSecret, Username: sim.DefaultUsername, Password: sim.DefaultPassword})
+	if err != nil {
+		return err
+	}
+	err = outbound.New(pool, sf, logger, opts).Run(ctx)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}

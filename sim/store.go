@@ -164,7 +164,8 @@ type Store struct {
 	lastStamp    time.Time
 	commitNumber int64
 	txCounter    uint64
-	// publish delivers a committed transaction's encoded events, in commit order (see publishBatch).
+	// publish delivers a committed transaction's encoded events, in commit order (see publishBatch). It
+	// must copy their payloads, whose buffer is reused once it returns.
 	publish func(events ...cometd.RawEvent)
 	// pubTurn orders publication: a commit takes the next ticket under the write lock, encodes its events
 	// after releasing it and publishes once every earlier ticket has, so replay order is commit order.
@@ -764,13 +765,18 @@ func (t *txn) update(tbl *table, old *record, fields map[string]any, order []str
 	if e := t.setFields(tbl, vals, fields, order, false, &changed); e != nil {
 		return Result{ID: old.id(), Errors: []APIError{*e}}
 	}
-	before := slices.Clone(vals)
+	// Only an object that derives fields (Contact.Name from LastName) can
+	// change more than was set; the copy to compare with is made only then.
+	var before []any
+	if o.derive != nil {
+		before = slices.Clone(vals)
+	}
 	if e := t.finish(tbl, vals, old.id()); e != nil {
 		return Result{ID: old.id(), Errors: []APIError{*e}}
 	}
-	// Derived fields that changed count as changed too (Contact.Name after LastName).
+	// Derived fields that changed count as changed too.
 	for _, f := range o.Fields {
-		if f.Calculated && f.Index >= 0 && len(f.compound) == 0 && !sameValue(before[f.Index], vals[f.Index]) && !slices.Contains(changed, f) {
+		if before != nil && f.Calculated && f.Index >= 0 && len(f.compound) == 0 && !sameValue(before[f.Index], vals[f.Index]) && !slices.Contains(changed, f) {
 			changed = append(changed, f)
 		}
 	}
@@ -914,6 +920,10 @@ func (t *txn) commit() {
 // bad event cannot stall every later commit.
 func (s *Store) publishBatch(b *eventBatch) {
 	var raw []cometd.RawEvent
+	// The payloads are built in a pooled buffer: the bus copies each into
+	// its stored event, so the buffer goes back once they are published.
+	bp := eventBufs.Get().(*[]byte)
+	buf := (*bp)[:0]
 	defer func() {
 		s.pubMu.Lock()
 		for s.pubNext != b.ticket {
@@ -925,9 +935,10 @@ func (s *Store) publishBatch(b *eventBatch) {
 		s.pubNext++
 		s.pubMu.Unlock()
 		s.pubCond.Broadcast()
+		*bp = buf[:0]
+		eventBufs.Put(bp)
 	}()
 	out := make([]cometd.RawEvent, len(b.events))
-	var buf []byte
 	for i := range b.events {
 		e := &b.events[i]
 		start := len(buf)
@@ -942,6 +953,9 @@ func (s *Store) publishBatch(b *eventBatch) {
 	}
 	raw = out
 }
+
+// eventBufs holds the buffers publishBatch builds a batch's payloads in.
+var eventBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // transactionKey formats a unique key in the UUID-like shape Salesforce uses.
 func transactionKey(n uint64, at time.Time) string {

@@ -83,6 +83,9 @@ func runOutboundWorker() error {
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	if dir := os.Getenv("BENCH_CPUPROFILE"); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
 		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("outbound-worker-%d.pprof", os.Getpid())))
 		if err != nil {
 			return err

@@ -485,7 +485,7 @@ func TestResultTransactionsArePlannedForTheirOwnBatch(t *testing.T) {
 	for _, c := range pool.AcquireAllIdle(ctx) {
 		var na, nr int
 		require.NoError(t, c.QueryRow(ctx, `SELECT count(*),
-			count(*) FILTER (WHERE statement LIKE '%pgforce.outbox o WHERE o.id = ANY%' OR statement LIKE '%busy AS MATERIALIZED%')
+			count(*) FILTER (WHERE statement LIKE '%pgforce.outbox o WHERE o.id = ANY%' OR statement LIKE '%true AS busy FROM pgforce.outbox%')
 			FROM pg_prepared_statements WHERE statement NOT LIKE '%pg_prepared_statements%'`).Scan(&na, &nr))
 		cached, results = cached+na, results+nr
 		c.Release()

@@ -374,7 +374,11 @@ func (b *outboundBench) drain(ctx context.Context, env *Env, n int, bulk bool) (
 	if !bulk {
 		name, threshold = "collections", "NULL"
 	}
-	for _, q := range []string{`UPDATE pgforce.mapping SET bulk_threshold = ` + threshold, `SELECT pgforce.pause(1)`} {
+	// Each drain starts from the same state: without the vacuum, the Bulk
+	// drain inherited the dead rows of the Collections drain before it,
+	// and autovacuum cleared them while it was timed.
+	for _, q := range []string{`VACUUM ANALYZE salesforce.account, pgforce.outbox`, `CHECKPOINT`,
+		`UPDATE pgforce.mapping SET bulk_threshold = ` + threshold, `SELECT pgforce.pause(1)`} {
 		if _, err := b.pool.Exec(ctx, q); err != nil {
 			return 0, 0, err
 		}

@@ -16,7 +16,6 @@ import (
 	"github.com/pgforce/pgforce/sim"
 	pgforcesql "github.com/pgforce/pgforce/sql"
 	"github.com/pgforce/pgforce/worker"
-	"github.com/pgforce/pgforce/worker/outbound"
 	"github.com/pgforce/pgforce/worker/salesforce"
 )
 
@@ -178,7 +177,6 @@ func captureWhileDraining(ctx context.Context, env *Env) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The worker's pool, as `pgforce run` opens it.
 	pool, err := worker.NewPool(ctx, connString)
 	if err != nil {
 		return nil, err
@@ -188,14 +186,17 @@ func captureWhileDraining(ctx context.Context, env *Env) ([]Result, error) {
 		return nil, err
 	}
 
-	svc, stop := startOutbound(pool, sf, outbound.Options{}, env.Log)
-	defer stop()
-	for svc.FeedMode() != "logical_replication" {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+	stop, err := startOutboundProcess(ctx, connString, org, outboundProcess{}, env.Log)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err := stop(); err != nil {
+			fmt.Fprintf(env.Log, "bench: outbound worker: %v\n", err)
 		}
+	}()
+	if err := waitForStream(ctx, pool); err != nil {
+		return nil, err
 	}
 
 	settle := func(ctx context.Context) error {

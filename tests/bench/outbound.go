@@ -389,11 +389,7 @@ func (b *outboundBench) drain(ctx context.Context, env *Env, n int, bulk bool) (
 		return 0, 0, err
 	}
 	defer stop()
-	if err := waitFor(ctx, time.Minute, "the worker streaming the outbox", func() (bool, error) {
-		var mode *string
-		err := b.pool.QueryRow(ctx, `SELECT pgforce._outbound_feed_mode()`).Scan(&mode)
-		return mode != nil && *mode == "logical_replication", err
-	}); err != nil {
+	if err := waitForStream(ctx, b.pool); err != nil {
 		return 0, 0, err
 	}
 	if _, err := b.pool.Exec(ctx, `UPDATE salesforce.account SET annualrevenue = annualrevenue + 1`); err != nil {

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/pgforce/pgforce/sim"
 	"github.com/pgforce/pgforce/worker"
 	"github.com/pgforce/pgforce/worker/outbound"
@@ -72,6 +74,27 @@ func startOutboundProcess(ctx context.Context, connStr string, org *sim.Server, 
 	}, nil
 }
 
+// simClient logs in to the simulator as its default user, as the worker
+// would with the credentials `pgforce sim` prints.
+func simClient(ctx context.Context, org *sim.Server) (*salesforce.Client, error) {
+	return simLogin(ctx, org.URL())
+}
+
+func simLogin(ctx context.Context, loginURL string) (*salesforce.Client, error) {
+	return salesforce.New(ctx, salesforce.Config{LoginURL: loginURL, ClientID: sim.DefaultClientID,
+		ClientSecret: sim.DefaultClientSecret, Username: sim.DefaultUsername, Password: sim.DefaultPassword})
+}
+
+// waitForStream waits until the worker reports (through its heartbeat,
+// as pgforce.status shows it) that it streams the outbox.
+func waitForStream(ctx context.Context, pool *pgxpool.Pool) error {
+	return waitFor(ctx, time.Minute, "the worker streaming the outbox", func() (bool, error) {
+		var mode *string
+		err := pool.QueryRow(ctx, `SELECT pgforce._outbound_feed_mode()`).Scan(&mode)
+		return mode != nil && *mode == "logical_replication", err
+	})
+}
+
 // runOutboundWorker is the worker process: the outbound service alone,
 // with the options its parent passed, until SIGTERM.
 func runOutboundWorker() error {
@@ -106,8 +129,7 @@ func runOutboundWorker() error {
 		return err
 	}
 	defer pool.Close()
-	sf, err := salesforce.New(ctx, salesforce.Config{LoginURL: os.Getenv("SALESFORCE_LOGIN_URL"), ClientID: sim.DefaultClientID,
-		ClientSecret: sim.DefaultClientSecret, Username: sim.DefaultUsername, Password: sim.DefaultPassword})
+	sf, err := simLogin(ctx, os.Getenv("SALESFORCE_LOGIN_URL"))
 	if err != nil {
 		return err
 	}

@@ -140,7 +140,8 @@ type RawEvent struct {
 
 // PublishRaw publishes events in order under consecutive replay ids with one wake-up of the held connects,
 // and returns the last replay id. Payloads must be valid JSON objects; encoding them is the caller's work,
-// so it can happen outside any lock the caller holds.
+// so it can happen outside any lock the caller holds. Each payload is copied into its stored event, so the
+// caller may reuse their memory once PublishRaw returns.
 func (b *Bus) PublishRaw(events ...RawEvent) int64 {
 	if len(events) == 0 {
 		return b.Latest()

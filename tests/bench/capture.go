@@ -186,7 +186,7 @@ func captureWhileDraining(ctx context.Context, env *Env) ([]Result, error) {
 		return nil, err
 	}
 
-	stop, err := startOutboundProcess(ctx, connString, org, outboundProcess{}, env.Log)
+	stop, err := startOutboundProcess(ctx, pool, connString, org, outboundProcess{}, env.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -195,9 +195,6 @@ func captureWhileDraining(ctx context.Context, env *Env) ([]Result, error) {
 			fmt.Fprintf(env.Log, "bench: outbound worker: %v\n", err)
 		}
 	}()
-	if err := waitForStream(ctx, pool); err != nil {
-		return nil, err
-	}
 
 	settle := func(ctx context.Context) error {
 		deadline := time.Now().Add(5 * time.Minute)

@@ -34,7 +34,9 @@ func busyCPU() (float64, bool) {
 		if err != nil {
 			return 0, false
 		}
-		if i == 3 || i == 4 || i == 7 { // idle, iowait, steal
+		// idle, iowait, steal; guest and guest_nice are counted in user
+		// and nice already.
+		if i == 3 || i == 4 || i >= 7 {
 			continue
 		}
 		busy += n

@@ -9,10 +9,12 @@
 // For profiling one part: BENCH_INBOUND_LOAD_ONLY=1 runs the inbound load
 // without its latency and idle windows, BENCH_OUTBOUND_BULK_ONLY=1 the
 // outbound Bulk 2.0 drain alone, and BENCH_WORKER_LOG_LEVEL sets the
-// workers' log level (default warn). BENCH_CPUPROFILE=dir writes a Go CPU
-// profile of this process (the worker and the simulator) for each timed
-// drain to dir, for `go tool pprof`, with its allocations (`go tool pprof
-// -sample_index=alloc_space -base NAME.allocs-base.pprof NAME.allocs.pprof`).
+// workers' log level (default warn). BENCH_CPUPROFILE=dir writes to dir,
+// for `go tool pprof`, a CPU profile of this process (the simulator) for
+// each timed drain, with its allocations (`go tool pprof
+// -sample_index=alloc_space -base NAME.allocs-base.pprof NAME.allocs.pprof`),
+// and one of each outbound worker process over its whole life
+// (outbound-worker-PID.pprof).
 //
 // Each metric is a function in the metrics slice; a later issue adds one by
 // writing a function that returns its results and appending it there.

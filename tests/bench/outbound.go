@@ -231,7 +231,7 @@ func waitFor(ctx context.Context, limit time.Duration, what string, done func() 
 
 // run starts a worker process and returns a function that stops it.
 func (b *outboundBench) run(ctx context.Context, p outboundProcess, log io.Writer) (func(), error) {
-	stop, err := startOutboundProcess(ctx, b.connStr, b.sim, p, log)
+	stop, err := startOutboundProcess(ctx, b.pool, b.connStr, b.sim, p, log)
 	if err != nil {
 		return nil, err
 	}
@@ -263,7 +263,6 @@ func (b *outboundBench) latency(ctx context.Context, env *Env, rate int, d time.
 		return 0, 0, 0, err
 	}
 	defer stop()
-	time.Sleep(time.Second) // let the worker start and its feed connect
 	b.sim.ResetCalls()
 
 	var mu sync.Mutex
@@ -389,9 +388,6 @@ func (b *outboundBench) drain(ctx context.Context, env *Env, n int, bulk bool) (
 		return 0, 0, err
 	}
 	defer stop()
-	if err := waitForStream(ctx, b.pool); err != nil {
-		return 0, 0, err
-	}
 	if _, err := b.pool.Exec(ctx, `UPDATE salesforce.account SET annualrevenue = annualrevenue + 1`); err != nil {
 		return 0, 0, err
 	}

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgforce/pgforce/sim"
@@ -25,7 +26,7 @@ import (
 
 // The outbound bench runs its worker as a process of its own, as `pgforce
 // run` runs in production: this binary started again with
-// outboundWorkerEnv set. In this process the worker shared one heap with
+// outboundWorkerEnv set to the worker's name. In this process the worker shared one heap with
 // the simulator, which holds every record and change event of the org
 // (170-300 MB), so each collection its allocations set off marked the
 // whole simulated org: a fifth of the machine's CPU during a Bulk drain.
@@ -38,16 +39,19 @@ type outboundProcess struct {
 }
 
 // startOutboundProcess starts the worker against the database at connStr
-// and the simulator org, and returns a function that stops it (SIGTERM,
-// then waits for it to exit).
-func startOutboundProcess(ctx context.Context, connStr string, org *sim.Server, p outboundProcess, log io.Writer) (func() error, error) {
+// and the simulator org, waits until it streams the outbox, and returns a
+// function that stops it (SIGTERM, then waits for it to exit).
+func startOutboundProcess(ctx context.Context, pool *pgxpool.Pool, connStr string, org *sim.Server, p outboundProcess, log io.Writer) (func() error, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
+	// Its own name, so that waiting for it never takes an earlier worker's
+	// heartbeat for its own.
+	id := fmt.Sprintf("bench-outbound-%d", time.Now().UnixNano())
 	cmd := exec.CommandContext(ctx, self)
 	cmd.Env = append(os.Environ(),
-		outboundWorkerEnv+"=1",
+		outboundWorkerEnv+"="+id,
 		"DATABASE_URL="+connStr,
 		"SALESFORCE_LOGIN_URL="+org.URL(),
 		"BENCH_OUTBOUND_PARALLEL="+strconv.Itoa(p.Parallel),
@@ -58,7 +62,7 @@ func startOutboundProcess(ctx context.Context, connStr string, org *sim.Server, 
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	return func() error {
+	stop := func() error {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
@@ -71,7 +75,18 @@ func startOutboundProcess(ctx context.Context, connStr string, org *sim.Server, 
 			_ = cmd.Process.Kill()
 			return errors.Join(errors.New("the outbound worker did not stop within 30s of SIGTERM"), <-done)
 		}
-	}, nil
+	}
+	if err := waitFor(ctx, time.Minute, "the worker streaming the outbox", func() (bool, error) {
+		var mode string
+		err := pool.QueryRow(ctx, `SELECT feed_mode FROM pgforce.outbound_worker WHERE worker = $1`, id).Scan(&mode)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, nil
+		}
+		return mode == "logical_replication", err
+	}); err != nil {
+		return nil, errors.Join(err, stop())
+	}
+	return stop, nil
 }
 
 // simClient logs in to the simulator as its default user, as the worker
@@ -83,16 +98,6 @@ func simClient(ctx context.Context, org *sim.Server) (*salesforce.Client, error)
 func simLogin(ctx context.Context, loginURL string) (*salesforce.Client, error) {
 	return salesforce.New(ctx, salesforce.Config{LoginURL: loginURL, ClientID: sim.DefaultClientID,
 		ClientSecret: sim.DefaultClientSecret, Username: sim.DefaultUsername, Password: sim.DefaultPassword})
-}
-
-// waitForStream waits until the worker reports (through its heartbeat,
-// as pgforce.status shows it) that it streams the outbox.
-func waitForStream(ctx context.Context, pool *pgxpool.Pool) error {
-	return waitFor(ctx, time.Minute, "the worker streaming the outbox", func() (bool, error) {
-		var mode *string
-		err := pool.QueryRow(ctx, `SELECT pgforce._outbound_feed_mode()`).Scan(&mode)
-		return mode != nil && *mode == "logical_replication", err
-	})
 }
 
 // runOutboundWorker is the worker process: the outbound service alone,
@@ -120,7 +125,7 @@ func runOutboundWorker() error {
 		defer pprof.StopCPUProfile()
 	}
 	// Unset or unparsable values leave the Options defaults.
-	var opts outbound.Options
+	opts := outbound.Options{WorkerID: os.Getenv(outboundWorkerEnv)}
 	opts.Parallel, _ = strconv.Atoi(os.Getenv("BENCH_OUTBOUND_PARALLEL"))
 	opts.BulkPoll.Initial, _ = time.ParseDuration(os.Getenv("BENCH_OUTBOUND_BULK_POLL_INITIAL"))
 	opts.BulkPoll.Max, _ = time.ParseDuration(os.Getenv("BENCH_OUTBOUND_BULK_POLL_MAX"))

@@ -340,8 +340,9 @@ func TestResumingAMappingSendsTheChangesQueuedWhilePaused(t *testing.T) {
 	}
 }
 
-// A mapping without a bulk_threshold writes any backlog through sObject
-// Collections, however large.
+// A mapping without a bulk_threshold (NULL) writes its backlog through
+// sObject Collections: no threshold is not a threshold of zero, which any
+// backlog would reach.
 func TestMappingWithoutBulkThresholdDrainsEveryBacklogThroughCollections(t *testing.T) {
 	b := setup(t, setupOptions{})
 	const n = 130

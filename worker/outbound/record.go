@@ -294,11 +294,12 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 			// t.id = ANY($1) lets the planner read the batch's rows by id
 			// rather than scan the whole table for the join (100,000 rows:
 			// 134 ms against 226 ms for a batch of 5,000).
-			// busy is one probe of outbox_record_idx per row: LIMIT 1
-			// keeps the lateral subquery a probe whatever the outbox's
-			// statistics say. Asked for the batch's ids at once, Postgres
-			// read every entry of the mapping instead (a sequential scan
-			// of a 100,000 backlog per batch of 5,000 in a Bulk drain).
+			// busy is one probe of outbox_record_idx per row (LIMIT 1: the
+			// first entry found answers it), which the pinned statistics of
+			// outbox.record_id keep a probe (see 050_outbox). Asked for the
+			// batch's ids at once, Postgres read every entry of the mapping
+			// instead: a sequential scan of a 100,000 backlog per batch of
+			// 5,000 in a Bulk drain.
 			if _, err := tx.Exec(ctx, fmt.Sprintf(`WITH s AS MATERIALIZED (
 					SELECT u.record_id, u.sfid, b.busy IS NOT NULL AS busy
 					FROM unnest($1::integer[], $3::text[]) AS u(record_id, sfid)

@@ -122,6 +122,7 @@ type Service struct {
 	// unrecorded are batch outcomes whose result transaction failed; their
 	// entries stay claimed until they are recorded (see record).
 	unrecorded []*recording
+	analyzedAt time.Time // last analyzeOutbox
 }
 
 type backoffState struct {
@@ -218,7 +219,8 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-// Kick asks for a drain cycle now (e.g. after a mapping was resumed).
+// Kick asks for a drain cycle now (e.g. after taking over a dead worker's
+// claims).
 func (s *Service) Kick() {
 	select {
 	case s.kick <- struct{}{}:

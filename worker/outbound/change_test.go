@@ -1,0 +1,47 @@
+package outbound
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// merge hands each record's values to one change, which takes over the
+// entries' maps: a record's later entries land in its change, never in
+// another record's.
+func TestMergeKeepsTheLatestValueOfEachFieldPerRecord(t *testing.T) {
+	num := func(s string) json.Number { return json.Number(s) }
+	entries := []entry{
+		{ID: 1, Op: "update", RecordID: 10, SFID: "001A", New: map[string]any{"name": "a1"}},
+		{ID: 2, Op: "update", RecordID: 20, SFID: "001B", New: map[string]any{"name": "b1"}},
+		{ID: 3, Op: "update", RecordID: 10, New: map[string]any{"name": "a2", "annualrevenue": num("5")}},
+		{ID: 4, Op: "insert", RecordID: 30, New: map[string]any{"name": "c1", "industry": "Energy"}},
+		{ID: 5, Op: "update", RecordID: 30, New: map[string]any{"industry": "Banking"}},
+		{ID: 6, Op: "insert", RecordID: 40, New: map[string]any{"name": "d1"}},
+		{ID: 7, Op: "delete", RecordID: 40},
+		{ID: 8, Op: "delete", RecordID: 20, SFID: "001B"},
+		{ID: 9, Op: "update", RecordID: 50, SFID: "001E", New: map[string]any{"name": "e1"}},
+		{ID: 10, Op: "delete", RecordID: 50, SFID: "001E"},
+		{ID: 11, Op: "update", RecordID: 50, New: map[string]any{"name": "e2"}},
+	}
+	changes := merge(entries)
+	type want struct {
+		op, sfid string
+		values   map[string]any
+		entries  []int64
+	}
+	got := map[int]want{}
+	var order []int
+	for _, c := range changes {
+		got[c.RecordID] = want{c.Op, c.SFID, c.Values, c.Entries}
+		order = append(order, c.RecordID)
+	}
+	require.Equal(t, []int{10, 20, 30, 40, 50}, order, "in the order of each record's first entry")
+	require.Equal(t, want{"update", "001A", map[string]any{"name": "a2", "annualrevenue": num("5")}, []int64{1, 3}}, got[10])
+	require.Equal(t, want{"delete", "001B", map[string]any{}, []int64{2, 8}}, got[20])
+	require.Equal(t, want{"insert", "", map[string]any{"name": "c1", "industry": "Banking"}, []int64{4, 5}}, got[30])
+	require.Equal(t, want{"", "", map[string]any{}, []int64{6, 7}}, got[40], "created and deleted before it reached Salesforce: nothing to send")
+	require.Equal(t, want{"update", "001E", map[string]any{"name": "e2"}, []int64{9, 10, 11}}, got[50])
+	require.Equal(t, map[string]any{"name": "b1"}, entries[1].New, "record 20's values never took another record's fields")
+}

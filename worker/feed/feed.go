@@ -316,16 +316,17 @@ func (f *Feed) holdOff(ctx context.Context) {
 	if released == nil {
 		return
 	}
-	detail := "a backlog drains; NOTIFY until it is done"
-	if pid := f.streamPID; pid != 0 {
-		f.streamPID = 0
-		if err := f.dropSlot(ctx, pid); err != nil {
-			// Another worker may stream from it now; it stays.
-			f.log.Info("outbound feed: slot kept while a backlog drains", "slot", f.opts.Slot, "err", err)
-			detail += " (slot " + f.opts.Slot + " kept: " + err.Error() + ")"
-		} else {
-			detail = "slot " + f.opts.Slot + " dropped while a backlog drains; NOTIFY until it is done"
-		}
+	// Also when no stream of ours ran (pid 0): a worker that starts on a
+	// backlog may be held before its stream begins, and the slot its last
+	// run left must go all the same. dropSlot keeps a slot that another
+	// worker's walsender holds.
+	pid := f.streamPID
+	f.streamPID = 0
+	detail := "slot " + f.opts.Slot + " dropped while a backlog drains; NOTIFY until it is done"
+	if err := f.dropSlot(ctx, pid); err != nil {
+		// Another worker may stream from it now; it stays.
+		f.log.Info("outbound feed: slot kept while a backlog drains", "slot", f.opts.Slot, "err", err)
+		detail = "a backlog drains; NOTIFY until it is done (slot " + f.opts.Slot + " kept: " + err.Error() + ")"
 	}
 	f.setMode(ModeBacklog, detail)
 	hctx, cancel := context.WithCancel(ctx)
@@ -356,7 +357,7 @@ func (f *Feed) relay(ctx context.Context, poll func() bool) {
 }
 
 // dropSlot drops the feed's slot once walsender pid, this feed's stream
-// just closed, has let go of it, which takes a moment. It uses an ordinary
+// just closed (0: none), has let go of it, which takes a moment. It uses an ordinary
 // connection, so that it needs no walsender of its own. A slot that
 // another walsender holds is another worker's stream now, and stays; a
 // slot that does not exist is fine.

@@ -1,0 +1,62 @@
+package feed_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgforce/pgforce/internal/pgtest"
+	"github.com/pgforce/pgforce/worker/feed"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// A worker that starts on a backlog can hold the feed before its stream
+// has begun (the consumer's first cycle runs on the feed's first wake-up).
+// The slot its last run left must still go while the backlog drains, and
+// come back, streaming, once it is released.
+func TestFeedHeldBeforeItsStreamBeganDropsTheSlotItsLastRunLeft(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	db := pgtest.NewDB(t)
+	conn, err := pgx.Connect(ctx, db.ConnString)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	slot := feed.SlotName(db.Name)
+	_, err = conn.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot)
+	require.NoError(t, err)
+	slotState := func() (exists, active bool) {
+		r, err := conn.Query(ctx, `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, slot)
+		require.NoError(t, err)
+		rows, err := pgx.CollectRows(r, pgx.RowTo[bool])
+		require.NoError(t, err)
+		return len(rows) > 0, len(rows) > 0 && rows[0]
+	}
+
+	cfg, err := pgx.ParseConfig(db.ConnString)
+	require.NoError(t, err)
+	f := feed.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), feed.Options{})
+	f.Hold()
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+
+	require.Eventually(t, func() bool {
+		mode, _ := f.Mode()
+		exists, _ := slotState()
+		return mode == feed.ModeBacklog && !exists
+	}, 10*time.Second, 20*time.Millisecond, "held: the slot is dropped")
+
+	f.Release()
+	require.Eventually(t, func() bool {
+		mode, _ := f.Mode()
+		exists, active := slotState()
+		return mode == feed.ModeLogicalReplication && exists && active
+	}, 10*time.Second, 20*time.Millisecond, "released: streaming from a new slot")
+	cancel()
+	require.NoError(t, <-done)
+}

@@ -15,6 +15,13 @@ CREATE TABLE pgforce.mapping (
     inbound             text        NOT NULL DEFAULT 'auto',
     poll_interval       interval    NOT NULL DEFAULT '1 minute',
     conflict            text        NOT NULL DEFAULT 'salesforce_wins',
+    -- From how large a backlog the table's changes go to Salesforce through
+    -- Bulk API 2.0 ingest jobs rather than sObject Collections calls of 200
+    -- records. Bulk needs far fewer API calls for a large backlog, but each
+    -- job waits its turn in Salesforce's queue, so a trickle of changes is
+    -- faster through Collections. NULL: never through Bulk (an object whose
+    -- triggers or flows must not see thousands of records at once, say).
+    bulk_threshold      integer     DEFAULT 10000,
     -- Written by the worker.
     state               text        NOT NULL DEFAULT 'new',
     state_detail        text,
@@ -35,6 +42,7 @@ CREATE TABLE pgforce.mapping (
     CONSTRAINT mapping_conflict_valid CHECK (conflict IN ('salesforce_wins', 'postgres_wins', 'newest_wins', 'manual')),
     CONSTRAINT mapping_state_valid CHECK (state IN ('new', 'describing', 'loading', 'synced', 'paused', 'error')),
     CONSTRAINT mapping_poll_interval_floor CHECK (poll_interval >= interval '10 seconds'),
+    CONSTRAINT mapping_bulk_threshold_positive CHECK (bulk_threshold IS NULL OR bulk_threshold > 0),
     CONSTRAINT mapping_columns_is_array CHECK (columns IS NULL OR jsonb_typeof(columns) = 'array')
 );
 
@@ -43,6 +51,7 @@ CREATE UNIQUE INDEX mapping_org_table_name_key ON pgforce.mapping (org, table_na
 
 COMMENT ON TABLE pgforce.mapping IS 'Salesforce objects to sync. INSERT a row to start syncing an object; see pgforce.status for progress.';
 COMMENT ON COLUMN pgforce.mapping.fields IS 'Salesforce field API names to sync. Id, SystemModstamp, IsDeleted and CreatedDate are always synced.';
+COMMENT ON COLUMN pgforce.mapping.bulk_threshold IS 'Backlog of changes from which they are written through Bulk API 2.0 jobs instead of sObject Collections (default 10000); NULL: never through Bulk.';
 COMMENT ON COLUMN pgforce.mapping.upsert_field IS 'Unique external-id field that makes inserts into Salesforce idempotent.';
 COMMENT ON COLUMN pgforce.mapping.inbound_watermark IS 'Highest SystemModstamp applied from Salesforce (the poll watermark).';
 COMMENT ON COLUMN pgforce.mapping.cdc_replay_id IS 'Replay id of the last Change Data Capture event applied.';
@@ -125,6 +134,11 @@ BEGIN
         RAISE EXCEPTION 'pgforce: poll_interval % of % is below the 10 second floor', coalesce(NEW.poll_interval::text, 'NULL'), NEW.sobject
             USING ERRCODE = 'check_violation',
                   HINT = 'Use at least interval ''10 seconds''; the default is 1 minute. For faster updates use inbound = ''cdc''.';
+    END IF;
+    IF NEW.bulk_threshold < 1 THEN
+        RAISE EXCEPTION 'pgforce: bulk_threshold % of % must be positive', NEW.bulk_threshold, NEW.sobject
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Give the number of queued changes from which they go through Bulk API 2.0 (the default is 10000), or NULL to always use sObject Collections.';
     END IF;
     IF NEW.conflict IS NULL OR NEW.conflict NOT IN ('salesforce_wins', 'postgres_wins', 'newest_wins', 'manual') THEN
         RAISE EXCEPTION 'pgforce: unknown conflict policy % for %', pg_catalog.quote_nullable(NEW.conflict), NEW.sobject

@@ -17,34 +17,6 @@ CREATE TABLE pgforce.outbound_worker (
 
 COMMENT ON TABLE pgforce.outbound_worker IS 'Running outbound workers and how each learns of new outbox rows (logical_replication; notify_poll where logical replication is unavailable; backlog while a large backlog drains, with the slot dropped until it is done).';
 
--- From how large a backlog of one mapping its changes go to Salesforce
--- through Bulk API 2.0 ingest jobs rather than sObject Collections calls
--- of 200 records. Bulk needs far fewer API calls for a large backlog, but
--- each job waits its turn in Salesforce's queue, so a trickle of changes is
--- faster through Collections. NULL: never through Bulk (an object whose
--- triggers or flows must not see thousands of records at once, say).
-ALTER TABLE pgforce.mapping
-    ADD COLUMN bulk_threshold integer DEFAULT 10000,
-    ADD CONSTRAINT mapping_bulk_threshold_positive CHECK (bulk_threshold IS NULL OR bulk_threshold > 0);
-
-COMMENT ON COLUMN pgforce.mapping.bulk_threshold IS 'Backlog of changes from which they are written through Bulk API 2.0 jobs instead of sObject Collections (default 10000); NULL: never through Bulk.';
-
--- Explains a refused bulk_threshold; the CHECK stays as the backstop.
-CREATE FUNCTION pgforce._mapping_validate_outbound() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.bulk_threshold IS NOT NULL AND NEW.bulk_threshold < 1 THEN
-        RAISE EXCEPTION 'pgforce: bulk_threshold % of % must be positive', NEW.bulk_threshold, NEW.sobject
-            USING ERRCODE = 'check_violation',
-                  HINT = 'Give the number of queued changes from which they go through Bulk API 2.0 (the default is 10000), or NULL to always use sObject Collections.';
-    END IF;
-    RETURN NEW;
-END
-$$;
-
-CREATE TRIGGER mapping_validate_outbound BEFORE INSERT OR UPDATE OF bulk_threshold ON pgforce.mapping
-    FOR EACH ROW EXECUTE FUNCTION pgforce._mapping_validate_outbound();
-
 -- Records a worker's heartbeat and feed mode.
 CREATE FUNCTION pgforce._outbound_heartbeat(p_worker text, p_mode text, p_detail text) RETURNS void
 LANGUAGE sql AS $$

@@ -324,8 +324,7 @@ func (s *Service) claim(ctx context.Context, m *Mapping, limit int) ([]entry, er
 	out := make([]entry, 0, limit)
 	// The entries' values are gathered into one document and decoded by
 	// one decoder: a decoder per entry was a quarter of the worker's
-	// allocations in a Bulk drain, each collection of that garbage marking
-	// the whole heap again.
+	// allocations in a Bulk drain.
 	var doc []byte
 	var withNew []int
 	for rows.Next() {
@@ -392,8 +391,9 @@ const minBulkJob = 1000
 // send writes the changes at idx of one operation, through Bulk API 2.0
 // when the batch comes from a backlog of at least the mapping's
 // bulk_threshold changes (bulk), holds enough of them and the results can
-// be matched (not for plain inserts), else through Collections. A large backlog is split into
-// jobs of BulkBatchSize so that claiming, the job and recording overlap.
+// be matched (not for plain inserts), else through Collections. A large
+// backlog is split into jobs of BulkBatchSize so that claiming, the job
+// and recording overlap.
 func (s *Service) send(ctx context.Context, m *Mapping, op string, changes []*change, idx []int, results []outcome, bulk bool) {
 	if len(idx) == 0 {
 		return

@@ -341,11 +341,11 @@ func TestResumingAMappingSendsTheChangesQueuedWhilePaused(t *testing.T) {
 }
 
 // A mapping without a bulk_threshold (NULL) writes its backlog through
-// sObject Collections: no threshold is not a threshold of zero, which any
-// backlog would reach.
+// sObject Collections: no threshold is neither a threshold of zero, which
+// any backlog reaches, nor the default of 10,000, which this one does.
 func TestMappingWithoutBulkThresholdDrainsEveryBacklogThroughCollections(t *testing.T) {
 	b := setup(t, setupOptions{})
-	const n = 130
+	const n = 10050
 	b.syncedAccounts(t, n, "NoBulk")
 	b.exec(t, `UPDATE pgforce.mapping SET bulk_threshold = NULL`)
 	b.exec(t, `UPDATE salesforce.account SET annualrevenue = 9`)

@@ -26,10 +26,12 @@ import (
 
 // The outbound bench runs its worker as a process of its own, as `pgforce
 // run` runs in production: this binary started again with
-// outboundWorkerEnv set to the worker's name. In this process the worker shared one heap with
-// the simulator, which holds every record and change event of the org
-// (170-300 MB), so each collection its allocations set off marked the
-// whole simulated org: a fifth of the machine's CPU during a Bulk drain.
+// outboundWorkerEnv set to the worker's name. In this process the worker
+// would share one heap with the simulator, which holds every record and
+// change event of the org (170-300 MB), and every collection its
+// allocations set off would mark the whole simulated org, which no
+// production worker does. (The drain's rate came out the same either way:
+// on its own the worker collects a small heap more often.)
 const outboundWorkerEnv = "BENCH_OUTBOUND_WORKER"
 
 // outboundProcess is how the bench starts its outbound worker.

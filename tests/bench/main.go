@@ -13,7 +13,7 @@
 // for `go tool pprof`, a CPU profile of this process (the simulator) for
 // each timed drain, with its allocations (`go tool pprof
 // -sample_index=alloc_space -base NAME.allocs-base.pprof NAME.allocs.pprof`),
-// and one of each outbound worker process over its whole life
+// and the same of each outbound worker process over its whole life
 // (outbound-worker-PID.pprof).
 //
 // Each metric is a function in the metrics slice; a later issue adds one by
@@ -202,8 +202,8 @@ func writeJSON(path string, report Report) error {
 func ptr(v float64) *float64 { return &v }
 
 // profileCPU starts a CPU profile named name in $BENCH_CPUPROFILE, if set,
-// and returns the function that ends it.
-func profileCPU(env *Env, name string) (stop func(), err error) {
+// and returns the function that ends it and says so on log.
+func profileCPU(log io.Writer, name string) (stop func(), err error) {
 	dir := os.Getenv("BENCH_CPUPROFILE")
 	if dir == "" {
 		return func() {}, nil
@@ -233,7 +233,7 @@ func profileCPU(env *Env, name string) (stop func(), err error) {
 		pprof.StopCPUProfile()
 		f.Close()
 		writeAllocs(filepath.Join(dir, name+".allocs.pprof"))
-		fmt.Fprintf(env.Log, "bench: wrote the CPU profile %s and the allocation profiles beside it\n", path)
+		fmt.Fprintf(log, "bench: wrote the CPU profile %s and the allocation profiles beside it\n", path)
 	}, nil
 }
 

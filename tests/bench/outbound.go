@@ -417,7 +417,7 @@ func (b *outboundBench) drain(ctx context.Context, env *Env, n int, bulk bool) (
 	// same heap to mark.
 	runtime.GC()
 	b.sim.ResetCalls()
-	stopProfile, err := profileCPU(env, "outbound-drain-"+name)
+	stopProfile, err := profileCPU(env.Log, "outbound-drain-"+name)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -9,8 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
-	"runtime/pprof"
 	"strconv"
 	"syscall"
 	"time"
@@ -112,20 +110,11 @@ func runOutboundWorker() error {
 		_ = level.UnmarshalText([]byte(v))
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if dir := os.Getenv("BENCH_CPUPROFILE"); dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("outbound-worker-%d.pprof", os.Getpid())))
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := profileCPU(os.Stderr, fmt.Sprintf("outbound-worker-%d", os.Getpid()))
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	// Unset or unparsable values leave the Options defaults.
 	opts := outbound.Options{WorkerID: os.Getenv(outboundWorkerEnv)}
 	opts.Parallel, _ = strconv.Atoi(os.Getenv("BENCH_OUTBOUND_PARALLEL"))

@@ -357,10 +357,10 @@ func (f *Feed) relay(ctx context.Context, poll func() bool) {
 }
 
 // dropSlot drops the feed's slot once walsender pid, this feed's stream
-// just closed (0: none), has let go of it, which takes a moment. It uses an ordinary
-// connection, so that it needs no walsender of its own. A slot that
-// another walsender holds is another worker's stream now, and stays; a
-// slot that does not exist is fine.
+// just closed (0: none), has let go of it, which takes a moment. It uses
+// an ordinary connection, so that it needs no walsender of its own. A slot
+// that another walsender holds is another worker's stream now, and stays;
+// a slot that does not exist is fine.
 func (f *Feed) dropSlot(ctx context.Context, pid uint32) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

@@ -24,11 +24,9 @@ func TestFeedHeldBeforeItsStreamBeganDropsTheSlotItsLastRunLeft(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	db := pgtest.NewDB(t)
-	conn, err := pgx.Connect(ctx, db.ConnString)
-	require.NoError(t, err)
-	defer conn.Close(context.Background())
+	conn := db.Conn
 	slot := feed.SlotName(db.Name)
-	_, err = conn.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot)
+	_, err := conn.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot)
 	require.NoError(t, err)
 	slotState := func() (exists, active bool) {
 		r, err := conn.Query(ctx, `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, slot)

@@ -98,13 +98,19 @@ func decodeJSONB(b []byte) (map[string]any, error) {
 	if b == nil {
 		return nil, nil
 	}
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.UseNumber()
 	var m map[string]any
-	if err := d.Decode(&m); err != nil {
+	if err := exactDecoder(b).Decode(&m); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// exactDecoder reads the JSON values in b, numbers as json.Number so that
+// no digit of a numeric column is lost.
+func exactDecoder(b []byte) *json.Decoder {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	return d
 }
 
 // sfValue converts a Postgres value (as to_jsonb wrote it) to the JSON the

@@ -1,9 +1,7 @@
 package outbound
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -239,10 +237,7 @@ func (s *Service) nextBatch(ctx, work context.Context, m *Mapping, all []*Mappin
 	// drain goes on in Bulk jobs while its claims come back full, then
 	// counts again. Without a threshold it only asks whether anything is
 	// queued.
-	threshold := m.BulkThreshold
-	if threshold <= 0 {
-		threshold = 1
-	}
+	threshold := max(m.BulkThreshold, 1)
 	if !bulk {
 		// In id order, so that the count reads the mapping's oldest
 		// entries and stops at the threshold whatever the statistics say.
@@ -342,8 +337,7 @@ func (s *Service) claim(ctx context.Context, m *Mapping, limit int) ([]entry, er
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	d := json.NewDecoder(bytes.NewReader(doc))
-	d.UseNumber()
+	d := exactDecoder(doc)
 	for _, i := range withNew {
 		if err := d.Decode(&out[i].New); err != nil {
 			return nil, fmt.Errorf("claim: outbox %d: %w", out[i].ID, err)

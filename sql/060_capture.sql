@@ -87,13 +87,13 @@ $$;
 -- columns users add for themselves.
 --
 -- UPDATE has a function of its own because its statement joins the old and
--- new transition tables, and PL/pgSQL plans that join once per session,
--- for the row counts of the statement that first fires it, then keeps the
--- plan. After a single-row UPDATE that plan is a nested loop, so a session
--- that later updated 5,000 rows compared every old row with every new one:
--- 5.9 s against 0.1 s (50,000 rows would take minutes). Nested loops are
--- off in that function only: the DELETE branch probes outbox_record_idx
--- with them.
+-- new transition tables, and PL/pgSQL plans that join for the row counts of
+-- the statement that first fires it in a session, then keeps the plan until
+-- something invalidates it (an ANALYZE of the outbox, DDL). After a
+-- single-row UPDATE that plan is a nested loop, so a session that later
+-- updated 5,000 rows compared every old row with every new one: 5.9 s
+-- against 0.1 s (50,000 rows would take minutes). Nested loops are off in
+-- that function only: the DELETE branch probes outbox_record_idx with them.
 --
 -- SECURITY DEFINER lets application roles capture without any grant on
 -- pgforce.outbox; search_path is pinned and every name is qualified.
@@ -148,7 +148,7 @@ BEGIN%2$s
         INSERT INTO pgforce.outbox (mapping_id, op, record_id, sfid, new)
         SELECT %3$s, 'insert', n.id, n.sfid, %4$s
         FROM pgforce_new n;
-    ELSE
+    ELSIF TG_OP = 'DELETE' THEN
         -- A row that never reached Salesforce (no sfid) takes its pending
         -- insert and updates with it. Entries already claimed are in
         -- flight, so the delete is recorded for the worker to finish.
@@ -163,6 +163,10 @@ BEGIN%2$s
            OR EXISTS (SELECT FROM pgforce.outbox ob
                       WHERE ob.sfid IS NULL AND ob.mapping_id OPERATOR(pg_catalog.=) %3$s AND ob.record_id OPERATOR(pg_catalog.=) o.id
                         AND ob.claimed_at IS NOT NULL);
+    ELSE
+        -- UPDATE has a function of its own; capturing it here would send
+        -- every update to Salesforce as a delete.
+        RAISE EXCEPTION 'pgforce: %% fired the capture function of INSERT and DELETE', TG_OP;
     END IF;%6$s
 END
 $body$, v_header, v_origin, p_mapping_id, pgforce._jsonb_of('n', p_columns), pgforce._jsonb_of('o', p_columns), v_notify));
@@ -186,10 +190,12 @@ $$;
 -- planned without nested loops when p_no_nested_loops.
 --
 -- JIT compilation is off in every capture function. Its plans are kept for
--- the session, JIT decision included: after one 20,000-row UPDATE each
--- later single-row UPDATE on that connection compiled the capture
--- statement again, 35-40 ms against 0.3 ms. (The worker's own sessions
--- run with JIT off already; these run in the application's.)
+-- the session, JIT decision included: after one 20,000-row UPDATE of a
+-- table with five mapped columns, whose capture statement the planner
+-- priced above jit_above_cost, each later single-row UPDATE on that
+-- connection compiled the capture statement again, 35-40 ms against
+-- 0.3 ms. (The worker's own sessions run with JIT off already; these run
+-- in the application's.)
 CREATE FUNCTION pgforce._define_capture_function(p_mapping_id integer, p_table regclass, p_name text, p_no_nested_loops boolean, p_body text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -248,7 +254,8 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- (Re)creates the pgforce triggers of a mapping's table for its mode and
--- fields. Safe to call repeatedly; a no-op when the table does not exist.
+-- fields. Safe to call repeatedly; without the table it only drops the
+-- capture functions.
 CREATE FUNCTION pgforce._install_triggers(p_mapping_id integer) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -263,6 +270,7 @@ BEGIN
     END IF;
     v_table := pgforce._mapping_table(p_mapping_id);
     IF v_table IS NULL THEN
+        PERFORM pgforce._drop_capture_functions(p_mapping_id);
         RETURN;
     END IF;
     PERFORM pgforce._drop_triggers(v_table);

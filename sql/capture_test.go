@@ -74,7 +74,7 @@ func TestCaptureRecordsMultiRowStatementsInOneGo(t *testing.T) {
 // row counts of the first statement that fires it. A single-row UPDATE
 // made the join of the old and new rows a nested loop, and a later
 // 5,000-row UPDATE in the same session then took 5.9 s instead of 0.1 s.
-func TestCaptureOfALargeUpdateAfterASmallOneInTheSameSessionJoinsByHash(t *testing.T) {
+func TestALargeUpdateAfterASmallOneInTheSameSessionIsNotCapturedByNestedLoop(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.mapAccount(t, "read_write")
@@ -92,7 +92,7 @@ func TestCaptureOfALargeUpdateAfterASmallOneInTheSameSessionJoinsByHash(t *testi
 	captured := plansOf(plans(), "INSERT INTO pgforce.outbox")
 	require.Len(t, captured, 2, "one captured statement per UPDATE")
 	for _, plan := range captured {
-		require.Contains(t, plan, "Hash Join", "the old and new rows are joined by hash:\n%s", plan)
+		require.Contains(t, plan, "Join", plan)
 		require.NotContains(t, plan, "Nested Loop", "a nested loop is quadratic in the rows updated:\n%s", plan)
 	}
 	var entries int
@@ -169,11 +169,12 @@ func explainedSession(t *testing.T, b *testBundle) (*pgx.Conn, func() []string) 
 	}
 }
 
-// plansOf returns the plans whose query text starts with prefix.
+// plansOf returns the plans whose query text begins with prefix (an
+// auto_explain notice puts it on the line after the duration).
 func plansOf(plans []string, prefix string) []string {
 	var out []string
 	for _, p := range plans {
-		if strings.Contains(p, "Query Text: "+prefix) {
+		if strings.Contains(p, "\nQuery Text: "+prefix) {
 			out = append(out, p)
 		}
 	}
@@ -329,12 +330,32 @@ func TestSwitchingModeSwapsRefusalForCapture(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	id := b.mapAccount(t, "read_only")
+	require.Zero(t, b.captureFunctions(t))
 	b.exec(t, `UPDATE pgforce.mapping SET mode = 'read_write' WHERE id = $1`, id)
+	require.Equal(t, 2, b.captureFunctions(t), "one for INSERT and DELETE, one for UPDATE")
 	b.exec(t, `INSERT INTO salesforce.account (name) VALUES ('Acme')`)
-	require.Len(t, b.outbox(t), 1)
+	b.exec(t, `UPDATE salesforce.account SET name = 'Acme Corp'`)
+	b.exec(t, `DELETE FROM salesforce.account`)
+	require.Empty(t, b.outbox(t), "the delete of a row never sent cancels its insert and update")
+
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Initech')`)
+	b.exec(t, `UPDATE salesforce.account SET name = 'Initrode'`)
+	b.exec(t, `DELETE FROM salesforce.account`)
+	var ops []string
+	b.scalar(t, &ops, `SELECT array_agg(op ORDER BY id) FROM pgforce.outbox WHERE sfid IS NOT NULL`)
+	require.Equal(t, []string{"update", "delete"}, ops)
 
 	b.exec(t, `UPDATE pgforce.mapping SET mode = 'read_only' WHERE id = $1`, id)
+	require.Zero(t, b.captureFunctions(t))
 	b.refused(t, "is read_only", "read_write", `INSERT INTO salesforce.account (name) VALUES ('Globex')`)
+}
+
+// captureFunctions counts the generated capture functions in the database.
+func (b *testBundle) captureFunctions(t *testing.T) int {
+	t.Helper()
+	var n int
+	b.scalar(t, &n, `SELECT count(*) FROM pg_proc WHERE pronamespace = 'pgforce'::regnamespace AND proname LIKE '\_capture\_%'`)
+	return n
 }
 
 func TestCaptureIgnoresColumnsUsersAddThemselves(t *testing.T) {
@@ -359,6 +380,7 @@ func TestDeletingMappingLeavesAPlainTable(t *testing.T) {
 	var triggers int
 	b.scalar(t, &triggers, `SELECT count(*) FROM pg_trigger WHERE tgrelid = 'salesforce.account'::regclass AND NOT tgisinternal`)
 	require.Zero(t, triggers)
+	require.Zero(t, b.captureFunctions(t))
 }
 
 func TestCaptureNotifiesTheWorkerOncePerTransaction(t *testing.T) {

@@ -91,6 +91,24 @@ func TestEnsureTableCreatesHerokuConnectLayoutWithExactTypes(t *testing.T) {
 	require.Equal(t, "1234567890123456.78", amount)
 }
 
+// A read_write row is written again after each change the application
+// makes (the write-back of sfid and _hc_lastop), which is a HOT update only
+// where its page has room.
+func TestEnsureTableLeavesRoomOnEachPageOnlyForReadWriteMappings(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mapAccount(t, "read_write")
+	var rw, ro []string
+	b.scalar(t, &rw, `SELECT reloptions FROM pg_class WHERE oid = 'salesforce.account'::regclass`)
+	require.Equal(t, []string{"fillfactor=80"}, rw)
+
+	var id int
+	b.scalar(t, &id, `INSERT INTO pgforce.mapping (sobject, fields, mode) VALUES ('Contact', '{LastName}', 'read_only') RETURNING id`)
+	b.exec(t, `SELECT pgforce.ensure_table($1, '[{"name":"LastName","type":"string","length":80}]')`, id)
+	b.scalar(t, &ro, `SELECT reloptions FROM pg_class WHERE oid = 'salesforce.contact'::regclass`)
+	require.Nil(t, ro, "a read_only table is written once per Salesforce change and keeps full pages")
+}
+
 func TestEnsureTableAddsNewFieldsAsNullableColumnsWithoutRewrite(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

@@ -21,9 +21,10 @@ import (
 
 // captureOverhead compares the TPS of UPDATEs on a mapped read_write table
 // (capture triggers on) with the same table unmapped. Both tables have the
-// same columns, rows and indexes. Short runs alternate between them and the
-// reported ratio is the median of the per-pair ratios, so that load from
-// other processes on a shared machine hits both sides of a pair alike.
+// same columns, rows, indexes and storage parameters. Short runs alternate
+// between them and the reported ratio is the median of the per-pair
+// ratios, so that load from other processes on a shared machine hits both
+// sides of a pair alike.
 //
 // It runs twice, each time on a cluster of its own: with durable commits
 // (fsync=on, full_page_writes=on), which is what an application sees in
@@ -260,6 +261,14 @@ func setupCaptureDB(ctx context.Context, cluster *pgtest.Cluster, rows int, sfid
 		`INSERT INTO pgforce.mapping (id, sobject, fields, mode) VALUES (1, 'Bench__c', '{Name,Amount__c,Status__c,Closed_At__c,Notes__c}', 'read_write')`,
 		`SELECT pgforce.ensure_table(1, '` + columns + `')`,
 		`CREATE TABLE bench_plain (LIKE salesforce.bench__c INCLUDING ALL)`,
+		// LIKE copies no storage parameters, and the fillfactor pgforce
+		// gives its tables decides how many updates are HOT.
+		`DO $$ DECLARE o text := (SELECT array_to_string(reloptions, ', ') FROM pg_class WHERE oid = 'salesforce.bench__c'::regclass);
+		BEGIN
+			IF o IS NOT NULL THEN
+				EXECUTE format('ALTER TABLE bench_plain SET (%s)', o);
+			END IF;
+		END $$`,
 		`SET pgforce.origin = 'salesforce'`,
 		fmt.Sprintf(`INSERT INTO salesforce.bench__c (sfid, systemmodstamp, createddate, name, amount__c, status__c, notes__c)
 			SELECT coalesce(($1::text[])[i], 'a00' || lpad(i::text, 15, '0')), now(), now(), 'Bench ' || i, i, 'Open', repeat('note ', 20)

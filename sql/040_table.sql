@@ -114,20 +114,6 @@ BEGIN
     EXECUTE pg_catalog.format('CREATE SCHEMA IF NOT EXISTS %I', v_schema);
     v_table := pg_catalog.to_regclass(pg_catalog.format('%I.%I', v_schema, v_mapping.table_name));
     IF v_table IS NULL THEN
-        -- The table of a read_write mapping leaves a fifth of each page
-        -- free. Every change pgforce sends to Salesforce writes its row
-        -- twice, the application's update and the write-back of sfid and
-        -- _hc_lastop; where the page has room that second write is a HOT
-        -- update, which writes no index entries. With full pages the
-        -- write-back after a 100,000-row UPDATE moved every row to another
-        -- page with three new index entries: 162 ms per batch of 5,000
-        -- against 128-141 ms (a third fewer WAL records), and the Bulk 2.0
-        -- drain ran at 16,700-18,600 records/s against 18,600-22,700, back
-        -- to back. The price is a table up to a quarter larger when freshly
-        -- loaded, and a load perhaps 5% slower, which is why read_only
-        -- tables, written once per Salesforce change, keep full pages.
-        -- The fillfactor is chosen at creation only, so a user's own
-        -- ALTER TABLE ... SET (fillfactor = ...) stays.
         EXECUTE pg_catalog.format(
             'CREATE TABLE %I.%I ('
             ' id serial PRIMARY KEY,'
@@ -136,8 +122,8 @@ BEGIN
             ' isdeleted boolean DEFAULT false,'
             ' createddate timestamp with time zone,'
             ' _hc_lastop character varying(32),'
-            ' _hc_err text)%s',
-            v_schema, v_mapping.table_name, CASE WHEN v_mapping.mode = 'read_write' THEN ' WITH (fillfactor = 80)' ELSE '' END);
+            ' _hc_err text)',
+            v_schema, v_mapping.table_name);
         EXECUTE pg_catalog.format('CREATE UNIQUE INDEX %I ON %I.%I (sfid)',
             'hcu_idx_' || v_mapping.table_name || '_sfid', v_schema, v_mapping.table_name);
         PERFORM pgforce._create_modstamp_index(v_schema, v_mapping.table_name);

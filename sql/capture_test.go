@@ -348,9 +348,12 @@ func TestSwitchingModeSwapsRefusalForCapture(t *testing.T) {
 	b.exec(t, `UPDATE pgforce.mapping SET mode = 'read_only' WHERE id = $1`, id)
 	require.Zero(t, b.captureFunctions(t))
 	b.refused(t, "is read_only", "read_write", `INSERT INTO salesforce.account (name) VALUES ('Globex')`)
+}
 
-	// A table dropped by hand leaves no capture function behind either.
-	b.exec(t, `UPDATE pgforce.mapping SET mode = 'read_write' WHERE id = $1`, id)
+func TestMappingWhoseTableWasDroppedKeepsNoCaptureFunction(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := b.mapAccount(t, "read_write")
 	require.Equal(t, 2, b.captureFunctions(t))
 	b.exec(t, `DROP TABLE salesforce.account`)
 	b.exec(t, `UPDATE pgforce.mapping SET fields = '{Name}' WHERE id = $1`, id)

@@ -91,22 +91,37 @@ func TestEnsureTableCreatesHerokuConnectLayoutWithExactTypes(t *testing.T) {
 	require.Equal(t, "1234567890123456.78", amount)
 }
 
-// A read_write row is written again after each change the application
-// makes (the write-back of sfid and _hc_lastop), which is a HOT update only
-// where its page has room.
-func TestEnsureTableLeavesRoomOnEachPageOnlyForReadWriteMappings(t *testing.T) {
+// A read_write row is written again after each update the application
+// makes (the write-back of _hc_lastop), which is a HOT update only where
+// its page has room.
+func TestReadWriteTablesLeaveRoomOnEachPageUnlessTheirOwnerChoseAFillfactor(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.mapAccount(t, "read_write")
-	var rw, ro []string
-	b.scalar(t, &rw, `SELECT reloptions FROM pg_class WHERE oid = 'salesforce.account'::regclass`)
-	require.Equal(t, []string{"fillfactor=80"}, rw)
+	reloptions := func(table string) []string {
+		var options []string
+		b.scalar(t, &options, `SELECT reloptions FROM pg_class WHERE oid = $1::regclass`, table)
+		return options
+	}
+	account := b.mapAccount(t, "read_write")
+	require.Equal(t, []string{"fillfactor=80"}, reloptions("salesforce.account"))
+	b.exec(t, `UPDATE pgforce.mapping SET mode = 'read_only' WHERE id = $1`, account)
+	require.Equal(t, []string{"fillfactor=80"}, reloptions("salesforce.account"), "pages already laid out keep their room")
 
-	var id int
-	b.scalar(t, &id, `INSERT INTO pgforce.mapping (sobject, fields, mode) VALUES ('Contact', '{LastName}', 'read_only') RETURNING id`)
-	b.exec(t, `SELECT pgforce.ensure_table($1, '[{"name":"LastName","type":"string","length":80}]')`, id)
-	b.scalar(t, &ro, `SELECT reloptions FROM pg_class WHERE oid = 'salesforce.contact'::regclass`)
-	require.Nil(t, ro, "a read_only table is written once per Salesforce change and keeps full pages")
+	var contact int
+	b.scalar(t, &contact, `INSERT INTO pgforce.mapping (sobject, fields, mode) VALUES ('Contact', '{LastName}', 'read_only') RETURNING id`)
+	b.exec(t, `SELECT pgforce.ensure_table($1, '[{"name":"LastName","type":"string","length":80}]')`, contact)
+	require.Nil(t, reloptions("salesforce.contact"), "a read_only table is written once per Salesforce change and keeps full pages")
+	b.exec(t, `UPDATE pgforce.mapping SET mode = 'read_write' WHERE id = $1`, contact)
+	require.Equal(t, []string{"fillfactor=80"}, reloptions("salesforce.contact"))
+
+	// A table that exists already, as one kept from Heroku Connect, with
+	// its owner's fillfactor.
+	b.exec(t, `CREATE TABLE salesforce.lead (id serial PRIMARY KEY, sfid varchar(18) UNIQUE, systemmodstamp timestamptz, isdeleted boolean,
+		createddate timestamptz, _hc_lastop varchar(32), _hc_err text, lastname varchar(80)) WITH (fillfactor = 100)`)
+	var lead int
+	b.scalar(t, &lead, `INSERT INTO pgforce.mapping (sobject, fields, mode) VALUES ('Lead', '{LastName}', 'read_write') RETURNING id`)
+	b.exec(t, `SELECT pgforce.ensure_table($1, '[{"name":"LastName","type":"string","length":80}]')`, lead)
+	require.Equal(t, []string{"fillfactor=100"}, reloptions("salesforce.lead"))
 }
 
 func TestEnsureTableAddsNewFieldsAsNullableColumnsWithoutRewrite(t *testing.T) {

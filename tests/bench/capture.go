@@ -261,13 +261,13 @@ func setupCaptureDB(ctx context.Context, cluster *pgtest.Cluster, rows int, sfid
 		`INSERT INTO pgforce.mapping (id, sobject, fields, mode) VALUES (1, 'Bench__c', '{Name,Amount__c,Status__c,Closed_At__c,Notes__c}', 'read_write')`,
 		`SELECT pgforce.ensure_table(1, '` + columns + `')`,
 		`CREATE TABLE bench_plain (LIKE salesforce.bench__c INCLUDING ALL)`,
-		// LIKE copies no storage parameters, and the fillfactor pgforce
-		// gives its tables decides how many updates are HOT.
-		`DO $$ DECLARE o text := (SELECT array_to_string(reloptions, ', ') FROM pg_class WHERE oid = 'salesforce.bench__c'::regclass);
+		// LIKE copies no table storage parameters, and the fillfactor
+		// pgforce gives read_write tables decides how many updates are HOT.
+		`DO $$ DECLARE o record;
 		BEGIN
-			IF o IS NOT NULL THEN
-				EXECUTE format('ALTER TABLE bench_plain SET (%s)', o);
-			END IF;
+			FOR o IN SELECT * FROM pg_options_to_table((SELECT reloptions FROM pg_class WHERE oid = 'salesforce.bench__c'::regclass)) LOOP
+				EXECUTE format('ALTER TABLE bench_plain SET (%I = %L)', o.option_name, o.option_value);
+			END LOOP;
 		END $$`,
 		`SET pgforce.origin = 'salesforce'`,
 		fmt.Sprintf(`INSERT INTO salesforce.bench__c (sfid, systemmodstamp, createddate, name, amount__c, status__c, notes__c)

@@ -70,8 +70,9 @@ func TestCaptureRecordsMultiRowStatementsInOneGo(t *testing.T) {
 	}
 }
 
-// PL/pgSQL plans a capture function's statements once per session, for the
-// row counts of the first statement that fires it. A single-row UPDATE
+// PL/pgSQL plans a capture function's statements for the row counts of the
+// first statement that fires it in a session, and keeps the plan until
+// something invalidates it. A single-row UPDATE
 // made the join of the old and new rows a nested loop, and a later
 // 5,000-row UPDATE in the same session then took 5.9 s instead of 0.1 s.
 func TestALargeUpdateAfterASmallOneInTheSameSessionIsNotCapturedByNestedLoop(t *testing.T) {
@@ -80,14 +81,9 @@ func TestALargeUpdateAfterASmallOneInTheSameSessionIsNotCapturedByNestedLoop(t *
 	b.mapAccount(t, "read_write")
 	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name, annualrevenue) SELECT '001' || lpad(i::text, 15, '0'), 'a' || i, i FROM generate_series(1, 2000) i`)
 
-	conn, plans := explainedSession(t, b)
-	for _, s := range []string{
-		`UPDATE salesforce.account SET annualrevenue = annualrevenue + 1 WHERE annualrevenue = 1`,
-		`UPDATE salesforce.account SET annualrevenue = annualrevenue + 1`,
-	} {
-		_, err := conn.Exec(context.Background(), s)
-		require.NoError(t, err, s)
-	}
+	run, plans := explainedSession(t, b)
+	run(`UPDATE salesforce.account SET annualrevenue = annualrevenue + 1 WHERE annualrevenue = 1`,
+		`UPDATE salesforce.account SET annualrevenue = annualrevenue + 1`)
 
 	captured := plansOf(plans(), "INSERT INTO pgforce.outbox")
 	require.Len(t, captured, 2, "one captured statement per UPDATE")
@@ -111,18 +107,13 @@ func TestCaptureIsNeverJITCompiledInTheApplicationsSession(t *testing.T) {
 	b.mapAccount(t, "read_write")
 	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name, annualrevenue) SELECT '001' || lpad(i::text, 15, '0'), 'a' || i, i FROM generate_series(1, 20) i`)
 
-	conn, plans := explainedSession(t, b)
-	for _, s := range []string{
-		`SET jit = on`,
+	run, plans := explainedSession(t, b)
+	run(`SET jit = on`,
 		`SET jit_above_cost = 0`,
 		`SELECT count(*) FROM salesforce.account`,
 		`INSERT INTO salesforce.account (name) VALUES ('New')`,
 		`UPDATE salesforce.account SET annualrevenue = annualrevenue + 1`,
-		`DELETE FROM salesforce.account WHERE annualrevenue = 3`,
-	} {
-		_, err := conn.Exec(context.Background(), s)
-		require.NoError(t, err, s)
-	}
+		`DELETE FROM salesforce.account WHERE annualrevenue = 3`)
 
 	all := plans()
 	control := plansOf(all, "SELECT count(*) FROM salesforce.account")
@@ -136,9 +127,9 @@ func TestCaptureIsNeverJITCompiledInTheApplicationsSession(t *testing.T) {
 }
 
 // explainedSession opens a session that reports the plan of every statement
-// it runs, including those its triggers run, through auto_explain notices,
-// and returns them with plans.
-func explainedSession(t *testing.T, b *testBundle) (*pgx.Conn, func() []string) {
+// it runs, including those its triggers run, as auto_explain notices. run
+// executes statements in it; plans returns the notices so far.
+func explainedSession(t *testing.T, b *testBundle) (run func(statements ...string), plans func() []string) {
 	t.Helper()
 	ctx := context.Background()
 	cfg, err := pgx.ParseConfig(b.db.ConnString)
@@ -153,16 +144,18 @@ func explainedSession(t *testing.T, b *testBundle) (*pgx.Conn, func() []string) 
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close(context.Background()) })
-	for _, s := range []string{
-		`LOAD 'auto_explain'`,
+	run = func(statements ...string) {
+		t.Helper()
+		for _, s := range statements {
+			_, err := conn.Exec(ctx, s)
+			require.NoError(t, err, s)
+		}
+	}
+	run(`LOAD 'auto_explain'`,
 		`SET auto_explain.log_min_duration = 0`,
 		`SET auto_explain.log_nested_statements = on`,
-		`SET auto_explain.log_level = notice`,
-	} {
-		_, err := conn.Exec(ctx, s)
-		require.NoError(t, err, s)
-	}
-	return conn, func() []string {
+		`SET auto_explain.log_level = notice`)
+	return run, func() []string {
 		mu.Lock()
 		defer mu.Unlock()
 		return append([]string(nil), notices...)

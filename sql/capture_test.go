@@ -113,17 +113,38 @@ func TestCaptureIsNeverJITCompiledInTheApplicationsSession(t *testing.T) {
 		`SELECT count(*) FROM salesforce.account`,
 		`INSERT INTO salesforce.account (name) VALUES ('New')`,
 		`UPDATE salesforce.account SET annualrevenue = annualrevenue + 1`,
-		`DELETE FROM salesforce.account WHERE annualrevenue = 3`)
+		`DELETE FROM salesforce.account WHERE annualrevenue = 3`,
+		`DELETE FROM salesforce.account WHERE name = 'New'`)
 
 	all := plans()
 	control := plansOf(all, "SELECT count(*) FROM salesforce.account")
 	require.Len(t, control, 1)
 	require.Contains(t, control[0], "JIT:", "this Postgres must JIT-compile the control statement, or the test shows nothing")
 	captured := append(plansOf(all, "INSERT INTO pgforce.outbox"), plansOf(all, "DELETE FROM pgforce.outbox")...)
-	require.Len(t, captured, 4, "the insert, the update and the delete's two statements")
+	require.Len(t, captured, 5, "the insert, the update, each delete's INSERT and the unsent row's DELETE")
 	for _, plan := range captured {
 		require.NotContains(t, plan, "JIT:", plan)
 	}
+}
+
+// Only the delete of a row that never reached Salesforce has queued
+// entries to cancel. Asking the outbox for them on every delete used a plan
+// kept from when the outbox was nearly empty, which read every queued
+// entry of the mapping: 5.4-5.8 ms for a one-row delete with 20,000
+// queued, against 0.7 ms.
+func TestDeletingSyncedRowsLeavesTheQueuedEntriesUnread(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mapAccount(t, "read_write")
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme'), ('001000000000002AAA', 'Globex')`)
+	b.exec(t, `UPDATE salesforce.account SET name = name || ' Corp'`)
+
+	run, plans := explainedSession(t, b)
+	run(`DELETE FROM salesforce.account WHERE sfid = '001000000000001AAA'`)
+	require.Empty(t, plansOf(plans(), "DELETE FROM pgforce.outbox"))
+	var ops []string
+	b.scalar(t, &ops, `SELECT array_agg(op || ' ' || sfid ORDER BY id) FROM pgforce.outbox`)
+	require.Equal(t, []string{"update 001000000000001AAA", "update 001000000000002AAA", "delete 001000000000001AAA"}, ops)
 }
 
 // explainedSession opens a session that reports the plan of every statement

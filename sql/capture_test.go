@@ -60,7 +60,7 @@ func TestCaptureRecordsMultiRowStatementsInOneGo(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.mapAccount(t, "read_write")
-	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name, annualrevenue) SELECT '001' || lpad(i::text, 15, '0'), 'a' || i, i FROM generate_series(1, 100) i`)
+	b.syncedAccounts(t, 100)
 	b.exec(t, `UPDATE salesforce.account SET annualrevenue = annualrevenue + 1 WHERE annualrevenue <= 50`)
 	entries := b.outbox(t)
 	require.Len(t, entries, 50)
@@ -72,14 +72,14 @@ func TestCaptureRecordsMultiRowStatementsInOneGo(t *testing.T) {
 
 // PL/pgSQL plans a capture function's statements for the row counts of the
 // first statement that fires it in a session, and keeps the plan until
-// something invalidates it. A single-row UPDATE
-// made the join of the old and new rows a nested loop, and a later
-// 5,000-row UPDATE in the same session then took 5.9 s instead of 0.1 s.
+// something invalidates it. A single-row UPDATE made the join of the old
+// and new rows a nested loop, and a later 5,000-row UPDATE in the same
+// session then took 5.9 s instead of 0.1 s.
 func TestALargeUpdateAfterASmallOneInTheSameSessionIsNotCapturedByNestedLoop(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.mapAccount(t, "read_write")
-	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name, annualrevenue) SELECT '001' || lpad(i::text, 15, '0'), 'a' || i, i FROM generate_series(1, 2000) i`)
+	b.syncedAccounts(t, 2000)
 
 	run, plans := explainedSession(t, b)
 	run(`UPDATE salesforce.account SET annualrevenue = annualrevenue + 1 WHERE annualrevenue = 1`,
@@ -105,7 +105,7 @@ func TestCaptureIsNeverJITCompiledInTheApplicationsSession(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.mapAccount(t, "read_write")
-	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name, annualrevenue) SELECT '001' || lpad(i::text, 15, '0'), 'a' || i, i FROM generate_series(1, 20) i`)
+	b.syncedAccounts(t, 20)
 
 	run, plans := explainedSession(t, b)
 	run(`SET jit = on`,

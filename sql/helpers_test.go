@@ -70,6 +70,14 @@ func (b *testBundle) mapAccount(t *testing.T, mode string) int {
 	return id
 }
 
+// syncedAccounts inserts n accounts as the worker loading them would:
+// sfids 001000000000000001 and on, names a1..an, annualrevenue 1..n.
+func (b *testBundle) syncedAccounts(t *testing.T, n int) {
+	t.Helper()
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name, annualrevenue)
+		SELECT '001' || lpad(i::text, 15, '0'), 'a' || i, i FROM generate_series(1, $1::integer) i`, n)
+}
+
 // asWorker runs sql as the worker applying Salesforce changes.
 func (b *testBundle) asWorker(t *testing.T, sql string, args ...any) {
 	t.Helper()

@@ -197,13 +197,13 @@ $$;
 -- Creates or replaces one generated capture function, pgforce.<p_name>(),
 -- planned without nested loops when p_no_nested_loops.
 --
--- JIT compilation is off in every capture function. Its plans are kept for
--- the session, JIT decision included: after one 20,000-row UPDATE of a
--- table with five mapped columns, whose capture statement the planner
--- priced above jit_above_cost, each later single-row UPDATE on that
--- connection compiled the capture statement again, 35-40 ms against
--- 0.3 ms. (The worker's own sessions run with JIT off already; these run
--- in the application's.)
+-- JIT compilation is off in every capture function. A session keeps its
+-- plans, JIT decision included, until something invalidates them: after
+-- one 20,000-row UPDATE of a table with five mapped columns, whose capture
+-- statement the planner priced above jit_above_cost, each later single-row
+-- UPDATE on that connection compiled the capture statement again, 34-41 ms
+-- against 0.3-0.7 ms. (The worker's own sessions run with JIT off already;
+-- these run in the application's.)
 CREATE FUNCTION pgforce._define_capture_function(p_mapping_id integer, p_table regclass, p_name text, p_no_nested_loops boolean, p_body text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN

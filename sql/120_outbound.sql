@@ -65,11 +65,15 @@ $$;
 -- together with every earlier entry of its record.
 --
 -- The earlier entries left out (in flight with some worker, locked by
--- another claim, or beyond the limit) are found for the whole batch in one
--- range scan of the outbox up to the batch's last id, not by a probe per
--- entry: a probe per entry once made claiming quadratic in the backlog,
--- when the outbox had no index on record_id, and a range read in id order
--- needs no statistics to be cheap.
+-- another claim, or of a blocked record) are found for the whole batch in
+-- one scan of outbox_record_idx for the batch's records: a probe per
+-- entry (earlier entries of its record?) reads all of a hot record's
+-- entries for each of them, quadratic when one row changed thousands of
+-- times, while the scan reads each record's entries once. It replaced a
+-- range scan of every entry up to the batch's last id, which read the
+-- entries in flight (15,000 in a Bulk drain) for every claim and sorted
+-- them with the batch: 94 ms against 66 ms for a claim of 5,000 with
+-- 15,000 in flight.
 CREATE FUNCTION pgforce._outbound_claim(p_mapping_id integer, p_limit integer, p_worker text)
 RETURNS SETOF pgforce.outbox
 LANGUAGE sql AS $$
@@ -87,14 +91,18 @@ LANGUAGE sql AS $$
         LIMIT p_limit
         FOR UPDATE SKIP LOCKED
     ), candidates AS (
-        -- This claim's entries, and every other entry of the mapping
+        -- This claim's entries, and the other entries of their records
         -- before its last one (in flight, locked by another claim, or of
-        -- a blocked record).
+        -- a blocked record). Postgres takes an array it cannot see for
+        -- ten elements, so it reads the records' entries through
+        -- outbox_record_idx whatever its statistics say, a descent per
+        -- record (the array's duplicates are dropped first).
         SELECT l.id, l.record_id, true AS mine FROM locked l
         UNION ALL
         SELECT e.id, e.record_id, false
         FROM pgforce.outbox e
         WHERE e.mapping_id = p_mapping_id
+          AND e.record_id = ANY (ARRAY(SELECT l.record_id FROM locked l))
           AND e.id < (SELECT pg_catalog.max(l.id) FROM locked l)
           AND e.id NOT IN (SELECT l.id FROM locked l)
     ), ranked AS (

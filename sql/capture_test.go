@@ -2,6 +2,7 @@ package sql_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -468,6 +469,35 @@ func TestClaimHandsOutARecordsChangesInOrderAcrossWorkers(t *testing.T) {
 	var third []string
 	b.scalar(t, &third, `SELECT coalesce(array_agg(new->>'industry' ORDER BY id), '{}') FROM pgforce.claim($1, 10, 'w2')`, id)
 	require.Equal(t, []string{"Two"}, third)
+}
+
+func TestWorkerClaimHandsOutAHotRecordsChangesTogetherAndHoldsItsLaterOnesBehindThem(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := b.mapAccount(t, "read_write")
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'a'), ('001000000000002AAA', 'b')`)
+	for i := 1; i <= 50; i++ {
+		b.exec(t, `UPDATE salesforce.account SET industry = $1 WHERE name = 'a'`, fmt.Sprint(i))
+	}
+	b.exec(t, `UPDATE salesforce.account SET industry = 'b1' WHERE name = 'b'`)
+
+	claim := func(worker string, limit int) []string {
+		var got []string
+		b.scalar(t, &got, `SELECT coalesce(array_agg(new->>'industry' ORDER BY id), '{}') FROM pgforce._outbound_claim($1, $2, $3)`, id, limit, worker)
+		return got
+	}
+	var first []string
+	for i := 1; i <= 30; i++ {
+		first = append(first, fmt.Sprint(i))
+	}
+	require.Equal(t, first, claim("w1", 30), "one record's changes fill a claim, oldest first")
+	require.Equal(t, []string{"b1"}, claim("w2", 100), "a's later changes wait behind its changes in flight")
+
+	b.exec(t, `DELETE FROM pgforce.outbox WHERE claimed_by = 'w1'`)
+	got := claim("w2", 100)
+	require.Len(t, got, 20)
+	require.Equal(t, "31", got[0])
+	require.Equal(t, "50", got[19])
 }
 
 func TestCaptureHandlesMappingsWiderThanAFunctionsArgumentLimit(t *testing.T) {

@@ -13,12 +13,12 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgforce/pgforce/worker/budget"
 	"github.com/pgforce/pgforce/worker/mappings"
 	"github.com/pgforce/pgforce/worker/salesforce"
 	"github.com/pgforce/pgforce/worker/salesforce/streaming"
+	"github.com/pgforce/pgforce/worker/txretry"
 )
 
 // runner syncs one mapping while this worker holds its lease: describe,
@@ -604,7 +604,7 @@ func (r *runner) applyLoop(ctx context.Context, t *table, events <-chan *streami
 				break fill
 			}
 		}
-		if err := r.applyEventsRetrying(context.WithoutCancel(ctx), t, batch); err != nil {
+		if err := r.applyEventsRetrying(ctx, context.WithoutCancel(ctx), t, batch); err != nil {
 			// Drain so the stream's handler never blocks; the stored replay
 			// id makes the next attempt start after the last commit.
 			go func() {
@@ -623,28 +623,39 @@ func (r *runner) applyLoop(ctx context.Context, t *table, events <-chan *streami
 // stream down and replaying would cost a reconnect for nothing.
 const applyRetries = 5
 
-func (r *runner) applyEventsRetrying(ctx context.Context, t *table, evs []*streaming.Event) error {
+// applyEventsRetrying applies a batch under work, which outlives ctx so
+// that a batch begun is finished. A batch that gave way to the
+// application's row locks (txretry.LockTimeout) is tried again for as long
+// as they are held, until ctx ends: the stream then replays it.
+func (r *runner) applyEventsRetrying(ctx, work context.Context, t *table, evs []*streaming.Event) error {
 	backoff := 50 * time.Millisecond
-	for attempt := 0; ; attempt++ {
-		err := r.applyEvents(ctx, t, evs)
-		if err == nil || attempt == applyRetries || !retryableTx(err) {
+	aborted, gaveWay := 0, 0
+	for {
+		err := r.applyEvents(work, t, evs)
+		var d time.Duration
+		switch {
+		case err == nil:
+			return nil
+		case txretry.GaveWay(err):
+			gaveWay++
+			d = min(time.Duration(gaveWay*gaveWay)*10*time.Millisecond, time.Second)
+			if gaveWay == 1 || gaveWay%60 == 0 {
+				r.log.Info("inbound: change events gave way to the application's row locks; applying them again", "sobject", t.m.SObject, "attempt", gaveWay, "err", err)
+			}
+		case txretry.Aborted(err) && aborted < applyRetries:
+			aborted++
+			d = backoff
+			backoff *= 2
+			r.log.Info("inbound: change events aborted by a lock conflict; applying them again", "sobject", t.m.SObject, "attempt", aborted, "err", err)
+		default:
 			return err
 		}
-		r.log.Info("inbound: change events aborted by a lock conflict; applying them again", "sobject", t.m.SObject, "attempt", attempt+1, "err", err)
 		select {
 		case <-ctx.Done():
 			return err
-		case <-time.After(backoff):
+		case <-time.After(d):
 		}
-		backoff *= 2
 	}
-}
-
-// retryableTx reports whether Postgres aborted a transaction only to break
-// a deadlock (40P01) or a serialization conflict (40001).
-func retryableTx(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
 }
 
 // markUnseen ends a reload: rows whose record the reload did not read are

@@ -164,3 +164,50 @@ func TestResultTransactionAbortedByDeadlockIsRecordedAgain(t *testing.T) {
 	})
 	require.Equal(t, "Locked 2", b.sfField(t, "Account", sfid, "Name"))
 }
+
+// An application transaction may lock a batch's rows in any order, for
+// instance by updating many rows at once. The worker's result transaction
+// locks them by id; when the two wait for each other, the worker gives its
+// locks back (lock_timeout) and records the batch again once the
+// application is done, instead of leaving Postgres to abort whichever of
+// the two happened to check for the deadlock first.
+func TestTheWorkerGivesRowLocksBackToAnApplicationTransactionInsteadOfDeadlockingIt(t *testing.T) {
+	b := setup(t, setupOptions{})
+	ctx := context.Background()
+	b.syncedAccounts(t, 2, "Lock")
+	var ids []int
+	b.scalar(t, &ids, `SELECT array_agg(id ORDER BY id) FROM salesforce.account`)
+	b.exec(t, `SELECT pgforce.pause($1::integer)`, b.accountID)
+	b.exec(t, `UPDATE salesforce.account SET industry = 'Queued'`)
+	b.start(t, fastOptions())
+
+	app, err := b.pool.Begin(ctx)
+	require.NoError(t, err)
+	defer app.Rollback(ctx)
+	// The application's session checks for deadlocks long before the
+	// worker's would (1 s by default): without the worker giving way, the
+	// application's statement would be the one aborted.
+	_, err = app.Exec(ctx, `SET LOCAL deadlock_timeout = '300ms'`)
+	require.NoError(t, err)
+	_, err = app.Exec(ctx, `SELECT FROM salesforce.account WHERE id = $1 FOR UPDATE`, ids[1])
+	require.NoError(t, err)
+
+	b.exec(t, `SELECT pgforce.resume($1::integer)`, b.accountID)
+	eventually(t, 10*time.Second, "the worker's result transaction waiting for the application's row", func() bool {
+		var waiting bool
+		b.scalar(t, &waiting, `SELECT EXISTS (SELECT FROM pg_stat_activity WHERE datname = current_database()
+			AND wait_event_type = 'Lock' AND query LIKE '%ORDER BY t.id FOR UPDATE')`)
+		return waiting
+	})
+	_, err = app.Exec(ctx, `UPDATE salesforce.account SET industry = 'Mine' WHERE id = $1`, ids[0])
+	require.NoError(t, err, "the application's update of a row the worker had locked")
+	require.NoError(t, app.Commit(ctx))
+
+	eventually(t, 10*time.Second, "both rows synced", func() bool {
+		var n int
+		b.scalar(t, &n, `SELECT count(*) FROM salesforce.account WHERE _hc_lastop = 'SYNCED'`)
+		return n == 2 && b.backlog(t) == 0
+	})
+	require.Equal(t, "Mine", b.sfField(t, "Account", b.rowSfid(t, "account", ids[0]), "Industry"))
+	require.Equal(t, "Queued", b.sfField(t, "Account", b.rowSfid(t, "account", ids[1]), "Industry"))
+}

@@ -3,7 +3,6 @@ package outbound
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sort"
@@ -11,9 +10,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgforce/pgforce/worker/salesforce"
+	"github.com/pgforce/pgforce/worker/txretry"
 )
 
 // release hands changes back to the queue unsent.
@@ -198,16 +197,36 @@ const maxRecordAttempts = 6
 // writeRecording writes a batch outcome, running the transaction again
 // when Postgres aborted it to break a deadlock (40P01) or a serialization
 // conflict (40001): both say "try again", and the inbound worker applying
-// the CDC echo of these very records is the usual other party.
+// the CDC echo of these very records is the usual other party. A result
+// transaction that gave way to the application's row locks
+// (txretry.LockTimeout) waits for them as long as they are held, pausing
+// between attempts: the batch has been written to Salesforce, and only
+// its recording can settle it.
 func (s *Service) writeRecording(ctx context.Context, rec *recording) error {
 	var err error
-	for attempt := 1; ; attempt++ {
+	aborted, gaveWay := 0, 0
+	for {
 		err = s.recordTx(ctx, rec)
-		if err == nil || !retryableTx(err) || attempt == maxRecordAttempts || ctx.Err() != nil {
+		if err == nil || ctx.Err() != nil {
 			break
 		}
-		s.log.Info("outbound: result transaction aborted by Postgres, running it again", "mapping", rec.m.ID, "attempt", attempt, "err", err)
-		d := time.Duration(attempt*attempt) * 5 * time.Millisecond
+		var d time.Duration
+		switch {
+		case txretry.GaveWay(err):
+			gaveWay++
+			d = min(time.Duration(gaveWay*gaveWay)*10*time.Millisecond, time.Second)
+			// A long transaction of the application's is worth a line when
+			// the wait begins and once a minute after, not once a second.
+			if gaveWay == 1 || gaveWay%60 == 0 {
+				s.log.Info("outbound: result transaction gave way to the application's row locks, running it again", "mapping", rec.m.ID, "attempt", gaveWay, "err", err)
+			}
+		case txretry.Aborted(err) && aborted+1 < maxRecordAttempts:
+			aborted++
+			d = time.Duration(aborted*aborted) * 5 * time.Millisecond
+			s.log.Info("outbound: result transaction aborted by Postgres, running it again", "mapping", rec.m.ID, "attempt", aborted, "err", err)
+		default:
+			return err
+		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(d + time.Duration(rand.Int64N(int64(d)))):
@@ -220,13 +239,6 @@ func (s *Service) writeRecording(ctx context.Context, rec *recording) error {
 		s.touchMapping(ctx, rec.m)
 	}
 	return nil
-}
-
-// retryableTx reports whether Postgres aborted a transaction only to break
-// a deadlock or a serialization conflict.
-func retryableTx(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
 }
 
 // batchPlan makes Postgres plan a statement of the result transaction for
@@ -249,12 +261,15 @@ const batchPlan = pgx.QueryExecModeDescribeExec
 // order, the one every other writer of these rows uses: the mapped rows by
 // id first (user statements and pgforce.inbound_filter lock the row before
 // its outbox entries), then the batch's outbox entries, then error rows.
-// Each step is one set-based statement for the whole batch.
+// Each step is one set-based statement for the whole batch. The
+// application keeps no such order, so no lock is waited for longer than
+// txretry.LockTimeout (see writeRecording).
 func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 	m := rec.m
 	table := m.Table()
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SET LOCAL pgforce.origin = 'salesforce'`); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT set_config('pgforce.origin', 'salesforce', true), set_config('lock_timeout', $1, true)`,
+			txretry.LockTimeout); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, fmt.Sprintf(`SELECT FROM %s t WHERE t.id = ANY($1) ORDER BY t.id FOR UPDATE`, table), batchPlan, rec.rows); err != nil {

@@ -481,20 +481,25 @@ func TestWorkerClaimHandsOutAHotRecordsChangesTogetherAndHoldsItsLaterOnesBehind
 	}
 	b.exec(t, `UPDATE salesforce.account SET industry = 'b1' WHERE name = 'b'`)
 
-	claim := func(worker string, limit int) []string {
+	claim := func(worker string, limit int, after int64) []string {
 		var got []string
-		b.scalar(t, &got, `SELECT coalesce(array_agg(new->>'industry' ORDER BY id), '{}') FROM pgforce._outbound_claim($1, $2, $3)`, id, limit, worker)
+		b.scalar(t, &got, `SELECT coalesce(array_agg(new->>'industry' ORDER BY id), '{}') FROM pgforce._outbound_claim($1, $2, $3, $4)`, id, limit, worker, after)
 		return got
 	}
 	var first []string
 	for i := 1; i <= 30; i++ {
 		first = append(first, fmt.Sprint(i))
 	}
-	require.Equal(t, first, claim("w1", 30), "one record's changes fill a claim, oldest first")
-	require.Equal(t, []string{"b1"}, claim("w2", 100), "a's later changes wait behind its changes in flight")
+	require.Equal(t, first, claim("w1", 30, 0), "one record's changes fill a claim, oldest first")
+	require.Equal(t, []string{"b1"}, claim("w2", 100, 0), "a's later changes wait behind its changes in flight")
 
+	// A claim that starts past some of a's queued changes still sees them.
+	var fortieth int64
+	b.scalar(t, &fortieth, `SELECT id FROM pgforce.outbox WHERE new->>'industry' = '40'`)
 	b.exec(t, `DELETE FROM pgforce.outbox WHERE claimed_by = 'w1'`)
-	got := claim("w2", 100)
+	require.Empty(t, claim("w2", 100, fortieth), "a's changes after the 40th wait for the ones before it")
+
+	got := claim("w2", 100, 0)
 	require.Len(t, got, 20)
 	require.Equal(t, "31", got[0])
 	require.Equal(t, "50", got[19])

@@ -35,6 +35,7 @@ const (
 // batch is one claim of a mapping's entries, merged and prepared.
 type batch struct {
 	entries int
+	last    int64 // id of the last entry claimed
 	limit   int
 	bulk    bool // the backlog was at least the mapping's bulk_threshold when claimed
 	changes []*change
@@ -89,8 +90,12 @@ func (s *Service) drainPass(ctx, work context.Context, m *Mapping, all []*Mappin
 	go func() {
 		defer close(prepared)
 		bulk := false
+		// Each claim of the pass starts past the last entry of the one
+		// before (see pgforce._outbound_claim); the next pass starts from
+		// the beginning again.
+		var after int64
 		for ctx.Err() == nil && pctx.Err() == nil {
-			b, err := s.nextBatch(pctx, work, m, all, bulk)
+			b, err := s.nextBatch(pctx, work, m, all, bulk, after)
 			if err != nil || b == nil {
 				claimErr <- err
 				return
@@ -111,6 +116,7 @@ func (s *Service) drainPass(ctx, work context.Context, m *Mapping, all []*Mappin
 			// read the in-flight and deleted entries ahead of it each time,
 			// a quarter of the claimer's time in a Bulk drain.
 			bulk = b.bulk
+			after = b.last
 		}
 		claimErr <- nil
 	}()
@@ -228,8 +234,8 @@ func (s *Service) drainPass(ctx, work context.Context, m *Mapping, all []*Mappin
 // nothing is claimable. Claims run under ctx; a claimed batch that cannot
 // be prepared goes back to the queue under work. With stillBulk (the
 // previous claim of the pass was a full Bulk batch) the backlog is not
-// counted again.
-func (s *Service) nextBatch(ctx, work context.Context, m *Mapping, all []*Mapping, stillBulk bool) (*batch, error) {
+// counted again. The claim takes entries after the id after.
+func (s *Service) nextBatch(ctx, work context.Context, m *Mapping, all []*Mapping, stillBulk bool, after int64) (*batch, error) {
 	start := time.Now()
 	limit := s.opts.BatchSize
 	bulk := stillBulk
@@ -264,7 +270,7 @@ func (s *Service) nextBatch(ctx, work context.Context, m *Mapping, all []*Mappin
 		// it when it ends.
 		s.feed.Hold()
 	}
-	entries, err := s.claim(ctx, m, limit)
+	entries, err := s.claim(ctx, m, limit, after)
 	if err != nil {
 		return nil, err
 	}
@@ -277,7 +283,7 @@ func (s *Service) nextBatch(ctx, work context.Context, m *Mapping, all []*Mappin
 		s.release(work, changes)
 		return nil, err
 	}
-	return &batch{entries: len(entries), limit: limit, bulk: bulk, changes: changes, claimed: claimed, took: time.Since(start)}, nil
+	return &batch{entries: len(entries), last: entries[len(entries)-1].ID, limit: limit, bulk: bulk, changes: changes, claimed: claimed, took: time.Since(start)}, nil
 }
 
 // analyzeOutbox refreshes the outbox's statistics as a Bulk drain starts,
@@ -309,9 +315,9 @@ func (s *Service) analyzeOutbox(ctx context.Context) {
 // statement (its own transaction). Only the columns merge reads come back:
 // an update's old values are never sent, and decoding them cost as much as
 // decoding the new ones.
-func (s *Service) claim(ctx context.Context, m *Mapping, limit int) ([]entry, error) {
+func (s *Service) claim(ctx context.Context, m *Mapping, limit int, after int64) ([]entry, error) {
 	rows, err := s.pool.Query(ctx, `SELECT id, op, record_id, coalesce(sfid, ''), new, coalesce(retry_of, 0)
-		FROM pgforce._outbound_claim($1, $2, $3) ORDER BY id`, m.ID, limit, s.opts.WorkerID)
+		FROM pgforce._outbound_claim($1, $2, $3, $4) ORDER BY id`, m.ID, limit, s.opts.WorkerID, after)
 	if err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
 	}

@@ -60,6 +60,7 @@ func (s *Service) drain(ctx, work context.Context, m *Mapping) error {
 	// A Bulk backlog holds the feed off (see nextBatch) until its drain
 	// ends, drained or backing off: mappings drain one at a time.
 	defer s.feed.Release()
+	defer s.analyzing.Wait()
 	all, err := loadMappings(work, s.pool, s.opts.Org)
 	if err != nil {
 		return err
@@ -260,7 +261,15 @@ func (s *Service) nextBatch(ctx, work context.Context, m *Mapping, all []*Mappin
 		}
 		bulk = m.BulkThreshold > 0 && queued >= m.BulkThreshold
 		if bulk {
-			s.analyzeOutbox(ctx)
+			// Alongside the first claim, which it does not help (that
+			// reads the oldest entries by index whatever the statistics
+			// say): the result transactions it is for come later. Run
+			// first, it held the whole drain up for 120-200 ms.
+			s.analyzing.Add(1)
+			go func() {
+				defer s.analyzing.Done()
+				s.analyzeOutbox(work)
+			}()
 		}
 	}
 	if bulk {

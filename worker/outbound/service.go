@@ -122,7 +122,8 @@ type Service struct {
 	// unrecorded are batch outcomes whose result transaction failed; their
 	// entries stay claimed until they are recorded (see record).
 	unrecorded []*recording
-	analyzedAt time.Time // last analyzeOutbox
+	analyzedAt time.Time      // last analyzeOutbox
+	analyzing  sync.WaitGroup // analyzeOutbox running (see nextBatch)
 }
 
 type backoffState struct {

@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgforce/pgforce/worker/salesforce/streaming"
-	"github.com/pgforce/pgforce/worker/txretry"
 )
 
 // ChangeEventChannel is the CometD channel of an object's change events:
@@ -39,9 +38,7 @@ func (r *runner) applyEvents(ctx context.Context, t *table, evs []*streaming.Eve
 		return err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	// The application locks rows in no particular order: this transaction
-	// gives way rather than deadlock with it (see applyEventsRetrying).
-	if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, txretry.LockTimeout); err != nil {
+	if err := giveWay(ctx, tx); err != nil {
 		return err
 	}
 	if err := lockRows(ctx, tx, t, evs); err != nil {

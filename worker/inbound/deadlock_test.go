@@ -79,38 +79,15 @@ func TestChangeEventBatchGivesWayToAnApplicationTransactionAndIsAppliedAgainWith
 	sort.Slice(rows, func(i, j int) bool { return rows[i].id < rows[j].id })
 	lo, hi, c := rows[0], rows[1], rows[2]
 
-	// hold locks a row in a transaction of its own, which checks for
-	// deadlocks after deadlockTimeout (superuser-settable).
-	hold := func(id int, deadlockTimeout string) (tx pgx.Tx, pid int) {
-		// A connection of its own: the service needs the pool's.
-		conn, err := pgx.Connect(ctx, e.db.ConnString)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = conn.Close(ctx) })
-		tx, err = conn.Begin(ctx)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = tx.Rollback(ctx) })
-		_, err = tx.Exec(ctx, `SELECT set_config('deadlock_timeout', $1, true)`, deadlockTimeout)
-		require.NoError(t, err)
-		_, err = tx.Exec(ctx, `SELECT FROM salesforce.account WHERE id = $1 FOR UPDATE`, id)
-		require.NoError(t, err)
-		require.NoError(t, tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid))
-		return tx, pid
-	}
-	blockedBy := func(pid int) bool {
-		var n int
-		require.NoError(t, e.db.Conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`, pid).Scan(&n))
-		return n > 0
-	}
-
 	// The applier waits on c while the events of lo and hi queue behind
 	// it, so that those two are applied as one batch.
-	txC, pidC := hold(c.id, "60s")
+	txC, pidC := holdRow(e, c.id, "60s")
 	// The application checks for deadlocks long before the applier would
 	// (1 s by default): had the batch kept its lock on lo, the
 	// application's statement below would be the one aborted.
-	txHi, pidHi := hold(hi.id, "300ms")
+	txHi, pidHi := holdRow(e, hi.id, "300ms")
 	require.NoError(t, e.sim.UIEdit(ctx, "Account", c.sfid, map[string]any{"Name": "Three v2"}))
-	e.eventually(10*time.Second, func() (bool, string) { return blockedBy(pidC), "applier not waiting on c" })
+	e.eventually(10*time.Second, func() (bool, string) { return e.blockedBy(pidC), "applier not waiting on c" })
 	require.NoError(t, e.sim.UIEdit(ctx, "Account", lo.sfid, map[string]any{"Name": "One v2"}))
 	require.NoError(t, e.sim.UIEdit(ctx, "Account", hi.sfid, map[string]any{"Name": "Two v2"}))
 	time.Sleep(time.Second) // both events delivered and queued
@@ -118,7 +95,7 @@ func TestChangeEventBatchGivesWayToAnApplicationTransactionAndIsAppliedAgainWith
 
 	// The batch locks lo, then waits for hi; the application now wants lo
 	// too, and gets it once the batch gives way.
-	e.eventually(10*time.Second, func() (bool, string) { return blockedBy(pidHi), "batch not waiting on hi" })
+	e.eventually(10*time.Second, func() (bool, string) { return e.blockedBy(pidHi), "batch not waiting on hi" })
 	_, err = txHi.Exec(ctx, `SELECT FROM salesforce.account WHERE id = $1 FOR UPDATE`, lo.id)
 	require.NoError(t, err)
 	require.NoError(t, txHi.Commit(ctx))
@@ -128,4 +105,66 @@ func TestChangeEventBatchGivesWayToAnApplicationTransactionAndIsAppliedAgainWith
 	require.Equal(t, "Three v2", e.value("account", c.sfid, "name"))
 	require.GreaterOrEqual(t, logs.count("gave way to the application's row locks; applying them again"), 1, "the batch gave way and was applied again")
 	require.Equal(t, 1, logs.count("subscribed to change events"), "the stream stayed up")
+}
+
+// holdRow locks a row of salesforce.account in a transaction of its own, on
+// a connection of its own (the service needs the pool's), which checks for
+// deadlocks after deadlockTimeout (superuser-settable).
+func holdRow(e *env, id int, deadlockTimeout string) (tx pgx.Tx, pid int) {
+	t := e.t
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, e.db.ConnString)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close(ctx) })
+	tx, err = conn.Begin(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tx.Rollback(ctx) })
+	_, err = tx.Exec(ctx, `SELECT set_config('deadlock_timeout', $1, true)`, deadlockTimeout)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `SELECT FROM salesforce.account WHERE id = $1 FOR UPDATE`, id)
+	require.NoError(t, err)
+	require.NoError(t, tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid))
+	return tx, pid
+}
+
+// blockedBy reports whether some session waits for a lock that pid holds.
+func (e *env) blockedBy(pid int) bool {
+	var n int
+	require.NoError(e.t, e.db.Conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`, pid).Scan(&n))
+	return n > 0
+}
+
+// A poll applies the records it read in one transaction, in the order it
+// read them. When it waits for a row an application transaction holds
+// while that transaction wants a row the poll has written, the poll gives
+// its locks back instead of leaving Postgres to abort the application's
+// statement, and applies the records once the application is done.
+func TestPollGivesWayToAnApplicationTransactionAndAppliesItsRecordsAfter(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	sfids := e.create("Account", map[string]any{"Name": "First"}, map[string]any{"Name": "Second"})
+	mid := e.mapping("Account", []string{"Name"}, "poll")
+	e.start()
+	e.waitState(mid, "synced")
+	id := func(sfid string) int {
+		var id int
+		require.NoError(t, e.pool.QueryRow(ctx, `SELECT id FROM salesforce.account WHERE sfid = $1`, sfid).Scan(&id))
+		return id
+	}
+
+	// The application holds the second record's row and checks for
+	// deadlocks long before the poll would (1 s by default).
+	app, pid := holdRow(e, id(sfids[1]), "300ms")
+	// Edited in this order, the poll reads and writes them in this order:
+	// the first row, then a wait for the second.
+	require.NoError(t, e.sim.UIEdit(ctx, "Account", sfids[0], map[string]any{"Name": "First v2"}))
+	require.NoError(t, e.sim.UIEdit(ctx, "Account", sfids[1], map[string]any{"Name": "Second v2"}))
+	e.eventually(10*time.Second, func() (bool, string) { return e.blockedBy(pid), "poll not waiting on the second row" })
+
+	_, err := app.Exec(ctx, `SELECT FROM salesforce.account WHERE id = $1 FOR UPDATE`, id(sfids[0]))
+	require.NoError(t, err, "the application locks the row the poll has written")
+	require.NoError(t, app.Commit(ctx))
+
+	e.waitValue("account", sfids[0], "name", "First v2")
+	e.waitValue("account", sfids[1], "name", "Second v2")
 }

@@ -638,7 +638,7 @@ func (r *runner) applyEventsRetrying(ctx, work context.Context, t *table, evs []
 			return nil
 		case txretry.GaveWay(err):
 			gaveWay++
-			d = min(time.Duration(gaveWay*gaveWay)*10*time.Millisecond, time.Second)
+			d = txretry.Pause(gaveWay)
 			if gaveWay == 1 || gaveWay%60 == 0 {
 				r.log.Info("inbound: change events gave way to the application's row locks; applying them again", "sobject", t.m.SObject, "attempt", gaveWay, "err", err)
 			}

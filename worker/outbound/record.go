@@ -214,7 +214,7 @@ func (s *Service) writeRecording(ctx context.Context, rec *recording) error {
 		switch {
 		case txretry.GaveWay(err):
 			gaveWay++
-			d = min(time.Duration(gaveWay*gaveWay)*10*time.Millisecond, time.Second)
+			d = txretry.Pause(gaveWay)
 			// A long transaction of the application's is worth a line when
 			// the wait begins and once a minute after, not once a second.
 			if gaveWay == 1 || gaveWay%60 == 0 {

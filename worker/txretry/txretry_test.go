@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
@@ -24,4 +25,11 @@ func TestALockTimeoutIsGivingWay(t *testing.T) {
 	require.True(t, txretry.GaveWay(fmt.Errorf("lock rows: %w", &pgconn.PgError{Code: "55P03"})))
 	require.False(t, txretry.GaveWay(&pgconn.PgError{Code: "40P01"}))
 	require.False(t, txretry.GaveWay(errors.New("timeout")))
+}
+
+func TestPausesGrowToASecondAndStayThere(t *testing.T) {
+	require.Equal(t, 10*time.Millisecond, txretry.Pause(1))
+	require.Equal(t, 90*time.Millisecond, txretry.Pause(3))
+	require.Equal(t, time.Second, txretry.Pause(10))
+	require.Equal(t, time.Second, txretry.Pause(1000))
 }

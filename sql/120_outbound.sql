@@ -81,9 +81,18 @@ $$;
 -- entries after them. Unclaimed entries it passes over wait for the
 -- worker's next pass from 0; the check for earlier entries of the batch's
 -- records looks at all of them whatever p_after says, so order holds.
+--
+-- Every scan of the outbox here goes through an index, whatever the
+-- statistics say. They usually describe the outbox as it was before the
+-- backlog (a Collections drain does not analyze it first), and with such
+-- statistics Postgres read every remaining entry of a 100,000 backlog
+-- with a bitmap scan and sorted them on disk to find the first 2,000:
+-- 100-130 ms a claim against 10-20 ms, and a Collections drain 15%
+-- slower. The ordered index scan stops after the claim's entries.
 CREATE FUNCTION pgforce._outbound_claim(p_mapping_id integer, p_limit integer, p_worker text, p_after bigint DEFAULT 0)
 RETURNS SETOF pgforce.outbox
-LANGUAGE sql AS $$
+LANGUAGE sql
+SET enable_bitmapscan = off SET enable_seqscan = off AS $$
     WITH locked AS MATERIALIZED (
         SELECT o.id, o.record_id
         FROM pgforce.outbox o

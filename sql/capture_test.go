@@ -505,6 +505,39 @@ func TestWorkerClaimHandsOutAHotRecordsChangesTogetherAndHoldsItsLaterOnesBehind
 	require.Equal(t, "50", got[19])
 }
 
+// A backlog usually outgrows the outbox's statistics (a Collections drain
+// does not analyze first). Whatever they say, a claim reads the backlog in
+// id order through an index and stops after its entries, rather than
+// reading all of it and sorting it.
+func TestWorkerClaimReadsTheBacklogInIdOrderWhateverTheOutboxStatisticsSay(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := b.mapAccount(t, "read_write")
+	b.syncedAccounts(t, 30000)
+	b.exec(t, `VACUUM ANALYZE pgforce.outbox`) // statistics of an empty outbox
+	b.exec(t, `UPDATE salesforce.account SET industry = 'Backlog'`)
+
+	run, plans := explainedSession(t, b)
+	run(`SET jit = off`,
+		fmt.Sprintf(`SELECT count(*) FROM pgforce._outbound_claim(%d, 2000, 'w')`, id),
+		fmt.Sprintf(`SELECT count(*) FROM pgforce._outbound_claim(%d, 2000, 'w', (SELECT max(id) FROM pgforce.outbox WHERE claimed_by = 'w'))`, id))
+	var claims []string
+	for _, p := range plans() {
+		if strings.Contains(p, "CTE locked") {
+			claims = append(claims, p)
+		}
+	}
+	require.Len(t, claims, 2)
+	for _, p := range claims {
+		require.NotContains(t, p, "Bitmap Heap Scan on outbox")
+		require.NotContains(t, p, "Seq Scan on outbox")
+		require.NotContains(t, p, "Sort Key: o_1.id")
+	}
+	var claimed int
+	b.scalar(t, &claimed, `SELECT count(*) FROM pgforce.outbox WHERE claimed_by = 'w'`)
+	require.Equal(t, 4000, claimed)
+}
+
 func TestCaptureHandlesMappingsWiderThanAFunctionsArgumentLimit(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

@@ -36,17 +36,23 @@ func outboundSync(ctx context.Context, env *Env) ([]Result, error) {
 	defer b.close()
 
 	var out []Result
-	// BENCH_OUTBOUND_BULK_ONLY=1 measures the Bulk 2.0 drain alone, for
-	// profiling it.
-	if os.Getenv("BENCH_OUTBOUND_BULK_ONLY") == "" {
-		p50, p99, latCalls, err := b.latency(ctx, env, 200, latencyFor)
-		if err != nil {
-			return nil, fmt.Errorf("outbound latency: %w", err)
+	// BENCH_OUTBOUND_BULK_ONLY=1 measures the Bulk 2.0 drain alone, and
+	// BENCH_OUTBOUND_COLLECTIONS_ONLY=1 the Collections drain alone, for
+	// profiling them.
+	bulkOnly, collectionsOnly := os.Getenv("BENCH_OUTBOUND_BULK_ONLY") != "", os.Getenv("BENCH_OUTBOUND_COLLECTIONS_ONLY") != ""
+	if !bulkOnly {
+		callsDetail := "counted by the simulator during the Collections drain"
+		if !collectionsOnly {
+			p50, p99, calls, err := b.latency(ctx, env, 200, latencyFor)
+			if err != nil {
+				return nil, fmt.Errorf("outbound latency: %w", err)
+			}
+			callsDetail += fmt.Sprintf("; %.1f during the 200/s latency run", calls)
+			detail := fmt.Sprintf("200 single-row UPDATEs/s for %s; commit until written to the simulator and recorded (outbox entry deleted)", latencyFor)
+			out = append(out,
+				Result{Metric: "outbound latency p50", Value: p50, Unit: "ms", Max: ptr(50), HerokuConnect: "10 s to 2 min (poll) + serial writes", Detail: detail},
+				Result{Metric: "outbound latency p99", Value: p99, Unit: "ms", Max: ptr(250), HerokuConnect: "10 s to 2 min", Detail: detail})
 		}
-		detail := fmt.Sprintf("200 single-row UPDATEs/s for %s; commit until written to the simulator and recorded (outbox entry deleted)", latencyFor)
-		out = append(out,
-			Result{Metric: "outbound latency p50", Value: p50, Unit: "ms", Max: ptr(50), HerokuConnect: "10 s to 2 min (poll) + serial writes", Detail: detail},
-			Result{Metric: "outbound latency p99", Value: p99, Unit: "ms", Max: ptr(250), HerokuConnect: "10 s to 2 min", Detail: detail})
 
 		rate, calls, err := b.drain(ctx, env, records, false)
 		if err != nil {
@@ -56,9 +62,12 @@ func outboundSync(ctx context.Context, env *Env) ([]Result, error) {
 			Result{Metric: "outbound backlog drain, Collections", Value: rate, Unit: "records/s", Min: ptr(5000), HerokuConnect: "200 records per SOAP call, one serial writer",
 				Detail: fmt.Sprintf("%d queued updates", records)},
 			Result{Metric: "outbound API calls per 1,000 changes", Value: calls, Unit: "calls", Max: ptr(6), HerokuConnect: "5 (200-record SOAP calls) at best",
-				Detail: fmt.Sprintf("counted by the simulator during the Collections drain; %.1f during the 200/s latency run", latCalls)})
+				Detail: callsDetail})
 	}
 
+	if collectionsOnly {
+		return out, nil
+	}
 	rate, calls, err := b.drain(ctx, env, records, true)
 	if err != nil {
 		return nil, fmt.Errorf("outbound bulk drain: %w", err)
@@ -66,7 +75,7 @@ func outboundSync(ctx context.Context, env *Env) ([]Result, error) {
 	out = append(out, Result{Metric: "outbound backlog drain, Bulk 2.0", Value: rate, Unit: "records/s", Min: ptr(20000),
 		HerokuConnect: "Bulk only with Ordered Writes, 2,000+ consecutive changes", Detail: fmt.Sprintf("%d queued updates, %.2f API calls per 1,000", records, calls)})
 
-	if os.Getenv("BENCH_OUTBOUND_BULK_ONLY") == "" {
+	if !bulkOnly {
 		p50, p99, err := b.filterBehindBacklog(ctx, 200)
 		if err != nil {
 			return nil, fmt.Errorf("inbound filter behind a backlog: %w", err)

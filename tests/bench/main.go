@@ -8,7 +8,8 @@
 //
 // For profiling one part: BENCH_INBOUND_LOAD_ONLY=1 runs the inbound load
 // without its latency and idle windows, BENCH_OUTBOUND_BULK_ONLY=1 the
-// outbound Bulk 2.0 drain alone, and BENCH_WORKER_LOG_LEVEL sets the
+// outbound Bulk 2.0 drain alone, BENCH_OUTBOUND_COLLECTIONS_ONLY=1 the
+// Collections drain alone, and BENCH_WORKER_LOG_LEVEL sets the
 // workers' log level (default warn). BENCH_CPUPROFILE=dir writes to dir,
 // for `go tool pprof`, a CPU profile of this process (the simulator) for
 // each timed drain, with its allocations (`go tool pprof

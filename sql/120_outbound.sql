@@ -97,6 +97,10 @@ SET enable_bitmapscan = off SET enable_seqscan = off AS $$
         SELECT o.id, o.record_id
         FROM pgforce.outbox o
         WHERE o.mapping_id = p_mapping_id AND o.id > p_after AND o.claimed_at IS NULL
+          -- A pause holds every claim that starts after it, also those of
+          -- a drain that began before it.
+          AND NOT EXISTS (SELECT FROM pgforce.mapping pm JOIN pgforce.org po ON po.name = pm.org
+                          WHERE pm.id = p_mapping_id AND (pm.paused OR po.paused))
           -- pgforce._outbound_record_blocked, spelled out so that it is
           -- planned with the query rather than called per entry.
           AND (o.retry_of IS NOT NULL OR NOT EXISTS (

@@ -250,24 +250,10 @@ func beginApply(ctx context.Context, pool *pgxpool.Pool) (pgx.Tx, error) {
 
 // applyRows merges full records into the table in one transaction and runs
 // extra (bookkeeping: watermark, re-read queue) in the same transaction.
-// It returns the number of records that became error rows. A transaction
-// that gave way to the application's row locks (see giveWay) runs again
-// after a pause, until ctx ends.
+// It returns the number of records that became error rows. The
+// transaction gives way to locks other sessions hold (see giveWay);
+// runner.applyRowsRetrying runs it again then.
 func (t *table) applyRows(ctx context.Context, pool *pgxpool.Pool, rows [][]any, operation string, extra func(pgx.Tx) error) (int, error) {
-	for gaveWay := 1; ; gaveWay++ {
-		failed, err := t.applyRowsOnce(ctx, pool, rows, operation, extra)
-		if !txretry.GaveWay(err) {
-			return failed, err
-		}
-		select {
-		case <-ctx.Done():
-			return failed, err
-		case <-time.After(txretry.Pause(gaveWay)):
-		}
-	}
-}
-
-func (t *table) applyRowsOnce(ctx context.Context, pool *pgxpool.Pool, rows [][]any, operation string, extra func(pgx.Tx) error) (int, error) {
 	tx, err := beginApply(ctx, pool)
 	if err != nil {
 		return 0, err
@@ -290,7 +276,8 @@ func (t *table) applyRowsOnce(ctx context.Context, pool *pgxpool.Pool, rows [][]
 
 // giveWay makes the rest of tx wait at most txretry.LockTimeout for any
 // lock: the application locks rows in no particular order, and a
-// transaction that applies many records must not deadlock with it.
+// transaction that applies many records must not deadlock with it (it
+// fails with 55P03 instead, and is run again).
 func giveWay(ctx context.Context, tx pgx.Tx) error {
 	_, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, txretry.LockTimeout)
 	return err

@@ -54,9 +54,10 @@ func (r *runner) read(ctx context.Context, t *table, where string, all bool, ope
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	stop := ctx
 	appliers := startAppliers(ctx, r.s.opts.LoadParallel, cancel, r.s.metrics.rowsApplied.Add, func(ctx context.Context, b [][]any) (int64, error) {
 		// The batch's position is stored in the same transaction.
-		_, err := t.applyRows(ctx, r.s.pool, b, operation, func(tx pgx.Tx) error {
+		_, err := r.applyRowsRetrying(stop, ctx, t, b, operation, func(tx pgx.Tx) error {
 			return t.advance(ctx, tx, maxStamp(b), "")
 		})
 		return int64(len(b)), err

@@ -298,7 +298,7 @@ func (r *runner) drainRereads(ctx context.Context, t *table) error {
 			}
 			full = append(full, t.recordRow(rec))
 		}
-		_, err = t.applyRows(context.WithoutCancel(ctx), r.s.pool, full, "cdc", func(tx pgx.Tx) error {
+		_, err = r.applyRowsRetrying(ctx, context.WithoutCancel(ctx), t, full, "cdc", func(tx pgx.Tx) error {
 			c := context.WithoutCancel(ctx)
 			if len(gone) > 0 {
 				q := fmt.Sprintf(`UPDATE %s SET isdeleted = true WHERE sfid = ANY($1)`, t.target)
@@ -525,7 +525,7 @@ func (r *runner) poll(ctx context.Context, t *table) error {
 		if len(rows) == 0 {
 			return nil
 		}
-		_, err := t.applyRows(context.WithoutCancel(ctx), r.s.pool, rows, "poll", func(tx pgx.Tx) error {
+		_, err := r.applyRowsRetrying(ctx, context.WithoutCancel(ctx), t, rows, "poll", func(tx pgx.Tx) error {
 			return t.advance(context.WithoutCancel(ctx), tx, maxStamp(rows), "")
 		})
 		r.s.metrics.rowsApplied.Add(float64(len(rows)))
@@ -617,45 +617,28 @@ func (r *runner) applyLoop(ctx context.Context, t *table, events <-chan *streami
 	return nil
 }
 
-// applyRetries is how often a batch that Postgres aborted to break a
-// deadlock or a serialization conflict is tried again, after 50 ms, 100 ms,
-// 200 ms... The other transaction has gone through by then; tearing the
-// stream down and replaying would cost a reconnect for nothing.
-const applyRetries = 5
-
 // applyEventsRetrying applies a batch under work, which outlives ctx so
-// that a batch begun is finished. A batch that gave way to the
-// application's row locks (txretry.LockTimeout) is tried again for as long
-// as they are held, until ctx ends: the stream then replays it.
+// that a batch begun is finished, running it again when it lost a lock
+// conflict (see txretry.Run) until ctx ends: Postgres aborted it to break
+// a deadlock (tearing the stream down and replaying would cost a
+// reconnect for nothing), or it gave way to the application's row locks.
+// After ctx ends the stream replays the batch.
 func (r *runner) applyEventsRetrying(ctx, work context.Context, t *table, evs []*streaming.Event) error {
-	backoff := 50 * time.Millisecond
-	aborted, gaveWay := 0, 0
-	for {
-		err := r.applyEvents(work, t, evs)
-		var d time.Duration
-		switch {
-		case err == nil:
-			return nil
-		case txretry.GaveWay(err):
-			gaveWay++
-			d = txretry.Pause(gaveWay)
-			if gaveWay == 1 || gaveWay%60 == 0 {
-				r.log.Info("inbound: change events gave way to the application's row locks; applying them again", "sobject", t.m.SObject, "attempt", gaveWay, "err", err)
-			}
-		case txretry.Aborted(err) && aborted < applyRetries:
-			aborted++
-			d = backoff
-			backoff *= 2
-			r.log.Info("inbound: change events aborted by a lock conflict; applying them again", "sobject", t.m.SObject, "attempt", aborted, "err", err)
-		default:
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(d):
-		}
-	}
+	return txretry.Run(ctx, r.log, "inbound: change events", func() error { return r.applyEvents(work, t, evs) },
+		"sobject", t.m.SObject)
+}
+
+// applyRowsRetrying is t.applyRows under work, run again when it lost a
+// lock conflict (see txretry.Run) until stop ends. Its bookkeeping commits
+// with the rows, so a batch given up on is read again later.
+func (r *runner) applyRowsRetrying(stop, work context.Context, t *table, rows [][]any, operation string, extra func(pgx.Tx) error) (int, error) {
+	var failed int
+	err := txretry.Run(stop, r.log, "inbound: "+operation+" batch", func() error {
+		var err error
+		failed, err = t.applyRows(work, r.s.pool, rows, operation, extra)
+		return err
+	}, "sobject", t.m.SObject)
+	return failed, err
 }
 
 // markUnseen ends a reload: rows whose record the reload did not read are

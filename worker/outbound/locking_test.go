@@ -110,10 +110,11 @@ func TestInboundWritesToRowsBeingRecordedNeverDeadlock(t *testing.T) {
 }
 
 // A writer that locks in the other order (an outbox entry, then its row)
-// deadlocks with the result transaction; Postgres aborts one of the two.
-// When the outbound worker is the one aborted, it records the result
+// and the result transaction wait for each other. The result transaction
+// gives way (or, were its lock_timeout longer than deadlock_timeout,
+// Postgres would abort one of the two); either way it records the result
 // again instead of leaving the entry claimed for ever.
-func TestResultTransactionAbortedByDeadlockIsRecordedAgain(t *testing.T) {
+func TestResultTransactionThatLosesALockConflictIsRecordedAgain(t *testing.T) {
 	b := setup(t, setupOptions{})
 	b.start(t, fastOptions())
 	ctx := context.Background()
@@ -181,13 +182,17 @@ func TestTheWorkerGivesRowLocksBackToAnApplicationTransactionInsteadOfDeadlockin
 	b.exec(t, `UPDATE salesforce.account SET industry = 'Queued'`)
 	b.start(t, fastOptions())
 
-	app, err := b.pool.Begin(ctx)
+	// A connection of the application's own: the worker uses the pool.
+	conn, err := pgx.Connect(ctx, b.db.ConnString)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	app, err := conn.Begin(ctx)
 	require.NoError(t, err)
 	defer app.Rollback(ctx)
 	// The application's session checks for deadlocks long before the
 	// worker's would (1 s by default): without the worker giving way, the
 	// application's statement would be the one aborted.
-	_, err = app.Exec(ctx, `SET LOCAL deadlock_timeout = '300ms'`)
+	_, err = app.Exec(ctx, `SET LOCAL deadlock_timeout = '500ms'`)
 	require.NoError(t, err)
 	_, err = app.Exec(ctx, `SELECT FROM salesforce.account WHERE id = $1 FOR UPDATE`, ids[1])
 	require.NoError(t, err)

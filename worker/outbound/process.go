@@ -316,7 +316,7 @@ func (s *Service) analyzeOutbox(ctx context.Context) {
 		return
 	}
 	if _, err := s.pool.Exec(ctx, `ANALYZE (SKIP_LOCKED) pgforce.outbox`); err != nil && ctx.Err() == nil {
-		s.log.Warn("outbound: analyze the outbox before a Bulk drain", "err", err)
+		s.log.Warn("outbound: analyze the outbox as a Bulk drain starts", "err", err)
 	}
 }
 

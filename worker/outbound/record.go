@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"sort"
 	"strings"
 	"time"
@@ -190,49 +189,16 @@ func (rec *recording) okJSON() ([]byte, error) {
 	return b, nil
 }
 
-// maxRecordAttempts bounds how often a result transaction that lost a
-// deadlock or a serialization conflict is run again at once.
-const maxRecordAttempts = 6
-
 // writeRecording writes a batch outcome, running the transaction again
-// when Postgres aborted it to break a deadlock (40P01) or a serialization
-// conflict (40001): both say "try again", and the inbound worker applying
-// the CDC echo of these very records is the usual other party. A result
-// transaction that gave way to the application's row locks
-// (txretry.LockTimeout) waits for them as long as they are held, pausing
-// between attempts: the batch has been written to Salesforce, and only
-// its recording can settle it.
+// when it lost a lock conflict (see txretry.Run): Postgres aborted it to
+// break a deadlock or a serialization conflict (the inbound worker
+// applying the CDC echo of these very records is the usual other party),
+// or it gave way to the application's row locks. It waits for those as
+// long as they are held, and a stopping worker waits too: the batch has
+// been written to Salesforce, and only its recording settles it.
 func (s *Service) writeRecording(ctx context.Context, rec *recording) error {
-	var err error
-	aborted, gaveWay := 0, 0
-	for {
-		err = s.recordTx(ctx, rec)
-		if err == nil || ctx.Err() != nil {
-			break
-		}
-		var d time.Duration
-		switch {
-		case txretry.GaveWay(err):
-			gaveWay++
-			d = txretry.Pause(gaveWay)
-			// A long transaction of the application's is worth a line when
-			// the wait begins and once a minute after, not once a second.
-			if gaveWay == 1 || gaveWay%60 == 0 {
-				s.log.Info("outbound: result transaction gave way to the application's row locks, running it again", "mapping", rec.m.ID, "attempt", gaveWay, "err", err)
-			}
-		case txretry.Aborted(err) && aborted+1 < maxRecordAttempts:
-			aborted++
-			d = time.Duration(aborted*aborted) * 5 * time.Millisecond
-			s.log.Info("outbound: result transaction aborted by Postgres, running it again", "mapping", rec.m.ID, "attempt", aborted, "err", err)
-		default:
-			return err
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(d + time.Duration(rand.Int64N(int64(d)))):
-		}
-	}
-	if err != nil {
+	if err := txretry.Run(ctx, s.log, "outbound: result transaction", func() error { return s.recordTx(ctx, rec) },
+		"mapping", rec.m.ID); err != nil {
 		return err
 	}
 	if rec.nOK+rec.nFailed > 0 {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -408,13 +409,32 @@ func TestDeletingMappingLeavesAPlainTable(t *testing.T) {
 	require.Zero(t, b.captureFunctions(t))
 }
 
-func TestCaptureNotifiesTheWorkerOncePerTransaction(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	b.mapAccount(t, "read_write")
+// waitingWorker is a session that listens for capture's wake-ups and holds
+// the wake-up lock, as a worker that does not stream does.
+func (b *testBundle) waitingWorker(t *testing.T) *pgx.Conn {
+	t.Helper()
 	listener := b.db.Connect(t)
 	_, err := listener.Exec(t.Context(), `LISTEN pgforce_outbox`)
 	require.NoError(t, err)
+	_, err = listener.Exec(t.Context(), `SELECT pg_advisory_lock(pgforce._wakeup_lock())`)
+	require.NoError(t, err)
+	return listener
+}
+
+// requireNoNotification waits briefly and requires that nothing arrived.
+func requireNoNotification(t *testing.T, listener *pgx.Conn) {
+	t.Helper()
+	ctx, cancel := contextWithShortTimeout(t)
+	defer cancel()
+	n, err := listener.WaitForNotification(ctx)
+	require.Error(t, err, "notification %+v", n)
+}
+
+func TestCaptureNotifiesAWaitingWorkerOncePerTransaction(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mapAccount(t, "read_write")
+	listener := b.waitingWorker(t)
 
 	tx, err := b.conn.Begin(t.Context())
 	require.NoError(t, err)
@@ -428,10 +448,78 @@ func TestCaptureNotifiesTheWorkerOncePerTransaction(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "pgforce_outbox", n.Channel)
 	// Nothing else is queued: a second wait only ends by its deadline.
-	ctx, cancel := contextWithShortTimeout(t)
-	defer cancel()
-	_, err = listener.WaitForNotification(ctx)
-	require.Error(t, err)
+	requireNoNotification(t, listener)
+}
+
+// A streaming worker needs no NOTIFY, and notifying would make the
+// application's transactions commit one at a time.
+func TestCaptureSendsNoNotificationWhileNoWorkerWaitsForOne(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mapAccount(t, "read_write")
+	listener := b.db.Connect(t)
+	_, err := listener.Exec(t.Context(), `LISTEN pgforce_outbox`)
+	require.NoError(t, err)
+
+	b.syncedAccounts(t, 2)
+	b.exec(t, `INSERT INTO salesforce.account (name) VALUES ('Acme')`)
+	b.exec(t, `UPDATE salesforce.account SET name = 'Acme Corp' WHERE id = 1`)
+	b.exec(t, `DELETE FROM salesforce.account WHERE id = 2`)
+	requireNoNotification(t, listener)
+	var ops []string
+	for _, e := range b.outbox(t) {
+		ops = append(ops, e.Op)
+	}
+	require.Equal(t, []string{"insert", "update", "delete"}, ops)
+}
+
+// A worker that starts waiting for wake-ups while an application
+// transaction that captured silently is still open cannot take the lock
+// until that transaction ends, so it looks at the outbox after the
+// transaction's changes are in it. Meanwhile every other capture notifies.
+func TestCaptureNotifiesWhileAWorkerQueuesForTheWakeUpLock(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mapAccount(t, "read_write")
+	silent, err := b.conn.Begin(t.Context())
+	require.NoError(t, err)
+	defer func() { _ = silent.Rollback(context.Background()) }()
+	_, err = silent.Exec(t.Context(), `INSERT INTO salesforce.account (name) VALUES ('Silent')`)
+	require.NoError(t, err)
+
+	listener := b.db.Connect(t)
+	_, err = listener.Exec(t.Context(), `LISTEN pgforce_outbox`)
+	require.NoError(t, err)
+	locker := b.db.Connect(t)
+	granted := make(chan error, 1)
+	go func() {
+		_, err := locker.Exec(t.Context(), `SELECT pg_advisory_lock(pgforce._wakeup_lock())`)
+		granted <- err
+	}()
+	other := b.db.Connect(t)
+	require.Eventually(t, func() bool {
+		var waiting bool
+		require.NoError(t, other.QueryRow(t.Context(), `SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND pid = $1)`,
+			locker.PgConn().PID()).Scan(&waiting))
+		return waiting
+	}, 10*time.Second, 10*time.Millisecond, "the worker queues for the lock")
+
+	_, err = other.Exec(t.Context(), `INSERT INTO salesforce.account (name) VALUES ('Heard')`)
+	require.NoError(t, err)
+	n, err := listener.WaitForNotification(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, "pgforce_outbox", n.Channel)
+	select {
+	case err := <-granted:
+		t.Fatalf("the lock was granted while a silent capture was still open (err %v)", err)
+	default:
+	}
+
+	require.NoError(t, silent.Commit(t.Context()))
+	require.NoError(t, <-granted)
+	var names []string
+	require.NoError(t, locker.QueryRow(t.Context(), `SELECT array_agg(new->>'name' ORDER BY id) FROM pgforce.outbox`).Scan(&names))
+	require.Equal(t, []string{"Silent", "Heard"}, names)
 }
 
 func TestOutboxIsPublishedForLogicalReplicationWithOnlyItsIds(t *testing.T) {

@@ -11,6 +11,14 @@
 // capture trigger raises once per transaction, plus a slow safety poll; it
 // retries the stream every RetryStream.
 //
+// Capture sends that NOTIFY only while some worker waits for it: a feed
+// that does not stream holds (or queues for) the advisory lock
+// pgforce._wakeup_lock() on a connection of its own, and a capture that
+// can take the lock in shared mode stays silent. Notifying costs the
+// application dearly, because Postgres commits notifying transactions one
+// at a time (see sql/060_capture.sql); a streaming feed needs no
+// notification, so none is sent while every worker streams.
+//
 // In every mode the feed also listens on pgforce_mapping (worker/mappings)
 // and wakes the consumer when a mapping or an org changes: changes
 // captured while a mapping was paused queue no new outbox row when it is
@@ -138,6 +146,10 @@ type Feed struct {
 	// the last drop), whose slot a Hold drops; only Run's goroutine
 	// touches it.
 	streamPID uint32
+	// wantWakeups says that capture must notify: the feed does not stream.
+	// wakeupsChanged is closed and replaced whenever it changes.
+	wantWakeups    bool
+	wakeupsChanged chan struct{}
 }
 
 // New returns a feed for the database cfg connects to (a pool's
@@ -151,7 +163,8 @@ func New(cfg *pgx.ConnConfig, logger *slog.Logger, opts Options) *Feed {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Feed{cfg: cfg, log: logger, opts: opts, wake: make(chan struct{}, 1), mode: ModeStarting}
+	return &Feed{cfg: cfg, log: logger, opts: opts, wake: make(chan struct{}, 1), mode: ModeStarting,
+		wantWakeups: true, wakeupsChanged: make(chan struct{})}
 }
 
 // Hold says that the consumer is draining a backlog and keeps claiming
@@ -272,6 +285,12 @@ func (f *Feed) setMode(m Mode, detail string) {
 // failing stream never ends Run, it falls back to notify+poll.
 func (f *Feed) Run(ctx context.Context) error {
 	f.signal()
+	lockDone := make(chan struct{})
+	defer func() { <-lockDone }()
+	go func() {
+		defer close(lockDone)
+		f.holdWakeupLock(ctx)
+	}()
 	for ctx.Err() == nil {
 		if !f.opts.DisableReplication {
 			err := f.stream(ctx)
@@ -526,6 +545,10 @@ func (f *Feed) streamUntil(ctx context.Context) error {
 	}
 	streaming.Store(true)
 	f.setMode(ModeLogicalReplication, "slot "+f.opts.Slot+", publication "+Publication)
+	// Every commit from here on arrives on the stream: capture may stop
+	// notifying, until the stream ends.
+	f.setWantWakeups(false)
+	defer f.setWantWakeups(true)
 	// Anything committed while no stream ran is in the outbox already.
 	f.signal()
 
@@ -626,4 +649,77 @@ func (f *Feed) confirmable(walEnd pglogrepl.LSN) pglogrepl.LSN {
 		return walEnd
 	}
 	return f.done
+}
+
+// setWantWakeups says whether capture must notify (see holdWakeupLock).
+func (f *Feed) setWantWakeups(want bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.wantWakeups != want {
+		f.wantWakeups = want
+		close(f.wakeupsChanged)
+		f.wakeupsChanged = make(chan struct{})
+	}
+}
+
+func (f *Feed) wakeupsWanted() (bool, <-chan struct{}) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.wantWakeups, f.wakeupsChanged
+}
+
+// holdWakeupLock holds pgforce._wakeup_lock(), or queues for it, whenever
+// the feed does not stream, so that capture notifies, until ctx ends.
+// Without the lock the feed still hears of every change, later: from the
+// safety poll, or from the wake-up it sends when it gets the lock.
+func (f *Feed) holdWakeupLock(ctx context.Context) {
+	for ctx.Err() == nil {
+		want, changed := f.wakeupsWanted()
+		if want {
+			if err := f.lockWhile(ctx, changed); err != nil && ctx.Err() == nil {
+				f.log.Warn("outbound feed: cannot hold the wake-up lock; changes wait for the safety poll", "err", err)
+				select {
+				case <-ctx.Done():
+				case <-changed:
+				case <-time.After(f.opts.SafetyPoll / 10):
+				}
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-changed:
+		}
+	}
+}
+
+// lockWhile takes the wake-up lock on a connection of its own and keeps it
+// until changed closes. Waiting for the lock is part of the protocol: it
+// ends once every transaction that captured without notifying has ended,
+// so the wake-up sent then covers what they queued. Closing the connection
+// releases the lock.
+func (f *Feed) lockWhile(ctx context.Context, changed <-chan struct{}) error {
+	conn, err := pgx.ConnectConfig(ctx, f.cfg.Copy())
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-changed:
+		case <-lctx.Done():
+		}
+		cancel()
+	}()
+	if _, err := conn.Exec(lctx, `SELECT pg_catalog.pg_advisory_lock(pgforce._wakeup_lock())`); err != nil {
+		if lctx.Err() != nil {
+			return nil // no longer wanted
+		}
+		return fmt.Errorf("take the wake-up lock: %w", err)
+	}
+	f.signal()
+	<-lctx.Done()
+	return nil
 }

@@ -58,3 +58,57 @@ func TestFeedHeldBeforeItsStreamBeganDropsTheSlotItsLastRunLeft(t *testing.T) {
 	cancel()
 	require.NoError(t, <-done)
 }
+
+// Capture notifies only while some worker waits for it (see
+// pgforce._wakeup_lock): the feed holds the wake-up lock whenever it does
+// not stream, and never while it streams.
+func TestFeedHoldsTheWakeUpLockExactlyWhileItDoesNotStream(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	db := pgtest.NewDB(t)
+	lockHeld := func() bool {
+		var held bool
+		require.NoError(t, db.Conn.QueryRow(context.Background(), `SELECT EXISTS (SELECT FROM pg_locks l
+			WHERE l.locktype = 'advisory' AND l.granted AND l.mode = 'ExclusiveLock'
+			  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+			  AND (l.classid::bigint << 32 | l.objid::bigint) = pgforce._wakeup_lock())`).Scan(&held))
+		return held
+	}
+	cfg, err := pgx.ParseConfig(db.ConnString)
+	require.NoError(t, err)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	f := feed.New(cfg, logger, feed.Options{})
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	require.Eventually(t, func() bool {
+		mode, _ := f.Mode()
+		return mode == feed.ModeLogicalReplication && !lockHeld()
+	}, 10*time.Second, 20*time.Millisecond, "streaming: capture need not notify")
+
+	f.Hold()
+	require.Eventually(t, func() bool {
+		mode, _ := f.Mode()
+		return mode == feed.ModeBacklog && lockHeld()
+	}, 10*time.Second, 20*time.Millisecond, "held: the stream is off, capture notifies")
+
+	f.Release()
+	require.Eventually(t, func() bool {
+		mode, _ := f.Mode()
+		return mode == feed.ModeLogicalReplication && !lockHeld()
+	}, 10*time.Second, 20*time.Millisecond, "streaming again")
+	cancel()
+	require.NoError(t, <-done)
+
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	polling := feed.New(cfg, logger, feed.Options{DisableReplication: true})
+	go func() { done <- polling.Run(ctx) }()
+	require.Eventually(t, func() bool {
+		mode, _ := polling.Mode()
+		return mode == feed.ModeNotifyPoll && lockHeld()
+	}, 10*time.Second, 20*time.Millisecond, "notify+poll: capture notifies")
+	cancel()
+	require.NoError(t, <-done)
+	require.Eventually(t, func() bool { return !lockHeld() }, 10*time.Second, 20*time.Millisecond, "a stopped feed leaves the lock")
+}

@@ -36,10 +36,11 @@
 // writes, and draining a backlog writes about nine per change (the claim,
 // the write-back, the delete), all of which the stream then decodes only to
 // say "look" to a consumer that is looking anyway. While the consumer
-// drains a large backlog it calls Hold: the feed closes the stream, drops
-// the slot and relays NOTIFY wake-ups; Release creates the slot again at
-// the current WAL position and streams from there. Nothing can be missed in
-// between, because the stream was never the queue. Measured on the Bulk
+// drains a large backlog it calls Hold: the feed closes the stream and
+// drops the slot, and capture does not notify either, since the consumer
+// claims until nothing is left; Release creates the slot again at the
+// current WAL position and streams from there, waking the consumer. Nothing
+// can be missed in between, because the stream was never the queue. Measured on the Bulk
 // 2.0 drain of 100,000 queued changes: the walsender's decoding took a
 // third of the drain's throughput, and the slot pinned the drain's WAL.
 //
@@ -170,8 +171,8 @@ func New(cfg *pgx.ConnConfig, logger *slog.Logger, opts Options) *Feed {
 // Hold says that the consumer is draining a backlog and keeps claiming
 // until it is gone, so the stream is not needed meanwhile: the feed stops
 // it and drops the slot, so that the server neither decodes the drain's
-// writes nor keeps its WAL, and relays NOTIFY wake-ups instead. It returns
-// at once; holding twice is holding once.
+// writes nor keeps its WAL. It returns at once; holding twice is holding
+// once.
 func (f *Feed) Hold() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -328,8 +329,8 @@ func (f *Feed) Run(ctx context.Context) error {
 var errHeld = errors.New("held while a backlog drains")
 
 // holdOff runs while the consumer holds the stream off: it drops the slot
-// the last stream used, then relays notifications (and the safety poll)
-// until released.
+// the last stream used, then relays notifications (pgforce.revert and
+// mapping changes notify always) and the safety poll until released.
 func (f *Feed) holdOff(ctx context.Context) {
 	released := f.heldUntil()
 	if released == nil {
@@ -341,13 +342,20 @@ func (f *Feed) holdOff(ctx context.Context) {
 	// worker's walsender holds.
 	pid := f.streamPID
 	f.streamPID = 0
-	detail := "slot " + f.opts.Slot + " dropped while a backlog drains; NOTIFY until it is done"
+	detail := "slot " + f.opts.Slot + " dropped while a backlog drains"
 	if err := f.dropSlot(ctx, pid); err != nil {
 		// Another worker may stream from it now; it stays.
 		f.log.Info("outbound feed: slot kept while a backlog drains", "slot", f.opts.Slot, "err", err)
-		detail = "a backlog drains; NOTIFY until it is done (slot " + f.opts.Slot + " kept: " + err.Error() + ")"
+		detail = "a backlog drains (slot " + f.opts.Slot + " kept: " + err.Error() + ")"
 	}
 	f.setMode(ModeBacklog, detail)
+	// Nor does capture notify meanwhile: the consumer keeps claiming until
+	// the backlog is gone, and once released the feed wakes it again when
+	// it has the lock or the stream, whichever comes first. Notifying would
+	// make the application commit one transaction at a time for the whole
+	// drain.
+	f.setWantWakeups(false)
+	defer f.setWantWakeups(true)
 	hctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {

@@ -60,9 +60,9 @@ func TestFeedHeldBeforeItsStreamBeganDropsTheSlotItsLastRunLeft(t *testing.T) {
 }
 
 // Capture notifies only while some worker waits for it (see
-// pgforce._wakeup_lock): the feed holds the wake-up lock whenever it does
-// not stream, and never while it streams.
-func TestFeedHoldsTheWakeUpLockExactlyWhileItDoesNotStream(t *testing.T) {
+// pgforce._wakeup_lock): the feed holds the wake-up lock while it neither
+// streams nor is held off by a draining consumer.
+func TestFeedHoldsTheWakeUpLockOnlyWhileItNeitherStreamsNorWaitsForADrain(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	db := pgtest.NewDB(t)
@@ -86,11 +86,14 @@ func TestFeedHoldsTheWakeUpLockExactlyWhileItDoesNotStream(t *testing.T) {
 		return mode == feed.ModeLogicalReplication && !lockHeld()
 	}, 10*time.Second, 20*time.Millisecond, "streaming: capture need not notify")
 
+	// A held feed's consumer is draining and claims until nothing is
+	// left, so it needs no wake-up either until released.
 	f.Hold()
 	require.Eventually(t, func() bool {
 		mode, _ := f.Mode()
-		return mode == feed.ModeBacklog && lockHeld()
-	}, 10*time.Second, 20*time.Millisecond, "held: the stream is off, capture notifies")
+		return mode == feed.ModeBacklog
+	}, 10*time.Second, 20*time.Millisecond, "held")
+	require.Never(t, lockHeld, 300*time.Millisecond, 20*time.Millisecond, "held: capture need not notify")
 
 	f.Release()
 	require.Eventually(t, func() bool {

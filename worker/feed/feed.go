@@ -108,6 +108,10 @@ type Options struct {
 	// StatusInterval is how often the stream reports its position to the
 	// server (default 1s).
 	StatusInterval time.Duration
+	// LagCheck is how often a streaming feed checks whether its stream
+	// lags behind the server's WAL (default 250ms); while it does, capture
+	// notifies too.
+	LagCheck time.Duration
 	// DisableReplication forces notify+poll mode.
 	DisableReplication bool
 	// OnMode is called whenever the mode changes, with a detail saying why.
@@ -123,6 +127,9 @@ func (o *Options) defaults() {
 	}
 	if o.StatusInterval <= 0 {
 		o.StatusInterval = time.Second
+	}
+	if o.LagCheck <= 0 {
+		o.LagCheck = 250 * time.Millisecond
 	}
 }
 
@@ -554,9 +561,22 @@ func (f *Feed) streamUntil(ctx context.Context) error {
 	streaming.Store(true)
 	f.setMode(ModeLogicalReplication, "slot "+f.opts.Slot+", publication "+Publication)
 	// Every commit from here on arrives on the stream: capture may stop
-	// notifying, until the stream ends.
-	f.setWantWakeups(false)
-	defer f.setWantWakeups(true)
+	// notifying while the stream keeps up, until it ends.
+	// Commits go to the monitor, which wakes the consumer once they are
+	// visible, and which also watches the stream's lag.
+	commits := make(chan uint32, 1024)
+	mctx, stopMonitor := context.WithCancel(ctx)
+	monitoring := make(chan struct{})
+	go func() {
+		defer close(monitoring)
+		f.monitor(mctx, conn.PID(), commits)
+	}()
+	defer func() {
+		stopMonitor()
+		<-monitoring
+		f.setWantWakeups(true)
+	}()
+	var xid uint32 // of the transaction being received
 	// Anything committed while no stream ran is in the outbox already.
 	f.signal()
 
@@ -623,23 +643,34 @@ func (f *Feed) streamUntil(ctx context.Context) error {
 				if err != nil {
 					return fmt.Errorf("parse xlog data: %w", err)
 				}
-				// Only commits matter: the outbox is the queue and the stream
-				// only says "look". A backlog queued by one statement arrives
-				// as one message per entry, so the others are not decoded.
-				if len(xld.WALData) == 0 || pglogrepl.MessageType(xld.WALData[0]) != pglogrepl.MessageTypeCommit {
+				// Only transaction boundaries matter: the outbox is the queue
+				// and the stream only says "look". A backlog queued by one
+				// statement arrives as one message per entry, so the others
+				// are not decoded.
+				if len(xld.WALData) == 0 {
+					continue
+				}
+				if t := pglogrepl.MessageType(xld.WALData[0]); t != pglogrepl.MessageTypeBegin && t != pglogrepl.MessageTypeCommit {
 					continue
 				}
 				m, err := pglogrepl.Parse(xld.WALData)
 				if err != nil {
 					return fmt.Errorf("parse pgoutput message: %w", err)
 				}
-				if c, ok := m.(*pglogrepl.CommitMessage); ok {
+				switch m := m.(type) {
+				case *pglogrepl.BeginMessage:
+					xid = m.Xid
+				case *pglogrepl.CommitMessage:
 					f.mu.Lock()
-					if c.TransactionEndLSN > f.received {
-						f.received = c.TransactionEndLSN
+					if m.TransactionEndLSN > f.received {
+						f.received = m.TransactionEndLSN
 					}
 					f.mu.Unlock()
-					f.signal()
+					select {
+					case commits <- xid:
+					default:
+						f.signal() // the monitor is far behind: look now
+					}
 				}
 			}
 		}
@@ -659,15 +690,142 @@ func (f *Feed) confirmable(walEnd pglogrepl.LSN) pglogrepl.LSN {
 	return f.done
 }
 
-// setWantWakeups says whether capture must notify (see holdWakeupLock).
-func (f *Feed) setWantWakeups(want bool) {
+// monitor runs beside the stream until ctx ends, on a connection of its
+// own, and does two things.
+//
+// It wakes the consumer for each commit received (its xid), once the
+// transaction is visible to other sessions. A commit is decoded once it is
+// in the WAL, but the committing session leaves the set of running
+// transactions a moment later, and a claim in between does not see its
+// changes: without a later change to the mapping, they would wait for the
+// next wake-up however long that took. (NOTIFY, by contrast, is delivered
+// after the commit is visible.)
+//
+// And it decides whether capture must notify as well: whenever the stream
+// has not yet reached the WAL the server had flushed at the previous check
+// (LagCheck). Every walsender decodes the whole cluster's WAL, so a burst
+// of writes anywhere (a bulk load in another database, many slots) can
+// hold the stream seconds behind, and outbound changes would wait as long;
+// NOTIFY arrives at commit.
+//
+// Without its connection the monitor wakes the consumer at once for every
+// commit, and capture notifies for the stream's life.
+func (f *Feed) monitor(ctx context.Context, walsender uint32, commits <-chan uint32) {
+	conn, err := pgx.ConnectConfig(ctx, f.cfg.Copy())
+	if err != nil {
+		if ctx.Err() == nil {
+			f.log.Warn("outbound feed: cannot watch the stream; capture notifies meanwhile", "err", err)
+		}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-commits:
+				f.signal()
+			}
+		}
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var before pglogrepl.LSN
+	watchLag := true
+	tick := time.NewTicker(f.opts.LagCheck)
+	defer tick.Stop()
+	for {
+		if watchLag {
+			lagging, flushed, err := streamLags(ctx, conn, walsender, before)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				f.log.Warn("outbound feed: cannot read the stream's lag; capture notifies meanwhile", "err", err)
+				f.setWantWakeups(true)
+				watchLag = false
+			case err == nil:
+				if f.setWantWakeups(lagging) {
+					f.log.Debug("outbound feed: stream lag", "lagging", lagging, "flushed_before", before)
+				}
+				before = flushed
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case xid := <-commits:
+			xids := []int64{int64(xid)}
+			for more := true; more; {
+				select {
+				case xid := <-commits:
+					xids = append(xids, int64(xid))
+				default:
+					more = false
+				}
+			}
+			if err := waitVisible(ctx, conn, xids); err != nil && ctx.Err() == nil {
+				f.log.Warn("outbound feed: cannot tell whether a commit is visible yet", "err", err)
+			}
+			f.signal()
+		}
+	}
+}
+
+// streamLags reports whether walsender has not yet sent the WAL up to
+// before, and the server's WAL flush position now.
+func streamLags(ctx context.Context, conn *pgx.Conn, walsender uint32, before pglogrepl.LSN) (bool, pglogrepl.LSN, error) {
+	var flushed, sent string
+	if err := conn.QueryRow(ctx, `SELECT pg_catalog.pg_current_wal_flush_lsn()::text,
+		coalesce((SELECT r.sent_lsn::text FROM pg_catalog.pg_stat_replication r WHERE r.pid = $1), '0/0')`, walsender).Scan(&flushed, &sent); err != nil {
+		return false, 0, err
+	}
+	flushedLSN, err := pglogrepl.ParseLSN(flushed)
+	if err != nil {
+		return false, 0, err
+	}
+	sentLSN, err := pglogrepl.ParseLSN(sent)
+	if err != nil {
+		return false, 0, err
+	}
+	return sentLSN < before, flushedLSN, nil
+}
+
+// waitVisible waits until no transaction of xids (32-bit, as pgoutput
+// sends them) is running any more, for at most a second: a committing
+// session leaves the running set within moments of writing its commit.
+func waitVisible(ctx context.Context, conn *pgx.Conn, xids []int64) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	for {
+		// The 32-bit xids are widened with the epoch of the snapshot's
+		// xmax, one less for those above its low half (they are older).
+		var visible bool
+		if err := conn.QueryRow(ctx, `SELECT pg_catalog.bool_and(pg_catalog.pg_visible_in_snapshot(
+				(((CASE WHEN x <= (m.xmax & 4294967295) THEN m.xmax >> 32 ELSE (m.xmax >> 32) - 1 END) << 32) | x)::text::xid8, q.s))
+			FROM (SELECT pg_catalog.pg_current_snapshot() AS s) q,
+			     LATERAL (SELECT pg_catalog.pg_snapshot_xmax(q.s)::text::bigint AS xmax) m,
+			     pg_catalog.unnest($1::bigint[]) x`, xids).Scan(&visible); err != nil {
+			return err
+		}
+		if visible {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// setWantWakeups says whether capture must notify (see holdWakeupLock),
+// and reports whether that changed.
+func (f *Feed) setWantWakeups(want bool) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.wantWakeups != want {
-		f.wantWakeups = want
-		close(f.wakeupsChanged)
-		f.wakeupsChanged = make(chan struct{})
+	if f.wantWakeups == want {
+		return false
 	}
+	f.wantWakeups = want
+	close(f.wakeupsChanged)
+	f.wakeupsChanged = make(chan struct{})
+	return true
 }
 
 func (f *Feed) wakeupsWanted() (bool, <-chan struct{}) {

@@ -66,14 +66,7 @@ func TestFeedHoldsTheWakeUpLockOnlyWhileItNeitherStreamsNorWaitsForADrain(t *tes
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	db := pgtest.NewDB(t)
-	lockHeld := func() bool {
-		var held bool
-		require.NoError(t, db.Conn.QueryRow(context.Background(), `SELECT EXISTS (SELECT FROM pg_locks l
-			WHERE l.locktype = 'advisory' AND l.granted AND l.mode = 'ExclusiveLock'
-			  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-			  AND (l.classid::bigint << 32 | l.objid::bigint) = pgforce._wakeup_lock())`).Scan(&held))
-		return held
-	}
+	lockHeld := wakeUpLockHeld(t, db)
 	cfg, err := pgx.ParseConfig(db.ConnString)
 	require.NoError(t, err)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -114,4 +107,57 @@ func TestFeedHoldsTheWakeUpLockOnlyWhileItNeitherStreamsNorWaitsForADrain(t *tes
 	cancel()
 	require.NoError(t, <-done)
 	require.Eventually(t, func() bool { return !lockHeld() }, 10*time.Second, 20*time.Millisecond, "a stopped feed leaves the lock")
+}
+
+// Every walsender decodes the whole cluster's WAL, so a burst of writes to
+// tables pgforce does not even publish holds the stream behind. Meanwhile
+// capture notifies (the feed holds the wake-up lock), so that outbound
+// changes do not wait for the stream to catch up; then it stops again.
+func TestStreamingFeedHoldsTheWakeUpLockWhileItsStreamLags(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	db := pgtest.NewDB(t)
+	cfg, err := pgx.ParseConfig(db.ConnString)
+	require.NoError(t, err)
+	f := feed.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), feed.Options{LagCheck: 20 * time.Millisecond})
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	lockHeld := wakeUpLockHeld(t, db)
+	require.Eventually(t, func() bool {
+		mode, _ := f.Mode()
+		return mode == feed.ModeLogicalReplication && !lockHeld()
+	}, 10*time.Second, 20*time.Millisecond, "streaming, caught up")
+
+	burst := make(chan error, 1)
+	go func() {
+		_, err := db.Conn.Exec(context.Background(), `CREATE TABLE burst AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 500000) g`)
+		burst <- err
+	}()
+	other := db.Connect(t)
+	held := false
+	deadline := time.Now().Add(60 * time.Second)
+	for !held && time.Now().Before(deadline) {
+		held = lockHeldOn(t, other)
+		time.Sleep(5 * time.Millisecond)
+	}
+	require.True(t, held, "the stream lagged behind the burst: capture notifies")
+	require.NoError(t, <-burst)
+	require.Eventually(t, func() bool { return !lockHeldOn(t, other) }, 60*time.Second, 20*time.Millisecond, "caught up: capture stops notifying")
+	cancel()
+	require.NoError(t, <-done)
+}
+
+// wakeUpLockHeld returns a check of whether some session of db holds the
+// wake-up lock (pgforce._wakeup_lock()).
+func wakeUpLockHeld(t *testing.T, db *pgtest.DB) func() bool {
+	return func() bool { return lockHeldOn(t, db.Conn) }
+}
+
+func lockHeldOn(t *testing.T, conn *pgx.Conn) bool {
+	var held bool
+	require.NoError(t, conn.QueryRow(context.Background(), `SELECT EXISTS (SELECT FROM pg_locks l
+		WHERE l.locktype = 'advisory' AND l.granted AND l.mode = 'ExclusiveLock'
+		  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		  AND (l.classid::bigint << 32 | l.objid::bigint) = pgforce._wakeup_lock())`).Scan(&held))
+	return held
 }

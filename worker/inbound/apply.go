@@ -248,32 +248,6 @@ func beginApply(ctx context.Context, pool *pgxpool.Pool) (pgx.Tx, error) {
 	return tx, nil
 }
 
-// applyRows merges full records into the table in one transaction and runs
-// extra (bookkeeping: watermark, re-read queue) in the same transaction.
-// It returns the number of records that became error rows. The
-// transaction gives way to locks other sessions hold (see giveWay);
-// runner.applyRowsRetrying runs it again then.
-func (t *table) applyRows(ctx context.Context, pool *pgxpool.Pool, rows [][]any, operation string, extra func(pgx.Tx) error) (int, error) {
-	tx, err := beginApply(ctx, pool)
-	if err != nil {
-		return 0, err
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
-	if err := giveWay(ctx, tx); err != nil {
-		return 0, err
-	}
-	failed, err := t.applyRowsTx(ctx, tx, rows, operation)
-	if err != nil {
-		return 0, err
-	}
-	if extra != nil {
-		if err := extra(tx); err != nil {
-			return 0, err
-		}
-	}
-	return failed, tx.Commit(ctx)
-}
-
 // giveWay makes the rest of tx wait at most txretry.LockTimeout for any
 // lock: the application locks rows in no particular order, and a
 // transaction that applies many records must not deadlock with it (it

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgforce/pgforce/sim"
 	"github.com/pgforce/pgforce/worker/inbound"
 )
 
@@ -169,4 +170,66 @@ func TestPollGivesWayToAnApplicationTransactionAndAppliesItsRecordsAfter(t *test
 
 	e.waitValue("account", sfids[0], "name", "First v2")
 	e.waitValue("account", sfids[1], "name", "Second v2")
+}
+
+// A reload ends by marking the rows whose records it did not read as
+// deleted, in one statement over the table. When that waits for a row an
+// application transaction holds while the application wants a row it has
+// marked, it gives way instead of leaving Postgres to abort the
+// application's statement, and marks them all once the application is
+// done.
+func TestReloadsDeletionsGiveWayToAnApplicationTransactionInsteadOfDeadlockingIt(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.create("Account", map[string]any{"Name": "Live"})
+	mid := e.mapping("Account", []string{"Name"}, "poll")
+	e.start()
+	e.waitState(mid, "synced")
+	// Two rows of records that Salesforce no longer has (purged from its
+	// recycle bin), in this physical order.
+	var gone []int
+	for _, sfid := range []string{"001000000000001AAA", "001000000000002AAA"} {
+		var id int
+		require.NoError(t, pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SET LOCAL pgforce.origin = 'salesforce'`); err != nil {
+				return err
+			}
+			return tx.QueryRow(ctx, `INSERT INTO salesforce.account (sfid, name, systemmodstamp, isdeleted)
+				VALUES ($1, 'Purged', now() - interval '1 day', false) RETURNING id`, sfid).Scan(&id)
+		}))
+		gone = append(gone, id)
+	}
+
+	// The reload's query is slow, so that the application can take its
+	// lock after the reload has altered the table (which waits for every
+	// lock on it) and before the deletions.
+	e.sim.Inject(sim.Fault{Path: "/services/data/v62.0/query", Latency: time.Second})
+	// Exactly the query endpoint: polls use queryAll.
+	const query = "GET /services/data/vXX.X/query"
+	queries := e.sim.Calls()[query]
+	e.exec(`SELECT pgforce.reload($1::integer)`, mid)
+	e.eventually(20*time.Second, func() (bool, string) {
+		return e.sim.Calls()[query] > queries, "the reload has not queried yet"
+	})
+	// The application holds the second row and checks for deadlocks long
+	// before the worker would (1 s by default).
+	app, pid := holdRow(e, gone[1], "500ms")
+	e.eventually(20*time.Second, func() (bool, string) {
+		return e.blockedQueryLike(pid, "%inbound_seen%"), "the reload's deletions not waiting on the second row"
+	})
+	_, err := app.Exec(ctx, `SELECT FROM salesforce.account WHERE id = $1 FOR UPDATE`, gone[0])
+	require.NoError(t, err, "the application locks a row the reload has marked")
+	require.NoError(t, app.Commit(ctx))
+
+	e.eventually(20*time.Second, func() (bool, string) {
+		n := e.count(`SELECT count(*) FROM salesforce.account WHERE name = 'Purged' AND isdeleted`)
+		return n == 2, "purged records not marked deleted"
+	})
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM salesforce.account WHERE name = 'Live' AND NOT isdeleted`))
+}
+
+// blockedQueryLike reports whether a session running a query LIKE pattern
+// waits for a lock that pid holds.
+func (e *env) blockedQueryLike(pid int, pattern string) bool {
+	return e.count(`SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)) AND query LIKE $2`, pid, pattern) > 0
 }

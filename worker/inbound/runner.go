@@ -560,15 +560,10 @@ func (r *runner) poll(ctx context.Context, t *table) error {
 			if t.m.HardDelete {
 				q = fmt.Sprintf(`DELETE FROM %s WHERE sfid = ANY($1)`, t.target)
 			}
-			tx, err := beginApply(ctx, r.s.pool)
-			if err != nil {
+			if err := r.applyRetrying(ctx, context.WithoutCancel(ctx), t, "poll's recycle-bin deletions", func(work context.Context, tx pgx.Tx) error {
+				_, err := tx.Exec(work, q, ids)
 				return err
-			}
-			defer tx.Rollback(context.WithoutCancel(ctx))
-			if _, err := tx.Exec(ctx, q, ids); err != nil {
-				return err
-			}
-			if err := tx.Commit(ctx); err != nil {
+			}); err != nil {
 				return err
 			}
 		}
@@ -628,42 +623,73 @@ func (r *runner) applyEventsRetrying(ctx, work context.Context, t *table, evs []
 		"sobject", t.m.SObject)
 }
 
-// applyRowsRetrying is t.applyRows under work, run again when it lost a
-// lock conflict (see txretry.Run) until stop ends. Its bookkeeping commits
-// with the rows, so a batch given up on is read again later.
+// applyRowsRetrying merges full records into the table and runs extra
+// (bookkeeping: watermark, re-read queue) in the same transaction, under
+// work, through applyRetrying. Bookkeeping commits with the rows, so a
+// batch given up on is read again later. It returns the number of records
+// that became error rows.
 func (r *runner) applyRowsRetrying(stop, work context.Context, t *table, rows [][]any, operation string, extra func(pgx.Tx) error) (int, error) {
 	var failed int
-	err := txretry.Run(stop, r.log, "inbound: "+operation+" batch", func() error {
+	err := r.applyRetrying(stop, work, t, operation+" batch", func(work context.Context, tx pgx.Tx) error {
 		var err error
-		failed, err = t.applyRows(work, r.s.pool, rows, operation, extra)
-		return err
-	}, "sobject", t.m.SObject)
+		if failed, err = t.applyRowsTx(work, tx, rows, operation); err != nil {
+			return err
+		}
+		if extra != nil {
+			return extra(tx)
+		}
+		return nil
+	})
 	return failed, err
+}
+
+// applyRetrying runs fn in one transaction that writes rows of the table as
+// Salesforce's (see beginApply) and gives way to locks other sessions hold
+// (see giveWay), under work, running it again when it lost a lock conflict
+// (see txretry.Run) until stop ends. Every worker transaction that writes
+// many rows of a mapped table goes through here: the application locks
+// them in no particular order.
+func (r *runner) applyRetrying(stop, work context.Context, t *table, what string, fn func(context.Context, pgx.Tx) error) error {
+	return txretry.Run(stop, r.log, "inbound: "+what, func() error {
+		tx, err := beginApply(work, r.s.pool)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(context.WithoutCancel(work))
+		if err := giveWay(work, tx); err != nil {
+			return err
+		}
+		if err := fn(work, tx); err != nil {
+			return err
+		}
+		return tx.Commit(work)
+	}, "sobject", t.m.SObject)
 }
 
 // markUnseen ends a reload: rows whose record the reload did not read are
 // gone from Salesforce. Rows changed since shortly before the reload began
 // are left alone, since change events may have created them meanwhile.
 func (r *runner) markUnseen(ctx context.Context, t *table, before time.Time) error {
-	tx, err := beginApply(ctx, r.s.pool)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
 	q := `UPDATE %s t SET isdeleted = true WHERE`
 	if t.m.HardDelete {
 		q = `DELETE FROM %s t WHERE`
 	}
-	tag, err := tx.Exec(ctx, fmt.Sprintf(q+` t.sfid IS NOT NULL AND NOT t.isdeleted AND t.systemmodstamp < $2
+	var n int64
+	err := r.applyRetrying(ctx, context.WithoutCancel(ctx), t, "reload's deletions", func(work context.Context, tx pgx.Tx) error {
+		tag, err := tx.Exec(work, fmt.Sprintf(q+` t.sfid IS NOT NULL AND NOT t.isdeleted AND t.systemmodstamp < $2
 		AND NOT EXISTS (SELECT FROM pgforce.inbound_seen s WHERE s.mapping_id = $1 AND s.sfid = t.sfid)`, t.target), r.id, before)
+		if err != nil {
+			return err
+		}
+		n = tag.RowsAffected()
+		_, err = tx.Exec(work, `DELETE FROM pgforce.inbound_seen WHERE mapping_id = $1`, r.id)
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, `DELETE FROM pgforce.inbound_seen WHERE mapping_id = $1`, r.id); err != nil {
-		return err
-	}
-	if n := tag.RowsAffected(); n > 0 {
+	if n > 0 {
 		r.log.Info("inbound: reload found records gone from Salesforce", "mapping", r.id, "rows", n)
 	}
-	return tx.Commit(ctx)
+	return nil
 }

@@ -216,3 +216,64 @@ func TestTheWorkerGivesRowLocksBackToAnApplicationTransactionInsteadOfDeadlockin
 	require.Equal(t, "Mine", b.sfField(t, "Account", b.rowSfid(t, "account", ids[0]), "Industry"))
 	require.Equal(t, "Queued", b.sfField(t, "Account", b.rowSfid(t, "account", ids[1]), "Industry"))
 }
+
+// Reverts write Salesforce's values into the rows of several errors in one
+// transaction. When it waits for a row an application transaction holds
+// while that transaction wants a row it has reverted, it gives way instead
+// of leaving Postgres to abort the application's statement, and reverts
+// them all once the application is done.
+func TestRevertsGiveWayToAnApplicationTransactionInsteadOfDeadlockingIt(t *testing.T) {
+	b := setup(t, setupOptions{})
+	ctx := context.Background()
+	b.start(t, fastOptions())
+	var ids []int
+	for _, name := range []string{"Keep one", "Keep two"} {
+		var id int
+		b.scalar(t, &id, `INSERT INTO salesforce.account (name) VALUES ($1) RETURNING id`, name)
+		ids = append(ids, id)
+	}
+	eventually(t, 10*time.Second, "synced", func() bool {
+		return b.rowSfid(t, "account", ids[0]) != "" && b.rowSfid(t, "account", ids[1]) != ""
+	})
+	var errIDs []int64
+	for _, id := range ids {
+		b.exec(t, `UPDATE salesforce.account SET name = 'BAD rename' WHERE id = $1`, id)
+		var errID int64
+		eventually(t, 10*time.Second, "update error", func() bool {
+			return b.pool.QueryRow(ctx, `SELECT id FROM pgforce.error WHERE record_id = $1 AND state = 'open'`, id).Scan(&errID) == nil
+		})
+		errIDs = append(errIDs, errID)
+	}
+
+	conn, err := pgx.Connect(ctx, b.db.ConnString)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	app, err := conn.Begin(ctx)
+	require.NoError(t, err)
+	defer app.Rollback(ctx)
+	// The application checks for deadlocks long before the worker would.
+	_, err = app.Exec(ctx, `SET LOCAL deadlock_timeout = '500ms'`)
+	require.NoError(t, err)
+	_, err = app.Exec(ctx, `SELECT FROM salesforce.account WHERE id = $1 FOR UPDATE`, ids[1])
+	require.NoError(t, err)
+
+	// Reverted in error order: the first row, then a wait for the second.
+	for _, errID := range errIDs {
+		b.exec(t, `SELECT pgforce.revert($1)`, errID)
+	}
+	eventually(t, 10*time.Second, "the reverts waiting for the application's row", func() bool {
+		var waiting bool
+		b.scalar(t, &waiting, `SELECT EXISTS (SELECT FROM pg_stat_activity WHERE datname = current_database()
+			AND wait_event_type = 'Lock' AND query LIKE '%jsonb_populate_record%')`)
+		return waiting
+	})
+	_, err = app.Exec(ctx, `UPDATE salesforce.account SET industry = 'Mine' WHERE id = $1`, ids[0])
+	require.NoError(t, err, "the application's update of a row the reverts had written")
+	require.NoError(t, app.Commit(ctx))
+
+	eventually(t, 10*time.Second, "both rows reverted", func() bool {
+		var n int
+		b.scalar(t, &n, `SELECT count(*) FROM salesforce.account WHERE name LIKE 'Keep %' AND _hc_lastop = 'SYNCED'`)
+		return n == 2
+	})
+}

@@ -223,6 +223,16 @@ func (s *Service) writeRecording(ctx context.Context, rec *recording) error {
 // worker's CPU in a Bulk drain, and Postgres then parsed the text again.
 const batchPlan = pgx.QueryExecModeDescribeExec
 
+// writeAsWorker makes the rest of tx write mapped rows as the worker (not
+// captured, stamped as synced) and wait at most txretry.LockTimeout for a
+// lock, so that it gives way instead of deadlocking with the application,
+// which locks rows in no particular order; txretry.Run runs it again.
+func writeAsWorker(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, `SELECT set_config('pgforce.origin', 'salesforce', true), set_config('lock_timeout', $1, true)`,
+		txretry.LockTimeout)
+	return err
+}
+
 // recordTx is the result transaction. Row locks are taken in one fixed
 // order, the one every other writer of these rows uses: the mapped rows by
 // id first (user statements and pgforce.inbound_filter lock the row before
@@ -234,8 +244,7 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 	m := rec.m
 	table := m.Table()
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT set_config('pgforce.origin', 'salesforce', true), set_config('lock_timeout', $1, true)`,
-			txretry.LockTimeout); err != nil {
+		if err := writeAsWorker(ctx, tx); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, fmt.Sprintf(`SELECT FROM %s t WHERE t.id = ANY($1) ORDER BY t.id FOR UPDATE`, table), batchPlan, rec.rows); err != nil {
@@ -440,24 +449,27 @@ func (s *Service) touchMapping(ctx context.Context, m *Mapping) {
 	}
 }
 
+// revert is a pgforce.revert to act on: error id, row, and the row's sfid
+// (” when its insert never created a record).
+type revert struct {
+	id       int64
+	recordID int
+	sfid     string
+}
+
 // reverts acts on pgforce.revert: the row takes Salesforce's values again
 // (or goes away, when its insert never created a record there), written as
 // the worker so that nothing is captured.
 func (s *Service) reverts(ctx, work context.Context, m *Mapping) error {
-	type rev struct {
-		id       int64
-		recordID int
-		sfid     string
-	}
 	rows, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT e.id, e.record_id, coalesce(t.sfid, e.sfid, '')
 		FROM pgforce.error e LEFT JOIN %s t ON t.id = e.record_id
 		WHERE e.mapping_id = $1 AND e.state = 'retrying' AND e.action = 'revert' ORDER BY e.id`, m.Table()), m.ID)
 	if err != nil {
 		return err
 	}
-	var revs []rev
+	var revs []revert
 	for rows.Next() {
-		var r rev
+		var r revert
 		if err := rows.Scan(&r.id, &r.recordID, &r.sfid); err != nil {
 			rows.Close()
 			return err
@@ -510,55 +522,65 @@ func (s *Service) reverts(ctx, work context.Context, m *Mapping) error {
 			got[strings.ToLower(rec.ID())] = vals
 		}
 	}
-	return pgx.BeginFunc(work, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(work, `SET LOCAL pgforce.origin = 'salesforce'`); err != nil {
+	// Like the result transaction, it gives way to the application's row
+	// locks instead of deadlocking with it, and runs again.
+	return txretry.Run(ctx, s.log, "outbound: reverts", func() error {
+		return pgx.BeginFunc(work, s.pool, func(tx pgx.Tx) error {
+			if err := writeAsWorker(work, tx); err != nil {
+				return err
+			}
+			return s.revertRows(work, tx, m, revs, got)
+		})
+	}, "mapping", m.ID)
+}
+
+// revertRows writes Salesforce's values got into the rows of revs and
+// settles their errors.
+func (s *Service) revertRows(work context.Context, tx pgx.Tx, m *Mapping, revs []revert, got map[string]map[string]any) error {
+	for _, r := range revs {
+		switch vals, found := got[strings.ToLower(r.sfid)]; {
+		case r.sfid == "":
+			// The insert never created a record: the row goes.
+			if _, err := tx.Exec(work, fmt.Sprintf(`DELETE FROM %s WHERE id = $1`, m.Table()), r.recordID); err != nil {
+				return err
+			}
+		case !found:
+			// Deleted in Salesforce meanwhile.
+			if _, err := tx.Exec(work, fmt.Sprintf(`UPDATE %s SET isdeleted = true, _hc_lastop = 'SYNCED', _hc_err = NULL WHERE id = $1`, m.Table()), r.recordID); err != nil {
+				return err
+			}
+		default:
+			b, err := json.Marshal(vals)
+			if err != nil {
+				return err
+			}
+			cols := make([]string, 0, len(vals))
+			for c := range vals {
+				cols = append(cols, pgx.Identifier{c}.Sanitize())
+			}
+			sort.Strings(cols)
+			// SYNCED is said explicitly: the status trigger leaves a
+			// FAILED row FAILED on a worker write that does not.
+			q := fmt.Sprintf(`UPDATE %s t SET _hc_lastop = 'SYNCED', _hc_err = NULL WHERE t.id = $1`, m.Table())
+			args := []any{r.recordID}
+			if len(cols) > 0 {
+				list := strings.Join(cols, ", ")
+				q = fmt.Sprintf(`UPDATE %s t SET (%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, $2)),
+						_hc_lastop = 'SYNCED', _hc_err = NULL WHERE t.id = $1`, m.Table(), list, list, m.Table())
+				args = append(args, b)
+			}
+			if _, err := tx.Exec(work, q, args...); err != nil {
+				return fmt.Errorf("revert row %d: %w", r.recordID, err)
+			}
+		}
+		if _, err := tx.Exec(work, `DELETE FROM pgforce.outbox WHERE mapping_id = $1 AND record_id = $2 AND claimed_at IS NULL`, m.ID, r.recordID); err != nil {
 			return err
 		}
-		for _, r := range revs {
-			switch vals, found := got[strings.ToLower(r.sfid)]; {
-			case r.sfid == "":
-				// The insert never created a record: the row goes.
-				if _, err := tx.Exec(work, fmt.Sprintf(`DELETE FROM %s WHERE id = $1`, m.Table()), r.recordID); err != nil {
-					return err
-				}
-			case !found:
-				// Deleted in Salesforce meanwhile.
-				if _, err := tx.Exec(work, fmt.Sprintf(`UPDATE %s SET isdeleted = true, _hc_lastop = 'SYNCED', _hc_err = NULL WHERE id = $1`, m.Table()), r.recordID); err != nil {
-					return err
-				}
-			default:
-				b, err := json.Marshal(vals)
-				if err != nil {
-					return err
-				}
-				cols := make([]string, 0, len(vals))
-				for c := range vals {
-					cols = append(cols, pgx.Identifier{c}.Sanitize())
-				}
-				sort.Strings(cols)
-				// SYNCED is said explicitly: the status trigger leaves a
-				// FAILED row FAILED on a worker write that does not.
-				q := fmt.Sprintf(`UPDATE %s t SET _hc_lastop = 'SYNCED', _hc_err = NULL WHERE t.id = $1`, m.Table())
-				args := []any{r.recordID}
-				if len(cols) > 0 {
-					list := strings.Join(cols, ", ")
-					q = fmt.Sprintf(`UPDATE %s t SET (%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, $2)),
-						_hc_lastop = 'SYNCED', _hc_err = NULL WHERE t.id = $1`, m.Table(), list, list, m.Table())
-					args = append(args, b)
-				}
-				if _, err := tx.Exec(work, q, args...); err != nil {
-					return fmt.Errorf("revert row %d: %w", r.recordID, err)
-				}
-			}
-			if _, err := tx.Exec(work, `DELETE FROM pgforce.outbox WHERE mapping_id = $1 AND record_id = $2 AND claimed_at IS NULL`, m.ID, r.recordID); err != nil {
-				return err
-			}
-			if _, err := tx.Exec(work, `UPDATE pgforce.error SET state = 'resolved' WHERE id = $1`, r.id); err != nil {
-				return err
-			}
+		if _, err := tx.Exec(work, `UPDATE pgforce.error SET state = 'resolved' WHERE id = $1`, r.id); err != nil {
+			return err
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 func columnType(m *Mapping, api string) string {

@@ -14,7 +14,8 @@
 -- that a FAILED or PENDING row stays so unless the worker says otherwise.
 
 -- The advisory lock that a worker waiting for NOTIFY wake-ups holds, or
--- queues for, while it does not stream the outbox (worker/feed). Capture
+-- queues for, while it does not stream the outbox or its stream lags
+-- behind the server's WAL (worker/feed). Capture
 -- sends its wake-up only when a worker waits for one: it tries this lock in
 -- shared mode, which fails while a worker holds it or queues for it, and
 -- otherwise keeps the shared lock until the transaction ends.

@@ -12,11 +12,12 @@
 // retries the stream every RetryStream.
 //
 // Capture sends that NOTIFY only while some worker waits for it: a feed
-// that does not stream holds (or queues for) the advisory lock
-// pgforce._wakeup_lock() on a connection of its own, and a capture that
-// can take the lock in shared mode stays silent. Notifying costs the
-// application dearly, because Postgres commits notifying transactions one
-// at a time (see sql/060_capture.sql); a streaming feed needs no
+// that does not stream, or whose stream lags behind the server's WAL,
+// holds (or queues for) the advisory lock pgforce._wakeup_lock() on a
+// connection of its own, and a capture that can take the lock in shared
+// mode stays silent (see monitor). Notifying costs the application
+// dearly, because Postgres commits notifying transactions one at a time
+// (see sql/060_capture.sql); a stream that keeps up needs no
 // notification, so none is sent while every worker streams.
 //
 // In every mode the feed also listens on pgforce_mapping (worker/mappings)

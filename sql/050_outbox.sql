@@ -102,6 +102,12 @@ RETURNS SETOF pgforce.outbox
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgforce.claim'), p_mapping_id);
+    -- A paused mapping or org hands nothing out, as with the worker's own
+    -- claim (pgforce._outbound_claim).
+    IF EXISTS (SELECT FROM pgforce.mapping pm JOIN pgforce.org po ON po.name = pm.org
+               WHERE pm.id = p_mapping_id AND (pm.paused OR po.paused)) THEN
+        RETURN;
+    END IF;
     RETURN QUERY
     WITH candidates AS (
         SELECT o.id, o.record_id

@@ -629,24 +629,28 @@ func TestWorkerClaimReadsTheBacklogInIdOrderWhateverTheOutboxStatisticsSay(t *te
 // A worker that loaded its mappings before a pause may claim after it:
 // the claim itself holds a paused mapping's changes (or those of a paused
 // org) back.
-func TestWorkerClaimHandsOutNothingOfAPausedMappingOrOrg(t *testing.T) {
+func TestClaimsHandOutNothingOfAPausedMappingOrOrg(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	id := b.mapAccount(t, "read_write")
-	b.syncedAccounts(t, 3)
-	b.exec(t, `UPDATE salesforce.account SET industry = 'Queued'`)
-	claim := func() int {
-		var n int
-		b.scalar(t, &n, `SELECT count(*) FROM pgforce._outbound_claim($1, 10, 'w')`, id)
-		return n
+	for _, claimFunc := range []string{"pgforce._outbound_claim", "pgforce.claim"} {
+		t.Run(claimFunc, func(t *testing.T) {
+			b := setup(t)
+			id := b.mapAccount(t, "read_write")
+			b.syncedAccounts(t, 3)
+			b.exec(t, `UPDATE salesforce.account SET industry = 'Queued'`)
+			claim := func() int {
+				var n int
+				b.scalar(t, &n, `SELECT count(*) FROM `+claimFunc+`($1, 10, 'w')`, id)
+				return n
+			}
+			b.exec(t, `SELECT pgforce.pause($1::integer)`, id)
+			require.Zero(t, claim())
+			b.exec(t, `SELECT pgforce.resume($1::integer)`, id)
+			b.exec(t, `UPDATE pgforce.org SET paused = true WHERE name = 'default'`)
+			require.Zero(t, claim())
+			b.exec(t, `UPDATE pgforce.org SET paused = false WHERE name = 'default'`)
+			require.Equal(t, 3, claim())
+		})
 	}
-	b.exec(t, `SELECT pgforce.pause($1::integer)`, id)
-	require.Zero(t, claim())
-	b.exec(t, `SELECT pgforce.resume($1::integer)`, id)
-	b.exec(t, `UPDATE pgforce.org SET paused = true WHERE name = 'default'`)
-	require.Zero(t, claim())
-	b.exec(t, `UPDATE pgforce.org SET paused = false WHERE name = 'default'`)
-	require.Equal(t, 3, claim())
 }
 
 func TestCaptureHandlesMappingsWiderThanAFunctionsArgumentLimit(t *testing.T) {

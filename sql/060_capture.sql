@@ -24,15 +24,16 @@
 -- whole cluster before it commits and holds it until the commit is flushed,
 -- so that notifications are queued in commit order. Every capturing
 -- transaction then committed one after another, each waiting for the
--- others' WAL flushes. Single-row UPDATEs from 8 clients (pgbench, fsync
--- on) ran at 0.28 of the unmapped table's TPS with it, 0.58 without.
+-- others' WAL flushes. Single-row UPDATEs from 8 clients (make bench, fsync
+-- on) ran at 0.29 of the unmapped table's TPS with it, 0.58 without.
 --
 -- Why the lock closes every gap: a worker granted the lock has waited for
 -- every transaction holding it in shared mode to end, so what those
--- captured is in the outbox when it looks; every capture after that fails
--- the try and notifies. While its request waits, the tries fail too (a
--- request conflicting with a waiting one is not granted), so the worker,
--- listening from before it asks, hears of those at once.
+-- captured is in the outbox when it looks, which it does then; every
+-- capture after that fails the try and notifies. While its request waits,
+-- the tries fail too (a request conflicting with a waiting one is not
+-- granted), so those notify as well; a worker that was not yet listening
+-- looks at the outbox once it listens.
 CREATE FUNCTION pgforce._wakeup_lock() RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT 31638887045686118::bigint -- the bytes of "pgforce", plus one (pgforce install takes "pgforce")
@@ -136,12 +137,12 @@ DECLARE
     IF pg_catalog.current_setting('pgforce.origin', true) = 'salesforce' THEN
         RETURN NULL;
     END IF;$origin$;
-    -- A wake-up for a worker that waits for one, that is, one that does
-    -- not stream the outbox (see _wakeup_lock). A streaming worker hears
-    -- of the commit from the stream. Postgres folds identical
+    -- A wake-up for a worker that waits for one: one that does not stream
+    -- the outbox, or whose stream lags (see _wakeup_lock). A streaming
+    -- worker hears of the commit from the stream. Postgres folds identical
     -- notifications into one per transaction.
     v_notify  text := pg_catalog.format($notify$
-    IF NOT pg_catalog.pg_try_advisory_xact_lock_shared(%s) THEN
+    IF NOT pg_catalog.pg_try_advisory_xact_lock_shared(%L::bigint) THEN
         PERFORM pg_catalog.pg_notify('pgforce_outbox', '');
     END IF;
     RETURN NULL;$notify$, pgforce._wakeup_lock());

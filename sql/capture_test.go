@@ -499,9 +499,9 @@ func TestCaptureNotifiesWhileAWorkerQueuesForTheWakeUpLock(t *testing.T) {
 	other := b.db.Connect(t)
 	require.Eventually(t, func() bool {
 		var waiting bool
-		require.NoError(t, other.QueryRow(t.Context(), `SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND pid = $1)`,
-			locker.PgConn().PID()).Scan(&waiting))
-		return waiting
+		err := other.QueryRow(t.Context(), `SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND pid = $1)`,
+			locker.PgConn().PID()).Scan(&waiting)
+		return err == nil && waiting
 	}, 10*time.Second, 10*time.Millisecond, "the worker queues for the lock")
 
 	_, err = other.Exec(t.Context(), `INSERT INTO salesforce.account (name) VALUES ('Heard')`)

@@ -155,7 +155,8 @@ type Feed struct {
 	// the last drop), whose slot a Hold drops; only Run's goroutine
 	// touches it.
 	streamPID uint32
-	// wantWakeups says that capture must notify: the feed does not stream.
+	// wantWakeups says that capture must notify: the feed neither streams
+	// nor is held off by a draining consumer, or its stream lags.
 	// wakeupsChanged is closed and replaced whenever it changes.
 	wantWakeups    bool
 	wakeupsChanged chan struct{}
@@ -348,6 +349,13 @@ func (f *Feed) holdOff(ctx context.Context) {
 	// backlog may be held before its stream begins, and the slot its last
 	// run left must go all the same. dropSlot keeps a slot that another
 	// worker's walsender holds.
+	// Nor does capture notify meanwhile: the consumer keeps claiming until
+	// the backlog is gone, and once released the feed wakes it again when
+	// it has the lock or the stream, whichever comes first. Notifying would
+	// make the application commit one transaction at a time for the whole
+	// drain.
+	f.setWantWakeups(false)
+	defer f.setWantWakeups(true)
 	pid := f.streamPID
 	f.streamPID = 0
 	detail := "slot " + f.opts.Slot + " dropped while a backlog drains"
@@ -357,13 +365,6 @@ func (f *Feed) holdOff(ctx context.Context) {
 		detail = "a backlog drains (slot " + f.opts.Slot + " kept: " + err.Error() + ")"
 	}
 	f.setMode(ModeBacklog, detail)
-	// Nor does capture notify meanwhile: the consumer keeps claiming until
-	// the backlog is gone, and once released the feed wakes it again when
-	// it has the lock or the stream, whichever comes first. Notifying would
-	// make the application commit one transaction at a time for the whole
-	// drain.
-	f.setWantWakeups(false)
-	defer f.setWantWakeups(true)
 	hctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -575,7 +576,8 @@ func (f *Feed) streamUntil(ctx context.Context) error {
 	defer func() {
 		stopMonitor()
 		<-monitoring
-		f.setWantWakeups(true)
+		// Not while held: a draining consumer needs no wake-up (holdOff).
+		f.setWantWakeups(f.heldUntil() == nil)
 	}()
 	var xid uint32 // of the transaction being received
 	// Anything committed while no stream ran is in the outbox already.
@@ -697,73 +699,113 @@ func (f *Feed) confirmable(walEnd pglogrepl.LSN) pglogrepl.LSN {
 // It wakes the consumer for each commit received (its xid), once the
 // transaction is visible to other sessions. A commit is decoded once it is
 // in the WAL, but the committing session leaves the set of running
-// transactions a moment later, and a claim in between does not see its
-// changes: without a later change to the mapping, they would wait for the
-// next wake-up however long that took. (NOTIFY, by contrast, is delivered
-// after the commit is visible.)
+// transactions only after that (after a synchronous standby confirmed it,
+// if there is one), and a claim in between does not see its changes:
+// without a later change to the mapping, they would wait for the next
+// wake-up however long that took. (NOTIFY, by contrast, is delivered after
+// the commit is visible.) Commits not yet visible are looked at again,
+// soon and then every LagCheck, for as long as it takes.
 //
 // And it decides whether capture must notify as well: whenever the stream
 // has not yet reached the WAL the server had flushed at the previous check
-// (LagCheck). Every walsender decodes the whole cluster's WAL, so a burst
-// of writes anywhere (a bulk load in another database, many slots) can
-// hold the stream seconds behind, and outbound changes would wait as long;
-// NOTIFY arrives at commit.
+// (every LagCheck), and until it has kept up for a second. Every walsender
+// decodes the whole cluster's WAL, so a burst of writes anywhere (a bulk
+// load in another database, many slots) can hold the stream seconds
+// behind, and outbound changes would wait as long; NOTIFY arrives at
+// commit.
 //
-// Without its connection the monitor wakes the consumer at once for every
-// commit, and capture notifies for the stream's life.
+// When its connection fails, the monitor wakes the consumer at once for
+// every commit and capture notifies, until it has a connection again.
 func (f *Feed) monitor(ctx context.Context, walsender uint32, commits <-chan uint32) {
-	conn, err := pgx.ConnectConfig(ctx, f.cfg.Copy())
-	if err != nil {
-		if ctx.Err() == nil {
-			f.log.Warn("outbound feed: cannot watch the stream; capture notifies meanwhile", "err", err)
-		}
-		for {
-			select {
-			case <-ctx.Done():
+	var (
+		conn     *pgx.Conn
+		before   pglogrepl.LSN // the server's WAL flush position at the last check
+		keptUp   int           // checks in a row that found the stream keeping up
+		pending  []int64       // xids of commits received and not yet visible
+		recheck  = time.Millisecond
+		tick     = time.NewTicker(f.opts.LagCheck)
+		fallback = func(err error) {
+			if ctx.Err() != nil {
 				return
-			case <-commits:
+			}
+			f.log.Warn("outbound feed: cannot watch the stream; capture notifies until it can", "err", err)
+			f.setWantWakeups(true)
+			if pending != nil {
+				pending = nil
 				f.signal()
 			}
-		}
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	var before pglogrepl.LSN
-	watchLag := true
-	tick := time.NewTicker(f.opts.LagCheck)
-	defer tick.Stop()
-	for {
-		if watchLag {
-			lagging, flushed, err := streamLags(ctx, conn, walsender, before)
-			switch {
-			case err != nil && ctx.Err() == nil:
-				f.log.Warn("outbound feed: cannot read the stream's lag; capture notifies meanwhile", "err", err)
-				f.setWantWakeups(true)
-				watchLag = false
-			case err == nil:
-				if f.setWantWakeups(lagging) {
-					f.log.Debug("outbound feed: stream lag", "lagging", lagging, "flushed_before", before)
-				}
-				before = flushed
+			if conn != nil {
+				conn.Close(context.WithoutCancel(ctx))
+				conn = nil
 			}
 		}
+	)
+	defer tick.Stop()
+	defer func() {
+		if conn != nil {
+			conn.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	for {
+		var again <-chan time.Time
+		if len(pending) > 0 {
+			again = time.After(recheck)
+		}
+		lagCheck := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			lagCheck = true
 		case xid := <-commits:
-			xids := []int64{int64(xid)}
+			pending = append(pending, int64(xid))
 			for more := true; more; {
 				select {
 				case xid := <-commits:
-					xids = append(xids, int64(xid))
+					pending = append(pending, int64(xid))
 				default:
 					more = false
 				}
 			}
-			if err := waitVisible(ctx, conn, xids); err != nil && ctx.Err() == nil {
-				f.log.Warn("outbound feed: cannot tell whether a commit is visible yet", "err", err)
+			recheck = time.Millisecond
+		case <-again:
+			recheck = min(2*recheck, f.opts.LagCheck)
+		}
+		if conn == nil {
+			var err error
+			if conn, err = pgx.ConnectConfig(ctx, f.cfg.Copy()); err != nil {
+				conn = nil
+				fallback(err)
+				continue
 			}
-			f.signal()
+		}
+		if lagCheck {
+			lagging, flushed, err := streamLags(ctx, conn, walsender, before)
+			if err != nil {
+				fallback(err)
+				continue
+			}
+			before = flushed
+			if lagging {
+				keptUp = 0
+			} else {
+				keptUp++
+			}
+			// Notify at once when it lags; stop after a second of keeping up.
+			if want := lagging || keptUp*int(f.opts.LagCheck) < int(time.Second); f.setWantWakeups(want) {
+				f.log.Debug("outbound feed: capture notifies", "notify", want, "lagging", lagging, "flushed_before", flushed)
+			}
+		}
+		if len(pending) > 0 {
+			running, err := stillRunning(ctx, conn, pending)
+			if err != nil {
+				fallback(err)
+				continue
+			}
+			if len(running) < len(pending) {
+				f.signal()
+			}
+			pending = running
 		}
 	}
 }
@@ -787,32 +829,27 @@ func streamLags(ctx context.Context, conn *pgx.Conn, walsender uint32, before pg
 	return sentLSN < before, flushedLSN, nil
 }
 
-// waitVisible waits until no transaction of xids (32-bit, as pgoutput
-// sends them) is running any more, for at most a second: a committing
-// session leaves the running set within moments of writing its commit.
-func waitVisible(ctx context.Context, conn *pgx.Conn, xids []int64) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	for {
-		// The 32-bit xids are widened with the epoch of the snapshot's
-		// xmax, one less for those above its low half (they are older).
-		var visible bool
-		if err := conn.QueryRow(ctx, `SELECT pg_catalog.bool_and(pg_catalog.pg_visible_in_snapshot(
-				(((CASE WHEN x <= (m.xmax & 4294967295) THEN m.xmax >> 32 ELSE (m.xmax >> 32) - 1 END) << 32) | x)::text::xid8, q.s))
-			FROM (SELECT pg_catalog.pg_current_snapshot() AS s) q,
-			     LATERAL (SELECT pg_catalog.pg_snapshot_xmax(q.s)::text::bigint AS xmax) m,
-			     pg_catalog.unnest($1::bigint[]) x`, xids).Scan(&visible); err != nil {
-			return err
-		}
-		if visible {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Millisecond):
-		}
-	}
+// stillRunning returns those of xids (32-bit, as pgoutput sends them)
+// whose transactions a new snapshot still sees as running.
+func stillRunning(ctx context.Context, conn *pgx.Conn, xids []int64) ([]int64, error) {
+	var running []int64
+	err := conn.QueryRow(ctx, stillRunningSQL, xids, nil).Scan(&running)
+	return running, err
+}
+
+// stillRunningSQL selects the xids of $1 that snapshot $2 (NULL: a new
+// one) sees as running.
+var stillRunningSQL = `SELECT coalesce(pg_catalog.array_agg(x ORDER BY x), '{}')
+	FROM pg_catalog.unnest($1::bigint[]) x, LATERAL (SELECT s, pg_catalog.pg_snapshot_xmax(s)::text::bigint AS xmax
+		FROM (SELECT coalesce($2::text::pg_snapshot, pg_catalog.pg_current_snapshot()) AS s) q) m
+	WHERE NOT pg_catalog.pg_visible_in_snapshot(` + widenedXid("x", "m.xmax") + `::text::xid8, m.s)`
+
+// widenedXid is the SQL for the full xid that 32-bit xid stands for: the
+// one nearest xmax (within 2^31 either side), as Postgres itself relates
+// xids. A transaction that has committed but not yet left the running set
+// may be at or above xmax (the latest completed xid, plus one).
+func widenedXid(xid, xmax string) string {
+	return fmt.Sprintf("(%[2]s + (((%[1]s - (%[2]s & 4294967295)) + 2147483648) & 4294967295) - 2147483648)", xid, xmax)
 }
 
 // setWantWakeups says whether capture must notify (see holdWakeupLock),
@@ -836,9 +873,10 @@ func (f *Feed) wakeupsWanted() (bool, <-chan struct{}) {
 }
 
 // holdWakeupLock holds pgforce._wakeup_lock(), or queues for it, whenever
-// the feed does not stream, so that capture notifies, until ctx ends.
-// Without the lock the feed still hears of every change, later: from the
-// safety poll, or from the wake-up it sends when it gets the lock.
+// wake-ups are wanted (the feed neither streams nor waits for a drain, or
+// its stream lags), so that capture notifies, until ctx ends. Without the
+// lock the feed still hears of every change, later: from the safety poll,
+// or from the wake-up it sends when it gets the lock.
 func (f *Feed) holdWakeupLock(ctx context.Context) {
 	for ctx.Err() == nil {
 		want, changed := f.wakeupsWanted()
@@ -848,7 +886,7 @@ func (f *Feed) holdWakeupLock(ctx context.Context) {
 				select {
 				case <-ctx.Done():
 				case <-changed:
-				case <-time.After(f.opts.SafetyPoll / 10):
+				case <-time.After(time.Second):
 				}
 			}
 			continue
@@ -861,32 +899,76 @@ func (f *Feed) holdWakeupLock(ctx context.Context) {
 }
 
 // lockWhile takes the wake-up lock on a connection of its own and keeps it
-// until changed closes. Waiting for the lock is part of the protocol: it
-// ends once every transaction that captured without notifying has ended,
-// so the wake-up sent then covers what they queued. Closing the connection
-// releases the lock.
+// until changed closes or the connection dies, which releases the lock.
+// Waiting for the lock is part of the protocol: it ends once every
+// transaction that captured without notifying has ended, so the wake-up
+// sent then covers what they queued.
 func (f *Feed) lockWhile(ctx context.Context, changed <-chan struct{}) error {
 	conn, err := pgx.ConnectConfig(ctx, f.cfg.Copy())
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	lctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+
+	// A request no longer wanted is cancelled on the server: a backend
+	// waiting for a lock does not notice that its client went away, and
+	// its request would stay queued, making capture notify, until granted.
+	asked := make(chan struct{})
+	cancelled := make(chan struct{})
 	go func() {
+		defer close(cancelled)
 		select {
+		case <-asked:
+			return
 		case <-changed:
-		case <-lctx.Done():
+		case <-ctx.Done():
 		}
-		cancel()
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := conn.PgConn().CancelRequest(cctx); err != nil {
+			f.log.Warn("outbound feed: cannot cancel the wake-up lock request", "err", err)
+		}
 	}()
-	if _, err := conn.Exec(lctx, `SELECT pg_catalog.pg_advisory_lock(pgforce._wakeup_lock())`); err != nil {
-		if lctx.Err() != nil {
-			return nil // no longer wanted
-		}
+	_, err = conn.Exec(ctx, `SELECT pg_catalog.pg_advisory_lock(pgforce._wakeup_lock())`)
+	close(asked)
+	<-cancelled
+	if closed(changed) || ctx.Err() != nil {
+		return nil // no longer wanted; closing the connection releases a lock granted meanwhile
+	}
+	if err != nil {
 		return fmt.Errorf("take the wake-up lock: %w", err)
 	}
 	f.signal()
-	<-lctx.Done()
-	return nil
+
+	// Hold it until it is no longer wanted. Waiting on the connection
+	// (nothing is listened for on it) ends when the connection dies: a
+	// server restart or a terminated backend took the lock with it.
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		select {
+		case <-changed:
+		case <-wctx.Done():
+		}
+		stop()
+	}()
+	for {
+		err := conn.PgConn().WaitForNotification(wctx)
+		switch {
+		case wctx.Err() != nil:
+			return nil
+		case err != nil:
+			return fmt.Errorf("wake-up lock connection: %w", err)
+		}
+	}
+}
+
+// closed reports whether ch is closed.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }

@@ -84,8 +84,8 @@ func TestFeedHoldsTheWakeUpLockOnlyWhileItNeitherStreamsNorWaitsForADrain(t *tes
 	f.Hold()
 	require.Eventually(t, func() bool {
 		mode, _ := f.Mode()
-		return mode == feed.ModeBacklog
-	}, 10*time.Second, 20*time.Millisecond, "held")
+		return mode == feed.ModeBacklog && !lockHeld()
+	}, 10*time.Second, 20*time.Millisecond, "held: capture need not notify")
 	require.Never(t, lockHeld, 300*time.Millisecond, 20*time.Millisecond, "held: capture need not notify")
 
 	f.Release()

@@ -646,9 +646,10 @@ func (r *runner) applyRowsRetrying(stop, work context.Context, t *table, rows []
 // applyRetrying runs fn in one transaction that writes rows of the table as
 // Salesforce's (see beginApply) and gives way to locks other sessions hold
 // (see giveWay), under work, running it again when it lost a lock conflict
-// (see txretry.Run) until stop ends. Every worker transaction that writes
-// many rows of a mapped table goes through here: the application locks
-// them in no particular order.
+// (see txretry.Run) until stop ends: the application locks rows in no
+// particular order. The inbound worker's transactions that write many rows
+// of a mapped table go through here, except change event batches
+// (applyEvents), which give way on their own stream's terms.
 func (r *runner) applyRetrying(stop, work context.Context, t *table, what string, fn func(context.Context, pgx.Tx) error) error {
 	return txretry.Run(stop, r.log, "inbound: "+what, func() error {
 		tx, err := beginApply(work, r.s.pool)
@@ -669,27 +670,44 @@ func (r *runner) applyRetrying(stop, work context.Context, t *table, what string
 // markUnseen ends a reload: rows whose record the reload did not read are
 // gone from Salesforce. Rows changed since shortly before the reload began
 // are left alone, since change events may have created them meanwhile.
+//
+// It goes through the table in slices of ids, each its own transaction: in
+// one statement over the whole table, every row it marked stayed locked
+// while it scanned the rest, and giving way to the application (see
+// applyRetrying) started it over each time, so on a busy table it might
+// never finish.
 func (r *runner) markUnseen(ctx context.Context, t *table, before time.Time) error {
+	const slice = 10000
 	q := `UPDATE %s t SET isdeleted = true WHERE`
 	if t.m.HardDelete {
 		q = `DELETE FROM %s t WHERE`
 	}
-	var n int64
-	err := r.applyRetrying(ctx, context.WithoutCancel(ctx), t, "reload's deletions", func(work context.Context, tx pgx.Tx) error {
-		tag, err := tx.Exec(work, fmt.Sprintf(q+` t.sfid IS NOT NULL AND NOT t.isdeleted AND t.systemmodstamp < $2
-		AND NOT EXISTS (SELECT FROM pgforce.inbound_seen s WHERE s.mapping_id = $1 AND s.sfid = t.sfid)`, t.target), r.id, before)
-		if err != nil {
-			return err
-		}
-		n = tag.RowsAffected()
-		_, err = tx.Exec(work, `DELETE FROM pgforce.inbound_seen WHERE mapping_id = $1`, r.id)
-		return err
-	})
-	if err != nil {
+	q = fmt.Sprintf(q+` t.id > $3 AND t.id <= $3 + $4 AND t.sfid IS NOT NULL AND NOT t.isdeleted AND t.systemmodstamp < $2
+		AND NOT EXISTS (SELECT FROM pgforce.inbound_seen s WHERE s.mapping_id = $1 AND s.sfid = t.sfid)`, t.target)
+	var last int64
+	if err := r.s.pool.QueryRow(ctx, fmt.Sprintf(`SELECT coalesce(max(id), 0) FROM %s`, t.target)).Scan(&last); err != nil {
 		return err
 	}
-	if n > 0 {
-		r.log.Info("inbound: reload found records gone from Salesforce", "mapping", r.id, "rows", n)
+	var marked int64
+	for lo := int64(0); lo < last; lo += slice {
+		var n int64
+		if err := r.applyRetrying(ctx, context.WithoutCancel(ctx), t, "reload's deletions", func(work context.Context, tx pgx.Tx) error {
+			tag, err := tx.Exec(work, q, r.id, before, lo, slice)
+			n = tag.RowsAffected()
+			return err
+		}); err != nil {
+			return err
+		}
+		marked += n
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	if _, err := r.s.pool.Exec(ctx, `DELETE FROM pgforce.inbound_seen WHERE mapping_id = $1`, r.id); err != nil {
+		return err
+	}
+	if marked > 0 {
+		r.log.Info("inbound: reload found records gone from Salesforce", "mapping", r.id, "rows", marked)
 	}
 	return nil
 }

@@ -257,10 +257,9 @@ func TestRevertsGiveWayToAnApplicationTransactionInsteadOfDeadlockingIt(t *testi
 	_, err = app.Exec(ctx, `SELECT FROM salesforce.account WHERE id = $1 FOR UPDATE`, ids[1])
 	require.NoError(t, err)
 
-	// Reverted in error order: the first row, then a wait for the second.
-	for _, errID := range errIDs {
-		b.exec(t, `SELECT pgforce.revert($1)`, errID)
-	}
+	// Both at once, so that one worker transaction reverts them, in error
+	// order: the first row, then a wait for the second.
+	b.exec(t, `SELECT pgforce.revert(e) FROM unnest($1::bigint[]) e`, errIDs)
 	eventually(t, 10*time.Second, "the reverts waiting for the application's row", func() bool {
 		var waiting bool
 		b.scalar(t, &waiting, `SELECT EXISTS (SELECT FROM pg_stat_activity WHERE datname = current_database()

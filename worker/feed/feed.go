@@ -910,32 +910,23 @@ func (f *Feed) lockWhile(ctx context.Context, changed <-chan struct{}) error {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 
-	// A request no longer wanted is cancelled on the server: a backend
+	// The request ends when no longer wanted. pgx then closes the
+	// connection and sends a cancel request, which matters: a backend
 	// waiting for a lock does not notice that its client went away, and
 	// its request would stay queued, making capture notify, until granted.
-	asked := make(chan struct{})
-	cancelled := make(chan struct{})
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	go func() {
-		defer close(cancelled)
 		select {
-		case <-asked:
-			return
 		case <-changed:
-		case <-ctx.Done():
+		case <-lctx.Done():
 		}
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := conn.PgConn().CancelRequest(cctx); err != nil {
-			f.log.Warn("outbound feed: cannot cancel the wake-up lock request", "err", err)
-		}
+		cancel()
 	}()
-	_, err = conn.Exec(ctx, `SELECT pg_catalog.pg_advisory_lock(pgforce._wakeup_lock())`)
-	close(asked)
-	<-cancelled
-	if closed(changed) || ctx.Err() != nil {
-		return nil // no longer wanted; closing the connection releases a lock granted meanwhile
-	}
-	if err != nil {
+	if _, err := conn.Exec(lctx, `SELECT pg_catalog.pg_advisory_lock(pgforce._wakeup_lock())`); err != nil {
+		if lctx.Err() != nil {
+			return nil // no longer wanted
+		}
 		return fmt.Errorf("take the wake-up lock: %w", err)
 	}
 	f.signal()
@@ -943,32 +934,13 @@ func (f *Feed) lockWhile(ctx context.Context, changed <-chan struct{}) error {
 	// Hold it until it is no longer wanted. Waiting on the connection
 	// (nothing is listened for on it) ends when the connection dies: a
 	// server restart or a terminated backend took the lock with it.
-	wctx, stop := context.WithCancel(ctx)
-	defer stop()
-	go func() {
-		select {
-		case <-changed:
-		case <-wctx.Done():
-		}
-		stop()
-	}()
 	for {
-		err := conn.PgConn().WaitForNotification(wctx)
+		err := conn.PgConn().WaitForNotification(lctx)
 		switch {
-		case wctx.Err() != nil:
+		case lctx.Err() != nil:
 			return nil
 		case err != nil:
 			return fmt.Errorf("wake-up lock connection: %w", err)
 		}
-	}
-}
-
-// closed reports whether ch is closed.
-func closed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
 	}
 }

@@ -161,3 +161,52 @@ func lockHeldOn(t *testing.T, conn *pgx.Conn) bool {
 		  AND (l.classid::bigint << 32 | l.objid::bigint) = pgforce._wakeup_lock())`).Scan(&held))
 	return held
 }
+
+// The wake-up lock lives on a connection of its own. A request no longer
+// wanted is withdrawn on the server, not left queued behind an open
+// capture (which would keep capture notifying); a lock lost with its
+// connection is taken again.
+func TestFeedWithdrawsAnUnwantedWakeUpLockRequestAndRetakesALostLock(t *testing.T) {
+	db := pgtest.NewDB(t)
+	cfg, err := pgx.ParseConfig(db.ConnString)
+	require.NoError(t, err)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	queued := func() bool {
+		var n int
+		require.NoError(t, db.Conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_locks l
+			WHERE l.locktype = 'advisory' AND NOT l.granted
+			  AND (l.classid::bigint << 32 | l.objid::bigint) = pgforce._wakeup_lock()`).Scan(&n))
+		return n > 0
+	}
+
+	// An application transaction that captured silently holds the lock
+	// in shared mode: a feed that wants wake-ups queues behind it.
+	app := db.Connect(t)
+	tx, err := app.Begin(context.Background())
+	require.NoError(t, err)
+	_, err = tx.Exec(context.Background(), `SELECT pg_try_advisory_xact_lock_shared(pgforce._wakeup_lock())`)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	polling := feed.New(cfg, logger, feed.Options{DisableReplication: true})
+	done := make(chan error, 1)
+	go func() { done <- polling.Run(ctx) }()
+	require.Eventually(t, queued, 10*time.Second, 20*time.Millisecond, "the feed queues for the lock")
+	cancel()
+	require.NoError(t, <-done)
+	require.Eventually(t, func() bool { return !queued() }, 10*time.Second, 20*time.Millisecond, "a stopped feed's request is withdrawn")
+	require.NoError(t, tx.Commit(context.Background()))
+
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	polling = feed.New(cfg, logger, feed.Options{DisableReplication: true})
+	go func() { done <- polling.Run(ctx) }()
+	lockHeld := wakeUpLockHeld(t, db)
+	require.Eventually(t, lockHeld, 10*time.Second, 20*time.Millisecond, "the feed holds the lock")
+	var terminated bool
+	require.NoError(t, db.Conn.QueryRow(context.Background(), `SELECT pg_terminate_backend(l.pid) FROM pg_locks l
+		WHERE l.locktype = 'advisory' AND l.granted AND (l.classid::bigint << 32 | l.objid::bigint) = pgforce._wakeup_lock()`).Scan(&terminated))
+	require.True(t, terminated)
+	require.Eventually(t, lockHeld, 10*time.Second, 20*time.Millisecond, "the feed takes the lock again")
+	cancel()
+	require.NoError(t, <-done)
+}

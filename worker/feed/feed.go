@@ -365,16 +365,22 @@ func (f *Feed) holdOff(ctx context.Context) {
 		detail = "a backlog drains (slot " + f.opts.Slot + " kept: " + err.Error() + ")"
 	}
 	f.setMode(ModeBacklog, detail)
-	hctx, cancel := context.WithCancel(ctx)
+	hctx, cancel := contextUntil(ctx, released)
 	defer cancel()
+	f.relay(hctx, always)
+}
+
+// contextUntil returns a context that ends with ctx or once ch is closed.
+func contextUntil(ctx context.Context, ch <-chan struct{}) (context.Context, context.CancelFunc) {
+	cctx, cancel := context.WithCancel(ctx)
 	go func() {
 		select {
-		case <-released:
-		case <-hctx.Done():
+		case <-ch:
+		case <-cctx.Done():
 		}
 		cancel()
 	}()
-	f.relay(hctx, always)
+	return cctx, cancel
 }
 
 // relay runs listen until ctx ends, starting it again after a failure,
@@ -914,15 +920,8 @@ func (f *Feed) lockWhile(ctx context.Context, changed <-chan struct{}) error {
 	// connection and sends a cancel request, which matters: a backend
 	// waiting for a lock does not notice that its client went away, and
 	// its request would stay queued, making capture notify, until granted.
-	lctx, cancel := context.WithCancel(ctx)
+	lctx, cancel := contextUntil(ctx, changed)
 	defer cancel()
-	go func() {
-		select {
-		case <-changed:
-		case <-lctx.Done():
-		}
-		cancel()
-	}()
 	if _, err := conn.Exec(lctx, `SELECT pg_catalog.pg_advisory_lock(pgforce._wakeup_lock())`); err != nil {
 		if lctx.Err() != nil {
 			return nil // no longer wanted

@@ -28,19 +28,11 @@ func ChangeEventName(sobject string) string {
 	return sobject + "ChangeEvent"
 }
 
-// applyEvents applies a batch of change events in one transaction and
-// stores the replay id of the last one with them. Each record is applied
-// under its own savepoint so that one that cannot be stored becomes an
-// error row and the others still apply.
-func (r *runner) applyEvents(ctx context.Context, t *table, evs []*streaming.Event) error {
-	tx, err := beginApply(ctx, r.s.pool)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
-	if err := giveWay(ctx, tx); err != nil {
-		return err
-	}
+// applyEventsTx applies a batch of change events in tx and stores the
+// replay id of the last one with them. Each record is applied under its
+// own savepoint so that one that cannot be stored becomes an error row and
+// the others still apply.
+func (r *runner) applyEventsTx(ctx context.Context, tx pgx.Tx, t *table, evs []*streaming.Event) error {
 	if err := lockRows(ctx, tx, t, evs); err != nil {
 		return err
 	}
@@ -55,12 +47,12 @@ func (r *runner) applyEvents(ctx context.Context, t *table, evs []*streaming.Eve
 		}
 	}
 	last := evs[len(evs)-1]
-	if err := t.advance(ctx, tx, wm, strconv.FormatInt(last.ReplayID, 10)); err != nil {
-		return err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return err
-	}
+	return t.advance(ctx, tx, wm, strconv.FormatInt(last.ReplayID, 10))
+}
+
+// eventsApplied does what follows a committed batch of change events: it
+// wakes the re-reads and resyncs the batch queued, and counts the events.
+func (r *runner) eventsApplied(evs []*streaming.Event) {
 	if r.rereadQueued.Swap(false) {
 		r.wake(r.rereadWake)
 	}
@@ -73,7 +65,6 @@ func (r *runner) applyEvents(ctx context.Context, t *table, evs []*streaming.Eve
 			r.s.metrics.cdcLag.Observe(time.Since(ev.Header.CommitTime()).Seconds())
 		}
 	}
-	return nil
 }
 
 // lockRows locks the rows of the batch's records in id order before any

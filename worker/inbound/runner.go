@@ -619,8 +619,13 @@ func (r *runner) applyLoop(ctx context.Context, t *table, events <-chan *streami
 // reconnect for nothing), or it gave way to the application's row locks.
 // After ctx ends the stream replays the batch.
 func (r *runner) applyEventsRetrying(ctx, work context.Context, t *table, evs []*streaming.Event) error {
-	return txretry.Run(ctx, r.log, "inbound: change events", func() error { return r.applyEvents(work, t, evs) },
-		"sobject", t.m.SObject)
+	if err := r.applyRetrying(ctx, work, t, "change events", func(work context.Context, tx pgx.Tx) error {
+		return r.applyEventsTx(work, tx, t, evs)
+	}); err != nil {
+		return err
+	}
+	r.eventsApplied(evs)
+	return nil
 }
 
 // applyRowsRetrying merges full records into the table and runs extra
@@ -647,9 +652,8 @@ func (r *runner) applyRowsRetrying(stop, work context.Context, t *table, rows []
 // Salesforce's (see beginApply) and gives way to locks other sessions hold
 // (see giveWay), under work, running it again when it lost a lock conflict
 // (see txretry.Run) until stop ends: the application locks rows in no
-// particular order. The inbound worker's transactions that write many rows
-// of a mapped table go through here, except change event batches
-// (applyEvents), which give way on their own stream's terms.
+// particular order. Every inbound transaction that writes many rows of a
+// mapped table goes through here.
 func (r *runner) applyRetrying(stop, work context.Context, t *table, what string, fn func(context.Context, pgx.Tx) error) error {
 	return txretry.Run(stop, r.log, "inbound: "+what, func() error {
 		tx, err := beginApply(work, r.s.pool)

@@ -182,20 +182,7 @@ func TestTheWorkerGivesRowLocksBackToAnApplicationTransactionInsteadOfDeadlockin
 	b.exec(t, `UPDATE salesforce.account SET industry = 'Queued'`)
 	b.start(t, fastOptions())
 
-	// A connection of the application's own: the worker uses the pool.
-	conn, err := pgx.Connect(ctx, b.db.ConnString)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	app, err := conn.Begin(ctx)
-	require.NoError(t, err)
-	defer app.Rollback(ctx)
-	// The application's session checks for deadlocks long before the
-	// worker's would (1 s by default): without the worker giving way, the
-	// application's statement would be the one aborted.
-	_, err = app.Exec(ctx, `SET LOCAL deadlock_timeout = '500ms'`)
-	require.NoError(t, err)
-	_, err = app.Exec(ctx, `SELECT FROM salesforce.account WHERE id = $1 FOR UPDATE`, ids[1])
-	require.NoError(t, err)
+	app := b.appHoldsRow(t, ids[1])
 
 	b.exec(t, `SELECT pgforce.resume($1::integer)`, b.accountID)
 	eventually(t, 10*time.Second, "the worker's result transaction waiting for the application's row", func() bool {
@@ -204,7 +191,7 @@ func TestTheWorkerGivesRowLocksBackToAnApplicationTransactionInsteadOfDeadlockin
 			AND wait_event_type = 'Lock' AND query LIKE '%ORDER BY t.id FOR UPDATE')`)
 		return waiting
 	})
-	_, err = app.Exec(ctx, `UPDATE salesforce.account SET industry = 'Mine' WHERE id = $1`, ids[0])
+	_, err := app.Exec(ctx, `UPDATE salesforce.account SET industry = 'Mine' WHERE id = $1`, ids[0])
 	require.NoError(t, err, "the application's update of a row the worker had locked")
 	require.NoError(t, app.Commit(ctx))
 
@@ -245,17 +232,7 @@ func TestRevertsGiveWayToAnApplicationTransactionInsteadOfDeadlockingIt(t *testi
 		errIDs = append(errIDs, errID)
 	}
 
-	conn, err := pgx.Connect(ctx, b.db.ConnString)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	app, err := conn.Begin(ctx)
-	require.NoError(t, err)
-	defer app.Rollback(ctx)
-	// The application checks for deadlocks long before the worker would.
-	_, err = app.Exec(ctx, `SET LOCAL deadlock_timeout = '500ms'`)
-	require.NoError(t, err)
-	_, err = app.Exec(ctx, `SELECT FROM salesforce.account WHERE id = $1 FOR UPDATE`, ids[1])
-	require.NoError(t, err)
+	app := b.appHoldsRow(t, ids[1])
 
 	// Both at once, so that one worker transaction reverts them, in error
 	// order: the first row, then a wait for the second.
@@ -266,7 +243,7 @@ func TestRevertsGiveWayToAnApplicationTransactionInsteadOfDeadlockingIt(t *testi
 			AND wait_event_type = 'Lock' AND query LIKE '%jsonb_populate_record%')`)
 		return waiting
 	})
-	_, err = app.Exec(ctx, `UPDATE salesforce.account SET industry = 'Mine' WHERE id = $1`, ids[0])
+	_, err := app.Exec(ctx, `UPDATE salesforce.account SET industry = 'Mine' WHERE id = $1`, ids[0])
 	require.NoError(t, err, "the application's update of a row the reverts had written")
 	require.NoError(t, app.Commit(ctx))
 
@@ -275,4 +252,25 @@ func TestRevertsGiveWayToAnApplicationTransactionInsteadOfDeadlockingIt(t *testi
 		b.scalar(t, &n, `SELECT count(*) FROM salesforce.account WHERE name LIKE 'Keep %' AND _hc_lastop = 'SYNCED'`)
 		return n == 2
 	})
+}
+
+// appHoldsRow locks a row of salesforce.account in an application
+// transaction, on a connection of its own (the worker uses the pool),
+// which checks for deadlocks long before the worker would (1 s by
+// default): were the worker not to give way, the application's statement
+// would be the one aborted.
+func (b *bundle) appHoldsRow(t *testing.T, id int) pgx.Tx {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, b.db.ConnString)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close(ctx) })
+	app, err := conn.Begin(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = app.Rollback(ctx) })
+	_, err = app.Exec(ctx, `SET LOCAL deadlock_timeout = '500ms'`)
+	require.NoError(t, err)
+	_, err = app.Exec(ctx, `SELECT FROM salesforce.account WHERE id = $1 FOR UPDATE`, id)
+	require.NoError(t, err)
+	return app
 }

@@ -99,9 +99,10 @@ func measureCapture(ctx context.Context, env *Env, cluster *pgtest.Cluster, conn
 	// An application has more connections than cores. With durable
 	// commits that is where anything that makes capturing transactions
 	// commit one at a time shows: a NOTIFY per transaction cost half the
-	// throughput here, and nothing at 2 clients.
-	if fsync == "on" && label == "" {
-		workloads = append(workloads, workload{"capture overhead, single-row UPDATE, 8 clients, fsync=on (TPS mapped/unmapped)", 1, 8, 0,
+	// throughput here, and nothing at 2 clients. With a worker draining,
+	// it shows whether capture notifies while the worker streams.
+	if fsync == "on" {
+		workloads = append(workloads, workload{"capture overhead, single-row UPDATE, 8 clients, fsync=on" + label + " (TPS mapped/unmapped)", 1, 8, 0,
 			"per-row hstore log trigger on every write", single})
 	}
 	var results []Result

@@ -185,12 +185,7 @@ func TestTheWorkerGivesRowLocksBackToAnApplicationTransactionInsteadOfDeadlockin
 	app := b.appHoldsRow(t, ids[1])
 
 	b.exec(t, `SELECT pgforce.resume($1::integer)`, b.accountID)
-	eventually(t, 10*time.Second, "the worker's result transaction waiting for the application's row", func() bool {
-		var waiting bool
-		b.scalar(t, &waiting, `SELECT EXISTS (SELECT FROM pg_stat_activity WHERE datname = current_database()
-			AND wait_event_type = 'Lock' AND query LIKE '%ORDER BY t.id FOR UPDATE')`)
-		return waiting
-	})
+	b.waitForLockWait(t, "the worker's result transaction waiting for the application's row", "%ORDER BY t.id FOR UPDATE")
 	_, err := app.Exec(ctx, `UPDATE salesforce.account SET industry = 'Mine' WHERE id = $1`, ids[0])
 	require.NoError(t, err, "the application's update of a row the worker had locked")
 	require.NoError(t, app.Commit(ctx))
@@ -237,12 +232,7 @@ func TestRevertsGiveWayToAnApplicationTransactionInsteadOfDeadlockingIt(t *testi
 	// Both at once, so that one worker transaction reverts them, in error
 	// order: the first row, then a wait for the second.
 	b.exec(t, `SELECT pgforce.revert(e) FROM unnest($1::bigint[]) e`, errIDs)
-	eventually(t, 10*time.Second, "the reverts waiting for the application's row", func() bool {
-		var waiting bool
-		b.scalar(t, &waiting, `SELECT EXISTS (SELECT FROM pg_stat_activity WHERE datname = current_database()
-			AND wait_event_type = 'Lock' AND query LIKE '%jsonb_populate_record%')`)
-		return waiting
-	})
+	b.waitForLockWait(t, "the reverts waiting for the application's row", "%jsonb_populate_record%")
 	_, err := app.Exec(ctx, `UPDATE salesforce.account SET industry = 'Mine' WHERE id = $1`, ids[0])
 	require.NoError(t, err, "the application's update of a row the reverts had written")
 	require.NoError(t, app.Commit(ctx))
@@ -273,4 +263,16 @@ func (b *bundle) appHoldsRow(t *testing.T, id int) pgx.Tx {
 	_, err = app.Exec(ctx, `SELECT FROM salesforce.account WHERE id = $1 FOR UPDATE`, id)
 	require.NoError(t, err)
 	return app
+}
+
+// waitForLockWait waits until a session of the test's database running a
+// query LIKE pattern waits for a lock.
+func (b *bundle) waitForLockWait(t *testing.T, what, pattern string) {
+	t.Helper()
+	eventually(t, 10*time.Second, what, func() bool {
+		var waiting bool
+		b.scalar(t, &waiting, `SELECT EXISTS (SELECT FROM pg_stat_activity WHERE datname = current_database()
+			AND wait_event_type = 'Lock' AND query LIKE $1)`, pattern)
+		return waiting
+	})
 }

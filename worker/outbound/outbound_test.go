@@ -194,6 +194,39 @@ func TestIgnoreDropsTheChangeAndRevertRestoresSalesforceValues(t *testing.T) {
 	require.Equal(t, 0, b.backlog(t))
 }
 
+// A child whose parent has no Id yet waits for it without being claimed
+// over and over: the drain of its mapping ends, and a cycle a moment later
+// writes the parent first. (It used to spin in its mapping's drain, claiming the
+// child thousands of times a second, while the parent's mapping never came
+// round again; that is how a parent missed by one cycle left its child
+// unsynced.)
+func TestChildWaitingForItsParentIsNotClaimedOverAndOver(t *testing.T) {
+	b := setup(t, setupOptions{upsertField: "Ext_Id__c"})
+	b.exec(t, `SELECT pgforce.pause($1::integer)`, b.accountID)
+	b.start(t, fastOptions())
+	ctx := context.Background()
+	tx, err := b.pool.Begin(ctx)
+	require.NoError(t, err)
+	var acc, con int
+	require.NoError(t, tx.QueryRow(ctx, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('Parent Co', 'ext-1') RETURNING id`).Scan(&acc))
+	require.NoError(t, tx.QueryRow(ctx, `INSERT INTO salesforce.contact (lastname, account__r__ext_id__c) VALUES ('Child', 'ext-1') RETURNING id`).Scan(&con))
+	require.NoError(t, tx.Commit(ctx))
+
+	time.Sleep(time.Second)
+	var attempts int
+	b.scalar(t, &attempts, `SELECT coalesce(max(attempts), 0) FROM pgforce.outbox WHERE record_id = $1 AND mapping_id = $2`, con, b.contactID)
+	// One claim a MinBackoff (50 ms here) at most.
+	require.Less(t, attempts, 40, "claims of the waiting child in a second")
+
+	b.exec(t, `SELECT pgforce.resume($1::integer)`, b.accountID)
+	var accSfid, conSfid string
+	eventually(t, 10*time.Second, "both synced", func() bool {
+		accSfid, conSfid = b.rowSfid(t, "account", acc), b.rowSfid(t, "contact", con)
+		return accSfid != "" && conSfid != ""
+	})
+	require.Equal(t, accSfid, b.sfField(t, "Contact", conSfid, "AccountId"))
+}
+
 func TestParentAndChildInsertedInOneTransactionArriveLinked(t *testing.T) {
 	b := setup(t, setupOptions{upsertField: "Ext_Id__c"})
 	b.start(t, fastOptions())

@@ -55,7 +55,8 @@ type batch struct {
 //
 // A claim that comes back short while batches are in flight does not mean
 // that the queue is empty (later changes of the records in flight wait for
-// them), so passes repeat until one finds nothing to claim.
+// them), so passes repeat until one finds nothing to claim, or defers a
+// record to a parent not yet written.
 func (s *Service) drain(ctx, work context.Context, m *Mapping) error {
 	// A Bulk backlog holds the feed off (see nextBatch) until its drain
 	// ends, drained or backing off: mappings drain one at a time.
@@ -226,7 +227,14 @@ func (s *Service) drainPass(ctx, work context.Context, m *Mapping, all []*Mappin
 		firstErr = err
 	}
 	if deferred {
-		s.Kick()
+		// The pass ends the drain (claimed 0): the next pass would only
+		// claim the deferred records again, and again, while their parents
+		// wait in a mapping this drain does not reach. A cycle a moment
+		// later writes parents first; at once, a parent that cannot go
+		// (paused, failing) had its children claimed hundreds of times a
+		// second.
+		time.AfterFunc(s.opts.MinBackoff, s.Kick)
+		return 0, firstErr
 	}
 	return claimed, firstErr
 }

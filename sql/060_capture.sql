@@ -274,6 +274,24 @@ BEGIN
 END
 $$;
 
+-- BEFORE UPDATE OF id, FOR EACH ROW on read_write tables. id is how every
+-- queued change finds its row: capture pairs old and new values by id, and
+-- the worker writes results back by id. An UPDATE that moved a row to
+-- another id recorded nothing and left the row PENDING for ever. Being
+-- column-specific, the trigger costs a statement that does not set id
+-- nothing, not even its WHEN clause.
+CREATE FUNCTION pgforce._refuse_id_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF pg_catalog.current_setting('pgforce.origin', true) = 'salesforce' THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION 'pgforce: changing the id of a row of %.% is refused (% to %): pgforce finds the row''s pending changes by id', TG_TABLE_SCHEMA, TG_TABLE_NAME, OLD.id, NEW.id
+        USING ERRCODE = 'feature_not_supported',
+              HINT = 'Leave id as it is: it is this table''s own key and means nothing in Salesforce, where the record is known by sfid. To make a new record, INSERT a row.';
+END
+$$;
+
 -- The columns capture records for a mapping: its mapped fields that have a
 -- column, in table order. System columns are Salesforce's to set.
 CREATE FUNCTION pgforce._captured_columns(p_mapping_id integer) RETURNS text[]
@@ -345,6 +363,9 @@ BEGIN
         EXECUTE pg_catalog.format(
             'CREATE TRIGGER pgforce_capture_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS pgforce_old NEW TABLE AS pgforce_new'
             ' FOR EACH STATEMENT EXECUTE FUNCTION pgforce.%I()', v_table, '_capture_update_' || p_mapping_id);
+        EXECUTE pg_catalog.format(
+            'CREATE TRIGGER pgforce_id BEFORE UPDATE OF id ON %s FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id)'
+            ' EXECUTE FUNCTION pgforce._refuse_id_change()', v_table);
         EXECUTE pg_catalog.format(
             'CREATE TRIGGER pgforce_capture_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS pgforce_old'
             ' FOR EACH STATEMENT EXECUTE FUNCTION pgforce.%I()', v_table, '_capture_' || p_mapping_id);

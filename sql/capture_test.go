@@ -323,6 +323,34 @@ func TestTruncateOfReadWriteTableIsRefused(t *testing.T) {
 	b.asWorker(t, `TRUNCATE salesforce.account`)
 }
 
+// The id column is how every queued change finds its row: capture pairs a
+// row's old and new values by id, and the worker writes the result back by
+// id. An UPDATE that moved a row to another id recorded nothing and left it
+// PENDING for ever, so it is refused; setting id to the value it has is not a
+// change, which ORMs that write every column rely on.
+func TestChangingTheIdOfAReadWriteRowIsRefusedSoItsChangeIsNotLost(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mapAccount(t, "read_write")
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme')`)
+	var id int
+	b.scalar(t, &id, `SELECT id FROM salesforce.account`)
+
+	b.refused(t, "changing the id of a row of salesforce.account is refused", "sfid", `UPDATE salesforce.account SET id = id + 1000, name = 'Moved'`)
+	var name, lastop string
+	b.scalar(t, &name, `SELECT name FROM salesforce.account WHERE id = $1`, id)
+	require.Equal(t, "Acme", name)
+	require.Empty(t, b.outbox(t))
+
+	b.exec(t, `UPDATE salesforce.account SET id = id, name = 'Acme Corp'`)
+	entries := b.outbox(t)
+	require.Len(t, entries, 1)
+	require.Equal(t, id, entries[0].RecordID)
+	require.Equal(t, map[string]any{"name": "Acme Corp"}, entries[0].New)
+	b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account WHERE id = $1`, id)
+	require.Equal(t, "PENDING", lastop)
+}
+
 func TestReadOnlyTableRefusesUserWrites(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

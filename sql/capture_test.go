@@ -422,6 +422,34 @@ func TestCaptureIgnoresColumnsUsersAddThemselves(t *testing.T) {
 	require.Empty(t, b.outbox(t))
 }
 
+// _hc_lastop says PENDING only while something is queued for Salesforce.
+// An update of a user's own column, or of a column that is Salesforce's to
+// set, queues nothing, so nothing would ever settle a PENDING there.
+func TestAUserUpdateOfColumnsThatAreNotSentLeavesTheRowSynced(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mapAccount(t, "read_write")
+	b.exec(t, `ALTER TABLE salesforce.account ADD COLUMN local_note text`)
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name, systemmodstamp) VALUES ('001000000000001AAA', 'Acme', now())`)
+	lastop := func() string {
+		var op string
+		b.scalar(t, &op, `SELECT _hc_lastop FROM salesforce.account`)
+		return op
+	}
+	for _, sql := range []string{
+		`UPDATE salesforce.account SET local_note = 'call back'`,
+		`UPDATE salesforce.account SET systemmodstamp = now() + interval '1 minute', isdeleted = false`,
+	} {
+		b.exec(t, sql)
+		require.Equal(t, "SYNCED", lastop(), sql)
+	}
+	require.Empty(t, b.outbox(t))
+
+	b.exec(t, `UPDATE salesforce.account SET local_note = 'sent?', industry = 'Energy'`)
+	require.Equal(t, "PENDING", lastop(), "a change of a mapped column is pending")
+	require.Len(t, b.outbox(t), 1)
+}
+
 func TestDeletingMappingLeavesAPlainTable(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

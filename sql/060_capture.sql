@@ -4,7 +4,8 @@
 -- statement-level AFTER trigger per operation reads the statement's
 -- transition tables and appends every changed row to pgforce.outbox with a
 -- single INSERT ... SELECT. The only per-row work is the BEFORE trigger that
--- keeps _hc_lastop/_hc_err honest, and its WHEN clause skips even that call
+-- keeps _hc_lastop/_hc_err honest (and, in a statement that sets id, the
+-- check that refuses a change of id), and its WHEN clause skips even that call
 -- for a row that already says what the function would make it say: PENDING
 -- after a user's write, SYNCED after the worker's (the write-back of a
 -- 5,000-record batch spent a tenth of its time calling it for nothing).
@@ -132,7 +133,12 @@ $$;
 -- that function only: the DELETE branch probes outbox_record_idx with them.
 --
 -- SECURITY DEFINER lets application roles capture without any grant on
--- pgforce.outbox; search_path is pinned and every name is qualified.
+-- pgforce.outbox; search_path is pinned and every name is qualified. The
+-- status function runs with the application's search_path, once per row
+-- that turns PENDING, where pinning it would cost a configuration change
+-- per call; so it names its one operator, pg_catalog's =, in full (IS
+-- DISTINCT FROM would look = up in the application's search_path, where a
+-- schema anyone can write to may come before pg_catalog).
 CREATE FUNCTION pgforce._write_capture_functions(p_mapping_id integer, p_table regclass, p_columns text[]) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -175,8 +181,9 @@ BEGIN
                    ' OPERATOR(pg_catalog.||) ')
         INTO v_changed, v_new, v_old
         FROM pg_catalog.unnest(p_columns) c;
-        SELECT '(' || pg_catalog.string_agg(pg_catalog.format('NEW.%I', c), ', ') || ') IS NOT DISTINCT FROM ('
-                   || pg_catalog.string_agg(pg_catalog.format('OLD.%I', c), ', ') || ')'
+        SELECT pg_catalog.string_agg(pg_catalog.format(
+                   'COALESCE(NEW.%1$I OPERATOR(pg_catalog.=) OLD.%1$I, NEW.%1$I IS NULL AND OLD.%1$I IS NULL)', c),
+                   ' AND ')
         INTO v_unchanged
         FROM pg_catalog.unnest(p_columns) c;
     END IF;
@@ -300,7 +307,9 @@ $$;
 -- the worker writes results back by id. An UPDATE that moved a row to
 -- another id recorded nothing and left the row PENDING for ever. Being
 -- column-specific, the trigger costs a statement that does not set id
--- nothing, not even its WHEN clause.
+-- nothing, not even its WHEN clause. It sees only statements that name id
+-- in their SET list: a BEFORE trigger of the user's that assigns NEW.id is
+-- not caught.
 CREATE FUNCTION pgforce._refuse_id_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -383,7 +392,7 @@ BEGIN
             'CREATE TRIGGER pgforce_capture_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS pgforce_old NEW TABLE AS pgforce_new'
             ' FOR EACH STATEMENT EXECUTE FUNCTION pgforce.%I()', v_table, '_capture_update_' || p_mapping_id);
         EXECUTE pg_catalog.format(
-            'CREATE TRIGGER pgforce_id BEFORE UPDATE OF id ON %s FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id)'
+            'CREATE TRIGGER pgforce_id BEFORE UPDATE OF id ON %s FOR EACH ROW WHEN (OLD.id OPERATOR(pg_catalog.<>) NEW.id)'
             ' EXECUTE FUNCTION pgforce._refuse_id_change()', v_table);
         EXECUTE pg_catalog.format(
             'CREATE TRIGGER pgforce_capture_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS pgforce_old'

@@ -323,6 +323,28 @@ func TestTruncateOfReadWriteTableIsRefused(t *testing.T) {
 	b.asWorker(t, `TRUNCATE salesforce.account`)
 }
 
+// The status function runs in the application's session, with its
+// search_path, for every row a user's write turns PENDING. An = operator
+// planted in a schema that comes before pg_catalog must not run there.
+func TestTheStatusFunctionUsesPgCatalogsEqualityWhateverTheSearchPath(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mapAccount(t, "read_write")
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name, industry, annualrevenue) VALUES ('001000000000001AAA', 'Acme', 'Energy', 10)`)
+	b.exec(t, `CREATE SCHEMA planted`)
+	for _, typ := range []string{"varchar", "numeric"} {
+		b.exec(t, fmt.Sprintf(`CREATE FUNCTION planted.eq_%[1]s(%[1]s, %[1]s) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'planted = ran'; END $$`, typ))
+		b.exec(t, fmt.Sprintf(`CREATE OPERATOR planted.= (LEFTARG = %[1]s, RIGHTARG = %[1]s, FUNCTION = planted.eq_%[1]s)`, typ))
+	}
+	b.exec(t, `SET search_path = planted, pg_catalog, public`)
+
+	b.exec(t, `UPDATE salesforce.account SET industry = 'Retail'`)
+	var lastop string
+	b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account`)
+	require.Equal(t, "PENDING", lastop)
+	require.Len(t, b.outbox(t), 1)
+}
+
 // The id column is how every queued change finds its row: capture pairs a
 // row's old and new values by id, and the worker writes the result back by
 // id. An UPDATE that moved a row to another id recorded nothing and left it
@@ -376,7 +398,7 @@ func TestSwitchingModeSwapsRefusalForCapture(t *testing.T) {
 	id := b.mapAccount(t, "read_only")
 	require.Zero(t, b.captureFunctions(t))
 	b.exec(t, `UPDATE pgforce.mapping SET mode = 'read_write' WHERE id = $1`, id)
-	require.Equal(t, 2, b.captureFunctions(t), "one for INSERT and DELETE, one for UPDATE")
+	require.Equal(t, 3, b.captureFunctions(t), "one for INSERT and DELETE, one for UPDATE, and the status function")
 	b.exec(t, `INSERT INTO salesforce.account (name) VALUES ('Acme')`)
 	b.exec(t, `UPDATE salesforce.account SET name = 'Acme Corp'`)
 	b.exec(t, `DELETE FROM salesforce.account`)
@@ -398,17 +420,19 @@ func TestMappingWhoseTableWasDroppedKeepsNoCaptureFunction(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	id := b.mapAccount(t, "read_write")
-	require.Equal(t, 2, b.captureFunctions(t))
+	require.Equal(t, 3, b.captureFunctions(t))
 	b.exec(t, `DROP TABLE salesforce.account`)
 	b.exec(t, `UPDATE pgforce.mapping SET fields = '{Name}' WHERE id = $1`, id)
 	require.Zero(t, b.captureFunctions(t))
 }
 
-// captureFunctions counts the generated capture functions in the database.
+// captureFunctions counts the functions generated for mappings in the
+// database: capture functions and read_write status functions.
 func (b *testBundle) captureFunctions(t *testing.T) int {
 	t.Helper()
 	var n int
-	b.scalar(t, &n, `SELECT count(*) FROM pg_proc WHERE pronamespace = 'pgforce'::regnamespace AND proname LIKE '\_capture\_%'`)
+	b.scalar(t, &n, `SELECT count(*) FROM pg_proc WHERE pronamespace = 'pgforce'::regnamespace
+		AND (proname LIKE '\_capture\_%' OR proname ~ '^_status_[0-9]+$')`)
 	return n
 }
 

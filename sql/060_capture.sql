@@ -178,13 +178,11 @@ BEGIN
                    ' OPERATOR(pg_catalog.||) '),
                pg_catalog.string_agg(pg_catalog.format(
                    'CASE WHEN n.%1$I IS DISTINCT FROM o.%1$I THEN pg_catalog.jsonb_build_object(%1$L, o.%1$I) ELSE ''{}''::jsonb END', c),
-                   ' OPERATOR(pg_catalog.||) ')
-        INTO v_changed, v_new, v_old
-        FROM pg_catalog.unnest(p_columns) c;
-        SELECT pg_catalog.string_agg(pg_catalog.format(
+                   ' OPERATOR(pg_catalog.||) '),
+               pg_catalog.string_agg(pg_catalog.format(
                    'COALESCE(NEW.%1$I OPERATOR(pg_catalog.=) OLD.%1$I, NEW.%1$I IS NULL AND OLD.%1$I IS NULL)', c),
                    ' AND ')
-        INTO v_unchanged
+        INTO v_changed, v_new, v_old, v_unchanged
         FROM pg_catalog.unnest(p_columns) c;
     END IF;
 

@@ -335,8 +335,13 @@ $$;
 -- (Re)creates the pgforce triggers of a mapping's table for its mode and
 -- fields. Safe to call repeatedly; without the table it only drops the
 -- capture functions.
+--
+-- search_path is pinned because the WHEN clauses of the triggers it creates
+-- are resolved here, once, and then run in every writer's session: an
+-- operator found through the caller's search_path (say one planted in a
+-- schema ahead of pg_catalog) would be baked into them.
 CREATE FUNCTION pgforce._install_triggers(p_mapping_id integer) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_mapping pgforce.mapping;
     v_table   regclass;

@@ -345,6 +345,28 @@ func TestTheStatusFunctionUsesPgCatalogsEqualityWhateverTheSearchPath(t *testing
 	require.Len(t, b.outbox(t), 1)
 }
 
+// A trigger's WHEN clause is resolved once, when the trigger is created,
+// and then runs in every writer's session: an operator planted in a schema
+// ahead of pg_catalog in the session that maps the table (the worker's, or
+// an administrator's) must not be baked into it.
+func TestTriggersCreatedUnderAHostileSearchPathUsePgCatalogsOperators(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.exec(t, `CREATE SCHEMA planted`)
+	b.exec(t, `CREATE FUNCTION planted.eq(varchar, text) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'planted operator ran'; END $$`)
+	b.exec(t, `CREATE OPERATOR planted.= (LEFTARG = varchar, RIGHTARG = text, FUNCTION = planted.eq)`)
+	b.exec(t, `SET search_path = planted, pg_catalog, public`)
+	b.mapAccount(t, "read_write")
+	b.exec(t, `RESET search_path`)
+
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme')`)
+	b.exec(t, `UPDATE salesforce.account SET name = 'Acme Corp', id = id`)
+	b.refused(t, "changing the id", "sfid", `UPDATE salesforce.account SET id = id + 1`)
+	var lastop string
+	b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account`)
+	require.Equal(t, "PENDING", lastop)
+}
+
 // The id column is how every queued change finds its row: capture pairs a
 // row's old and new values by id, and the worker writes the result back by
 // id. An UPDATE that moved a row to another id recorded nothing and left it

@@ -331,11 +331,8 @@ func TestTheStatusFunctionUsesPgCatalogsEqualityWhateverTheSearchPath(t *testing
 	b := setup(t)
 	b.mapAccount(t, "read_write")
 	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name, industry, annualrevenue) VALUES ('001000000000001AAA', 'Acme', 'Energy', 10)`)
-	b.exec(t, `CREATE SCHEMA planted`)
-	for _, typ := range []string{"varchar", "numeric"} {
-		b.exec(t, fmt.Sprintf(`CREATE FUNCTION planted.eq_%[1]s(%[1]s, %[1]s) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'planted = ran'; END $$`, typ))
-		b.exec(t, fmt.Sprintf(`CREATE OPERATOR planted.= (LEFTARG = %[1]s, RIGHTARG = %[1]s, FUNCTION = planted.eq_%[1]s)`, typ))
-	}
+	b.plantEquality(t, "varchar", "varchar")
+	b.plantEquality(t, "numeric", "numeric")
 	b.exec(t, `SET search_path = planted, pg_catalog, public`)
 
 	b.exec(t, `UPDATE salesforce.account SET industry = 'Retail'`)
@@ -352,9 +349,7 @@ func TestTheStatusFunctionUsesPgCatalogsEqualityWhateverTheSearchPath(t *testing
 func TestTriggersCreatedUnderAHostileSearchPathUsePgCatalogsOperators(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.exec(t, `CREATE SCHEMA planted`)
-	b.exec(t, `CREATE FUNCTION planted.eq(varchar, text) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'planted operator ran'; END $$`)
-	b.exec(t, `CREATE OPERATOR planted.= (LEFTARG = varchar, RIGHTARG = text, FUNCTION = planted.eq)`)
+	b.plantEquality(t, "varchar", "text")
 	b.exec(t, `SET search_path = planted, pg_catalog, public`)
 	b.mapAccount(t, "read_write")
 	b.exec(t, `RESET search_path`)
@@ -446,6 +441,16 @@ func TestMappingWhoseTableWasDroppedKeepsNoCaptureFunction(t *testing.T) {
 	b.exec(t, `DROP TABLE salesforce.account`)
 	b.exec(t, `UPDATE pgforce.mapping SET fields = '{Name}' WHERE id = $1`, id)
 	require.Zero(t, b.captureFunctions(t))
+}
+
+// plantEquality creates, in schema planted, an = operator for (left, right)
+// that raises "planted operator ran" whenever it runs.
+func (b *testBundle) plantEquality(t *testing.T, left, right string) {
+	t.Helper()
+	b.exec(t, `CREATE SCHEMA IF NOT EXISTS planted`)
+	fn := fmt.Sprintf("planted.eq_%s_%s", left, right)
+	b.exec(t, fmt.Sprintf(`CREATE FUNCTION %s(%s, %s) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'planted operator ran'; END $$`, fn, left, right))
+	b.exec(t, fmt.Sprintf(`CREATE OPERATOR planted.= (LEFTARG = %s, RIGHTARG = %s, FUNCTION = %s)`, left, right, fn))
 }
 
 // captureFunctions counts the functions generated for mappings in the

@@ -53,9 +53,7 @@ func TestCaptureRecordsNothingForNoOpUpdates(t *testing.T) {
 	b.exec(t, `UPDATE salesforce.account SET name = 'Acme'`)
 	b.exec(t, `UPDATE salesforce.account SET name = name WHERE false`)
 	require.Empty(t, b.outbox(t))
-	var lastop string
-	b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account`)
-	require.Equal(t, "SYNCED", lastop, "a no-op update has nothing pending")
+	require.Equal(t, "SYNCED", b.lastop(t), "a no-op update has nothing pending")
 }
 
 func TestCaptureRecordsMultiRowStatementsInOneGo(t *testing.T) {
@@ -336,9 +334,7 @@ func TestTheStatusFunctionUsesPgCatalogsEqualityWhateverTheSearchPath(t *testing
 	b.exec(t, `SET search_path = planted, pg_catalog, public`)
 
 	b.exec(t, `UPDATE salesforce.account SET industry = 'Retail'`)
-	var lastop string
-	b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account`)
-	require.Equal(t, "PENDING", lastop)
+	require.Equal(t, "PENDING", b.lastop(t))
 	require.Len(t, b.outbox(t), 1)
 }
 
@@ -357,9 +353,7 @@ func TestTriggersCreatedUnderAHostileSearchPathUsePgCatalogsOperators(t *testing
 	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme')`)
 	b.exec(t, `UPDATE salesforce.account SET name = 'Acme Corp', id = id`)
 	b.refused(t, "changing the id", "sfid", `UPDATE salesforce.account SET id = id + 1`)
-	var lastop string
-	b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account`)
-	require.Equal(t, "PENDING", lastop)
+	require.Equal(t, "PENDING", b.lastop(t))
 }
 
 // The id column is how every queued change finds its row: capture pairs a
@@ -376,7 +370,7 @@ func TestChangingTheIdOfAReadWriteRowIsRefusedSoItsChangeIsNotLost(t *testing.T)
 	b.scalar(t, &id, `SELECT id FROM salesforce.account`)
 
 	b.refused(t, "changing the id of a row of salesforce.account is refused", "sfid", `UPDATE salesforce.account SET id = id + 1000, name = 'Moved'`)
-	var name, lastop string
+	var name string
 	b.scalar(t, &name, `SELECT name FROM salesforce.account WHERE id = $1`, id)
 	require.Equal(t, "Acme", name)
 	require.Empty(t, b.outbox(t))
@@ -386,8 +380,7 @@ func TestChangingTheIdOfAReadWriteRowIsRefusedSoItsChangeIsNotLost(t *testing.T)
 	require.Len(t, entries, 1)
 	require.Equal(t, id, entries[0].RecordID)
 	require.Equal(t, map[string]any{"name": "Acme Corp"}, entries[0].New)
-	b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account WHERE id = $1`, id)
-	require.Equal(t, "PENDING", lastop)
+	require.Equal(t, "PENDING", b.lastop(t))
 }
 
 func TestReadOnlyTableRefusesUserWrites(t *testing.T) {
@@ -404,9 +397,7 @@ func TestReadOnlyTableRefusesUserWrites(t *testing.T) {
 	}
 	b.refused(t, "TRUNCATE of salesforce.account is refused", "reload", `TRUNCATE salesforce.account`)
 	require.Empty(t, b.outbox(t))
-	var lastop string
-	b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account`)
-	require.Equal(t, "SYNCED", lastop)
+	require.Equal(t, "SYNCED", b.lastop(t))
 }
 
 func TestSwitchingModeSwapsRefusalForCapture(t *testing.T) {
@@ -441,6 +432,14 @@ func TestMappingWhoseTableWasDroppedKeepsNoCaptureFunction(t *testing.T) {
 	b.exec(t, `DROP TABLE salesforce.account`)
 	b.exec(t, `UPDATE pgforce.mapping SET fields = '{Name}' WHERE id = $1`, id)
 	require.Zero(t, b.captureFunctions(t))
+}
+
+// lastop returns the _hc_lastop of the one row of salesforce.account.
+func (b *testBundle) lastop(t *testing.T) string {
+	t.Helper()
+	var op string
+	b.scalar(t, &op, `SELECT _hc_lastop FROM salesforce.account`)
+	return op
 }
 
 // plantEquality creates, in schema planted, an = operator for (left, right)
@@ -482,22 +481,17 @@ func TestAUserUpdateOfColumnsThatAreNotSentLeavesTheRowSynced(t *testing.T) {
 	b.mapAccount(t, "read_write")
 	b.exec(t, `ALTER TABLE salesforce.account ADD COLUMN local_note text`)
 	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name, systemmodstamp) VALUES ('001000000000001AAA', 'Acme', now())`)
-	lastop := func() string {
-		var op string
-		b.scalar(t, &op, `SELECT _hc_lastop FROM salesforce.account`)
-		return op
-	}
 	for _, sql := range []string{
 		`UPDATE salesforce.account SET local_note = 'call back'`,
 		`UPDATE salesforce.account SET systemmodstamp = now() + interval '1 minute', isdeleted = false`,
 	} {
 		b.exec(t, sql)
-		require.Equal(t, "SYNCED", lastop(), sql)
+		require.Equal(t, "SYNCED", b.lastop(t), sql)
 	}
 	require.Empty(t, b.outbox(t))
 
 	b.exec(t, `UPDATE salesforce.account SET local_note = 'sent?', industry = 'Energy'`)
-	require.Equal(t, "PENDING", lastop(), "a change of a mapped column is pending")
+	require.Equal(t, "PENDING", b.lastop(t), "a change of a mapped column is pending")
 	require.Len(t, b.outbox(t), 1)
 }
 

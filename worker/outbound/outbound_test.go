@@ -216,6 +216,7 @@ func TestChildWaitingForItsParentIsNotClaimedOverAndOver(t *testing.T) {
 	var attempts int
 	b.scalar(t, &attempts, `SELECT coalesce(max(attempts), 0) FROM pgforce.outbox WHERE record_id = $1 AND mapping_id = $2`, con, b.contactID)
 	// One claim a MinBackoff (50 ms here) at most.
+	t.Logf("claims of the waiting child in a second: %d", attempts)
 	require.Less(t, attempts, 40, "claims of the waiting child in a second")
 
 	b.exec(t, `SELECT pgforce.resume($1::integer)`, b.accountID)
@@ -225,6 +226,40 @@ func TestChildWaitingForItsParentIsNotClaimedOverAndOver(t *testing.T) {
 		return accSfid != "" && conSfid != ""
 	})
 	require.Equal(t, accSfid, b.sfField(t, "Contact", conSfid, "AccountId"))
+}
+
+// A pass that defers a child schedules one more cycle a MinBackoff later.
+// Other wake-ups start cycles too (here, commits to the parent's paused
+// mapping), and each of those passes defers the child again: had each
+// scheduled a cycle of its own, every wake-up would have started another
+// endless chain, and the child's claims would grow with every commit.
+func TestWakeUpsWhileAChildWaitsForItsParentDoNotMultiplyItsClaims(t *testing.T) {
+	b := setup(t, setupOptions{upsertField: "Ext_Id__c"})
+	b.exec(t, `SELECT pgforce.pause($1::integer)`, b.accountID)
+	b.start(t, fastOptions())
+	ctx := context.Background()
+	tx, err := b.pool.Begin(ctx)
+	require.NoError(t, err)
+	var con int
+	require.NoError(t, tx.QueryRow(ctx, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('Parent Co', 'ext-1') RETURNING id`).Scan(new(int)))
+	require.NoError(t, tx.QueryRow(ctx, `INSERT INTO salesforce.contact (lastname, account__r__ext_id__c) VALUES ('Child', 'ext-1') RETURNING id`).Scan(&con))
+	require.NoError(t, tx.Commit(ctx))
+
+	claims := func() int {
+		var n int
+		b.scalar(t, &n, `SELECT coalesce(max(attempts), 0) FROM pgforce.outbox WHERE record_id = $1 AND mapping_id = $2`, con, b.contactID)
+		return n
+	}
+	for i := 0; i < 20; i++ {
+		b.exec(t, `INSERT INTO salesforce.account (name) VALUES ($1)`, fmt.Sprintf("Wake-up %d", i))
+		time.Sleep(10 * time.Millisecond)
+	}
+	before := claims()
+	time.Sleep(time.Second)
+	t.Logf("claims of the waiting child: %d before the second, %d after", before, claims())
+	// One claim a MinBackoff (50 ms here) and one per other wake-up; with
+	// a chain per wake-up this was over 200.
+	require.Less(t, claims()-before, 40, "claims of the waiting child in the second after 20 wake-ups")
 }
 
 func TestParentAndChildInsertedInOneTransactionArriveLinked(t *testing.T) {

@@ -232,8 +232,15 @@ func (s *Service) drainPass(ctx, work context.Context, m *Mapping, all []*Mappin
 		// wait in a mapping this drain does not reach. A cycle a moment
 		// later writes parents first; at once, a parent that cannot go
 		// (paused, failing) had its children claimed hundreds of times a
-		// second.
-		time.AfterFunc(s.opts.MinBackoff, s.Kick)
+		// second. One such kick at a time: passes that other wake-ups start
+		// meanwhile defer the same records, and had each scheduled a kick,
+		// every wake-up would have started another chain of them.
+		if s.deferredKick.CompareAndSwap(false, true) {
+			time.AfterFunc(s.opts.MinBackoff, func() {
+				s.deferredKick.Store(false)
+				s.Kick()
+			})
+		}
 		return 0, firstErr
 	}
 	return claimed, firstErr

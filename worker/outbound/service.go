@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -116,6 +117,9 @@ type Service struct {
 	mode    feed.Mode
 	detail  string
 	kick    chan struct{}
+	// deferredKick is set while a kick is scheduled for records deferred
+	// to their parents (see process): one at a time.
+	deferredKick atomic.Bool
 	// calls holds a slot per Collections call running, Parallel in all,
 	// shared by the batches in flight at once.
 	calls chan struct{}

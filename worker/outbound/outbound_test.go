@@ -204,13 +204,7 @@ func TestChildWaitingForItsParentIsNotClaimedOverAndOver(t *testing.T) {
 	b := setup(t, setupOptions{upsertField: "Ext_Id__c"})
 	b.exec(t, `SELECT pgforce.pause($1::integer)`, b.accountID)
 	b.start(t, fastOptions())
-	ctx := context.Background()
-	tx, err := b.pool.Begin(ctx)
-	require.NoError(t, err)
-	var acc, con int
-	require.NoError(t, tx.QueryRow(ctx, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('Parent Co', 'ext-1') RETURNING id`).Scan(&acc))
-	require.NoError(t, tx.QueryRow(ctx, `INSERT INTO salesforce.contact (lastname, account__r__ext_id__c) VALUES ('Child', 'ext-1') RETURNING id`).Scan(&con))
-	require.NoError(t, tx.Commit(ctx))
+	acc, con := b.insertParentAndChild(t)
 
 	time.Sleep(time.Second)
 	var attempts int
@@ -237,13 +231,7 @@ func TestWakeUpsWhileAChildWaitsForItsParentDoNotMultiplyItsClaims(t *testing.T)
 	b := setup(t, setupOptions{upsertField: "Ext_Id__c"})
 	b.exec(t, `SELECT pgforce.pause($1::integer)`, b.accountID)
 	b.start(t, fastOptions())
-	ctx := context.Background()
-	tx, err := b.pool.Begin(ctx)
-	require.NoError(t, err)
-	var con int
-	require.NoError(t, tx.QueryRow(ctx, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('Parent Co', 'ext-1') RETURNING id`).Scan(new(int)))
-	require.NoError(t, tx.QueryRow(ctx, `INSERT INTO salesforce.contact (lastname, account__r__ext_id__c) VALUES ('Child', 'ext-1') RETURNING id`).Scan(&con))
-	require.NoError(t, tx.Commit(ctx))
+	_, con := b.insertParentAndChild(t)
 
 	claims := func() int {
 		var n int
@@ -262,16 +250,24 @@ func TestWakeUpsWhileAChildWaitsForItsParentDoNotMultiplyItsClaims(t *testing.T)
 	require.Less(t, claims()-before, 40, "claims of the waiting child in the second after 20 wake-ups")
 }
 
-func TestParentAndChildInsertedInOneTransactionArriveLinked(t *testing.T) {
-	b := setup(t, setupOptions{upsertField: "Ext_Id__c"})
-	b.start(t, fastOptions())
+// insertParentAndChild inserts, in one transaction, an Account and a
+// Contact that names it by its external id, and returns their row ids.
+func (b *bundle) insertParentAndChild(t *testing.T) (acc, con int) {
+	t.Helper()
 	ctx := context.Background()
 	tx, err := b.pool.Begin(ctx)
 	require.NoError(t, err)
-	var acc, con int
+	defer tx.Rollback(ctx)
 	require.NoError(t, tx.QueryRow(ctx, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('Parent Co', 'ext-1') RETURNING id`).Scan(&acc))
 	require.NoError(t, tx.QueryRow(ctx, `INSERT INTO salesforce.contact (lastname, account__r__ext_id__c) VALUES ('Child', 'ext-1') RETURNING id`).Scan(&con))
 	require.NoError(t, tx.Commit(ctx))
+	return acc, con
+}
+
+func TestParentAndChildInsertedInOneTransactionArriveLinked(t *testing.T) {
+	b := setup(t, setupOptions{upsertField: "Ext_Id__c"})
+	b.start(t, fastOptions())
+	acc, con := b.insertParentAndChild(t)
 
 	var accSfid, conSfid string
 	eventually(t, 10*time.Second, "both synced", func() bool {

@@ -56,23 +56,23 @@ type batch struct {
 // A claim that comes back short while batches are in flight does not mean
 // that the queue is empty (later changes of the records in flight wait for
 // them), so passes repeat until one finds nothing to claim, or defers a
-// record to a parent not yet written.
-func (s *Service) drain(ctx, work context.Context, m *Mapping) error {
+// record to a parent not yet written; deferred says the drain ended so.
+func (s *Service) drain(ctx, work context.Context, m *Mapping) (deferred bool, err error) {
 	// A Bulk backlog holds the feed off (see nextBatch) until its drain
 	// ends, drained or backing off: mappings drain one at a time.
 	defer s.feed.Release()
 	defer s.analyzing.Wait()
 	all, err := loadMappings(work, s.pool, s.opts.Org)
 	if err != nil {
-		return err
+		return false, err
 	}
 	for ctx.Err() == nil {
-		n, err := s.drainPass(ctx, work, m, all)
-		if err != nil || n == 0 {
-			return err
+		n, deferred, err := s.drainPass(ctx, work, m, all)
+		if err != nil || n == 0 || deferred {
+			return deferred, err
 		}
 	}
-	return nil
+	return false, nil
 }
 
 // maxInFlight is how many batches of one mapping are between their send
@@ -82,8 +82,9 @@ func (s *Service) drain(ctx, work context.Context, m *Mapping) error {
 const maxInFlight = 3
 
 // drainPass runs the pipeline until a claim comes back short and returns
-// the number of entries it claimed.
-func (s *Service) drainPass(ctx, work context.Context, m *Mapping, all []*Mapping) (int, error) {
+// the number of entries it claimed, and whether it deferred a record to a
+// parent not yet written.
+func (s *Service) drainPass(ctx, work context.Context, m *Mapping, all []*Mapping) (int, bool, error) {
 	claimed := 0
 	pctx, stopClaiming := context.WithCancel(work)
 	defer stopClaiming()
@@ -226,24 +227,13 @@ func (s *Service) drainPass(ctx, work context.Context, m *Mapping, all []*Mappin
 	if err := <-claimErr; firstErr == nil {
 		firstErr = err
 	}
-	if deferred {
-		// The pass ends the drain (claimed 0): the next pass would only
-		// claim the deferred records again, and again, while their parents
-		// wait in a mapping this drain does not reach. A cycle a moment
-		// later writes parents first; at once, a parent that cannot go
-		// (paused, failing) had its children claimed hundreds of times a
-		// second. One such kick at a time: passes that other wake-ups start
-		// meanwhile defer the same records, and had each scheduled a kick,
-		// every wake-up would have started another chain of them.
-		if s.deferredKick.CompareAndSwap(false, true) {
-			time.AfterFunc(s.opts.MinBackoff, func() {
-				s.deferredKick.Store(false)
-				s.Kick()
-			})
-		}
-		return 0, firstErr
-	}
-	return claimed, firstErr
+	// A pass that deferred ends the drain: the next pass would only claim
+	// the deferred records again, and again, while their parents wait in a
+	// mapping this drain does not reach. The cycle wakes again a
+	// MinBackoff later (see cycle), which writes parents first; at once, a
+	// parent that cannot go (paused, failing) had its children claimed
+	// hundreds of times a second.
+	return claimed, deferred, firstErr
 }
 
 // nextBatch claims and prepares the next batch of a mapping; nil when

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -117,9 +116,6 @@ type Service struct {
 	mode    feed.Mode
 	detail  string
 	kick    chan struct{}
-	// deferredKick is set while a kick is scheduled for records deferred
-	// to their parents (see process): one at a time.
-	deferredKick atomic.Bool
 	// calls holds a slot per Collections call running, Parallel in all,
 	// shared by the batches in flight at once.
 	calls chan struct{}
@@ -304,7 +300,18 @@ func (s *Service) cycle(ctx, work context.Context) (time.Time, error) {
 			s.noteFailure(m, err)
 			continue
 		}
-		if err := s.drain(ctx, work, m); err != nil {
+		deferred, err := s.drain(ctx, work, m)
+		if deferred {
+			// Records wait for parents: look again a moment later. The
+			// run loop's one timer holds the earliest such time, so
+			// cycles that other wake-ups start meanwhile do not add
+			// retries of their own (a kick per deferring pass started an
+			// endless chain per wake-up).
+			if retry := time.Now().Add(s.opts.MinBackoff); next.IsZero() || retry.Before(next) {
+				next = retry
+			}
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				return next, nil // stopping: the batch in flight was finished
 			}

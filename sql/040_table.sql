@@ -160,7 +160,11 @@ BEGIN
             NULL;
         ELSIF pgforce._is_widening(v_existing, v_type) THEN
             -- Longer varchar and more numeric digits at the same scale are
-            -- catalog-only changes: no rewrite, no long lock.
+            -- catalog-only changes: no rewrite, no long lock. Postgres
+            -- refuses to change the type of a column that a trigger names
+            -- (pgforce_status_update's UPDATE OF list);
+            -- _install_triggers below creates it again.
+            EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS pgforce_status_update ON %s', v_table);
             EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I TYPE %s', v_table, v_name, v_type);
         ELSE
             RAISE EXCEPTION 'pgforce: field % of % changed type from % to %', v_field, v_mapping.sobject, v_existing, v_type

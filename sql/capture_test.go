@@ -495,6 +495,53 @@ func TestAUserUpdateOfColumnsThatAreNotSentLeavesTheRowSynced(t *testing.T) {
 	require.Len(t, b.outbox(t), 1)
 }
 
+// The status function is a call per row, so it runs only for the UPDATEs
+// that may change what it decides: those that set a captured column. The
+// worker's write-back of a batch sets _hc_lastop and sfid and nothing else.
+func TestTheStatusFunctionRunsOnlyForUpdatesThatSetACapturedColumn(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := b.mapAccount(t, "read_write")
+	b.syncedAccounts(t, 3)
+	ctx := t.Context()
+	conn := b.db.Connect(t)
+	_, err := conn.Exec(ctx, `SET track_functions = 'all'`)
+	require.NoError(t, err)
+	calls := func(origin, sql string) int {
+		t.Helper()
+		tx, err := conn.Begin(ctx)
+		require.NoError(t, err)
+		defer tx.Rollback(ctx)
+		_, err = tx.Exec(ctx, `SELECT set_config('pgforce.origin', $1, true)`, origin)
+		require.NoError(t, err)
+		// The count includes earlier transactions' calls until the session
+		// reports them, which it does not do within a transaction.
+		count := func() (n int) {
+			require.NoError(t, tx.QueryRow(ctx, `SELECT coalesce(pg_stat_get_xact_function_calls(to_regprocedure(format('pgforce._status_%s()', $1::integer))), 0)`, id).Scan(&n))
+			return n
+		}
+		before := count()
+		_, err = tx.Exec(ctx, sql)
+		require.NoError(t, err, sql)
+		n := count() - before
+		require.NoError(t, tx.Commit(ctx))
+		return n
+	}
+	require.Zero(t, calls("salesforce", `UPDATE salesforce.account SET _hc_lastop = 'SYNCED', _hc_err = NULL, sfid = sfid`), "the worker's write-back")
+	require.Zero(t, calls("", `UPDATE salesforce.account SET systemmodstamp = now()`), "a user's update of a column that is never sent")
+	statuses := func() string {
+		var s string
+		b.scalar(t, &s, `SELECT string_agg(DISTINCT _hc_lastop, ',') FROM salesforce.account`)
+		return s
+	}
+	require.Equal(t, "SYNCED", statuses())
+	require.Equal(t, 3, calls("", `UPDATE salesforce.account SET industry = 'Energy'`))
+	require.Equal(t, "PENDING", statuses())
+	b.exec(t, `DELETE FROM pgforce.outbox`)
+	require.Equal(t, 3, calls("salesforce", `UPDATE salesforce.account SET name = name || '!', _hc_lastop = CASE WHEN _hc_lastop = 'PENDING' THEN 'SYNCED' END`), "the worker's inbound apply")
+	require.Equal(t, "SYNCED", statuses())
+}
+
 func TestDeletingMappingLeavesAPlainTable(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

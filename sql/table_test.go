@@ -160,6 +160,20 @@ func TestEnsureTableWidensTextButRefusesTypeChanges(t *testing.T) {
 		`SELECT pgforce.ensure_table($1, '[{"name":"AnnualRevenue","type":"string","length":20}]')`, id)
 }
 
+// The status trigger of a read_write table names the captured columns,
+// which Postgres will not retype under it.
+func TestWideningAColumnOfAReadWriteTableKeepsItsChangesPending(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := b.mapAccount(t, "read_write")
+	b.syncedAccounts(t, 1)
+	b.exec(t, `SELECT pgforce.ensure_table($1, '[{"name":"Name","type":"string","length":500}]')`, id)
+	require.Equal(t, "character varying(500)", b.columnTypes(t, "salesforce.account")["name"])
+	b.exec(t, `UPDATE salesforce.account SET name = repeat('x', 300)`)
+	require.Equal(t, "PENDING", b.lastop(t))
+	require.Len(t, b.outbox(t), 1)
+}
+
 func TestEnsureTableRefusesUnknownTypesAndUnmappedFields(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

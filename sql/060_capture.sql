@@ -277,10 +277,14 @@ BEGIN
 END
 $$;
 
--- BEFORE INSERT/UPDATE/DELETE, FOR EACH STATEMENT on read_only tables.
+-- BEFORE INSERT/UPDATE/DELETE, FOR EACH STATEMENT on read_only tables:
+-- refuses every write but the worker's.
 CREATE FUNCTION pgforce._refuse_write() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    IF pg_catalog.current_setting('pgforce.origin', true) = 'salesforce' THEN
+        RETURN NULL;
+    END IF;
     RAISE EXCEPTION 'pgforce: %.% is read_only: % is not synced to Salesforce', TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP
         USING ERRCODE = 'read_only_sql_transaction',
               HINT = pg_catalog.format('Change the data in Salesforce, or make the mapping read_write: UPDATE pgforce.mapping SET mode = ''read_write'' WHERE id = %s;', TG_ARGV[0]);
@@ -346,7 +350,6 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_mapping pgforce.mapping;
     v_table   regclass;
-    v_origin  text := 'pg_catalog.current_setting(''pgforce.origin'', true) IS DISTINCT FROM ''salesforce''';
     v_columns text[];
     v_status  text;
 BEGIN
@@ -404,29 +407,28 @@ BEGIN
     ELSE
         v_status := 'pgforce._status()';
         EXECUTE pg_catalog.format(
-            'CREATE TRIGGER pgforce_read_only BEFORE INSERT OR UPDATE OR DELETE ON %s FOR EACH STATEMENT WHEN (%s)'
-            ' EXECUTE FUNCTION pgforce._refuse_write(%L)', v_table, v_origin, p_mapping_id);
+            'CREATE TRIGGER pgforce_read_only BEFORE INSERT OR UPDATE OR DELETE ON %s FOR EACH STATEMENT'
+            ' EXECUTE FUNCTION pgforce._refuse_write(%L)', v_table, p_mapping_id);
     END IF;
-    -- The status function runs for an INSERT unless the row already says
-    -- what it would make it say (a load's rows carry SYNCED themselves),
-    -- and for an UPDATE that names a captured column in its SET list.
+    -- The status function runs for every INSERT and for an UPDATE that
+    -- names a captured column in its SET list.
     --
-    -- UPDATEs have no WHEN clause: Postgres reads a trigger's WHEN clause
-    -- back from its stored text and prepares it again for every statement,
-    -- which cost a single-row UPDATE 16-24 µs (about 10 µs for a clause as
-    -- short as NEW._hc_lastop IS DISTINCT FROM 'PENDING'), against 1-3 µs
-    -- for calling a small function. Being column-specific instead spares
-    -- the statements the function has nothing to do for, at no cost to
-    -- any statement: a user's UPDATE of columns that are never sent
-    -- leaves the status alone, and so, on a settled row, does every write
-    -- of the worker's that does not set data (the write-back of _hc_lastop
-    -- and sfid after a batch, deletions, ...). A BEFORE trigger of the
-    -- user's that changes a captured column the statement does not name
-    -- leaves the row's status as it was, though the change is captured.
+    -- pgforce's triggers have no WHEN clauses: Postgres reads a trigger's
+    -- WHEN clause back from its stored text and prepares it again for
+    -- every statement, which cost a single-row UPDATE 16-24 µs (about
+    -- 10 µs for a clause as short as NEW._hc_lastop IS DISTINCT FROM
+    -- 'PENDING'), against 1-3 µs for calling a small function. Being
+    -- column-specific instead spares the UPDATEs the function has nothing
+    -- to do for, at no cost to any statement: a user's UPDATE of columns
+    -- that are never sent leaves the status alone, and so, on a settled
+    -- row, does every write of the worker's that does not set data (the
+    -- write-back of _hc_lastop and sfid after a batch, deletions, ...). A
+    -- BEFORE trigger of the user's that changes a captured column the
+    -- statement does not name leaves the row's status as it was, though
+    -- the change is captured. (The worker's direct loads switch the INSERT
+    -- triggers off and stamp their rows SYNCED themselves.)
     EXECUTE pg_catalog.format(
-        'CREATE TRIGGER pgforce_status BEFORE INSERT ON %s FOR EACH ROW'
-        ' WHEN (NEW._hc_err IS NOT NULL OR NEW._hc_lastop IS DISTINCT FROM CASE WHEN %s THEN ''PENDING'' ELSE ''SYNCED'' END)'
-        ' EXECUTE FUNCTION %s', v_table, v_origin, v_status);
+        'CREATE TRIGGER pgforce_status BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION %s', v_table, v_status);
     IF pg_catalog.cardinality(v_columns) > 0 THEN
         EXECUTE pg_catalog.format(
             'CREATE TRIGGER pgforce_status_update BEFORE UPDATE OF %s ON %s FOR EACH ROW EXECUTE FUNCTION %s',

@@ -572,7 +572,7 @@ func (f *Feed) streamUntil(ctx context.Context) error {
 	// notifying while the stream keeps up, until it ends.
 	// Commits go to the monitor, which wakes the consumer once they are
 	// visible, and which also watches the stream's lag.
-	commits := make(chan uint32, 1024)
+	commits := newXidQueue()
 	mctx, stopMonitor := context.WithCancel(ctx)
 	monitoring := make(chan struct{})
 	go func() {
@@ -675,11 +675,7 @@ func (f *Feed) streamUntil(ctx context.Context) error {
 						f.received = m.TransactionEndLSN
 					}
 					f.mu.Unlock()
-					select {
-					case commits <- xid:
-					default:
-						f.signal() // the monitor is far behind: look now
-					}
+					commits.push(xid)
 				}
 			}
 		}
@@ -722,7 +718,7 @@ func (f *Feed) confirmable(walEnd pglogrepl.LSN) pglogrepl.LSN {
 //
 // When its connection fails, the monitor wakes the consumer at once for
 // every commit and capture notifies, until it has a connection again.
-func (f *Feed) monitor(ctx context.Context, walsender uint32, commits <-chan uint32) {
+func (f *Feed) monitor(ctx context.Context, walsender uint32, commits *xidQueue) {
 	var (
 		conn     *pgx.Conn
 		before   pglogrepl.LSN // the server's WAL flush position at the last check
@@ -763,15 +759,9 @@ func (f *Feed) monitor(ctx context.Context, walsender uint32, commits <-chan uin
 			return
 		case <-tick.C:
 			lagCheck = true
-		case xid := <-commits:
-			pending = append(pending, int64(xid))
-			for more := true; more; {
-				select {
-				case xid := <-commits:
-					pending = append(pending, int64(xid))
-				default:
-					more = false
-				}
+		case <-commits.ready:
+			for _, xid := range commits.take() {
+				pending = append(pending, int64(xid))
 			}
 			recheck = time.Millisecond
 		case <-again:
@@ -814,6 +804,41 @@ func (f *Feed) monitor(ctx context.Context, walsender uint32, commits <-chan uin
 			pending = running
 		}
 	}
+}
+
+// xidQueue carries the xids of the commits the stream receives to the
+// monitor, which wakes the consumer once they are visible. It has no bound
+// because a commit it dropped would be a lost wake-up: with a full channel
+// the stream used to signal at once instead, so the consumer could look
+// before the commit was visible and nothing would send it looking again
+// until the next commit. A xid is 4 bytes; the monitor takes them all
+// whenever it is ready.
+type xidQueue struct {
+	mu   sync.Mutex
+	xids []uint32
+	// ready holds a token whenever xids may be non-empty.
+	ready chan struct{}
+}
+
+func newXidQueue() *xidQueue { return &xidQueue{ready: make(chan struct{}, 1)} }
+
+func (q *xidQueue) push(xid uint32) {
+	q.mu.Lock()
+	q.xids = append(q.xids, xid)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default: // a token is waiting already
+	}
+}
+
+// take returns every xid pushed since the last take, oldest first.
+func (q *xidQueue) take() []uint32 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	xids := q.xids
+	q.xids = nil
+	return xids
 }
 
 // streamLags reports whether walsender has not yet sent the WAL up to

@@ -61,3 +61,37 @@ func TestCommitIsAwaitedWhileASnapshotSeesItRunning(t *testing.T) {
 	require.NoError(t, other.QueryRow(context.Background(), stillRunningSQL, []int64{3, own}, nil).Scan(&running))
 	require.Equal(t, []int64{own}, running)
 }
+
+// The monitor may be busy asking Postgres about earlier commits while the
+// stream receives thousands more; every one must still reach it, in order,
+// or its wake-up is lost.
+func TestCommitsReachTheMonitorInOrderHoweverFarItFallsBehind(t *testing.T) {
+	q := newXidQueue()
+	const n = 100_000
+	for xid := uint32(1); xid <= n/2; xid++ {
+		q.push(xid)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for xid := uint32(n/2 + 1); xid <= n; xid++ {
+			q.push(xid)
+		}
+	}()
+	var got []uint32
+	for len(got) < n {
+		select {
+		case <-q.ready:
+			got = append(got, q.take()...)
+		case <-t.Context().Done():
+			t.Fatal("timed out")
+		}
+	}
+	<-done
+	want := make([]uint32, n)
+	for i := range want {
+		want[i] = uint32(i + 1)
+	}
+	require.Equal(t, want, got)
+	require.Empty(t, q.take())
+}

@@ -5,11 +5,10 @@
 -- transition tables and appends every changed row to pgforce.outbox with a
 -- single INSERT ... SELECT. The only per-row work is the BEFORE trigger that
 -- keeps _hc_lastop/_hc_err honest (and, in a statement that sets id, the
--- check that refuses a change of id). It is skipped where it has nothing to
--- do: for an INSERT of a row that already says what it would make it say
--- (SYNCED from the worker's loads), and for an UPDATE that sets no captured
--- column (the worker's write-back of a 5,000-record batch spent a tenth of
--- its time calling it for nothing); see _install_triggers.
+-- check that refuses a change of id). An UPDATE that sets no captured
+-- column does not call it (the worker's write-back of a 5,000-record batch
+-- spent a tenth of its time calling it for nothing), and the worker's
+-- direct loads switch it off; see _install_triggers.
 --
 -- The worker marks its own writes with SET pgforce.origin = 'salesforce';
 -- those are never captured (no sync loops) and are stamped SYNCED, except
@@ -413,20 +412,23 @@ BEGIN
     -- The status function runs for every INSERT and for an UPDATE that
     -- names a captured column in its SET list.
     --
-    -- pgforce's triggers have no WHEN clauses: Postgres reads a trigger's
-    -- WHEN clause back from its stored text and prepares it again for
-    -- every statement, which cost a single-row UPDATE 16-24 µs (about
-    -- 10 µs for a clause as short as NEW._hc_lastop IS DISTINCT FROM
-    -- 'PENDING'), against 1-3 µs for calling a small function. Being
-    -- column-specific instead spares the UPDATEs the function has nothing
-    -- to do for, at no cost to any statement: a user's UPDATE of columns
-    -- that are never sent leaves the status alone, and so, on a settled
-    -- row, does every write of the worker's that does not set data (the
-    -- write-back of _hc_lastop and sfid after a batch, deletions, ...). A
-    -- BEFORE trigger of the user's that changes a captured column the
-    -- statement does not name leaves the row's status as it was, though
-    -- the change is captured. (The worker's direct loads switch the INSERT
-    -- triggers off and stamp their rows SYNCED themselves.)
+    -- No WHEN clauses here: Postgres reads a trigger's WHEN clause back
+    -- from its stored text and prepares it again for every statement
+    -- (pgforce_id's only for those that set id), which cost a single-row
+    -- UPDATE 16-24 µs (about 10 µs for a clause as short as
+    -- NEW._hc_lastop IS DISTINCT FROM 'PENDING'), against 1-3 µs for
+    -- calling a small function. Being column-specific instead spares the
+    -- UPDATEs the function has nothing to do for, at no cost to any
+    -- statement: a user's UPDATE of columns that are never sent leaves the
+    -- status alone, and so, on a settled row, does every write of the
+    -- worker's that does not set data (the write-back of _hc_lastop and
+    -- sfid after a batch, deletions, ...). A BEFORE trigger of the user's
+    -- that changes a captured column the statement does not name leaves
+    -- the row's status as it was, though the change is captured. The price
+    -- is that Postgres refuses to retype or drop a captured column while
+    -- the trigger names it (ensure_table drops it to widen one). (The
+    -- worker's direct loads switch the INSERT triggers off and stamp their
+    -- rows SYNCED themselves.)
     EXECUTE pg_catalog.format(
         'CREATE TRIGGER pgforce_status BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION %s', v_table, v_status);
     IF pg_catalog.cardinality(v_columns) > 0 THEN

@@ -9,6 +9,8 @@
 -- sql/060_capture.sql. After adding such a column, re-install the triggers:
 --   ALTER TABLE salesforce.contact ADD COLUMN account__r__ext_id__c varchar(255);
 --   SELECT pgforce._install_triggers(<mapping id>);
+-- The status trigger names the captured columns (UPDATE OF), so dropping one
+-- takes CASCADE, and the triggers are re-installed the same way afterwards.
 CREATE OR REPLACE FUNCTION pgforce._captured_columns(p_mapping_id integer) RETURNS text[]
 LANGUAGE sql STABLE AS $$
     SELECT coalesce(pg_catalog.array_agg(a.attname::text ORDER BY a.attnum), '{}')

@@ -56,6 +56,41 @@ func TestCaptureRecordsNothingForNoOpUpdates(t *testing.T) {
 	require.Equal(t, "SYNCED", b.lastop(t), "a no-op update has nothing pending")
 }
 
+// The status function tests the captured columns one at a time and stops
+// at the first that changed, so a change of any one of them, first, middle
+// or last, must count on its own, and a NULL must equal a NULL.
+func TestAChangeOfAnyOneCapturedColumnAloneMakesTheRowPending(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mapAccount(t, "read_write")
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name, industry, annualrevenue) VALUES ('001000000000001AAA', 'Acme', NULL, 10)`)
+	columns := map[string]string{"name": "'Acme 2'", "industry": "'Energy'", "annualrevenue": "NULL"}
+	unchanged := "name = name, industry = industry, annualrevenue = annualrevenue"
+
+	b.exec(t, `UPDATE salesforce.account SET `+unchanged)
+	require.Equal(t, "SYNCED", b.lastop(t), "every captured column set to its own value, a NULL among them")
+	require.Empty(t, b.outbox(t))
+
+	for _, column := range []string{"name", "industry", "annualrevenue"} {
+		var set []string
+		for _, c := range []string{"name", "industry", "annualrevenue"} {
+			if c == column {
+				set = append(set, c+" = "+columns[c])
+			} else {
+				set = append(set, c+" = "+c)
+			}
+		}
+		b.exec(t, `TRUNCATE pgforce.outbox`)
+		b.asWorker(t, `UPDATE salesforce.account SET _hc_lastop = 'SYNCED'`)
+		b.exec(t, `UPDATE salesforce.account SET `+strings.Join(set, ", "))
+		require.Equal(t, "PENDING", b.lastop(t), "a change of %s alone", column)
+		entries := b.outbox(t)
+		require.Len(t, entries, 1, column)
+		require.Contains(t, entries[0].New, column)
+		require.Len(t, entries[0].New, 1, "only %s changed", column)
+	}
+}
+
 func TestCaptureRecordsMultiRowStatementsInOneGo(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

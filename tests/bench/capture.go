@@ -58,6 +58,9 @@ func captureOverheadOn(ctx context.Context, env *Env, cluster *pgtest.Cluster) (
 	if err != nil {
 		return nil, err
 	}
+	if err := addWideMapping(ctx, connString, captureRows(env)); err != nil {
+		return nil, err
+	}
 	settle := func(ctx context.Context) error { return drainOutbox(ctx, connString) }
 	results, err := measureCapture(ctx, env, cluster, connString, "", true, settle)
 	if err != nil || cluster.Setting("fsync") == "on" {
@@ -87,15 +90,22 @@ func captureCost(ctx context.Context, env *Env, connString string, settle func(c
 		rounds = 15
 	}
 	var results []Result
+	narrow := [2]string{"bench_plain", "salesforce.bench__c"}
+	narrowSet := "amount__c = amount__c + 1, status__c = (ARRAY['Open','Working','Closed'])[1 + i % 3]"
 	for _, w := range []struct {
-		name  string
-		batch int
-		n     int // statements per run
+		name   string
+		batch  int
+		n      int // statements per run
+		tables [2]string
+		set    string
+		detail string
 	}{
-		{"capture cost, single-row UPDATE (server µs per statement, mapped minus unmapped)", 1, 5000},
-		{"capture cost, 100-row UPDATE (server µs per statement, mapped minus unmapped)", 100, 200},
+		{"capture cost, single-row UPDATE (server µs per statement, mapped minus unmapped)", 1, 5000, narrow, narrowSet, ""},
+		{"capture cost, 100-row UPDATE (server µs per statement, mapped minus unmapped)", 100, 200, narrow, narrowSet, ""},
+		{"capture cost, single-row UPDATE of a 50-field mapping (server µs per statement, mapped minus unmapped)", 1, 2000,
+			[2]string{"wide_plain", "salesforce.wide__c"}, wideSet, "; 2 of 50 mapped fields changed, the 3rd and the 25th"},
 	} {
-		for _, table := range []string{"bench_plain", "salesforce.bench__c"} {
+		for _, table := range w.tables {
 			// The procedure's name is the table's, so that a rerun
 			// replaces it; the statement is static SQL, planned once,
 			// as an application's prepared statement would be.
@@ -106,19 +116,19 @@ func captureCost(ctx context.Context, env *Env, connString string, settle func(c
 				BEGIN
 					FOR i IN 1..n LOOP
 						v_id := 1 + (random() * %d)::integer;
-						UPDATE %s SET amount__c = amount__c + 1, status__c = (ARRAY['Open','Working','Closed'])[1 + i %% 3]
+						UPDATE %s SET %s
 						WHERE id >= v_id AND id < v_id + %d;
 						COMMIT;
 					END LOOP;
 					us := extract(epoch FROM clock_timestamp() - t0) * 1e6 / n;
-				END $$`, costProcedure(table), rows-w.batch-1, table, w.batch)); err != nil {
+				END $$`, costProcedure(table), rows-w.batch-1, table, w.set, w.batch)); err != nil {
 				return nil, fmt.Errorf("create the capture cost procedure: %w", err)
 			}
 		}
 		var mapped, unmapped, extra []float64
 		for r := 0; r < rounds; r++ {
 			var us [2]float64
-			for i, table := range []string{"bench_plain", "salesforce.bench__c"} {
+			for i, table := range w.tables {
 				if err := conn.QueryRow(ctx, fmt.Sprintf("CALL %s($1)", costProcedure(table)), w.n).Scan(&us[i]); err != nil {
 					return nil, fmt.Errorf("%s: %w", w.name, err)
 				}
@@ -134,8 +144,8 @@ func captureCost(ctx context.Context, env *Env, connString string, settle func(c
 			Value:         median(extra),
 			Unit:          "µs",
 			HerokuConnect: "per-row hstore log trigger on every write",
-			Detail: fmt.Sprintf("median of %d alternating pairs of %d statements, each committed, from a procedure in the server (differences %.0f-%.0f µs); mapped %.1f µs vs unmapped %.1f µs per statement; %d rows, fsync=off",
-				rounds, w.n, minOf(extra), maxOf(extra), median(mapped), median(unmapped), rows),
+			Detail: fmt.Sprintf("median of %d alternating pairs of %d statements, each committed, from a procedure in the server (differences %.0f-%.0f µs); mapped %.1f µs vs unmapped %.1f µs per statement; %d rows, fsync=off%s",
+				rounds, w.n, minOf(extra), maxOf(extra), median(mapped), median(unmapped), rows, w.detail),
 		})
 	}
 	return results, nil
@@ -386,6 +396,53 @@ func setupCaptureDB(ctx context.Context, cluster *pgtest.Cluster, rows int, sfid
 	return connString, nil
 }
 
+// wideSet is the SET list of captureCost's UPDATE of the 50-field mapping.
+const wideSet = "n3__c = n3__c + 1, t25__c = (ARRAY['Open','Working','Closed'])[1 + i % 3]"
+
+// addWideMapping adds a read_write mapping of 50 fields, salesforce.wide__c,
+// and an identical plain table wide_plain, both filled with synced rows.
+// Capture's cost grows with the number of mapped fields, and a mapping of
+// an object such as Account often has dozens.
+func addWideMapping(ctx context.Context, connString string, rows int) error {
+	conn, err := pgx.Connect(ctx, connString)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	var fields, columns, values []string
+	for i := 1; i <= 50; i++ {
+		var name, column, value string
+		switch i % 3 {
+		case 0:
+			name, column, value = fmt.Sprintf("N%d__c", i), `"type":"double","precision":18,"scale":2`, "i * 1.5"
+		case 1:
+			name, column, value = fmt.Sprintf("T%d__c", i), `"type":"string","length":80`, "'text ' || i"
+		default:
+			name, column, value = fmt.Sprintf("D%d__c", i), `"type":"datetime"`, "now()"
+		}
+		fields = append(fields, name)
+		columns = append(columns, fmt.Sprintf(`{"name":%q,%s}`, name, column))
+		values = append(values, value)
+	}
+	steps := []string{
+		fmt.Sprintf(`INSERT INTO pgforce.mapping (id, sobject, fields, mode) VALUES (2, 'Wide__c', '{%s}', 'read_write')`, strings.Join(fields, ",")),
+		`SELECT pgforce.ensure_table(2, '[` + strings.Join(columns, ",") + `]')`,
+		`CREATE TABLE wide_plain (LIKE salesforce.wide__c INCLUDING ALL)`,
+		`SET pgforce.origin = 'salesforce'`,
+		fmt.Sprintf(`INSERT INTO salesforce.wide__c (sfid, %s) SELECT 'a01' || lpad(i::text, 15, '0'), %s FROM generate_series(1, %d) i`,
+			strings.ToLower(strings.Join(fields, ", ")), strings.Join(values, ", "), rows),
+		`RESET pgforce.origin`,
+		`INSERT INTO wide_plain SELECT * FROM salesforce.wide__c`,
+		`VACUUM ANALYZE salesforce.wide__c, wide_plain`,
+	}
+	for _, s := range steps {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			return fmt.Errorf("set up the 50-field mapping: %s: %w", s, err)
+		}
+	}
+	return nil
+}
+
 // updateTPS runs pgbench's transaction stmt from several clients for d and
 // returns committed transactions per second. stmt takes the pgbench
 // variables :id, the first row, and :s, a status from 1 to 3. Each client
@@ -442,8 +499,13 @@ func drainOutbox(ctx context.Context, connString string) error {
 		"TRUNCATE pgforce.outbox",
 		"SET pgforce.origin = 'salesforce'",
 		"UPDATE salesforce.bench__c SET _hc_lastop = 'SYNCED' WHERE _hc_lastop IS DISTINCT FROM 'SYNCED'",
+		`DO $$ BEGIN
+			IF to_regclass('salesforce.wide__c') IS NOT NULL THEN
+				UPDATE salesforce.wide__c SET _hc_lastop = 'SYNCED' WHERE _hc_lastop IS DISTINCT FROM 'SYNCED';
+			END IF;
+		END $$`,
 		"RESET pgforce.origin",
-		"VACUUM ANALYZE salesforce.bench__c, bench_plain, pgforce.outbox",
+		"VACUUM ANALYZE",
 		"CHECKPOINT",
 	} {
 		if _, err := conn.Exec(ctx, s); err != nil {

@@ -92,23 +92,20 @@ BEGIN
             NEW._hc_err := NULL;
         END IF;
         RETURN NEW;
-    END IF;
-    IF TG_OP = 'UPDATE' THEN%s
-    END IF;
+    END IF;%s
     NEW._hc_lastop := 'PENDING';
     NEW._hc_err := NULL;
     RETURN NEW;
 END
-$source$, CASE WHEN pg_catalog.cardinality(p_changed) > 0 THEN
-    (SELECT pg_catalog.string_agg(pg_catalog.format($branch$
+$source$, (SELECT $update$
+    IF TG_OP = 'UPDATE' THEN$update$ || pg_catalog.string_agg(pg_catalog.format($branch$
         %s %s THEN
-            NULL;$branch$, CASE WHEN u.i = 1 THEN 'IF' ELSE 'ELSIF' END, u.c), '' ORDER BY u.i)
-     FROM pg_catalog.unnest(p_changed) WITH ORDINALITY AS u(c, i)) || $else$
+            NULL;$branch$, CASE WHEN u.i = 1 THEN 'IF' ELSE 'ELSIF' END, u.c), '' ORDER BY u.i) || $else$
         ELSE
             RETURN NEW;
-        END IF;$else$
-    ELSE $none$
-        NULL;$none$ END)
+        END IF;
+    END IF;$else$
+    FROM pg_catalog.unnest(p_changed) WITH ORDINALITY AS u(c, i)))
 $$;
 
 DO $$

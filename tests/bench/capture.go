@@ -483,12 +483,10 @@ func updateTPS(ctx context.Context, cluster *pgtest.Cluster, connString, stmt st
 	return strconv.ParseFloat(string(m[1]), 64)
 }
 
-// drainOutbox empties the outbox between runs and marks the rows SYNCED
-// again, as the worker would, so that every run starts from the same state.
-// A user's write to a SYNCED row calls the status function, one to a
-// PENDING row does not; in production the worker settles rows within
-// milliseconds, so without the reset every run but the first would leave
-// that call out.
+// drainOutbox empties the outbox between runs and marks the rows of every
+// mapping SYNCED again, as the worker would within milliseconds in
+// production, so that every run starts from the same state and pays for
+// turning its rows PENDING.
 func drainOutbox(ctx context.Context, connString string) error {
 	conn, err := pgx.Connect(ctx, connString)
 	if err != nil {
@@ -498,11 +496,11 @@ func drainOutbox(ctx context.Context, connString string) error {
 	for _, s := range []string{
 		"TRUNCATE pgforce.outbox",
 		"SET pgforce.origin = 'salesforce'",
-		"UPDATE salesforce.bench__c SET _hc_lastop = 'SYNCED' WHERE _hc_lastop IS DISTINCT FROM 'SYNCED'",
-		`DO $$ BEGIN
-			IF to_regclass('salesforce.wide__c') IS NOT NULL THEN
-				UPDATE salesforce.wide__c SET _hc_lastop = 'SYNCED' WHERE _hc_lastop IS DISTINCT FROM 'SYNCED';
-			END IF;
+		`DO $$ DECLARE m integer;
+		BEGIN
+			FOR m IN SELECT id FROM pgforce.mapping LOOP
+				EXECUTE format('UPDATE %s SET _hc_lastop = %L WHERE _hc_lastop IS DISTINCT FROM %L', pgforce._mapping_table(m), 'SYNCED', 'SYNCED');
+			END LOOP;
 		END $$`,
 		"RESET pgforce.origin",
 		"VACUUM ANALYZE",

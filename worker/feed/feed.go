@@ -15,7 +15,11 @@
 // that does not stream, or whose stream lags behind the server's WAL,
 // holds (or queues for) the advisory lock pgforce._wakeup_lock() on a
 // connection of its own, and a capture that can take the lock in shared
-// mode stays silent (see monitor). Notifying costs the application
+// mode stays silent (see monitor). On a server that allows prepared
+// transactions the feed never takes that lock, because PREPARE TRANSACTION
+// refuses a transaction that has notified: it wakes the consumer every
+// PreparedPoll instead, for as long as it would have held the lock.
+// Notifying costs the application
 // dearly, because Postgres commits notifying transactions one at a time
 // (see sql/060_capture.sql); a stream that keeps up needs no
 // notification, so none is sent while every worker streams.
@@ -113,6 +117,10 @@ type Options struct {
 	// lags behind the server's WAL (default 250ms); while it does, capture
 	// notifies too.
 	LagCheck time.Duration
+	// PreparedPoll is how often the feed wakes the consumer, instead of
+	// having capture notify, on a server that allows prepared transactions
+	// (default 100ms; see holdWakeupLock).
+	PreparedPoll time.Duration
 	// DisableReplication forces notify+poll mode.
 	DisableReplication bool
 	// OnMode is called whenever the mode changes, with a detail saying why.
@@ -131,6 +139,9 @@ func (o *Options) defaults() {
 	}
 	if o.LagCheck <= 0 {
 		o.LagCheck = 250 * time.Millisecond
+	}
+	if o.PreparedPoll <= 0 {
+		o.PreparedPoll = 100 * time.Millisecond
 	}
 }
 
@@ -160,6 +171,8 @@ type Feed struct {
 	// wakeupsChanged is closed and replaced whenever it changes.
 	wantWakeups    bool
 	wakeupsChanged chan struct{}
+	// preparedOnce logs once that the feed polls instead (wakeWhile).
+	preparedOnce sync.Once
 }
 
 // New returns a feed for the database cfg connects to (a pool's
@@ -905,14 +918,15 @@ func (f *Feed) wakeupsWanted() (bool, <-chan struct{}) {
 
 // holdWakeupLock holds pgforce._wakeup_lock(), or queues for it, whenever
 // wake-ups are wanted (the feed neither streams nor waits for a drain, or
-// its stream lags), so that capture notifies, until ctx ends. Without the
-// lock the feed still hears of every change, later: from the safety poll,
-// or from the wake-up it sends when it gets the lock.
+// its stream lags), so that capture notifies, until ctx ends; on a server
+// that allows prepared transactions it polls instead (see wakeWhile).
+// Without the lock the feed still hears of every change, later: from the
+// safety poll, or from the wake-up it sends when it gets the lock.
 func (f *Feed) holdWakeupLock(ctx context.Context) {
 	for ctx.Err() == nil {
 		want, changed := f.wakeupsWanted()
 		if want {
-			if err := f.lockWhile(ctx, changed); err != nil && ctx.Err() == nil {
+			if err := f.wakeWhile(ctx, changed); err != nil && ctx.Err() == nil {
 				f.log.Warn("outbound feed: cannot hold the wake-up lock; changes wait for the safety poll", "err", err)
 				select {
 				case <-ctx.Done():
@@ -927,6 +941,55 @@ func (f *Feed) holdWakeupLock(ctx context.Context) {
 		case <-changed:
 		}
 	}
+}
+
+// wakeWhile makes sure the consumer hears of new changes promptly until
+// changed closes: by holding the wake-up lock, so that capture notifies,
+// or, on a server that allows prepared transactions, by waking the
+// consumer every PreparedPoll. PREPARE TRANSACTION refuses a transaction
+// that has sent a NOTIFY, so there capture must never be made to notify:
+// an application's two-phase commits would fail whenever a worker waited
+// for a wake-up. (max_prepared_transactions changes only with a restart;
+// it is read again each time wake-ups become wanted.)
+func (f *Feed) wakeWhile(ctx context.Context, changed <-chan struct{}) error {
+	prepared, err := f.allowsPreparedTransactions(ctx)
+	if err != nil {
+		return err
+	}
+	if !prepared {
+		return f.lockWhile(ctx, changed)
+	}
+	f.preparedOnce.Do(func() {
+		f.log.Info("outbound feed: the server allows prepared transactions, so capture never notifies; while the feed does not stream it looks for changes on an interval",
+			"interval", f.opts.PreparedPoll.String())
+	})
+	tick := time.NewTicker(f.opts.PreparedPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+			return nil
+		case <-tick.C:
+			f.signal()
+		}
+	}
+}
+
+// allowsPreparedTransactions reports whether the server's
+// max_prepared_transactions is above zero.
+func (f *Feed) allowsPreparedTransactions(ctx context.Context) (bool, error) {
+	conn, err := pgx.ConnectConfig(ctx, f.cfg.Copy())
+	if err != nil {
+		return false, fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var prepared bool
+	if err := conn.QueryRow(ctx, `SELECT pg_catalog.current_setting('max_prepared_transactions')::integer > 0`).Scan(&prepared); err != nil {
+		return false, fmt.Errorf("read max_prepared_transactions: %w", err)
+	}
+	return prepared, nil
 }
 
 // lockWhile takes the wake-up lock on a connection of its own and keeps it

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgforce/pgforce/internal/pgtest"
+	pgforcesql "github.com/pgforce/pgforce/sql"
 	"github.com/pgforce/pgforce/worker/feed"
 )
 
@@ -207,6 +209,70 @@ func TestFeedWithdrawsAnUnwantedWakeUpLockRequestAndRetakesALostLock(t *testing.
 		WHERE l.locktype = 'advisory' AND l.granted AND (l.classid::bigint << 32 | l.objid::bigint) = pgforce._wakeup_lock()`).Scan(&terminated))
 	require.True(t, terminated)
 	require.Eventually(t, lockHeld, 10*time.Second, 20*time.Millisecond, "the feed takes the lock again")
+	cancel()
+	require.NoError(t, <-done)
+}
+
+// PREPARE TRANSACTION refuses a transaction that has sent a NOTIFY. On a
+// server that allows prepared transactions, a feed that does not stream
+// must therefore never make capture notify, or an application's two-phase
+// commits would fail whenever a worker waited for a wake-up: it leaves the
+// wake-up lock alone and looks at the outbox every PreparedPoll instead.
+func TestOnAServerThatAllowsPreparedTransactionsCaptureNeverNotifiesAndTheFeedPolls(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c, err := pgtest.Start(ctx, pgtest.Options{Settings: map[string]string{"max_prepared_transactions": "4"}})
+	require.NoError(t, err)
+	defer c.Stop()
+	conn, err := pgx.Connect(ctx, c.ConnString("postgres"))
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	_, _, err = pgforcesql.Install(ctx, conn)
+	require.NoError(t, err)
+	for _, stmt := range []string{
+		`INSERT INTO pgforce.mapping (sobject, fields, mode) VALUES ('Account', '{Name}', 'read_write')`,
+		`SELECT pgforce.ensure_table(id, '[{"name":"Name","type":"string","length":80}]') FROM pgforce.mapping`,
+		`SET pgforce.origin = 'salesforce'`,
+		`INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000000001', 'synced')`,
+		`RESET pgforce.origin`,
+	} {
+		_, err := conn.Exec(ctx, stmt)
+		require.NoError(t, err, stmt)
+	}
+
+	cfg, err := pgx.ParseConfig(c.ConnString("postgres"))
+	require.NoError(t, err)
+	f := feed.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), feed.Options{DisableReplication: true, PreparedPoll: 50 * time.Millisecond})
+	var wakes atomic.Int64
+	go func() {
+		for range f.Wake() {
+			wakes.Add(1)
+		}
+	}()
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	require.Eventually(t, func() bool {
+		mode, _ := f.Mode()
+		return mode == feed.ModeNotifyPoll
+	}, 10*time.Second, 20*time.Millisecond)
+	// On a connection of its own: Never may still be asking when it returns.
+	watch, err := pgx.Connect(ctx, c.ConnString("postgres"))
+	require.NoError(t, err)
+	defer watch.Close(context.Background())
+	lockHeld := func() bool { return lockHeldOn(t, watch) }
+	require.Never(t, lockHeld, 500*time.Millisecond, 20*time.Millisecond, "capture must not be made to notify")
+
+	_, err = conn.Exec(ctx, `BEGIN; UPDATE salesforce.account SET name = 'changed'; PREPARE TRANSACTION 'pgforce_feed_test'`)
+	require.NoError(t, err, "a two-phase commit that captured a change")
+	_, err = conn.Exec(ctx, `COMMIT PREPARED 'pgforce_feed_test'`)
+	require.NoError(t, err)
+	var queued int
+	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM pgforce.outbox`).Scan(&queued))
+	require.Equal(t, 1, queued, "the prepared transaction's change is captured")
+
+	before := wakes.Load()
+	require.Eventually(t, func() bool { return wakes.Load() >= before+3 }, 5*time.Second, 10*time.Millisecond,
+		"without notifications the feed wakes its consumer every PreparedPoll")
 	cancel()
 	require.NoError(t, <-done)
 }

@@ -275,27 +275,9 @@ func (r *runner) copyPage(ctx context.Context, t *table, pc *pageCopy, page []by
 			return n, err
 		}
 	}
-	tx, err := beginApply(ctx, r.s.pool)
-	if err != nil {
-		return 0, err
-	}
-	defer tx.Rollback(ctx)
-	sp, err := tx.Begin(ctx)
-	if err != nil {
-		return 0, err
-	}
-	tag, err := sp.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(page), pc.copySQL)
-	if err == nil {
-		if err := sp.Commit(ctx); err != nil {
-			return 0, err
-		}
-		return tag.RowsAffected(), tx.Commit(ctx)
-	}
-	if rbErr := sp.Rollback(ctx); rbErr != nil {
-		return 0, rbErr
-	}
-	if !isRecordError(err) {
-		return 0, err
+	n, err := r.copyPageTx(ctx, pc, page)
+	if err == nil || !isRecordError(err) {
+		return n, err
 	}
 	var rows [][]any
 	var ix csvIndex
@@ -307,13 +289,32 @@ func (r *runner) copyPage(ctx context.Context, t *table, pc *pageCopy, page []by
 	}); err != nil {
 		return 0, err
 	}
-	if _, err := t.applyRowsStaged(ctx, tx, rows, operation); err != nil {
+	// The merge locks existing rows (a reload's), so it gives way to the
+	// application's row locks like every other such write (applyRetrying).
+	if err := r.applyRetrying(ctx, context.WithoutCancel(ctx), t, operation+" page", func(work context.Context, tx pgx.Tx) error {
+		if _, err := t.applyRowsStaged(work, tx, rows, operation); err != nil {
+			return err
+		}
+		return t.advance(work, tx, maxStamp(rows), "")
+	}); err != nil {
 		return 0, err
 	}
-	if err := t.advance(ctx, tx, maxStamp(rows), ""); err != nil {
+	return int64(len(rows)), nil
+}
+
+// copyPageTx COPies one page with pgforce's triggers on, in a transaction
+// of its own.
+func (r *runner) copyPageTx(ctx context.Context, pc *pageCopy, page []byte) (int64, error) {
+	tx, err := beginApply(ctx, r.s.pool)
+	if err != nil {
 		return 0, err
 	}
-	return int64(len(rows)), tx.Commit(ctx)
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	tag, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(page), pc.copySQL)
+	if err != nil {
+		return 0, err
+	}
+	return tag.RowsAffected(), tx.Commit(ctx)
 }
 
 // copyQuiet COPies a page with pgforce's INSERT triggers switched off in

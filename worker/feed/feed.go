@@ -952,13 +952,19 @@ func (f *Feed) holdWakeupLock(ctx context.Context) {
 // for a wake-up. (max_prepared_transactions changes only with a restart;
 // it is read again each time wake-ups become wanted.)
 func (f *Feed) wakeWhile(ctx context.Context, changed <-chan struct{}) error {
-	prepared, err := f.allowsPreparedTransactions(ctx)
+	conn, err := pgx.ConnectConfig(ctx, f.cfg.Copy())
 	if err != nil {
-		return err
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var prepared bool
+	if err := conn.QueryRow(ctx, `SELECT pg_catalog.current_setting('max_prepared_transactions')::integer > 0`).Scan(&prepared); err != nil {
+		return fmt.Errorf("read max_prepared_transactions: %w", err)
 	}
 	if !prepared {
-		return f.lockWhile(ctx, changed)
+		return f.lockWhile(ctx, conn, changed)
 	}
+	conn.Close(ctx)
 	f.preparedOnce.Do(func() {
 		f.log.Info("outbound feed: the server allows prepared transactions, so capture never notifies; while the feed does not stream it looks for changes on an interval",
 			"interval", f.opts.PreparedPoll.String())
@@ -977,33 +983,12 @@ func (f *Feed) wakeWhile(ctx context.Context, changed <-chan struct{}) error {
 	}
 }
 
-// allowsPreparedTransactions reports whether the server's
-// max_prepared_transactions is above zero.
-func (f *Feed) allowsPreparedTransactions(ctx context.Context) (bool, error) {
-	conn, err := pgx.ConnectConfig(ctx, f.cfg.Copy())
-	if err != nil {
-		return false, fmt.Errorf("connect: %w", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	var prepared bool
-	if err := conn.QueryRow(ctx, `SELECT pg_catalog.current_setting('max_prepared_transactions')::integer > 0`).Scan(&prepared); err != nil {
-		return false, fmt.Errorf("read max_prepared_transactions: %w", err)
-	}
-	return prepared, nil
-}
-
-// lockWhile takes the wake-up lock on a connection of its own and keeps it
-// until changed closes or the connection dies, which releases the lock.
-// Waiting for the lock is part of the protocol: it ends once every
+// lockWhile takes the wake-up lock on conn, a connection of its own, and
+// keeps it until changed closes or the connection dies, which releases the
+// lock. Waiting for the lock is part of the protocol: it ends once every
 // transaction that captured without notifying has ended, so the wake-up
 // sent then covers what they queued.
-func (f *Feed) lockWhile(ctx context.Context, changed <-chan struct{}) error {
-	conn, err := pgx.ConnectConfig(ctx, f.cfg.Copy())
-	if err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-
+func (f *Feed) lockWhile(ctx context.Context, conn *pgx.Conn, changed <-chan struct{}) error {
 	// The request ends when no longer wanted. pgx then closes the
 	// connection and sends a cancel request, which matters: a backend
 	// waiting for a lock does not notice that its client went away, and

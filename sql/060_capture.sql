@@ -129,6 +129,29 @@ LANGUAGE sql IMMUTABLE AS $$
     ) chunks
 $$;
 
+-- The name of a transaction-local setting that says a capture of the
+-- mapping's table ran inside another statement's triggers in this
+-- transaction.
+--
+-- A statement's AFTER ROW triggers, and the user's statement-level
+-- triggers that sort before pgforce's, run before its capture: a change
+-- they make to the statement's rows (an AFTER INSERT trigger that fills in
+-- a column with an UPDATE, say) is captured first, and the statement's
+-- own capture after it, with the values the rows had when the statement
+-- itself wrote them. The worker, taking each record's changes in outbox
+-- order, then sent the older values last: Salesforce kept them, and the
+-- trigger's change was lost. (An insert even replaced everything queued
+-- before it, and a row the triggers deleted was still inserted.) Such a
+-- capture sets this flag, and while it is set the table's captures take
+-- their new values from the rows as they are at the end of the statement,
+-- with an index lookup per row; otherwise they read the transition table,
+-- which is cheaper. The flag costs every other statement one read of a
+-- setting.
+CREATE FUNCTION pgforce._nested_capture_flag(p_mapping_id integer) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT 'pgforce.nested_capture_' || p_mapping_id
+$$;
+
 -- Writes the capture functions of one mapping, AFTER ... FOR EACH STATEMENT
 -- trigger functions over the transition tables pgforce_new/pgforce_old that
 -- append every changed row to pgforce.outbox with one INSERT ... SELECT:
@@ -180,6 +203,19 @@ DECLARE
         PERFORM pg_catalog.pg_notify('pgforce_outbox', '');
     END IF;
     RETURN NULL;$notify$, pgforce._wakeup_lock());
+    -- Changes that the triggers of a statement make to its rows are
+    -- captured before the statement's own (see _nested_capture_flag). A
+    -- capture inside another statement's triggers, or after one in this
+    -- transaction, reads the rows as they are and sets the flag; one
+    -- expression tells them apart, since PL/pgSQL prepares each
+    -- expression again in every transaction.
+    v_nested  text := pg_catalog.format($nested$pg_catalog.pg_trigger_depth() > 1 OR pg_catalog.current_setting(%L, true) = 'on'$nested$,
+        pgforce._nested_capture_flag(p_mapping_id));
+    v_mark    text := pg_catalog.format($mark$PERFORM pg_catalog.set_config(%L, 'on', true);$mark$, pgforce._nested_capture_flag(p_mapping_id));
+    -- The row as it is now, for the transition table row r.
+    v_live    text := pg_catalog.format('LATERAL (SELECT t.* FROM %I.%I t WHERE t.id OPERATOR(pg_catalog.=) r.id OFFSET 0)',
+        (SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_table),
+        (SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = p_table));
 BEGIN
     -- For an UPDATE, only the changed columns are turned into jsonb: each
     -- becomes a one-pair object (or '{}') and the pieces are concatenated.
@@ -211,9 +247,19 @@ BEGIN
 %1$s
 BEGIN%2$s
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO pgforce.outbox (mapping_id, op, record_id, sfid, new)
-        SELECT %3$s, 'insert', n.id, n.sfid, %4$s
-        FROM pgforce_new n;
+        IF %7$s THEN
+            -- The rows as they are now: triggers of the statement may have
+            -- changed or deleted them since, and those changes are queued
+            -- already, ahead of the insert.
+            INSERT INTO pgforce.outbox (mapping_id, op, record_id, sfid, new)
+            SELECT %3$s, 'insert', n.id, n.sfid, %4$s
+            FROM pgforce_new r, %8$s n;
+            %9$s
+        ELSE
+            INSERT INTO pgforce.outbox (mapping_id, op, record_id, sfid, new)
+            SELECT %3$s, 'insert', n.id, n.sfid, %4$s
+            FROM pgforce_new n;
+        END IF;
     ELSIF TG_OP = 'DELETE' THEN
         -- A row that never reached Salesforce (no sfid) takes its pending
         -- insert and updates with it. Entries already claimed are in
@@ -237,26 +283,43 @@ BEGIN%2$s
            OR EXISTS (SELECT FROM pgforce.outbox ob
                       WHERE ob.sfid IS NULL AND ob.mapping_id OPERATOR(pg_catalog.=) %3$s AND ob.record_id OPERATOR(pg_catalog.=) o.id
                         AND ob.claimed_at IS NOT NULL);
+        -- A row deleted by the triggers of an INSERT is not inserted.
+        IF pg_catalog.pg_trigger_depth() > 1 THEN
+            %9$s
+        END IF;
     ELSE
         -- UPDATE has a function of its own; capturing it here would send
         -- every update to Salesforce as a delete.
         RAISE EXCEPTION 'pgforce: %% fired the capture function of INSERT and DELETE', TG_OP;
     END IF;%6$s
 END
-$body$, v_header, v_origin, p_mapping_id, pgforce._jsonb_of('n', p_columns), pgforce._jsonb_of('o', p_columns), v_notify));
+$body$, v_header, v_origin, p_mapping_id, pgforce._jsonb_of('n', p_columns), pgforce._jsonb_of('o', p_columns), v_notify,
+        v_nested, v_live, v_mark));
 
     PERFORM pgforce._define_capture_function(p_mapping_id, p_table, '_capture_update_' || p_mapping_id, true, pg_catalog.format($body$
 %1$s
 BEGIN%2$s
     -- Only the changed columns, with their old values; rows whose mapped
     -- columns did not change produce no entry.
-    INSERT INTO pgforce.outbox (mapping_id, op, record_id, sfid, new, old)
-    SELECT %3$s, 'update', n.id, coalesce(n.sfid, o.sfid), %4$s, %5$s
-    FROM pgforce_new n
-    JOIN pgforce_old o ON o.id OPERATOR(pg_catalog.=) n.id
-    WHERE %6$s;%7$s
+    IF %8$s THEN
+        -- The rows as they are now, against their values before the
+        -- statement: triggers of the statement may have changed them
+        -- since, and those changes are queued already, ahead of this one.
+        INSERT INTO pgforce.outbox (mapping_id, op, record_id, sfid, new, old)
+        SELECT %3$s, 'update', n.id, coalesce(n.sfid, o.sfid), %4$s, %5$s
+        FROM pgforce_old o, %9$s n
+        WHERE %6$s;
+        %10$s
+    ELSE
+        INSERT INTO pgforce.outbox (mapping_id, op, record_id, sfid, new, old)
+        SELECT %3$s, 'update', n.id, coalesce(n.sfid, o.sfid), %4$s, %5$s
+        FROM pgforce_new n
+        JOIN pgforce_old o ON o.id OPERATOR(pg_catalog.=) n.id
+        WHERE %6$s;
+    END IF;%7$s
 END
-$body$, v_header, v_origin, p_mapping_id, v_new, v_old, v_changed, v_notify));
+$body$, v_header, v_origin, p_mapping_id, v_new, v_old, v_changed, v_notify,
+        v_nested, pg_catalog.replace(v_live, 'r.id', 'o.id'), v_mark));
 END
 $$;
 

@@ -853,3 +853,78 @@ func TestCaptureHandlesMappingsWiderThanAFunctionsArgumentLimit(t *testing.T) {
 	require.Equal(t, map[string]any{"f77__c": 77.0}, entries[1].New)
 	require.Equal(t, map[string]any{"f77__c": nil}, entries[1].Old)
 }
+
+// A statement's AFTER ROW triggers run before its capture, so a change
+// they make to the statement's own rows is queued first. The statement's
+// entry, queued after it, must then carry the rows as they are in the end,
+// or the worker, taking a record's entries in order, sends the older
+// values last and Salesforce keeps them.
+func TestAChangeThatAUsersAfterTriggerMakesToTheStatementsRowsIsNotUndoneByTheStatementsOwnEntry(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mapAccount(t, "read_write")
+	// The common case: an AFTER INSERT trigger filling a column in.
+	b.exec(t, `CREATE FUNCTION public.number_it() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			UPDATE salesforce.account SET industry = 'No. ' || NEW.id WHERE id = NEW.id;
+			RETURN NULL;
+		END $$`)
+	b.exec(t, `CREATE TRIGGER number_it AFTER INSERT ON salesforce.account FOR EACH ROW EXECUTE FUNCTION public.number_it()`)
+	var id int
+	b.scalar(t, &id, `INSERT INTO salesforce.account (name) VALUES ('Acme') RETURNING id`)
+	entries := b.outbox(t)
+	require.Len(t, entries, 2)
+	require.Equal(t, "update", entries[0].Op, "the trigger's change is queued first")
+	require.Equal(t, "insert", entries[1].Op)
+	require.Equal(t, map[string]any{"name": "Acme", "industry": fmt.Sprintf("No. %d", id), "annualrevenue": nil}, entries[1].New,
+		"the insert, queued last, carries the row as the trigger left it")
+
+	// An UPDATE whose AFTER trigger changes the same column again.
+	b.exec(t, `DROP TRIGGER number_it ON salesforce.account`)
+	b.exec(t, `TRUNCATE pgforce.outbox`)
+	b.exec(t, `CREATE FUNCTION public.round_it() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.annualrevenue <> round(NEW.annualrevenue) THEN
+				UPDATE salesforce.account SET annualrevenue = round(NEW.annualrevenue) WHERE id = NEW.id;
+			END IF;
+			RETURN NULL;
+		END $$`)
+	b.exec(t, `CREATE TRIGGER round_it AFTER UPDATE ON salesforce.account FOR EACH ROW EXECUTE FUNCTION public.round_it()`)
+	b.exec(t, `UPDATE salesforce.account SET annualrevenue = 10.40 WHERE id = $1`, id)
+	entries = b.outbox(t)
+	require.Len(t, entries, 2)
+	require.Equal(t, map[string]any{"annualrevenue": 10.0}, entries[0].New, "the trigger's rounding, queued first")
+	require.Equal(t, map[string]any{"annualrevenue": 10.0}, entries[1].New, "the statement's entry ends where the row ended")
+	require.Equal(t, map[string]any{"annualrevenue": nil}, entries[1].Old)
+	var revenue float64
+	b.scalar(t, &revenue, `SELECT annualrevenue FROM salesforce.account WHERE id = $1`, id)
+	require.Equal(t, 10.0, revenue)
+
+	// A later statement of another transaction, whose triggers change
+	// nothing, is captured as before.
+	b.exec(t, `UPDATE salesforce.account SET name = 'Acme Corp' WHERE id = $1`, id)
+	entries = b.outbox(t)
+	require.Len(t, entries, 3)
+	require.Equal(t, map[string]any{"name": "Acme Corp"}, entries[2].New)
+	require.Equal(t, map[string]any{"name": "Acme"}, entries[2].Old)
+}
+
+// A row that the statement's own AFTER trigger deletes before it ever
+// reached Salesforce leaves nothing to send: not an insert of a row that
+// no longer exists.
+func TestARowThatAUsersAfterTriggerDeletesBeforeItWasSentQueuesNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mapAccount(t, "read_write")
+	b.exec(t, `CREATE FUNCTION public.drop_drafts() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			DELETE FROM salesforce.account WHERE id = NEW.id AND NEW.name LIKE 'draft%';
+			RETURN NULL;
+		END $$`)
+	b.exec(t, `CREATE TRIGGER drop_drafts AFTER INSERT ON salesforce.account FOR EACH ROW EXECUTE FUNCTION public.drop_drafts()`)
+	b.exec(t, `INSERT INTO salesforce.account (name) VALUES ('draft 1'), ('Acme')`)
+	entries := b.outbox(t)
+	require.Len(t, entries, 1)
+	require.Equal(t, "insert", entries[0].Op)
+	require.Equal(t, "Acme", entries[0].New["name"])
+}

@@ -602,3 +602,26 @@ func TestRowChangedWhileItsInsertIsInFlightStaysPendingUntilTheChangeIsWritten(t
 	})
 	require.Equal(t, "Acme 2", b.sfField(t, "Account", sfid, "Name"))
 }
+
+// An application trigger that fills in a column right after the insert
+// (AFTER INSERT, with an UPDATE of the new row) changes the row before the
+// insert is captured. Salesforce must end with the row as the trigger left
+// it, not as the INSERT wrote it.
+func TestAColumnThatAnAfterInsertTriggerFillsInReachesSalesforce(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.exec(t, `CREATE FUNCTION public.classify() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			UPDATE salesforce.account SET industry = 'Class ' || NEW.id WHERE id = NEW.id;
+			RETURN NULL;
+		END $$`)
+	b.exec(t, `CREATE TRIGGER classify AFTER INSERT ON salesforce.account FOR EACH ROW EXECUTE FUNCTION public.classify()`)
+	b.start(t, fastOptions())
+
+	var id int
+	b.scalar(t, &id, `INSERT INTO salesforce.account (name) VALUES ('Acme') RETURNING id`)
+	var sfid string
+	eventually(t, 10*time.Second, "sfid written back", func() bool { sfid = b.rowSfid(t, "account", id); return sfid != "" })
+	eventually(t, 5*time.Second, "outbox drained", func() bool { return b.backlog(t) == 0 })
+	require.Equal(t, "Acme", b.sfField(t, "Account", sfid, "Name"))
+	require.Equal(t, fmt.Sprintf("Class %d", id), b.sfField(t, "Account", sfid, "Industry"))
+}

@@ -928,3 +928,41 @@ func TestARowThatAUsersAfterTriggerDeletesBeforeItWasSentQueuesNothing(t *testin
 	require.Equal(t, "insert", entries[0].Op)
 	require.Equal(t, "Acme", entries[0].New["name"])
 }
+
+// Once a statement's triggers have changed its rows, the table's captures
+// read the rows as they are for the rest of the transaction; what they
+// queue is the same as ever.
+func TestCapturesLaterInATransactionWhoseTriggersChangedTheirRowsQueueTheSameEntries(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mapAccount(t, "read_write")
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name, industry) VALUES ('001000000000001AAA', 'Acme', 'Energy')`)
+	b.exec(t, `CREATE FUNCTION public.stamp() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			UPDATE salesforce.account SET industry = 'New' WHERE id = NEW.id;
+			RETURN NULL;
+		END $$`)
+	b.exec(t, `CREATE TRIGGER stamp AFTER INSERT ON salesforce.account FOR EACH ROW EXECUTE FUNCTION public.stamp()`)
+	ctx := context.Background()
+	tx, err := b.conn.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	_, err = tx.Exec(ctx, `INSERT INTO salesforce.account (name) VALUES ('Globex')`)
+	require.NoError(t, err)
+	var flag string
+	require.NoError(t, tx.QueryRow(ctx, `SELECT current_setting('pgforce.nested_capture_' || (SELECT id FROM pgforce.mapping), true)`).Scan(&flag))
+	require.Equal(t, "on", flag)
+	_, err = tx.Exec(ctx, `UPDATE salesforce.account SET name = 'Acme Corp', industry = NULL WHERE sfid = '001000000000001AAA'`)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `UPDATE salesforce.account SET industry = industry WHERE sfid = '001000000000001AAA'`)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `DELETE FROM salesforce.account WHERE name = 'Globex'`)
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit(ctx))
+
+	entries := b.outbox(t)
+	require.Len(t, entries, 1, "Globex's insert and update went with it; the no-op update queued nothing")
+	require.Equal(t, "update", entries[0].Op)
+	require.Equal(t, map[string]any{"name": "Acme Corp", "industry": nil}, entries[0].New)
+	require.Equal(t, map[string]any{"name": "Acme", "industry": "Energy"}, entries[0].Old)
+}

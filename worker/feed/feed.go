@@ -166,7 +166,9 @@ type Feed struct {
 	// the last drop), whose slot a Hold drops; only Run's goroutine
 	// touches it.
 	streamPID uint32
-	// wantWakeups says that capture must notify: the feed neither streams
+	// wantWakeups says that capture must notify (or, on a server that
+	// allows prepared transactions, that the feed must poll; see
+	// wakeWhile): the feed neither streams
 	// nor is held off by a draining consumer, or its stream lags.
 	// wakeupsChanged is closed and replaced whenever it changes.
 	wantWakeups    bool
@@ -727,7 +729,8 @@ func (f *Feed) confirmable(walEnd pglogrepl.LSN) pglogrepl.LSN {
 // decodes the whole cluster's WAL, so a burst of writes anywhere (a bulk
 // load in another database, many slots) can hold the stream seconds
 // behind, and outbound changes would wait as long; NOTIFY arrives at
-// commit.
+// commit. (Where the server allows prepared transactions, the feed polls
+// in its stead; see wakeWhile.)
 //
 // When its connection fails, the monitor wakes the consumer at once for
 // every commit and capture notifies, until it has a connection again.
@@ -896,7 +899,8 @@ func widenedXid(xid, xmax string) string {
 	return fmt.Sprintf("(%[2]s + (((%[1]s - (%[2]s & 4294967295)) + 2147483648) & 4294967295) - 2147483648)", xid, xmax)
 }
 
-// setWantWakeups says whether capture must notify (see holdWakeupLock),
+// setWantWakeups says whether capture must notify, or the feed poll in its
+// stead (see holdWakeupLock),
 // and reports whether that changed.
 func (f *Feed) setWantWakeups(want bool) bool {
 	f.mu.Lock()
@@ -927,7 +931,7 @@ func (f *Feed) holdWakeupLock(ctx context.Context) {
 		want, changed := f.wakeupsWanted()
 		if want {
 			if err := f.wakeWhile(ctx, changed); err != nil && ctx.Err() == nil {
-				f.log.Warn("outbound feed: cannot hold the wake-up lock; changes wait for the safety poll", "err", err)
+				f.log.Warn("outbound feed: cannot hold the wake-up lock or look for new changes; they wait for the safety poll", "err", err)
 				select {
 				case <-ctx.Done():
 				case <-changed:
@@ -964,11 +968,17 @@ func (f *Feed) wakeWhile(ctx context.Context, changed <-chan struct{}) error {
 	if !prepared {
 		return f.lockWhile(ctx, conn, changed)
 	}
-	conn.Close(ctx)
 	f.preparedOnce.Do(func() {
 		f.log.Info("outbound feed: the server allows prepared transactions, so capture never notifies; while the feed does not stream it looks for changes on an interval",
 			"interval", f.opts.PreparedPoll.String())
 	})
+	// A wake-up costs the consumer a drain cycle (a claim per mapping and
+	// more), so the feed wakes it only when the outbox holds an entry
+	// committed since its last look: one whose transaction the snapshot of
+	// that look did not see. Comparing ids instead would miss an entry
+	// whose transaction took its id first and committed last. The first
+	// look wakes it in any case.
+	var seen *string
 	tick := time.NewTicker(f.opts.PreparedPoll)
 	defer tick.Stop()
 	for {
@@ -978,10 +988,27 @@ func (f *Feed) wakeWhile(ctx context.Context, changed <-chan struct{}) error {
 		case <-changed:
 			return nil
 		case <-tick.C:
+		}
+		var now string
+		var fresh bool
+		if err := conn.QueryRow(ctx, freshEntriesSQL, seen).Scan(&now, &fresh); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("look for new outbox entries: %w", err)
+		}
+		if seen == nil || fresh {
 			f.signal()
 		}
+		seen = &now
 	}
 }
+
+// freshEntriesSQL returns a new snapshot and whether the outbox holds an
+// entry that snapshot $1 (text; NULL: none yet) does not see.
+const freshEntriesSQL = `SELECT pg_catalog.pg_current_snapshot()::text,
+	$1::text IS NOT NULL AND EXISTS (SELECT FROM pgforce.outbox o
+		WHERE NOT pg_catalog.pg_visible_in_snapshot(o.xid, $1::text::pg_snapshot))`
 
 // lockWhile takes the wake-up lock on conn, a connection of its own, and
 // keeps it until changed closes or the connection dies, which releases the

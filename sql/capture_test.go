@@ -864,12 +864,8 @@ func TestAChangeThatAUsersAfterTriggerMakesToTheStatementsRowsIsNotUndoneByTheSt
 	b := setup(t)
 	b.mapAccount(t, "read_write")
 	// The common case: an AFTER INSERT trigger filling a column in.
-	b.exec(t, `CREATE FUNCTION public.number_it() RETURNS trigger LANGUAGE plpgsql AS $$
-		BEGIN
-			UPDATE salesforce.account SET industry = 'No. ' || NEW.id WHERE id = NEW.id;
-			RETURN NULL;
-		END $$`)
-	b.exec(t, `CREATE TRIGGER number_it AFTER INSERT ON salesforce.account FOR EACH ROW EXECUTE FUNCTION public.number_it()`)
+	b.afterTrigger(t, "number_it", "INSERT", `
+		UPDATE salesforce.account SET industry = 'No. ' || NEW.id WHERE id = NEW.id;`)
 	var id int
 	b.scalar(t, &id, `INSERT INTO salesforce.account (name) VALUES ('Acme') RETURNING id`)
 	entries := b.outbox(t)
@@ -882,14 +878,10 @@ func TestAChangeThatAUsersAfterTriggerMakesToTheStatementsRowsIsNotUndoneByTheSt
 	// An UPDATE whose AFTER trigger changes the same column again.
 	b.exec(t, `DROP TRIGGER number_it ON salesforce.account`)
 	b.exec(t, `TRUNCATE pgforce.outbox`)
-	b.exec(t, `CREATE FUNCTION public.round_it() RETURNS trigger LANGUAGE plpgsql AS $$
-		BEGIN
-			IF NEW.annualrevenue <> round(NEW.annualrevenue) THEN
-				UPDATE salesforce.account SET annualrevenue = round(NEW.annualrevenue) WHERE id = NEW.id;
-			END IF;
-			RETURN NULL;
-		END $$`)
-	b.exec(t, `CREATE TRIGGER round_it AFTER UPDATE ON salesforce.account FOR EACH ROW EXECUTE FUNCTION public.round_it()`)
+	b.afterTrigger(t, "round_it", "UPDATE", `
+		IF NEW.annualrevenue <> round(NEW.annualrevenue) THEN
+			UPDATE salesforce.account SET annualrevenue = round(NEW.annualrevenue) WHERE id = NEW.id;
+		END IF;`)
 	b.exec(t, `UPDATE salesforce.account SET annualrevenue = 10.40 WHERE id = $1`, id)
 	entries = b.outbox(t)
 	require.Len(t, entries, 2)
@@ -916,12 +908,8 @@ func TestARowThatAUsersAfterTriggerDeletesBeforeItWasSentQueuesNothing(t *testin
 	t.Parallel()
 	b := setup(t)
 	b.mapAccount(t, "read_write")
-	b.exec(t, `CREATE FUNCTION public.drop_drafts() RETURNS trigger LANGUAGE plpgsql AS $$
-		BEGIN
-			DELETE FROM salesforce.account WHERE id = NEW.id AND NEW.name LIKE 'draft%';
-			RETURN NULL;
-		END $$`)
-	b.exec(t, `CREATE TRIGGER drop_drafts AFTER INSERT ON salesforce.account FOR EACH ROW EXECUTE FUNCTION public.drop_drafts()`)
+	b.afterTrigger(t, "drop_drafts", "INSERT", `
+		DELETE FROM salesforce.account WHERE id = NEW.id AND NEW.name LIKE 'draft%';`)
 	b.exec(t, `INSERT INTO salesforce.account (name) VALUES ('draft 1'), ('Acme')`)
 	entries := b.outbox(t)
 	require.Len(t, entries, 1)
@@ -937,12 +925,8 @@ func TestCapturesLaterInATransactionWhoseTriggersChangedTheirRowsQueueTheSameEnt
 	b := setup(t)
 	b.mapAccount(t, "read_write")
 	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name, industry) VALUES ('001000000000001AAA', 'Acme', 'Energy')`)
-	b.exec(t, `CREATE FUNCTION public.stamp() RETURNS trigger LANGUAGE plpgsql AS $$
-		BEGIN
-			UPDATE salesforce.account SET industry = 'New' WHERE id = NEW.id;
-			RETURN NULL;
-		END $$`)
-	b.exec(t, `CREATE TRIGGER stamp AFTER INSERT ON salesforce.account FOR EACH ROW EXECUTE FUNCTION public.stamp()`)
+	b.afterTrigger(t, "stamp", "INSERT", `
+		UPDATE salesforce.account SET industry = 'New' WHERE id = NEW.id;`)
 	ctx := context.Background()
 	tx, err := b.conn.Begin(ctx)
 	require.NoError(t, err)

@@ -3,6 +3,7 @@ package sql_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -123,4 +124,15 @@ func keys(m map[string]any) []string {
 
 func contextWithShortTimeout(t *testing.T) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(t.Context(), 300*time.Millisecond)
+}
+
+// afterTrigger gives salesforce.account an application's AFTER ... FOR
+// EACH ROW trigger, name, on event, running body (PL/pgSQL statements).
+func (b *testBundle) afterTrigger(t *testing.T, name, event, body string) {
+	t.Helper()
+	b.exec(t, fmt.Sprintf(`CREATE FUNCTION public.%s() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN%s
+			RETURN NULL;
+		END $$`, name, body))
+	b.exec(t, fmt.Sprintf(`CREATE TRIGGER %[1]s AFTER %[2]s ON salesforce.account FOR EACH ROW EXECUTE FUNCTION public.%[1]s()`, name, event))
 }

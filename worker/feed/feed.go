@@ -17,8 +17,9 @@
 // connection of its own, and a capture that can take the lock in shared
 // mode stays silent (see monitor). On a server that allows prepared
 // transactions the feed never takes that lock, because PREPARE TRANSACTION
-// refuses a transaction that has notified: it wakes the consumer every
-// PreparedPoll instead, for as long as it would have held the lock.
+// refuses a transaction that has notified: it looks at the outbox every
+// PreparedPoll instead, for as long as it would have held the lock, and
+// wakes the consumer when something new has been committed there.
 // Notifying costs the application
 // dearly, because Postgres commits notifying transactions one at a time
 // (see sql/060_capture.sql); a stream that keeps up needs no
@@ -117,9 +118,9 @@ type Options struct {
 	// lags behind the server's WAL (default 250ms); while it does, capture
 	// notifies too.
 	LagCheck time.Duration
-	// PreparedPoll is how often the feed wakes the consumer, instead of
-	// having capture notify, on a server that allows prepared transactions
-	// (default 100ms; see holdWakeupLock).
+	// PreparedPoll is how often the feed looks for new outbox entries,
+	// instead of having capture notify, on a server that allows prepared
+	// transactions (default 100ms; see wakeWhile).
 	PreparedPoll time.Duration
 	// DisableReplication forces notify+poll mode.
 	DisableReplication bool
@@ -949,8 +950,8 @@ func (f *Feed) holdWakeupLock(ctx context.Context) {
 
 // wakeWhile makes sure the consumer hears of new changes promptly until
 // changed closes: by holding the wake-up lock, so that capture notifies,
-// or, on a server that allows prepared transactions, by waking the
-// consumer every PreparedPoll. PREPARE TRANSACTION refuses a transaction
+// or, on a server that allows prepared transactions, by looking at the
+// outbox every PreparedPoll. PREPARE TRANSACTION refuses a transaction
 // that has sent a NOTIFY, so there capture must never be made to notify:
 // an application's two-phase commits would fail whenever a worker waited
 // for a wake-up. (max_prepared_transactions changes only with a restart;

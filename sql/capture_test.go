@@ -950,3 +950,40 @@ func TestCapturesLaterInATransactionWhoseTriggersChangedTheirRowsQueueTheSameEnt
 	require.Equal(t, map[string]any{"name": "Acme Corp", "industry": nil}, entries[0].New)
 	require.Equal(t, map[string]any{"name": "Acme", "industry": "Energy"}, entries[0].Old)
 }
+
+// The lookups of that slower path are index probes, one per row, never a
+// read of the whole table: however large the table, a statement that
+// changed a few rows looks up only those.
+func TestCapturesThatReadTheRowsAsTheyAreProbeTheTablesPrimaryKeyAndNeverScanIt(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mapAccount(t, "read_write")
+	b.syncedAccounts(t, 5000)
+	b.exec(t, `ANALYZE salesforce.account`)
+	ctx := context.Background()
+	tx, err := b.conn.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	_, err = tx.Exec(ctx, `SELECT set_config('pgforce.nested_capture_' || (SELECT id FROM pgforce.mapping), 'on', true)`)
+	require.NoError(t, err)
+	// Counted from here: the view also holds counts of earlier
+	// transactions of the session that Postgres has not yet flushed.
+	seqScans := func() int {
+		var n int
+		require.NoError(t, tx.QueryRow(ctx, `SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relid = 'salesforce.account'::regclass`).Scan(&n))
+		return n
+	}
+	before := seqScans()
+	for _, stmt := range []string{
+		`UPDATE salesforce.account SET industry = 'Energy' WHERE sfid = '001000000000000001'`,
+		`UPDATE salesforce.account SET industry = 'Retail' WHERE id = ANY (ARRAY[10, 20, 30])`,
+		`INSERT INTO salesforce.account (name) VALUES ('Acme'), ('Globex')`,
+	} {
+		_, err = tx.Exec(ctx, stmt)
+		require.NoError(t, err, stmt)
+	}
+	require.Equal(t, before, seqScans(), "no statement of the transaction, captures included, read the whole table")
+	var queued int
+	require.NoError(t, tx.QueryRow(ctx, `SELECT count(*) FROM pgforce.outbox`).Scan(&queued))
+	require.Equal(t, 6, queued)
+}

@@ -151,9 +151,10 @@ $$;
 -- valgrind, the test costs a single-row UPDATE about 6,500 instructions of
 -- its 380,000; a 5,000-row UPDATE with the flag set took 78 ms against
 -- 72.) The lookup reads the table as the capture function's owner, the
--- role that installed pgforce's triggers: row-level security forced on
--- that role would hide rows from it, and their changes would not be
--- queued. A DELETE whose triggers put a row of the same id back is not
+-- role that last installed the mapping's triggers (the worker, or whoever
+-- changed the mapping): without SELECT on the table such a statement
+-- fails, and row-level security forced on that role would hide rows from
+-- it, whose changes would then not be queued. A DELETE whose triggers put a row of the same id back is not
 -- covered: its delete is queued after the row's new insert.
 CREATE FUNCTION pgforce._nested_capture_flag(p_mapping_id integer) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$

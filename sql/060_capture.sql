@@ -154,8 +154,9 @@ $$;
 -- role that last installed the mapping's triggers (the worker, or whoever
 -- changed the mapping): without SELECT on the table such a statement
 -- fails, and row-level security forced on that role would hide rows from
--- it, whose changes would then not be queued. A DELETE whose triggers put a row of the same id back is not
--- covered: its delete is queued after the row's new insert.
+-- it, whose changes would then not be queued. A DELETE whose triggers put
+-- a row of the same id back is not covered: its delete is queued after
+-- the row's new insert.
 CREATE FUNCTION pgforce._nested_capture_flag(p_mapping_id integer) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT 'pgforce.nested_capture_' || p_mapping_id
@@ -224,11 +225,13 @@ DECLARE
     v_nested  text := pg_catalog.format($nested$pg_catalog.pg_trigger_depth() > 1 OR pg_catalog.current_setting(%L, true) = 'on'$nested$,
         pgforce._nested_capture_flag(p_mapping_id));
     v_mark    text := pg_catalog.format($mark$PERFORM pg_catalog.set_config(%L, 'on', true);$mark$, pgforce._nested_capture_flag(p_mapping_id));
-    -- The row as it is now, for each row r of pgforce_new or o of
-    -- pgforce_old.
-    v_live    text[] := (SELECT ARRAY[pg_catalog.format('LATERAL (SELECT t.* FROM %I.%I t WHERE t.id OPERATOR(pg_catalog.=) r.id OFFSET 0)', n.nspname, c.relname),
-                                  pg_catalog.format('LATERAL (SELECT t.* FROM %I.%I t WHERE t.id OPERATOR(pg_catalog.=) o.id OFFSET 0)', n.nspname, c.relname)]
-                         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_table);
+    -- The row as it is now, for each row r of pgforce_new (1) or o of
+    -- pgforce_old (2).
+    v_live    text[] := (SELECT pg_catalog.array_agg(pg_catalog.format('LATERAL (SELECT t.* FROM %I.%I t WHERE t.id OPERATOR(pg_catalog.=) %I.id OFFSET 0)',
+                                     n.nspname, c.relname, a.alias) ORDER BY a.i)
+                         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
+                              pg_catalog.unnest(ARRAY['r', 'o']) WITH ORDINALITY AS a(alias, i)
+                         WHERE c.oid = p_table);
 BEGIN
     -- For an UPDATE, only the changed columns are turned into jsonb: each
     -- becomes a one-pair object (or '{}') and the pieces are concatenated.

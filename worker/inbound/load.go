@@ -289,8 +289,9 @@ func (r *runner) copyPage(ctx context.Context, t *table, pc *pageCopy, page []by
 	}); err != nil {
 		return 0, err
 	}
-	// The merge locks existing rows (a reload's), so it gives way to the
-	// application's row locks like every other such write (applyRetrying).
+	// The merge locks the rows it updates (those change events inserted
+	// meanwhile), so it gives way to the application's row locks like
+	// every other inbound write of many rows (applyRetrying).
 	if err := r.applyRetrying(ctx, context.WithoutCancel(ctx), t, operation+" page", func(work context.Context, tx pgx.Tx) error {
 		if _, err := t.applyRowsStaged(work, tx, rows, operation); err != nil {
 			return err

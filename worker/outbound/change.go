@@ -47,6 +47,20 @@ func merge(entries []entry) []*change {
 	out := make([]*change, 0, len(entries))
 	for _, e := range entries {
 		c := byRecord[e.RecordID]
+		if c != nil && e.Op == "insert" && c.Op == "delete" && c.SFID != "" && e.SFID != c.SFID {
+			// The row was deleted and a new one inserted with its id (an
+			// application that keeps its own ids, or replaces a row). The
+			// record the delete names must go, and the new row is another
+			// record: folded into one insert, the delete was lost and the
+			// old record stayed in Salesforce. The delete goes in this
+			// batch; the insert and what follows it wait for the next one,
+			// after the delete is recorded. (A row put back with the same
+			// sfid is the same record, written again: that stays one
+			// change, an update.)
+			c = &change{RecordID: e.RecordID, first: e.ID, deferTo: true}
+			byRecord[e.RecordID] = c
+			out = append(out, c)
+		}
 		if c == nil {
 			c = &change{RecordID: e.RecordID, first: e.ID}
 			byRecord[e.RecordID] = c

@@ -45,3 +45,36 @@ func TestMergeKeepsTheLatestValueOfEachFieldPerRecord(t *testing.T) {
 	require.Equal(t, want{"update", "001E", map[string]any{"name": "e2"}, []int64{9, 10, 11}}, got[50])
 	require.Equal(t, map[string]any{"name": "b1"}, entries[1].New, "record 20's values never took another record's fields")
 }
+
+// A row deleted and inserted again with its id is a new record unless it
+// came back with its sfid: the delete goes now and the insert (with what
+// follows it) waits for the next batch, rather than folding the two into
+// an insert that leaves the deleted record in Salesforce.
+func TestMergeSendsADeleteBeforeTheInsertThatReusedItsRowsId(t *testing.T) {
+	changes := merge([]entry{
+		{ID: 1, Op: "delete", RecordID: 10, SFID: "001A"},
+		{ID: 2, Op: "insert", RecordID: 10, New: map[string]any{"name": "new"}},
+		{ID: 3, Op: "update", RecordID: 10, New: map[string]any{"name": "newer"}},
+		{ID: 4, Op: "delete", RecordID: 20, SFID: "001B"},
+		{ID: 5, Op: "insert", RecordID: 20, SFID: "001B", New: map[string]any{"name": "copy"}},
+		{ID: 6, Op: "delete", RecordID: 30, SFID: "001C"},
+		{ID: 7, Op: "insert", RecordID: 30, SFID: "001D", New: map[string]any{"name": "other"}},
+	})
+	type got struct {
+		record   int
+		op, sfid string
+		entries  []int64
+		deferred bool
+	}
+	var all []got
+	for _, c := range changes {
+		all = append(all, got{c.RecordID, c.Op, c.SFID, c.Entries, c.deferTo})
+	}
+	require.Equal(t, []got{
+		{10, "delete", "001A", []int64{1}, false},
+		{10, "insert", "", []int64{2, 3}, true},
+		{20, "insert", "001B", []int64{4, 5}, false},
+		{30, "delete", "001C", []int64{6}, false},
+		{30, "insert", "001D", []int64{7}, true},
+	}, all)
+}

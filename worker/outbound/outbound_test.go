@@ -625,3 +625,50 @@ func TestAColumnThatAnAfterInsertTriggerFillsInReachesSalesforce(t *testing.T) {
 	require.Equal(t, "Acme", b.sfField(t, "Account", sfid, "Name"))
 	require.Equal(t, fmt.Sprintf("Class %d", id), b.sfField(t, "Account", sfid, "Industry"))
 }
+
+// An application that replaces a row (deletes it and inserts one with the
+// same id, in one transaction) replaces the record: the old record is
+// deleted in Salesforce and the new row becomes a record of its own. Put
+// back with its sfid, the row is the same record, written again.
+func TestARowDeletedAndInsertedAgainWithItsIdReplacesItsRecord(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.start(t, fastOptions())
+
+	var id int
+	b.scalar(t, &id, `INSERT INTO salesforce.account (name, industry) VALUES ('Old', 'Energy') RETURNING id`)
+	var old string
+	eventually(t, 10*time.Second, "sfid written back", func() bool { old = b.rowSfid(t, "account", id); return old != "" })
+
+	b.exec(t, fmt.Sprintf(`BEGIN;
+		DELETE FROM salesforce.account WHERE id = %[1]d;
+		INSERT INTO salesforce.account (id, name) VALUES (%[1]d, 'Replacement');
+		COMMIT`, id))
+	var replacement string
+	eventually(t, 10*time.Second, "the new row gets an Id of its own", func() bool {
+		replacement = b.rowSfid(t, "account", id)
+		return replacement != "" && replacement != old
+	})
+	eventually(t, 10*time.Second, "the old record deleted", func() bool {
+		return len(b.sfRecords(t, fmt.Sprintf("SELECT Id FROM Account WHERE Id = '%s'", old))) == 0
+	})
+	require.Equal(t, "Replacement", b.sfField(t, "Account", replacement, "Name"))
+	require.Nil(t, b.sfField(t, "Account", replacement, "Industry"), "a new record, not the old one updated")
+	eventually(t, 5*time.Second, "outbox drained and the row settled", func() bool {
+		var lastop string
+		b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account WHERE id = $1`, id)
+		return b.backlog(t) == 0 && lastop == "SYNCED"
+	})
+
+	b.exec(t, fmt.Sprintf(`BEGIN;
+		DELETE FROM salesforce.account WHERE id = %[1]d;
+		INSERT INTO salesforce.account (id, sfid, name) VALUES (%[1]d, '%[2]s', 'Copy');
+		COMMIT`, id, replacement))
+	eventually(t, 10*time.Second, "the record written again", func() bool {
+		return b.sfField(t, "Account", replacement, "Name") == "Copy"
+	})
+	eventually(t, 5*time.Second, "outbox drained", func() bool { return b.backlog(t) == 0 })
+	require.Equal(t, replacement, b.rowSfid(t, "account", id))
+	var open int
+	b.scalar(t, &open, `SELECT count(*) FROM pgforce.error WHERE state = 'open'`)
+	require.Zero(t, open)
+}

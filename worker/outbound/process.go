@@ -526,6 +526,9 @@ func callError(err error) salesforce.RecordError {
 func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, changes []*change) error {
 	var need []int32
 	for _, c := range changes {
+		if c.deferTo {
+			continue // waits for the next batch (see merge)
+		}
 		if c.Op == "insert" || c.Op == "update" || (c.Op == "delete" && c.SFID == "") {
 			need = append(need, int32(c.RecordID))
 		}
@@ -591,6 +594,9 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 		}
 	}
 	for _, c := range changes {
+		if c.deferTo {
+			continue
+		}
 		st, exists := rows[c.RecordID]
 		switch c.Op {
 		case "insert", "update":
@@ -672,7 +678,7 @@ func (s *Service) buildRecords(ctx context.Context, m *Mapping, all []*Mapping, 
 	}
 	lookups := map[string]*lookup{}
 	for _, c := range changes {
-		if c.Op != "insert" && c.Op != "update" {
+		if c.deferTo || (c.Op != "insert" && c.Op != "update") {
 			continue
 		}
 		for k, v := range c.Values {
@@ -718,7 +724,7 @@ func (s *Service) buildRecords(ctx context.Context, m *Mapping, all []*Mapping, 
 	}
 
 	for _, c := range changes {
-		if c.Op != "insert" && c.Op != "update" {
+		if c.deferTo || (c.Op != "insert" && c.Op != "update") {
 			continue
 		}
 		insert := c.Op == "insert"

@@ -262,3 +262,25 @@ func TestReloadMarksRecordsDeletedWhileNobodySyncedAsDeleted(t *testing.T) {
 	require.Equal(t, "false", e.value("account", ids[0], "isdeleted"))
 	require.Zero(t, e.count(`SELECT count(*) FROM pgforce.inbound_seen`))
 }
+
+// A field added while the mapping is paused gets its column, filled from
+// Salesforce, once it is resumed.
+func TestAFieldAddedWhileTheMappingIsPausedIsLoadedAfterResume(t *testing.T) {
+	e := newEnv(t)
+	ids := e.create("Account", map[string]any{"Name": "Acme", "Industry": "Energy"})
+	id := e.mapping("Account", []string{"Name"}, "cdc")
+	e.start()
+	e.waitState(id, "synced")
+
+	e.exec(`SELECT pgforce.pause($1::integer)`, id)
+	e.exec(`UPDATE pgforce.mapping SET fields = fields || '{Industry}' WHERE id = $1`, id)
+	e.exec(`SELECT pgforce.resume($1::integer)`, id)
+	e.eventually(10*time.Second, func() (bool, string) {
+		return e.count(`SELECT count(*) FROM information_schema.columns
+			WHERE table_schema = 'salesforce' AND table_name = 'account' AND column_name = 'industry'`) == 1, "no column industry"
+	})
+	e.waitValue("account", ids[0], "industry", "Energy")
+	e.waitState(id, "synced")
+	require.NoError(t, e.sim.UIEdit(context.Background(), "Account", ids[0], map[string]any{"Industry": "Banking"}))
+	e.waitValue("account", ids[0], "industry", "Banking")
+}

@@ -80,9 +80,14 @@ func (r *runner) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// A describe leaves fields as the user fields of columns. Fields that
+	// differ were edited since: pgforce._mapping_edited sends a synced
+	// mapping back to loading then, but a paused one stays paused, and
+	// resume made it synced again without its new columns.
+	edited := len(m.Columns) > 0 && !sameFields(userFields(m.Columns), m.Fields)
 	needLoad := m.State == mappings.StateNew || m.State == mappings.StateDescribing || m.State == mappings.StateLoading ||
-		len(m.Columns) == 0 || (m.InboundWatermark == nil && m.CDCReplayID == "")
-	if m.State == mappings.StateNew || m.State == mappings.StateDescribing || len(m.Columns) == 0 || m.State == mappings.StateLoading {
+		len(m.Columns) == 0 || (m.InboundWatermark == nil && m.CDCReplayID == "") || edited
+	if m.State == mappings.StateNew || m.State == mappings.StateDescribing || len(m.Columns) == 0 || m.State == mappings.StateLoading || edited {
 		if err := r.describe(ctx, m); err != nil {
 			var ce *ConfigError
 			if errors.As(err, &ce) {

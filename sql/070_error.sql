@@ -92,8 +92,12 @@ $$;
 
 -- Queues an open error again. For an outbound record error the row's current
 -- state goes back into the outbox (an insert while it has no sfid, else an
--- update of all its columns), so the retry sends what the row holds now;
--- any other error is marked for the worker to retry the operation.
+-- update of all its columns), so the retry sends what the row holds now.
+-- For an inbound record error (a Salesforce record the table could not
+-- store) the worker reads the record again and applies it whole: the error
+-- is resolved when that works and open again when it does not. A conflict
+-- is settled with pgforce.resolve, and an error that is about no one record
+-- has nothing to send again.
 CREATE FUNCTION pgforce.retry(p_error_id bigint) RETURNS pgforce.error
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -108,7 +112,28 @@ BEGIN
             USING ERRCODE = 'check_violation',
                   HINT = CASE v_error.state WHEN 'retrying' THEN 'It is queued already; watch pgforce.status.' ELSE 'Nothing is left to retry.' END;
     END IF;
-    IF v_error.direction = 'outbound' AND v_error.record_id IS NOT NULL THEN
+    IF v_error.error_code IS NOT DISTINCT FROM 'CONFLICT' THEN
+        RAISE EXCEPTION 'pgforce: error % is a conflict between Postgres and Salesforce, which a retry cannot settle', p_error_id
+            USING ERRCODE = 'check_violation',
+                  HINT = pg_catalog.format('Choose the values to keep: SELECT pgforce.resolve(%s, ''postgres''); or SELECT pgforce.resolve(%s, ''salesforce'');', p_error_id, p_error_id);
+    END IF;
+    IF v_error.direction = 'inbound' AND v_error.sfid IS NOT NULL THEN
+        INSERT INTO pgforce.inbound_reread (mapping_id, sfid) VALUES (v_error.mapping_id, v_error.sfid)
+        ON CONFLICT (mapping_id, sfid) DO NOTHING;
+        -- The inbound worker looks for queued re-reads when mappings change.
+        PERFORM pg_catalog.pg_notify('pgforce_mapping', '');
+    ELSIF v_error.direction = 'inbound' OR v_error.record_id IS NULL THEN
+        RAISE EXCEPTION 'pgforce: error % is not about one record, so there is nothing to retry', p_error_id
+            USING ERRCODE = 'check_violation',
+                  HINT = pg_catalog.format('Read the whole object again with SELECT pgforce.reload(%s); or ignore the error with SELECT pgforce.ignore(%s);',
+                                           v_error.mapping_id, p_error_id);
+    ELSIF v_error.operation = 'delete' AND v_error.sfid IS NOT NULL THEN
+        -- Asked first: a row that has the id now is another record's (see
+        -- merge in worker/outbound).
+        INSERT INTO pgforce.outbox (mapping_id, op, record_id, sfid, old, retry_of)
+        VALUES (v_error.mapping_id, 'delete', v_error.record_id, v_error.sfid, v_error.payload, v_error.id);
+        PERFORM pg_catalog.pg_notify('pgforce_outbox', '');
+    ELSE
         v_table := pgforce._mapping_table(v_error.mapping_id);
         IF v_table IS NOT NULL THEN
             -- The mapped fields only, as capture records them.
@@ -120,9 +145,6 @@ BEGIN
             INSERT INTO pgforce.outbox (mapping_id, op, record_id, sfid, new, retry_of)
             VALUES (v_error.mapping_id, CASE WHEN v_sfid IS NULL THEN 'insert' ELSE 'update' END,
                     v_error.record_id, v_sfid, v_row, v_error.id);
-        ELSIF v_error.operation = 'delete' AND v_error.sfid IS NOT NULL THEN
-            INSERT INTO pgforce.outbox (mapping_id, op, record_id, sfid, old, retry_of)
-            VALUES (v_error.mapping_id, 'delete', v_error.record_id, v_error.sfid, v_error.payload, v_error.id);
         ELSE
             RAISE EXCEPTION 'pgforce: row % of error % no longer exists, so there is nothing to retry', v_error.record_id, p_error_id
                 USING ERRCODE = 'no_data_found',
@@ -135,20 +157,36 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION pgforce.retry(bigint) IS 'Retry an open error: re-queues the row''s current state (outbound) or asks the worker to redo the operation.';
+COMMENT ON FUNCTION pgforce.retry(bigint) IS 'Retry an open error: re-queues the row''s current state (outbound) or has the worker read the record from Salesforce again (inbound).';
 
--- Retries every open error of a mapping; returns how many were queued.
+-- Retries every open error of a mapping that a retry can act on; returns
+-- how many were queued. Conflicts are left to pgforce.resolve, and errors
+-- that pgforce.retry refuses (a row deleted since its insert failed, an
+-- error about no one record) are left open and counted in a notice: one
+-- of them used to fail the whole call, so that nothing was retried.
 CREATE FUNCTION pgforce.retry_all(p_mapping_id integer) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_id    bigint;
-    v_count integer := 0;
+    v_id      bigint;
+    v_count   integer := 0;
+    v_skipped integer := 0;
 BEGIN
     PERFORM pgforce._mapping_row(p_mapping_id);
-    FOR v_id IN SELECT e.id FROM pgforce.error e WHERE e.mapping_id = p_mapping_id AND e.state = 'open' ORDER BY e.id LOOP
-        PERFORM pgforce.retry(v_id);
-        v_count := v_count + 1;
+    FOR v_id IN SELECT e.id FROM pgforce.error e
+                WHERE e.mapping_id = p_mapping_id AND e.state = 'open' AND e.error_code IS DISTINCT FROM 'CONFLICT'
+                ORDER BY e.id LOOP
+        BEGIN
+            PERFORM pgforce.retry(v_id);
+            v_count := v_count + 1;
+        EXCEPTION WHEN no_data_found OR check_violation THEN
+            v_skipped := v_skipped + 1;
+        END;
     END LOOP;
+    IF v_skipped > 0 THEN
+        RAISE NOTICE 'pgforce: % open errors of mapping % cannot be retried: their rows are gone, or they are not about one record', v_skipped, p_mapping_id
+            USING HINT = pg_catalog.format('See why with SELECT id, message FROM pgforce.error WHERE mapping_id = %s AND state = ''open''; then SELECT pgforce.ignore(id) for each, or pgforce.reload(%s).',
+                                           p_mapping_id, p_mapping_id);
+    END IF;
     RETURN v_count;
 END
 $$;

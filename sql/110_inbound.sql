@@ -99,7 +99,9 @@ COMMENT ON FUNCTION pgforce.inbound_release(integer, text) IS 'Worker use: give 
 
 -- Records an inbound failure for a mapping (describe, load, poll, cdc) or a
 -- record, for pgforce.status and pgforce.error. A record that fails again
--- (a replay, a resync) updates its open error instead of adding another.
+-- (a replay, a resync, the re-read of pgforce.retry) updates its open or
+-- retrying error, which is open again, instead of adding another; a
+-- conflict of the record is a different matter and stays as it is.
 CREATE FUNCTION pgforce.inbound_error(p_mapping_id integer, p_operation text, p_sfid text, p_payload jsonb,
                                       p_code text, p_message text, p_fields text[]) RETURNS bigint
 LANGUAGE plpgsql AS $$
@@ -109,9 +111,10 @@ BEGIN
     IF p_sfid IS NOT NULL THEN
         UPDATE pgforce.error e
         SET operation = p_operation, payload = p_payload, error_code = p_code, message = p_message,
-            fields = p_fields, attempts = e.attempts + 1
+            fields = p_fields, attempts = e.attempts + 1, state = 'open'
         WHERE e.id = (SELECT x.id FROM pgforce.error x
-                      WHERE x.mapping_id = p_mapping_id AND x.direction = 'inbound' AND x.sfid = p_sfid AND x.state = 'open'
+                      WHERE x.mapping_id = p_mapping_id AND x.direction = 'inbound' AND x.sfid = p_sfid
+                        AND x.state IN ('open', 'retrying') AND x.error_code IS DISTINCT FROM 'CONFLICT'
                       ORDER BY x.id LIMIT 1)
         RETURNING e.id INTO v_id;
         IF FOUND THEN

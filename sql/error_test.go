@@ -1,6 +1,7 @@
 package sql_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -130,17 +131,74 @@ func TestErrorStateTransitionsFollowTheLifecycle(t *testing.T) {
 	b := setup(t)
 	m := b.mapAccount(t, "read_write")
 	var id int64
-	b.scalar(t, &id, `INSERT INTO pgforce.error (mapping_id, direction, operation, message) VALUES ($1, 'inbound', 'poll', 'timeout') RETURNING id`, m)
+	b.scalar(t, &id, `INSERT INTO pgforce.error (mapping_id, direction, operation, sfid, message)
+		VALUES ($1, 'inbound', 'cdc', '001000000000001AAA', 'value too long for type character varying(5)') RETURNING id`, m)
 
-	// The worker retries an inbound error itself; a failed retry reopens it.
+	// A retry of an inbound record error has the worker read the record
+	// again; a failed read reopens it.
 	b.exec(t, `SELECT pgforce.retry($1)`, id)
-	b.exec(t, `UPDATE pgforce.error SET state = 'open', attempts = attempts + 1 WHERE id = $1`, id)
+	var queued int
+	b.scalar(t, &queued, `SELECT count(*) FROM pgforce.inbound_reread WHERE mapping_id = $1 AND sfid = '001000000000001AAA'`, m)
+	require.Equal(t, 1, queued)
+	b.exec(t, `SELECT pgforce.inbound_error($1, 'cdc', '001000000000001AAA', '{}', 'PG22001', 'still too long', '{site}')`, m)
 	state, action := b.errorState(t, id)
 	require.Equal(t, "open", state)
 	require.Nil(t, action)
 	b.exec(t, `UPDATE pgforce.error SET state = 'resolved' WHERE id = $1`, id)
 	b.refused(t, "is resolved and cannot become open", "resolved already", `UPDATE pgforce.error SET state = 'open' WHERE id = $1`, id)
 	b.refused(t, "no error with id 424242", "state = 'open'", `SELECT pgforce.retry(424242)`)
+	var poll int64
+	b.scalar(t, &poll, `INSERT INTO pgforce.error (mapping_id, direction, operation, message) VALUES ($1, 'inbound', 'poll', 'timeout') RETURNING id`, m)
+	b.refused(t, "is not about one record, so there is nothing to retry", fmt.Sprintf("SELECT pgforce.reload(%d)", m), `SELECT pgforce.retry($1)`, poll)
 	b.refused(t, "violates check constraint \"error_direction_valid\"", "",
 		`INSERT INTO pgforce.error (direction, operation, message) VALUES ('sideways', 'poll', 'x')`)
+}
+
+// retry_all retries every error a retry can act on. A conflict is left to
+// pgforce.resolve, and an error whose row is gone is left open with a
+// notice, rather than failing the call for all the others.
+func TestRetryAllRetriesWhatItCanAndLeavesConflictsAndGoneRowsOpen(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := b.mapAccount(t, "read_write")
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme'), ('001000000000002AAA', 'Other')`)
+	b.exec(t, `INSERT INTO salesforce.account (name) VALUES ('Draft')`)
+	acme := b.outboundError(t, m, "Acme", "update")
+	draft := b.outboundError(t, m, "Draft", "insert")
+	var conflict int64
+	b.scalar(t, &conflict, `INSERT INTO pgforce.error (mapping_id, direction, operation, record_id, sfid, payload, error_code, message, fields)
+		SELECT $1, 'inbound', 'cdc', a.id, a.sfid, '{"postgres": {"Name": "P"}, "salesforce": {"Name": "S"}}', 'CONFLICT', 'fields changed in both', '{Name}'
+		FROM salesforce.account a WHERE a.name = 'Other' RETURNING id`, m)
+	b.exec(t, `DELETE FROM salesforce.account WHERE name = 'Draft'`)
+	b.exec(t, `DELETE FROM pgforce.outbox`)
+
+	var n int
+	b.scalar(t, &n, `SELECT pgforce.retry_all($1::integer)`, m)
+	require.Equal(t, 1, n)
+	for id, want := range map[int64]string{acme: "retrying", draft: "open", conflict: "open"} {
+		state, _ := b.errorState(t, id)
+		require.Equal(t, want, state, "error %d", id)
+	}
+	require.Len(t, b.outbox(t), 1, "Acme's row, queued again")
+	b.refused(t, "is a conflict between Postgres and Salesforce", fmt.Sprintf("pgforce.resolve(%d, 'postgres')", conflict), `SELECT pgforce.retry($1)`, conflict)
+}
+
+// A failed delete is sent again by its retry even when a new row has taken
+// the deleted row's id since.
+func TestRetryOfAFailedDeleteDeletesTheRecordEvenWhenItsRowsIdIsTakenAgain(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := b.mapAccount(t, "read_write")
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme')`)
+	errID := b.outboundError(t, m, "Acme", "delete")
+	var id int
+	b.scalar(t, &id, `DELETE FROM salesforce.account RETURNING id`)
+	b.exec(t, `INSERT INTO salesforce.account (id, name) VALUES ($1, 'New')`, id)
+	b.exec(t, `DELETE FROM pgforce.outbox`)
+
+	b.exec(t, `SELECT pgforce.retry($1)`, errID)
+	entries := b.outbox(t)
+	require.Len(t, entries, 1)
+	require.Equal(t, "delete", entries[0].Op)
+	require.Equal(t, "001000000000001AAA", *entries[0].SFID)
 }

@@ -284,3 +284,51 @@ func TestAFieldAddedWhileTheMappingIsPausedIsLoadedAfterResume(t *testing.T) {
 	require.NoError(t, e.sim.UIEdit(context.Background(), "Account", ids[0], map[string]any{"Industry": "Banking"}))
 	e.waitValue("account", ids[0], "industry", "Banking")
 }
+
+// A Salesforce change the table refuses becomes an inbound error; once the
+// cause is fixed, pgforce.retry has the worker read the record again and
+// the error is resolved. A retry that fails again opens the error again.
+func TestRetryOfAnInboundErrorReadsTheRecordAgainOnceItsCauseIsFixed(t *testing.T) {
+	for _, mode := range []string{"cdc", "poll"} {
+		t.Run(mode, func(t *testing.T) {
+			e := newEnv(t)
+			// Only pgforce.retry's notification wakes the re-read in time.
+			e.opts.SafetyInterval = time.Minute
+			ids := e.create("Account", map[string]any{"Name": "Acme", "NumberOfEmployees": 5})
+			id := e.mapping("Account", []string{"Name", "NumberOfEmployees"}, mode)
+			e.start()
+			e.waitState(id, "synced")
+			e.exec(`ALTER TABLE salesforce.account ADD CONSTRAINT positive_staff CHECK (numberofemployees >= 0)`)
+			require.NoError(t, e.sim.UIEdit(context.Background(), "Account", ids[0], map[string]any{"NumberOfEmployees": -1}))
+
+			var errID int64
+			e.eventually(10*time.Second, func() (bool, string) {
+				err := e.pool.QueryRow(context.Background(), `SELECT id FROM pgforce.error WHERE sfid = $1 AND state = 'open'`, ids[0]).Scan(&errID)
+				return err == nil, fmt.Sprint("no open error: ", err)
+			})
+			errorState := func() (string, int) {
+				var state string
+				var attempts int
+				require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT state, attempts FROM pgforce.error WHERE id = $1`, errID).Scan(&state, &attempts))
+				return state, attempts
+			}
+			_, before := errorState()
+
+			// Still refused: the same error is open again, one attempt more.
+			e.exec(`SELECT pgforce.retry($1)`, errID)
+			e.eventually(10*time.Second, func() (bool, string) {
+				state, attempts := errorState()
+				return state == "open" && attempts == before+1, fmt.Sprint(state, " after ", attempts, " attempts")
+			})
+
+			e.exec(`ALTER TABLE salesforce.account DROP CONSTRAINT positive_staff`)
+			e.exec(`SELECT pgforce.retry($1)`, errID)
+			e.waitValue("account", ids[0], "numberofemployees", "-1")
+			e.eventually(10*time.Second, func() (bool, string) {
+				state, _ := errorState()
+				return state == "resolved", state
+			})
+			require.Equal(t, 1, e.count(`SELECT count(*) FROM pgforce.error`), "one error row throughout")
+		})
+	}
+}

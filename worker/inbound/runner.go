@@ -315,8 +315,15 @@ func (r *runner) drainRereads(ctx context.Context, t *table) error {
 				}
 			}
 			// An id queued again meanwhile (a newer event) stays queued.
-			_, err := tx.Exec(c, `DELETE FROM pgforce.inbound_reread q USING unnest($2::text[], $3::timestamptz[]) AS d(sfid, at)
-				WHERE q.mapping_id = $1 AND q.sfid = d.sfid AND q.queued_at <= d.at`, r.id, ids, queued)
+			if _, err := tx.Exec(c, `DELETE FROM pgforce.inbound_reread q USING unnest($2::text[], $3::timestamptz[]) AS d(sfid, at)
+				WHERE q.mapping_id = $1 AND q.sfid = d.sfid AND q.queued_at <= d.at`, r.id, ids, queued); err != nil {
+				return err
+			}
+			// The errors pgforce.retry queued these reads for are settled:
+			// a record that failed again had its error opened again by
+			// pgforce.inbound_error, above, in this transaction.
+			_, err := tx.Exec(c, `UPDATE pgforce.error e SET state = 'resolved'
+				WHERE e.mapping_id = $1 AND e.direction = 'inbound' AND e.state = 'retrying' AND e.sfid = ANY($2)`, r.id, ids)
 			return err
 		})
 		if err != nil {
@@ -490,10 +497,17 @@ func (r *runner) runPoll(ctx context.Context, t *table, needLoad bool) error {
 	}
 	timer := time.NewTimer(interval)
 	defer timer.Stop()
+	// Re-reads are queued by pgforce.retry of an inbound error.
+	r.wake(r.rereadWake)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-r.rereadWake:
+			if err := r.drainRereads(ctx, t); err != nil {
+				return err
+			}
+			continue
 		case <-timer.C:
 		}
 		if err := r.s.budget.Check(budget.Poll); err != nil {

@@ -136,6 +136,9 @@ type running struct {
 	cancel      context.CancelFunc
 	done        chan struct{}
 	fingerprint string
+	// rereads wakes the runner's re-reads: pgforce.retry queues one for
+	// an inbound error and notifies, as a mapping change does.
+	rereads chan struct{}
 }
 
 // New builds the service. pool is the worker's pool; b is the API budget
@@ -274,6 +277,10 @@ func (s *Service) reconcile(ctx context.Context, ms []mappings.Mapping) {
 				s.log.Info("inbound: mapping changed; restarting its sync", "mapping", m.ID, "sobject", m.SObject, "paused", m.Paused)
 				s.stop(m.ID)
 			} else {
+				select {
+				case r.rereads <- struct{}{}:
+				default:
+				}
 				continue
 			}
 		}
@@ -326,7 +333,7 @@ func (s *Service) start(m *mappings.Mapping) {
 		return
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
-	r := &running{cancel: cancel, done: make(chan struct{}), fingerprint: fingerprint(m)}
+	r := &running{cancel: cancel, done: make(chan struct{}), fingerprint: fingerprint(m), rereads: make(chan struct{}, 1)}
 	s.running[m.ID] = r
 	s.metrics.running.Inc()
 	s.wg.Add(1)
@@ -334,7 +341,7 @@ func (s *Service) start(m *mappings.Mapping) {
 		defer s.wg.Done()
 		defer close(r.done)
 		defer s.metrics.running.Dec()
-		s.supervise(ctx, m.ID)
+		s.supervise(ctx, m.ID, r.rereads)
 		cancel()
 		// Let another worker (or this one, after a restart of the runner)
 		// take over at once instead of after the lease expires.
@@ -375,7 +382,7 @@ func (s *Service) stopAll() {
 
 // supervise runs a mapping's runner while the lease holds, retrying failed
 // attempts with backoff and renewing the lease.
-func (s *Service) supervise(ctx context.Context, id int) {
+func (s *Service) supervise(ctx context.Context, id int, rereads chan struct{}) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	log := s.log.With("mapping", id)
@@ -401,7 +408,7 @@ func (s *Service) supervise(ctx context.Context, id int) {
 	}()
 	backoff := s.opts.RetryBackoff
 	for ctx.Err() == nil {
-		r := &runner{s: s, id: id, log: log, rereadWake: make(chan struct{}, 1), resyncWake: make(chan struct{}, 1)}
+		r := &runner{s: s, id: id, log: log, rereadWake: rereads, resyncWake: make(chan struct{}, 1)}
 		started := time.Now()
 		err := r.run(ctx)
 		if ctx.Err() != nil {

@@ -221,7 +221,8 @@ COMMENT ON FUNCTION pgforce.ignore(bigint) IS 'Ignore an error: the Postgres-sid
 
 -- Discards the Postgres-side change of an outbound record error: its queued
 -- changes are dropped and the worker restores the row from Salesforce (or
--- deletes it, when the failed insert never created a record there).
+-- deletes it, when the failed insert never created a record there, or puts
+-- it back, when Salesforce refused its delete).
 CREATE FUNCTION pgforce.revert(p_error_id bigint) RETURNS pgforce.error
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -238,8 +239,12 @@ BEGIN
             USING ERRCODE = 'check_violation',
                   HINT = pg_catalog.format('Use SELECT pgforce.retry(%s); or SELECT pgforce.ignore(%s); instead.', p_error_id, p_error_id);
     END IF;
-    DELETE FROM pgforce.outbox ob
-    WHERE ob.mapping_id = v_error.mapping_id AND ob.record_id = v_error.record_id AND ob.claimed_at IS NULL;
+    -- A refused delete's row is gone; a row that took its id since is
+    -- another record, whose changes stay queued.
+    IF v_error.operation <> 'delete' THEN
+        DELETE FROM pgforce.outbox ob
+        WHERE ob.mapping_id = v_error.mapping_id AND ob.record_id = v_error.record_id AND ob.claimed_at IS NULL;
+    END IF;
     UPDATE pgforce.error e SET state = 'retrying', action = 'revert' WHERE e.id = p_error_id RETURNING * INTO v_error;
     PERFORM pg_catalog.pg_notify('pgforce_outbox', '');
     RETURN v_error;

@@ -672,3 +672,34 @@ func TestARowDeletedAndInsertedAgainWithItsIdReplacesItsRecord(t *testing.T) {
 	b.scalar(t, &open, `SELECT count(*) FROM pgforce.error WHERE state = 'open'`)
 	require.Zero(t, open)
 }
+
+// Reverting a delete that Salesforce refused puts the row back, under its
+// old id, with the record's values.
+func TestRevertOfARefusedDeletePutsTheRowBack(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.start(t, fastOptions())
+
+	var id int
+	b.scalar(t, &id, `INSERT INTO salesforce.account (name, industry) VALUES ('Keep me', 'Energy') RETURNING id`)
+	var sfid string
+	eventually(t, 10*time.Second, "synced", func() bool { sfid = b.rowSfid(t, "account", id); return sfid != "" })
+
+	b.sim.Inject(sim.Fault{Path: "/services/data/", Method: "DELETE", Status: 400, Count: 1})
+	b.exec(t, `DELETE FROM salesforce.account WHERE id = $1`, id)
+	var errID int64
+	eventually(t, 10*time.Second, "delete error", func() bool {
+		return b.pool.QueryRow(context.Background(), `SELECT id FROM pgforce.error WHERE record_id = $1 AND state = 'open' AND operation = 'delete'`, id).Scan(&errID) == nil
+	})
+	require.Equal(t, "Keep me", b.sfField(t, "Account", sfid, "Name"), "the record is still in Salesforce")
+
+	b.exec(t, `SELECT pgforce.revert($1)`, errID)
+	eventually(t, 10*time.Second, "row back", func() bool {
+		var n int
+		b.scalar(t, &n, `SELECT count(*) FROM salesforce.account WHERE id = $1 AND sfid = $2 AND name = 'Keep me' AND industry = 'Energy' AND _hc_lastop = 'SYNCED'`, id, sfid)
+		return n == 1
+	})
+	var state string
+	b.scalar(t, &state, `SELECT state FROM pgforce.error WHERE id = $1`, errID)
+	require.Equal(t, "resolved", state)
+	require.Equal(t, 0, b.backlog(t), "putting the row back is not captured")
+}

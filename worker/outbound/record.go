@@ -450,18 +450,23 @@ func (s *Service) touchMapping(ctx context.Context, m *Mapping) {
 }
 
 // revert is a pgforce.revert to act on: error id, row, and the row's sfid
-// (” when its insert never created a record).
+// (” when its insert never created a record); deleted says the error is
+// a refused delete, whose row is gone.
 type revert struct {
 	id       int64
 	recordID int
 	sfid     string
+	deleted  bool
 }
 
 // reverts acts on pgforce.revert: the row takes Salesforce's values again
 // (or goes away, when its insert never created a record there), written as
 // the worker so that nothing is captured.
 func (s *Service) reverts(ctx, work context.Context, m *Mapping) error {
-	rows, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT e.id, e.record_id, coalesce(t.sfid, e.sfid, '')
+	// A refused delete names its record itself: a row that has the id now
+	// is another one (see merge).
+	rows, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT e.id, e.record_id,
+			coalesce(CASE WHEN e.operation = 'delete' THEN e.sfid ELSE coalesce(t.sfid, e.sfid) END, ''), e.operation = 'delete'
 		FROM pgforce.error e LEFT JOIN %s t ON t.id = e.record_id
 		WHERE e.mapping_id = $1 AND e.state = 'retrying' AND e.action = 'revert' ORDER BY e.id`, m.Table()), m.ID)
 	if err != nil {
@@ -470,7 +475,7 @@ func (s *Service) reverts(ctx, work context.Context, m *Mapping) error {
 	var revs []revert
 	for rows.Next() {
 		var r revert
-		if err := rows.Scan(&r.id, &r.recordID, &r.sfid); err != nil {
+		if err := rows.Scan(&r.id, &r.recordID, &r.sfid, &r.deleted); err != nil {
 			rows.Close()
 			return err
 		}
@@ -544,6 +549,23 @@ func (s *Service) revertRows(work context.Context, tx pgx.Tx, m *Mapping, revs [
 			if _, err := tx.Exec(work, fmt.Sprintf(`DELETE FROM %s WHERE id = $1`, m.Table()), r.recordID); err != nil {
 				return err
 			}
+		case r.deleted:
+			// Salesforce refused the delete and keeps the record: the row
+			// comes back with its values, under its old id unless a row
+			// has taken that since, and unless the record has a row again
+			// already (the user put it back). Deleted in Salesforce too
+			// since, there is nothing to bring back.
+			if found {
+				if err := restoreRow(work, tx, m, r, vals); err != nil {
+					return err
+				}
+			}
+			// The row's id may be another row's now, whose queued changes
+			// are its own: they stay.
+			if _, err := tx.Exec(work, `UPDATE pgforce.error SET state = 'resolved' WHERE id = $1`, r.id); err != nil {
+				return err
+			}
+			continue
 		case !found:
 			// Deleted in Salesforce meanwhile.
 			if _, err := tx.Exec(work, fmt.Sprintf(`UPDATE %s SET isdeleted = true, _hc_lastop = 'SYNCED', _hc_err = NULL WHERE id = $1`, m.Table()), r.recordID); err != nil {
@@ -554,11 +576,7 @@ func (s *Service) revertRows(work context.Context, tx pgx.Tx, m *Mapping, revs [
 			if err != nil {
 				return err
 			}
-			cols := make([]string, 0, len(vals))
-			for c := range vals {
-				cols = append(cols, pgx.Identifier{c}.Sanitize())
-			}
-			sort.Strings(cols)
+			cols := sortedColumns(vals)
 			// SYNCED is said explicitly: the status trigger leaves a
 			// FAILED row FAILED on a worker write that does not.
 			q := fmt.Sprintf(`UPDATE %s t SET _hc_lastop = 'SYNCED', _hc_err = NULL WHERE t.id = $1`, m.Table())
@@ -581,6 +599,34 @@ func (s *Service) revertRows(work context.Context, tx pgx.Tx, m *Mapping, revs [
 		}
 	}
 	return nil
+}
+
+// restoreRow inserts the row of a record whose delete Salesforce refused,
+// with the record's values vals.
+func restoreRow(work context.Context, tx pgx.Tx, m *Mapping, r revert, vals map[string]any) error {
+	b, err := json.Marshal(vals)
+	if err != nil {
+		return err
+	}
+	list := strings.Join(sortedColumns(vals), ", ")
+	if _, err := tx.Exec(work, fmt.Sprintf(`INSERT INTO %[1]s (id, sfid, _hc_lastop, %[2]s)
+		SELECT CASE WHEN EXISTS (SELECT FROM %[1]s x WHERE x.id = $1) THEN nextval(pg_get_serial_sequence($4, 'id')) ELSE $1 END,
+			$3, 'SYNCED', %[2]s
+		FROM jsonb_populate_record(NULL::%[1]s, $2)
+		ON CONFLICT (sfid) DO NOTHING`, m.Table(), list), r.recordID, b, r.sfid, m.Table()); err != nil {
+		return fmt.Errorf("restore deleted row %d: %w", r.recordID, err)
+	}
+	return nil
+}
+
+// sortedColumns is vals' columns, quoted, in name order.
+func sortedColumns(vals map[string]any) []string {
+	cols := make([]string, 0, len(vals))
+	for c := range vals {
+		cols = append(cols, pgx.Identifier{c}.Sanitize())
+	}
+	sort.Strings(cols)
+	return cols
 }
 
 func columnType(m *Mapping, api string) string {

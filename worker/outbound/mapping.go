@@ -98,11 +98,18 @@ SELECT m.id, m.sobject, o.schema_name, m.table_name, m.fields, coalesce(m.upsert
                  WHERE a.attrelid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', o.schema_name, m.table_name))
                    AND a.attnum > 0 AND NOT a.attisdropped AND a.attname LIKE '%\_\_r\_\_%'), '{}')
 FROM pgforce.mapping m JOIN pgforce.org o ON o.name = m.org
-WHERE m.mode = 'read_write' AND m.columns IS NOT NULL AND m.org = $1
+WHERE m.columns IS NOT NULL AND m.org = $1
+  AND (m.mode = 'read_write'
+       OR EXISTS (SELECT FROM pgforce.outbox ob WHERE ob.mapping_id = m.id)
+       OR EXISTS (SELECT FROM pgforce.error e WHERE e.mapping_id = m.id AND e.state = 'retrying' AND e.direction = 'outbound'))
 ORDER BY m.id`
 
 // loadMappings reads the read_write mappings of one org whose tables
-// exist, parents before children (see order). A worker serves one org: its
+// exist, parents before children (see order), and the read_only ones that
+// still have changes to send or reverts to carry out: as with Heroku
+// Connect, making a mapping read_only stops capture, not the changes it
+// captured before (they waited for ever, and went out if the mapping was
+// ever made read_write again, over whatever Salesforce held by then). A worker serves one org: its
 // Salesforce session is that org's, so another org's changes must never go
 // through it. An empty org is the default one.
 func loadMappings(ctx context.Context, q querier, org string) ([]*Mapping, error) {

@@ -703,3 +703,20 @@ func TestRevertOfARefusedDeletePutsTheRowBack(t *testing.T) {
 	require.Equal(t, "resolved", state)
 	require.Equal(t, 0, b.backlog(t), "putting the row back is not captured")
 }
+
+// Changes captured while a mapping was read_write still reach Salesforce
+// after it is made read_only, as with Heroku Connect; new writes are refused.
+func TestChangesCapturedBeforeAMappingIsMadeReadOnlyAreStillSent(t *testing.T) {
+	b := setup(t, setupOptions{})
+	var id int
+	b.scalar(t, &id, `INSERT INTO salesforce.account (name, industry) VALUES ('Before', 'Energy') RETURNING id`)
+	b.exec(t, `UPDATE pgforce.mapping SET mode = 'read_only' WHERE sobject = 'Account'`)
+	b.start(t, fastOptions())
+
+	var sfid string
+	eventually(t, 10*time.Second, "sfid written back", func() bool { sfid = b.rowSfid(t, "account", id); return sfid != "" })
+	require.Equal(t, "Before", b.sfField(t, "Account", sfid, "Name"))
+	eventually(t, 5*time.Second, "outbox drained", func() bool { return b.backlog(t) == 0 })
+	_, err := b.pool.Exec(context.Background(), `UPDATE salesforce.account SET name = 'After' WHERE id = $1`, id)
+	require.ErrorContains(t, err, "read_only")
+}

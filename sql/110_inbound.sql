@@ -32,13 +32,36 @@ ALTER TABLE pgforce.mapping
     ADD COLUMN inbound_lease_until timestamptz,
     ADD COLUMN inbound_mode        text,
     ADD COLUMN hard_delete         boolean NOT NULL DEFAULT false,
-    ADD COLUMN resync_requested_at timestamptz;
+    ADD COLUMN resync_requested_at timestamptz,
+    ADD COLUMN resync_from         timestamptz;
 
 COMMENT ON COLUMN pgforce.mapping.inbound_owner IS 'Worker that holds the inbound lease of this mapping (written by the worker).';
 COMMENT ON COLUMN pgforce.mapping.inbound_lease_until IS 'When the inbound lease expires unless renewed; another worker may take over after it.';
 COMMENT ON COLUMN pgforce.mapping.inbound_mode IS 'How inbound changes arrive now: cdc or poll (written by the worker).';
 COMMENT ON COLUMN pgforce.mapping.hard_delete IS 'Delete rows whose record was deleted in Salesforce instead of setting isdeleted.';
 COMMENT ON COLUMN pgforce.mapping.resync_requested_at IS 'Set when an incremental resync by SystemModstamp is due (gap overflow, expired replay id).';
+COMMENT ON COLUMN pgforce.mapping.resync_from IS 'Where the requested resync reads from: the inbound watermark when it was requested (NULL: everything).';
+
+-- Asks for a resync by SystemModstamp from the watermark as it is now, the
+-- point the gap starts at. The start is kept apart from the watermark, which
+-- goes on moving before the resync runs: a gap overflow shares its batch
+-- with later events, and after an expired replay id the stream resumes at
+-- the tip; a resync that read from the watermark then skipped the gap, and
+-- one that failed halfway had moved the watermark past what it had not read.
+-- A request while one is pending reads from the earlier of the two points.
+-- p_forget_replay drops the stored replay id too (it expired).
+CREATE FUNCTION pgforce.inbound_request_resync(p_mapping_id integer, p_forget_replay boolean DEFAULT false) RETURNS void
+LANGUAGE sql AS $$
+    UPDATE pgforce.mapping m
+    SET resync_from = CASE WHEN m.resync_requested_at IS NULL THEN m.inbound_watermark
+                           WHEN m.resync_from IS NULL THEN NULL
+                           ELSE LEAST(m.resync_from, m.inbound_watermark) END,
+        resync_requested_at = pg_catalog.now(),
+        cdc_replay_id = CASE WHEN p_forget_replay THEN NULL ELSE m.cdc_replay_id END
+    WHERE m.id = p_mapping_id
+$$;
+
+COMMENT ON FUNCTION pgforce.inbound_request_resync(integer, boolean) IS 'Worker use: ask for a resync by SystemModstamp from the inbound watermark as it is now.';
 
 -- Wakes every worker when the mapping set changes; a statement-level
 -- trigger so a bulk edit sends one notification, and Postgres folds equal

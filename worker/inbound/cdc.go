@@ -102,7 +102,8 @@ func (r *runner) applyEventTx(ctx context.Context, tx pgx.Tx, t *table, ev *stre
 	case h.ChangeType == streaming.ChangeGapOverflow || wildcard:
 		// Too many changes to describe one by one: read everything changed
 		// since the watermark again.
-		if _, err := tx.Exec(ctx, `UPDATE pgforce.mapping SET resync_requested_at = now() WHERE id = $1`, t.m.ID); err != nil {
+		// From the watermark before this batch, which its later events move.
+		if _, err := tx.Exec(ctx, `SELECT pgforce.inbound_request_resync($1)`, t.m.ID); err != nil {
 			return nil, err
 		}
 		r.resyncQueued.Store(true)

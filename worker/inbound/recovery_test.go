@@ -332,3 +332,32 @@ func TestRetryOfAnInboundErrorReadsTheRecordAgainOnceItsCauseIsFixed(t *testing.
 		})
 	}
 }
+
+// A gap overflow makes the worker read again everything changed since its
+// watermark. Later events of the same batch move the watermark on before
+// that read runs, and the read must still start where the gap did.
+func TestAResyncAfterAGapOverflowReadsFromBeforeTheEventsThatFollowedIt(t *testing.T) {
+	e := newEnv(t)
+	e.opts.Overlap = time.Millisecond
+	ids := e.create("Account", map[string]any{"Name": "A"}, map[string]any{"Name": "B"})
+	id := e.mapping("Account", []string{"Name"}, "cdc")
+	e.start()
+	e.waitState(id, "synced")
+	e.stop()
+
+	// A change the overflow stands for: its own event is never delivered.
+	require.NoError(t, e.sim.UIEdit(context.Background(), "Account", ids[0], map[string]any{"Name": "in the gap"}))
+	evs := e.sim.Events(0, 1<<20)
+	e.exec(`UPDATE pgforce.mapping SET cdc_replay_id = $2 WHERE id = $1`, id, fmt.Sprint(evs[len(evs)-1].ReplayID))
+	time.Sleep(5 * time.Millisecond)
+	require.NoError(t, e.sim.ForceGap("Account", "GAP_OVERFLOW"))
+	time.Sleep(5 * time.Millisecond)
+	require.NoError(t, e.sim.UIEdit(context.Background(), "Account", ids[1], map[string]any{"Name": "after the gap"}))
+
+	e.start()
+	e.waitValue("account", ids[1], "name", "after the gap")
+	e.waitValue("account", ids[0], "name", "in the gap")
+	e.eventually(10*time.Second, func() (bool, string) {
+		return e.count(`SELECT count(*) FROM pgforce.mapping WHERE id = $1 AND resync_requested_at IS NULL AND resync_from IS NULL`, id) == 1, "resync still pending"
+	})
+}

@@ -237,12 +237,13 @@ func (r *runner) load(ctx context.Context, t *table) error {
 	return err
 }
 
-// resync reads every record changed since the watermark (minus an overlap
-// for timestamps that tie or commit out of order), deleted ones included.
+// resync reads every record changed since the point it was requested at
+// (see pgforce.inbound_request_resync; minus an overlap for timestamps that
+// tie or commit out of order), deleted ones included.
 func (r *runner) resync(ctx context.Context, t *table) error {
 	var requested *time.Time
 	var wm *time.Time
-	if err := r.s.pool.QueryRow(ctx, `SELECT resync_requested_at, inbound_watermark FROM pgforce.mapping WHERE id = $1`, r.id).Scan(&requested, &wm); err != nil {
+	if err := r.s.pool.QueryRow(ctx, `SELECT resync_requested_at, resync_from FROM pgforce.mapping WHERE id = $1`, r.id).Scan(&requested, &wm); err != nil {
 		return err
 	}
 	if requested == nil {
@@ -257,7 +258,7 @@ func (r *runner) resync(ctx context.Context, t *table) error {
 		return err
 	}
 	r.log.Info("inbound: resync complete", "mapping", r.id, "sobject", t.m.SObject, "rows", n)
-	_, err = r.s.pool.Exec(ctx, `UPDATE pgforce.mapping SET resync_requested_at = NULL WHERE id = $1 AND resync_requested_at <= $2`, r.id, *requested)
+	_, err = r.s.pool.Exec(ctx, `UPDATE pgforce.mapping SET resync_requested_at = NULL, resync_from = NULL WHERE id = $1 AND resync_requested_at <= $2`, r.id, *requested)
 	return err
 }
 
@@ -372,7 +373,7 @@ func (r *runner) runCDC(ctx context.Context, t *table, needLoad bool) error {
 	} else if !needLoad {
 		// Synced by polling before, or the replay id was lost: catch up by
 		// SystemModstamp, then stream.
-		if _, err := r.s.pool.Exec(ctx, `UPDATE pgforce.mapping SET resync_requested_at = coalesce(resync_requested_at, now()) WHERE id = $1`, r.id); err != nil {
+		if _, err := r.s.pool.Exec(ctx, `SELECT pgforce.inbound_request_resync($1)`, r.id); err != nil {
 			return err
 		}
 	}
@@ -382,7 +383,7 @@ func (r *runner) runCDC(ctx context.Context, t *table, needLoad bool) error {
 		var rid *streaming.ReplayIDError
 		if errors.As(runErr, &rid) {
 			r.log.Warn("inbound: stored replay id is no longer available; resyncing by SystemModstamp", "mapping", r.id, "replay_id", rid.ReplayID)
-			if _, err := r.s.pool.Exec(context.WithoutCancel(ctx), `UPDATE pgforce.mapping SET resync_requested_at = now(), cdc_replay_id = NULL WHERE id = $1`, r.id); err != nil {
+			if _, err := r.s.pool.Exec(context.WithoutCancel(ctx), `SELECT pgforce.inbound_request_resync($1, true)`, r.id); err != nil {
 				return err
 			}
 			replay = streaming.ReplayTip

@@ -192,8 +192,21 @@ func (r *runner) applyRecordChangeTx(ctx context.Context, tx pgx.Tx, t *table, c
 			q = fmt.Sprintf(`UPDATE %s t SET isdeleted = true, systemmodstamp = $2, %s WHERE sfid = $1 AND (systemmodstamp IS NULL OR systemmodstamp <= $2)`,
 				t.target, fmt.Sprintf(settledStatus, "t", t.m.ID))
 		}
-		_, err := tx.Exec(ctx, q, id, ts)
-		return err
+		tag, err := tx.Exec(ctx, q, id, ts)
+		if err != nil {
+			return err
+		}
+		// A load running beside the stream may write the record after
+		// this: its snapshot was taken before the delete, and the row it
+		// writes was not there for the delete to find (or, with
+		// hard_delete, was deleted and comes back). The record is read
+		// again after the load, which finds it gone. A delete that finds no
+		// row otherwise costs one such read.
+		if tag.RowsAffected() == 0 || t.direct.Load() || t.seen.Load() {
+			r.rereadQueued.Store(true)
+			return queueReread(ctx, tx, t.m.ID, []string{id})
+		}
+		return nil
 	case streaming.ChangeCreate:
 		cols, vals, casts := eventValues(t, fields)
 		if done, err := r.applyPending(ctx, tx, t, id, origin, cols, vals, ts); done || err != nil {

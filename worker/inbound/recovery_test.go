@@ -3,6 +3,7 @@ package inbound_test
 import (
 	"context"
 	"fmt"
+	"github.com/pgforce/pgforce/sim"
 	"strings"
 	"testing"
 	"time"
@@ -360,4 +361,31 @@ func TestAResyncAfterAGapOverflowReadsFromBeforeTheEventsThatFollowedIt(t *testi
 	e.eventually(10*time.Second, func() (bool, string) {
 		return e.count(`SELECT count(*) FROM pgforce.mapping WHERE id = $1 AND resync_requested_at IS NULL AND resync_from IS NULL`, id) == 1, "resync still pending"
 	})
+}
+
+// A record deleted in Salesforce while the initial load reads pages taken
+// before the delete ends up deleted in Postgres: the delete event found no
+// row yet, and the page wrote the record afterwards.
+func TestARecordDeletedWhileTheLoadReadsItEndsUpDeleted(t *testing.T) {
+	e := newEnv(t)
+	_, err := e.sim.Seed(context.Background(), "Account", 2500, func(i int) map[string]any { return map[string]any{"Name": fmt.Sprint("A", i)} })
+	require.NoError(t, err)
+	last := e.create("Account", map[string]any{"Name": "Deleted during the load"})[0]
+	// The load's later pages come slowly; the first one sets the snapshot.
+	e.sim.Inject(sim.Fault{Path: "/services/data/v62.0/query/", Method: "GET", Latency: time.Second})
+	id := e.mapping("Account", []string{"Name"}, "cdc")
+	e.start()
+	e.eventually(20*time.Second, func() (bool, string) {
+		return e.count(`SELECT count(*) FROM pg_tables WHERE schemaname = 'salesforce' AND tablename = 'account'`) == 1 &&
+			e.count(`SELECT count(*) FROM salesforce.account`) > 0, "no page loaded yet"
+	})
+	res, err := e.sf.Delete(context.Background(), []string{last})
+	require.NoError(t, err)
+	require.NoError(t, res[0].Err())
+
+	e.waitState(id, "synced")
+	e.eventually(10*time.Second, func() (bool, string) {
+		return e.count(`SELECT count(*) FROM salesforce.account WHERE sfid = $1 AND isdeleted`, last) == 1, "the record is live in Postgres"
+	})
+	require.Equal(t, 2500, e.count(`SELECT count(*) FROM salesforce.account WHERE NOT isdeleted`))
 }

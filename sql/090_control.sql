@@ -1,6 +1,8 @@
 -- 090_control: pause, resume and reload a mapping.
 --
 -- These record what the user wants; the worker obeys on its next cycle.
+-- They run as their owner (see 140_privileges), so the user they name is
+-- session_user, the one who logged in.
 -- Each takes the mapping's id, or its sobject name and org ('default'):
 --   SELECT pgforce.pause(3);  SELECT pgforce.pause('Account');
 --   SELECT pgforce.reload('Account', 'sandbox');
@@ -16,7 +18,7 @@ BEGIN
         RETURN v_mapping;
     END IF;
     UPDATE pgforce.mapping m
-    SET paused = true, state = 'paused', state_detail = 'paused by ' || current_user || ' (was ' || m.state || ')'
+    SET paused = true, state = 'paused', state_detail = 'paused by ' || session_user || ' (was ' || m.state || ')'
     WHERE m.id = p_mapping_id
     RETURNING * INTO v_mapping;
     RETURN v_mapping;
@@ -37,7 +39,7 @@ BEGIN
     UPDATE pgforce.mapping m
     SET paused = false,
         state = CASE WHEN m.inbound_watermark IS NOT NULL OR m.cdc_replay_id IS NOT NULL THEN 'synced' ELSE 'new' END,
-        state_detail = 'resumed by ' || current_user
+        state_detail = 'resumed by ' || session_user
     WHERE m.id = p_mapping_id
     RETURNING * INTO v_mapping;
     RETURN v_mapping;
@@ -58,7 +60,7 @@ BEGIN
     END IF;
     UPDATE pgforce.mapping m
     SET reload_requested_at = pg_catalog.now(), inbound_watermark = NULL, cdc_replay_id = NULL,
-        state = 'loading', state_detail = 'reload requested by ' || current_user
+        state = 'loading', state_detail = 'reload requested by ' || session_user
     WHERE m.id = p_mapping_id
     RETURNING * INTO v_mapping;
     RETURN v_mapping;

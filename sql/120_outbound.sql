@@ -157,8 +157,11 @@ $$;
 COMMENT ON FUNCTION pgforce._outbound_claim(integer, integer, text, bigint) IS 'Worker: pgforce.claim that leaves the changes of records behind a failed insert or an open conflict queued.';
 
 -- Changes waiting behind a failed insert or an open conflict, per mapping.
+-- This and _outbound_feed_mode run as their owner: pgforce.status calls
+-- them as its reader, who needs no right on what they read (see
+-- _mapping_row_count).
 CREATE FUNCTION pgforce._outbound_blocked_count(p_mapping_id integer) RETURNS bigint
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_catalog.count(*)
     FROM pgforce.outbox o
     WHERE o.mapping_id = p_mapping_id AND o.claimed_at IS NULL AND o.retry_of IS NULL
@@ -170,7 +173,7 @@ $$;
 -- The feed modes of the workers seen in the last minute, e.g.
 -- 'logical_replication' or 'notify_poll'; NULL when no worker runs.
 CREATE FUNCTION pgforce._outbound_feed_mode() RETURNS text
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_catalog.string_agg(DISTINCT w.feed_mode, ',' ORDER BY w.feed_mode)
     FROM pgforce.outbound_worker w
     WHERE w.seen_at > pg_catalog.now() - interval '1 minute'

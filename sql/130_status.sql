@@ -21,6 +21,16 @@ BEGIN
 END
 $$;
 
+-- The row count of a mapping's table, for pgforce.status. It runs as its
+-- owner, like the view's other helpers, so that a role granted SELECT on
+-- the view needs no right on the tables it describes (Postgres checks the
+-- tables a view reads as the view's owner, but runs the functions it calls
+-- as the reader). It counts only mapped tables: _row_count would count any.
+CREATE FUNCTION pgforce._mapping_row_count(p_mapping_id integer) RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pgforce._row_count(pgforce._mapping_table(p_mapping_id))
+$$;
+
 -- outbound_feed says how the running workers learn of changes, and
 -- outbound_blocked counts changes waiting behind a failed insert or a
 -- conflict (pgforce.error says which and why).
@@ -34,7 +44,7 @@ SELECT m.id                                   AS mapping_id,
        m.state,
        m.state_detail,
        m.paused,
-       pgforce._row_count(pgforce._mapping_table(m.id)) AS row_count,
+       pgforce._mapping_row_count(m.id)      AS row_count,
        coalesce(ob.backlog, 0)     AS outbound_backlog,
        pg_catalog.now() - ob.oldest           AS oldest_pending_age,
        coalesce(er.open_errors, 0) AS open_errors,

@@ -8,23 +8,28 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// applicationRole creates a login-less role, unique to the test's database,
-// that may use and write salesforce.account and nothing of pgforce's but
-// its schema, as an application's role would; it is dropped at cleanup.
-func (b *testBundle) applicationRole(t *testing.T) string {
+// role creates a login-less role unique to the test's database, gives it
+// grants (statements with %[1]s for the role), and drops it at cleanup.
+func (b *testBundle) role(t *testing.T, suffix, grants string) string {
 	t.Helper()
-	role := b.db.Name + "_app"
-	b.exec(t, fmt.Sprintf(`CREATE ROLE %[1]s;
-		GRANT USAGE ON SCHEMA salesforce, pgforce TO %[1]s;
-		GRANT CREATE ON SCHEMA public TO %[1]s;
-		GRANT SELECT, INSERT, UPDATE, DELETE ON salesforce.account TO %[1]s;
-		GRANT USAGE ON SEQUENCE salesforce.account_id_seq TO %[1]s`, role))
+	role := b.db.Name + "_" + suffix
+	b.exec(t, fmt.Sprintf("CREATE ROLE %[1]s; "+grants, role))
 	t.Cleanup(func() {
 		ctx := context.Background()
 		_, _ = b.conn.Exec(ctx, "RESET ROLE")
 		_, _ = b.conn.Exec(ctx, fmt.Sprintf("DROP OWNED BY %[1]s; DROP ROLE %[1]s", role))
 	})
 	return role
+}
+
+// applicationRole is a role that may use and write salesforce.account and
+// nothing of pgforce's but its schema, as an application's role would.
+func (b *testBundle) applicationRole(t *testing.T) string {
+	t.Helper()
+	return b.role(t, "app", `GRANT USAGE ON SCHEMA salesforce, pgforce TO %[1]s;
+		GRANT CREATE ON SCHEMA public TO %[1]s;
+		GRANT SELECT, INSERT, UPDATE, DELETE ON salesforce.account TO %[1]s;
+		GRANT USAGE ON SEQUENCE salesforce.account_id_seq TO %[1]s`)
 }
 
 // The capture functions run as their owner, so an application's role
@@ -52,4 +57,47 @@ func TestApplicationRolesCaptureWithoutRightsOnTheOutboxButCannotAttachCaptureTo
 	entries := b.outbox(t)
 	require.Len(t, entries, 1)
 	require.Equal(t, "insert", entries[0].Op)
+}
+
+// The README's grants: a monitoring role reads pgforce.status and
+// pgforce.error with SELECT on them alone, and an operator's role repairs
+// and pauses with EXECUTE on the functions alone, which no other role has.
+func TestMonitoringAndOperatorRolesNeedOnlyTheGrantsTheReadmeGives(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := b.mapAccount(t, "read_write")
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme')`)
+	b.exec(t, `UPDATE salesforce.account SET industry = 'Energy'`)
+	errID := b.outboundError(t, m, "Acme", "update")
+	monitor := b.role(t, "monitor", `GRANT USAGE ON SCHEMA pgforce TO %[1]s; GRANT SELECT ON pgforce.status, pgforce.error TO %[1]s`)
+	operator := b.role(t, "ops", `GRANT USAGE ON SCHEMA pgforce TO %[1]s; GRANT SELECT ON pgforce.status, pgforce.error TO %[1]s;
+		GRANT EXECUTE ON FUNCTION pgforce.pause(integer), pgforce.pause(text, text), pgforce.resume(integer), pgforce.resume(text, text),
+			pgforce.reload(integer), pgforce.reload(text, text), pgforce.retry(bigint), pgforce.retry_all(integer), pgforce.retry_all(text, text),
+			pgforce.ignore(bigint), pgforce.revert(bigint), pgforce.resolve(bigint, text) TO %[1]s`)
+
+	b.exec(t, "SET ROLE "+monitor)
+	var rows, backlog, open int
+	b.scalar(t, &rows, `SELECT row_count FROM pgforce.status`)
+	b.scalar(t, &backlog, `SELECT outbound_backlog FROM pgforce.status`)
+	b.scalar(t, &open, `SELECT count(*) FROM pgforce.error WHERE state = 'open'`)
+	require.Equal(t, []int{1, 1, 1}, []int{rows, backlog, open})
+	b.refused(t, "permission denied for function pause", "", `SELECT pgforce.pause('Account')`)
+	b.refused(t, "permission denied for function retry", "", `SELECT pgforce.retry($1)`, errID)
+	b.exec(t, "RESET ROLE")
+
+	b.exec(t, "SET ROLE "+operator)
+	b.exec(t, `SELECT pgforce.retry($1)`, errID)
+	b.exec(t, `SELECT pgforce.pause('Account')`)
+	var detail string
+	b.scalar(t, &detail, `SELECT state_detail FROM pgforce.status`)
+	b.exec(t, `SELECT pgforce.resume('Account')`)
+	b.refused(t, "permission denied for table outbox", "", `DELETE FROM pgforce.outbox`)
+	b.exec(t, "RESET ROLE")
+
+	var user string
+	b.scalar(t, &user, `SELECT session_user`)
+	require.Contains(t, detail, "paused by "+user, "the user who logged in")
+	state, _ := b.errorState(t, errID)
+	require.Equal(t, "retrying", state)
+	require.Len(t, b.outbox(t), 2, "the change and its retry")
 }

@@ -156,7 +156,7 @@ BEGIN
             -- v_type comes from _column_type's fixed list of spellings.
             EXECUTE pg_catalog.format('ALTER TABLE %s ADD COLUMN %I %s', v_table, v_name, v_type);
             v_added := v_added || v_name;
-        ELSIF v_existing = v_type THEN
+        ELSIF v_existing = v_type OR pgforce._holds(v_existing, v_type) THEN
             NULL;
         ELSIF pgforce._is_widening(v_existing, v_type) THEN
             -- Longer varchar and more numeric digits at the same scale are
@@ -180,6 +180,35 @@ END
 $$;
 
 COMMENT ON FUNCTION pgforce.ensure_table(integer, jsonb) IS 'Creates or alters the mapped table to hold the described columns (called by the worker after describe); returns the columns added.';
+
+-- True when a column of type p_existing stores every value of a field
+-- described as p_described, so that it is kept as it is. Tables kept from
+-- Heroku Connect have such columns: every number double precision, every
+-- datetime a timestamp without time zone holding UTC, strings as long as
+-- Connect made them. Their applications read those types; changing them
+-- would rewrite the table and could break the application (a driver
+-- returns a decimal for numeric where it returned a float), so only the
+-- tables pgforce creates get exact types.
+CREATE FUNCTION pgforce._holds(p_existing text, p_described text) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN p_existing = 'text' THEN
+            p_described = 'text' OR p_described ~ '^character varying\(\d+\)$'
+        WHEN p_existing ~ '^character varying\(\d+\)$' AND p_described ~ '^character varying\(\d+\)$' THEN
+            substring(p_existing FROM '\d+')::integer >= substring(p_described FROM '\d+')::integer
+        WHEN p_existing IN ('double precision', 'numeric') THEN
+            p_described ~ '^numeric' OR p_described IN ('integer', 'bigint')
+        WHEN p_existing ~ '^numeric\(\d+,\d+\)$' AND p_described ~ '^numeric\(\d+,\d+\)$' THEN
+            (SELECT e[1] - e[2] >= d[1] - d[2] AND e[2] >= d[2]
+             FROM (SELECT pg_catalog.string_to_array(substring(p_existing FROM '\d+,\d+'), ',')::integer[] AS e,
+                          pg_catalog.string_to_array(substring(p_described FROM '\d+,\d+'), ',')::integer[] AS d) x)
+        WHEN p_existing = 'bigint' THEN
+            p_described = 'integer'
+        WHEN p_existing = 'timestamp without time zone' THEN
+            p_described = 'timestamp with time zone'
+        ELSE false
+    END
+$$;
 
 -- True when changing a column from p_from to p_to keeps every value and
 -- needs no table rewrite.

@@ -466,6 +466,7 @@ BEGIN
     END IF;
     PERFORM pgforce._drop_triggers(v_table);
     PERFORM pgforce._drop_capture_functions(p_mapping_id);
+    PERFORM pgforce._disable_heroku_connect_triggers(v_table);
     v_columns := pgforce._captured_columns(p_mapping_id);
 
     EXECUTE pg_catalog.format(
@@ -553,6 +554,32 @@ BEGIN
         WHERE t.tgrelid = p_table AND NOT t.tgisinternal AND t.tgname LIKE 'pgforce\_%'
     LOOP
         EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', v_trigger, p_table);
+    END LOOP;
+END
+$$;
+
+-- A table kept from Heroku Connect still has Connect's two triggers,
+-- hc_<table>_logtrigger and hc_<table>_status_trigger. The log trigger
+-- would go on queueing every write in _trigger_log for a Connect that no
+-- longer runs (and fail every write once that table is dropped), and the
+-- status trigger would stamp _hc_lastop as well, PENDING even for the
+-- worker's writes. pgforce disables them when it takes the table over,
+-- with a notice; they are kept, so that going back is ALTER TABLE ...
+-- ENABLE TRIGGER.
+CREATE FUNCTION pgforce._disable_heroku_connect_triggers(p_table regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_trigger name;
+BEGIN
+    FOR v_trigger IN
+        SELECT t.tgname FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+        WHERE t.tgrelid = p_table AND NOT t.tgisinternal AND t.tgenabled <> 'D'
+          AND t.tgname::text IN ('hc_' || c.relname || '_logtrigger', 'hc_' || c.relname || '_status_trigger')
+        ORDER BY t.tgname
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE %s DISABLE TRIGGER %I', p_table, v_trigger);
+        RAISE NOTICE 'pgforce: disabled Heroku Connect''s trigger % on %: pgforce syncs this table now', v_trigger, p_table
+            USING HINT = pg_catalog.format('To give the table back to Heroku Connect, delete the mapping, then ALTER TABLE %s ENABLE TRIGGER %I;', p_table, v_trigger);
     END LOOP;
 END
 $$;

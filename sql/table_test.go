@@ -232,3 +232,88 @@ func TestEnsureTableForTwoMappingsAtOnceCreatesTheSchemaOnce(t *testing.T) {
 	b.scalar(t, &tables, `SELECT count(*) FROM pg_tables WHERE schemaname = 'race_schema'`)
 	require.Equal(t, 2, tables)
 }
+
+// A table kept from Heroku Connect is taken over with its rows and its
+// column types, which hold every value of their fields, and Connect's two
+// triggers are disabled (not dropped): its log trigger would queue every
+// write in _trigger_log for a Connect that no longer runs. The
+// application's own triggers stay as they are.
+func TestATableKeptFromHerokuConnectIsTakenOverWithConnectsTriggersDisabled(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.exec(t, `CREATE SCHEMA salesforce;
+		CREATE FUNCTION public.get_xmlbinary() RETURNS varchar LANGUAGE plpgsql AS $$
+			DECLARE xmlbin varchar;
+			BEGIN SELECT INTO xmlbin setting FROM pg_settings WHERE name = 'xmlbinary'; RETURN xmlbin; END $$;
+		CREATE TABLE salesforce._trigger_log (id serial PRIMARY KEY, table_name varchar(128), record_id integer, action varchar(7), state varchar(8));
+		CREATE TABLE salesforce.account (id serial PRIMARY KEY, sfid varchar(18) UNIQUE, systemmodstamp timestamp, isdeleted boolean,
+			createddate timestamp, _hc_lastop varchar(32), _hc_err text, name varchar(255), industry varchar(255), annualrevenue double precision);
+		CREATE FUNCTION salesforce.hc_account_logger() RETURNS trigger LANGUAGE plpgsql AS $$
+			BEGIN
+				INSERT INTO salesforce._trigger_log (table_name, record_id, action, state) VALUES (TG_TABLE_NAME, coalesce(NEW.id, OLD.id), TG_OP, 'NEW');
+				RETURN NULL;
+			END $$;
+		CREATE FUNCTION salesforce.hc_account_status() RETURNS trigger LANGUAGE plpgsql AS $$
+			BEGIN
+				IF public.get_xmlbinary() = 'base64' THEN NEW._hc_lastop := 'PENDING'; NEW._hc_err := NULL; END IF;
+				RETURN NEW;
+			END $$;
+		CREATE TRIGGER hc_account_logtrigger AFTER INSERT OR UPDATE OR DELETE ON salesforce.account
+			FOR EACH ROW WHEN (public.get_xmlbinary()::text = 'base64') EXECUTE PROCEDURE salesforce.hc_account_logger();
+		CREATE TRIGGER hc_account_status_trigger BEFORE INSERT OR UPDATE ON salesforce.account
+			FOR EACH ROW EXECUTE PROCEDURE salesforce.hc_account_status();
+		CREATE FUNCTION public.touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+		CREATE TRIGGER app_touch BEFORE UPDATE ON salesforce.account FOR EACH ROW EXECUTE FUNCTION public.touch();
+		INSERT INTO salesforce.account (sfid, name, _hc_lastop) VALUES ('001000000000001AAA', 'Acme', 'SYNCED');
+		TRUNCATE salesforce._trigger_log`)
+
+	var m int
+	b.scalar(t, &m, `INSERT INTO pgforce.mapping (sobject, fields, mode) VALUES ('Account', '{Name,Industry,AnnualRevenue}', 'read_write') RETURNING id`)
+	b.exec(t, `SELECT pgforce.ensure_table($1, $2)`, m, accountColumns)
+
+	var enabled map[string]string
+	b.scalar(t, &enabled, `SELECT jsonb_object_agg(tgname, tgenabled) FROM pg_trigger
+		WHERE tgrelid = 'salesforce.account'::regclass AND tgname IN ('hc_account_logtrigger', 'hc_account_status_trigger', 'app_touch')`)
+	require.Equal(t, map[string]string{"hc_account_logtrigger": "D", "hc_account_status_trigger": "D", "app_touch": "O"}, enabled)
+
+	b.exec(t, `UPDATE salesforce.account SET industry = 'Energy'`)
+	var logged int
+	b.scalar(t, &logged, `SELECT count(*) FROM salesforce._trigger_log`)
+	require.Zero(t, logged, "nothing queued for Heroku Connect")
+	require.Len(t, b.outbox(t), 1)
+	require.Equal(t, "PENDING", b.lastop(t))
+	types := b.columnTypes(t, "salesforce.account")
+	require.Equal(t, "double precision", types["annualrevenue"], "the application's types are kept")
+	require.Equal(t, "character varying(255)", types["industry"])
+	require.Equal(t, "timestamp without time zone", types["systemmodstamp"])
+}
+
+// A column is kept when it stores every value the described field can
+// hold; otherwise ensure_table widens it or refuses.
+func TestAnExistingColumnIsKeptWhenItHoldsEveryValueOfItsField(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for _, c := range []struct {
+		existing, described string
+		holds               bool
+	}{
+		{"character varying(255)", "character varying(40)", true},
+		{"character varying(40)", "character varying(255)", false},
+		{"text", "character varying(40)", true},
+		{"character varying(255)", "text", false},
+		{"double precision", "numeric(18,2)", true},
+		{"numeric", "integer", true},
+		{"numeric(20,4)", "numeric(18,2)", true},
+		{"numeric(18,4)", "numeric(18,2)", false},
+		{"numeric(18,2)", "numeric(18,4)", false},
+		{"bigint", "integer", true},
+		{"integer", "numeric(18,2)", false},
+		{"timestamp without time zone", "timestamp with time zone", true},
+		{"date", "timestamp with time zone", false},
+		{"numeric(18,2)", "character varying(20)", false},
+	} {
+		var holds bool
+		b.scalar(t, &holds, `SELECT pgforce._holds($1, $2)`, c.existing, c.described)
+		require.Equal(t, c.holds, holds, "%s holding %s", c.existing, c.described)
+	}
+}

@@ -36,6 +36,46 @@ LANGUAGE sql AS $$
       AND o.new = '{}'::jsonb;
 $$;
 
+-- Whether two values of one column of a mapped table are the same value.
+-- Salesforce's come as the text Salesforce writes, the outbox's as the
+-- jsonb of Postgres's typed value: 1.5 may be 1.50 on the other side, and a
+-- datetime reads 2025-01-01T00:00:00.000+0000 against
+-- 2025-01-01T00:00:00+00:00. Values whose text differs are compared as
+-- values of the column's type, parsed as the inbound side casts them; a
+-- text that is no value of that type differs. Empty text is null, as
+-- everywhere in pgforce (Salesforce stores "" as null).
+CREATE FUNCTION pgforce._same_value(p_table regclass, p_column text, p_a jsonb, p_b jsonb) RETURNS boolean
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_a    text := NULLIF(p_a #>> '{}', '');
+    v_b    text := NULLIF(p_b #>> '{}', '');
+    v_type regtype;
+    v_same boolean;
+BEGIN
+    IF v_a IS NULL OR v_b IS NULL THEN
+        RETURN v_a IS NULL AND v_b IS NULL;
+    END IF;
+    IF v_a = v_b THEN
+        RETURN true;
+    END IF;
+    -- Text types compare as text, done above: the parse below, run in a
+    -- subtransaction, is only paid for the types whose text can differ.
+    SELECT a.atttypid INTO v_type
+    FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
+    WHERE a.attrelid = p_table AND a.attname = p_column AND a.attnum > 0 AND NOT a.attisdropped
+      AND ty.typcategory <> 'S';
+    IF v_type IS NULL THEN
+        RETURN false;
+    END IF;
+    BEGIN
+        EXECUTE pg_catalog.format('SELECT $1::%1$s OPERATOR(pg_catalog.=) $2::%1$s', v_type) INTO v_same USING v_a, v_b;
+    EXCEPTION WHEN data_exception OR undefined_function THEN
+        v_same := false;
+    END;
+    RETURN coalesce(v_same, false);
+END
+$$;
+
 -- Decides which Salesforce values of one record the inbound side may write.
 --
 --   p_values   column (lower-case, as in the table) -> value from Salesforce
@@ -43,12 +83,25 @@ $$;
 --              SystemModstamp when polling)
 --   p_echo     true when the change is our own write coming back (the CDC
 --              changeOrigin carries client=pgforce)
+--   p_whole    true when p_values is the whole record as Salesforce holds
+--              it (a poll, resync, re-read or reload), false when it holds
+--              only the fields a change event says changed
 --
--- Returns the subset of p_values to apply. Fields without a pending
--- Postgres change always pass. For a pending field:
+-- Returns the subset of p_values to apply. A record older than the row
+-- (its SystemModstamp later than p_sf_at) is not written, so nothing of it
+-- applies and it neither drops queued changes nor records a conflict.
+-- Fields without a pending Postgres change always pass. For a pending
+-- field:
 --   * an echo never overwrites it (Postgres holds a newer value);
 --   * the same value on both sides is no conflict: it applies and the
 --     queued change of that field is dropped;
+--   * in a whole record, a value that the field had before one of the
+--     record's queued changes (an outbox entry's old value) was not changed
+--     in Salesforce, which still holds it or what pgforce wrote: Postgres's
+--     value stays and is sent. A whole record carries every field, so
+--     without this every queued change would look like one made on both
+--     sides, and a poll after an edit of another field in Salesforce would
+--     undo it;
 --   * otherwise the mapping's conflict policy decides: salesforce_wins
 --     applies it and drops the queued Postgres change; postgres_wins keeps
 --     Postgres's value, which is then sent; newest_wins compares p_sf_at
@@ -58,7 +111,8 @@ $$;
 --     {...}}) for pgforce.resolve.
 -- Call it inside the transaction that applies the record, before writing.
 CREATE FUNCTION pgforce.inbound_filter(p_mapping_id integer, p_record_id integer, p_values jsonb,
-                                       p_sf_at timestamptz DEFAULT NULL, p_echo boolean DEFAULT false)
+                                       p_sf_at timestamptz DEFAULT NULL, p_echo boolean DEFAULT false,
+                                       p_whole boolean DEFAULT false)
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -73,6 +127,7 @@ DECLARE
     v_pend     jsonb;
     v_sfid     text;
     v_table    regclass;
+    v_stamp    timestamptz;
 BEGIN
     IF p_values IS NULL OR p_record_id IS NULL THEN
         RETURN p_values;
@@ -85,7 +140,15 @@ BEGIN
     -- the entries on the other).
     v_table := pgforce._mapping_table(p_mapping_id);
     IF v_table IS NOT NULL THEN
-        EXECUTE pg_catalog.format('SELECT FROM %s t WHERE t.id = $1 FOR UPDATE', v_table) USING p_record_id;
+        EXECUTE pg_catalog.format('SELECT t.systemmodstamp FROM %s t WHERE t.id = $1 FOR UPDATE', v_table)
+            INTO v_stamp USING p_record_id;
+        -- The caller's UPDATE skips a record older than the row (a stale
+        -- re-read, a replayed event): decided here, under the row lock and
+        -- by the same test, so that it has no effect on the queued changes
+        -- either.
+        IF v_stamp > p_sf_at THEN
+            RETURN '{}';
+        END IF;
     END IF;
     PERFORM FROM pgforce.outbox o WHERE o.mapping_id = p_mapping_id AND o.record_id = p_record_id ORDER BY o.id FOR UPDATE;
     IF FOUND THEN
@@ -106,10 +169,19 @@ BEGIN
             v_out := v_out || pg_catalog.jsonb_build_object(v_key, v_value);
         ELSIF p_echo THEN
             CONTINUE;
-        ELSIF (v_pend -> 'value') = v_value
-           OR (pg_catalog.jsonb_typeof(v_value) IN ('number', 'string') AND (v_pend ->> 'value') = (v_value #>> '{}')) THEN
+        ELSIF pgforce._same_value(v_table, v_key, v_pend -> 'value', v_value) THEN
             v_out := v_out || pg_catalog.jsonb_build_object(v_key, v_value);
             v_drop := v_drop || v_key;
+        ELSIF p_whole AND EXISTS (
+                SELECT FROM pgforce.outbox o
+                WHERE o.mapping_id = p_mapping_id AND o.record_id = p_record_id AND o.op = 'update' AND o.old ? v_key
+                  AND pgforce._same_value(v_table, v_key, o.old -> v_key, v_value)) THEN
+            -- Not changed in Salesforce: keep ours. Every entry counts,
+            -- claimed ones too: the first one's old value is what
+            -- Salesforce had before the Postgres edits, a later one's what
+            -- an earlier entry sent. Retries of a failed write carry no old
+            -- values, and their fields are left to the policy.
+            CONTINUE;
         ELSIF v_policy = 'salesforce_wins'
            OR (v_policy = 'newest_wins' AND p_sf_at IS NOT NULL AND p_sf_at > (v_pend ->> 'at')::timestamptz) THEN
             v_out := v_out || pg_catalog.jsonb_build_object(v_key, v_value);
@@ -145,7 +217,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION pgforce.inbound_filter(integer, integer, jsonb, timestamptz, boolean) IS 'Inbound worker: the Salesforce values of a record that may be written, after echo suppression, field-level merge and the conflict policy.';
+COMMENT ON FUNCTION pgforce.inbound_filter(integer, integer, jsonb, timestamptz, boolean, boolean) IS 'Inbound worker: the Salesforce values of a record that may be written, after echo suppression, field-level merge and the conflict policy.';
 
 -- Settles a manual conflict. 'postgres' keeps the row as it is and lets its
 -- queued change go to Salesforce; 'salesforce' writes Salesforce's values
@@ -207,7 +279,8 @@ COMMENT ON FUNCTION pgforce.resolve(bigint, text) IS 'Settle a manual conflict: 
 -- pgforce.inbound_filter for a record known by its Salesforce Id; returns
 -- p_values unchanged when no row of the mapping has that sfid yet.
 CREATE FUNCTION pgforce.inbound_filter_by_sfid(p_mapping_id integer, p_sfid text, p_values jsonb,
-                                               p_sf_at timestamptz DEFAULT NULL, p_echo boolean DEFAULT false)
+                                               p_sf_at timestamptz DEFAULT NULL, p_echo boolean DEFAULT false,
+                                               p_whole boolean DEFAULT false)
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -221,8 +294,8 @@ BEGIN
     IF v_id IS NULL THEN
         RETURN p_values;
     END IF;
-    RETURN pgforce.inbound_filter(p_mapping_id, v_id, p_values, p_sf_at, p_echo);
+    RETURN pgforce.inbound_filter(p_mapping_id, v_id, p_values, p_sf_at, p_echo, p_whole);
 END
 $$;
 
-COMMENT ON FUNCTION pgforce.inbound_filter_by_sfid(integer, text, jsonb, timestamptz, boolean) IS 'Inbound worker: pgforce.inbound_filter for the row with this sfid.';
+COMMENT ON FUNCTION pgforce.inbound_filter_by_sfid(integer, text, jsonb, timestamptz, boolean, boolean) IS 'Inbound worker: pgforce.inbound_filter for the row with this sfid.';

@@ -449,7 +449,9 @@ WHERE EXISTS (SELECT FROM pgforce.outbox o WHERE o.mapping_id = $1 AND o.record_
 		return err
 	}
 	for _, p := range list {
-		if err := t.applyFiltered(ctx, tx, p.id, p.values, p.at, false, &p.deleted); err != nil {
+		// A staged record is the whole record, every field whether
+		// Salesforce changed it or not.
+		if err := t.writeFiltered(ctx, tx, p.id, p.values, p.at, false, true, &p.deleted); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE _n = $1`, pgx.Identifier{t.stage}.Sanitize()), p.n); err != nil {
@@ -459,12 +461,15 @@ WHERE EXISTS (SELECT FROM pgforce.outbox o WHERE o.mapping_id = $1 AND o.record_
 	return nil
 }
 
-// applyFiltered writes the values of one existing row that inbound_filter
+// writeFiltered writes the values of one existing row that inbound_filter
 // lets through; at is the Salesforce commit time, echo whether the change
-// is pgforce's own write coming back.
-func (t *table) applyFiltered(ctx context.Context, tx pgx.Tx, rowID int, values map[string]any, at *time.Time, echo bool, deleted *bool) error {
+// is pgforce's own write coming back. whole says values is the whole record
+// read from Salesforce rather than the fields a change event says changed:
+// inbound_filter must not take all of those for Salesforce edits, since
+// they are mostly what Salesforce already had.
+func (t *table) writeFiltered(ctx context.Context, tx pgx.Tx, rowID int, values map[string]any, at *time.Time, echo, whole bool, deleted *bool) error {
 	var allowed map[string]any
-	if err := tx.QueryRow(ctx, `SELECT pgforce.inbound_filter($1, $2, $3, $4, $5)`, t.m.ID, rowID, values, at, echo).Scan(&allowed); err != nil {
+	if err := tx.QueryRow(ctx, `SELECT pgforce.inbound_filter($1, $2, $3, $4, $5, $6)`, t.m.ID, rowID, values, at, echo, whole).Scan(&allowed); err != nil {
 		return err
 	}
 	sets := []string{"systemmodstamp = coalesce($2, systemmodstamp)", fmt.Sprintf(settledStatus, "t", t.m.ID)}

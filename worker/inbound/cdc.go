@@ -294,5 +294,5 @@ func (r *runner) applyPending(ctx context.Context, tx pgx.Tx, t *table, id, orig
 		values[c] = vals[i]
 	}
 	echo := origin != "" && origin == r.s.sf.CallOptionsClient()
-	return true, t.applyFiltered(ctx, tx, rowID, values, &ts, echo, nil)
+	return true, t.writeFiltered(ctx, tx, rowID, values, &ts, echo, false, nil)
 }

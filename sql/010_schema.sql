@@ -36,3 +36,18 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
 $$;
 
 COMMENT ON FUNCTION pgforce.origin() IS 'The writer of the current session: ''salesforce'' for the worker applying Salesforce changes (never captured), '''' for users.';
+
+
+-- Marks the rest of the transaction as the worker's. Capture ignores its
+-- writes (pgforce.origin), and so do the triggers of applications written
+-- for Heroku Connect, which tell Connect's writes apart by the xmlbinary
+-- setting: 'base64', its default, in users' sessions and something else in
+-- Connect's (WHEN (get_xmlbinary() <> 'base64')). TimeZone is UTC because
+-- Connect's tables keep datetimes as UTC in columns without a time zone,
+-- which the worker compares with Salesforce's times and writes them into.
+CREATE FUNCTION pgforce._as_worker() RETURNS void
+LANGUAGE sql AS $$
+    SELECT pg_catalog.set_config('pgforce.origin', 'salesforce', true),
+           pg_catalog.set_config('xmlbinary', 'hex', true),
+           pg_catalog.set_config('TimeZone', 'UTC', true)
+$$;

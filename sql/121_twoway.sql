@@ -231,6 +231,8 @@ DECLARE
     v_cols   text;
     v_keys   text[];
     v_origin text := pgforce.origin();
+    v_xmlbinary text := pg_catalog.current_setting('xmlbinary');
+    v_timezone  text := pg_catalog.current_setting('TimeZone');
 BEGIN
     v_error := pgforce._error_for_update(p_error_id);
     IF v_error.error_code IS DISTINCT FROM 'CONFLICT' THEN
@@ -256,14 +258,15 @@ BEGIN
             -- left with nothing queued is stamped SYNCED by this write (the
             -- status trigger leaves a PENDING row PENDING on its own).
             PERFORM pgforce._drop_pending(v_error.mapping_id, v_error.record_id, v_keys);
-            PERFORM pg_catalog.set_config('pgforce.origin', 'salesforce', true);
+            PERFORM pgforce._as_worker();
             EXECUTE pg_catalog.format('UPDATE %s t SET (%s) = (SELECT %s FROM pg_catalog.jsonb_populate_record(NULL::%s, $1)),'
                                       ' _hc_lastop = CASE WHEN t._hc_lastop = ''PENDING'' AND NOT EXISTS (SELECT FROM pgforce.outbox o'
                                       ' WHERE o.mapping_id OPERATOR(pg_catalog.=) $3 AND o.record_id OPERATOR(pg_catalog.=) t.id)'
                                       ' THEN ''SYNCED'' ELSE t._hc_lastop END WHERE t.id = $2',
                                       v_table, v_cols, v_cols, v_table)
                 USING v_error.payload -> 'salesforce', v_error.record_id, v_error.mapping_id;
-            PERFORM pg_catalog.set_config('pgforce.origin', v_origin, true);
+            PERFORM pg_catalog.set_config('pgforce.origin', v_origin, true), pg_catalog.set_config('xmlbinary', v_xmlbinary, true),
+                    pg_catalog.set_config('TimeZone', v_timezone, true);
         ELSE
             PERFORM pgforce._drop_pending(v_error.mapping_id, v_error.record_id, v_keys);
         END IF;

@@ -1,7 +1,11 @@
 package sql_test
 
 import (
+	"os"
+	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/stretchr/testify/require"
 )
@@ -127,4 +131,47 @@ func TestOrgRefusesBudgetOutOfRangeAndStoresNoSecrets(t *testing.T) {
 		require.NotRegexp(t, `secret|password|token|key`, c)
 	}
 	require.Subset(t, columns, []string{"name", "schema_name", "api_version", "api_budget_pct", "paused"})
+}
+
+// The README's statement that turns a Heroku Connect mapping export into
+// pgforce mappings: the same objects, fields, modes and upsert fields.
+func TestAHerokuConnectMappingExportBecomesMappingsWithTheReadmesStatement(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	export := `{"version": 1, "connection": {"organization_id": "00D000000000001", "app_name": "shop", "exported_at": "2026-11-27T09:00:00Z"},
+	  "mappings": [
+	    {"object_name": "Account", "config": {"access": "read_write", "sf_notify_enabled": false, "sf_polling_seconds": 600,
+	      "sf_max_daily_api_calls": 30000, "upsert_field": "External_Id__c",
+	      "fields": {"Id": {}, "IsDeleted": {}, "SystemModstamp": {}, "Name": {}, "External_Id__c": {}, "Industry": {}},
+	      "indexes": {"Id": {"unique": true}, "SystemModstamp": {"unique": false}}}},
+	    {"object_name": "Contact", "config": {"access": "read_only", "sf_notify_enabled": false, "sf_polling_seconds": 600,
+	      "fields": {"Id": {}, "IsDeleted": {}, "SystemModstamp": {}, "LastName": {}, "AccountId": {}}}}]}`
+	b.exec(t, readmeStatement(t, ":'export'"), export)
+
+	type mapping struct {
+		SObject, Mode, Upsert string
+		Fields                []string
+	}
+	rows, err := b.conn.Query(t.Context(), `SELECT sobject, mode, coalesce(upsert_field, ''), fields FROM pgforce.mapping ORDER BY sobject`)
+	require.NoError(t, err)
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[mapping])
+	require.NoError(t, err)
+	require.Equal(t, []mapping{
+		{"Account", "read_write", "External_Id__c", []string{"External_Id__c", "Industry", "Name"}},
+		{"Contact", "read_only", "", []string{"AccountId", "LastName"}},
+	}, got)
+}
+
+// readmeStatement returns the README's INSERT statement that contains
+// the psql variable reference psqlVar, made the statement's parameter $1.
+func readmeStatement(t *testing.T, psqlVar string) string {
+	t.Helper()
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	text := string(readme)
+	i := strings.Index(text, psqlVar)
+	require.GreaterOrEqual(t, i, 0, "the README never uses %s", psqlVar)
+	start := strings.LastIndex(text[:i], "INSERT INTO")
+	end := i + strings.Index(text[i:], ";")
+	return strings.ReplaceAll(text[start:end], psqlVar, "$1")
 }

@@ -241,7 +241,7 @@ func beginApply(ctx context.Context, pool *pgxpool.Pool) (pgx.Tx, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := tx.Exec(ctx, `SELECT set_config('pgforce.origin', 'salesforce', true), set_config('pgforce.lease', 'on', true)`); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT pgforce._as_worker(), set_config('pgforce.lease', 'on', true)`); err != nil {
 		tx.Rollback(ctx)
 		return nil, err
 	}

@@ -138,7 +138,12 @@ func sfValue(typ string, v any) (any, error) {
 	case "datetime":
 		t, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
-			return nil, fmt.Errorf("datetime %q: %w", s, err)
+			// A column without a time zone, as in a table kept from Heroku
+			// Connect, holds UTC.
+			var local error
+			if t, local = time.Parse("2006-01-02T15:04:05.999999999", s); local != nil {
+				return nil, fmt.Errorf("datetime %q: %w", s, err)
+			}
 		}
 		return salesforce.FormatDateTime(t), nil
 	case "time":

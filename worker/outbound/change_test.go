@@ -78,3 +78,20 @@ func TestMergeSendsADeleteBeforeTheInsertThatReusedItsRowsId(t *testing.T) {
 		{30, "insert", "001D", []int64{7}, true},
 	}, all)
 }
+
+// Datetimes go to Salesforce in its format from a timestamptz column and
+// from a column without a time zone (as in tables kept from Heroku
+// Connect), which holds UTC.
+func TestDatetimesAreSentAsUTCFromColumnsWithAndWithoutATimeZone(t *testing.T) {
+	for in, want := range map[string]string{
+		"2026-11-27T09:30:00.25+01:00": "2026-11-27T08:30:00.250+0000",
+		"2026-11-27T09:30:00.25":       "2026-11-27T09:30:00.250+0000",
+		"2026-11-27T09:30:00":          "2026-11-27T09:30:00.000+0000",
+	} {
+		got, err := sfValue("datetime", in)
+		require.NoError(t, err, in)
+		require.Equal(t, want, got, in)
+	}
+	_, err := sfValue("datetime", "next Tuesday")
+	require.ErrorContains(t, err, `datetime "next Tuesday"`)
+}

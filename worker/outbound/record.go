@@ -228,7 +228,7 @@ const batchPlan = pgx.QueryExecModeDescribeExec
 // lock, so that it gives way instead of deadlocking with the application,
 // which locks rows in no particular order; txretry.Run runs it again.
 func writeAsWorker(ctx context.Context, tx pgx.Tx) error {
-	_, err := tx.Exec(ctx, `SELECT set_config('pgforce.origin', 'salesforce', true), set_config('lock_timeout', $1, true)`,
+	_, err := tx.Exec(ctx, `SELECT pgforce._as_worker(), set_config('lock_timeout', $1, true)`,
 		txretry.LockTimeout)
 	return err
 }

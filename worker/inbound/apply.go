@@ -449,6 +449,12 @@ WHERE EXISTS (SELECT FROM pgforce.outbox o WHERE o.mapping_id = $1 AND o.record_
 		return err
 	}
 	for _, p := range list {
+		if p.deleted && t.m.HardDelete {
+			// Deleted in Salesforce: the row goes with the stage's other
+			// deleted records, after the merge, and its queued changes
+			// find no row to send.
+			continue
+		}
 		// A staged record is the whole record, every field whether
 		// Salesforce changed it or not.
 		if err := t.writeFiltered(ctx, tx, p.id, p.values, p.at, false, true, &p.deleted); err != nil {

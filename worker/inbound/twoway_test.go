@@ -2,7 +2,9 @@ package inbound_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
@@ -194,4 +196,32 @@ func TestAStaleWholeRecordReadNeitherDropsQueuedChangesNorRecordsConflicts(t *te
 			require.Zero(t, e.count(`SELECT count(*) FROM pgforce.error WHERE mapping_id = $1`, id), "no conflict is recorded")
 		})
 	}
+}
+
+// With hard_delete, a record deleted in Salesforce loses its row when a
+// resync reads it deleted (queryAll), also when the row has changes queued
+// for Salesforce (they find no row to send).
+func TestAResyncRemovesTheRowOfADeletedRecordWithQueuedChangesUnderHardDelete(t *testing.T) {
+	e := newEnv(t)
+	ids := e.create("Account", map[string]any{"Name": "Acme"})
+	id := e.mapping("Account", []string{"Name"}, "cdc")
+	e.exec(`UPDATE pgforce.mapping SET mode = 'read_write', hard_delete = true WHERE id = $1`, id)
+	e.start()
+	e.waitState(id, "synced")
+	e.stop()
+	e.exec(`UPDATE salesforce.account SET name = 'Acme 2' WHERE sfid = $1`, ids[0])
+
+	// The delete reaches the worker only through the resync of a gap
+	// overflow: its own event is skipped.
+	res, err := e.sf.Delete(context.Background(), ids)
+	require.NoError(t, err)
+	require.NoError(t, res[0].Err())
+	evs := e.sim.Events(0, 1<<20)
+	e.exec(`UPDATE pgforce.mapping SET cdc_replay_id = $2 WHERE id = $1`, id, fmt.Sprint(evs[len(evs)-1].ReplayID))
+	require.NoError(t, e.sim.ForceGap("Account", "GAP_OVERFLOW"))
+	e.start()
+	e.eventually(10*time.Second, func() (bool, string) {
+		n := e.count(`SELECT count(*) FROM salesforce.account`)
+		return n == 0, fmt.Sprint(n, " rows left")
+	})
 }

@@ -5,6 +5,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+
+	"github.com/pgforce/pgforce/internal/pgtest"
 )
 
 func (b *testBundle) columnTypes(t *testing.T, table string) map[string]string {
@@ -241,30 +243,8 @@ func TestEnsureTableForTwoMappingsAtOnceCreatesTheSchemaOnce(t *testing.T) {
 func TestATableKeptFromHerokuConnectIsTakenOverWithConnectsTriggersDisabled(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.exec(t, `CREATE SCHEMA salesforce;
-		CREATE FUNCTION public.get_xmlbinary() RETURNS varchar LANGUAGE plpgsql AS $$
-			DECLARE xmlbin varchar;
-			BEGIN SELECT INTO xmlbin setting FROM pg_settings WHERE name = 'xmlbinary'; RETURN xmlbin; END $$;
-		CREATE TABLE salesforce._trigger_log (id serial PRIMARY KEY, table_name varchar(128), record_id integer, action varchar(7), state varchar(8));
-		CREATE TABLE salesforce.account (id serial PRIMARY KEY, sfid varchar(18) UNIQUE, systemmodstamp timestamp, isdeleted boolean,
-			createddate timestamp, _hc_lastop varchar(32), _hc_err text, name varchar(255), industry varchar(255), annualrevenue double precision);
-		CREATE FUNCTION salesforce.hc_account_logger() RETURNS trigger LANGUAGE plpgsql AS $$
-			BEGIN
-				INSERT INTO salesforce._trigger_log (table_name, record_id, action, state) VALUES (TG_TABLE_NAME, coalesce(NEW.id, OLD.id), TG_OP, 'NEW');
-				RETURN NULL;
-			END $$;
-		CREATE FUNCTION salesforce.hc_account_status() RETURNS trigger LANGUAGE plpgsql AS $$
-			BEGIN
-				IF public.get_xmlbinary() = 'base64' THEN NEW._hc_lastop := 'PENDING'; NEW._hc_err := NULL; END IF;
-				RETURN NEW;
-			END $$;
-		CREATE TRIGGER hc_account_logtrigger AFTER INSERT OR UPDATE OR DELETE ON salesforce.account
-			FOR EACH ROW WHEN (public.get_xmlbinary()::text = 'base64') EXECUTE PROCEDURE salesforce.hc_account_logger();
-		CREATE TRIGGER hc_account_status_trigger BEFORE INSERT OR UPDATE ON salesforce.account
-			FOR EACH ROW EXECUTE PROCEDURE salesforce.hc_account_status();
-		CREATE FUNCTION public.touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
-		CREATE TRIGGER app_touch BEFORE UPDATE ON salesforce.account FOR EACH ROW EXECUTE FUNCTION public.touch();
-		INSERT INTO salesforce.account (sfid, name, _hc_lastop) VALUES ('001000000000001AAA', 'Acme', 'SYNCED');
+	b.exec(t, pgtest.HerokuConnectAccount)
+	b.exec(t, `INSERT INTO salesforce.account (sfid, name, _hc_lastop) VALUES ('001000000000001AAA', 'Acme', 'SYNCED');
 		TRUNCATE salesforce._trigger_log`)
 
 	var m int
@@ -273,8 +253,8 @@ func TestATableKeptFromHerokuConnectIsTakenOverWithConnectsTriggersDisabled(t *t
 
 	var enabled map[string]string
 	b.scalar(t, &enabled, `SELECT jsonb_object_agg(tgname, tgenabled) FROM pg_trigger
-		WHERE tgrelid = 'salesforce.account'::regclass AND tgname IN ('hc_account_logtrigger', 'hc_account_status_trigger', 'app_touch')`)
-	require.Equal(t, map[string]string{"hc_account_logtrigger": "D", "hc_account_status_trigger": "D", "app_touch": "O"}, enabled)
+		WHERE tgrelid = 'salesforce.account'::regclass AND tgname IN ('hc_account_logtrigger', 'hc_account_status_trigger', 'note_salesforce_change')`)
+	require.Equal(t, map[string]string{"hc_account_logtrigger": "D", "hc_account_status_trigger": "D", "note_salesforce_change": "O"}, enabled)
 
 	b.exec(t, `UPDATE salesforce.account SET industry = 'Energy'`)
 	var logged int

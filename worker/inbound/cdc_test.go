@@ -13,9 +13,7 @@ func TestInitialLoadThroughRESTThenCreateUpdateDeleteUndeleteArriveThroughCDC(t 
 	ids := e.create("Account",
 		map[string]any{"Name": "Acme", "Industry": "Banking", "AnnualRevenue": jsonNumber("12345678901234.56"), "BillingCity": "Paris"},
 		map[string]any{"Name": "Globex", "NumberOfEmployees": 42})
-	id := e.mapping("Account", []string{"Name", "Industry", "AnnualRevenue", "NumberOfEmployees", "BillingAddress"}, "cdc")
-	e.start()
-	e.waitState(id, "synced")
+	id := e.mapSynced("Account", []string{"Name", "Industry", "AnnualRevenue", "NumberOfEmployees", "BillingAddress"}, "cdc")
 
 	require.Equal(t, 0, int(e.calls("POST /services/data/vXX.X/jobs/query")), "2 records load through REST, not Bulk")
 	require.Equal(t, "Acme", e.value("account", ids[0], "name"))
@@ -52,9 +50,7 @@ func TestInitialLoadThroughRESTThenCreateUpdateDeleteUndeleteArriveThroughCDC(t 
 
 func TestPartialFieldUpdateDoesNotClobberOtherFields(t *testing.T) {
 	e := newEnv(t)
-	id := e.mapping("Account", []string{"Name", "Industry", "Phone", "Description"}, "cdc")
-	e.start()
-	e.waitState(id, "synced")
+	e.mapSynced("Account", []string{"Name", "Industry", "Phone", "Description"}, "cdc")
 	ids := e.create("Account", map[string]any{"Name": "Acme", "Industry": "Banking", "Phone": "555-0100", "Description": "first"})
 	e.waitValue("account", ids[0], "description", "first")
 
@@ -72,9 +68,7 @@ func TestPartialFieldUpdateDoesNotClobberOtherFields(t *testing.T) {
 
 func TestIdleCDCMappingMakesNoRESTCalls(t *testing.T) {
 	e := newEnv(t)
-	id := e.mapping("Account", []string{"Name"}, "cdc")
-	e.start()
-	e.waitState(id, "synced")
+	e.mapSynced("Account", []string{"Name"}, "cdc")
 	time.Sleep(300 * time.Millisecond)
 	e.sim.ResetCalls()
 	time.Sleep(2 * time.Second)
@@ -85,9 +79,7 @@ func TestIdleCDCMappingMakesNoRESTCalls(t *testing.T) {
 
 func TestAutoInboundStreamsWhenTheOrgSelectedTheObjectForCDC(t *testing.T) {
 	e := newEnv(t)
-	id := e.mapping("Account", []string{"Name"}, "auto")
-	e.start()
-	e.waitState(id, "synced")
+	id := e.mapSynced("Account", []string{"Name"}, "auto")
 	var mode string
 	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT inbound_mode FROM pgforce.mapping WHERE id = $1`, id).Scan(&mode))
 	require.Equal(t, "cdc", mode)
@@ -98,9 +90,7 @@ func TestAutoInboundStreamsWhenTheOrgSelectedTheObjectForCDC(t *testing.T) {
 func TestAutoInboundPollsAnObjectTheOrgDidNotSelectForCDC(t *testing.T) {
 	e := newEnv(t)
 	ids := e.create("Quiet__c", map[string]any{"Name": "Before", "Note__c": "loaded"})
-	id := e.mapping("Quiet__c", []string{"Name", "Note__c"}, "auto")
-	e.start()
-	e.waitState(id, "synced")
+	id := e.mapSynced("Quiet__c", []string{"Name", "Note__c"}, "auto")
 	var mode string
 	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT inbound_mode FROM pgforce.mapping WHERE id = $1`, id).Scan(&mode))
 	require.Equal(t, "poll", mode, "global describe lists Quiet__ChangeEvent, but the org's CDC selection does not")
@@ -113,9 +103,7 @@ func TestAutoInboundPollsAnObjectTheOrgDidNotSelectForCDC(t *testing.T) {
 func TestUpdateEventThatWritesNoRowOfAnExistingRecordIsReadAgain(t *testing.T) {
 	e := newEnv(t)
 	ids := e.create("Account", map[string]any{"Name": "Acme"})
-	id := e.mapping("Account", []string{"Name"}, "cdc")
-	e.start()
-	e.waitState(id, "synced")
+	e.mapSynced("Account", []string{"Name"}, "cdc")
 	e.waitValue("account", ids[0], "name", "Acme")
 
 	e.exec(`CREATE TABLE public.skip_once (x int); INSERT INTO public.skip_once VALUES (1)`)

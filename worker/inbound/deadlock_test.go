@@ -146,9 +146,7 @@ func TestPollGivesWayToAnApplicationTransactionAndAppliesItsRecordsAfter(t *test
 	e := newEnv(t)
 	ctx := context.Background()
 	sfids := e.create("Account", map[string]any{"Name": "First"}, map[string]any{"Name": "Second"})
-	mid := e.mapping("Account", []string{"Name"}, "poll")
-	e.start()
-	e.waitState(mid, "synced")
+	e.mapSynced("Account", []string{"Name"}, "poll")
 	id := func(sfid string) int {
 		var id int
 		require.NoError(t, e.pool.QueryRow(ctx, `SELECT id FROM salesforce.account WHERE sfid = $1`, sfid).Scan(&id))
@@ -182,9 +180,7 @@ func TestReloadsDeletionsGiveWayToAnApplicationTransactionInsteadOfDeadlockingIt
 	e := newEnv(t)
 	ctx := context.Background()
 	e.create("Account", map[string]any{"Name": "Live"})
-	mid := e.mapping("Account", []string{"Name"}, "poll")
-	e.start()
-	e.waitState(mid, "synced")
+	mid := e.mapSynced("Account", []string{"Name"}, "poll")
 	// Two rows of records that Salesforce no longer has (purged from its
 	// recycle bin), in this physical order.
 	var gone []int

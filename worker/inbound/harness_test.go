@@ -143,6 +143,16 @@ func (e *env) mapping(sobject string, fields []string, inboundMode string) int {
 	return id
 }
 
+// mapSynced maps sobject, starts the worker and waits until the mapping
+// is loaded and synced.
+func (e *env) mapSynced(sobject string, fields []string, inboundMode string) int {
+	e.t.Helper()
+	id := e.mapping(sobject, fields, inboundMode)
+	e.start()
+	e.waitState(id, "synced")
+	return id
+}
+
 func (e *env) state(id int) (string, string) {
 	var st, detail string
 	require.NoError(e.t, e.pool.QueryRow(context.Background(),

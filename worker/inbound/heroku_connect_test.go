@@ -7,43 +7,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-)
 
-// herokuConnectSchema is what a database kept from Heroku Connect holds for
-// Account, as Connect made it (numbers double precision, datetimes without
-// a time zone, its log and status triggers), with the rows it had synced,
-// and an application trigger that, as Connect's users write them, acts on
-// Connect's writes only: those are the ones with xmlbinary other than
-// 'base64'.
-const herokuConnectSchema = `
-CREATE SCHEMA salesforce;
-CREATE FUNCTION public.get_xmlbinary() RETURNS varchar LANGUAGE plpgsql AS $$
-	DECLARE xmlbin varchar;
-	BEGIN SELECT INTO xmlbin setting FROM pg_settings WHERE name = 'xmlbinary'; RETURN xmlbin; END $$;
-CREATE TABLE salesforce._trigger_log (id serial PRIMARY KEY, table_name varchar(128), record_id integer, action varchar(7), state varchar(8));
-CREATE TABLE salesforce.account (id serial PRIMARY KEY, sfid varchar(18), systemmodstamp timestamp, isdeleted boolean,
-	createddate timestamp, _hc_lastop varchar(32), _hc_err text, name varchar(255), numberofemployees double precision);
-CREATE UNIQUE INDEX hcu_idx_account_sfid ON salesforce.account (sfid);
-CREATE FUNCTION salesforce.hc_account_logger() RETURNS trigger LANGUAGE plpgsql AS $$
-	BEGIN
-		INSERT INTO salesforce._trigger_log (table_name, record_id, action, state) VALUES (TG_TABLE_NAME, coalesce(NEW.id, OLD.id), TG_OP, 'NEW');
-		RETURN NULL;
-	END $$;
-CREATE FUNCTION salesforce.hc_account_status() RETURNS trigger LANGUAGE plpgsql AS $$
-	BEGIN
-		IF public.get_xmlbinary() = 'base64' THEN NEW._hc_lastop := 'PENDING'; NEW._hc_err := NULL; END IF;
-		RETURN NEW;
-	END $$;
-CREATE TRIGGER hc_account_logtrigger AFTER INSERT OR UPDATE OR DELETE ON salesforce.account
-	FOR EACH ROW WHEN (public.get_xmlbinary()::text = 'base64') EXECUTE PROCEDURE salesforce.hc_account_logger();
-CREATE TRIGGER hc_account_status_trigger BEFORE INSERT OR UPDATE ON salesforce.account
-	FOR EACH ROW EXECUTE PROCEDURE salesforce.hc_account_status();
-CREATE TABLE public.from_salesforce (sfid varchar(18), numberofemployees double precision);
-CREATE FUNCTION public.note_salesforce_change() RETURNS trigger LANGUAGE plpgsql AS $$
-	BEGIN INSERT INTO public.from_salesforce VALUES (NEW.sfid, NEW.numberofemployees); RETURN NULL; END $$;
-CREATE TRIGGER note_salesforce_change AFTER UPDATE ON salesforce.account
-	FOR EACH ROW WHEN (public.get_xmlbinary()::text <> 'base64') EXECUTE FUNCTION public.note_salesforce_change();
-`
+	"github.com/pgforce/pgforce/internal/pgtest"
+)
 
 // An application switching from Heroku Connect keeps its tables: pgforce
 // loads Salesforce into the rows it has, under their ids and in their
@@ -54,7 +20,7 @@ CREATE TRIGGER note_salesforce_change AFTER UPDATE ON salesforce.account
 func TestATableKeptFromHerokuConnectIsSyncedInPlaceAndItsApplicationTriggersSeePgforceAsConnect(t *testing.T) {
 	e := newEnv(t)
 	ids := e.create("Account", map[string]any{"Name": "Acme", "NumberOfEmployees": 10}, map[string]any{"Name": "Other"})
-	e.exec(herokuConnectSchema)
+	e.exec(pgtest.HerokuConnectAccount)
 	e.exec(fmt.Sprintf(`INSERT INTO salesforce.account (id, sfid, name, _hc_lastop) VALUES (41, '%s', 'Acme before', 'SYNCED'), (42, '%s', 'Other', 'SYNCED');
 		TRUNCATE salesforce._trigger_log, public.from_salesforce`, ids[0], ids[1]))
 	e.exec(fmt.Sprintf(`ALTER DATABASE %q SET TimeZone = 'America/New_York'`, e.db.Name))

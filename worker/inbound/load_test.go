@@ -51,9 +51,7 @@ func TestSmallObjectLoadsThroughRESTWithExactValues(t *testing.T) {
 	e := newEnv(t)
 	e.opts.BulkThreshold = 1000
 	e.seedGadgets(30)
-	id := e.mapping("Gadget__c", gadgetFields, "cdc")
-	e.start()
-	e.waitState(id, "synced")
+	e.mapSynced("Gadget__c", gadgetFields, "cdc")
 	require.Zero(t, e.calls("POST /services/data/vXX.X/jobs/query"), "under the threshold no bulk job is made")
 	require.Equal(t, 30, e.count(`SELECT count(*) FROM salesforce.gadget__c`))
 	var sfid string
@@ -70,9 +68,7 @@ func TestLargeObjectLoadsThroughBulkWithExactValues(t *testing.T) {
 	e.opts.BulkThreshold = 1000
 	e.opts.BulkPageSize = 700
 	e.seedGadgets(2500)
-	id := e.mapping("Gadget__c", gadgetFields, "cdc")
-	e.start()
-	e.waitState(id, "synced")
+	e.mapSynced("Gadget__c", gadgetFields, "cdc")
 	require.Equal(t, int64(1), e.calls("POST /services/data/vXX.X/jobs/query"), "at the threshold the load is one bulk query job")
 	require.Equal(t, int64(1), e.calls("GET /services/data/vXX.X/query"), "the only REST query is the COUNT()")
 	require.Equal(t, 2500, e.count(`SELECT count(*) FROM salesforce.gadget__c`))
@@ -183,9 +179,7 @@ func TestLoadBuildsTheSystemModstampIndexAnInterruptedLoadLeftOut(t *testing.T) 
 	e.opts.BulkThreshold = 1000
 	e.opts.BulkPageSize = 700
 	e.seedGadgets(1500)
-	id := e.mapping("Gadget__c", gadgetFields, "cdc")
-	e.start()
-	e.waitState(id, "synced")
+	id := e.mapSynced("Gadget__c", gadgetFields, "cdc")
 	e.stop()
 	// What a worker that died in the middle of a deferred load leaves: rows,
 	// no SystemModstamp index, the mapping still loading.

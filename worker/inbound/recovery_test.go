@@ -21,9 +21,7 @@ func (e *env) corrupt(table, sfid, col, value string) {
 func TestGapEventsReReadTheListedRecords(t *testing.T) {
 	e := newEnv(t)
 	ids := e.create("Account", map[string]any{"Name": "Acme"}, map[string]any{"Name": "Globex"}, map[string]any{"Name": "Initech"})
-	id := e.mapping("Account", []string{"Name"}, "cdc")
-	e.start()
-	e.waitState(id, "synced")
+	e.mapSynced("Account", []string{"Name"}, "cdc")
 	e.corrupt("account", ids[0], "name", "wrong")
 	e.corrupt("account", ids[1], "name", "wrong")
 	e.corrupt("account", ids[2], "name", "untouched")
@@ -47,9 +45,7 @@ func TestGapEventsReReadTheListedRecords(t *testing.T) {
 func TestGapOverflowResyncsBySystemModstamp(t *testing.T) {
 	e := newEnv(t)
 	ids := e.create("Account", map[string]any{"Name": "Acme"}, map[string]any{"Name": "Globex"})
-	id := e.mapping("Account", []string{"Name"}, "cdc")
-	e.start()
-	e.waitState(id, "synced")
+	id := e.mapSynced("Account", []string{"Name"}, "cdc")
 	e.corrupt("account", ids[0], "name", "wrong")
 	e.corrupt("account", ids[1], "name", "wrong")
 	e.sim.ResetCalls()
@@ -67,9 +63,7 @@ func TestSeedOfOverAHundredThousandRecordsOverflowsAndIsResynced(t *testing.T) {
 	e := newEnv(t)
 	e.opts.BulkThreshold = 50000
 	e.opts.BatchSize = 20000
-	id := e.mapping("Gadget__c", gadgetFields, "cdc")
-	e.start()
-	e.waitState(id, "synced")
+	e.mapSynced("Gadget__c", gadgetFields, "cdc")
 	e.seedGadgets(100001) // one transaction: Salesforce sends GAP_OVERFLOW
 	e.eventually(60*time.Second, func() (bool, string) {
 		n := e.count(`SELECT count(*) FROM salesforce.gadget__c`)
@@ -81,9 +75,7 @@ func TestSeedOfOverAHundredThousandRecordsOverflowsAndIsResynced(t *testing.T) {
 func TestExpiredReplayIDTriggersResync(t *testing.T) {
 	e := newEnv(t)
 	ids := e.create("Account", map[string]any{"Name": "Acme"})
-	id := e.mapping("Account", []string{"Name"}, "cdc")
-	e.start()
-	e.waitState(id, "synced")
+	id := e.mapSynced("Account", []string{"Name"}, "cdc")
 	require.NoError(t, e.sim.UIEdit(context.Background(), "Account", ids[0], map[string]any{"Name": "Acme 2"}))
 	e.waitValue("account", ids[0], "name", "Acme 2")
 	e.stop()
@@ -103,9 +95,7 @@ func TestExpiredReplayIDTriggersResync(t *testing.T) {
 func TestExpiredTokenIsRefreshedAndLostStreamingSessionResubscribes(t *testing.T) {
 	e := newEnv(t)
 	ids := e.create("Account", map[string]any{"Name": "Acme"})
-	id := e.mapping("Account", []string{"Name"}, "cdc")
-	e.start()
-	e.waitState(id, "synced")
+	e.mapSynced("Account", []string{"Name"}, "cdc")
 
 	e.sim.ExpireSessions()
 	require.NoError(t, e.sim.UIEdit(context.Background(), "Account", ids[0], map[string]any{"Name": "after expiry"}))
@@ -178,9 +168,7 @@ func TestAPIBudgetDefersLoadsAndLimitExceededIsShownAndWaitedOut(t *testing.T) {
 func TestPollingMappingPicksUpCreatesUpdatesAndDeletes(t *testing.T) {
 	e := newEnv(t)
 	ids := e.create("Account", map[string]any{"Name": "Acme"}, map[string]any{"Name": "Globex"})
-	id := e.mapping("Account", []string{"Name", "Industry"}, "poll")
-	e.start()
-	e.waitState(id, "synced")
+	id := e.mapSynced("Account", []string{"Name", "Industry"}, "poll")
 	require.Equal(t, "Acme", e.value("account", ids[0], "name"))
 	var mode string
 	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT inbound_mode FROM pgforce.mapping WHERE id = $1`, id).Scan(&mode))
@@ -201,9 +189,7 @@ func TestPollingMappingPicksUpCreatesUpdatesAndDeletes(t *testing.T) {
 func TestPauseStopsSyncAndResumeCatchesUp(t *testing.T) {
 	e := newEnv(t)
 	ids := e.create("Account", map[string]any{"Name": "Acme"})
-	id := e.mapping("Account", []string{"Name"}, "cdc")
-	e.start()
-	e.waitState(id, "synced")
+	id := e.mapSynced("Account", []string{"Name"}, "cdc")
 	e.exec(`SELECT pgforce.pause($1::integer)`, id)
 	e.eventually(5*time.Second, func() (bool, string) {
 		n := e.count(`SELECT count(*) FROM pgforce.mapping WHERE id = $1 AND inbound_owner IS NULL`, id)
@@ -224,9 +210,7 @@ func TestReloadNeverLeavesTheTableEmptyToReaders(t *testing.T) {
 	e := newEnv(t)
 	e.opts.BatchSize = 100
 	e.seedGadgets(2000)
-	id := e.mapping("Gadget__c", []string{"Name"}, "cdc")
-	e.start()
-	e.waitState(id, "synced")
+	id := e.mapSynced("Gadget__c", []string{"Name"}, "cdc")
 	e.sim.ResetCalls()
 	e.exec(`SELECT pgforce.reload($1::integer)`, id)
 	minSeen := 2000
@@ -249,9 +233,7 @@ func TestReloadMarksRecordsDeletedWhileNobodySyncedAsDeleted(t *testing.T) {
 	e := newEnv(t)
 	e.opts.Overlap = time.Millisecond
 	ids := e.create("Account", map[string]any{"Name": "Acme"}, map[string]any{"Name": "Globex"})
-	id := e.mapping("Account", []string{"Name"}, "cdc")
-	e.start()
-	e.waitState(id, "synced")
+	id := e.mapSynced("Account", []string{"Name"}, "cdc")
 	e.stop()
 	_, err := e.sf.Delete(context.Background(), []string{ids[1]})
 	require.NoError(t, err)
@@ -269,9 +251,7 @@ func TestReloadMarksRecordsDeletedWhileNobodySyncedAsDeleted(t *testing.T) {
 func TestAFieldAddedWhileTheMappingIsPausedIsLoadedAfterResume(t *testing.T) {
 	e := newEnv(t)
 	ids := e.create("Account", map[string]any{"Name": "Acme", "Industry": "Energy"})
-	id := e.mapping("Account", []string{"Name"}, "cdc")
-	e.start()
-	e.waitState(id, "synced")
+	id := e.mapSynced("Account", []string{"Name"}, "cdc")
 
 	e.exec(`SELECT pgforce.pause($1::integer)`, id)
 	e.exec(`UPDATE pgforce.mapping SET fields = fields || '{Industry}' WHERE id = $1`, id)
@@ -296,9 +276,7 @@ func TestRetryOfAnInboundErrorReadsTheRecordAgainOnceItsCauseIsFixed(t *testing.
 			// Only pgforce.retry's notification wakes the re-read in time.
 			e.opts.SafetyInterval = time.Minute
 			ids := e.create("Account", map[string]any{"Name": "Acme", "NumberOfEmployees": 5})
-			id := e.mapping("Account", []string{"Name", "NumberOfEmployees"}, mode)
-			e.start()
-			e.waitState(id, "synced")
+			e.mapSynced("Account", []string{"Name", "NumberOfEmployees"}, mode)
 			e.exec(`ALTER TABLE salesforce.account ADD CONSTRAINT positive_staff CHECK (numberofemployees >= 0)`)
 			require.NoError(t, e.sim.UIEdit(context.Background(), "Account", ids[0], map[string]any{"NumberOfEmployees": -1}))
 
@@ -341,9 +319,7 @@ func TestAResyncAfterAGapOverflowReadsFromBeforeTheEventsThatFollowedIt(t *testi
 	e := newEnv(t)
 	e.opts.Overlap = time.Millisecond
 	ids := e.create("Account", map[string]any{"Name": "A"}, map[string]any{"Name": "B"})
-	id := e.mapping("Account", []string{"Name"}, "cdc")
-	e.start()
-	e.waitState(id, "synced")
+	id := e.mapSynced("Account", []string{"Name"}, "cdc")
 	e.stop()
 
 	// A change the overflow stands for: its own event is never delivered.

@@ -121,8 +121,7 @@ func TestResultTransactionThatLosesALockConflictIsRecordedAgain(t *testing.T) {
 
 	var id int
 	b.scalar(t, &id, `INSERT INTO salesforce.account (name) VALUES ('Locked') RETURNING id`)
-	var sfid string
-	eventually(t, 10*time.Second, "synced", func() bool { sfid = b.rowSfid(t, "account", id); return sfid != "" })
+	sfid := b.waitSfid(t, "account", id)
 
 	// Slow the update call down so that the entry can be locked while it
 	// is in flight.

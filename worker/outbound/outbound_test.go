@@ -23,8 +23,7 @@ func TestInsertUpdateDeleteReachSalesforceAndSfidIsWrittenBack(t *testing.T) {
 
 	var id int
 	b.scalar(t, &id, `INSERT INTO salesforce.account (name, industry, annualrevenue) VALUES ('Acme', 'Energy', 1234567.89) RETURNING id`)
-	var sfid string
-	eventually(t, 10*time.Second, "sfid written back", func() bool { sfid = b.rowSfid(t, "account", id); return sfid != "" })
+	sfid := b.waitSfid(t, "account", id)
 	require.Equal(t, "Acme", b.sfField(t, "Account", sfid, "Name"))
 	require.Equal(t, json.Number("1234567.89"), b.sfField(t, "Account", sfid, "AnnualRevenue"))
 	var lastop string
@@ -56,8 +55,7 @@ func TestConsecutiveChangesToOneRecordMergeIntoOneWrite(t *testing.T) {
 	b.exec(t, `UPDATE salesforce.account SET industry = 'Banking' WHERE id = $1`, id)
 	b.sim.ResetCalls()
 	b.start(t, fastOptions())
-	var sfid string
-	eventually(t, 10*time.Second, "sfid written back", func() bool { sfid = b.rowSfid(t, "account", id); return sfid != "" })
+	sfid := b.waitSfid(t, "account", id)
 	require.Equal(t, "Second", b.sfField(t, "Account", sfid, "Name"))
 	require.Equal(t, "Banking", b.sfField(t, "Account", sfid, "Industry"))
 	calls := b.sim.Calls()
@@ -124,8 +122,7 @@ func TestValidationErrorRecordsErrorAndRetryAfterFixSucceeds(t *testing.T) {
 	// Fix the row, retry: the record is created with the fix and the update.
 	b.exec(t, `UPDATE salesforce.account SET name = 'Fixed name' WHERE id = $1`, bad)
 	b.exec(t, `SELECT pgforce.retry($1)`, errID)
-	var sfid string
-	eventually(t, 10*time.Second, "retried row synced", func() bool { sfid = b.rowSfid(t, "account", bad); return sfid != "" })
+	sfid := b.waitSfid(t, "account", bad)
 	require.Equal(t, "Fixed name", b.sfField(t, "Account", sfid, "Name"))
 	require.Equal(t, "Energy", b.sfField(t, "Account", sfid, "Industry"))
 	var state string
@@ -145,8 +142,7 @@ func TestIgnoreDropsTheChangeAndRevertRestoresSalesforceValues(t *testing.T) {
 	// Revert of a failed update: the row takes Salesforce's values again.
 	var id int
 	b.scalar(t, &id, `INSERT INTO salesforce.account (name, industry) VALUES ('Keep me', 'Energy') RETURNING id`)
-	var sfid string
-	eventually(t, 10*time.Second, "synced", func() bool { sfid = b.rowSfid(t, "account", id); return sfid != "" })
+	b.waitSfid(t, "account", id)
 	b.exec(t, `UPDATE salesforce.account SET name = 'BAD rename', industry = 'Banking' WHERE id = $1`, id)
 	var errID int64
 	eventually(t, 10*time.Second, "update error", func() bool {
@@ -306,8 +302,7 @@ func TestErrorOfAFailedUpdateResolvesWhenTheFixedRowSucceeds(t *testing.T) {
 	b.start(t, fastOptions())
 	var id int
 	b.scalar(t, &id, `INSERT INTO salesforce.account (name, industry) VALUES ('Fine', 'Energy') RETURNING id`)
-	var sfid string
-	eventually(t, 10*time.Second, "synced", func() bool { sfid = b.rowSfid(t, "account", id); return sfid != "" })
+	sfid := b.waitSfid(t, "account", id)
 
 	b.exec(t, `UPDATE salesforce.account SET name = 'BAD name', industry = 'Banking' WHERE id = $1`, id)
 	var errID int64
@@ -619,8 +614,7 @@ func TestAColumnThatAnAfterInsertTriggerFillsInReachesSalesforce(t *testing.T) {
 
 	var id int
 	b.scalar(t, &id, `INSERT INTO salesforce.account (name) VALUES ('Acme') RETURNING id`)
-	var sfid string
-	eventually(t, 10*time.Second, "sfid written back", func() bool { sfid = b.rowSfid(t, "account", id); return sfid != "" })
+	sfid := b.waitSfid(t, "account", id)
 	eventually(t, 5*time.Second, "outbox drained", func() bool { return b.backlog(t) == 0 })
 	require.Equal(t, "Acme", b.sfField(t, "Account", sfid, "Name"))
 	require.Equal(t, fmt.Sprintf("Class %d", id), b.sfField(t, "Account", sfid, "Industry"))
@@ -636,8 +630,7 @@ func TestARowDeletedAndInsertedAgainWithItsIdReplacesItsRecord(t *testing.T) {
 
 	var id int
 	b.scalar(t, &id, `INSERT INTO salesforce.account (name, industry) VALUES ('Old', 'Energy') RETURNING id`)
-	var old string
-	eventually(t, 10*time.Second, "sfid written back", func() bool { old = b.rowSfid(t, "account", id); return old != "" })
+	old := b.waitSfid(t, "account", id)
 
 	b.exec(t, fmt.Sprintf(`BEGIN;
 		DELETE FROM salesforce.account WHERE id = %[1]d;
@@ -681,8 +674,7 @@ func TestRevertOfARefusedDeletePutsTheRowBack(t *testing.T) {
 
 	var id int
 	b.scalar(t, &id, `INSERT INTO salesforce.account (name, industry) VALUES ('Keep me', 'Energy') RETURNING id`)
-	var sfid string
-	eventually(t, 10*time.Second, "synced", func() bool { sfid = b.rowSfid(t, "account", id); return sfid != "" })
+	sfid := b.waitSfid(t, "account", id)
 
 	b.sim.Inject(sim.Fault{Path: "/services/data/", Method: "DELETE", Status: 400, Count: 1})
 	b.exec(t, `DELETE FROM salesforce.account WHERE id = $1`, id)
@@ -713,8 +705,7 @@ func TestChangesCapturedBeforeAMappingIsMadeReadOnlyAreStillSent(t *testing.T) {
 	b.exec(t, `UPDATE pgforce.mapping SET mode = 'read_only' WHERE sobject = 'Account'`)
 	b.start(t, fastOptions())
 
-	var sfid string
-	eventually(t, 10*time.Second, "sfid written back", func() bool { sfid = b.rowSfid(t, "account", id); return sfid != "" })
+	sfid := b.waitSfid(t, "account", id)
 	require.Equal(t, "Before", b.sfField(t, "Account", sfid, "Name"))
 	eventually(t, 5*time.Second, "outbox drained", func() bool { return b.backlog(t) == 0 })
 	_, err := b.pool.Exec(context.Background(), `UPDATE salesforce.account SET name = 'After' WHERE id = $1`, id)

@@ -210,6 +210,15 @@ func (b *bundle) sfField(t *testing.T, sobject, id, field string) any {
 	return v
 }
 
+// waitSfid waits until the row id of table has the Id of its record, which
+// the worker writes back once Salesforce has the record, and returns it.
+func (b *bundle) waitSfid(t *testing.T, table string, id int) string {
+	t.Helper()
+	var sfid string
+	eventually(t, 10*time.Second, table+" row has its sfid", func() bool { sfid = b.rowSfid(t, table, id); return sfid != "" })
+	return sfid
+}
+
 // eventually polls cond every 20ms until it holds or timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()

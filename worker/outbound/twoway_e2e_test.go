@@ -55,8 +55,7 @@ func TestSalesforceEditRightAfterOurWriteOfTheSameRecordReachesPostgres(t *testi
 
 	var id int
 	b.scalar(t, &id, `INSERT INTO salesforce.account (name, industry) VALUES ('Race 0', 'Energy') RETURNING id`)
-	var sfid string
-	eventually(t, 10*time.Second, "sfid written back", func() bool { sfid = b.rowSfid(t, "account", id); return sfid != "" })
+	sfid := b.waitSfid(t, "account", id)
 	// The CDC echo of the insert often arrives before the Id is written
 	// back, and the inbound worker then creates a row for it: that row is
 	// merged into the user's row, never left as a duplicate.
@@ -115,8 +114,7 @@ func TestRowEndsSyncedAfterOutboundSuccessAndEchoAndFailedRowStaysFailedAfterInb
 	op, _ := lastop(id)
 	require.Equal(t, "PENDING", op)
 	b.start(t, fastOptions())
-	var sfid string
-	eventually(t, 10*time.Second, "sfid written back", func() bool { sfid = b.rowSfid(t, "account", id); return sfid != "" })
+	sfid := b.waitSfid(t, "account", id)
 	b.exec(t, `UPDATE salesforce.account SET name = 'Status 2' WHERE id = $1`, id)
 	eventually(t, 10*time.Second, "update in Salesforce", func() bool { return b.sfField(t, "Account", sfid, "Name") == "Status 2" })
 	// The echo of the update carries our own write; once it is applied

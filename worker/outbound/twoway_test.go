@@ -110,8 +110,7 @@ func TestManualConflictResolvedForPostgresSendsThePostgresValue(t *testing.T) {
 	b.exec(t, `UPDATE pgforce.mapping SET conflict = 'manual' WHERE id = $1`, b.accountID)
 	b.start(t, fastOptions())
 	b.scalar(t, &id, `INSERT INTO salesforce.account (name) VALUES ('Both sides') RETURNING id`)
-	var sfid string
-	eventually(t, 10*time.Second, "synced", func() bool { sfid = b.rowSfid(t, "account", id); return sfid != "" })
+	sfid := b.waitSfid(t, "account", id)
 
 	// Hold the worker off this record with a conflict opened in the same
 	// transaction as the Postgres edit, as a change event arriving then would.

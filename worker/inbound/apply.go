@@ -49,6 +49,23 @@ type table struct {
 	// seen is set during a reload: every staged id is recorded in
 	// pgforce.inbound_seen so that rows not read can be marked deleted.
 	seen atomic.Bool
+	// twoWay says the batch of change events being applied goes through
+	// the two-way rules (see twoWayNow).
+	twoWay atomic.Bool
+}
+
+// twoWayNow reports whether Salesforce's changes must go through the
+// two-way rules (pgforce.inbound_filter): always for a read_write mapping,
+// and for a read_only one while changes captured when it was read_write
+// are still queued, which the outbound side still sends (a Salesforce edit
+// that came after them must not be overwritten by them).
+func (t *table) twoWayNow(ctx context.Context, q pgx.Tx) (bool, error) {
+	if t.m.Mode == "read_write" {
+		return true, nil
+	}
+	var queued bool
+	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pgforce.outbox o WHERE o.mapping_id = $1)`, t.m.ID).Scan(&queued)
+	return queued, err
 }
 
 // settledStatus is the SET clause of an inbound write that stamps a
@@ -411,14 +428,14 @@ func pgColumns(err error) []string {
 }
 
 // filterPending applies, one by one, the staged records whose rows have
-// Postgres changes waiting to go to Salesforce (read_write mappings only):
+// Postgres changes waiting to go to Salesforce (see twoWayNow):
 // pgforce.inbound_filter decides which Salesforce values may overwrite
 // them (field-level merge and the mapping's conflict policy), and the
 // records are then removed from the stage so the set-based merge skips
 // them. Rows without pending changes, the vast majority, are untouched.
 func (t *table) filterPending(ctx context.Context, tx pgx.Tx) error {
-	if t.m.Mode != "read_write" {
-		return nil
+	if twoWay, err := t.twoWayNow(ctx, tx); err != nil || !twoWay {
+		return err
 	}
 	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT s._n, t.id, s.sfid, to_jsonb(s) - '{_n,sfid,systemmodstamp,isdeleted,createddate}'::text[],
 		s.systemmodstamp::timestamptz, coalesce(s.isdeleted::boolean, false)

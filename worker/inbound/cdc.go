@@ -36,6 +36,11 @@ func (r *runner) applyEventsTx(ctx context.Context, tx pgx.Tx, t *table, evs []*
 	if err := lockRows(ctx, tx, t, evs); err != nil {
 		return err
 	}
+	twoWay, err := t.twoWayNow(ctx, tx)
+	if err != nil {
+		return err
+	}
+	t.twoWay.Store(twoWay)
 	var wm *time.Time
 	for _, ev := range evs {
 		at, err := r.applyEventTx(ctx, tx, t, ev)
@@ -274,9 +279,10 @@ SELECT EXISTS (SELECT FROM u), EXISTS (SELECT FROM %[1]s WHERE sfid = $1), EXIST
 // applyPending applies a CREATE or UPDATE through the two-way rules
 // (echoes, field-level merge, conflict policy) when the record's row has
 // Postgres changes waiting for Salesforce; done is false when it has none
-// (or the mapping is read_only) and the plain path applies.
+// (or the batch needs no two-way rules, see twoWayNow) and the plain path
+// applies.
 func (r *runner) applyPending(ctx context.Context, tx pgx.Tx, t *table, id, origin string, cols []string, vals []any, ts time.Time) (done bool, err error) {
-	if t.m.Mode != "read_write" {
+	if !t.twoWay.Load() {
 		return false, nil
 	}
 	var rowID int

@@ -225,3 +225,25 @@ func TestAResyncRemovesTheRowOfADeletedRecordWithQueuedChangesUnderHardDelete(t 
 		return n == 0, fmt.Sprint(n, " rows left")
 	})
 }
+
+// Changes captured while a mapping was read_write are still sent after it
+// is made read_only; a Salesforce edit of the same field that comes after
+// them goes through the conflict policy like any other, and under
+// salesforce_wins the queued Postgres change is dropped, not sent over it.
+func TestASalesforceEditAfterAMappingIsMadeReadOnlyWinsOverChangesStillQueued(t *testing.T) {
+	e := newEnv(t)
+	ids := e.create("Account", map[string]any{"Name": "A"})
+	id := e.mapping("Account", []string{"Name"}, "cdc")
+	e.exec(`UPDATE pgforce.mapping SET mode = 'read_write' WHERE id = $1`, id)
+	e.start()
+	e.waitState(id, "synced")
+	e.exec(`UPDATE salesforce.account SET name = 'B' WHERE sfid = $1`, ids[0])
+	e.stop()
+	e.exec(`UPDATE pgforce.mapping SET mode = 'read_only' WHERE id = $1`, id)
+	e.start()
+	e.waitState(id, "synced")
+
+	require.NoError(t, e.sim.UIEdit(context.Background(), "Account", ids[0], map[string]any{"Name": "C"}))
+	e.waitValue("account", ids[0], "name", "C")
+	require.Zero(t, e.count(`SELECT count(*) FROM pgforce.outbox WHERE mapping_id = $1`, id), "B is not sent over C")
+}

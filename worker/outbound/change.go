@@ -30,6 +30,9 @@ type change struct {
 	Entries  []int64        // outbox ids this change covers
 	RetryOf  []int64        // errors this change retries
 	first    int64          // lowest outbox id, for ordering
+	// retriedDelete says a pgforce.retry of a refused delete is among the
+	// entries (see endsBefore).
+	retriedDelete bool
 
 	// Filled by prepare.
 	record  salesforce.Record // what is sent
@@ -47,16 +50,9 @@ func merge(entries []entry) []*change {
 	out := make([]*change, 0, len(entries))
 	for _, e := range entries {
 		c := byRecord[e.RecordID]
-		if c != nil && e.Op == "insert" && c.Op == "delete" && c.SFID != "" && e.SFID != c.SFID {
-			// The row was deleted and a new one inserted with its id (an
-			// application that keeps its own ids, or replaces a row). The
-			// record the delete names must go, and the new row is another
-			// record: folded into one insert, the delete was lost and the
-			// old record stayed in Salesforce. The delete goes in this
-			// batch; the insert and what follows it wait for the next one,
-			// after the delete is recorded. (A row put back with the same
-			// sfid is the same record, written again: that stays one
-			// change, an update.)
+		if c != nil && c.endsBefore(e) {
+			// The entries of another record that has the same row id: they
+			// wait for the next batch, after this change is recorded.
 			c = &change{RecordID: e.RecordID, first: e.ID, deferTo: true}
 			byRecord[e.RecordID] = c
 			out = append(out, c)
@@ -69,6 +65,7 @@ func merge(entries []entry) []*change {
 		c.Entries = append(c.Entries, e.ID)
 		if e.RetryOf != 0 {
 			c.RetryOf = append(c.RetryOf, e.RetryOf)
+			c.retriedDelete = c.retriedDelete || e.Op == "delete"
 		}
 		if e.SFID != "" {
 			c.SFID = e.SFID
@@ -105,6 +102,28 @@ func merge(entries []entry) []*change {
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].first < out[j].first })
 	return out
+}
+
+// endsBefore reports whether entry e, of c's row id, is about another
+// Salesforce record than the entries c holds, so that merging it would
+// send one record's change to the other. A row id names another record
+// when the application deletes a row and inserts one with the same id (it
+// keeps its own ids, or replaces rows): folded into one insert, the delete
+// was lost and the old record stayed in Salesforce. A row put back with
+// the same sfid is the same record, written again, and stays one change.
+// The retry of a refused delete (pgforce.retry) comes after the row is
+// long gone, so whatever else is queued under its id is another row's.
+func (c *change) endsBefore(e entry) bool {
+	switch {
+	case c.deferTo:
+		return false // everything after a split waits with it
+	case c.retriedDelete || (e.Op == "delete" && e.RetryOf != 0):
+		return true
+	case e.Op == "insert" && c.Op == "delete":
+		return c.SFID != "" && e.SFID != c.SFID
+	default:
+		return c.SFID != "" && e.SFID != "" && e.SFID != c.SFID
+	}
 }
 
 // decodeJSONB decodes an outbox jsonb column keeping numbers exact.

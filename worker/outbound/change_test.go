@@ -49,7 +49,8 @@ func TestMergeKeepsTheLatestValueOfEachFieldPerRecord(t *testing.T) {
 // A row deleted and inserted again with its id is a new record unless it
 // came back with its sfid: the delete goes now and the insert (with what
 // follows it) waits for the next batch, rather than folding the two into
-// an insert that leaves the deleted record in Salesforce.
+// an insert that leaves the deleted record in Salesforce. The retry of a
+// refused delete never merges with the changes of a row that took its id.
 func TestMergeSendsADeleteBeforeTheInsertThatReusedItsRowsId(t *testing.T) {
 	changes := merge([]entry{
 		{ID: 1, Op: "delete", RecordID: 10, SFID: "001A"},
@@ -59,6 +60,14 @@ func TestMergeSendsADeleteBeforeTheInsertThatReusedItsRowsId(t *testing.T) {
 		{ID: 5, Op: "insert", RecordID: 20, SFID: "001B", New: map[string]any{"name": "copy"}},
 		{ID: 6, Op: "delete", RecordID: 30, SFID: "001C"},
 		{ID: 7, Op: "insert", RecordID: 30, SFID: "001D", New: map[string]any{"name": "other"}},
+		// The retry of a refused delete, around the changes of a row that
+		// has taken the id since.
+		{ID: 8, Op: "update", RecordID: 40, SFID: "001F", New: map[string]any{"name": "new row"}},
+		{ID: 9, Op: "delete", RecordID: 40, SFID: "001E", RetryOf: 3},
+		{ID: 10, Op: "delete", RecordID: 50, SFID: "001G", RetryOf: 4},
+		{ID: 11, Op: "insert", RecordID: 50, New: map[string]any{"name": "new row"}},
+		{ID: 12, Op: "delete", RecordID: 60, SFID: "001H", RetryOf: 5},
+		{ID: 13, Op: "update", RecordID: 60, New: map[string]any{"name": "no sfid yet"}},
 	})
 	type got struct {
 		record   int
@@ -76,6 +85,12 @@ func TestMergeSendsADeleteBeforeTheInsertThatReusedItsRowsId(t *testing.T) {
 		{20, "insert", "001B", []int64{4, 5}, false},
 		{30, "delete", "001C", []int64{6}, false},
 		{30, "insert", "001D", []int64{7}, true},
+		{40, "update", "001F", []int64{8}, false},
+		{40, "delete", "001E", []int64{9}, true},
+		{50, "delete", "001G", []int64{10}, false},
+		{50, "insert", "", []int64{11}, true},
+		{60, "delete", "001H", []int64{12}, false},
+		{60, "update", "", []int64{13}, true},
 	}, all)
 }
 

@@ -711,3 +711,24 @@ func TestChangesCapturedBeforeAMappingIsMadeReadOnlyAreStillSent(t *testing.T) {
 	_, err := b.pool.Exec(context.Background(), `UPDATE salesforce.account SET name = 'After' WHERE id = $1`, id)
 	require.ErrorContains(t, err, "read_only")
 }
+
+// A row deleted while its insert is in flight is deleted in Salesforce
+// once the insert has created the record: the delete's entry takes the
+// record's Id when the insert's result is recorded.
+func TestARowDeletedWhileItsInsertIsInFlightIsDeletedInSalesforce(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.sim.Inject(sim.Fault{Path: "/services/data/v62.0/composite/sobjects", Method: "POST", Latency: time.Second})
+	b.start(t, fastOptions())
+
+	var id int
+	b.scalar(t, &id, `INSERT INTO salesforce.account (name) VALUES ('Short-lived') RETURNING id`)
+	eventually(t, 10*time.Second, "insert claimed", func() bool {
+		var claimed bool
+		b.scalar(t, &claimed, `SELECT EXISTS (SELECT FROM pgforce.outbox WHERE mapping_id = $1 AND record_id = $2 AND claimed_at IS NOT NULL)`, b.accountID, id)
+		return claimed
+	})
+	b.exec(t, `DELETE FROM salesforce.account WHERE id = $1`, id)
+
+	eventually(t, 15*time.Second, "outbox drained", func() bool { return b.backlog(t) == 0 })
+	require.Empty(t, b.sfRecords(t, "SELECT Id FROM Account WHERE Name = 'Short-lived'"), "the record was created and then deleted")
+}

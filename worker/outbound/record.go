@@ -274,6 +274,21 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 			if _, err := tx.Exec(ctx, `SELECT pgforce._outbound_adopt_echo_rows($1, $2)`, m.ID, ok); err != nil {
 				return fmt.Errorf("merge rows the echo of an insert created: %w", err)
 			}
+			// Changes captured while the insert was in flight name no
+			// record: above all a delete of the row, which is gone when its
+			// entry is sent, so that only the entry can say what to delete
+			// (it was dropped unsent, and the record stayed in Salesforce).
+			// They name the new record now, up to a later insert under the
+			// same row id, which is another record's.
+			if _, err := tx.Exec(ctx, `UPDATE pgforce.outbox o SET sfid = s.sfid
+				FROM jsonb_to_recordset($2::jsonb) AS s(record_id integer, sfid text, op text)
+				WHERE s.op IN ('insert', 'upsert') AND s.sfid <> ''
+				  AND o.mapping_id = $1 AND o.record_id = s.record_id AND o.sfid IS NULL
+				  AND NOT EXISTS (SELECT FROM pgforce.outbox n
+				                  WHERE n.mapping_id = $1 AND n.record_id = s.record_id AND n.op = 'insert' AND n.id < o.id)`,
+				batchPlan, m.ID, ok); err != nil {
+				return fmt.Errorf("give changes queued during an insert its Id: %w", err)
+			}
 		}
 		if rec.nOK > 0 {
 			// An inserted row gets its Id; a row is stamped SYNCED unless a
@@ -364,8 +379,11 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 				  AND NOT (f.retry_of IS NULL AND f.op = 'update' AND f.record_id IN (SELECT record_id FROM again))`, rec.failed, m.ID); err != nil {
 				return fmt.Errorf("record errors: %w", err)
 			}
+			// A refused delete marks no row: its row is gone, or is a new
+			// one that took its id since (see merge), with a change of its own.
 			if _, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE %s t SET _hc_lastop = 'FAILED', _hc_err = f.hc_err
-				FROM jsonb_to_recordset($1) AS f(record_id integer, hc_err text) WHERE t.id = f.record_id`, table), rec.failed); err != nil {
+				FROM jsonb_to_recordset($1) AS f(record_id integer, op text, hc_err text)
+				WHERE t.id = f.record_id AND f.op <> 'delete'`, table), rec.failed); err != nil {
 				return fmt.Errorf("mark rows failed: %w", err)
 			}
 		}

@@ -176,6 +176,14 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, error) {
 		}
 		if resp.StatusCode == http.StatusUnauthorized && attempt == 0 && !r.noAuth {
 			if tok, err = c.tokens.Refresh(ctx, tok.AccessToken); err != nil {
+				if IsTransient(err) {
+					// The login could not be renewed just now (the token
+					// endpoint is down, the network failed): the call is
+					// worth making again later, like any outage. Reported
+					// as the expired session, the outbound side recorded
+					// every record of the call as refused by Salesforce.
+					return nil, fmt.Errorf("renew the session after %s: %w", ae.ErrorCode, err)
+				}
 				return nil, fmt.Errorf("%w (token refresh failed: %v)", ae, err)
 			}
 			continue

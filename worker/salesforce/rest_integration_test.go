@@ -499,3 +499,21 @@ func TestChangeEventSelectionListsOnlyTheObjectsSelectedForCDC(t *testing.T) {
 	require.False(t, selected["contactchangeevent"], "Contact is not selected for Change Data Capture")
 	require.Equal(t, int64(1), callsMatching(s, "tooling/query"), "one Tooling API call")
 }
+
+// A session that expired while the login cannot be renewed (the token
+// endpoint answers 503) makes a transient error, which callers retry,
+// rather than an invalid session.
+func TestAnExpiredSessionThatCannotBeRenewedJustNowIsTransient(t *testing.T) {
+	s := simtest.Start(t)
+	c := simtest.Client(t, s)
+	s.ExpireSessions()
+	s.Inject(sim.Fault{Path: "/services/oauth2/token", Status: 503})
+	_, err := c.Limits(t.Context())
+	require.Error(t, err)
+	require.True(t, salesforce.IsTransient(err), "got %v", err)
+	require.False(t, salesforce.IsInvalidSession(err), "got %v", err)
+
+	s.ClearFaults()
+	_, err = c.Limits(t.Context())
+	require.NoError(t, err, "the next call renews the session")
+}

@@ -43,6 +43,11 @@ type Options struct {
 // SET after connecting rather than a startup parameter, which PgBouncer
 // refuses.
 //
+// Its sessions run in UTC whatever the database's time zone: tables kept
+// from Heroku Connect hold Salesforce's times as UTC in columns without a
+// time zone, which the worker reads (the watermark after a load is the
+// newest systemmodstamp) as well as writes (see pgforce._as_worker).
+//
 // It holds at least defaultMaxConns connections unless the URL sets
 // pool_max_conns: pgxpool's default, four on a machine of up to four
 // cores, is fewer than a Bulk drain uses at once (a claim and three result
@@ -56,11 +61,13 @@ func NewPool(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
 		cfg.MaxConns = max(cfg.MaxConns, defaultMaxConns)
 	}
 	params := cfg.ConnConfig.RuntimeParams
-	if _, set := params["jit"]; !set && !strings.Contains(params["options"], "jit") {
-		cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
-			_, err := conn.Exec(ctx, "SET jit = off")
-			return err
-		}
+	jit := "off"
+	if _, set := params["jit"]; set || strings.Contains(params["options"], "jit") {
+		jit = "" // the URL's
+	}
+	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, `SELECT set_config('TimeZone', 'UTC', false), CASE WHEN $1 <> '' THEN set_config('jit', $1, false) END`, jit)
+		return err
 	}
 	return pgxpool.NewWithConfig(ctx, cfg)
 }

@@ -193,3 +193,17 @@ func TestWorkerPoolHoldsTenConnectionsUnlessTheURLSetsItsSize(t *testing.T) {
 		pool.Close()
 	}
 }
+
+// The worker's sessions run in UTC whatever the database's default time
+// zone, which Heroku Connect's columns without a time zone need.
+func TestWorkerSessionsRunInUTC(t *testing.T) {
+	db := pgtest.NewEmptyDB(t)
+	_, err := db.Conn.Exec(t.Context(), fmt.Sprintf(`ALTER DATABASE %q SET TimeZone = 'America/New_York'`, db.Name))
+	require.NoError(t, err)
+	pool, err := worker.NewPool(t.Context(), db.ConnString)
+	require.NoError(t, err)
+	defer pool.Close()
+	var tz string
+	require.NoError(t, pool.QueryRow(t.Context(), `SHOW TimeZone`).Scan(&tz))
+	require.Equal(t, "UTC", tz)
+}

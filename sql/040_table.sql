@@ -181,14 +181,15 @@ $$;
 
 COMMENT ON FUNCTION pgforce.ensure_table(integer, jsonb) IS 'Creates or alters the mapped table to hold the described columns (called by the worker after describe); returns the columns added.';
 
--- True when a column of type p_existing stores every value of a field
--- described as p_described, so that it is kept as it is. Tables kept from
--- Heroku Connect have such columns: every number double precision, every
--- datetime a timestamp without time zone holding UTC, strings as long as
--- Connect made them. Their applications read those types; changing them
--- would rewrite the table and could break the application (a driver
--- returns a decimal for numeric where it returned a float), so only the
--- tables pgforce creates get exact types.
+-- True when an existing column of type p_existing is kept as it is for a
+-- field described as p_described: it holds every value of the field (a
+-- longer varchar, a wider numeric), or it is what Heroku Connect made for
+-- such a field in a table kept from it: double precision for every number,
+-- which keeps about 15 significant digits as it did under Connect, and
+-- timestamp without time zone, holding UTC, for datetimes. The application
+-- reads those types; changing them would rewrite the table and could break
+-- it (a driver returns a decimal for numeric where it returned a float), so
+-- only the tables pgforce creates get exact types.
 CREATE FUNCTION pgforce._holds(p_existing text, p_described text) RETURNS boolean
 LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE

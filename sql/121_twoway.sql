@@ -259,13 +259,20 @@ BEGIN
             -- status trigger leaves a PENDING row PENDING on its own).
             PERFORM pgforce._drop_pending(v_error.mapping_id, v_error.record_id, v_keys);
             PERFORM pgforce._as_worker();
+            -- The application's triggers on the table run in this UPDATE,
+            -- and they get the session's search_path (as it was at login),
+            -- not the one this function pins: written for it, they name
+            -- their own tables unqualified. The statement itself names
+            -- everything in full.
+            PERFORM pg_catalog.set_config('search_path', (SELECT s.reset_val FROM pg_catalog.pg_settings s WHERE s.name = 'search_path'), true);
             EXECUTE pg_catalog.format('UPDATE %s t SET (%s) = (SELECT %s FROM pg_catalog.jsonb_populate_record(NULL::%s, $1)),'
-                                      ' _hc_lastop = CASE WHEN t._hc_lastop = ''PENDING'' AND NOT EXISTS (SELECT FROM pgforce.outbox o'
+                                      ' _hc_lastop = CASE WHEN t._hc_lastop OPERATOR(pg_catalog.=) ''PENDING'' AND NOT EXISTS (SELECT FROM pgforce.outbox o'
                                       ' WHERE o.mapping_id OPERATOR(pg_catalog.=) $3 AND o.record_id OPERATOR(pg_catalog.=) t.id)'
-                                      ' THEN ''SYNCED'' ELSE t._hc_lastop END WHERE t.id = $2',
+                                      ' THEN ''SYNCED'' ELSE t._hc_lastop END WHERE t.id OPERATOR(pg_catalog.=) $2',
                                       v_table, v_cols, v_cols, v_table)
                 USING v_error.payload -> 'salesforce', v_error.record_id, v_error.mapping_id;
-            PERFORM pg_catalog.set_config('pgforce.origin', v_origin, true), pg_catalog.set_config('xmlbinary', v_xmlbinary, true),
+            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true),
+                    pg_catalog.set_config('pgforce.origin', v_origin, true), pg_catalog.set_config('xmlbinary', v_xmlbinary, true),
                     pg_catalog.set_config('TimeZone', v_timezone, true);
         ELSE
             PERFORM pgforce._drop_pending(v_error.mapping_id, v_error.record_id, v_keys);

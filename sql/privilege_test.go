@@ -101,3 +101,31 @@ func TestMonitoringAndOperatorRolesNeedOnlyTheGrantsTheReadmeGives(t *testing.T)
 	require.Equal(t, "retrying", state)
 	require.Len(t, b.outbox(t), 2, "the change and its retry")
 }
+
+// pgforce.resolve runs as its owner with search_path pinned. The
+// application's triggers that its write fires get the session's own, in
+// which they name their tables, and see the write as Salesforce's.
+func TestResolvingAConflictRunsTheApplicationsTriggersWithTheSessionsSearchPath(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := b.mapAccount(t, "read_write")
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme')`)
+	b.exec(t, `UPDATE salesforce.account SET name = 'From Postgres'`)
+	var errID int64
+	b.scalar(t, &errID, `INSERT INTO pgforce.error (mapping_id, direction, operation, record_id, sfid, payload, error_code, message, fields)
+		SELECT $1, 'inbound', 'cdc', a.id, a.sfid, '{"postgres": {"name": "From Postgres"}, "salesforce": {"name": "From Salesforce"}}',
+			'CONFLICT', 'fields changed in both Postgres and Salesforce: name', '{name}'
+		FROM salesforce.account a RETURNING id`, m)
+	b.exec(t, `CREATE TABLE public.audit_log (name text, xmlbinary text);
+		CREATE FUNCTION public.audit() RETURNS trigger LANGUAGE plpgsql AS $$
+			BEGIN INSERT INTO audit_log VALUES (NEW.name, current_setting('xmlbinary')); RETURN NULL; END $$;
+		CREATE TRIGGER audit AFTER UPDATE ON salesforce.account FOR EACH ROW EXECUTE FUNCTION public.audit()`)
+
+	b.exec(t, `SELECT pgforce.resolve($1, 'salesforce')`, errID)
+	var name, xmlbinary, after string
+	b.scalar(t, &name, `SELECT name FROM audit_log`)
+	b.scalar(t, &xmlbinary, `SELECT xmlbinary FROM audit_log`)
+	b.scalar(t, &after, `SELECT current_setting('xmlbinary')`)
+	require.Equal(t, []string{"From Salesforce", "hex", "base64"}, []string{name, xmlbinary, after})
+	require.Equal(t, "SYNCED", b.lastop(t))
+}

@@ -236,7 +236,7 @@ func TestEnsureTableForTwoMappingsAtOnceCreatesTheSchemaOnce(t *testing.T) {
 }
 
 // A table kept from Heroku Connect is taken over with its rows and its
-// column types, which hold every value of their fields, and Connect's two
+// column types, and Connect's two
 // triggers are disabled (not dropped): its log trigger would queue every
 // write in _trigger_log for a Connect that no longer runs. The
 // application's own triggers stay as they are.
@@ -268,9 +268,10 @@ func TestATableKeptFromHerokuConnectIsTakenOverWithConnectsTriggersDisabled(t *t
 	require.Equal(t, "timestamp without time zone", types["systemmodstamp"])
 }
 
-// A column is kept when it stores every value the described field can
-// hold; otherwise ensure_table widens it or refuses.
-func TestAnExistingColumnIsKeptWhenItHoldsEveryValueOfItsField(t *testing.T) {
+// A column is kept when it holds every value of the described field, or
+// is Heroku Connect's type for it (double precision, timestamp without
+// time zone); otherwise ensure_table widens it or refuses.
+func TestAnExistingColumnIsKeptWhenItHoldsItsFieldOrIsHerokuConnectsTypeForIt(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	for _, c := range []struct {

@@ -732,3 +732,20 @@ func TestARowDeletedWhileItsInsertIsInFlightIsDeletedInSalesforce(t *testing.T) 
 	eventually(t, 15*time.Second, "outbox drained", func() bool { return b.backlog(t) == 0 })
 	require.Empty(t, b.sfRecords(t, "SELECT Id FROM Account WHERE Name = 'Short-lived'"), "the record was created and then deleted")
 }
+
+// A change that leaves nothing to send to Salesforce (a Heroku Connect
+// relationship column cleared to NULL names no field) still settles its
+// row: it does not stay PENDING.
+func TestAChangeWithNothingToSendLeavesTheRowSynced(t *testing.T) {
+	b := setup(t, setupOptions{upsertField: "Ext_Id__c"})
+	b.start(t, fastOptions())
+	_, con := b.insertParentAndChild(t)
+	b.waitSfid(t, "contact", con)
+
+	b.exec(t, `UPDATE salesforce.contact SET account__r__ext_id__c = NULL WHERE id = $1`, con)
+	eventually(t, 10*time.Second, "row synced", func() bool {
+		var lastop string
+		b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.contact WHERE id = $1`, con)
+		return lastop == "SYNCED" && b.backlog(t) == 0
+	})
+}

@@ -72,6 +72,10 @@ func (s *Service) record(ctx context.Context, m *Mapping, changes []*change, res
 			continue
 		case outNone:
 			done = append(done, c.Entries...)
+			// Nothing to send (the changed column names no field Salesforce
+			// holds, say a relationship cleared to NULL): the row, if it is
+			// still there, is settled all the same, or it stayed PENDING.
+			ok = append(ok, successRow{RecordID: c.RecordID, Op: "none", RetryOf: c.RetryOf, Keys: []string{}})
 		case outOK:
 			done = append(done, c.Entries...)
 			if c.Op == "delete" {

@@ -45,12 +45,13 @@ type change struct {
 // order of their first entry, which is transaction order. The changes take
 // over the entries' New maps (a record's first entry lends its map to the
 // change rather than having it copied), so the entries are spent.
-func merge(entries []entry) []*change {
+// upsertColumn is the column of the mapping's upsert field, or "".
+func merge(entries []entry, upsertColumn string) []*change {
 	byRecord := make(map[int]*change, len(entries))
 	out := make([]*change, 0, len(entries))
 	for _, e := range entries {
 		c := byRecord[e.RecordID]
-		if c != nil && c.endsBefore(e) {
+		if c != nil && c.endsBefore(e, upsertColumn) {
 			// The entries of another record that has the same row id: they
 			// wait for the next batch, after this change is recorded.
 			c = &change{RecordID: e.RecordID, first: e.ID, deferTo: true}
@@ -113,12 +114,20 @@ func merge(entries []entry) []*change {
 // the same sfid is the same record, written again, and stays one change.
 // The retry of a refused delete (pgforce.retry) comes after the row is
 // long gone, so whatever else is queued under its id is another row's.
-func (c *change) endsBefore(e entry) bool {
+//
+// An update of the upsert field also waits for the insert before it to be
+// recorded: folded into it, the insert was sent as an upsert on the new
+// value, which created a second record when an earlier attempt on the old
+// value had reached Salesforce (its answer lost, or the worker stopped).
+func (c *change) endsBefore(e entry, upsertColumn string) bool {
 	switch {
 	case c.deferTo:
 		return false // everything after a split waits with it
 	case c.retriedDelete || (e.Op == "delete" && e.RetryOf != 0):
 		return true
+	case c.Op == "insert" && e.Op == "update" && upsertColumn != "":
+		_, changed := e.New[upsertColumn]
+		return changed
 	case e.Op == "insert" && c.Op == "delete":
 		return c.SFID != "" && e.SFID != c.SFID
 	default:

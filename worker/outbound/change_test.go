@@ -25,7 +25,7 @@ func TestMergeKeepsTheLatestValueOfEachFieldPerRecord(t *testing.T) {
 		{ID: 10, Op: "delete", RecordID: 50, SFID: "001E"},
 		{ID: 11, Op: "update", RecordID: 50, New: map[string]any{"name": "e2"}},
 	}
-	changes := merge(entries)
+	changes := merge(entries, "")
 	type want struct {
 		op, sfid string
 		values   map[string]any
@@ -50,7 +50,8 @@ func TestMergeKeepsTheLatestValueOfEachFieldPerRecord(t *testing.T) {
 // came back with its sfid: the delete goes now and the insert (with what
 // follows it) waits for the next batch, rather than folding the two into
 // an insert that leaves the deleted record in Salesforce. The retry of a
-// refused delete never merges with the changes of a row that took its id.
+// refused delete never merges with the changes of a row that took its id,
+// nor a change of the upsert field with the insert before it.
 func TestMergeSendsADeleteBeforeTheInsertThatReusedItsRowsId(t *testing.T) {
 	changes := merge([]entry{
 		{ID: 1, Op: "delete", RecordID: 10, SFID: "001A"},
@@ -68,7 +69,12 @@ func TestMergeSendsADeleteBeforeTheInsertThatReusedItsRowsId(t *testing.T) {
 		{ID: 11, Op: "insert", RecordID: 50, New: map[string]any{"name": "new row"}},
 		{ID: 12, Op: "delete", RecordID: 60, SFID: "001H", RetryOf: 5},
 		{ID: 13, Op: "update", RecordID: 60, New: map[string]any{"name": "no sfid yet"}},
-	})
+		// A change of the upsert field waits for the insert before it.
+		{ID: 14, Op: "insert", RecordID: 70, New: map[string]any{"name": "n", "ext_id__c": "A"}},
+		{ID: 15, Op: "update", RecordID: 70, New: map[string]any{"ext_id__c": "B"}},
+		{ID: 16, Op: "insert", RecordID: 80, New: map[string]any{"name": "n", "ext_id__c": "C"}},
+		{ID: 17, Op: "update", RecordID: 80, New: map[string]any{"name": "m"}},
+	}, "ext_id__c")
 	type got struct {
 		record   int
 		op, sfid string
@@ -91,6 +97,9 @@ func TestMergeSendsADeleteBeforeTheInsertThatReusedItsRowsId(t *testing.T) {
 		{50, "insert", "", []int64{11}, true},
 		{60, "delete", "001H", []int64{12}, false},
 		{60, "update", "", []int64{13}, true},
+		{70, "insert", "", []int64{14}, false},
+		{70, "update", "", []int64{15}, true},
+		{80, "insert", "", []int64{16, 17}, false},
 	}, all)
 }
 

@@ -292,7 +292,7 @@ func (s *Service) nextBatch(ctx, work context.Context, m *Mapping, all []*Mappin
 		return nil, nil
 	}
 	claimed := time.Since(start)
-	changes := merge(entries)
+	changes := merge(entries, strings.ToLower(m.UpsertField))
 	if err := s.prepare(ctx, m, all, changes); err != nil {
 		s.release(work, changes)
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/pgforce/pgforce/worker/budget"
 	"github.com/pgforce/pgforce/worker/salesforce"
@@ -14,7 +15,8 @@ import (
 // they are matched by the record's Id (update, delete) or external id
 // (upsert); that is why plain inserts never go this way. A job that fails
 // as a whole returns an error and the caller falls back to Collections,
-// which is safe because these operations are idempotent.
+// which is safe because these operations are idempotent and the job can no
+// longer write (it failed, was aborted, or was never closed).
 func (s *Service) sendBulk(ctx context.Context, m *Mapping, op string, changes []*change, idx []int, results []outcome) error {
 	if b := s.opts.Budget; b != nil {
 		if err := b.Wait(ctx, budget.Write); err != nil {
@@ -75,10 +77,32 @@ func (s *Service) sendBulk(ctx context.Context, m *Mapping, op string, changes [
 		return nil
 	})
 	if err != nil {
+		// Never closed, the job writes nothing; aborted, it is not left open.
+		s.abortJob(ctx, m, info.ID)
 		return fmt.Errorf("upload ingest data: %w", err)
 	}
 	if _, err := s.sf.CloseIngestJob(ctx, info.ID); err != nil {
-		return fmt.Errorf("close ingest job: %w", err)
+		// The close may have reached Salesforce though its answer did not.
+		// A closed job runs, and the changes sent again meanwhile through
+		// Collections, and any newer ones after them, would be overwritten
+		// by its older values when it does. So the job's state decides: a
+		// job still open is aborted and the batch goes through
+		// Collections; a closed one is waited for like any other; one
+		// whose state cannot be told leaves the batch to be sent again
+		// later rather than beside it.
+		job, ierr := s.sf.IngestJobInfo(ctx, info.ID)
+		switch {
+		case ierr == nil && job.State == salesforce.JobOpen:
+			s.abortJob(ctx, m, info.ID)
+			return fmt.Errorf("close ingest job: %w", err)
+		case ierr != nil:
+			s.abortJob(ctx, m, info.ID)
+			s.log.Warn("outbound: bulk job closed or not, cannot tell; the batch is sent again later", "mapping", m.ID, "job", info.ID, "err", err, "state_err", ierr)
+			for _, i := range idx {
+				results[i] = outcome{kind: outTransient}
+			}
+			return nil
+		}
 	}
 	if _, err := s.sf.WaitIngestJob(ctx, info.ID, s.opts.BulkPoll); err != nil {
 		return fmt.Errorf("ingest job %s: %w", info.ID, err)
@@ -116,6 +140,17 @@ func (s *Service) sendBulk(ctx context.Context, m *Mapping, op string, changes [
 		return fmt.Errorf("read failed results: %w", err)
 	}
 	return nil
+}
+
+// abortJob aborts an ingest job that will not be used, as far as
+// Salesforce lets it: a job whose state cannot change any more stays as it
+// is.
+func (s *Service) abortJob(ctx context.Context, m *Mapping, id string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if _, err := s.sf.AbortIngestJob(ctx, id); err != nil {
+		s.log.Warn("outbound: abort bulk job", "mapping", m.ID, "job", id, "err", err)
+	}
 }
 
 // bulkCell is the value of column col for a record: a field, a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -748,4 +749,43 @@ func TestAChangeWithNothingToSendLeavesTheRowSynced(t *testing.T) {
 		b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.contact WHERE id = $1`, con)
 		return lastop == "SYNCED" && b.backlog(t) == 0
 	})
+}
+
+// A Bulk job whose close fails is looked at before the batch goes through
+// Collections instead: one still open is aborted, so that no job is left
+// behind to write the batch's values again over newer ones.
+func TestABulkJobWhoseCloseFailsIsAbortedBeforeTheBatchGoesThroughCollections(t *testing.T) {
+	b := setup(t, setupOptions{})
+	const n = 40
+	b.syncedAccounts(t, n, "Bulk")
+	b.exec(t, `UPDATE salesforce.account SET annualrevenue = 7`)
+	opts := fastOptions()
+	opts.BulkBatchSize = 40
+	b.exec(t, `UPDATE pgforce.mapping SET bulk_threshold = 10`)
+	b.sim.Inject(sim.Fault{Path: "/services/data/v62.0/jobs/ingest/", Method: "PATCH", Status: 400, Count: 1})
+	b.start(t, opts)
+	eventually(t, 30*time.Second, "backlog drained", func() bool { return b.backlog(t) == 0 })
+	for _, r := range b.sfRecords(t, "SELECT Id, AnnualRevenue FROM Account") {
+		v, _ := r.Get("AnnualRevenue")
+		require.Equal(t, json.Number("7.00"), v, r.ID())
+	}
+
+	tok, err := b.sf.TokenSource().Token(context.Background())
+	require.NoError(t, err)
+	req, err := http.NewRequest(http.MethodGet, tok.InstanceURL+"/services/data/v62.0/jobs/ingest", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var list struct {
+		Records []struct {
+			State string `json:"state"`
+		} `json:"records"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&list))
+	require.NotEmpty(t, list.Records)
+	for _, j := range list.Records {
+		require.NotEqual(t, "Open", j.State, "no job left open")
+	}
 }

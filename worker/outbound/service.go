@@ -94,6 +94,8 @@ type Salesforce interface {
 	CreateIngestJob(ctx context.Context, job salesforce.IngestJob) (*salesforce.JobInfo, error)
 	UploadIngestData(ctx context.Context, jobID string, columns []string, write func(*salesforce.CSVWriter) error) error
 	CloseIngestJob(ctx context.Context, jobID string) (*salesforce.JobInfo, error)
+	AbortIngestJob(ctx context.Context, jobID string) (*salesforce.JobInfo, error)
+	IngestJobInfo(ctx context.Context, jobID string) (*salesforce.JobInfo, error)
 	WaitIngestJob(ctx context.Context, jobID string, p salesforce.Poll) (*salesforce.JobInfo, error)
 	IngestSuccessfulResults(ctx context.Context, jobID string, fn func(salesforce.Row) error) error
 	IngestFailedResults(ctx context.Context, jobID string, fn func(salesforce.Row) error) error

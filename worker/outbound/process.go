@@ -509,6 +509,21 @@ func saveOutcome(op string, r salesforce.SaveResult) outcome {
 	return outcome{kind: outFailed, err: re}
 }
 
+// noteWritten records, while m's catch-up window is open, the records a
+// batch wrote (see checkCatchUp).
+func (s *Service) noteWritten(m *Mapping, ok []successRow) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !time.Now().Before(s.catchUp[m.ID]) {
+		return
+	}
+	for _, o := range ok {
+		if o.SFID != "" {
+			s.written[m.ID][o.SFID] = true
+		}
+	}
+}
+
 // callError turns a refused call (not a per-record result) into the error
 // recorded for each of its records.
 func callError(err error) salesforce.RecordError {
@@ -534,8 +549,9 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 		}
 	}
 	type rowState struct {
-		sfid string
-		row  map[string]any
+		sfid  string
+		row   map[string]any
+		stamp *time.Time // systemmodstamp: Salesforce's last change the row has
 	}
 	rows := map[int]rowState{}
 	// Fields of failed updates still open: a later update of the record
@@ -569,7 +585,7 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 	}
 	if len(need) > 0 {
 		r, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT t.id, coalesce(t.sfid, ''),
-			CASE WHEN t.sfid IS NULL OR t.id = ANY($2) THEN to_jsonb(t) - pgforce._uncaptured_columns() END
+			CASE WHEN t.sfid IS NULL OR t.id = ANY($2) THEN to_jsonb(t) - pgforce._uncaptured_columns() END, t.systemmodstamp
 			FROM %s t WHERE t.id = ANY($1)`, m.Table()), need, failedRows)
 		if err != nil {
 			return fmt.Errorf("read rows of %s: %w", m.Table(), err)
@@ -578,7 +594,7 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 			var id int
 			var st rowState
 			var b []byte
-			if err := r.Scan(&id, &st.sfid, &b); err != nil {
+			if err := r.Scan(&id, &st.sfid, &b, &st.stamp); err != nil {
 				r.Close()
 				return err
 			}
@@ -630,7 +646,59 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 			}
 		}
 	}
+	if err := s.checkCatchUp(ctx, m, changes, func(id int) *time.Time { return rows[id].stamp }); err != nil {
+		return err
+	}
 	return s.buildRecords(ctx, m, all, changes)
+}
+
+// checkCatchUp holds back the updates of records that Salesforce changed
+// after the row last heard of it, while the mapping's catch-up window is
+// open: for a while after the worker starts and after the mapping is
+// resumed. Salesforce's changes made while nothing synced reach the row
+// later (the change events are replayed, the poll comes round), and an
+// update sent before them overwrote them, whatever the conflict policy: a
+// field edited on both sides while the mapping was paused ended with the
+// Postgres value on both. Held back, the record's change waits until the
+// inbound side has applied Salesforce's, through the conflict policy. Once
+// the window closes, the stream keeps the rows current and updates go
+// without the extra read. stamp gives a row's systemmodstamp.
+//
+// A record the worker itself wrote since the window opened is not checked:
+// Salesforce's stamp is its own write's until the echo of it arrives, and
+// a change made before that write was overwritten by it already.
+func (s *Service) checkCatchUp(ctx context.Context, m *Mapping, changes []*change, stamp func(id int) *time.Time) error {
+	s.mu.Lock()
+	open := time.Now().Before(s.catchUp[m.ID])
+	written := s.written[m.ID]
+	var ids []string
+	var which []*change
+	for _, c := range changes {
+		if open && c.Op == "update" && c.SFID != "" && !c.deferTo && stamp(c.RecordID) != nil && !written[c.SFID] {
+			ids = append(ids, c.SFID)
+			which = append(which, c)
+		}
+	}
+	s.mu.Unlock()
+	if len(ids) == 0 {
+		return nil
+	}
+	recs, err := s.sf.Retrieve(ctx, m.SObject, ids, []string{"SystemModstamp"})
+	if err != nil {
+		return fmt.Errorf("read what Salesforce changed while nothing synced: %w", err)
+	}
+	for i, rec := range recs {
+		if rec == nil {
+			continue // deleted there: the update says so when it fails
+		}
+		v, _ := rec.Get("SystemModstamp")
+		str, _ := v.(string)
+		at, err := salesforce.ParseDateTime(str)
+		if err == nil && at.After(*stamp(which[i].RecordID)) {
+			which[i].deferTo = true
+		}
+	}
+	return nil
 }
 
 // addFailedFields adds to an update the current row values of the fields

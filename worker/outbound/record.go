@@ -118,6 +118,7 @@ func (s *Service) record(ctx context.Context, m *Mapping, changes []*change, res
 			failed = append(failed, f)
 		}
 	}
+	s.noteWritten(m, ok)
 	failedJSON, err := json.Marshal(failed)
 	if err != nil {
 		return err

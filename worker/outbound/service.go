@@ -52,6 +52,10 @@ type Options struct {
 	// Budget, when set, is asked before every Salesforce call (priority
 	// Write) and told about every refusal.
 	Budget *budget.Budget
+	// CatchUp is how long after the worker starts, and after a mapping is
+	// resumed, updates are checked against Salesforce before they are sent
+	// (see checkCatchUp; default 1 minute).
+	CatchUp time.Duration
 }
 
 func (o *Options) defaults() {
@@ -72,6 +76,9 @@ func (o *Options) defaults() {
 	}
 	if o.ClaimLease <= 0 {
 		o.ClaimLease = 30 * time.Second
+	}
+	if o.CatchUp <= 0 {
+		o.CatchUp = time.Minute
 	}
 	if o.Heartbeat <= 0 {
 		o.Heartbeat = o.ClaimLease / 3
@@ -126,6 +133,11 @@ type Service struct {
 	unrecorded []*recording
 	analyzedAt time.Time      // last analyzeOutbox
 	analyzing  sync.WaitGroup // analyzeOutbox running (see nextBatch)
+	// catchUp is when each mapping's catch-up window ends (see
+	// checkCatchUp); zero while the mapping is paused. written holds the
+	// records (Ids) the worker wrote since the window opened.
+	catchUp map[int]time.Time
+	written map[int]map[string]bool
 }
 
 type backoffState struct {
@@ -141,7 +153,7 @@ func New(pool *pgxpool.Pool, sf Salesforce, logger *slog.Logger, opts Options) *
 		logger = slog.Default()
 	}
 	s := &Service{pool: pool, sf: sf, log: logger.With("component", "outbound"), opts: opts,
-		backoff: map[int]*backoffState{}, lastOut: map[int]time.Time{}, mode: feed.ModeStarting, kick: make(chan struct{}, 1),
+		backoff: map[int]*backoffState{}, lastOut: map[int]time.Time{}, catchUp: map[int]time.Time{}, written: map[int]map[string]bool{}, mode: feed.ModeStarting, kick: make(chan struct{}, 1),
 		calls: make(chan struct{}, opts.Parallel)}
 	fo := opts.Feed
 	userOnMode := fo.OnMode
@@ -290,8 +302,17 @@ func (s *Service) cycle(ctx, work context.Context) (time.Time, error) {
 			return next, nil
 		}
 		if m.Paused {
+			s.mu.Lock()
+			s.catchUp[m.ID] = time.Time{}
+			s.mu.Unlock()
 			continue
 		}
+		s.mu.Lock()
+		if until, seen := s.catchUp[m.ID]; !seen || until.IsZero() {
+			s.catchUp[m.ID] = time.Now().Add(s.opts.CatchUp)
+			s.written[m.ID] = map[string]bool{}
+		}
+		s.mu.Unlock()
 		if until := s.backedOff(m.ID); !until.IsZero() {
 			if next.IsZero() || until.Before(next) {
 				next = until

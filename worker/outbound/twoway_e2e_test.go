@@ -149,3 +149,55 @@ func TestRowEndsSyncedAfterOutboundSuccessAndEchoAndFailedRowStaysFailedAfterInb
 	b.scalar(t, &open, `SELECT count(*) FROM pgforce.error WHERE record_id = $1 AND state = 'open'`, id)
 	require.Equal(t, 1, open)
 }
+
+// A field edited on both sides while the mapping was paused is settled by
+// the conflict policy once it is resumed, not by which side got to write
+// first: the Postgres change waits until the Salesforce edit, replayed to
+// the inbound side, has been through the policy.
+func TestAFieldEditedOnBothSidesWhilePausedIsSettledByTheConflictPolicyOnResume(t *testing.T) {
+	for _, policy := range []string{"salesforce_wins", "manual"} {
+		t.Run(policy, func(t *testing.T) {
+			b := setup(t, setupOptions{})
+			ctx := context.Background()
+			b.exec(t, `UPDATE pgforce.mapping SET inbound = 'cdc', state = 'new', conflict = $2 WHERE id = $1`, b.accountID, policy)
+			b.exec(t, `UPDATE pgforce.mapping SET paused = true WHERE id = $1`, b.contactID)
+			b.startInbound(t)
+			eventually(t, 30*time.Second, "account mapping synced", func() bool {
+				var st string
+				b.scalar(t, &st, `SELECT state FROM pgforce.mapping WHERE id = $1`, b.accountID)
+				return st == "synced"
+			})
+			b.start(t, fastOptions())
+			var id int
+			b.scalar(t, &id, `INSERT INTO salesforce.account (name) VALUES ('Before') RETURNING id`)
+			sfid := b.waitSfid(t, "account", id)
+			eventually(t, 10*time.Second, "the echo applied", func() bool {
+				var stamped bool
+				b.scalar(t, &stamped, `SELECT systemmodstamp IS NOT NULL FROM salesforce.account WHERE id = $1`, id)
+				return stamped && b.backlog(t) == 0
+			})
+
+			b.exec(t, `SELECT pgforce.pause($1::integer)`, b.accountID)
+			time.Sleep(500 * time.Millisecond) // both sides see the pause
+			b.exec(t, `UPDATE salesforce.account SET name = 'From Postgres' WHERE id = $1`, id)
+			require.NoError(t, b.sim.UIEdit(ctx, "Account", sfid, map[string]any{"Name": "From Salesforce"}))
+			b.exec(t, `SELECT pgforce.resume($1::integer)`, b.accountID)
+
+			if policy == "manual" {
+				eventually(t, 10*time.Second, "a conflict to settle", func() bool {
+					var n int
+					b.scalar(t, &n, `SELECT count(*) FROM pgforce.error WHERE record_id = $1 AND error_code = 'CONFLICT' AND state = 'open'`, id)
+					return n == 1
+				})
+				require.Equal(t, "From Salesforce", b.sfField(t, "Account", sfid, "Name"), "held until it is settled")
+				return
+			}
+			eventually(t, 10*time.Second, "both sides hold Salesforce's edit", func() bool {
+				var name string
+				b.scalar(t, &name, `SELECT name FROM salesforce.account WHERE id = $1`, id)
+				return name == "From Salesforce" && b.backlog(t) == 0
+			})
+			require.Equal(t, "From Salesforce", b.sfField(t, "Account", sfid, "Name"))
+		})
+	}
+}

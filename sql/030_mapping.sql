@@ -32,6 +32,7 @@ CREATE TABLE pgforce.mapping (
     cdc_replay_id       text,
     -- Written by pause/resume/reload; obeyed by the worker.
     paused              boolean     NOT NULL DEFAULT false,
+    resumed_at          timestamptz,
     reload_requested_at timestamptz,
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now(),

@@ -27,7 +27,9 @@ $$;
 
 -- Resuming picks up where the mapping stopped: a mapping that had loaded
 -- goes back to synced (the worker catches up from its watermark), one that
--- had not starts over from new.
+-- had not starts over from new. resumed_at tells the outbound side to
+-- check its first updates against Salesforce (see checkCatchUp in
+-- worker/outbound).
 CREATE FUNCTION pgforce.resume(p_mapping_id integer) RETURNS pgforce.mapping
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -37,7 +39,7 @@ BEGIN
         RETURN v_mapping;
     END IF;
     UPDATE pgforce.mapping m
-    SET paused = false,
+    SET paused = false, resumed_at = pg_catalog.now(),
         state = CASE WHEN m.inbound_watermark IS NOT NULL OR m.cdc_replay_id IS NOT NULL THEN 'synced' ELSE 'new' END,
         state_detail = 'resumed by ' || session_user
     WHERE m.id = p_mapping_id

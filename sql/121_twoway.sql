@@ -24,12 +24,16 @@ LANGUAGE sql STABLE AS $$
     ) k
 $$;
 
--- Forgets queued (not yet claimed) Postgres changes of some fields of a
--- record, because Salesforce's value won; entries left empty go away.
+-- Forgets queued Postgres changes of some fields of a record, because
+-- Salesforce's value won; unclaimed entries left empty go away. Claimed
+-- entries lose the fields too: a batch in flight sends the copy it holds,
+-- but one that is handed back unsent (held while the worker catches up
+-- after a start or resume, or a transient failure) is merged again from
+-- the entries, and would otherwise send the value Salesforce's replaced.
 CREATE FUNCTION pgforce._drop_pending(p_mapping_id integer, p_record_id integer, p_columns text[]) RETURNS void
 LANGUAGE sql AS $$
     UPDATE pgforce.outbox o SET new = o.new - p_columns, old = o.old - p_columns
-    WHERE o.mapping_id = p_mapping_id AND o.record_id = p_record_id AND o.op = 'update' AND o.claimed_at IS NULL
+    WHERE o.mapping_id = p_mapping_id AND o.record_id = p_record_id AND o.op = 'update'
       AND o.new ?| p_columns;
     DELETE FROM pgforce.outbox o
     WHERE o.mapping_id = p_mapping_id AND o.record_id = p_record_id AND o.op = 'update' AND o.claimed_at IS NULL
@@ -221,8 +225,9 @@ COMMENT ON FUNCTION pgforce.inbound_filter(integer, integer, jsonb, timestamptz,
 
 -- Settles a manual conflict. 'postgres' keeps the row as it is and lets its
 -- queued change go to Salesforce; 'salesforce' writes Salesforce's values
--- into the row (as the worker, so it is not captured) and drops the queued
--- Postgres change of those fields.
+-- into the row (as the worker, so it is not captured), drops the queued
+-- Postgres change of those fields and queues Salesforce's values to be
+-- written back there (see below).
 CREATE FUNCTION pgforce.resolve(p_error_id bigint, p_winner text) RETURNS pgforce.error
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -231,6 +236,8 @@ DECLARE
     v_cols   text;
     v_keys   text[];
     v_origin text := pgforce.origin();
+    v_sfid   text;
+    v_new    jsonb;
     v_xmlbinary text := pg_catalog.current_setting('xmlbinary');
     v_timezone  text := pg_catalog.current_setting('TimeZone');
 BEGIN
@@ -266,11 +273,20 @@ BEGIN
             -- everything in full.
             PERFORM pg_catalog.set_config('search_path', (SELECT s.reset_val FROM pg_catalog.pg_settings s WHERE s.name = 'search_path'), true);
             EXECUTE pg_catalog.format('UPDATE %s t SET (%s) = (SELECT %s FROM pg_catalog.jsonb_populate_record(NULL::%s, $1)),'
-                                      ' _hc_lastop = CASE WHEN t._hc_lastop OPERATOR(pg_catalog.=) ''PENDING'' AND NOT EXISTS (SELECT FROM pgforce.outbox o'
-                                      ' WHERE o.mapping_id OPERATOR(pg_catalog.=) $3 AND o.record_id OPERATOR(pg_catalog.=) t.id)'
-                                      ' THEN ''SYNCED'' ELSE t._hc_lastop END WHERE t.id OPERATOR(pg_catalog.=) $2',
+                                      ' _hc_lastop = ''PENDING'' WHERE t.id OPERATOR(pg_catalog.=) $2'
+                                      ' RETURNING t.sfid, (SELECT pg_catalog.jsonb_object_agg(k, pg_catalog.to_jsonb(t) -> k) FROM pg_catalog.unnest($3::text[]) k)',
                                       v_table, v_cols, v_cols, v_table)
-                USING v_error.payload -> 'salesforce', v_error.record_id, v_error.mapping_id;
+                INTO v_sfid, v_new
+                USING v_error.payload -> 'salesforce', v_error.record_id, v_keys;
+            -- Salesforce's values go back to Salesforce too: a Postgres
+            -- write of these fields that was on its way when the conflict
+            -- was recorded has replaced them there since, and the record
+            -- would have kept it while the row showed Salesforce's. (Where
+            -- none was, this writes again what Salesforce holds.)
+            IF v_sfid IS NOT NULL THEN
+                INSERT INTO pgforce.outbox (mapping_id, op, record_id, sfid, new)
+                VALUES (v_error.mapping_id, 'update', v_error.record_id, v_sfid, v_new);
+            END IF;
             PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true),
                     pg_catalog.set_config('pgforce.origin', v_origin, true), pg_catalog.set_config('xmlbinary', v_xmlbinary, true),
                     pg_catalog.set_config('TimeZone', v_timezone, true);

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -20,6 +21,7 @@ type Mapping struct {
 	UpsertField string   // "" when the mapping has none
 	Conflict    string
 	Paused      bool
+	ResumedAt   *time.Time // the last pgforce.resume
 	// BulkThreshold is pgforce.mapping.bulk_threshold: the backlog from
 	// which changes go through Bulk API 2.0 ingest; 0 when never.
 	BulkThreshold int
@@ -93,7 +95,7 @@ const DefaultOrg = "default"
 
 const selectMappings = `
 SELECT m.id, m.sobject, o.schema_name, m.table_name, m.fields, coalesce(m.upsert_field, ''),
-       m.conflict, m.paused OR o.paused, coalesce(m.bulk_threshold, 0), m.columns,
+       m.conflict, m.paused OR o.paused, coalesce(m.bulk_threshold, 0), m.columns, m.resumed_at,
        coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
                  WHERE a.attrelid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', o.schema_name, m.table_name))
                    AND a.attnum > 0 AND NOT a.attisdropped AND a.attname LIKE '%\_\_r\_\_%'), '{}')
@@ -126,7 +128,7 @@ func loadMappings(ctx context.Context, q querier, org string) ([]*Mapping, error
 		m := &Mapping{}
 		var cols []byte
 		if err := rows.Scan(&m.ID, &m.SObject, &m.Schema, &m.TableName, &m.Fields, &m.UpsertField,
-			&m.Conflict, &m.Paused, &m.BulkThreshold, &cols, &m.RelColumns); err != nil {
+			&m.Conflict, &m.Paused, &m.BulkThreshold, &cols, &m.ResumedAt, &m.RelColumns); err != nil {
 			return nil, fmt.Errorf("outbound: read pgforce.mapping: %w", err)
 		}
 		if err := json.Unmarshal(cols, &m.Columns); err != nil {

@@ -514,7 +514,7 @@ func saveOutcome(op string, r salesforce.SaveResult) outcome {
 func (s *Service) noteWritten(m *Mapping, ok []successRow) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !time.Now().Before(s.catchUp[m.ID]) {
+	if !time.Now().Before(s.catchUp[m.ID].until) {
 		return
 	}
 	for _, o := range ok {
@@ -669,7 +669,7 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 // a change made before that write was overwritten by it already.
 func (s *Service) checkCatchUp(ctx context.Context, m *Mapping, changes []*change, stamp func(id int) *time.Time) error {
 	s.mu.Lock()
-	open := time.Now().Before(s.catchUp[m.ID])
+	open := time.Now().Before(s.catchUp[m.ID].until)
 	written := s.written[m.ID]
 	var ids []string
 	var which []*change

@@ -133,11 +133,17 @@ type Service struct {
 	unrecorded []*recording
 	analyzedAt time.Time      // last analyzeOutbox
 	analyzing  sync.WaitGroup // analyzeOutbox running (see nextBatch)
-	// catchUp is when each mapping's catch-up window ends (see
-	// checkCatchUp); zero while the mapping is paused. written holds the
-	// records (Ids) the worker wrote since the window opened.
-	catchUp map[int]time.Time
+	// catchUp is each mapping's catch-up window (see checkCatchUp).
+	// written holds the records (Ids) the worker wrote since it opened.
+	catchUp map[int]catchUpWindow
 	written map[int]map[string]bool
+}
+
+// catchUpWindow is when a mapping's catch-up window ends (zero while the
+// mapping is seen paused), and the pgforce.resume it opened for.
+type catchUpWindow struct {
+	until   time.Time
+	resumed time.Time
 }
 
 type backoffState struct {
@@ -153,7 +159,7 @@ func New(pool *pgxpool.Pool, sf Salesforce, logger *slog.Logger, opts Options) *
 		logger = slog.Default()
 	}
 	s := &Service{pool: pool, sf: sf, log: logger.With("component", "outbound"), opts: opts,
-		backoff: map[int]*backoffState{}, lastOut: map[int]time.Time{}, catchUp: map[int]time.Time{}, written: map[int]map[string]bool{}, mode: feed.ModeStarting, kick: make(chan struct{}, 1),
+		backoff: map[int]*backoffState{}, lastOut: map[int]time.Time{}, catchUp: map[int]catchUpWindow{}, written: map[int]map[string]bool{}, mode: feed.ModeStarting, kick: make(chan struct{}, 1),
 		calls: make(chan struct{}, opts.Parallel)}
 	fo := opts.Feed
 	userOnMode := fo.OnMode
@@ -301,18 +307,10 @@ func (s *Service) cycle(ctx, work context.Context) (time.Time, error) {
 		if ctx.Err() != nil {
 			return next, nil
 		}
+		s.openCatchUp(m)
 		if m.Paused {
-			s.mu.Lock()
-			s.catchUp[m.ID] = time.Time{}
-			s.mu.Unlock()
 			continue
 		}
-		s.mu.Lock()
-		if until, seen := s.catchUp[m.ID]; !seen || until.IsZero() {
-			s.catchUp[m.ID] = time.Now().Add(s.opts.CatchUp)
-			s.written[m.ID] = map[string]bool{}
-		}
-		s.mu.Unlock()
 		if until := s.backedOff(m.ID); !until.IsZero() {
 			if next.IsZero() || until.Before(next) {
 				next = until
@@ -393,4 +391,26 @@ var errTransient = errors.New("outbound: transient failures, changes requeued")
 
 type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// openCatchUp opens m's catch-up window (see checkCatchUp) when the worker
+// first sees the mapping, when it sees it again after a pause, and after a
+// pgforce.resume it has not seen: a pause and resume between two cycles
+// leaves no paused state to see.
+func (s *Service) openCatchUp(m *Mapping) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w, seen := s.catchUp[m.ID]
+	if m.Paused {
+		s.catchUp[m.ID] = catchUpWindow{resumed: w.resumed}
+		return
+	}
+	var resumed time.Time
+	if m.ResumedAt != nil {
+		resumed = *m.ResumedAt
+	}
+	if !seen || w.until.IsZero() || resumed.After(w.resumed) {
+		s.catchUp[m.ID] = catchUpWindow{until: time.Now().Add(s.opts.CatchUp), resumed: resumed}
+		s.written[m.ID] = map[string]bool{}
+	}
 }

@@ -99,9 +99,11 @@ func TestManualConflictHoldsBothValuesUntilResolved(t *testing.T) {
 	b.scalar(t, &name, `SELECT name FROM salesforce.account WHERE id = $1`, id)
 	b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account WHERE id = $1`, id)
 	require.Equal(t, "From Salesforce", name)
-	require.Equal(t, "SYNCED", lastop)
-	b.scalar(t, &claimed, `SELECT count(*) FROM pgforce.outbox WHERE record_id = $1`, id)
-	require.Zero(t, claimed, "Salesforce won: nothing is sent and nothing new was captured")
+	require.Equal(t, "PENDING", lastop, "until Salesforce's values are written back to it")
+	var sent map[string]any
+	b.scalar(t, &sent, `SELECT new FROM pgforce.outbox WHERE record_id = $1`, id)
+	require.Equal(t, map[string]any{"name": "From Salesforce"}, sent,
+		"Salesforce won: its values go back, in case a Postgres write in flight replaced them there")
 }
 
 func TestManualConflictResolvedForPostgresSendsThePostgresValue(t *testing.T) {

@@ -370,12 +370,21 @@ END
 $$;
 
 -- Drops the capture and status functions of a mapping.
+-- Asked first rather than with DROP ... IF EXISTS, whose notice for every
+-- function not there ("does not exist, skipping") reached the user's psql
+-- on every change of a mapping.
 CREATE FUNCTION pgforce._drop_capture_functions(p_mapping_id integer) RETURNS void
 LANGUAGE plpgsql AS $$
+DECLARE
+    v_function regprocedure;
 BEGIN
-    EXECUTE pg_catalog.format('DROP FUNCTION IF EXISTS pgforce.%I()', '_capture_' || p_mapping_id);
-    EXECUTE pg_catalog.format('DROP FUNCTION IF EXISTS pgforce.%I()', '_capture_update_' || p_mapping_id);
-    EXECUTE pg_catalog.format('DROP FUNCTION IF EXISTS pgforce.%I()', '_status_' || p_mapping_id);
+    FOR v_function IN
+        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+        WHERE p.pronamespace = 'pgforce'::regnamespace AND p.pronargs = 0
+          AND p.proname IN ('_capture_' || p_mapping_id, '_capture_update_' || p_mapping_id, '_status_' || p_mapping_id)
+    LOOP
+        EXECUTE pg_catalog.format('DROP FUNCTION %s', v_function);
+    END LOOP;
 END
 $$;
 
@@ -403,7 +412,10 @@ BEGIN
     END IF;
     RAISE EXCEPTION 'pgforce: TRUNCATE of %.% is refused: it would silently desync the table from Salesforce', TG_TABLE_SCHEMA, TG_TABLE_NAME
         USING ERRCODE = 'object_in_use',
-              HINT = pg_catalog.format('DELETE the rows to delete them in Salesforce too, or reload the table from Salesforce with SELECT pgforce.reload(%s);', TG_ARGV[0]);
+              HINT = CASE WHEN TG_ARGV[1] = 'read_only'
+                         THEN pg_catalog.format('Reload the table from Salesforce with SELECT pgforce.reload(%s);', TG_ARGV[0])
+                         ELSE pg_catalog.format('DELETE the rows to delete them in Salesforce too, or reload the table from Salesforce with SELECT pgforce.reload(%s);', TG_ARGV[0])
+                     END;
 END
 $$;
 
@@ -471,7 +483,7 @@ BEGIN
 
     EXECUTE pg_catalog.format(
         'CREATE TRIGGER pgforce_truncate BEFORE TRUNCATE ON %s FOR EACH STATEMENT'
-        ' EXECUTE FUNCTION pgforce._refuse_truncate(%L)', v_table, p_mapping_id);
+        ' EXECUTE FUNCTION pgforce._refuse_truncate(%L, %L)', v_table, p_mapping_id, v_mapping.mode);
     IF v_mapping.mode = 'read_write' THEN
         -- A read_write table leaves a fifth of each page free, unless its
         -- owner chose a fillfactor. Every update pgforce sends to

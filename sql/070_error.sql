@@ -110,7 +110,7 @@ BEGIN
     IF v_error.state <> 'open' THEN
         RAISE EXCEPTION 'pgforce: error % is %, only open errors can be retried', p_error_id, v_error.state
             USING ERRCODE = 'check_violation',
-                  HINT = CASE v_error.state WHEN 'retrying' THEN 'It is queued already; watch pgforce.status.' ELSE 'Nothing is left to retry.' END;
+                  HINT = CASE v_error.state WHEN 'retrying' THEN pg_catalog.format('It is queued already; watch its state with SELECT state, attempts FROM pgforce.error WHERE id = %s;', p_error_id) ELSE 'Nothing is left to retry.' END;
     END IF;
     IF v_error.error_code IS NOT DISTINCT FROM 'CONFLICT' THEN
         RAISE EXCEPTION 'pgforce: error % is a conflict between Postgres and Salesforce, which a retry cannot settle', p_error_id

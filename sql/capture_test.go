@@ -351,7 +351,7 @@ func TestTruncateOfReadWriteTableIsRefused(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.mapAccount(t, "read_write")
-	b.refused(t, "TRUNCATE of salesforce.account is refused", "pgforce.reload", `TRUNCATE salesforce.account`)
+	b.refused(t, "TRUNCATE of salesforce.account is refused", "DELETE the rows to delete them in Salesforce too", `TRUNCATE salesforce.account`)
 	// The worker may truncate, e.g. before a reload.
 	b.asWorker(t, `TRUNCATE salesforce.account`)
 }
@@ -430,7 +430,8 @@ func TestReadOnlyTableRefusesUserWrites(t *testing.T) {
 	} {
 		b.refused(t, "salesforce.account is read_only", "mode = 'read_write'", sql)
 	}
-	b.refused(t, "TRUNCATE of salesforce.account is refused", "reload", `TRUNCATE salesforce.account`)
+	err := b.refused(t, "TRUNCATE of salesforce.account is refused", "Reload the table from Salesforce", `TRUNCATE salesforce.account`)
+	require.NotContains(t, err.Hint, "DELETE", "a read_only table refuses deletes too")
 	require.Empty(t, b.outbox(t))
 	require.Equal(t, "SYNCED", b.lastop(t))
 }
@@ -986,4 +987,29 @@ func TestCapturesThatReadTheRowsAsTheyAreProbeTheTablesPrimaryKeyAndNeverScanIt(
 	var queued int
 	require.NoError(t, tx.QueryRow(ctx, `SELECT count(*) FROM pgforce.outbox`).Scan(&queued))
 	require.Equal(t, 6, queued)
+}
+
+// Changing a mapping tells the user nothing about pgforce's own functions
+// it replaces: Postgres's "does not exist, skipping" notices stay out of
+// psql.
+func TestChangingAMappingSendsNoNoticesAboutPgforcesOwnFunctions(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := b.mapAccount(t, "read_only")
+	var notices []string
+	cfg, err := pgx.ParseConfig(b.db.ConnString)
+	require.NoError(t, err)
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
+	conn, err := pgx.ConnectConfig(t.Context(), cfg)
+	require.NoError(t, err)
+	defer conn.Close(t.Context())
+	for _, sql := range []string{
+		`UPDATE pgforce.mapping SET mode = 'read_write' WHERE id = $1`,
+		`UPDATE pgforce.mapping SET fields = fields || '{Phone}' WHERE id = $1`,
+		`DELETE FROM pgforce.mapping WHERE id = $1`,
+	} {
+		_, err := conn.Exec(t.Context(), sql, id)
+		require.NoError(t, err, sql)
+	}
+	require.Empty(t, notices)
 }

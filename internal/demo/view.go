@@ -11,10 +11,12 @@ import (
 
 // statusRow is one row of pgforce.status.
 type statusRow struct {
-	sobject, mode, state, detail string
-	rows, backlog, openErrors    int64
-	oldestPending                *time.Duration
-	lastIn, lastOut              *time.Time
+	id                        int
+	org, sobject, mode, state string
+	detail                    string
+	rows, backlog, openErrors int64
+	oldestPending             *time.Duration
+	lastIn, lastOut           *time.Time
 }
 
 // view draws the load progress and the live status, redrawing in place on
@@ -28,7 +30,7 @@ type view struct {
 func newView(d *run, conn *pgx.Conn) *view { return &view{d: d, conn: conn} }
 
 func (v *view) status(ctx context.Context) ([]statusRow, error) {
-	rows, err := v.conn.Query(ctx, `SELECT sobject, mode, state, coalesce(state_detail, ''),
+	rows, err := v.conn.Query(ctx, `SELECT mapping_id, org, sobject, mode, state, coalesce(state_detail, ''),
 		coalesce(row_count, 0), outbound_backlog, open_errors, oldest_pending_age, last_inbound_at, last_outbound_at
 		FROM pgforce.status ORDER BY mapping_id`)
 	if err != nil {
@@ -36,7 +38,7 @@ func (v *view) status(ctx context.Context) ([]statusRow, error) {
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (statusRow, error) {
 		var s statusRow
-		err := r.Scan(&s.sobject, &s.mode, &s.state, &s.detail, &s.rows, &s.backlog, &s.openErrors, &s.oldestPending, &s.lastIn, &s.lastOut)
+		err := r.Scan(&s.id, &s.org, &s.sobject, &s.mode, &s.state, &s.detail, &s.rows, &s.backlog, &s.openErrors, &s.oldestPending, &s.lastIn, &s.lastOut)
 		return s, err
 	})
 }
@@ -179,7 +181,7 @@ func (v *view) live(ctx context.Context) error {
 	}
 	tick := time.NewTicker(v.d.cfg.Refresh)
 	defer tick.Stop()
-	last := map[string]string{}
+	last := map[int]string{} // by mapping: two orgs may map one object
 	for {
 		st, err := v.status(ctx)
 		if err != nil {
@@ -193,8 +195,8 @@ func (v *view) live(ctx context.Context) error {
 		} else {
 			for _, s := range st {
 				line := plainStatus(s)
-				if last[s.sobject] != line {
-					last[s.sobject] = line
+				if last[s.id] != line {
+					last[s.id] = line
 					fmt.Fprintf(v.d.out, "[%5.1fs] status %s\n", time.Since(v.d.start).Seconds(), line)
 				}
 			}
@@ -223,7 +225,7 @@ func (v *view) liveBlock(st []statusRow) []string {
 			oldest = fmt.Sprintf("%.1fs", s.oldestPending.Seconds())
 		}
 		lines = append(lines, fmt.Sprintf("  %-12s %-10s %-8s %8s %8s %8s %7s  %-10s %-10s",
-			s.sobject, s.mode, s.state, thousands(s.rows), thousands(s.backlog), oldest, thousands(s.openErrors),
+			s.name(), s.mode, s.state, thousands(s.rows), thousands(s.backlog), oldest, thousands(s.openErrors),
 			ago(now, s.lastIn), ago(now, s.lastOut)))
 		if s.state == "error" && s.detail != "" {
 			lines = append(lines, "    "+s.detail)
@@ -239,6 +241,15 @@ func (v *view) liveBlock(st []statusRow) []string {
 	return lines
 }
 
+// name is the mapping's object, with its org unless that is the default
+// one (the demo's worker serves that org only).
+func (s statusRow) name() string {
+	if s.org == "default" {
+		return s.sobject
+	}
+	return s.sobject + "@" + s.org
+}
+
 func plainStatus(s statusRow) string {
 	stamp := func(t *time.Time) string {
 		if t == nil {
@@ -247,7 +258,7 @@ func plainStatus(s statusRow) string {
 		return t.Local().Format("15:04:05.000")
 	}
 	line := fmt.Sprintf("%s %s %s rows=%d backlog=%d errors=%d last_in=%s last_out=%s",
-		s.sobject, s.mode, s.state, s.rows, s.backlog, s.openErrors, stamp(s.lastIn), stamp(s.lastOut))
+		s.name(), s.mode, s.state, s.rows, s.backlog, s.openErrors, stamp(s.lastIn), stamp(s.lastOut))
 	if s.state == "error" && s.detail != "" {
 		line += " detail=" + fmt.Sprintf("%q", s.detail)
 	}

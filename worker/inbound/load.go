@@ -46,7 +46,7 @@ func (r *runner) read(ctx context.Context, t *table, where string, all bool, ope
 		return 0, err
 	}
 	useBulk := count >= r.s.opts.BulkThreshold
-	r.log.Info("inbound: reading records", "mapping", t.m.ID, "sobject", t.m.SObject, "count", count, "bulk", useBulk, "op", operation)
+	r.log.Info("inbound: reading records", "sobject", t.m.SObject, "count", count, "bulk", useBulk, "op", operation)
 	r.s.metrics.loadAPI(useBulk)
 	if useBulk && !all && t.direct.Load() {
 		return r.bulkDirect(ctx, t, where, operation)
@@ -157,7 +157,7 @@ func (r *runner) bulkDirect(ctx context.Context, t *table, where, operation stri
 	// builds it too when an attempt that dropped it failed.
 	var deferred bool
 	if err := r.s.pool.QueryRow(ctx, `SELECT pgforce.inbound_defer_indexes($1)`, r.id).Scan(&deferred); err != nil {
-		r.log.Info("inbound: load keeps the SystemModstamp index", "mapping", r.id, "err", err)
+		r.log.Info("inbound: load keeps the SystemModstamp index", "err", err)
 	}
 
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -207,7 +207,7 @@ func (r *runner) restoreIndexes(ctx context.Context) error {
 		return fmt.Errorf("inbound: build the SystemModstamp index again: %w", err)
 	}
 	if built {
-		r.log.Info("inbound: SystemModstamp index built after the load", "mapping", r.id, "elapsed", time.Since(started))
+		r.log.Info("inbound: SystemModstamp index built after the load", "elapsed", time.Since(started))
 	}
 	return nil
 }
@@ -353,7 +353,7 @@ func (r *runner) copyQuiet(ctx context.Context, t *table, pc *pageCopy, page []b
 		// lock_timeout (55P03) and may well hold it through the next pages
 		// too: the rest of the load keeps the triggers on.
 		pc.quiet.Store(false)
-		r.log.Info("inbound: load keeps the table's triggers on", "mapping", r.id, "table", t.target, "reason", pgErr.Message)
+		r.log.Info("inbound: load keeps the table's triggers on", "table", t.target, "reason", pgErr.Message)
 		return 0, false, nil
 	}
 	tag, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(page), pc.copySQL)

@@ -68,7 +68,7 @@ func (r *runner) waitBudget(ctx context.Context, p budget.Priority) error {
 		return nil
 	}
 	_ = mappings.SetState(ctx, r.s.pool, r.id, r.currentState(), err.Error())
-	r.log.Warn("inbound: API budget exhausted; waiting", "mapping", r.id, "reason", err)
+	r.log.Warn("inbound: API budget exhausted; waiting", "reason", err)
 	return r.s.budget.Wait(ctx, p)
 }
 
@@ -91,7 +91,7 @@ func (r *runner) run(ctx context.Context) error {
 		if err := r.describe(ctx, m); err != nil {
 			var ce *ConfigError
 			if errors.As(err, &ce) {
-				r.log.Warn("inbound: mapping cannot be synced until it is fixed", "mapping", m.ID, "sobject", m.SObject, "detail", ce.Detail)
+				r.log.Warn("inbound: mapping cannot be synced until it is fixed", "sobject", m.SObject, "detail", ce.Detail)
 				return mappings.SetState(ctx, r.s.pool, m.ID, mappings.StateError, ce.Detail)
 			}
 			return err
@@ -149,7 +149,7 @@ func (r *runner) describe(ctx context.Context, m *mappings.Mapping) error {
 	if err := r.s.pool.QueryRow(ctx, `SELECT pgforce.ensure_table($1, $2)`, m.ID, colsJSON).Scan(&added); err != nil {
 		return fmt.Errorf("inbound: ensure_table for %s: %w", m.SObject, err)
 	}
-	r.log.Info("inbound: table ready", "mapping", m.ID, "sobject", m.SObject, "table", m.Table(), "added", added)
+	r.log.Info("inbound: table ready", "sobject", m.SObject, "table", m.Table(), "added", added)
 	return mappings.SetState(ctx, r.s.pool, m.ID, mappings.StateLoading, "loading "+m.SObject)
 }
 
@@ -229,7 +229,7 @@ func (r *runner) load(ctx context.Context, t *table) error {
 			return err
 		}
 	}
-	r.log.Info("inbound: load complete", "mapping", r.id, "sobject", t.m.SObject, "rows", n, "elapsed", time.Since(started))
+	r.log.Info("inbound: load complete", "sobject", t.m.SObject, "rows", n, "elapsed", time.Since(started))
 	_, err = r.s.pool.Exec(ctx, `UPDATE pgforce.mapping SET state = 'synced',
 		state_detail = format('loaded %s records in %s', $2::bigint, $3::text),
 		inbound_watermark = coalesce(inbound_watermark, now())
@@ -257,7 +257,7 @@ func (r *runner) resync(ctx context.Context, t *table) error {
 	if err != nil {
 		return err
 	}
-	r.log.Info("inbound: resync complete", "mapping", r.id, "sobject", t.m.SObject, "rows", n)
+	r.log.Info("inbound: resync complete", "sobject", t.m.SObject, "rows", n)
 	_, err = r.s.pool.Exec(ctx, `UPDATE pgforce.mapping SET resync_requested_at = NULL, resync_from = NULL WHERE id = $1 AND resync_requested_at <= $2`, r.id, *requested)
 	return err
 }
@@ -382,7 +382,7 @@ func (r *runner) runCDC(ctx context.Context, t *table, needLoad bool) error {
 		runErr := r.streamOnce(ctx, t, channel, replay, needLoad)
 		var rid *streaming.ReplayIDError
 		if errors.As(runErr, &rid) {
-			r.log.Warn("inbound: stored replay id is no longer available; resyncing by SystemModstamp", "mapping", r.id, "replay_id", rid.ReplayID)
+			r.log.Warn("inbound: stored replay id is no longer available; resyncing by SystemModstamp", "replay_id", rid.ReplayID)
 			if _, err := r.s.pool.Exec(context.WithoutCancel(ctx), `SELECT pgforce.inbound_request_resync($1, true)`, r.id); err != nil {
 				return err
 			}
@@ -519,7 +519,7 @@ func (r *runner) runPoll(ctx context.Context, t *table, needLoad bool) error {
 		}
 		if err := r.poll(ctx, t); err != nil {
 			if salesforce.IsTransient(err) {
-				r.log.Warn("inbound: poll failed; retrying next interval", "mapping", r.id, "err", err)
+				r.log.Warn("inbound: poll failed; retrying next interval", "err", err)
 				timer.Reset(interval)
 				continue
 			}
@@ -731,7 +731,7 @@ func (r *runner) markUnseen(ctx context.Context, t *table, before time.Time) err
 		return err
 	}
 	if marked > 0 {
-		r.log.Info("inbound: reload found records gone from Salesforce", "mapping", r.id, "rows", marked)
+		r.log.Info("inbound: reload found records gone from Salesforce", "rows", marked)
 	}
 	return nil
 }

@@ -267,14 +267,17 @@ BEGIN
             PERFORM pgforce._drop_pending(v_error.mapping_id, v_error.record_id, v_keys);
             PERFORM pgforce._as_worker();
             -- The application's triggers on the table run in this UPDATE,
-            -- and they get the session's search_path (as it was at login),
-            -- not the one this function pins: written for it, they name
-            -- their own tables unqualified. The statement itself names
-            -- everything in full.
-            PERFORM pg_catalog.set_config('search_path', (SELECT s.reset_val FROM pg_catalog.pg_settings s WHERE s.name = 'search_path'), true);
+            -- as this function's owner, the role the worker runs as. They
+            -- get Postgres's default search_path, as in the worker's own
+            -- sessions, rather than the one pinned here (they name their
+            -- own tables unqualified) or the caller's, which the caller
+            -- sets: a schema of its own ahead in it would have run its code
+            -- as the owner. The statement itself names everything in full.
+            PERFORM pg_catalog.set_config('search_path', '"$user", public', true);
             EXECUTE pg_catalog.format('UPDATE %s t SET (%s) = (SELECT %s FROM pg_catalog.jsonb_populate_record(NULL::%s, $1)),'
                                       ' _hc_lastop = ''PENDING'' WHERE t.id OPERATOR(pg_catalog.=) $2'
-                                      ' RETURNING t.sfid, (SELECT pg_catalog.jsonb_object_agg(k, pg_catalog.to_jsonb(t) -> k) FROM pg_catalog.unnest($3::text[]) k)',
+                                      ' RETURNING t.sfid, (SELECT pg_catalog.jsonb_object_agg(k, pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->) k)'
+                                      ' FROM pg_catalog.unnest($3::pg_catalog.text[]) k)',
                                       v_table, v_cols, v_cols, v_table)
                 INTO v_sfid, v_new
                 USING v_error.payload -> 'salesforce', v_error.record_id, v_keys;

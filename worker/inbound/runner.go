@@ -496,7 +496,15 @@ func (r *runner) runPoll(ctx context.Context, t *table, needLoad bool) error {
 	if r.s.opts.MaxPollInterval > 0 && interval > r.s.opts.MaxPollInterval {
 		interval = r.s.opts.MaxPollInterval
 	}
-	timer := time.NewTimer(interval)
+	// A mapping that was loaded before polls at once: it catches up with
+	// what Salesforce changed while nothing synced (the worker was down,
+	// the mapping paused) before the outbound side's catch-up window ends
+	// (see checkCatchUp in worker/outbound), not a whole interval later.
+	first := interval
+	if !needLoad {
+		first = 0
+	}
+	timer := time.NewTimer(first)
 	defer timer.Stop()
 	// Re-reads are queued by pgforce.retry of an inbound error.
 	r.wake(r.rereadWake)

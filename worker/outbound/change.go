@@ -126,8 +126,10 @@ func (c *change) endsBefore(e entry, upsertColumn string) bool {
 	case c.retriedDelete || (e.Op == "delete" && e.RetryOf != 0):
 		return true
 	case c.Op == "insert" && e.Op == "update" && upsertColumn != "":
+		// An insert without a value there went as a plain create, never
+		// an upsert on another value: the value set later may ride along.
 		_, changed := e.New[upsertColumn]
-		return changed
+		return changed && c.Values[upsertColumn] != nil
 	case e.Op == "insert" && c.Op == "delete":
 		return c.SFID != "" && e.SFID != c.SFID
 	default:

@@ -74,6 +74,9 @@ func TestMergeSendsADeleteBeforeTheInsertThatReusedItsRowsId(t *testing.T) {
 		{ID: 15, Op: "update", RecordID: 70, New: map[string]any{"ext_id__c": "B"}},
 		{ID: 16, Op: "insert", RecordID: 80, New: map[string]any{"name": "n", "ext_id__c": "C"}},
 		{ID: 17, Op: "update", RecordID: 80, New: map[string]any{"name": "m"}},
+		// An insert without an upsert value takes the one set after it.
+		{ID: 18, Op: "insert", RecordID: 90, New: map[string]any{"name": "n", "ext_id__c": nil}},
+		{ID: 19, Op: "update", RecordID: 90, New: map[string]any{"ext_id__c": "X-90"}},
 	}, "ext_id__c")
 	type got struct {
 		record   int
@@ -100,6 +103,7 @@ func TestMergeSendsADeleteBeforeTheInsertThatReusedItsRowsId(t *testing.T) {
 		{70, "insert", "", []int64{14}, false},
 		{70, "update", "", []int64{15}, true},
 		{80, "insert", "", []int64{16, 17}, false},
+		{90, "insert", "", []int64{18, 19}, false},
 	}, all)
 }
 

@@ -22,6 +22,9 @@ type Mapping struct {
 	Conflict    string
 	Paused      bool
 	ResumedAt   *time.Time // the last pgforce.resume
+	// InboundWatermark is the newest Salesforce change the inbound side
+	// has applied (see checkCatchUp).
+	InboundWatermark *time.Time
 	// BulkThreshold is pgforce.mapping.bulk_threshold: the backlog from
 	// which changes go through Bulk API 2.0 ingest; 0 when never.
 	BulkThreshold int
@@ -95,7 +98,7 @@ const DefaultOrg = "default"
 
 const selectMappings = `
 SELECT m.id, m.sobject, o.schema_name, m.table_name, m.fields, coalesce(m.upsert_field, ''),
-       m.conflict, m.paused OR o.paused, coalesce(m.bulk_threshold, 0), m.columns, m.resumed_at,
+       m.conflict, m.paused OR o.paused, coalesce(m.bulk_threshold, 0), m.columns, m.resumed_at, m.inbound_watermark,
        coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
                  WHERE a.attrelid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', o.schema_name, m.table_name))
                    AND a.attnum > 0 AND NOT a.attisdropped AND a.attname LIKE '%\_\_r\_\_%'), '{}')
@@ -128,7 +131,7 @@ func loadMappings(ctx context.Context, q querier, org string) ([]*Mapping, error
 		m := &Mapping{}
 		var cols []byte
 		if err := rows.Scan(&m.ID, &m.SObject, &m.Schema, &m.TableName, &m.Fields, &m.UpsertField,
-			&m.Conflict, &m.Paused, &m.BulkThreshold, &cols, &m.ResumedAt, &m.RelColumns); err != nil {
+			&m.Conflict, &m.Paused, &m.BulkThreshold, &cols, &m.ResumedAt, &m.InboundWatermark, &m.RelColumns); err != nil {
 			return nil, fmt.Errorf("outbound: read pgforce.mapping: %w", err)
 		}
 		if err := json.Unmarshal(cols, &m.Columns); err != nil {

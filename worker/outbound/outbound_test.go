@@ -16,6 +16,7 @@ import (
 	"github.com/pgforce/pgforce/sim"
 	"github.com/pgforce/pgforce/worker/feed"
 	"github.com/pgforce/pgforce/worker/outbound"
+	"github.com/pgforce/pgforce/worker/salesforce"
 )
 
 func TestInsertUpdateDeleteReachSalesforceAndSfidIsWrittenBack(t *testing.T) {
@@ -788,4 +789,41 @@ func TestABulkJobWhoseCloseFailsIsAbortedBeforeTheBatchGoesThroughCollections(t 
 	for _, j := range list.Records {
 		require.NotEqual(t, "Open", j.State, "no job left open")
 	}
+}
+
+// A row deleted and inserted again with its id while the first insert is
+// in flight: the first record is created and then deleted, and the new row
+// becomes a record of its own; it never takes the first record's Id.
+func TestARowReplacedWhileItsInsertIsInFlightEndsAsARecordOfItsOwn(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.sim.Inject(sim.Fault{Path: "/services/data/v62.0/composite/sobjects", Method: "POST", Latency: time.Second, Count: 1})
+	b.start(t, fastOptions())
+
+	var id int
+	b.scalar(t, &id, `INSERT INTO salesforce.account (name, industry) VALUES ('First', 'Energy') RETURNING id`)
+	eventually(t, 10*time.Second, "insert claimed", func() bool {
+		var claimed bool
+		b.scalar(t, &claimed, `SELECT EXISTS (SELECT FROM pgforce.outbox WHERE mapping_id = $1 AND record_id = $2 AND claimed_at IS NOT NULL)`, b.accountID, id)
+		return claimed
+	})
+	b.exec(t, fmt.Sprintf(`BEGIN;
+		DELETE FROM salesforce.account WHERE id = %[1]d;
+		INSERT INTO salesforce.account (id, name) VALUES (%[1]d, 'Second');
+		COMMIT`, id))
+
+	eventually(t, 15*time.Second, "outbox drained", func() bool { return b.backlog(t) == 0 })
+	require.Empty(t, b.sfRecords(t, "SELECT Id FROM Account WHERE Name = 'First'"), "the first record was deleted")
+	second := b.sfRecords(t, "SELECT Id, Industry FROM Account WHERE Name = 'Second'")
+	require.Len(t, second, 1)
+	require.Equal(t, second[0].ID(), b.rowSfid(t, "account", id))
+	var deleted []string
+	require.NoError(t, b.sf.QueryAll(context.Background(), "SELECT Id FROM Account WHERE IsDeleted = true", func(r salesforce.Record) error {
+		deleted = append(deleted, r.ID())
+		return nil
+	}))
+	require.Len(t, deleted, 1, "the first record was deleted, not renamed into the second")
+	require.NotEqual(t, deleted[0], second[0].ID())
+	var open int
+	b.scalar(t, &open, `SELECT count(*) FROM pgforce.error WHERE state = 'open'`)
+	require.Zero(t, open)
 }

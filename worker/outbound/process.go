@@ -662,43 +662,80 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 // Postgres value on both. Held back, the record's change waits until the
 // inbound side has applied Salesforce's, through the conflict policy. Once
 // the window closes, the stream keeps the rows current and updates go
-// without the extra read. stamp gives a row's systemmodstamp.
+// without the check. stamp gives a row's systemmodstamp.
 //
-// A record the worker itself wrote since the window opened is not checked:
-// Salesforce's stamp is its own write's until the echo of it arrives, and
-// a change made before that write was overwritten by it already.
+// The records Salesforce changed are read once per window, with one query
+// of those changed after the mapping's inbound watermark (see
+// changedSince); the rows' stamps then say which of them the inbound side
+// has not applied yet. A record the worker itself wrote since the window
+// opened is not held: Salesforce's stamp is its own write's until the echo
+// of it arrives, and a change made before that write was overwritten by it
+// already.
 func (s *Service) checkCatchUp(ctx context.Context, m *Mapping, changes []*change, stamp func(id int) *time.Time) error {
 	s.mu.Lock()
 	open := time.Now().Before(s.catchUp[m.ID].until)
-	written := s.written[m.ID]
-	var ids []string
-	var which []*change
-	for _, c := range changes {
-		if open && c.Op == "update" && c.SFID != "" && !c.deferTo && stamp(c.RecordID) != nil && !written[c.SFID] {
-			ids = append(ids, c.SFID)
-			which = append(which, c)
-		}
-	}
 	s.mu.Unlock()
-	if len(ids) == 0 {
+	if !open || m.InboundWatermark == nil {
 		return nil
 	}
-	recs, err := s.sf.Retrieve(ctx, m.SObject, ids, []string{"SystemModstamp"})
+	changed, err := s.changedSince(ctx, m)
 	if err != nil {
-		return fmt.Errorf("read what Salesforce changed while nothing synced: %w", err)
+		return err
 	}
-	for i, rec := range recs {
-		if rec == nil {
-			continue // deleted there: the update says so when it fails
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	written := s.written[m.ID]
+	for _, c := range changes {
+		if c.Op != "update" || c.deferTo || written[c.SFID] {
+			continue
 		}
-		v, _ := rec.Get("SystemModstamp")
-		str, _ := v.(string)
-		at, err := salesforce.ParseDateTime(str)
-		if err == nil && at.After(*stamp(which[i].RecordID)) {
-			which[i].deferTo = true
+		at, ok := changed[c.SFID]
+		if row := stamp(c.RecordID); ok && row != nil && at.After(*row) {
+			c.deferTo = true
 		}
 	}
 	return nil
+}
+
+// changedSince returns the records of m that Salesforce changed after its
+// inbound watermark, reading them the first time it is asked in a catch-up
+// window.
+func (s *Service) changedSince(ctx context.Context, m *Mapping) (map[string]time.Time, error) {
+	s.mu.Lock()
+	w := s.catchUp[m.ID]
+	s.mu.Unlock()
+	if w.loaded {
+		return w.changed, nil
+	}
+	if b := s.opts.Budget; b != nil {
+		if err := b.Wait(ctx, budget.Write); err != nil {
+			return nil, err
+		}
+	}
+	changed := map[string]time.Time{}
+	soql := fmt.Sprintf("SELECT Id, SystemModstamp FROM %s WHERE SystemModstamp > %s", m.SObject,
+		m.InboundWatermark.UTC().Format("2006-01-02T15:04:05.000Z"))
+	err := s.sf.Query(ctx, soql, func(r salesforce.Record) error {
+		v, _ := r.Get("SystemModstamp")
+		str, _ := v.(string)
+		if at, err := salesforce.ParseDateTime(str); err == nil {
+			changed[r.ID()] = at
+		}
+		return nil
+	})
+	if b := s.opts.Budget; b != nil {
+		b.Observe(err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read what Salesforce changed while nothing synced: %w", err)
+	}
+	s.mu.Lock()
+	if cur := s.catchUp[m.ID]; cur.until.Equal(w.until) {
+		cur.changed, cur.loaded = changed, true
+		s.catchUp[m.ID] = cur
+	}
+	s.mu.Unlock()
+	return changed, nil
 }
 
 // addFailedFields adds to an update the current row values of the fields

@@ -290,7 +290,7 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 				WHERE s.op IN ('insert', 'upsert') AND s.sfid <> ''
 				  AND o.mapping_id = $1 AND o.record_id = s.record_id AND o.sfid IS NULL
 				  AND NOT EXISTS (SELECT FROM pgforce.outbox n
-				                  WHERE n.mapping_id = $1 AND n.record_id = s.record_id AND n.op = 'insert' AND n.id < o.id)`,
+				                  WHERE n.mapping_id = $1 AND n.record_id = s.record_id AND n.op = 'insert' AND n.id <= o.id)`,
 				batchPlan, m.ID, ok); err != nil {
 				return fmt.Errorf("give changes queued during an insert its Id: %w", err)
 			}
@@ -310,13 +310,18 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 			// batch's ids at once, Postgres read every entry of the mapping
 			// instead: a sequential scan of a 100,000 backlog per batch of
 			// 5,000 in a Bulk drain.
+			// A row whose id an insert entry still queued names is another
+			// row than the one written (the application deleted it and
+			// inserted one with its id meanwhile, see merge): it does not
+			// get the written record's Id. The entries are asked with
+			// inserts first, so the first one found answers both.
 			if _, err := tx.Exec(ctx, fmt.Sprintf(`WITH s AS MATERIALIZED (
-					SELECT u.record_id, u.sfid, b.busy IS NOT NULL AS busy
+					SELECT u.record_id, u.sfid, b.busy IS NOT NULL AS busy, coalesce(b.reinserted, false) AS reinserted
 					FROM unnest($1::integer[], $3::text[]) AS u(record_id, sfid)
-					LEFT JOIN LATERAL (SELECT true AS busy FROM pgforce.outbox o
-						WHERE o.mapping_id = $2 AND o.record_id = u.record_id LIMIT 1) b ON true
+					LEFT JOIN LATERAL (SELECT true AS busy, o.op = 'insert' AS reinserted FROM pgforce.outbox o
+						WHERE o.mapping_id = $2 AND o.record_id = u.record_id ORDER BY o.op = 'insert' DESC LIMIT 1) b ON true
 				)
-				UPDATE %s t SET sfid = CASE WHEN s.sfid <> '' THEN s.sfid ELSE t.sfid END,
+				UPDATE %s t SET sfid = CASE WHEN s.sfid <> '' AND NOT s.reinserted THEN s.sfid ELSE t.sfid END,
 					_hc_lastop = CASE WHEN s.busy THEN t._hc_lastop ELSE 'SYNCED' END,
 					_hc_err = CASE WHEN s.busy THEN t._hc_err END
 				FROM s

@@ -98,6 +98,7 @@ type Salesforce interface {
 	UpsertByExternalID(ctx context.Context, sobject, extIDField string, records []salesforce.Record) ([]salesforce.SaveResult, error)
 	Delete(ctx context.Context, ids []string) ([]salesforce.SaveResult, error)
 	Retrieve(ctx context.Context, sobject string, ids, fields []string) ([]*salesforce.Record, error)
+	Query(ctx context.Context, soql string, fn func(salesforce.Record) error) error
 	CreateIngestJob(ctx context.Context, job salesforce.IngestJob) (*salesforce.JobInfo, error)
 	UploadIngestData(ctx context.Context, jobID string, columns []string, write func(*salesforce.CSVWriter) error) error
 	CloseIngestJob(ctx context.Context, jobID string) (*salesforce.JobInfo, error)
@@ -140,10 +141,14 @@ type Service struct {
 }
 
 // catchUpWindow is when a mapping's catch-up window ends (zero while the
-// mapping is seen paused), and the pgforce.resume it opened for.
+// mapping is seen paused), and the pgforce.resume it opened for. changed
+// holds the records Salesforce changed after the mapping's inbound
+// watermark, with their SystemModstamp, once read (loaded).
 type catchUpWindow struct {
 	until   time.Time
 	resumed time.Time
+	changed map[string]time.Time
+	loaded  bool
 }
 
 type backoffState struct {

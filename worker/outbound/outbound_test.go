@@ -569,11 +569,7 @@ func TestRowChangedWhileItsInsertIsInFlightStaysPendingUntilTheChangeIsWritten(t
 
 	var id int
 	b.scalar(t, &id, `INSERT INTO salesforce.account (name) VALUES ('Acme') RETURNING id`)
-	eventually(t, 10*time.Second, "insert claimed", func() bool {
-		var claimed bool
-		b.scalar(t, &claimed, `SELECT EXISTS (SELECT FROM pgforce.outbox WHERE mapping_id = $1 AND record_id = $2 AND claimed_at IS NOT NULL)`, b.accountID, id)
-		return claimed
-	})
+	b.waitClaimed(t, id)
 	b.exec(t, `UPDATE salesforce.account SET name = 'Acme 2' WHERE id = $1`, id)
 
 	var lastop string
@@ -724,11 +720,7 @@ func TestARowDeletedWhileItsInsertIsInFlightIsDeletedInSalesforce(t *testing.T) 
 
 	var id int
 	b.scalar(t, &id, `INSERT INTO salesforce.account (name) VALUES ('Short-lived') RETURNING id`)
-	eventually(t, 10*time.Second, "insert claimed", func() bool {
-		var claimed bool
-		b.scalar(t, &claimed, `SELECT EXISTS (SELECT FROM pgforce.outbox WHERE mapping_id = $1 AND record_id = $2 AND claimed_at IS NOT NULL)`, b.accountID, id)
-		return claimed
-	})
+	b.waitClaimed(t, id)
 	b.exec(t, `DELETE FROM salesforce.account WHERE id = $1`, id)
 
 	eventually(t, 15*time.Second, "outbox drained", func() bool { return b.backlog(t) == 0 })
@@ -801,11 +793,7 @@ func TestARowReplacedWhileItsInsertIsInFlightEndsAsARecordOfItsOwn(t *testing.T)
 
 	var id int
 	b.scalar(t, &id, `INSERT INTO salesforce.account (name, industry) VALUES ('First', 'Energy') RETURNING id`)
-	eventually(t, 10*time.Second, "insert claimed", func() bool {
-		var claimed bool
-		b.scalar(t, &claimed, `SELECT EXISTS (SELECT FROM pgforce.outbox WHERE mapping_id = $1 AND record_id = $2 AND claimed_at IS NOT NULL)`, b.accountID, id)
-		return claimed
-	})
+	b.waitClaimed(t, id)
 	b.exec(t, fmt.Sprintf(`BEGIN;
 		DELETE FROM salesforce.account WHERE id = %[1]d;
 		INSERT INTO salesforce.account (id, name) VALUES (%[1]d, 'Second');

@@ -219,6 +219,17 @@ func (b *bundle) waitSfid(t *testing.T, table string, id int) string {
 	return sfid
 }
 
+// waitClaimed waits until a worker has claimed a change of the account
+// row id, which is then in flight.
+func (b *bundle) waitClaimed(t *testing.T, id int) {
+	t.Helper()
+	eventually(t, 10*time.Second, "change claimed", func() bool {
+		var claimed bool
+		b.scalar(t, &claimed, `SELECT EXISTS (SELECT FROM pgforce.outbox WHERE mapping_id = $1 AND record_id = $2 AND claimed_at IS NOT NULL)`, b.accountID, id)
+		return claimed
+	})
+}
+
 // eventually polls cond every 20ms until it holds or timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()

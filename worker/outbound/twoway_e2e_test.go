@@ -12,6 +12,21 @@ import (
 	"github.com/pgforce/pgforce/worker/inbound"
 )
 
+// streamAccountIn has the inbound worker describe, load and stream the
+// Account mapping (the Contact one paused) and waits until it is synced;
+// with the outbound worker started, Account syncs both ways.
+func (b *bundle) streamAccountIn(t *testing.T) {
+	t.Helper()
+	b.exec(t, `UPDATE pgforce.mapping SET inbound = 'cdc', state = 'new' WHERE id = $1`, b.accountID)
+	b.exec(t, `UPDATE pgforce.mapping SET paused = true WHERE id = $1`, b.contactID)
+	b.startInbound(t)
+	eventually(t, 30*time.Second, "account mapping synced", func() bool {
+		var st string
+		b.scalar(t, &st, `SELECT state FROM pgforce.mapping WHERE id = $1`, b.accountID)
+		return st == "synced"
+	})
+}
+
 // startInbound runs the real inbound worker (CDC) until the test ends.
 func (b *bundle) startInbound(t *testing.T) {
 	t.Helper()
@@ -41,16 +56,7 @@ func (b *bundle) startInbound(t *testing.T) {
 func TestSalesforceEditRightAfterOurWriteOfTheSameRecordReachesPostgres(t *testing.T) {
 	b := setup(t, setupOptions{})
 	ctx := context.Background()
-	// A mapping synced both ways: the inbound worker describes, loads and
-	// streams it.
-	b.exec(t, `UPDATE pgforce.mapping SET inbound = 'cdc', state = 'new' WHERE id = $1`, b.accountID)
-	b.exec(t, `UPDATE pgforce.mapping SET paused = true WHERE id = $1`, b.contactID)
-	b.startInbound(t)
-	eventually(t, 30*time.Second, "account mapping synced", func() bool {
-		var st string
-		b.scalar(t, &st, `SELECT state FROM pgforce.mapping WHERE id = $1`, b.accountID)
-		return st == "synced"
-	})
+	b.streamAccountIn(t)
 	b.start(t, fastOptions())
 
 	var id int
@@ -95,14 +101,7 @@ func TestSalesforceEditRightAfterOurWriteOfTheSameRecordReachesPostgres(t *testi
 func TestRowEndsSyncedAfterOutboundSuccessAndEchoAndFailedRowStaysFailedAfterInboundWrite(t *testing.T) {
 	b := setup(t, setupOptions{})
 	ctx := context.Background()
-	b.exec(t, `UPDATE pgforce.mapping SET inbound = 'cdc', state = 'new' WHERE id = $1`, b.accountID)
-	b.exec(t, `UPDATE pgforce.mapping SET paused = true WHERE id = $1`, b.contactID)
-	b.startInbound(t)
-	eventually(t, 30*time.Second, "account mapping synced", func() bool {
-		var st string
-		b.scalar(t, &st, `SELECT state FROM pgforce.mapping WHERE id = $1`, b.accountID)
-		return st == "synced"
-	})
+	b.streamAccountIn(t)
 	lastop := func(id int) (op, hcErr string) {
 		b.scalar(t, &op, `SELECT coalesce(_hc_lastop, '') FROM salesforce.account WHERE id = $1`, id)
 		b.scalar(t, &hcErr, `SELECT coalesce(_hc_err, '') FROM salesforce.account WHERE id = $1`, id)
@@ -159,15 +158,9 @@ func TestAFieldEditedOnBothSidesWhilePausedIsSettledByTheConflictPolicyOnResume(
 		t.Run(policy, func(t *testing.T) {
 			b := setup(t, setupOptions{})
 			ctx := context.Background()
-			b.exec(t, `UPDATE pgforce.mapping SET inbound = 'cdc', state = 'new', conflict = $2 WHERE id = $1`, b.accountID, policy)
-			b.exec(t, `UPDATE pgforce.mapping SET paused = true WHERE id = $1`, b.contactID)
-			b.startInbound(t)
-			eventually(t, 30*time.Second, "account mapping synced", func() bool {
-				var st string
-				b.scalar(t, &st, `SELECT state FROM pgforce.mapping WHERE id = $1`, b.accountID)
-				return st == "synced"
-			})
-			b.start(t, fastOptions())
+			b.exec(t, `UPDATE pgforce.mapping SET conflict = $2 WHERE id = $1`, b.accountID, policy)
+			b.streamAccountIn(t)
+	b.start(t, fastOptions())
 			var id int
 			b.scalar(t, &id, `INSERT INTO salesforce.account (name) VALUES ('Before') RETURNING id`)
 			sfid := b.waitSfid(t, "account", id)

@@ -690,16 +690,23 @@ func (s *Service) checkCatchUp(ctx context.Context, m *Mapping, changes []*chang
 			continue
 		}
 		at, ok := changed[c.SFID]
-		if row := stamp(c.RecordID); ok && row != nil && at.After(*row) {
+		row := stamp(c.RecordID)
+		if changed == nil || (ok && row != nil && at.After(*row)) {
 			c.deferTo = true
 		}
 	}
 	return nil
 }
 
+// maxCatchUpRecords is the most records changed since the watermark that
+// changedSince reads. Past it the inbound side is far behind (it failed
+// for days, say), and every update waits for the window to close instead:
+// reading them all would cost a call per 2,000 and hold them in memory.
+const maxCatchUpRecords = 20000
+
 // changedSince returns the records of m that Salesforce changed after its
 // inbound watermark, reading them the first time it is asked in a catch-up
-// window.
+// window; nil when there are more than maxCatchUpRecords.
 func (s *Service) changedSince(ctx context.Context, m *Mapping) (map[string]time.Time, error) {
 	s.mu.Lock()
 	w := s.catchUp[m.ID]
@@ -713,8 +720,8 @@ func (s *Service) changedSince(ctx context.Context, m *Mapping) (map[string]time
 		}
 	}
 	changed := map[string]time.Time{}
-	soql := fmt.Sprintf("SELECT Id, SystemModstamp FROM %s WHERE SystemModstamp > %s", m.SObject,
-		m.InboundWatermark.UTC().Format("2006-01-02T15:04:05.000Z"))
+	soql := fmt.Sprintf("SELECT Id, SystemModstamp FROM %s WHERE SystemModstamp > %s LIMIT %d", m.SObject,
+		m.InboundWatermark.UTC().Format("2006-01-02T15:04:05.000Z"), maxCatchUpRecords+1)
 	err := s.sf.Query(ctx, soql, func(r salesforce.Record) error {
 		v, _ := r.Get("SystemModstamp")
 		str, _ := v.(string)
@@ -728,6 +735,11 @@ func (s *Service) changedSince(ctx context.Context, m *Mapping) (map[string]time
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read what Salesforce changed while nothing synced: %w", err)
+	}
+	if len(changed) > maxCatchUpRecords {
+		s.log.Warn("outbound: Salesforce changed more records since the mapping last synced than are checked; updates wait until the catch-up window closes",
+			"mapping", m.ID, "since", m.InboundWatermark, "checked", maxCatchUpRecords)
+		changed = nil
 	}
 	s.mu.Lock()
 	if cur := s.catchUp[m.ID]; cur.until.Equal(w.until) {

@@ -26,12 +26,32 @@ LANGUAGE sql AS $$
     SET feed_mode = EXCLUDED.feed_mode, feed_detail = EXCLUDED.feed_detail, seen_at = pg_catalog.now()
 $$;
 
+-- The Bulk API 2.0 jobs a worker has created and not yet seen end, with
+-- the outbox entries each carries. A job closed in Salesforce runs whether
+-- its worker lives or not: if the worker dies, its entries must stay held
+-- until the job has ended, or they are sent again meanwhile, newer changes
+-- after them, and the job then writes its older values over them. The
+-- worker deletes its row once the job has ended or was aborted; the rows
+-- of a dead worker are settled by the next worker's reclaim (see
+-- reclaim in worker/outbound).
+CREATE TABLE pgforce.outbound_bulk_job (
+    job_id     text        NOT NULL PRIMARY KEY,
+    mapping_id integer     NOT NULL,
+    worker     text        NOT NULL,
+    entries    bigint[]    NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE pgforce.outbound_bulk_job IS 'Bulk API 2.0 ingest jobs not yet seen ending, and the outbox entries each carries; held until the job ends even when its worker dies.';
+
 -- Hands the claims of dead workers back to the queue: entries claimed by a
 -- worker that has not been seen within p_lease (it crashed, or was killed in
 -- the middle of a batch). Those changes may or may not have reached
 -- Salesforce; sending them again is safe for updates, deletes and upserts.
 -- Forgotten workers are removed. Returns the number of entries released.
-CREATE FUNCTION pgforce._outbound_reclaim(p_lease interval) RETURNS integer
+-- p_hold lists entries of a dead worker's Bulk job still running in
+-- Salesforce, which stay claimed until it ends.
+CREATE FUNCTION pgforce._outbound_reclaim(p_lease interval, p_hold bigint[] DEFAULT '{}') RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
     v_count integer;
@@ -41,9 +61,13 @@ BEGIN
     WHERE o.claimed_at IS NOT NULL
       AND o.claimed_at < pg_catalog.now() - p_lease
       AND NOT EXISTS (SELECT FROM pgforce.outbound_worker w
-                      WHERE w.worker = o.claimed_by AND w.seen_at > pg_catalog.now() - p_lease);
+                      WHERE w.worker = o.claimed_by AND w.seen_at > pg_catalog.now() - p_lease)
+      AND o.id <> ALL (coalesce(p_hold, '{}'));
     GET DIAGNOSTICS v_count = ROW_COUNT;
     DELETE FROM pgforce.outbound_worker w WHERE w.seen_at < pg_catalog.now() - interval '1 day';
+    -- Salesforce keeps a job's results for 7 days; a row older than that
+    -- names a job it has forgotten.
+    DELETE FROM pgforce.outbound_bulk_job j WHERE j.created_at < pg_catalog.now() - interval '7 days';
     RETURN v_count;
 END
 $$;

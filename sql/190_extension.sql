@@ -19,6 +19,7 @@ BEGIN
         -- Durable work in flight: loads, resyncs and records to read again.
         PERFORM pg_catalog.pg_extension_config_dump('pgforce.gue_jobs', '');
         PERFORM pg_catalog.pg_extension_config_dump('pgforce.inbound_reread', '');
+        PERFORM pg_catalog.pg_extension_config_dump('pgforce.outbound_bulk_job', '');
     END IF;
 END
 $$;

@@ -56,6 +56,25 @@ func (s *Service) sendBulk(ctx context.Context, m *Mapping, op string, changes [
 	if err != nil {
 		return fmt.Errorf("create ingest job: %w", err)
 	}
+	// Known to the database before it can run, so that the entries stay
+	// held until it ends if this worker dies (see reclaim). Forgotten once
+	// it has ended or was aborted; a job whose state cannot be told stays
+	// known, for the next reclaim to settle.
+	var entries []int64
+	for _, i := range idx {
+		entries = append(entries, changes[i].Entries...)
+	}
+	if _, err := s.pool.Exec(ctx, `INSERT INTO pgforce.outbound_bulk_job (job_id, mapping_id, worker, entries) VALUES ($1, $2, $3, $4)`,
+		info.ID, m.ID, s.opts.WorkerID, entries); err != nil {
+		s.abortJob(ctx, m, info.ID)
+		return fmt.Errorf("record ingest job: %w", err)
+	}
+	known := true
+	defer func() {
+		if known {
+			s.forgetJob(ctx, info.ID)
+		}
+	}()
 	err = s.sf.UploadIngestData(ctx, info.ID, columns, func(w *salesforce.CSVWriter) error {
 		row := make([]any, len(columns))
 		for _, i := range idx {
@@ -101,6 +120,7 @@ func (s *Service) sendBulk(ctx context.Context, m *Mapping, op string, changes [
 			for _, i := range idx {
 				results[i] = outcome{kind: outTransient}
 			}
+			known = false // left for reclaim to settle
 			return nil
 		}
 	}
@@ -144,12 +164,27 @@ func (s *Service) sendBulk(ctx context.Context, m *Mapping, op string, changes [
 
 // abortJob aborts an ingest job that will not be used, as far as
 // Salesforce lets it: a job whose state cannot change any more stays as it
-// is.
+// is. m is nil for a job of a dead worker.
 func (s *Service) abortJob(ctx context.Context, m *Mapping, id string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if _, err := s.sf.AbortIngestJob(ctx, id); err != nil {
-		s.log.Warn("outbound: abort bulk job", "mapping", m.ID, "job", id, "err", err)
+		mapping := 0
+		if m != nil {
+			mapping = m.ID
+		}
+		s.log.Warn("outbound: abort bulk job", "mapping", mapping, "job", id, "err", err)
+	}
+}
+
+// forgetJob deletes a job that has ended, or will never run, from
+// pgforce.outbound_bulk_job. Should it fail, the row stays until a reclaim
+// finds the job ended, which does no harm.
+func (s *Service) forgetJob(ctx context.Context, id string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if _, err := s.pool.Exec(ctx, `DELETE FROM pgforce.outbound_bulk_job WHERE job_id = $1`, id); err != nil {
+		s.log.Warn("outbound: forget bulk job", "job", id, "err", err)
 	}
 }
 

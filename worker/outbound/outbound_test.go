@@ -815,3 +815,44 @@ func TestARowReplacedWhileItsInsertIsInFlightEndsAsARecordOfItsOwn(t *testing.T)
 	b.scalar(t, &open, `SELECT count(*) FROM pgforce.error WHERE state = 'open'`)
 	require.Zero(t, open)
 }
+
+// A worker killed while Salesforce runs a Bulk job of its own: the job's
+// entries stay held until the job ends, so that the change made since is
+// sent after the job's older values, not before them.
+func TestTheEntriesOfADeadWorkersBulkJobStayHeldUntilTheJobEnds(t *testing.T) {
+	b := setup(t, setupOptions{bulkDelay: 2 * time.Second})
+	ctx := context.Background()
+	b.syncedAccounts(t, 1, "Acme")
+	var id int
+	var sfid string
+	b.scalar(t, &id, `SELECT id FROM salesforce.account`)
+	sfid = b.rowSfid(t, "account", id)
+
+	// What the dead worker left: its job, closed and still running in
+	// Salesforce, which writes the name it had claimed.
+	job, err := b.sf.CreateIngestJob(ctx, salesforce.IngestJob{Object: "Account", Operation: "update"})
+	require.NoError(t, err)
+	require.NoError(t, b.sf.UploadIngestData(ctx, job.ID, []string{"Id", "Name"}, func(w *salesforce.CSVWriter) error {
+		return w.Write(sfid, "Old value")
+	}))
+	_, err = b.sf.CloseIngestJob(ctx, job.ID)
+	require.NoError(t, err)
+	var entry int64
+	b.scalar(t, &entry, `INSERT INTO pgforce.outbox (mapping_id, op, record_id, sfid, new, claimed_at, claimed_by)
+		VALUES ($1, 'update', $2, $3, '{"name": "Old value"}', now() - interval '1 hour', 'dead worker') RETURNING id`, b.accountID, id, sfid)
+	b.exec(t, `INSERT INTO pgforce.outbound_bulk_job (job_id, mapping_id, worker, entries) VALUES ($1, $2, 'dead worker', $3)`,
+		job.ID, b.accountID, []int64{entry})
+	// The user's change since, queued behind the dead worker's.
+	b.exec(t, `UPDATE salesforce.account SET name = 'Newest' WHERE id = $1`, id)
+
+	b.start(t, fastOptions())
+	eventually(t, 20*time.Second, "the job ended and the outbox drained", func() bool {
+		info, err := b.sf.IngestJobInfo(ctx, job.ID)
+		require.NoError(t, err)
+		return info.Terminal() && b.backlog(t) == 0
+	})
+	require.Equal(t, "Newest", b.sfField(t, "Account", sfid, "Name"), "the newest change went after the job")
+	var rows int
+	b.scalar(t, &rows, `SELECT count(*) FROM pgforce.outbound_bulk_job`)
+	require.Zero(t, rows)
+}

@@ -282,9 +282,47 @@ func (s *Service) heartbeat(ctx context.Context) {
 	}
 }
 
+// reclaim hands the claims of dead workers back to the queue, except the
+// entries of a Bulk job of theirs that Salesforce is still running (see
+// pgforce.outbound_bulk_job): those wait until it ends. A job still open
+// never runs and is aborted; an ended one is forgotten.
 func (s *Service) reclaim(ctx context.Context) (int, error) {
+	rows, err := s.pool.Query(ctx, `SELECT j.job_id, j.entries FROM pgforce.outbound_bulk_job j
+		WHERE NOT EXISTS (SELECT FROM pgforce.outbound_worker w WHERE w.worker = j.worker AND w.seen_at > now() - $1::interval)`,
+		s.opts.ClaimLease)
+	if err != nil {
+		return 0, err
+	}
+	type job struct {
+		id      string
+		entries []int64
+	}
+	jobs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (job, error) {
+		var j job
+		err := r.Scan(&j.id, &j.entries)
+		return j, err
+	})
+	if err != nil {
+		return 0, err
+	}
+	hold := []int64{} // an array, never NULL: nothing would be released
+	for _, j := range jobs {
+		info, err := s.sf.IngestJobInfo(ctx, j.id)
+		switch {
+		case salesforce.IsNotFound(err) || (err == nil && info.Terminal()):
+		case err == nil && info.State == salesforce.JobOpen:
+			s.abortJob(ctx, nil, j.id)
+		default:
+			// Running, or its state cannot be told now: asked again next cycle.
+			hold = append(hold, j.entries...)
+			continue
+		}
+		if _, err := s.pool.Exec(ctx, `DELETE FROM pgforce.outbound_bulk_job WHERE job_id = $1`, j.id); err != nil {
+			return 0, err
+		}
+	}
 	var n int
-	err := s.pool.QueryRow(ctx, `SELECT pgforce._outbound_reclaim($1)`, s.opts.ClaimLease).Scan(&n)
+	err = s.pool.QueryRow(ctx, `SELECT pgforce._outbound_reclaim($1, $2)`, s.opts.ClaimLease, hold).Scan(&n)
 	return n, err
 }
 

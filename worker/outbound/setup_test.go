@@ -54,6 +54,9 @@ type bundle struct {
 
 type setupOptions struct {
 	upsertField string
+	// bulkDelay is how long the simulator keeps a Bulk job in each state
+	// between its close and its end.
+	bulkDelay time.Duration
 }
 
 func setup(t *testing.T, so setupOptions) *bundle {
@@ -61,7 +64,7 @@ func setup(t *testing.T, so setupOptions) *bundle {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	db := pgtest.NewDB(t)
-	srv, err := sim.Start(ctx, "127.0.0.1:0", sim.Config{Schema: simSchema})
+	srv, err := sim.Start(ctx, "127.0.0.1:0", sim.Config{Schema: simSchema, BulkProcessDelay: so.bulkDelay})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = srv.Close() })
 	sf, err := salesforce.New(ctx, salesforce.Config{LoginURL: srv.URL(), ClientID: sim.DefaultClientID,

@@ -160,7 +160,7 @@ func TestAFieldEditedOnBothSidesWhilePausedIsSettledByTheConflictPolicyOnResume(
 			ctx := context.Background()
 			b.exec(t, `UPDATE pgforce.mapping SET conflict = $2 WHERE id = $1`, b.accountID, policy)
 			b.streamAccountIn(t)
-	b.start(t, fastOptions())
+			b.start(t, fastOptions())
 			var id int
 			b.scalar(t, &id, `INSERT INTO salesforce.account (name) VALUES ('Before') RETURNING id`)
 			sfid := b.waitSfid(t, "account", id)

@@ -37,7 +37,6 @@ $$;
 
 COMMENT ON FUNCTION pgforce.origin() IS 'The writer of the current session: ''salesforce'' for the worker applying Salesforce changes (never captured), '''' for users.';
 
-
 -- Marks the rest of the transaction as the worker's. Capture ignores its
 -- writes (pgforce.origin), and so do the triggers of applications written
 -- for Heroku Connect, which tell Connect's writes apart by the xmlbinary

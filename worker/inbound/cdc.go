@@ -59,10 +59,10 @@ func (r *runner) applyEventsTx(ctx context.Context, tx pgx.Tx, t *table, evs []*
 // wakes the re-reads and resyncs the batch queued, and counts the events.
 func (r *runner) eventsApplied(evs []*streaming.Event) {
 	if r.rereadQueued.Swap(false) {
-		r.wake(r.rereadWake)
+		wake(r.rereadWake)
 	}
 	if r.resyncQueued.Swap(false) {
-		r.wake(r.resyncWake)
+		wake(r.resyncWake)
 	}
 	for _, ev := range evs {
 		r.s.metrics.events.WithLabelValues(ev.Header.ChangeType).Inc()

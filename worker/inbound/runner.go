@@ -36,7 +36,7 @@ type runner struct {
 	resyncQueued atomic.Bool
 }
 
-func (r *runner) wake(ch chan struct{}) {
+func wake(ch chan struct{}) {
 	select {
 	case ch <- struct{}{}:
 	default:
@@ -241,17 +241,16 @@ func (r *runner) load(ctx context.Context, t *table) error {
 // (see pgforce.inbound_request_resync; minus an overlap for timestamps that
 // tie or commit out of order), deleted ones included.
 func (r *runner) resync(ctx context.Context, t *table) error {
-	var requested *time.Time
-	var wm *time.Time
-	if err := r.s.pool.QueryRow(ctx, `SELECT resync_requested_at, resync_from FROM pgforce.mapping WHERE id = $1`, r.id).Scan(&requested, &wm); err != nil {
+	var requested, from *time.Time
+	if err := r.s.pool.QueryRow(ctx, `SELECT resync_requested_at, resync_from FROM pgforce.mapping WHERE id = $1`, r.id).Scan(&requested, &from); err != nil {
 		return err
 	}
 	if requested == nil {
 		return nil
 	}
 	where := ""
-	if wm != nil {
-		where = "SystemModstamp >= " + wm.Add(-r.s.opts.Overlap).UTC().Format("2006-01-02T15:04:05.000Z")
+	if from != nil {
+		where = "SystemModstamp >= " + from.Add(-r.s.opts.Overlap).UTC().Format("2006-01-02T15:04:05.000Z")
 	}
 	n, err := r.read(ctx, t, where, true, "cdc")
 	if err != nil {
@@ -339,8 +338,8 @@ func (r *runner) drainRereads(ctx context.Context, t *table) error {
 func (r *runner) sideWork(ctx context.Context, t *table) error {
 	tick := time.NewTicker(r.s.opts.SafetyInterval)
 	defer tick.Stop()
-	r.wake(r.rereadWake)
-	r.wake(r.resyncWake)
+	wake(r.rereadWake)
+	wake(r.resyncWake)
 	for {
 		select {
 		case <-ctx.Done():
@@ -354,8 +353,8 @@ func (r *runner) sideWork(ctx context.Context, t *table) error {
 				return err
 			}
 		case <-tick.C:
-			r.wake(r.rereadWake)
-			r.wake(r.resyncWake)
+			wake(r.rereadWake)
+			wake(r.resyncWake)
 		}
 	}
 }
@@ -507,7 +506,7 @@ func (r *runner) runPoll(ctx context.Context, t *table, needLoad bool) error {
 	timer := time.NewTimer(first)
 	defer timer.Stop()
 	// Re-reads are queued by pgforce.retry of an inbound error.
-	r.wake(r.rereadWake)
+	wake(r.rereadWake)
 	for {
 		select {
 		case <-ctx.Done():

@@ -277,10 +277,7 @@ func (s *Service) reconcile(ctx context.Context, ms []mappings.Mapping) {
 				s.log.Info("inbound: mapping changed; restarting its sync", "mapping", m.ID, "sobject", m.SObject, "paused", m.Paused)
 				s.stop(m.ID)
 			} else {
-				select {
-				case r.rereads <- struct{}{}:
-				default:
-				}
+				wake(r.rereads)
 				continue
 			}
 		}

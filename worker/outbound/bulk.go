@@ -66,7 +66,7 @@ func (s *Service) sendBulk(ctx context.Context, m *Mapping, op string, changes [
 	}
 	if _, err := s.pool.Exec(ctx, `INSERT INTO pgforce.outbound_bulk_job (job_id, mapping_id, worker, entries) VALUES ($1, $2, $3, $4)`,
 		info.ID, m.ID, s.opts.WorkerID, entries); err != nil {
-		s.abortJob(ctx, m, info.ID)
+		s.abortJob(ctx, m.ID, info.ID)
 		return fmt.Errorf("record ingest job: %w", err)
 	}
 	known := true
@@ -97,7 +97,7 @@ func (s *Service) sendBulk(ctx context.Context, m *Mapping, op string, changes [
 	})
 	if err != nil {
 		// Never closed, the job writes nothing; aborted, it is not left open.
-		s.abortJob(ctx, m, info.ID)
+		s.abortJob(ctx, m.ID, info.ID)
 		return fmt.Errorf("upload ingest data: %w", err)
 	}
 	if _, err := s.sf.CloseIngestJob(ctx, info.ID); err != nil {
@@ -112,10 +112,10 @@ func (s *Service) sendBulk(ctx context.Context, m *Mapping, op string, changes [
 		job, ierr := s.sf.IngestJobInfo(ctx, info.ID)
 		switch {
 		case ierr == nil && job.State == salesforce.JobOpen:
-			s.abortJob(ctx, m, info.ID)
+			s.abortJob(ctx, m.ID, info.ID)
 			return fmt.Errorf("close ingest job: %w", err)
 		case ierr != nil:
-			s.abortJob(ctx, m, info.ID)
+			s.abortJob(ctx, m.ID, info.ID)
 			s.log.Warn("outbound: bulk job closed or not, cannot tell; the batch is sent again later", "mapping", m.ID, "job", info.ID, "err", err, "state_err", ierr)
 			for _, i := range idx {
 				results[i] = outcome{kind: outTransient}
@@ -164,16 +164,12 @@ func (s *Service) sendBulk(ctx context.Context, m *Mapping, op string, changes [
 
 // abortJob aborts an ingest job that will not be used, as far as
 // Salesforce lets it: a job whose state cannot change any more stays as it
-// is. m is nil for a job of a dead worker.
-func (s *Service) abortJob(ctx context.Context, m *Mapping, id string) {
+// is.
+func (s *Service) abortJob(ctx context.Context, mappingID int, id string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if _, err := s.sf.AbortIngestJob(ctx, id); err != nil {
-		mapping := 0
-		if m != nil {
-			mapping = m.ID
-		}
-		s.log.Warn("outbound: abort bulk job", "mapping", mapping, "job", id, "err", err)
+		s.log.Warn("outbound: abort bulk job", "mapping", mappingID, "job", id, "err", err)
 	}
 }
 

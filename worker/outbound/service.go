@@ -287,7 +287,7 @@ func (s *Service) heartbeat(ctx context.Context) {
 // pgforce.outbound_bulk_job): those wait until it ends. A job still open
 // never runs and is aborted; an ended one is forgotten.
 func (s *Service) reclaim(ctx context.Context) (int, error) {
-	rows, err := s.pool.Query(ctx, `SELECT j.job_id, j.entries FROM pgforce.outbound_bulk_job j
+	rows, err := s.pool.Query(ctx, `SELECT j.job_id, j.mapping_id, j.entries FROM pgforce.outbound_bulk_job j
 		WHERE NOT EXISTS (SELECT FROM pgforce.outbound_worker w WHERE w.worker = j.worker AND w.seen_at > now() - $1::interval)`,
 		s.opts.ClaimLease)
 	if err != nil {
@@ -295,11 +295,12 @@ func (s *Service) reclaim(ctx context.Context) (int, error) {
 	}
 	type job struct {
 		id      string
+		mapping int
 		entries []int64
 	}
 	jobs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (job, error) {
 		var j job
-		err := r.Scan(&j.id, &j.entries)
+		err := r.Scan(&j.id, &j.mapping, &j.entries)
 		return j, err
 	})
 	if err != nil {
@@ -311,7 +312,7 @@ func (s *Service) reclaim(ctx context.Context) (int, error) {
 		switch {
 		case salesforce.IsNotFound(err) || (err == nil && info.Terminal()):
 		case err == nil && info.State == salesforce.JobOpen:
-			s.abortJob(ctx, nil, j.id)
+			s.abortJob(ctx, j.mapping, j.id)
 		default:
 			// Running, or its state cannot be told now: asked again next cycle.
 			hold = append(hold, j.entries...)

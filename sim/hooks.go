@@ -35,6 +35,9 @@ type Fault struct {
 	Status int `json:"status,omitempty"`
 	// Reset closes the connection without any answer (the client sees ECONNRESET / EOF).
 	Reset bool `json:"reset,omitempty"`
+	// LoseAnswer carries the request out, then closes the connection without the answer: a call
+	// whose outcome the client cannot know, as when Salesforce commits and the response is lost.
+	LoseAnswer bool `json:"loseAnswer,omitempty"`
 	// Count ends the fault after this many failures (0 = until cleared).
 	Count int `json:"count,omitempty"`
 }
@@ -142,8 +145,9 @@ func (s *Server) ClearFaults() {
 	s.mu.Unlock()
 }
 
-// applyFaults runs the faults matching r; it reports whether it answered (or dropped) the request.
-func (s *Server) applyFaults(w http.ResponseWriter, r *http.Request) bool {
+// applyFaults runs the faults matching r; it reports whether it answered (or dropped) the request,
+// and whether the request is to be carried out with its answer lost.
+func (s *Server) applyFaults(w http.ResponseWriter, r *http.Request) (handled, loseAnswer bool) {
 	s.mu.Lock()
 	var latency time.Duration
 	var fail *activeFault
@@ -152,7 +156,7 @@ func (s *Server) applyFaults(w http.ResponseWriter, r *http.Request) bool {
 			continue
 		}
 		latency += f.Latency
-		if fail == nil && (f.Status != 0 || f.Reset) && (f.Count == 0 || f.fired < f.Count) {
+		if fail == nil && (f.Status != 0 || f.Reset || f.LoseAnswer) && (f.Count == 0 || f.fired < f.Count) {
 			if f.ErrorRate <= 0 || f.ErrorRate >= 1 || rand.Float64() < f.ErrorRate {
 				f.fired++
 				fail = f
@@ -170,20 +174,18 @@ func (s *Server) applyFaults(w http.ResponseWriter, r *http.Request) bool {
 		case <-t.C:
 		case <-r.Context().Done():
 			t.Stop()
-			return true
+			return true, false
 		}
 	}
 	if fail == nil {
-		return false
+		return false, false
+	}
+	if failure.LoseAnswer {
+		return false, true
 	}
 	if failure.Reset {
-		if hj, ok := w.(http.Hijacker); ok {
-			if conn, _, err := hj.Hijack(); err == nil {
-				_ = conn.Close()
-				return true
-			}
-		}
-		panic(http.ErrAbortHandler) // no hijacking (HTTP/2): abort the response instead
+		dropConnection(w)
+		return true, false
 	}
 	switch failure.Status {
 	case http.StatusUnauthorized:
@@ -197,7 +199,7 @@ func (s *Server) applyFaults(w http.ResponseWriter, r *http.Request) bool {
 	default:
 		writeErrors(w, failure.Status, APIError{Code: "UNKNOWN_EXCEPTION", Message: http.StatusText(failure.Status)})
 	}
-	return true
+	return true, false
 }
 
 // ExpireSessions ends every access token; refresh tokens stay valid, so clients can refresh.
@@ -359,8 +361,8 @@ func (s *Server) serveHooks(w http.ResponseWriter, r *http.Request) {
 			hookError(w, http.StatusBadRequest, "fault: "+err.Error())
 			return
 		}
-		if f.Status == 0 && !f.Reset && f.LatencyMS == 0 {
-			hookError(w, http.StatusBadRequest, "fault: set latencyMs, status or reset")
+		if f.Status == 0 && !f.Reset && !f.LoseAnswer && f.LatencyMS == 0 {
+			hookError(w, http.StatusBadRequest, "fault: set latencyMs, status, reset or loseAnswer")
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"id": s.Inject(f)})
@@ -506,3 +508,21 @@ func (s *Server) Undelete(ctx context.Context, object string, ids ...string) err
 	}
 	return nil
 }
+
+// dropConnection closes the client's connection without an answer.
+func dropConnection(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			_ = conn.Close()
+			return
+		}
+	}
+	panic(http.ErrAbortHandler) // no hijacking (HTTP/2): abort the response instead
+}
+
+// unanswered takes a handler's answer and throws it away (see Fault.LoseAnswer).
+type unanswered struct{ header http.Header }
+
+func (u *unanswered) Header() http.Header         { return u.header }
+func (u *unanswered) Write(b []byte) (int, error) { return len(b), nil }
+func (u *unanswered) WriteHeader(int)             {}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,6 +54,21 @@ func TestInjectedFaultsAnswerErrorsDropConnectionsAndAddLatency(t *testing.T) {
 	require.Equal(t, http.StatusOK, b.do("GET", "limits", nil).status)
 	require.GreaterOrEqual(t, time.Since(start), 150*time.Millisecond)
 	b.srv.ClearFaults()
+}
+
+// A lost answer is a call the org carried out: the client cannot tell it
+// from one that never arrived.
+func TestAFaultThatLosesTheAnswerCarriesTheRequestOut(t *testing.T) {
+	b := setup(t)
+	r := b.hook("POST", "/faults", map[string]any{"path": "/services/data/v62.0/sobjects/Account", "method": "POST", "loseAnswer": true, "count": 1})
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	req, _ := http.NewRequest("POST", b.http.URL+"/services/data/v62.0/sobjects/Account", strings.NewReader(`{"Name": "Unanswered"}`))
+	req.Header.Set("Authorization", "Bearer "+b.token)
+	req.Header.Set("Content-Type", "application/json")
+	_, err := http.DefaultTransport.RoundTrip(req)
+	require.Error(t, err, "the connection was closed without an answer")
+	q := b.do("GET", "query?q="+url.QueryEscape("SELECT Id FROM Account WHERE Name = 'Unanswered'"), nil).object(t)
+	require.Equal(t, json.Number("1"), q["totalSize"], "the record was created all the same")
 }
 
 func TestSessionAndLimitHooksForceClientRecoveryPaths(t *testing.T) {

@@ -251,9 +251,21 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.count(r)
-	if s.applyFaults(w, r) {
+	handled, lose := s.applyFaults(w, r)
+	if handled {
 		return
 	}
+	if lose {
+		s.route(&unanswered{header: http.Header{}}, r)
+		dropConnection(w)
+		return
+	}
+	s.route(w, r)
+}
+
+// route hands a call to the handler of its endpoint.
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
 	switch {
 	case p == "/services/oauth2/token":
 		s.serveToken(w, r)

@@ -87,6 +87,7 @@ ALTER TABLE pgforce.outbox ALTER COLUMN record_id SET (n_distinct = -0.5);
 COMMENT ON TABLE pgforce.outbox IS 'Captured Postgres changes not yet written to Salesforce, oldest first. The worker deletes entries once written.';
 COMMENT ON COLUMN pgforce.outbox.record_id IS 'id of the row in the mapped table.';
 COMMENT ON COLUMN pgforce.outbox.xid IS 'Transaction that made the change, so the worker can keep a transaction''s changes together.';
+COMMENT ON COLUMN pgforce.outbox.attempts IS 'Claims that may have sent the entry to Salesforce (one handed back unsent does not count): an insert claimed before is looked for in Salesforce before it is sent again.';
 COMMENT ON COLUMN pgforce.outbox.retry_of IS 'The pgforce.error this entry retries, resolved when it succeeds.';
 
 -- Claims up to p_limit unclaimed entries of one mapping, oldest first, for

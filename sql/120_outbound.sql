@@ -44,10 +44,31 @@ CREATE TABLE pgforce.outbound_bulk_job (
 
 COMMENT ON TABLE pgforce.outbound_bulk_job IS 'Bulk API 2.0 ingest jobs not yet seen ending, and the outbox entries each carries; held until the job ends even when its worker dies.';
 
+-- Rows the inbound worker created for a record that pgforce's own outbound
+-- side had just created: the change event of the create (its changeOrigin
+-- names our client) arrived while no row had the record's Id yet. Normally
+-- the Id is written back moments later and the row is merged into the
+-- user's (_outbound_adopt_echo_rows). When the create's answer was lost
+-- instead (the worker died, or the connection dropped after Salesforce
+-- committed), the insert is sent again, and the worker first looks for the
+-- record it may have created (findCreated in worker/outbound): a record
+-- held by a row listed here may be taken over, while one held by any other
+-- row belongs to that row. A row left here is an orphan's; it is pruned
+-- after a week.
+CREATE TABLE pgforce.outbound_echo_row (
+    mapping_id integer               NOT NULL REFERENCES pgforce.mapping ON DELETE CASCADE,
+    sfid       character varying(18) NOT NULL,
+    seen_at    timestamptz           NOT NULL DEFAULT now(),
+    PRIMARY KEY (mapping_id, sfid)
+);
+
+COMMENT ON TABLE pgforce.outbound_echo_row IS 'Rows the inbound worker created from the change event of a record pgforce itself created, before its Id was written back; a lost create answer may take them over.';
+
 -- Hands the claims of dead workers back to the queue: entries claimed by a
 -- worker that has not been seen within p_lease (it crashed, or was killed in
 -- the middle of a batch). Those changes may or may not have reached
--- Salesforce; sending them again is safe for updates, deletes and upserts.
+-- Salesforce; sending them again is safe for updates, deletes and upserts,
+-- and a plain insert looks for the record it may have created first.
 -- Forgotten workers are removed. Returns the number of entries released.
 -- p_hold lists entries of a dead worker's Bulk job still running in
 -- Salesforce, which stay claimed until it ends.
@@ -68,6 +89,7 @@ BEGIN
     -- Salesforce keeps a job's results for 7 days; a row older than that
     -- names a job it has forgotten.
     DELETE FROM pgforce.outbound_bulk_job j WHERE j.created_at < pg_catalog.now() - interval '7 days';
+    DELETE FROM pgforce.outbound_echo_row e WHERE e.seen_at < pg_catalog.now() - interval '7 days';
     RETURN v_count;
 END
 $$;
@@ -249,6 +271,7 @@ BEGIN
         v_pend := pgforce._pending_fields(p_mapping_id, v_pair.record_id);
         v_keys := ARRAY(SELECT c FROM pg_catalog.unnest(v_cols) c WHERE NOT v_pend ? c);
         EXECUTE pg_catalog.format('DELETE FROM %s d WHERE d.id = $1', v_table) USING v_dup_id;
+        DELETE FROM pgforce.outbound_echo_row e WHERE e.mapping_id = p_mapping_id AND e.sfid = v_pair.sfid;
         IF pg_catalog.cardinality(v_keys) > 0 THEN
             SELECT pg_catalog.string_agg(pg_catalog.quote_ident(k), ', ') INTO v_list FROM pg_catalog.unnest(v_keys) k;
             EXECUTE pg_catalog.format('UPDATE %s t SET (%s) = (SELECT %s FROM pg_catalog.jsonb_populate_record(NULL::%s, $1)) WHERE t.id = $2',

@@ -20,6 +20,7 @@ BEGIN
         PERFORM pg_catalog.pg_extension_config_dump('pgforce.gue_jobs', '');
         PERFORM pg_catalog.pg_extension_config_dump('pgforce.inbound_reread', '');
         PERFORM pg_catalog.pg_extension_config_dump('pgforce.outbound_bulk_job', '');
+        PERFORM pg_catalog.pg_extension_config_dump('pgforce.outbound_echo_row', '');
     END IF;
 END
 $$;

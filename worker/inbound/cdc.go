@@ -227,9 +227,21 @@ func (r *runner) applyRecordChangeTx(ctx context.Context, tx pgx.Tx, t *table, c
 			params = append(params, fmt.Sprintf("$%d::text%s", len(args), casts[i]))
 			sets = append(sets, fmt.Sprintf("%s = EXCLUDED.%[1]s", pgx.Identifier{c}.Sanitize()))
 		}
-		_, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s AS t (%s) VALUES (%s)
-ON CONFLICT (sfid) DO UPDATE SET %s WHERE t.systemmodstamp IS NULL OR t.systemmodstamp <= EXCLUDED.systemmodstamp`,
-			t.target, strings.Join(names, ", "), strings.Join(params, ", "), strings.Join(sets, ", ")), args...)
+		var inserted bool
+		err := tx.QueryRow(ctx, fmt.Sprintf(`INSERT INTO %s AS t (%s) VALUES (%s)
+ON CONFLICT (sfid) DO UPDATE SET %s WHERE t.systemmodstamp IS NULL OR t.systemmodstamp <= EXCLUDED.systemmodstamp
+RETURNING t.xmax = 0`,
+			t.target, strings.Join(names, ", "), strings.Join(params, ", "), strings.Join(sets, ", ")), args...).Scan(&inserted)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // a newer version is stored already
+		}
+		if err != nil || !inserted || origin == "" || origin != r.s.sf.CallOptionsClient() {
+			return err
+		}
+		// The create is our own outbound side's, and its Id is not written
+		// back yet: the row is its echo, which a lost create answer may
+		// take over (see pgforce.outbound_echo_row).
+		_, err = tx.Exec(ctx, `INSERT INTO pgforce.outbound_echo_row (mapping_id, sfid) VALUES ($1, $2) ON CONFLICT DO NOTHING`, t.m.ID, id)
 		return err
 	case streaming.ChangeUpdate:
 		cols, vals, casts := eventValues(t, fields)

@@ -18,6 +18,10 @@ type entry struct {
 	SFID     string
 	New      map[string]any // Postgres column -> value (json.Number for numbers)
 	RetryOf  int64
+	// Attempts counts the claims that may have sent the entry, this one
+	// included; CreatedAt is when it was captured.
+	Attempts  int
+	CreatedAt time.Time
 }
 
 // change is every claimed entry of one record merged into the single
@@ -33,6 +37,10 @@ type change struct {
 	// retriedDelete says a pgforce.retry of a refused delete is among the
 	// entries (see endsBefore).
 	retriedDelete bool
+	// createdSince is set when an insert among the entries was claimed
+	// before and may have reached Salesforce, its answer lost: the capture
+	// time of the earliest such insert (see findCreated).
+	createdSince time.Time
 
 	// Filled by prepare.
 	record  salesforce.Record // what is sent
@@ -77,6 +85,9 @@ func merge(entries []entry, upsertColumn string) []*change {
 			// replace what came before.
 			c.Op = "insert"
 			c.Values = e.New
+			if e.Attempts > 1 && (c.createdSince.IsZero() || e.CreatedAt.Before(c.createdSince)) {
+				c.createdSince = e.CreatedAt
+			}
 		case "update":
 			if c.Op == "" || c.Op == "delete" {
 				c.Op = "update"

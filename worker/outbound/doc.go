@@ -20,7 +20,9 @@
 //  3. Write through sObject Collections, 200 records per call,
 //     allOrNone=false, a few calls at once: inserts (as upserts by
 //     external id when the mapping has upsert_field, so a crash between
-//     Salesforce's success and our write-back never duplicates), updates,
+//     Salesforce's success and our write-back never duplicates; without
+//     one, an insert an earlier attempt may have created is looked for
+//     first, see findCreated), updates,
 //     deletes. When the mapping's backlog is at least its
 //     bulk_threshold (pgforce.mapping; NULL: never), each claim takes
 //     Options.BulkBatchSize

@@ -20,6 +20,10 @@ type outcome struct {
 	kind outcomeKind
 	id   string // the record's Id after an insert or upsert
 	err  salesforce.RecordError
+	// unsent says a transient or deferred change never reached
+	// Salesforce: its claim does not count as an attempt that may have
+	// created its record (see findCreated).
+	unsent bool
 }
 
 type outcomeKind int
@@ -330,7 +334,7 @@ func (s *Service) analyzeOutbox(ctx context.Context) {
 // an update's old values are never sent, and decoding them cost as much as
 // decoding the new ones.
 func (s *Service) claim(ctx context.Context, m *Mapping, limit int, after int64) ([]entry, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, op, record_id, coalesce(sfid, ''), new, coalesce(retry_of, 0)
+	rows, err := s.pool.Query(ctx, `SELECT id, op, record_id, coalesce(sfid, ''), new, coalesce(retry_of, 0), attempts, created_at
 		FROM pgforce._outbound_claim($1, $2, $3, $4) ORDER BY id`, m.ID, limit, s.opts.WorkerID, after)
 	if err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
@@ -345,7 +349,7 @@ func (s *Service) claim(ctx context.Context, m *Mapping, limit int, after int64)
 	for rows.Next() {
 		var e entry
 		var newB pgtype.DriverBytes
-		if err := rows.Scan(&e.ID, &e.Op, &e.RecordID, &e.SFID, &newB, &e.RetryOf); err != nil {
+		if err := rows.Scan(&e.ID, &e.Op, &e.RecordID, &e.SFID, &newB, &e.RetryOf, &e.Attempts, &e.CreatedAt); err != nil {
 			return nil, fmt.Errorf("claim: %w", err)
 		}
 		if newB != nil {
@@ -371,11 +375,14 @@ func (s *Service) sendBatch(ctx context.Context, m *Mapping, b *batch) {
 	changes := b.changes
 	results := make([]outcome, len(changes))
 	b.results = results
+	found := s.findCreated(ctx, m, changes, results)
 	var creates, upserts, updates, deletes []int
 	for i, c := range changes {
 		switch {
+		case found[i]:
+			// Created by an earlier attempt, or to be looked for again.
 		case c.deferTo:
-			results[i] = outcome{kind: outDeferred}
+			results[i] = outcome{kind: outDeferred, unsent: true}
 		case c.Op == "":
 			results[i] = outcome{kind: outNone}
 		case c.Op == "insert" && c.extID != "":
@@ -441,7 +448,7 @@ func (s *Service) sendChunk(ctx context.Context, m *Mapping, op string, changes 
 	if b := s.opts.Budget; b != nil {
 		if err := b.Wait(ctx, budget.Write); err != nil {
 			for _, i := range idx {
-				results[i] = outcome{kind: outTransient}
+				results[i] = outcome{kind: outTransient, unsent: true}
 			}
 			return
 		}

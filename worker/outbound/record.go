@@ -14,13 +14,14 @@ import (
 	"github.com/pgforce/pgforce/worker/txretry"
 )
 
-// release hands changes back to the queue unsent.
+// release hands changes back to the queue unsent. Their claim is not
+// counted as an attempt: nothing of it reached Salesforce.
 func (s *Service) release(ctx context.Context, changes []*change) {
 	var ids []int64
 	for _, c := range changes {
 		ids = append(ids, c.Entries...)
 	}
-	if _, err := s.pool.Exec(ctx, `UPDATE pgforce.outbox SET claimed_at = NULL, claimed_by = NULL
+	if _, err := s.pool.Exec(ctx, `UPDATE pgforce.outbox SET claimed_at = NULL, claimed_by = NULL, attempts = greatest(attempts - 1, 0)
 		WHERE id = ANY($1) AND claimed_by = $2`, ids, s.opts.WorkerID); err != nil {
 		s.log.Error("outbound: release claims", "err", err, "entries", len(ids))
 	}
@@ -62,13 +63,17 @@ type failureRow struct {
 func (s *Service) record(ctx context.Context, m *Mapping, changes []*change, results []outcome) error {
 	done := make([]int64, 0, len(changes))
 	ok := make([]successRow, 0, len(changes))
-	var requeue []int64
+	var requeue, unsent []int64
 	var failed []failureRow
 	for i, c := range changes {
 		r := results[i]
 		switch r.kind {
 		case outTransient, outDeferred:
-			requeue = append(requeue, c.Entries...)
+			if r.unsent {
+				unsent = append(unsent, c.Entries...)
+			} else {
+				requeue = append(requeue, c.Entries...)
+			}
 			continue
 		case outNone:
 			done = append(done, c.Entries...)
@@ -123,7 +128,7 @@ func (s *Service) record(ctx context.Context, m *Mapping, changes []*change, res
 	if err != nil {
 		return err
 	}
-	rec := &recording{m: m, okRows: ok, failed: failedJSON, nOK: len(ok), nFailed: len(failed), done: done, requeue: requeue,
+	rec := &recording{m: m, okRows: ok, failed: failedJSON, nOK: len(ok), nFailed: len(failed), done: done, requeue: requeue, unsent: unsent,
 		writtenRows: make([]int32, 0, len(ok)), okSFIDs: make([]string, 0, len(ok)),
 		rows: make([]int32, 0, len(changes)), entries: make([]int64, 0, len(changes))}
 	for _, o := range ok {
@@ -164,6 +169,7 @@ type recording struct {
 	nOK, nFailed int
 	done         []int64 // entries to delete
 	requeue      []int64 // entries to hand back to the queue
+	unsent       []int64 // entries to hand back that never reached Salesforce
 	rows         []int32 // every row the batch touches
 	entries      []int64 // every entry the batch holds
 	tries        int     // cycles that failed to record it again
@@ -269,6 +275,12 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 		if len(rec.requeue) > 0 {
 			if _, err := tx.Exec(ctx, `UPDATE pgforce.outbox SET claimed_at = NULL, claimed_by = NULL WHERE id = ANY($1)`, batchPlan, rec.requeue); err != nil {
 				return fmt.Errorf("requeue entries: %w", err)
+			}
+		}
+		if len(rec.unsent) > 0 {
+			if _, err := tx.Exec(ctx, `UPDATE pgforce.outbox SET claimed_at = NULL, claimed_by = NULL, attempts = greatest(attempts - 1, 0)
+				WHERE id = ANY($1)`, batchPlan, rec.unsent); err != nil {
+				return fmt.Errorf("requeue unsent entries: %w", err)
 			}
 		}
 		if rec.inserts {

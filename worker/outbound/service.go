@@ -99,6 +99,7 @@ type Salesforce interface {
 	Delete(ctx context.Context, ids []string) ([]salesforce.SaveResult, error)
 	Retrieve(ctx context.Context, sobject string, ids, fields []string) ([]*salesforce.Record, error)
 	Query(ctx context.Context, soql string, fn func(salesforce.Record) error) error
+	UserID(ctx context.Context) (string, error)
 	CreateIngestJob(ctx context.Context, job salesforce.IngestJob) (*salesforce.JobInfo, error)
 	UploadIngestData(ctx context.Context, jobID string, columns []string, write func(*salesforce.CSVWriter) error) error
 	CloseIngestJob(ctx context.Context, jobID string) (*salesforce.JobInfo, error)

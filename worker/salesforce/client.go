@@ -100,6 +100,19 @@ func (c *Client) APIVersion() string { return c.version }
 // CallOptionsClient returns the client name sent in Sforce-Call-Options.
 func (c *Client) CallOptionsClient() string { return c.callOptions }
 
+// UserID returns the Id of the user the client acts as, from the identity
+// URL of its token: the CreatedById of the records it creates.
+func (c *Client) UserID(ctx context.Context) (string, error) {
+	tok, err := c.tokens.Token(ctx)
+	if err != nil {
+		return "", err
+	}
+	if tok.UserID == "" {
+		return "", fmt.Errorf("salesforce: the token answer named no user (identity URL %q)", tok.ID)
+	}
+	return tok.UserID, nil
+}
+
 // APIUsage returns the latest api-usage figures from Sforce-Limit-Info: calls
 // used in the rolling 24 hours and the org's allocation. Both are zero until
 // the first answer that carries the header.

@@ -1,0 +1,122 @@
+package outbound_test
+
+import (
+	"os"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgforce/pgforce/sim"
+)
+
+const (
+	collectionsPath = "/services/data/v62.0/composite/sobjects"
+	collectionsKey  = "/services/data/vXX.X/composite/sobjects" // as the simulator counts calls
+)
+
+// loseCreateAnswers makes Salesforce carry out the next count create calls
+// and drop the connection before answering, as when a call times out after
+// Salesforce committed it.
+func (b *bundle) loseCreateAnswers(count int) {
+	b.sim.Inject(sim.Fault{Path: collectionsPath, Method: "POST", LoseAnswer: true, Count: count})
+}
+
+// requireOneRecordPerRow checks that Salesforce holds exactly one Account
+// named like prefix% per row of salesforce.account, and the rows hold
+// them all.
+func (b *bundle) requireOneRecordPerRow(t *testing.T, prefix string, rows int) {
+	t.Helper()
+	eventually(t, 30*time.Second, "every row synced", func() bool {
+		var unsynced int
+		b.scalar(t, &unsynced, `SELECT count(*) FROM salesforce.account WHERE sfid IS NULL OR _hc_lastop <> 'SYNCED'`)
+		return unsynced == 0 && b.backlog(t) == 0
+	})
+	recs := b.sfRecords(t, "SELECT Id FROM Account WHERE Name LIKE '"+prefix+"%'")
+	require.Equal(t, rows, len(recs), "one record per row: none created twice")
+	var total, distinct int
+	b.scalar(t, &total, `SELECT count(*) FROM salesforce.account`)
+	b.scalar(t, &distinct, `SELECT count(DISTINCT sfid) FROM salesforce.account`)
+	require.Equal(t, rows, total, "no second row for a record")
+	require.Equal(t, rows, distinct)
+	for _, r := range recs {
+		var n int
+		b.scalar(t, &n, `SELECT count(*) FROM salesforce.account WHERE sfid = $1`, r.ID())
+		require.Equal(t, 1, n, "record %s has its row", r.ID())
+	}
+}
+
+// A mapping without an upsert field creates its records with plain creates,
+// which Salesforce carries out again on every call. When the answer to one
+// is lost, the insert is sent again only after the worker has looked for
+// the records it made.
+func TestAPlainInsertWhoseAnswerWasLostDoesNotCreateItsRecordTwice(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.loseCreateAnswers(1)
+	b.start(t, fastOptions())
+	b.exec(t, `INSERT INTO salesforce.account (name, industry, annualrevenue)
+		SELECT 'Lost ' || g, 'Energy', g * 1000.5 FROM generate_series(1, 5) g`)
+	b.requireOneRecordPerRow(t, "Lost ", 5)
+	require.EqualValues(t, 1, b.sim.Calls()["POST "+collectionsKey], "the lost create was not sent again")
+}
+
+// Identical rows inserted together get a record each: a record found for
+// one is not given to the other, which is created.
+func TestIdenticalPlainInsertsWhoseAnswerWasLostKeepARecordEach(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.start(t, fastOptions())
+	b.exec(t, `INSERT INTO salesforce.account (name) VALUES ('Twin')`)
+	b.waitSfid(t, "account", 1)
+	// A third identical row, synced long before, keeps its record too.
+	b.loseCreateAnswers(1)
+	b.exec(t, `INSERT INTO salesforce.account (name) VALUES ('Twin'), ('Twin')`)
+	b.requireOneRecordPerRow(t, "Twin", 3)
+}
+
+// With Change Data Capture on, the record a lost create made reaches
+// Postgres as a row of its own before the insert is sent again; that row
+// is merged into the insert's row, as any echo of an insert is.
+func TestTheEchoOfACreateWhoseAnswerWasLostIsMergedIntoTheInsertsRow(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.streamAccountIn(t)
+	b.loseCreateAnswers(1)
+	b.start(t, fastOptions())
+	b.exec(t, `INSERT INTO salesforce.account (name, industry) SELECT 'Echo ' || g, 'Retail' FROM generate_series(1, 3) g`)
+	b.requireOneRecordPerRow(t, "Echo ", 3)
+	var left int
+	b.scalar(t, &left, `SELECT count(*) FROM pgforce.outbound_echo_row`)
+	require.Zero(t, left, "the echo rows were merged")
+}
+
+// A worker killed while Salesforce carried out its creates: the next worker
+// takes its claims over and finds the records instead of creating them
+// again.
+func TestWorkerKilledAfterSalesforceCreatedItsRecordsDuplicatesNone(t *testing.T) {
+	b := setup(t, setupOptions{})
+	const n = 400
+	b.exec(t, `INSERT INTO salesforce.account (name) SELECT 'Killed ' || g FROM generate_series(1, $1) g`, n)
+	// Every create is carried out and its answer lost, and the search for
+	// the records fails, so the worker never learns of them before it dies.
+	b.loseCreateAnswers(0)
+	b.sim.Inject(sim.Fault{Path: "/services/data/v62.0/query", Status: 503})
+
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), childEnv+"=1", "CHILD_SIM_URL="+b.sim.URL(), "CHILD_DATABASE_URL="+b.db.ConnString)
+	child.Stdout, child.Stderr = os.Stderr, os.Stderr
+	require.NoError(t, child.Start())
+	t.Cleanup(func() { _ = child.Process.Kill(); _, _ = child.Process.Wait() })
+	eventually(t, 30*time.Second, "records created in Salesforce", func() bool {
+		return len(b.sim.Events(0, 1)) > 0 // their change events
+	})
+	require.NoError(t, child.Process.Signal(syscall.SIGKILL))
+	_, _ = child.Process.Wait()
+	var synced int
+	b.scalar(t, &synced, `SELECT count(*) FROM salesforce.account WHERE sfid IS NOT NULL`)
+	require.Zero(t, synced, "no answer reached the killed worker")
+
+	b.sim.ClearFaults()
+	b.start(t, fastOptions()) // takes over the dead worker's claims after the lease
+	b.requireOneRecordPerRow(t, "Killed ", n)
+}

@@ -37,15 +37,24 @@ type change struct {
 	// retriedDelete says a pgforce.retry of a refused delete is among the
 	// entries (see endsBefore).
 	retriedDelete bool
-	// createdSince is set when an insert among the entries was claimed
-	// before and may have reached Salesforce, its answer lost: the capture
-	// time of the earliest such insert (see findCreated).
-	createdSince time.Time
+	// doubt is set when an insert among the entries was claimed before and
+	// may have created its record, the answer lost (see findCreated).
+	doubt *doubtfulInsert
+	// putBack holds entries that go back to the queue unsent when the
+	// change is written (see findCreated).
+	putBack []int64
 
 	// Filled by prepare.
 	record  salesforce.Record // what is sent
 	extID   string            // value of the upsert field for an upsert
 	deferTo bool              // a parent has no Id yet: try again later
+}
+
+// doubtfulInsert is an insert entry that an earlier claim may have sent.
+type doubtfulInsert struct {
+	since time.Time       // when it was captured
+	upTo  int             // the index in Entries of the insert entry
+	later map[string]bool // columns that entries after it set
 }
 
 // merge folds entries (in outbox id order) into one change per record,
@@ -72,6 +81,13 @@ func merge(entries []entry, upsertColumn string) []*change {
 			out = append(out, c)
 		}
 		c.Entries = append(c.Entries, e.ID)
+		if c.doubt != nil {
+			for k := range e.New {
+				c.doubt.later[k] = true
+			}
+		} else if e.Op == "insert" && e.Attempts > 1 {
+			c.doubt = &doubtfulInsert{since: e.CreatedAt, upTo: len(c.Entries) - 1, later: map[string]bool{}}
+		}
 		if e.RetryOf != 0 {
 			c.RetryOf = append(c.RetryOf, e.RetryOf)
 			c.retriedDelete = c.retriedDelete || e.Op == "delete"
@@ -85,9 +101,6 @@ func merge(entries []entry, upsertColumn string) []*change {
 			// replace what came before.
 			c.Op = "insert"
 			c.Values = e.New
-			if e.Attempts > 1 && (c.createdSince.IsZero() || e.CreatedAt.Before(c.createdSince)) {
-				c.createdSince = e.CreatedAt
-			}
 		case "update":
 			if c.Op == "" || c.Op == "delete" {
 				c.Op = "update"

@@ -18,10 +18,13 @@ import (
 // a create whose answer was lost after Salesforce committed it (the worker
 // died with the call in flight, or the connection dropped) made a second
 // record when it was sent again, and its change event a second row. So a
-// plain insert that an earlier claim may have sent (see change.
-// createdSince) is first looked for among the records our user created
-// since it was captured; one that matches it in every field it carries is
-// taken as its record, and nothing is sent.
+// plain insert that an earlier claim may have sent (see change.doubt) is
+// first looked for among the records our user created since it was
+// captured; one that matches it in every field it carries is taken as its
+// record, and the insert is not sent. Fields that changes queued after the
+// insert set are left out of the match, since the earlier attempt may or
+// may not have carried them; those changes go back to the queue, and are
+// sent as an update of the record found.
 //
 // A record another row already holds is that row's, except a row the
 // inbound worker made from the record's own change event
@@ -51,12 +54,12 @@ func (s *Service) findCreated(ctx context.Context, m *Mapping, changes []*change
 	var doubt []int
 	var since time.Time
 	for i, c := range changes {
-		if c.deferTo || c.Op != "insert" || c.extID != "" || c.createdSince.IsZero() {
+		if c.deferTo || c.Op != "insert" || c.extID != "" || c.doubt == nil {
 			continue
 		}
 		doubt = append(doubt, i)
-		if since.IsZero() || c.createdSince.Before(since) {
-			since = c.createdSince
+		if since.IsZero() || c.doubt.since.Before(since) {
+			since = c.doubt.since
 		}
 	}
 	if len(doubt) == 0 {
@@ -74,8 +77,13 @@ func (s *Service) findCreated(ctx context.Context, m *Mapping, changes []*change
 		return found
 	}
 	for i, id := range ids {
+		c := changes[i]
 		results[i] = outcome{kind: outOK, id: id}
 		found[i] = true
+		if after := c.doubt.upTo + 1; after < len(c.Entries) {
+			c.putBack = c.Entries[after:]
+			c.Entries = c.Entries[:after]
+		}
 	}
 	if len(ids) > 0 {
 		s.log.Info("outbound: inserts that may have reached Salesforce had created their records; they are not sent again",
@@ -164,7 +172,15 @@ func (s *Service) lookUpCreated(ctx context.Context, m *Mapping, changes []*chan
 	out := map[int]string{}
 	taken := map[string]bool{}
 	for _, i := range doubt {
-		sent := changes[i].record.Fields
+		sent := map[string]any{}
+		for k, v := range changes[i].record.Fields {
+			if !changes[i].doubt.later[strings.ToLower(k)] {
+				sent[k] = v
+			}
+		}
+		if len(sent) == 0 {
+			continue // nothing tells its record apart
+		}
 		for _, r := range created {
 			id := r.ID()
 			if held[id] || taken[id] || !carries(r, sent) {

@@ -120,3 +120,22 @@ func TestWorkerKilledAfterSalesforceCreatedItsRecordsDuplicatesNone(t *testing.T
 	b.start(t, fastOptions()) // takes over the dead worker's claims after the lease
 	b.requireOneRecordPerRow(t, "Killed ", n)
 }
+
+// A row updated after its insert went out with its answer lost: the update
+// is merged into the insert sent again, so the record found carries the
+// insert's values, not the update's. It is matched on the fields the update
+// left alone and then updated.
+func TestARowUpdatedAfterItsInsertsAnswerWasLostKeepsOneRecordWithTheUpdate(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.loseCreateAnswers(1)
+	opts := fastOptions()
+	opts.MinBackoff, opts.MaxBackoff = time.Second, time.Second // room to update before the insert is sent again
+	b.start(t, opts)
+	var id int
+	b.scalar(t, &id, `INSERT INTO salesforce.account (name, industry) VALUES ('Late', 'Energy') RETURNING id`)
+	eventually(t, 10*time.Second, "the create carried out", func() bool { return len(b.sim.Events(0, 1)) > 0 })
+	b.exec(t, `UPDATE salesforce.account SET industry = 'Banking' WHERE id = $1`, id)
+	b.requireOneRecordPerRow(t, "Late", 1)
+	sfid := b.rowSfid(t, "account", id)
+	require.Equal(t, "Banking", b.sfField(t, "Account", sfid, "Industry"))
+}

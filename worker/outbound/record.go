@@ -83,6 +83,7 @@ func (s *Service) record(ctx context.Context, m *Mapping, changes []*change, res
 			ok = append(ok, successRow{RecordID: c.RecordID, Op: "none", RetryOf: c.RetryOf, Keys: []string{}})
 		case outOK:
 			done = append(done, c.Entries...)
+			unsent = append(unsent, c.putBack...)
 			if c.Op == "delete" {
 				ok = append(ok, successRow{RecordID: c.RecordID, Op: "delete", RetryOf: c.RetryOf, Keys: []string{}})
 				continue

@@ -279,7 +279,10 @@ BEGIN%2$s
     ELSIF TG_OP = 'DELETE' THEN
         -- A row that never reached Salesforce (no sfid) takes its pending
         -- insert and updates with it. Entries already claimed are in
-        -- flight, so the delete is recorded for the worker to finish.
+        -- flight, and those claimed before (attempts) may have created the
+        -- record with the answer lost, so the delete is recorded for the
+        -- worker to finish (it looks for that record, see findCreated in
+        -- worker/outbound).
         -- Asked only when such a row is among the deleted, and planned for
         -- the outbox as it is then: a plan kept from when the outbox was
         -- nearly empty read every queued entry of the mapping for each
@@ -288,7 +291,7 @@ BEGIN%2$s
         IF EXISTS (SELECT FROM pgforce_old o WHERE o.sfid IS NULL) THEN
             EXECUTE 'DELETE FROM pgforce.outbox ob USING pgforce_old o
                      WHERE o.sfid IS NULL AND ob.sfid IS NULL AND ob.mapping_id OPERATOR(pg_catalog.=) $1
-                       AND ob.record_id OPERATOR(pg_catalog.=) o.id AND ob.claimed_at IS NULL'
+                       AND ob.record_id OPERATOR(pg_catalog.=) o.id AND ob.claimed_at IS NULL AND ob.attempts OPERATOR(pg_catalog.=) 0'
                 USING %3$s;
         END IF;
         -- The EXISTS is evaluated only for rows without an sfid.
@@ -298,7 +301,7 @@ BEGIN%2$s
         WHERE o.sfid IS NOT NULL
            OR EXISTS (SELECT FROM pgforce.outbox ob
                       WHERE ob.sfid IS NULL AND ob.mapping_id OPERATOR(pg_catalog.=) %3$s AND ob.record_id OPERATOR(pg_catalog.=) o.id
-                        AND ob.claimed_at IS NOT NULL);
+                        AND (ob.claimed_at IS NOT NULL OR ob.attempts OPERATOR(pg_catalog.>) 0));
         -- A row deleted by the triggers of an INSERT is not inserted.
         IF pg_catalog.pg_trigger_depth() > 1 THEN
             %9$s

@@ -52,9 +52,10 @@ type change struct {
 
 // doubtfulInsert is an insert entry that an earlier claim may have sent.
 type doubtfulInsert struct {
-	since time.Time       // when it was captured
-	upTo  int             // the index in Entries of the insert entry
-	later map[string]bool // columns that entries after it set
+	since  time.Time       // when it was captured
+	upTo   int             // the index in Entries of the insert entry
+	values map[string]any  // what it carried (Postgres column -> value)
+	later  map[string]bool // columns that entries after it set
 }
 
 // merge folds entries (in outbox id order) into one change per record,
@@ -86,7 +87,13 @@ func merge(entries []entry, upsertColumn string) []*change {
 				c.doubt.later[k] = true
 			}
 		} else if e.Op == "insert" && e.Attempts > 1 {
-			c.doubt = &doubtfulInsert{since: e.CreatedAt, upTo: len(c.Entries) - 1, later: map[string]bool{}}
+			// The insert's values are copied: the change takes its map over
+			// and later entries write into it.
+			values := make(map[string]any, len(e.New))
+			for k, v := range e.New {
+				values[k] = v
+			}
+			c.doubt = &doubtfulInsert{since: e.CreatedAt, upTo: len(c.Entries) - 1, values: values, later: map[string]bool{}}
 		}
 		if e.RetryOf != 0 {
 			c.RetryOf = append(c.RetryOf, e.RetryOf)

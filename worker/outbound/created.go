@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"sort"
 	"strings"
@@ -26,10 +27,15 @@ import (
 // may not have carried them; those changes go back to the queue, and are
 // sent as an update of the record found.
 //
-// A record another row already holds is that row's, except a row the
-// inbound worker made from the record's own change event
-// (pgforce.outbound_echo_row), which the write-back then merges into the
-// insert's row as it does for any echo (pgforce._outbound_adopt_echo_rows).
+// A record another row already holds, or a queued change names, is that
+// row's, except a row the inbound worker made from the record's own change
+// event (pgforce.outbound_echo_row), which the write-back then merges into
+// the insert's row as it does for any echo (pgforce._outbound_adopt_echo_rows).
+// A record whose create is in flight for another row is held by none yet,
+// so the search is made only while no other insert of the mapping is
+// claimed, by any worker, before the query and after it (the claimer stops
+// after a batch in doubt, and such a batch waits otherwise); two batches in
+// doubt never search at once for the same reason.
 // Without an external id only the values tell records apart, so a record
 // that Salesforce changed as it saved it (a trigger, a flow, a default the
 // insert did not set is fine) is not recognised, and the insert is sent
@@ -38,39 +44,94 @@ const (
 	// createdSkew widens the search back from the capture time, for the
 	// clocks of Postgres and Salesforce.
 	createdSkew = 5 * time.Minute
-	// maxCreatedRecords bounds the records read per search; the window
-	// runs from the capture of the oldest insert in doubt, which holds
-	// its record unless Salesforce made more than this since.
+	// maxCreatedRecords bounds the records read per search, newest first
+	// back to the capture of the oldest insert in doubt: a lost create is
+	// among the latest of our user's unless this many came after it.
 	maxCreatedRecords = 10000
 )
 
-var errEnoughCreated = errors.New("enough created records read")
+var (
+	errEnoughCreated = errors.New("enough created records read")
+	errNotAlone      = errors.New("another insert of the mapping is in flight; the search waits for it")
+)
 
-// findCreated settles the plain inserts of changes that may have created
-// their record already: found[i] is true when results[i] is set, either
-// to the record found (outOK with its Id) or, when the search failed, to
-// a transient outcome that sends nothing until it can be made.
+// alone fails with errNotAlone while an insert entry of m other than mine
+// is claimed: its create may be in flight, its record held by no row yet.
+func (s *Service) alone(ctx context.Context, m *Mapping, mine []int64) error {
+	var busy bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pgforce.outbox o
+		WHERE o.mapping_id = $1 AND o.op = 'insert' AND o.sfid IS NULL AND o.claimed_at IS NOT NULL AND o.id <> ALL($2))`,
+		m.ID, mine).Scan(&busy); err != nil {
+		return fmt.Errorf("look for inserts in flight: %w", err)
+	}
+	if busy {
+		return errNotAlone
+	}
+	return nil
+}
+
+// findCreated settles the changes whose insert may have created their
+// record already. A plain insert (no upsert field) found there is recorded
+// as written: found[i] is true and results[i] outOK with the record's Id.
+// A row inserted and deleted again, whose record may exist although the
+// insert was never answered, becomes a delete of the record found (with an
+// upsert field too). When the search fails, found[i] is true and results[i]
+// a transient outcome: nothing is sent until it can be made.
 func (s *Service) findCreated(ctx context.Context, m *Mapping, changes []*change, results []outcome) map[int]bool {
-	var doubt []int
+	want := map[int]map[string]any{}
 	var since time.Time
 	for i, c := range changes {
-		if c.deferTo || c.Op != "insert" || c.extID != "" || c.doubt == nil {
+		if c.deferTo || c.doubt == nil {
 			continue
 		}
-		doubt = append(doubt, i)
+		var sent map[string]any
+		switch {
+		case c.Op == "insert" && c.extID == "":
+			sent = c.record.Fields
+		case c.Op == "":
+			sent = insertFields(m, c.doubt.values)
+		default:
+			continue
+		}
+		// Fields that later changes set may hold either value there; a
+		// relationship column set later may have changed any lookup.
+		laterRel := false
+		for _, rc := range m.RelColumns {
+			laterRel = laterRel || c.doubt.later[rc]
+		}
+		match := map[string]any{}
+		for k, v := range sent {
+			col, _ := m.column(strings.ToLower(k))
+			if _, rel := v.(salesforce.Record); rel || k == "Id" || c.doubt.later[strings.ToLower(k)] || laterRel && col.Type == "reference" {
+				continue
+			}
+			match[k] = v
+		}
+		if len(match) == 0 {
+			continue // nothing tells its record apart
+		}
+		want[i] = match
 		if since.IsZero() || c.doubt.since.Before(since) {
 			since = c.doubt.since
 		}
 	}
-	if len(doubt) == 0 {
+	if len(want) == 0 {
 		return nil
 	}
-	found := make(map[int]bool, len(doubt))
-	ids, err := s.lookUpCreated(ctx, m, changes, doubt, since)
+	found := make(map[int]bool, len(want))
+	var mine []int64
+	for i := range want {
+		mine = append(mine, changes[i].Entries...)
+	}
+	ids, err := s.lookUpCreated(ctx, m, want, since, mine)
 	if err != nil {
-		s.log.Warn("outbound: could not look for the records of inserts that may have reached Salesforce; they wait",
-			"mapping", m.ID, "inserts", len(doubt), "err", err)
-		for _, i := range doubt {
+		lvl := slog.LevelWarn
+		if errors.Is(err, errNotAlone) {
+			lvl = slog.LevelDebug
+		}
+		s.log.Log(ctx, lvl, "outbound: could not look for the records of inserts that may have reached Salesforce; they wait",
+			"mapping", m.ID, "inserts", len(want), "err", err)
+		for i := range want {
 			results[i] = outcome{kind: outTransient, unsent: true}
 			found[i] = true
 		}
@@ -78,6 +139,10 @@ func (s *Service) findCreated(ctx context.Context, m *Mapping, changes []*change
 	}
 	for i, id := range ids {
 		c := changes[i]
+		if c.Op == "" {
+			c.Op, c.SFID = "delete", id
+			continue
+		}
 		results[i] = outcome{kind: outOK, id: id}
 		found[i] = true
 		if after := c.doubt.upTo + 1; after < len(c.Entries) {
@@ -87,36 +152,67 @@ func (s *Service) findCreated(ctx context.Context, m *Mapping, changes []*change
 	}
 	if len(ids) > 0 {
 		s.log.Info("outbound: inserts that may have reached Salesforce had created their records; they are not sent again",
-			"mapping", m.ID, "found", len(ids), "of", len(doubt))
+			"mapping", m.ID, "found", len(ids), "of", len(want))
 	}
 	return found
 }
 
+// insertFields is what an insert of values (Postgres column -> value) sends
+// (see buildRecords), relationship columns aside.
+func insertFields(m *Mapping, values map[string]any) map[string]any {
+	rel := map[string]bool{}
+	for _, c := range m.RelColumns {
+		rel[c] = true
+	}
+	out := map[string]any{}
+	for k, v := range values {
+		if v == nil || systemColumns[k] || rel[k] {
+			continue
+		}
+		col, ok := m.column(k)
+		if !ok || !col.writable(true) {
+			continue
+		}
+		if sv, err := sfValue(col.Type, v); err == nil {
+			out[col.Name] = sv
+		}
+	}
+	return out
+}
+
 // lookUpCreated reads the records of m's object that our user created
 // since the capture of the oldest insert in doubt, less the records other
-// rows hold, and matches each insert at doubt (indexes into changes, in
-// capture order) with the oldest one that carries all of its values.
-func (s *Service) lookUpCreated(ctx context.Context, m *Mapping, changes []*change, doubt []int, since time.Time) (map[int]string, error) {
+// rows hold, and matches each change of want (index into the batch -> the
+// fields to match, in API names) with the oldest record that carries all
+// of them, taking the changes in batch order.
+//
+// It fails with errNotAlone while another insert of m is claimed (mine are
+// the entries of the changes searched for).
+func (s *Service) lookUpCreated(ctx context.Context, m *Mapping, want map[int]map[string]any, since time.Time, mine []int64) (map[int]string, error) {
+	if err := s.alone(ctx, m, mine); err != nil {
+		return nil, err
+	}
 	user, err := s.sf.UserID(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("who creates the records: %w", err)
 	}
+	order := make([]int, 0, len(want))
 	fieldSet := map[string]bool{}
-	for _, i := range doubt {
-		for k, v := range changes[i].record.Fields {
-			if _, rel := v.(salesforce.Record); !rel {
-				fieldSet[k] = true
-			}
+	for i, match := range want {
+		order = append(order, i)
+		for k := range match {
+			fieldSet[k] = true
 		}
 	}
+	sort.Ints(order)
 	fields := make([]string, 0, len(fieldSet))
 	for k := range fieldSet {
-		if k != "Id" && k != "CreatedDate" {
+		if k != "CreatedDate" {
 			fields = append(fields, k)
 		}
 	}
 	sort.Strings(fields)
-	soql := fmt.Sprintf("SELECT %s FROM %s WHERE CreatedById = '%s' AND CreatedDate >= %s ORDER BY CreatedDate, Id",
+	soql := fmt.Sprintf("SELECT %s FROM %s WHERE CreatedById = '%s' AND CreatedDate >= %s ORDER BY CreatedDate DESC, Id DESC",
 		strings.Join(append([]string{"Id", "CreatedDate"}, fields...), ", "), m.SObject,
 		strings.ReplaceAll(user, "'", `\'`), since.Add(-createdSkew).UTC().Format("2006-01-02T15:04:05.000Z"))
 	if b := s.opts.Budget; b != nil {
@@ -144,6 +240,14 @@ func (s *Service) lookUpCreated(ctx context.Context, m *Mapping, changes []*chan
 	if len(created) == 0 {
 		return nil, nil
 	}
+	// Any create claimed since the query began may be among its records.
+	if err := s.alone(ctx, m, mine); err != nil {
+		return nil, err
+	}
+	// Oldest first: of identical records, the first made goes first.
+	for l, r := 0, len(created)-1; l < r; l, r = l+1, r-1 {
+		created[l], created[r] = created[r], created[l]
+	}
 
 	ids := make([]string, len(created))
 	for k, r := range created {
@@ -152,7 +256,9 @@ func (s *Service) lookUpCreated(ctx context.Context, m *Mapping, changes []*chan
 	held := map[string]bool{} // Id -> held by a row that is not an echo
 	rows, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT t.sfid FROM %s t
 		WHERE t.sfid = ANY($1)
-		  AND NOT EXISTS (SELECT FROM pgforce.outbound_echo_row e WHERE e.mapping_id = $2 AND e.sfid = t.sfid)`, m.Table()), ids, m.ID)
+		  AND NOT EXISTS (SELECT FROM pgforce.outbound_echo_row e WHERE e.mapping_id = $2 AND e.sfid = t.sfid)
+		UNION
+		SELECT o.sfid FROM pgforce.outbox o WHERE o.mapping_id = $2 AND o.sfid = ANY($1)`, m.Table()), ids, m.ID)
 	if err != nil {
 		return nil, fmt.Errorf("which records rows hold: %w", err)
 	}
@@ -171,19 +277,10 @@ func (s *Service) lookUpCreated(ctx context.Context, m *Mapping, changes []*chan
 
 	out := map[int]string{}
 	taken := map[string]bool{}
-	for _, i := range doubt {
-		sent := map[string]any{}
-		for k, v := range changes[i].record.Fields {
-			if !changes[i].doubt.later[strings.ToLower(k)] {
-				sent[k] = v
-			}
-		}
-		if len(sent) == 0 {
-			continue // nothing tells its record apart
-		}
+	for _, i := range order {
 		for _, r := range created {
 			id := r.ID()
-			if held[id] || taken[id] || !carries(r, sent) {
+			if held[id] || taken[id] || !carries(r, want[i]) {
 				continue
 			}
 			out[i] = id

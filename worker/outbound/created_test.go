@@ -1,6 +1,8 @@
 package outbound_test
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"syscall"
@@ -10,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgforce/pgforce/sim"
+	"github.com/pgforce/pgforce/worker/salesforce"
 )
 
 const (
@@ -138,4 +141,94 @@ func TestARowUpdatedAfterItsInsertsAnswerWasLostKeepsOneRecordWithTheUpdate(t *t
 	b.requireOneRecordPerRow(t, "Late", 1)
 	sfid := b.rowSfid(t, "account", id)
 	require.Equal(t, "Banking", b.sfField(t, "Account", sfid, "Industry"))
+}
+
+// A row deleted after its insert went out with its answer lost: the record
+// the insert may have made is looked for and deleted, not left behind.
+func TestARowDeletedAfterItsInsertsAnswerWasLostLeavesNoRecordBehind(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.loseCreateAnswers(1)
+	opts := fastOptions()
+	opts.MinBackoff, opts.MaxBackoff = time.Second, time.Second // room to delete before the insert is sent again
+	b.start(t, opts)
+	var id int
+	b.scalar(t, &id, `INSERT INTO salesforce.account (name, industry) VALUES ('Gone', 'Energy') RETURNING id`)
+	eventually(t, 10*time.Second, "the create carried out", func() bool { return len(b.sim.Events(0, 1)) > 0 })
+	require.Len(t, b.sfRecords(t, "SELECT Id FROM Account WHERE Name = 'Gone'"), 1)
+	b.exec(t, `DELETE FROM salesforce.account WHERE id = $1`, id)
+	eventually(t, 10*time.Second, "outbox drained", func() bool { return b.backlog(t) == 0 })
+	require.Empty(t, b.sfRecords(t, "SELECT Id FROM Account WHERE Name = 'Gone'"), "the record the lost insert made is deleted")
+}
+
+// twinInDoubt inserts a row named name whose insert an earlier claim may
+// have sent (a dead worker's claim, handed back), and returns its id.
+func (b *bundle) twinInDoubt(t *testing.T, name string) int {
+	t.Helper()
+	var id int
+	b.scalar(t, &id, `INSERT INTO salesforce.account (name) VALUES ($1) RETURNING id`, name)
+	b.exec(t, `UPDATE pgforce.outbox SET attempts = 1 WHERE record_id = $1`, id)
+	return id
+}
+
+// A record whose create is in flight for another row, its Id not yet
+// written back, is held by no row: an insert in doubt with the same values
+// must not take it (the other row's write-back would then merge the two
+// rows into one).
+func TestAnInsertInDoubtNeverTakesTheRecordOfAnotherRowsInsertInFlight(t *testing.T) {
+	b := setup(t, setupOptions{})
+	var first int
+	b.scalar(t, &first, `INSERT INTO salesforce.account (name) VALUES ('Twin') RETURNING id`)
+	second := b.twinInDoubt(t, "Twin")
+	app := b.appHoldsRow(t, first) // the first row's result transaction waits for it
+	opts := fastOptions()
+	opts.BatchSize = 1
+	b.start(t, opts)
+	eventually(t, 10*time.Second, "the first row's record created", func() bool {
+		return len(b.sfRecords(t, "SELECT Id FROM Account WHERE Name = 'Twin'")) > 0
+	})
+	time.Sleep(300 * time.Millisecond) // the insert in doubt would look now
+	require.NoError(t, app.Rollback(context.Background()))
+	b.waitSfid(t, "account", second)
+	b.requireOneRecordPerRow(t, "Twin", 2)
+}
+
+// A record that a queued change names belongs to that change's row, even
+// when the row is gone: the record of a row deleted meanwhile is not taken
+// by an insert in doubt with the same values.
+func TestAnInsertInDoubtNeverTakesTheRecordOfADeletedRow(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.syncedAccounts(t, 1, "Twin")
+	var synced int
+	b.scalar(t, &synced, `SELECT id FROM salesforce.account`)
+	second := b.twinInDoubt(t, "Twin 0")
+	b.exec(t, `DELETE FROM salesforce.account WHERE id = $1`, synced)
+	b.start(t, fastOptions())
+	eventually(t, 10*time.Second, "outbox drained", func() bool { return b.backlog(t) == 0 })
+	live := b.sfRecords(t, "SELECT Id FROM Account WHERE Name = 'Twin 0'")
+	require.Len(t, live, 1, "the deleted row's record is gone and the new row has one")
+	require.Equal(t, live[0].ID(), b.rowSfid(t, "account", second))
+}
+
+// The search reads the newest records first: a lost create is among the
+// latest of our user's, however many came between its capture and it.
+func TestTheRecordOfAnInsertInDoubtIsFoundBehindTenThousandNewerOnes(t *testing.T) {
+	b := setup(t, setupOptions{})
+	ctx := context.Background()
+	var id int
+	b.scalar(t, &id, `INSERT INTO salesforce.account (name) VALUES ('Needle') RETURNING id`)
+	for i := 0; i < 51; i++ {
+		recs := make([]salesforce.Record, 200)
+		for k := range recs {
+			recs[k] = salesforce.NewRecord("Account", map[string]any{"Name": fmt.Sprintf("Hay %d", i*200+k)})
+		}
+		_, err := b.sf.Create(ctx, recs)
+		require.NoError(t, err)
+	}
+	// The create whose answer was lost, and its claim handed back.
+	_, err := b.sf.Create(ctx, []salesforce.Record{salesforce.NewRecord("Account", map[string]any{"Name": "Needle"})})
+	require.NoError(t, err)
+	b.exec(t, `UPDATE pgforce.outbox SET attempts = 1 WHERE record_id = $1`, id)
+	b.start(t, fastOptions())
+	b.waitSfid(t, "account", id)
+	require.Len(t, b.sfRecords(t, "SELECT Id FROM Account WHERE Name = 'Needle'"), 1, "created once")
 }

@@ -42,6 +42,9 @@ type batch struct {
 	last    int64 // id of the last entry claimed
 	limit   int
 	bulk    bool // the backlog was at least the mapping's bulk_threshold when claimed
+	// doubt says an insert of the batch may have created its record
+	// already: the claimer stops after it (see findCreated).
+	doubt   bool
 	changes []*change
 	results []outcome
 	claimed time.Duration // claiming
@@ -114,7 +117,7 @@ func (s *Service) drainPass(ctx, work context.Context, m *Mapping, all []*Mappin
 				claimErr <- nil
 				return
 			}
-			if b.entries < b.limit {
+			if b.entries < b.limit || b.doubt {
 				claimErr <- nil
 				return
 			}
@@ -301,7 +304,12 @@ func (s *Service) nextBatch(ctx, work context.Context, m *Mapping, all []*Mappin
 		s.release(work, changes)
 		return nil, err
 	}
-	return &batch{entries: len(entries), last: entries[len(entries)-1].ID, limit: limit, bulk: bulk, changes: changes, claimed: claimed, took: time.Since(start)}, nil
+	doubt := false
+	for _, c := range changes {
+		doubt = doubt || c.doubt != nil && (m.UpsertField == "" || c.Op == "")
+	}
+	return &batch{entries: len(entries), last: entries[len(entries)-1].ID, limit: limit, bulk: bulk, doubt: doubt,
+		changes: changes, claimed: claimed, took: time.Since(start)}, nil
 }
 
 // analyzeOutbox refreshes the outbox's statistics as a Bulk drain starts,
@@ -484,7 +492,10 @@ func (s *Service) sendChunk(ctx context.Context, m *Mapping, op string, changes 
 		case k < len(res):
 			results[i] = saveOutcome(op, res[k])
 		case err != nil && (salesforce.IsTransient(err) || errors.Is(err, context.Canceled)):
-			results[i] = outcome{kind: outTransient}
+			// A call Salesforce refused as a whole with an answer did
+			// nothing; one without an answer may have (see findCreated).
+			var refused *salesforce.APIError
+			results[i] = outcome{kind: outTransient, unsent: errors.As(err, &refused)}
 		case err != nil:
 			results[i] = outcome{kind: outFailed, err: callError(err)}
 		default:
@@ -507,7 +518,7 @@ func saveOutcome(op string, r salesforce.SaveResult) outcome {
 	}
 	switch re.StatusCode {
 	case salesforce.CodeUnableToLockRow, salesforce.CodeRequestLimitExceeded, salesforce.CodeServerUnavailable:
-		return outcome{kind: outTransient}
+		return outcome{kind: outTransient, unsent: true} // answered: nothing was written
 	case "ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY", "NOT_FOUND":
 		if op == "delete" {
 			return outcome{kind: outOK, id: r.ID} // gone already: the delete is done

@@ -54,6 +54,25 @@ func runChild() int {
 	return 0
 }
 
+// startChild runs a bare outbound worker (runChild) in a subprocess of
+// the test binary, against the bundle's simulator and database.
+func (b *bundle) startChild(t *testing.T) *exec.Cmd {
+	t.Helper()
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), childEnv+"=1", "CHILD_SIM_URL="+b.sim.URL(), "CHILD_DATABASE_URL="+b.db.ConnString)
+	child.Stdout, child.Stderr = os.Stderr, os.Stderr
+	require.NoError(t, child.Start())
+	t.Cleanup(func() { _ = child.Process.Kill(); _, _ = child.Process.Wait() })
+	return child
+}
+
+// killChild kills the worker with SIGKILL: it records nothing more.
+func killChild(t *testing.T, child *exec.Cmd) {
+	t.Helper()
+	require.NoError(t, child.Process.Signal(syscall.SIGKILL))
+	_, _ = child.Process.Wait()
+}
+
 func TestWorkerKilledMidBatchLosesNothingAndUpsertDuplicatesNothing(t *testing.T) {
 	b := setup(t, setupOptions{upsertField: "Ext_Id__c"})
 	const n = 1000
@@ -61,11 +80,7 @@ func TestWorkerKilledMidBatchLosesNothingAndUpsertDuplicatesNothing(t *testing.T
 	// Slow Salesforce down so that the kill lands while calls are in flight.
 	b.sim.Inject(sim.Fault{Path: "/services/data/v62.0/composite/sobjects", LatencyMS: 60})
 
-	child := exec.Command(os.Args[0], "-test.run=^$")
-	child.Env = append(os.Environ(), childEnv+"=1", "CHILD_SIM_URL="+b.sim.URL(), "CHILD_DATABASE_URL="+b.db.ConnString)
-	child.Stdout, child.Stderr = os.Stderr, os.Stderr
-	require.NoError(t, child.Start())
-	t.Cleanup(func() { _ = child.Process.Kill(); _, _ = child.Process.Wait() })
+	child := b.startChild(t)
 
 	// Kill it once some, but not all, records are written back.
 	eventually(t, 30*time.Second, "some rows synced and a batch in flight", func() bool {
@@ -74,8 +89,7 @@ func TestWorkerKilledMidBatchLosesNothingAndUpsertDuplicatesNothing(t *testing.T
 		b.scalar(t, &claimed, `SELECT count(*) FROM pgforce.outbox WHERE claimed_at IS NOT NULL`)
 		return synced >= 200 && claimed > 0
 	})
-	require.NoError(t, child.Process.Signal(syscall.SIGKILL))
-	_, _ = child.Process.Wait()
+	killChild(t, child)
 	var synced, claimed int
 	b.scalar(t, &synced, `SELECT count(*) FROM salesforce.account WHERE sfid IS NOT NULL`)
 	b.scalar(t, &claimed, `SELECT count(*) FROM pgforce.outbox WHERE claimed_at IS NOT NULL`)

@@ -3,9 +3,6 @@ package outbound_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"syscall"
 	"testing"
 	"time"
 
@@ -105,16 +102,11 @@ func TestWorkerKilledAfterSalesforceCreatedItsRecordsDuplicatesNone(t *testing.T
 	b.loseCreateAnswers(0)
 	b.sim.Inject(sim.Fault{Path: "/services/data/v62.0/query", Status: 503})
 
-	child := exec.Command(os.Args[0], "-test.run=^$")
-	child.Env = append(os.Environ(), childEnv+"=1", "CHILD_SIM_URL="+b.sim.URL(), "CHILD_DATABASE_URL="+b.db.ConnString)
-	child.Stdout, child.Stderr = os.Stderr, os.Stderr
-	require.NoError(t, child.Start())
-	t.Cleanup(func() { _ = child.Process.Kill(); _, _ = child.Process.Wait() })
+	child := b.startChild(t)
 	eventually(t, 30*time.Second, "records created in Salesforce", func() bool {
 		return len(b.sim.Events(0, 1)) > 0 // their change events
 	})
-	require.NoError(t, child.Process.Signal(syscall.SIGKILL))
-	_, _ = child.Process.Wait()
+	killChild(t, child)
 	var synced int
 	b.scalar(t, &synced, `SELECT count(*) FROM salesforce.account WHERE sfid IS NOT NULL`)
 	require.Zero(t, synced, "no answer reached the killed worker")
@@ -124,19 +116,29 @@ func TestWorkerKilledAfterSalesforceCreatedItsRecordsDuplicatesNone(t *testing.T
 	b.requireOneRecordPerRow(t, "Killed ", n)
 }
 
+// insertWithLostAnswer starts a worker that waits a second after a failed
+// call, inserts a row named name whose create Salesforce carries out with
+// its answer lost, and returns the row's id once the record exists: the
+// test has that second to change the row before the insert is sent again.
+func (b *bundle) insertWithLostAnswer(t *testing.T, name string) int {
+	t.Helper()
+	b.loseCreateAnswers(1)
+	opts := fastOptions()
+	opts.MinBackoff, opts.MaxBackoff = time.Second, time.Second
+	b.start(t, opts)
+	var id int
+	b.scalar(t, &id, `INSERT INTO salesforce.account (name, industry) VALUES ($1, 'Energy') RETURNING id`, name)
+	eventually(t, 10*time.Second, "the create carried out", func() bool { return len(b.sim.Events(0, 1)) > 0 })
+	return id
+}
+
 // A row updated after its insert went out with its answer lost: the update
 // is merged into the insert sent again, so the record found carries the
 // insert's values, not the update's. It is matched on the fields the update
 // left alone and then updated.
 func TestARowUpdatedAfterItsInsertsAnswerWasLostKeepsOneRecordWithTheUpdate(t *testing.T) {
 	b := setup(t, setupOptions{})
-	b.loseCreateAnswers(1)
-	opts := fastOptions()
-	opts.MinBackoff, opts.MaxBackoff = time.Second, time.Second // room to update before the insert is sent again
-	b.start(t, opts)
-	var id int
-	b.scalar(t, &id, `INSERT INTO salesforce.account (name, industry) VALUES ('Late', 'Energy') RETURNING id`)
-	eventually(t, 10*time.Second, "the create carried out", func() bool { return len(b.sim.Events(0, 1)) > 0 })
+	id := b.insertWithLostAnswer(t, "Late")
 	b.exec(t, `UPDATE salesforce.account SET industry = 'Banking' WHERE id = $1`, id)
 	b.requireOneRecordPerRow(t, "Late", 1)
 	sfid := b.rowSfid(t, "account", id)
@@ -147,13 +149,7 @@ func TestARowUpdatedAfterItsInsertsAnswerWasLostKeepsOneRecordWithTheUpdate(t *t
 // the insert may have made is looked for and deleted, not left behind.
 func TestARowDeletedAfterItsInsertsAnswerWasLostLeavesNoRecordBehind(t *testing.T) {
 	b := setup(t, setupOptions{})
-	b.loseCreateAnswers(1)
-	opts := fastOptions()
-	opts.MinBackoff, opts.MaxBackoff = time.Second, time.Second // room to delete before the insert is sent again
-	b.start(t, opts)
-	var id int
-	b.scalar(t, &id, `INSERT INTO salesforce.account (name, industry) VALUES ('Gone', 'Energy') RETURNING id`)
-	eventually(t, 10*time.Second, "the create carried out", func() bool { return len(b.sim.Events(0, 1)) > 0 })
+	id := b.insertWithLostAnswer(t, "Gone")
 	require.Len(t, b.sfRecords(t, "SELECT Id FROM Account WHERE Name = 'Gone'"), 1)
 	b.exec(t, `DELETE FROM salesforce.account WHERE id = $1`, id)
 	eventually(t, 10*time.Second, "outbox drained", func() bool { return b.backlog(t) == 0 })

@@ -43,6 +43,9 @@ type change struct {
 	// putBack holds entries that go back to the queue unsent when the
 	// change is written (see findCreated).
 	putBack []int64
+	// echoGone says the change deletes a record that a lost insert made:
+	// the row its change event created goes with it.
+	echoGone bool
 
 	// Filled by prepare.
 	record  salesforce.Record // what is sent

@@ -45,14 +45,16 @@ const (
 	// clocks of Postgres and Salesforce.
 	createdSkew = 5 * time.Minute
 	// maxCreatedRecords bounds the records read per search, newest first
-	// back to the capture of the oldest insert in doubt: a lost create is
-	// among the latest of our user's unless this many came after it.
-	maxCreatedRecords = 10000
+	// back to the capture of the oldest insert in doubt, a page at a time
+	// (createdPage), until every insert in doubt is found.
+	maxCreatedRecords = 200000
+	createdPage       = 2000
 )
 
 var (
-	errEnoughCreated = errors.New("enough created records read")
-	errNotAlone      = errors.New("another insert of the mapping is in flight; the search waits for it")
+	errEnoughCreated  = errors.New("every insert in doubt found")
+	errTooManyCreated = errors.New("too many created records to search")
+	errNotAlone       = errors.New("another insert of the mapping is in flight; the search waits for it")
 )
 
 // alone fails with errNotAlone while an insert entry of m other than mine
@@ -119,9 +121,13 @@ func (s *Service) findCreated(ctx context.Context, m *Mapping, changes []*change
 		return nil
 	}
 	found := make(map[int]bool, len(want))
+	// The batch's own inserts that are not in doubt are sent after the
+	// search: their records do not exist yet.
 	var mine []int64
-	for i := range want {
-		mine = append(mine, changes[i].Entries...)
+	for i, c := range changes {
+		if _, searched := want[i]; searched || c.doubt == nil {
+			mine = append(mine, c.Entries...)
+		}
 	}
 	ids, err := s.lookUpCreated(ctx, m, want, since, mine)
 	if err != nil {
@@ -131,8 +137,12 @@ func (s *Service) findCreated(ctx context.Context, m *Mapping, changes []*change
 		}
 		s.log.Log(ctx, lvl, "outbound: could not look for the records of inserts that may have reached Salesforce; they wait",
 			"mapping", m.ID, "inserts", len(want), "err", err)
+		kind := outTransient
+		if errors.Is(err, errNotAlone) {
+			kind = outDeferred // waits for the other inserts, without a backoff
+		}
 		for i := range want {
-			results[i] = outcome{kind: outTransient, unsent: true}
+			results[i] = outcome{kind: kind, unsent: true}
 			found[i] = true
 		}
 		return found
@@ -140,7 +150,7 @@ func (s *Service) findCreated(ctx context.Context, m *Mapping, changes []*change
 	for i, id := range ids {
 		c := changes[i]
 		if c.Op == "" {
-			c.Op, c.SFID = "delete", id
+			c.Op, c.SFID, c.echoGone = "delete", id, true
 			continue
 		}
 		results[i] = outcome{kind: outOK, id: id}
@@ -212,6 +222,62 @@ func (s *Service) lookUpCreated(ctx context.Context, m *Mapping, want map[int]ma
 		}
 	}
 	sort.Strings(fields)
+
+	// The changes are grouped by the fields they match on, and looked up by
+	// the key of their values, so that each record read costs one lookup
+	// per group, however many changes are in doubt.
+	type group struct {
+		names []string
+		byKey map[string][]int // changes, in batch order
+	}
+	groups := map[string]*group{}
+	for _, i := range order {
+		names := make([]string, 0, len(want[i]))
+		for k := range want[i] {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		sig := strings.Join(names, ",")
+		g := groups[sig]
+		if g == nil {
+			g = &group{names: names, byKey: map[string][]int{}}
+			groups[sig] = g
+		}
+		key, _ := valuesKey(func(k string) (any, bool) { v, ok := want[i][k]; return v, ok }, names)
+		g.byKey[key] = append(g.byKey[key], i)
+	}
+
+	out := map[int]string{}
+	var page []salesforce.Record
+	match := func() error {
+		ids := make([]string, len(page))
+		for k, r := range page {
+			ids[k] = r.ID()
+		}
+		held, err := s.heldRecords(ctx, m, ids)
+		if err != nil {
+			return err
+		}
+		for _, r := range page {
+			if held[r.ID()] {
+				continue
+			}
+			for _, g := range groups {
+				key, ok := valuesKey(r.Get, g.names)
+				if waiting := g.byKey[key]; ok && len(waiting) > 0 {
+					out[waiting[0]] = r.ID()
+					g.byKey[key] = waiting[1:]
+					break
+				}
+			}
+		}
+		page = page[:0]
+		if len(out) == len(want) {
+			return errEnoughCreated
+		}
+		return nil
+	}
+
 	soql := fmt.Sprintf("SELECT %s FROM %s WHERE CreatedById = '%s' AND CreatedDate >= %s ORDER BY CreatedDate DESC, Id DESC",
 		strings.Join(append([]string{"Id", "CreatedDate"}, fields...), ", "), m.SObject,
 		strings.ReplaceAll(user, "'", `\'`), since.Add(-createdSkew).UTC().Format("2006-01-02T15:04:05.000Z"))
@@ -220,40 +286,47 @@ func (s *Service) lookUpCreated(ctx context.Context, m *Mapping, want map[int]ma
 			return nil, err
 		}
 	}
-	var created []salesforce.Record
+	read := 0
 	err = s.sf.Query(ctx, soql, func(r salesforce.Record) error {
-		if len(created) == maxCreatedRecords {
-			return errEnoughCreated
+		if read == maxCreatedRecords {
+			return errTooManyCreated
 		}
-		created = append(created, r)
+		read++
+		// Any create claimed since the query began may be among its
+		// records: the first page is checked once the query has answered.
+		if read == 1 {
+			if err := s.alone(ctx, m, mine); err != nil {
+				return err
+			}
+		}
+		page = append(page, r)
+		if len(page) == createdPage {
+			return match()
+		}
 		return nil
 	})
+	if err == nil && len(page) > 0 {
+		err = match()
+	}
 	if b := s.opts.Budget; b != nil {
 		b.Observe(err)
 	}
-	if errors.Is(err, errEnoughCreated) {
+	switch {
+	case errors.Is(err, errEnoughCreated):
+	case errors.Is(err, errTooManyCreated):
 		s.log.Warn("outbound: more records were created since an insert in doubt than are searched; those not found are sent again",
-			"mapping", m.ID, "since", since, "searched", maxCreatedRecords)
-	} else if err != nil {
+			"mapping", m.ID, "since", since, "searched", maxCreatedRecords, "found", len(out), "of", len(want))
+	case err != nil:
 		return nil, err
 	}
-	if len(created) == 0 {
-		return nil, nil
-	}
-	// Any create claimed since the query began may be among its records.
-	if err := s.alone(ctx, m, mine); err != nil {
-		return nil, err
-	}
-	// Oldest first: of identical records, the first made goes first.
-	for l, r := 0, len(created)-1; l < r; l, r = l+1, r-1 {
-		created[l], created[r] = created[r], created[l]
-	}
+	return out, nil
+}
 
-	ids := make([]string, len(created))
-	for k, r := range created {
-		ids[k] = r.ID()
-	}
-	held := map[string]bool{} // Id -> held by a row that is not an echo
+// heldRecords returns which of ids a row of m holds (other than a row the
+// inbound worker made from the record's own change event) or a queued
+// change names.
+func (s *Service) heldRecords(ctx context.Context, m *Mapping, ids []string) (map[string]bool, error) {
+	held := map[string]bool{}
 	rows, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT t.sfid FROM %s t
 		WHERE t.sfid = ANY($1)
 		  AND NOT EXISTS (SELECT FROM pgforce.outbound_echo_row e WHERE e.mapping_id = $2 AND e.sfid = t.sfid)
@@ -262,75 +335,67 @@ func (s *Service) lookUpCreated(ctx context.Context, m *Mapping, want map[int]ma
 	if err != nil {
 		return nil, fmt.Errorf("which records rows hold: %w", err)
 	}
+	defer rows.Close()
 	for rows.Next() {
 		var id string
 		if err := rows.Scan(&id); err != nil {
-			rows.Close()
 			return nil, err
 		}
 		held[id] = true
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-
-	out := map[int]string{}
-	taken := map[string]bool{}
-	for _, i := range order {
-		for _, r := range created {
-			id := r.ID()
-			if held[id] || taken[id] || !carries(r, want[i]) {
-				continue
-			}
-			out[i] = id
-			taken[id] = true
-			break
-		}
-	}
-	return out, nil
+	return held, rows.Err()
 }
 
-// carries reports whether record r holds every value of sent (relationships
-// set by external id aside, which a query does not return as sent).
+// valuesKey is the key of the values get gives for names, written so that
+// a value as sent and as a query returns it give the same key; ok is false
+// when a name has no value.
+func valuesKey(get func(string) (any, bool), names []string) (key string, ok bool) {
+	var b strings.Builder
+	for _, n := range names {
+		v, ok := get(n)
+		if !ok {
+			return "", false
+		}
+		b.WriteString(normValue(v))
+		b.WriteByte(0)
+	}
+	return b.String(), true
+}
+
+// carries reports whether record r holds every value of sent.
 func carries(r salesforce.Record, sent map[string]any) bool {
 	for k, v := range sent {
-		if _, rel := v.(salesforce.Record); rel || k == "Id" {
-			continue
-		}
 		got, ok := r.Get(k)
-		if !ok || !sameSent(v, got) {
+		if !ok || normValue(got) != normValue(v) {
 			return false
 		}
 	}
 	return true
 }
 
-// sameSent compares a value as sent with the value a query returns for it,
-// which may be written differently: numbers in another notation, datetimes
-// with another offset.
-func sameSent(sent, got any) bool {
-	switch sv := sent.(type) {
+// normValue writes a value so that the value as sent and as a query
+// returns it read the same: numbers in any notation, datetimes with any
+// offset. Datetimes and times compare to the second, since Salesforce may
+// store a datetime without the milliseconds it was sent with.
+func normValue(v any) string {
+	switch x := v.(type) {
 	case nil:
-		return got == nil
+		return "null"
 	case bool:
-		g, ok := got.(bool)
-		return ok && g == sv
+		return fmt.Sprintf("b%t", x)
 	case string:
-		g, ok := got.(string)
-		if !ok {
-			return false
+		if t, err := salesforce.ParseDateTime(x); err == nil {
+			return "t" + t.UTC().Truncate(time.Second).Format(time.RFC3339)
 		}
-		if g == sv {
-			return true
+		if t, err := time.Parse("15:04:05.000Z07:00", x); err == nil {
+			return "h" + t.UTC().Format("15:04:05")
 		}
-		a, errA := parseSentTime(sv)
-		b, errB := parseSentTime(g)
-		return errA == nil && errB == nil && a.Equal(b)
+		return "s" + x
 	default:
-		a, okA := new(big.Rat).SetString(numberText(sent))
-		b, okB := new(big.Rat).SetString(numberText(got))
-		return okA && okB && a.Cmp(b) == 0
+		if r, ok := new(big.Rat).SetString(numberText(v)); ok {
+			return "n" + r.RatString()
+		}
+		return fmt.Sprintf("?%v", v)
 	}
 }
 
@@ -343,13 +408,4 @@ func numberText(v any) string {
 	default:
 		return fmt.Sprint(n)
 	}
-}
-
-// parseSentTime reads a datetime, or a time of day as the REST API writes
-// it ("10:30:00.000Z").
-func parseSentTime(s string) (time.Time, error) {
-	if t, err := salesforce.ParseDateTime(s); err == nil {
-		return t, nil
-	}
-	return time.Parse("15:04:05.000Z07:00", s)
 }

@@ -1,8 +1,16 @@
 package outbound_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -227,4 +235,117 @@ func TestTheRecordOfAnInsertInDoubtIsFoundBehindTenThousandNewerOnes(t *testing.
 	b.start(t, fastOptions())
 	b.waitSfid(t, "account", id)
 	require.Len(t, b.sfRecords(t, "SELECT Id FROM Account WHERE Name = 'Needle'"), 1, "created once")
+}
+
+// An insert in doubt is searched for while the application keeps inserting:
+// the batch's own fresh inserts, sent after the search, do not hold it up.
+func TestAnInsertInDoubtIsFoundWhileInsertsKeepComing(t *testing.T) {
+	b := setup(t, setupOptions{})
+	ctx := context.Background()
+	id := b.twinInDoubt(t, "Doubt")
+	_, err := b.sf.Create(ctx, []salesforce.Record{salesforce.NewRecord("Account", map[string]any{"Name": "Doubt"})})
+	require.NoError(t, err)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			_, _ = b.pool.Exec(ctx, `INSERT INTO salesforce.account (name) VALUES ('Fresh')`)
+		}
+	}()
+	b.start(t, fastOptions())
+	eventually(t, 10*time.Second, "the insert in doubt synced", func() bool { return b.rowSfid(t, "account", id) != "" })
+	close(stop)
+	<-done
+	require.Len(t, b.sfRecords(t, "SELECT Id FROM Account WHERE Name = 'Doubt'"), 1, "found, not created again")
+}
+
+// A gateway may answer 5xx after Salesforce committed the call: such an
+// insert is in doubt, not known unsent.
+func TestAPlainInsertAnsweredWithAGatewayTimeoutAfterItsCommitIsNotCreatedTwice(t *testing.T) {
+	b := setup(t, setupOptions{})
+	target, err := url.Parse(b.sim.URL())
+	require.NoError(t, err)
+	var proxyURL string
+	var timedOut atomic.Int64
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.ModifyResponse = func(resp *http.Response) error {
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		_ = resp.Body.Close()
+		body = []byte(strings.ReplaceAll(string(body), b.sim.URL(), proxyURL))
+		if resp.Request.Method == "POST" && resp.Request.URL.Path == collectionsPath && timedOut.Add(1) == 1 {
+			resp.StatusCode = http.StatusGatewayTimeout // Salesforce committed; the gateway gave up waiting
+			body = []byte("<html><body>504 Gateway Time-out</body></html>")
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		resp.ContentLength = int64(len(body))
+		resp.Header.Del("Content-Length")
+		return nil
+	}
+	proxy := httptest.NewServer(rp)
+	t.Cleanup(proxy.Close)
+	proxyURL = proxy.URL
+	sf, err := salesforce.New(context.Background(), salesforce.Config{LoginURL: proxy.URL, ClientID: sim.DefaultClientID,
+		ClientSecret: sim.DefaultClientSecret, Username: sim.DefaultUsername, Password: sim.DefaultPassword})
+	require.NoError(t, err)
+	b.startWithClient(t, sf, fastOptions())
+
+	b.exec(t, `INSERT INTO salesforce.account (name) VALUES ('Gateway')`)
+	b.requireOneRecordPerRow(t, "Gateway", 1)
+	require.GreaterOrEqual(t, timedOut.Load(), int64(1), "the gateway answered 504")
+}
+
+// With Change Data Capture on, a row deleted after its insert's answer was
+// lost takes the record found and the row its change event made with it.
+func TestARowDeletedAfterItsInsertsAnswerWasLostTakesItsEchoRowWithIt(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.streamAccountIn(t)
+	id := b.insertWithLostAnswer(t, "Gone")
+	eventually(t, 10*time.Second, "the echo row applied", func() bool {
+		var n int
+		b.scalar(t, &n, `SELECT count(*) FROM pgforce.outbound_echo_row`)
+		return n == 1
+	})
+	b.exec(t, `DELETE FROM salesforce.account WHERE id = $1`, id)
+	eventually(t, 15*time.Second, "outbox drained", func() bool { return b.backlog(t) == 0 })
+	require.Empty(t, b.sfRecords(t, "SELECT Id FROM Account WHERE Name = 'Gone'"), "record deleted")
+	eventually(t, 5*time.Second, "no row left", func() bool {
+		var rows int
+		b.scalar(t, &rows, `SELECT count(*) FROM salesforce.account WHERE name = 'Gone'`)
+		return rows == 0
+	})
+}
+
+// A worker killed in a drain of plain inserts leaves several batches in
+// doubt; the records of the later ones, made after the first one's, do not
+// hide the first one's from its search.
+func TestEveryBatchInDoubtFindsItsRecordsBehindTheOthers(t *testing.T) {
+	b := setup(t, setupOptions{})
+	ctx := context.Background()
+	const n = 15000
+	b.exec(t, `UPDATE pgforce.mapping SET bulk_threshold = 1000 WHERE id = $1`, b.accountID)
+	b.exec(t, `INSERT INTO salesforce.account (name) SELECT 'Bulk ' || g FROM generate_series(1, $1) g`, n)
+	for i := 0; i < n; i += 200 { // the dead worker's creates, in claim order, all carried out
+		recs := make([]salesforce.Record, 200)
+		for k := range recs {
+			recs[k] = salesforce.NewRecord("Account", map[string]any{"Name": fmt.Sprintf("Bulk %d", i+k+1)})
+		}
+		_, err := b.sf.Create(ctx, recs)
+		require.NoError(t, err)
+	}
+	b.exec(t, `UPDATE pgforce.outbox SET attempts = 1`) // its claims, handed back
+	b.start(t, fastOptions())
+	eventually(t, 120*time.Second, "drained", func() bool { return b.backlog(t) == 0 })
+	var records int
+	records, err := b.sf.Count(ctx, "SELECT COUNT() FROM Account WHERE Name LIKE 'Bulk %'")
+	require.NoError(t, err)
+	require.Equal(t, n, records, "none created twice")
 }

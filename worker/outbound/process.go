@@ -494,8 +494,9 @@ func (s *Service) sendChunk(ctx context.Context, m *Mapping, op string, changes 
 		case err != nil && (salesforce.IsTransient(err) || errors.Is(err, context.Canceled)):
 			// A call Salesforce refused as a whole with an answer did
 			// nothing; one without an answer may have (see findCreated).
+			// A 5xx may come from a gateway after Salesforce committed.
 			var refused *salesforce.APIError
-			results[i] = outcome{kind: outTransient, unsent: errors.As(err, &refused)}
+			results[i] = outcome{kind: outTransient, unsent: errors.As(err, &refused) && refused.HTTPStatus < 500}
 		case err != nil:
 			results[i] = outcome{kind: outFailed, err: callError(err)}
 		default:

@@ -64,6 +64,7 @@ func (s *Service) record(ctx context.Context, m *Mapping, changes []*change, res
 	done := make([]int64, 0, len(changes))
 	ok := make([]successRow, 0, len(changes))
 	var requeue, unsent []int64
+	var echoGone []string
 	var failed []failureRow
 	for i, c := range changes {
 		r := results[i]
@@ -86,6 +87,9 @@ func (s *Service) record(ctx context.Context, m *Mapping, changes []*change, res
 			unsent = append(unsent, c.putBack...)
 			if c.Op == "delete" {
 				ok = append(ok, successRow{RecordID: c.RecordID, Op: "delete", RetryOf: c.RetryOf, Keys: []string{}})
+				if c.echoGone {
+					echoGone = append(echoGone, c.SFID)
+				}
 				continue
 			}
 			sfid := r.id
@@ -129,7 +133,7 @@ func (s *Service) record(ctx context.Context, m *Mapping, changes []*change, res
 	if err != nil {
 		return err
 	}
-	rec := &recording{m: m, okRows: ok, failed: failedJSON, nOK: len(ok), nFailed: len(failed), done: done, requeue: requeue, unsent: unsent,
+	rec := &recording{m: m, okRows: ok, failed: failedJSON, nOK: len(ok), nFailed: len(failed), done: done, requeue: requeue, unsent: unsent, echoGone: echoGone,
 		writtenRows: make([]int32, 0, len(ok)), okSFIDs: make([]string, 0, len(ok)),
 		rows: make([]int32, 0, len(changes)), entries: make([]int64, 0, len(changes))}
 	for _, o := range ok {
@@ -143,7 +147,7 @@ func (s *Service) record(ctx context.Context, m *Mapping, changes []*change, res
 	}
 	for _, c := range changes {
 		rec.rows = append(rec.rows, int32(c.RecordID))
-		rec.entries = append(rec.entries, c.Entries...)
+		rec.entries = append(append(rec.entries, c.Entries...), c.putBack...)
 	}
 	if err := s.writeRecording(ctx, rec); err != nil {
 		// The changes are in Salesforce (or refused there) but their
@@ -168,13 +172,14 @@ type recording struct {
 	writtenRows  []int32  // rows written (not deleted): the write-back
 	okSFIDs      []string // their Ids, "" when unchanged
 	nOK, nFailed int
-	done         []int64 // entries to delete
-	requeue      []int64 // entries to hand back to the queue
-	unsent       []int64 // entries to hand back that never reached Salesforce
-	rows         []int32 // every row the batch touches
-	entries      []int64 // every entry the batch holds
-	tries        int     // cycles that failed to record it again
-	inserts      bool    // some records were created (they got an Id)
+	done         []int64  // entries to delete
+	requeue      []int64  // entries to hand back to the queue
+	unsent       []int64  // entries to hand back that never reached Salesforce
+	echoGone     []string // records deleted whose echo rows go too (see change.echoGone)
+	rows         []int32  // every row the batch touches
+	entries      []int64  // every entry the batch holds
+	tries        int      // cycles that failed to record it again
+	inserts      bool     // some records were created (they got an Id)
 }
 
 // okJSON is the JSON of the batch's successes, made the first time a
@@ -282,6 +287,15 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 			if _, err := tx.Exec(ctx, `UPDATE pgforce.outbox SET claimed_at = NULL, claimed_by = NULL, attempts = greatest(attempts - 1, 0)
 				WHERE id = ANY($1)`, batchPlan, rec.unsent); err != nil {
 				return fmt.Errorf("requeue unsent entries: %w", err)
+			}
+		}
+		if len(rec.echoGone) > 0 {
+			// Only rows the inbound worker made from the records' own
+			// change events: the user's row was deleted already.
+			if _, err := tx.Exec(ctx, fmt.Sprintf(`WITH gone AS (
+					DELETE FROM pgforce.outbound_echo_row e WHERE e.mapping_id = $1 AND e.sfid = ANY($2) RETURNING e.sfid)
+				DELETE FROM %s t USING gone WHERE t.sfid = gone.sfid`, table), m.ID, rec.echoGone); err != nil {
+				return fmt.Errorf("delete the echo rows of records deleted: %w", err)
 			}
 		}
 		if rec.inserts {

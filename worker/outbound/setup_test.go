@@ -135,17 +135,23 @@ func (b *bundle) start(t *testing.T, opts outbound.Options) *outbound.Service {
 
 func (b *bundle) startWith(t *testing.T, pool *pgxpool.Pool, opts outbound.Options) *outbound.Service {
 	t.Helper()
-	return b.run(t, pool, opts, testLogger(t))
+	return b.run(t, pool, b.sf, opts, testLogger(t))
 }
 
 func (b *bundle) startWithLog(t *testing.T, opts outbound.Options, log *slog.Logger) *outbound.Service {
 	t.Helper()
-	return b.run(t, b.pool, opts, log)
+	return b.run(t, b.pool, b.sf, opts, log)
 }
 
-func (b *bundle) run(t *testing.T, pool *pgxpool.Pool, opts outbound.Options, log *slog.Logger) *outbound.Service {
+// startWithClient runs a service that reaches Salesforce through sf.
+func (b *bundle) startWithClient(t *testing.T, sf outbound.Salesforce, opts outbound.Options) *outbound.Service {
 	t.Helper()
-	svc := outbound.New(pool, b.sf, log, opts)
+	return b.run(t, b.pool, sf, opts, testLogger(t))
+}
+
+func (b *bundle) run(t *testing.T, pool *pgxpool.Pool, sf outbound.Salesforce, opts outbound.Options, log *slog.Logger) *outbound.Service {
+	t.Helper()
+	svc := outbound.New(pool, sf, log, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()

@@ -19,6 +19,7 @@ CREATE TABLE pgforce.outbox (
     claimed_at timestamptz,
     claimed_by text,
     attempts   integer     NOT NULL DEFAULT 0,
+    sent_from  timestamptz,
     retry_of   bigint
 ) WITH (fillfactor = 50);
 
@@ -88,6 +89,7 @@ COMMENT ON TABLE pgforce.outbox IS 'Captured Postgres changes not yet written to
 COMMENT ON COLUMN pgforce.outbox.record_id IS 'id of the row in the mapped table.';
 COMMENT ON COLUMN pgforce.outbox.xid IS 'Transaction that made the change, so the worker can keep a transaction''s changes together.';
 COMMENT ON COLUMN pgforce.outbox.attempts IS 'Claims that may have sent the entry to Salesforce (one handed back unsent does not count): an insert claimed before is looked for in Salesforce before it is sent again.';
+COMMENT ON COLUMN pgforce.outbox.sent_from IS 'When the first claim that may have sent the entry began: a record the entry created is no older.';
 COMMENT ON COLUMN pgforce.outbox.retry_of IS 'The pgforce.error this entry retries, resolved when it succeeds.';
 
 -- Claims up to p_limit unclaimed entries of one mapping, oldest first, for
@@ -125,7 +127,8 @@ BEGIN
     )
     -- By id from an array built once, not a join: see _outbound_claim.
     UPDATE pgforce.outbox o
-    SET claimed_at = pg_catalog.now(), claimed_by = p_worker, attempts = o.attempts + 1
+    SET claimed_at = pg_catalog.now(), claimed_by = p_worker, attempts = o.attempts + 1,
+        sent_from = coalesce(o.sent_from, pg_catalog.now())
     WHERE o.id = ANY (ARRAY(
         SELECT c.id FROM candidates c
         WHERE c.record_id NOT IN (SELECT i.record_id FROM in_flight i)))

@@ -195,7 +195,8 @@ SET enable_bitmapscan = off SET enable_seqscan = off AS $$
     -- query above again for every entry, and a claim of 5,000 out of a
     -- 100,000 backlog went from 0.1 s to over a minute.
     UPDATE pgforce.outbox o
-    SET claimed_at = pg_catalog.now(), claimed_by = p_worker, attempts = o.attempts + 1
+    SET claimed_at = pg_catalog.now(), claimed_by = p_worker, attempts = o.attempts + 1,
+        sent_from = coalesce(o.sent_from, pg_catalog.now())
     WHERE o.id = ANY (ARRAY(SELECT eligible.id FROM eligible))
     RETURNING o.*
 $$;

@@ -19,9 +19,9 @@ type entry struct {
 	New      map[string]any // Postgres column -> value (json.Number for numbers)
 	RetryOf  int64
 	// Attempts counts the claims that may have sent the entry, this one
-	// included; CreatedAt is when it was captured.
-	Attempts  int
-	CreatedAt time.Time
+	// included; SentFrom is when the first of them began.
+	Attempts int
+	SentFrom time.Time
 }
 
 // change is every claimed entry of one record merged into the single
@@ -55,7 +55,7 @@ type change struct {
 
 // doubtfulInsert is an insert entry that an earlier claim may have sent.
 type doubtfulInsert struct {
-	since  time.Time       // when it was captured
+	since  time.Time       // when the first claim that may have sent it began
 	upTo   int             // the index in Entries of the insert entry
 	values map[string]any  // what it carried (Postgres column -> value)
 	later  map[string]bool // columns that entries after it set
@@ -96,7 +96,7 @@ func merge(entries []entry, upsertColumn string) []*change {
 			for k, v := range e.New {
 				values[k] = v
 			}
-			c.doubt = &doubtfulInsert{since: e.CreatedAt, upTo: len(c.Entries) - 1, values: values, later: map[string]bool{}}
+			c.doubt = &doubtfulInsert{since: e.SentFrom, upTo: len(c.Entries) - 1, values: values, later: map[string]bool{}}
 		}
 		if e.RetryOf != 0 {
 			c.RetryOf = append(c.RetryOf, e.RetryOf)

@@ -20,8 +20,7 @@ import (
 // died with the call in flight, or the connection dropped) made a second
 // record when it was sent again, and its change event a second row. So a
 // plain insert that an earlier claim may have sent (see change.doubt) is
-// first looked for among the records our user created since it was
-// captured; one that matches it in every field it carries is taken as its
+// first looked for among the records our user created since that claim; one that matches it in every field it carries is taken as its
 // record, and the insert is not sent. Fields that changes queued after the
 // insert set are left out of the match, since the earlier attempt may or
 // may not have carried them; those changes go back to the queue, and are
@@ -41,11 +40,11 @@ import (
 // insert did not set is fine) is not recognised, and the insert is sent
 // again as before.
 const (
-	// createdSkew widens the search back from the capture time, for the
-	// clocks of Postgres and Salesforce.
-	createdSkew = 5 * time.Minute
+	// createdSkew widens the search back from the first claim that may
+	// have sent an insert, for the clocks of Postgres and Salesforce.
+	createdSkew = time.Minute
 	// maxCreatedRecords bounds the records read per search, newest first
-	// back to the capture of the oldest insert in doubt, a page at a time
+	// back to the first claim of the oldest insert in doubt, a page at a time
 	// (createdPage), until every insert in doubt is found.
 	maxCreatedRecords = 200000
 	createdPage       = 2000
@@ -191,7 +190,7 @@ func insertFields(m *Mapping, values map[string]any) map[string]any {
 }
 
 // lookUpCreated reads the records of m's object that our user created
-// since the capture of the oldest insert in doubt, less the records other
+// since the first claim of the oldest insert in doubt, less the records other
 // rows hold, and matches each change of want (index into the batch -> the
 // fields to match, in API names) with the oldest record that carries all
 // of them, taking the changes in batch order.

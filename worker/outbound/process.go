@@ -342,7 +342,7 @@ func (s *Service) analyzeOutbox(ctx context.Context) {
 // an update's old values are never sent, and decoding them cost as much as
 // decoding the new ones.
 func (s *Service) claim(ctx context.Context, m *Mapping, limit int, after int64) ([]entry, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, op, record_id, coalesce(sfid, ''), new, coalesce(retry_of, 0), attempts, created_at
+	rows, err := s.pool.Query(ctx, `SELECT id, op, record_id, coalesce(sfid, ''), new, coalesce(retry_of, 0), attempts, coalesce(sent_from, created_at)
 		FROM pgforce._outbound_claim($1, $2, $3, $4) ORDER BY id`, m.ID, limit, s.opts.WorkerID, after)
 	if err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
@@ -357,7 +357,7 @@ func (s *Service) claim(ctx context.Context, m *Mapping, limit int, after int64)
 	for rows.Next() {
 		var e entry
 		var newB pgtype.DriverBytes
-		if err := rows.Scan(&e.ID, &e.Op, &e.RecordID, &e.SFID, &newB, &e.RetryOf, &e.Attempts, &e.CreatedAt); err != nil {
+		if err := rows.Scan(&e.ID, &e.Op, &e.RecordID, &e.SFID, &newB, &e.RetryOf, &e.Attempts, &e.SentFrom); err != nil {
 			return nil, fmt.Errorf("claim: %w", err)
 		}
 		if newB != nil {

@@ -21,7 +21,8 @@ func (s *Service) release(ctx context.Context, changes []*change) {
 	for _, c := range changes {
 		ids = append(ids, c.Entries...)
 	}
-	if _, err := s.pool.Exec(ctx, `UPDATE pgforce.outbox SET claimed_at = NULL, claimed_by = NULL, attempts = greatest(attempts - 1, 0)
+	if _, err := s.pool.Exec(ctx, `UPDATE pgforce.outbox SET claimed_at = NULL, claimed_by = NULL, attempts = greatest(attempts - 1, 0),
+		sent_from = CASE WHEN attempts > 1 THEN sent_from END
 		WHERE id = ANY($1) AND claimed_by = $2`, ids, s.opts.WorkerID); err != nil {
 		s.log.Error("outbound: release claims", "err", err, "entries", len(ids))
 	}
@@ -284,7 +285,8 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 			}
 		}
 		if len(rec.unsent) > 0 {
-			if _, err := tx.Exec(ctx, `UPDATE pgforce.outbox SET claimed_at = NULL, claimed_by = NULL, attempts = greatest(attempts - 1, 0)
+			if _, err := tx.Exec(ctx, `UPDATE pgforce.outbox SET claimed_at = NULL, claimed_by = NULL, attempts = greatest(attempts - 1, 0),
+		sent_from = CASE WHEN attempts > 1 THEN sent_from END
 				WHERE id = ANY($1)`, batchPlan, rec.unsent); err != nil {
 				return fmt.Errorf("requeue unsent entries: %w", err)
 			}

@@ -179,3 +179,19 @@ func TestWithoutLogicalReplicationNotifyAndPollDeliverChanges(t *testing.T) {
 	require.Zero(t, slots)
 	_ = pgx.Identifier{}
 }
+
+// Entries claimed under a live worker's name that none of its batches holds
+// (a claim that committed as its statement was cancelled) go back to the
+// queue between cycles; the worker's heartbeat keeps the lease from ever
+// doing it.
+func TestClaimsNoBatchHoldsAreHandedBackByTheLiveWorker(t *testing.T) {
+	b := setup(t, setupOptions{})
+	var id int
+	b.scalar(t, &id, `INSERT INTO salesforce.account (name) VALUES ('Leaked') RETURNING id`)
+	opts := fastOptions()
+	opts.WorkerID = "leaky"
+	b.exec(t, `UPDATE pgforce.outbox SET claimed_at = now(), claimed_by = $1, attempts = 1, sent_from = now()`, opts.WorkerID)
+	b.start(t, opts)
+	b.waitSfid(t, "account", id)
+	require.Len(t, b.sfRecords(t, "SELECT Id FROM Account WHERE Name = 'Leaked'"), 1)
+}

@@ -120,13 +120,12 @@ func (s *Service) findCreated(ctx context.Context, m *Mapping, changes []*change
 		return nil
 	}
 	found := make(map[int]bool, len(want))
-	// The batch's own inserts that are not in doubt are sent after the
-	// search: their records do not exist yet.
+	// The batch's own inserts wait for the search: those not in doubt
+	// have no record yet, and one that an earlier claim of theirs made
+	// is a record like any other the search may find.
 	var mine []int64
-	for i, c := range changes {
-		if _, searched := want[i]; searched || c.doubt == nil {
-			mine = append(mine, c.Entries...)
-		}
+	for _, c := range changes {
+		mine = append(mine, c.Entries...)
 	}
 	ids, err := s.lookUpCreated(ctx, m, want, since, mine)
 	if err != nil {
@@ -192,11 +191,11 @@ func insertFields(m *Mapping, values map[string]any) map[string]any {
 // lookUpCreated reads the records of m's object that our user created
 // since the first claim of the oldest insert in doubt, less the records other
 // rows hold, and matches each change of want (index into the batch -> the
-// fields to match, in API names) with the oldest record that carries all
-// of them, taking the changes in batch order.
+// fields to match, in API names) with a record that carries all of them:
+// the newest not yet taken, taking the changes in batch order.
 //
-// It fails with errNotAlone while another insert of m is claimed (mine are
-// the entries of the changes searched for).
+// It fails with errNotAlone while an insert of m is claimed outside mine,
+// the entries of the batch.
 func (s *Service) lookUpCreated(ctx context.Context, m *Mapping, want map[int]map[string]any, since time.Time, mine []int64) (map[int]string, error) {
 	if err := s.alone(ctx, m, mine); err != nil {
 		return nil, err
@@ -383,6 +382,9 @@ func normValue(v any) string {
 	case bool:
 		return fmt.Sprintf("b%t", x)
 	case string:
+		if x == "" {
+			return "null" // Salesforce stores empty text as null
+		}
 		if t, err := salesforce.ParseDateTime(x); err == nil {
 			return "t" + t.UTC().Truncate(time.Second).Format(time.RFC3339)
 		}

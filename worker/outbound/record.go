@@ -14,6 +14,12 @@ import (
 	"github.com/pgforce/pgforce/worker/txretry"
 )
 
+// releaseUnsent is the SET list that hands entries back to the queue after
+// a claim that sent nothing: the claim is not counted as an attempt (see
+// findCreated), and an entry no claim may have sent has no sent_from.
+const releaseUnsent = `claimed_at = NULL, claimed_by = NULL, attempts = greatest(attempts - 1, 0),
+	sent_from = CASE WHEN attempts > 1 THEN sent_from END`
+
 // release hands changes back to the queue unsent. Their claim is not
 // counted as an attempt: nothing of it reached Salesforce.
 func (s *Service) release(ctx context.Context, changes []*change) {
@@ -21,9 +27,7 @@ func (s *Service) release(ctx context.Context, changes []*change) {
 	for _, c := range changes {
 		ids = append(ids, c.Entries...)
 	}
-	if _, err := s.pool.Exec(ctx, `UPDATE pgforce.outbox SET claimed_at = NULL, claimed_by = NULL, attempts = greatest(attempts - 1, 0),
-		sent_from = CASE WHEN attempts > 1 THEN sent_from END
-		WHERE id = ANY($1) AND claimed_by = $2`, ids, s.opts.WorkerID); err != nil {
+	if _, err := s.pool.Exec(ctx, `UPDATE pgforce.outbox SET `+releaseUnsent+` WHERE id = ANY($1) AND claimed_by = $2`, ids, s.opts.WorkerID); err != nil {
 		s.log.Error("outbound: release claims", "err", err, "entries", len(ids))
 	}
 }
@@ -285,9 +289,7 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 			}
 		}
 		if len(rec.unsent) > 0 {
-			if _, err := tx.Exec(ctx, `UPDATE pgforce.outbox SET claimed_at = NULL, claimed_by = NULL, attempts = greatest(attempts - 1, 0),
-		sent_from = CASE WHEN attempts > 1 THEN sent_from END
-				WHERE id = ANY($1)`, batchPlan, rec.unsent); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE pgforce.outbox SET `+releaseUnsent+` WHERE id = ANY($1)`, batchPlan, rec.unsent); err != nil {
 				return fmt.Errorf("requeue unsent entries: %w", err)
 			}
 		}
@@ -468,16 +470,19 @@ const maxUnrecordedTries = 100
 
 // releaseStale hands back entries claimed under this worker's name that
 // no batch of this process holds: claims left by a failure between claim
-// and result. Called between cycles, when no batch is in flight; entries
-// whose outcome waits to be recorded again keep their claim.
+// and send (a claim that committed as its statement was cancelled). Called
+// between cycles, when no batch is in flight; entries whose outcome waits
+// to be recorded again keep their claim. A batch that was sent is always
+// recorded or kept, so these were never sent: their claim is not an
+// attempt (see findCreated).
 func (s *Service) releaseStale(ctx context.Context) error {
 	s.mu.Lock()
-	var keep []int64
+	keep := []int64{} // not nil: id <> ALL(NULL) is never true
 	for _, rec := range s.unrecorded {
 		keep = append(keep, rec.entries...)
 	}
 	s.mu.Unlock()
-	tag, err := s.pool.Exec(ctx, `UPDATE pgforce.outbox SET claimed_at = NULL, claimed_by = NULL
+	tag, err := s.pool.Exec(ctx, `UPDATE pgforce.outbox SET `+releaseUnsent+`
 		WHERE claimed_at IS NOT NULL AND claimed_by = $1 AND id <> ALL($2)`, s.opts.WorkerID, keep)
 	if err != nil {
 		return err

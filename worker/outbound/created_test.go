@@ -350,7 +350,7 @@ func TestEveryBatchInDoubtFindsItsRecordsBehindTheOthers(t *testing.T) {
 	require.Equal(t, n, records, "none created twice")
 }
 
-// Salesforce stores empty text as null: a row with ” in a text column is
+// Salesforce stores empty text as null: a row with an empty text column is
 // still recognised by its record.
 func TestAnInsertInDoubtWithEmptyTextIsRecognisedByItsRecord(t *testing.T) {
 	b := setup(t, setupOptions{})

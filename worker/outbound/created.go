@@ -31,10 +31,11 @@ import (
 // event (pgforce.outbound_echo_row), which the write-back then merges into
 // the insert's row as it does for any echo (pgforce._outbound_adopt_echo_rows).
 // A record whose create is in flight for another row is held by none yet,
-// so the search is made only while no other insert of the mapping is
-// claimed, by any worker, before the query and after it (the claimer stops
-// after a batch in doubt, and such a batch waits otherwise); two batches in
-// doubt never search at once for the same reason.
+// so the search is made only while no insert of the mapping claimed
+// elsewhere, by any worker, carries the values of one searched for, before
+// the query and after its first page (the claimer stops after a batch in
+// doubt, and such a batch is deferred otherwise); two batches in doubt with
+// look-alike inserts never search at once for the same reason.
 // Without an external id only the values tell records apart, so a record
 // that Salesforce changed as it saved it (a trigger, a flow, a default the
 // insert did not set is fine) is not recognised, and the insert is sent
@@ -56,17 +57,50 @@ var (
 	errNotAlone       = errors.New("another insert of the mapping is in flight; the search waits for it")
 )
 
-// alone fails with errNotAlone while an insert entry of m other than mine
-// is claimed: its create may be in flight, its record held by no row yet.
-func (s *Service) alone(ctx context.Context, m *Mapping, mine []int64) error {
-	var busy bool
-	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pgforce.outbox o
-		WHERE o.mapping_id = $1 AND o.op = 'insert' AND o.sfid IS NULL AND o.claimed_at IS NOT NULL AND o.id <> ALL($2))`,
-		m.ID, mine).Scan(&busy); err != nil {
+// alone fails with errNotAlone while an insert of m is claimed outside
+// mine whose record could pass for one searched for (like says which): its
+// create may be in flight, its record held by no row yet. A record's
+// values are its claimed entries merged, as its batch sends them.
+func (s *Service) alone(ctx context.Context, m *Mapping, mine []int64, like func(fields map[string]any) bool) error {
+	rows, err := s.pool.Query(ctx, `SELECT o.record_id, o.op, o.new FROM pgforce.outbox o
+		WHERE o.mapping_id = $1 AND o.claimed_at IS NOT NULL AND o.id <> ALL($2)
+		  AND o.record_id IN (SELECT i.record_id FROM pgforce.outbox i
+		                      WHERE i.mapping_id = $1 AND i.op = 'insert' AND i.sfid IS NULL AND i.claimed_at IS NOT NULL AND i.id <> ALL($2))
+		ORDER BY o.id`, m.ID, mine)
+	if err != nil {
 		return fmt.Errorf("look for inserts in flight: %w", err)
 	}
-	if busy {
-		return errNotAlone
+	defer rows.Close()
+	inFlight := map[int]map[string]any{}
+	for rows.Next() {
+		var id int
+		var op string
+		var raw []byte
+		if err := rows.Scan(&id, &op, &raw); err != nil {
+			return err
+		}
+		values, err := decodeJSONB(raw)
+		if err != nil {
+			return err
+		}
+		switch {
+		case op == "insert":
+			inFlight[id] = values
+		case op == "delete":
+			delete(inFlight, id) // created and deleted in one batch: nothing is sent
+		case inFlight[id] != nil:
+			for k, v := range values {
+				inFlight[id][k] = v
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, values := range inFlight {
+		if like(insertFields(m, values)) {
+			return errNotAlone
+		}
 	}
 	return nil
 }
@@ -197,9 +231,6 @@ func insertFields(m *Mapping, values map[string]any) map[string]any {
 // It fails with errNotAlone while an insert of m is claimed outside mine,
 // the entries of the batch.
 func (s *Service) lookUpCreated(ctx context.Context, m *Mapping, want map[int]map[string]any, since time.Time, mine []int64) (map[int]string, error) {
-	if err := s.alone(ctx, m, mine); err != nil {
-		return nil, err
-	}
 	user, err := s.sf.UserID(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("who creates the records: %w", err)
@@ -227,6 +258,11 @@ func (s *Service) lookUpCreated(ctx context.Context, m *Mapping, want map[int]ma
 	type group struct {
 		names []string
 		byKey map[string][]int // changes, in batch order
+		// loose are names without the lookups, which an insert in flight
+		// may set through a relationship column, and looseKeys the keys of
+		// the changes over them (see alone).
+		loose     []string
+		looseKeys map[string]bool
 	}
 	groups := map[string]*group{}
 	for _, i := range order {
@@ -238,11 +274,31 @@ func (s *Service) lookUpCreated(ctx context.Context, m *Mapping, want map[int]ma
 		sig := strings.Join(names, ",")
 		g := groups[sig]
 		if g == nil {
-			g = &group{names: names, byKey: map[string][]int{}}
+			g = &group{names: names, byKey: map[string][]int{}, looseKeys: map[string]bool{}}
+			for _, n := range names {
+				if col, _ := m.column(strings.ToLower(n)); col.Type != "reference" {
+					g.loose = append(g.loose, n)
+				}
+			}
 			groups[sig] = g
 		}
-		key, _ := valuesKey(func(k string) (any, bool) { v, ok := want[i][k]; return v, ok }, names)
+		get := func(k string) (any, bool) { v, ok := want[i][k]; return v, ok }
+		key, _ := valuesKey(get, names)
 		g.byKey[key] = append(g.byKey[key], i)
+		loose, _ := valuesKey(get, g.loose)
+		g.looseKeys[loose] = true
+	}
+	like := func(fields map[string]any) bool {
+		for _, g := range groups {
+			key, _ := valuesKey(func(k string) (any, bool) { return fields[k], true }, g.loose)
+			if g.looseKeys[key] {
+				return true
+			}
+		}
+		return false
+	}
+	if err := s.alone(ctx, m, mine, like); err != nil {
+		return nil, err
 	}
 
 	out := map[int]string{}
@@ -293,7 +349,7 @@ func (s *Service) lookUpCreated(ctx context.Context, m *Mapping, want map[int]ma
 		// Any create claimed since the query began may be among its
 		// records: the first page is checked once the query has answered.
 		if read == 1 {
-			if err := s.alone(ctx, m, mine); err != nil {
+			if err := s.alone(ctx, m, mine, like); err != nil {
 				return err
 			}
 		}

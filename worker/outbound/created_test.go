@@ -165,12 +165,19 @@ func TestARowDeletedAfterItsInsertsAnswerWasLostLeavesNoRecordBehind(t *testing.
 }
 
 // twinInDoubt inserts a row named name whose insert an earlier claim may
-// have sent (a dead worker's claim, handed back), and returns its id.
+// have sent (a dead worker's claim, handed back), in one transaction so
+// that no running worker claims it first, and returns its id.
 func (b *bundle) twinInDoubt(t *testing.T, name string) int {
 	t.Helper()
+	ctx := context.Background()
+	tx, err := b.pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
 	var id int
-	b.scalar(t, &id, `INSERT INTO salesforce.account (name) VALUES ($1) RETURNING id`, name)
-	b.exec(t, `UPDATE pgforce.outbox SET attempts = 1 WHERE record_id = $1`, id)
+	require.NoError(t, tx.QueryRow(ctx, `INSERT INTO salesforce.account (name) VALUES ($1) RETURNING id`, name).Scan(&id))
+	_, err = tx.Exec(ctx, `UPDATE pgforce.outbox SET attempts = 1 WHERE record_id = $1`, id)
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit(ctx))
 	return id
 }
 
@@ -358,4 +365,38 @@ func TestAnInsertInDoubtWithEmptyTextIsRecognisedByItsRecord(t *testing.T) {
 	b.start(t, fastOptions())
 	b.exec(t, `INSERT INTO salesforce.account (name, industry) SELECT 'Empty ' || g, '' FROM generate_series(1, 3) g`)
 	b.requireOneRecordPerRow(t, "Empty ", 3)
+}
+
+// Two workers and a steady stream of inserts: an insert in doubt waits only
+// for inserts in flight whose records could pass for its own, not for the
+// stream.
+func TestAnInsertInDoubtIsFoundWhileAnotherWorkerKeepsInserting(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.sim.Inject(sim.Fault{Path: collectionsPath, Method: "POST", Latency: 300 * time.Millisecond})
+	o1, o2 := fastOptions(), fastOptions()
+	o1.WorkerID, o2.WorkerID = "w1", "w2"
+	b.start(t, o1)
+	b.start(t, o2)
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			_, _ = b.pool.Exec(context.Background(), `INSERT INTO salesforce.account (name) VALUES ($1)`, fmt.Sprintf("Load %d", i))
+		}
+	}()
+	// The lost create first, then its row, queued as claimed before.
+	_, err := b.sf.Create(context.Background(), []salesforce.Record{salesforce.NewRecord("Account", map[string]any{"Name": "Doubt"})})
+	require.NoError(t, err)
+	id := b.twinInDoubt(t, "Doubt")
+	eventually(t, 15*time.Second, "the insert in doubt synced while the stream runs", func() bool { return b.rowSfid(t, "account", id) != "" })
+	close(stop)
+	<-done
+	var rows int
+	b.scalar(t, &rows, `SELECT count(*) FROM salesforce.account`)
+	b.requireOneRecordPerRow(t, "", rows)
 }

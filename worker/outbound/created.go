@@ -116,17 +116,12 @@ func (s *Service) findCreated(ctx context.Context, m *Mapping, changes []*change
 	want := map[int]map[string]any{}
 	var since time.Time
 	for i, c := range changes {
-		if c.deferTo || c.doubt == nil {
+		if !c.inDoubt() {
 			continue
 		}
-		var sent map[string]any
-		switch {
-		case c.Op == "insert" && c.extID == "":
-			sent = c.record.Fields
-		case c.Op == "":
+		sent := c.record.Fields
+		if c.Op == "" {
 			sent = insertFields(m, c.doubt.values)
-		default:
-			continue
 		}
 		// Fields that later changes set may hold either value there; a
 		// relationship column set later may have changed any lookup.
@@ -197,6 +192,13 @@ func (s *Service) findCreated(ctx context.Context, m *Mapping, changes []*change
 			"mapping", m.ID, "found", len(ids), "of", len(want))
 	}
 	return found
+}
+
+// inDoubt reports whether c is searched for (see findCreated): an insert
+// an earlier claim may have sent that goes as a plain create, or whose row
+// is gone since.
+func (c *change) inDoubt() bool {
+	return c.doubt != nil && !c.deferTo && (c.Op == "insert" && c.extID == "" || c.Op == "")
 }
 
 // insertFields is what an insert of values (Postgres column -> value) sends

@@ -306,7 +306,7 @@ func (s *Service) nextBatch(ctx, work context.Context, m *Mapping, all []*Mappin
 	}
 	doubt := false
 	for _, c := range changes {
-		doubt = doubt || c.doubt != nil && (m.UpsertField == "" || c.Op == "")
+		doubt = doubt || c.inDoubt()
 	}
 	return &batch{entries: len(entries), last: entries[len(entries)-1].ID, limit: limit, bulk: bulk, doubt: doubt,
 		changes: changes, claimed: claimed, took: time.Since(start)}, nil

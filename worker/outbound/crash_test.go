@@ -181,9 +181,9 @@ func TestWithoutLogicalReplicationNotifyAndPollDeliverChanges(t *testing.T) {
 }
 
 // Entries claimed under a live worker's name that none of its batches holds
-// (a claim that committed as its statement was cancelled) go back to the
-// queue between cycles; the worker's heartbeat keeps the lease from ever
-// doing it.
+// (an earlier process's under the same name, here; or a claim that
+// committed as its statement was cancelled) go back to the queue between
+// cycles: the worker's heartbeat keeps the lease from ever doing it.
 func TestClaimsNoBatchHoldsAreHandedBackByTheLiveWorker(t *testing.T) {
 	b := setup(t, setupOptions{})
 	var id int

@@ -61,17 +61,30 @@ var (
 // mine whose record could pass for one searched for (like says which): its
 // create may be in flight, its record held by no row yet. A record's
 // values are its claimed entries merged, as its batch sends them.
+//
+// A record without an Id whose claimed entries hold no insert (an update
+// sent as an insert of the whole row, after its insert failed) has values
+// only its row can tell: the search waits for it.
 func (s *Service) alone(ctx context.Context, m *Mapping, mine []int64, like func(fields map[string]any) bool) error {
+	// Asked first, since it stops at the first such entry: the values are
+	// read only when some create may be in flight.
+	var busy bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pgforce.outbox o
+		WHERE o.mapping_id = $1 AND o.op <> 'delete' AND o.sfid IS NULL AND o.claimed_at IS NOT NULL AND o.id <> ALL($2))`,
+		m.ID, mine).Scan(&busy); err != nil || !busy {
+		return err
+	}
 	rows, err := s.pool.Query(ctx, `SELECT o.record_id, o.op, o.new FROM pgforce.outbox o
 		WHERE o.mapping_id = $1 AND o.claimed_at IS NOT NULL AND o.id <> ALL($2)
 		  AND o.record_id IN (SELECT i.record_id FROM pgforce.outbox i
-		                      WHERE i.mapping_id = $1 AND i.op = 'insert' AND i.sfid IS NULL AND i.claimed_at IS NOT NULL AND i.id <> ALL($2))
+		                      WHERE i.mapping_id = $1 AND i.op <> 'delete' AND i.sfid IS NULL AND i.claimed_at IS NOT NULL AND i.id <> ALL($2))
 		ORDER BY o.id`, m.ID, mine)
 	if err != nil {
 		return fmt.Errorf("look for inserts in flight: %w", err)
 	}
 	defer rows.Close()
 	inFlight := map[int]map[string]any{}
+	unknown := false
 	for rows.Next() {
 		var id int
 		var op string
@@ -92,10 +105,15 @@ func (s *Service) alone(ctx context.Context, m *Mapping, mine []int64, like func
 			for k, v := range values {
 				inFlight[id][k] = v
 			}
+		default:
+			unknown = true
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return err
+	}
+	if unknown {
+		return errNotAlone
 	}
 	for _, values := range inFlight {
 		if like(insertFields(m, values)) {
@@ -261,10 +279,12 @@ func (s *Service) lookUpCreated(ctx context.Context, m *Mapping, want map[int]ma
 		names []string
 		byKey map[string][]int // changes, in batch order
 		// loose are names without the lookups, which an insert in flight
-		// may set through a relationship column, and looseKeys the keys of
-		// the changes over them (see alone).
-		loose     []string
-		looseKeys map[string]bool
+		// may set through a relationship column; looseKeys holds the keys
+		// of the changes over them, and looseValues their values, one
+		// normValue per name (see alone).
+		loose       []string
+		looseKeys   map[string]bool
+		looseValues [][]string
 	}
 	groups := map[string]*group{}
 	for _, i := range order {
@@ -288,13 +308,37 @@ func (s *Service) lookUpCreated(ctx context.Context, m *Mapping, want map[int]ma
 		key, _ := valuesKey(get, names)
 		g.byKey[key] = append(g.byKey[key], i)
 		loose, _ := valuesKey(get, g.loose)
-		g.looseKeys[loose] = true
+		if !g.looseKeys[loose] {
+			g.looseKeys[loose] = true
+			vals := make([]string, len(g.loose))
+			for k, n := range g.loose {
+				vals[k] = normValue(want[i][n])
+			}
+			g.looseValues = append(g.looseValues, vals)
+		}
 	}
+	// like says whether an insert in flight that sends fields may make a
+	// record one of the changes would take. A field it does not send may
+	// take any value there (a default, a trigger), so it matches anything.
 	like := func(fields map[string]any) bool {
 		for _, g := range groups {
-			key, _ := valuesKey(func(k string) (any, bool) { return fields[k], true }, g.loose)
-			if g.looseKeys[key] {
-				return true
+			if key, ok := valuesKey(func(k string) (any, bool) { v, ok := fields[k]; return v, ok }, g.loose); ok {
+				if g.looseKeys[key] {
+					return true
+				}
+				continue
+			}
+			for _, vals := range g.looseValues {
+				same := true
+				for k, n := range g.loose {
+					if v, sent := fields[n]; sent && normValue(v) != vals[k] {
+						same = false
+						break
+					}
+				}
+				if same {
+					return true
+				}
 			}
 		}
 		return false

@@ -400,3 +400,65 @@ func TestAnInsertInDoubtIsFoundWhileAnotherWorkerKeepsInserting(t *testing.T) {
 	b.scalar(t, &rows, `SELECT count(*) FROM salesforce.account`)
 	b.requireOneRecordPerRow(t, "", rows)
 }
+
+// heldCreates carries creates out and, once armed, holds the answer of the
+// next one until released: a create in flight for as long as a test needs.
+type heldCreates struct {
+	*salesforce.Client
+	armed, held, release chan struct{}
+}
+
+func (h *heldCreates) Create(ctx context.Context, recs []salesforce.Record) ([]salesforce.SaveResult, error) {
+	res, err := h.Client.Create(ctx, recs)
+	select {
+	case <-h.armed:
+		select {
+		case h.held <- struct{}{}:
+			<-h.release
+		default:
+		}
+	default:
+	}
+	return res, err
+}
+
+// A field an insert in flight leaves empty may be filled by Salesforce (a
+// default, a trigger), so its record may carry the values of an insert in
+// doubt that set it: the search waits for it rather than take its record,
+// whose row's write-back would then merge the two rows into one.
+func TestAnInsertInDoubtWaitsForAnInsertInFlightThatSalesforceMayFillIn(t *testing.T) {
+	b := setup(t, setupOptions{})
+	ctx := context.Background()
+	b.exec(t, `UPDATE pgforce.mapping SET fields = fields || '{Tier__c}' WHERE id = $1`, b.accountID)
+	b.exec(t, `SELECT pgforce.ensure_table($1, $2::jsonb || '[{"name":"Tier__c","type":"string","length":40}]')`, b.accountID, accountColumns)
+	held := &heldCreates{Client: b.sf, armed: make(chan struct{}), held: make(chan struct{}, 1), release: make(chan struct{})}
+	w2 := fastOptions()
+	w2.WorkerID = "w2"
+	b.startWithClient(t, held, w2)
+
+	// The lost create of the row in doubt, which set the tier.
+	_, err := b.sf.Create(ctx, []salesforce.Record{salesforce.NewRecord("Account", map[string]any{"Name": "Doubt", "Tier__c": "Gold"})})
+	require.NoError(t, err)
+	close(held.armed)
+	var inFlight int
+	b.scalar(t, &inFlight, `INSERT INTO salesforce.account (name) VALUES ('Doubt') RETURNING id`) // Salesforce gives it Gold
+	select {
+	case <-held.held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no create in flight")
+	}
+	tx, err := b.pool.Begin(ctx)
+	require.NoError(t, err)
+	var doubt int
+	require.NoError(t, tx.QueryRow(ctx, `INSERT INTO salesforce.account (name, tier__c) VALUES ('Doubt', 'Gold') RETURNING id`).Scan(&doubt))
+	_, err = tx.Exec(ctx, `UPDATE pgforce.outbox SET attempts = 1 WHERE record_id = $1`, doubt)
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit(ctx))
+	w1 := fastOptions()
+	w1.WorkerID = "w1"
+	b.start(t, w1)
+	time.Sleep(time.Second)
+	require.Empty(t, b.rowSfid(t, "account", doubt), "the search waits while the other create is in flight")
+	close(held.release)
+	b.requireOneRecordPerRow(t, "Doubt", 2)
+}

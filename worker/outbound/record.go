@@ -474,15 +474,23 @@ const maxUnrecordedTries = 100
 // between cycles, when no batch is in flight; entries whose outcome waits
 // to be recorded again keep their claim. A batch that was sent is always
 // recorded or kept, so these were never sent: their claim is not an
-// attempt (see findCreated).
+// attempt (see findCreated). Before the first cycle, the claims found are
+// an earlier process's under the same name (Options.WorkerID set): they
+// may have been sent, and are handed back as the claims of a dead worker
+// are.
 func (s *Service) releaseStale(ctx context.Context) error {
 	s.mu.Lock()
 	keep := []int64{} // not nil: id <> ALL(NULL) is never true
 	for _, rec := range s.unrecorded {
 		keep = append(keep, rec.entries...)
 	}
+	set := releaseUnsent
+	if !s.cycled {
+		set = `claimed_at = NULL, claimed_by = NULL`
+		s.cycled = true
+	}
 	s.mu.Unlock()
-	tag, err := s.pool.Exec(ctx, `UPDATE pgforce.outbox SET `+releaseUnsent+`
+	tag, err := s.pool.Exec(ctx, `UPDATE pgforce.outbox SET `+set+`
 		WHERE claimed_at IS NOT NULL AND claimed_by = $1 AND id <> ALL($2)`, s.opts.WorkerID, keep)
 	if err != nil {
 		return err

@@ -28,11 +28,13 @@ func TestMain(m *testing.M) {
 	pgtest.Main(m)
 }
 
-// simSchema adds an external id and a validation rule to Account.
+// simSchema adds an external id, a field Salesforce defaults and a
+// validation rule to Account.
 var simSchema = &sim.Schema{Objects: []sim.ObjectDef{{
 	Name: "Account",
 	Fields: []sim.FieldDef{
 		{Name: "Ext_Id__c", Type: "string", Length: 64, ExternalID: true, Unique: true},
+		{Name: "Tier__c", Type: "string", Length: 40, DefaultValue: "Gold"},
 	},
 	ValidationRules: []sim.Rule{{Name: "no_bad_names", Field: "Name", Op: "regex", Value: "^BAD", Message: "Name must not start with BAD"}},
 }}}

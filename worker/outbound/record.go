@@ -474,10 +474,11 @@ const maxUnrecordedTries = 100
 // between cycles, when no batch is in flight; entries whose outcome waits
 // to be recorded again keep their claim. A batch that was sent is always
 // recorded or kept, so these were never sent: their claim is not an
-// attempt (see findCreated). Before the first cycle, the claims found are
+// attempt (see findCreated). Until it has run once, the claims found are
 // an earlier process's under the same name (Options.WorkerID set): they
-// may have been sent, and are handed back as the claims of a dead worker
-// are.
+// may have been sent, and go back with their attempts counted. (Those of a
+// Bulk job that process left running are not held, as a dead worker's
+// are: a fixed WorkerID is for one process at a time.)
 func (s *Service) releaseStale(ctx context.Context) error {
 	s.mu.Lock()
 	keep := []int64{} // not nil: id <> ALL(NULL) is never true
@@ -485,15 +486,20 @@ func (s *Service) releaseStale(ctx context.Context) error {
 		keep = append(keep, rec.entries...)
 	}
 	set := releaseUnsent
-	if !s.cycled {
+	first := !s.released
+	if first {
 		set = `claimed_at = NULL, claimed_by = NULL`
-		s.cycled = true
 	}
 	s.mu.Unlock()
 	tag, err := s.pool.Exec(ctx, `UPDATE pgforce.outbox SET `+set+`
 		WHERE claimed_at IS NOT NULL AND claimed_by = $1 AND id <> ALL($2)`, s.opts.WorkerID, keep)
 	if err != nil {
 		return err
+	}
+	if first {
+		s.mu.Lock()
+		s.released = true
+		s.mu.Unlock()
 	}
 	if n := tag.RowsAffected(); n > 0 {
 		s.log.Warn("outbound: released claims no batch held", "entries", n)

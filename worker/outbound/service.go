@@ -133,9 +133,9 @@ type Service struct {
 	// unrecorded are batch outcomes whose result transaction failed; their
 	// entries stay claimed until they are recorded (see record).
 	unrecorded []*recording
-	// cycled says a cycle has run: claims under this worker's name that
-	// releaseStale finds before it are an earlier process's.
-	cycled     bool
+	// released says releaseStale has run once: claims under this
+	// worker's name that it finds before are an earlier process's.
+	released   bool
 	analyzedAt time.Time      // last analyzeOutbox
 	analyzing  sync.WaitGroup // analyzeOutbox running (see nextBatch)
 	// catchUp is each mapping's catch-up window (see checkCatchUp).

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -222,21 +223,13 @@ func (c *change) inDoubt() bool {
 // insertFields is what an insert of values (Postgres column -> value) sends
 // (see buildRecords), relationship columns aside.
 func insertFields(m *Mapping, values map[string]any) map[string]any {
-	rel := map[string]bool{}
-	for _, c := range m.RelColumns {
-		rel[c] = true
-	}
 	out := map[string]any{}
 	for k, v := range values {
-		if v == nil || systemColumns[k] || rel[k] {
+		if slices.Contains(m.RelColumns, k) {
 			continue
 		}
-		col, ok := m.column(k)
-		if !ok || !col.writable(true) {
-			continue
-		}
-		if sv, err := sfValue(col.Type, v); err == nil {
-			out[col.Name] = sv
+		if name, sv, ok, _ := m.sendValue(k, v, true); ok {
+			out[name] = sv
 		}
 	}
 	return out
@@ -460,17 +453,6 @@ func valuesKey(get func(string) (any, bool), names []string) (key string, ok boo
 		b.WriteByte(0)
 	}
 	return b.String(), true
-}
-
-// carries reports whether record r holds every value of sent.
-func carries(r salesforce.Record, sent map[string]any) bool {
-	for k, v := range sent {
-		got, ok := r.Get(k)
-		if !ok || normValue(got) != normValue(v) {
-			return false
-		}
-	}
-	return true
 }
 
 // normValue writes a value so that the value as sent and as a query

@@ -75,6 +75,23 @@ func (m *Mapping) column(pg string) (Column, bool) {
 }
 
 // writable reports whether a field may be sent for an insert (or update).
+// sendValue is how a mapped column's value goes to Salesforce in an insert
+// or an update: its field's API name and the value as the REST API writes
+// it. ok is false for what is not sent: system columns, columns that map
+// no field the operation may write, and empty values of an insert.
+// Relationship columns are the caller's (see buildRecords).
+func (m *Mapping) sendValue(pg string, v any, insert bool) (name string, value any, ok bool, err error) {
+	if systemColumns[pg] {
+		return "", nil, false, nil
+	}
+	col, found := m.column(pg)
+	if !found || !col.writable(insert) || insert && v == nil {
+		return col.Name, nil, false, nil
+	}
+	value, err = sfValue(col.Type, v)
+	return col.Name, value, err == nil, err
+}
+
 func (c Column) writable(insert bool) bool {
 	switch c.Type {
 	case "address", "location", "id":

@@ -9,6 +9,18 @@ import (
 	"github.com/pgforce/pgforce/worker/salesforce"
 )
 
+// carries says whether record r holds every value of sent, as the search
+// for a lost create compares them: by the key of their values.
+func carries(r salesforce.Record, sent map[string]any) bool {
+	names := make([]string, 0, len(sent))
+	for k := range sent {
+		names = append(names, k)
+	}
+	want, _ := valuesKey(func(k string) (any, bool) { return sent[k], true }, names)
+	got, ok := valuesKey(r.Get, names)
+	return ok && got == want
+}
+
 // A query writes values back in its own notation; the record a lost create
 // made must still be recognised, and a record with another value must not.
 func TestARecordIsRecognisedByItsValuesWhateverTheirNotation(t *testing.T) {

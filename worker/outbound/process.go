@@ -867,9 +867,6 @@ func (s *Service) buildRecords(ctx context.Context, m *Mapping, all []*Mapping, 
 		fields := map[string]any{}
 		var relSent []string
 		for k, v := range c.Values {
-			if systemColumns[k] {
-				continue
-			}
 			if relCols[k] {
 				if v == nil {
 					continue
@@ -892,18 +889,14 @@ func (s *Service) buildRecords(ctx context.Context, m *Mapping, all []*Mapping, 
 				relSent = append(relSent, k)
 				continue
 			}
-			col, ok := m.column(k)
-			if !ok || !col.writable(insert) {
-				continue
-			}
-			if insert && v == nil {
-				continue
-			}
-			sv, err := sfValue(col.Type, v)
+			name, sv, ok, err := m.sendValue(k, v, insert)
 			if err != nil {
-				return fmt.Errorf("record %d field %s: %w", c.RecordID, col.Name, err)
+				return fmt.Errorf("record %d field %s: %w", c.RecordID, name, err)
 			}
-			fields[col.Name] = sv
+			if !ok {
+				continue
+			}
+			fields[name] = sv
 		}
 		if c.deferTo {
 			continue

@@ -52,7 +52,34 @@ type table struct {
 	// twoWay says the batch of change events being applied goes through
 	// the two-way rules (see twoWayNow).
 	twoWay atomic.Bool
+	// me is the Salesforce user the worker acts as, set on read_write
+	// mappings: their reads also fetch CreatedById (the stage's last
+	// column, createdBy), and a new row for a record me created while an
+	// insert of the mapping may have been sent is marked as its echo (see
+	// markEchoes).
+	me string
 }
+
+// createdBy is the stage column, after the mapped ones, holding
+// CreatedById on mappings that mark echoes. No column derived from an API
+// name starts with an underscore.
+const createdBy = "_created_by"
+
+// markEchoes (the rest of a read_write mapping's merge after its
+// RETURNING) marks the rows the merge inserted for records our user created
+// as echoes of our own creates, in pgforce.outbound_echo_row, which lets
+// the insert sent again after its answer was lost take them over (see
+// findCreated in worker/outbound). A change event says which creates are
+// ours (cdc.go); a read says only who created the record, so it marks just
+// records created since the first claim of an insert of the mapping that
+// may have been sent, less the outbound side's minute for clock skew.
+const markEchoes = `
+INSERT INTO pgforce.outbound_echo_row (mapping_id, sfid)
+SELECT $3, u.sfid FROM u JOIN %s s ON s.sfid = u.sfid AND s._n BETWEEN $1 AND $2
+WHERE u.fresh AND s.` + createdBy + ` = $4
+  AND s.createddate::timestamptz >= (SELECT min(o.sent_from) FROM pgforce.outbox o
+                                     WHERE o.mapping_id = $3 AND o.op = 'insert' AND o.sfid IS NULL) - interval '1 minute'
+ON CONFLICT DO NOTHING`
 
 // twoWayNow reports whether Salesforce's changes must go through the
 // two-way rules (pgforce.inbound_filter): always for a read_write mapping,
@@ -104,11 +131,16 @@ func castSuffix(sfType string) string {
 	return ""
 }
 
-func newTable(m *mappings.Mapping) (*table, error) {
+// newTable prepares the merge of m's records; me is the Salesforce user the
+// worker acts as.
+func newTable(m *mappings.Mapping, me string) (*table, error) {
 	if len(m.Columns) == 0 {
 		return nil, fmt.Errorf("inbound: mapping %d (%s) has not been described yet", m.ID, m.SObject)
 	}
 	t := &table{m: m, target: m.Table()}
+	if m.Mode == "read_write" {
+		t.me = me
+	}
 	for _, name := range systemFields {
 		c, ok := m.Column(name)
 		if !ok {
@@ -122,11 +154,10 @@ func newTable(m *mappings.Mapping) (*table, error) {
 		}
 	}
 	h := sha1.New()
-	var defs, names, sels, sets []string
+	var names, sels, sets []string
 	for _, c := range t.cols {
 		col := pgColumn(c.Name)
 		fmt.Fprintf(h, "%s:%s;", col, c.Type)
-		defs = append(defs, pgx.Identifier{col}.Sanitize()+" text")
 		names = append(names, pgx.Identifier{col}.Sanitize())
 		sel := "s." + pgx.Identifier{col}.Sanitize() + castSuffix(c.Type)
 		if col == "isdeleted" {
@@ -137,47 +168,78 @@ func newTable(m *mappings.Mapping) (*table, error) {
 			sets = append(sets, fmt.Sprintf("%s = EXCLUDED.%[1]s", pgx.Identifier{col}.Sanitize()))
 		}
 	}
+	if t.me != "" {
+		fmt.Fprintf(h, "%s;", createdBy)
+	}
 	t.stage = fmt.Sprintf("pgforce_stage_%d_%s", m.ID, hex.EncodeToString(h.Sum(nil))[:10])
+	stage := pgx.Identifier{t.stage}.Sanitize()
 	sets = append(sets, fmt.Sprintf(settledStatus, "t", m.ID))
 	t.upsert = fmt.Sprintf(`INSERT INTO %s AS t (%s) SELECT %s FROM %s s WHERE s._n BETWEEN $1 AND $2
 ON CONFLICT (sfid) DO UPDATE SET %s
 WHERE t.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp >= t.systemmodstamp`,
-		t.target, strings.Join(names, ", "), strings.Join(sels, ", "), pgx.Identifier{t.stage}.Sanitize(), strings.Join(sets, ", "))
-	_ = defs
+		t.target, strings.Join(names, ", "), strings.Join(sels, ", "), stage, strings.Join(sets, ", "))
+	if t.me != "" {
+		t.upsert = "WITH u AS (" + t.upsert + "\nRETURNING t.sfid, t.xmax = 0 AS fresh)" + fmt.Sprintf(markEchoes, stage)
+	}
 	return t, nil
 }
 
-// stageColumns are the COPY columns: _n (position in the batch) then one
-// text column per mapped column.
+// upsertArgs are the arguments of t.upsert merging stage rows lo..hi.
+func (t *table) upsertArgs(lo, hi int64) []any {
+	if t.me != "" {
+		return []any{lo, hi, t.m.ID, t.me}
+	}
+	return []any{lo, hi}
+}
+
+// stageColumns are the COPY columns: _n (position in the batch), one text
+// column per mapped column, and createdBy where echoes are marked.
 func (t *table) stageColumns() []string {
 	out := []string{"_n"}
 	for _, c := range t.cols {
 		out = append(out, pgColumn(c.Name))
+	}
+	if t.me != "" {
+		out = append(out, createdBy)
 	}
 	return out
 }
 
 func (t *table) createStage(ctx context.Context, tx pgx.Tx) error {
 	var defs []string
-	for _, c := range t.cols {
-		defs = append(defs, pgx.Identifier{pgColumn(c.Name)}.Sanitize()+" text")
+	for _, c := range t.stageColumns()[1:] {
+		defs = append(defs, pgx.Identifier{c}.Sanitize()+" text")
 	}
 	_, err := tx.Exec(ctx, fmt.Sprintf(`CREATE TEMP TABLE IF NOT EXISTS %s (_n bigint, %s) ON COMMIT DELETE ROWS`,
 		pgx.Identifier{t.stage}.Sanitize(), strings.Join(defs, ", ")))
 	return err
 }
 
-// fields are the Salesforce names to SELECT, in column order.
+// fields are the Salesforce names to SELECT, in stage column order.
 func (t *table) fields() []string {
-	out := make([]string, len(t.cols))
+	out := make([]string, len(t.cols), len(t.cols)+1)
 	for i, c := range t.cols {
 		out[i] = c.Name
+	}
+	if t.me != "" {
+		out = append(out, "CreatedById")
 	}
 	return out
 }
 
+// soql reads the fields the stage takes (see fields).
 func (t *table) soql(where string) string {
-	q := "SELECT " + strings.Join(t.fields(), ", ") + " FROM " + t.m.SObject
+	return t.soqlOf(t.fields(), where)
+}
+
+// storedSOQL reads only the fields the table stores, in column order, for
+// a COPY straight into it.
+func (t *table) storedSOQL(where string) string {
+	return t.soqlOf(t.fields()[:len(t.cols)], where)
+}
+
+func (t *table) soqlOf(fields []string, where string) string {
+	q := "SELECT " + strings.Join(fields, ", ") + " FROM " + t.m.SObject
 	if where != "" {
 		q += " WHERE " + where
 	}
@@ -219,9 +281,10 @@ func textValue(v any) any {
 
 // recordRow turns a REST record into a staging row (without _n).
 func (t *table) recordRow(r *salesforce.Record) []any {
-	row := make([]any, len(t.cols))
-	for i, c := range t.cols {
-		v, _ := r.Get(c.Name)
+	fields := t.fields()
+	row := make([]any, len(fields))
+	for i, f := range fields {
+		v, _ := r.Get(f)
 		row[i] = textValue(v)
 	}
 	return row
@@ -237,12 +300,13 @@ type csvIndex struct {
 func (t *table) csvRow(ix *csvIndex, r salesforce.Row) []any {
 	if ix.header != r.Header {
 		ix.header = r.Header
-		ix.pos = make([]int, len(t.cols))
-		for i, c := range t.cols {
-			ix.pos[i] = r.Header.Index(c.Name)
+		fields := t.fields()
+		ix.pos = make([]int, len(fields))
+		for i, f := range fields {
+			ix.pos[i] = r.Header.Index(f)
 		}
 	}
-	row := make([]any, len(t.cols))
+	row := make([]any, len(ix.pos))
 	for i, p := range ix.pos {
 		if p >= 0 && p < len(r.Values) && r.Values[p] != "" {
 			row[i] = r.Values[p]
@@ -349,7 +413,7 @@ func (t *table) upsertRange(ctx context.Context, tx pgx.Tx, lo, hi int64, operat
 	if err != nil {
 		return 0, err
 	}
-	_, err = sp.Exec(ctx, t.upsert, lo, hi)
+	_, err = sp.Exec(ctx, t.upsert, t.upsertArgs(lo, hi)...)
 	if err == nil {
 		return 0, sp.Commit(ctx)
 	}
@@ -383,7 +447,7 @@ func (t *table) recordFailure(ctx context.Context, tx pgx.Tx, n int64, operation
 	if pg.ColumnName != "" {
 		fields = append(fields, pg.ColumnName)
 	}
-	_, err := tx.Exec(ctx, fmt.Sprintf(`SELECT pgforce.inbound_error($1, $2, s.sfid, to_jsonb(s) - '_n', $3, $4, $5)
+	_, err := tx.Exec(ctx, fmt.Sprintf(`SELECT pgforce.inbound_error($1, $2, s.sfid, to_jsonb(s) - '{_n,_created_by}'::text[], $3, $4, $5)
 FROM %s s WHERE s._n = $6`, pgx.Identifier{t.stage}.Sanitize()),
 		t.m.ID, operation, "PG"+pg.Code,
 		fmt.Sprintf("cannot store the Salesforce record in %s: %s", t.target, msg), fields, n)
@@ -437,7 +501,7 @@ func (t *table) filterPending(ctx context.Context, tx pgx.Tx) error {
 	if twoWay, err := t.twoWayNow(ctx, tx); err != nil || !twoWay {
 		return err
 	}
-	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT s._n, t.id, s.sfid, to_jsonb(s) - '{_n,sfid,systemmodstamp,isdeleted,createddate}'::text[],
+	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT s._n, t.id, s.sfid, to_jsonb(s) - '{_n,sfid,systemmodstamp,isdeleted,createddate,_created_by}'::text[],
 		s.systemmodstamp::timestamptz, coalesce(s.isdeleted::boolean, false)
 FROM %s s JOIN %s t ON t.sfid = s.sfid
 WHERE EXISTS (SELECT FROM pgforce.outbox o WHERE o.mapping_id = $1 AND o.record_id = t.id)`,
@@ -527,7 +591,7 @@ func (t *table) copyDirect(ctx context.Context, tx pgx.Tx, rows [][]any) (ok boo
 	rec := make([]string, len(t.cols))
 	deleted := slices.IndexFunc(t.cols, func(c mappings.Column) bool { return strings.EqualFold(c.Name, "IsDeleted") })
 	for _, row := range rows {
-		for i, v := range row {
+		for i, v := range row[:len(rec)] { // CreatedById, last, is not stored
 			if s, isStr := v.(string); isStr {
 				rec[i] = s
 			} else {

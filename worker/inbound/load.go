@@ -142,7 +142,7 @@ func maxStamp(rows [][]any) *time.Time {
 // through the staging path instead. Pages download while earlier ones are
 // copied.
 func (r *runner) bulkDirect(ctx context.Context, t *table, where, operation string) (int64, error) {
-	job, err := r.s.sf.CreateQueryJob(ctx, salesforce.QueryJob{Query: t.soql(where), Operation: "query"})
+	job, err := r.s.sf.CreateQueryJob(ctx, salesforce.QueryJob{Query: t.storedSOQL(where), Operation: "query"})
 	if err := r.observe(err); err != nil {
 		return 0, err
 	}

@@ -100,7 +100,13 @@ func (r *runner) run(ctx context.Context) error {
 			return err
 		}
 	}
-	t, err := newTable(m)
+	var me string
+	if m.Mode == "read_write" {
+		if me, err = r.s.sf.UserID(ctx); err != nil {
+			return err
+		}
+	}
+	t, err := newTable(m, me)
 	if err != nil {
 		return err
 	}

@@ -98,6 +98,28 @@ func TestTheEchoOfACreateWhoseAnswerWasLostIsMergedIntoTheInsertsRow(t *testing.
 	require.Zero(t, left, "the echo rows were merged")
 }
 
+// A mapping without Change Data Capture polls: the poll that brings in the
+// record of a create whose answer was lost makes a row for it, which the
+// insert sent again takes over as it does a change event's.
+func TestThePolledEchoOfACreateWhoseAnswerWasLostIsMergedIntoTheInsertsRow(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.syncAccountIn(t, "poll")
+	b.loseCreateAnswers(1)
+	opts := fastOptions()
+	opts.MinBackoff, opts.MaxBackoff = 2*time.Second, 2*time.Second
+	b.start(t, opts)
+	b.exec(t, `INSERT INTO salesforce.account (name, industry) SELECT 'Polled ' || g, 'Retail' FROM generate_series(1, 3) g`)
+	eventually(t, 10*time.Second, "the poll brought the records in", func() bool {
+		var echoes int
+		b.scalar(t, &echoes, `SELECT count(*) FROM salesforce.account WHERE sfid IS NOT NULL`)
+		return echoes == 3
+	})
+	b.requireOneRecordPerRow(t, "Polled ", 3)
+	var left int
+	b.scalar(t, &left, `SELECT count(*) FROM pgforce.outbound_echo_row`)
+	require.Zero(t, left, "the echo rows were merged")
+}
+
 // A worker killed while Salesforce carried out its creates: the next worker
 // takes its claims over and finds the records instead of creating them
 // again.

@@ -17,7 +17,15 @@ import (
 // with the outbound worker started, Account syncs both ways.
 func (b *bundle) streamAccountIn(t *testing.T) {
 	t.Helper()
-	b.exec(t, `UPDATE pgforce.mapping SET inbound = 'cdc', state = 'new' WHERE id = $1`, b.accountID)
+	b.syncAccountIn(t, "cdc")
+}
+
+// syncAccountIn runs the real inbound worker for the account mapping only,
+// reading changes the way inbound says ('cdc' or 'poll'), and waits until
+// the mapping is loaded.
+func (b *bundle) syncAccountIn(t *testing.T, inbound string) {
+	t.Helper()
+	b.exec(t, `UPDATE pgforce.mapping SET inbound = $2, state = 'new' WHERE id = $1`, b.accountID, inbound)
 	b.exec(t, `UPDATE pgforce.mapping SET paused = true WHERE id = $1`, b.contactID)
 	b.startInbound(t)
 	eventually(t, 30*time.Second, "account mapping synced", func() bool {

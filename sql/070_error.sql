@@ -26,6 +26,7 @@ CREATE TABLE pgforce.error (
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now(),
     resolved_at timestamptz,
+    revert_mark bigint,
     CONSTRAINT error_direction_valid CHECK (direction IN ('inbound', 'outbound')),
     CONSTRAINT error_operation_valid CHECK (operation IN ('insert', 'update', 'delete', 'upsert', 'describe', 'load', 'poll', 'cdc')),
     CONSTRAINT error_state_valid CHECK (state IN ('open', 'retrying', 'resolved', 'ignored')),
@@ -40,6 +41,7 @@ CREATE INDEX error_open_idx ON pgforce.error (mapping_id, state) WHERE state IN 
 
 COMMENT ON TABLE pgforce.error IS 'Failed records and operations. Repair with pgforce.retry(id), pgforce.retry_all(mapping), pgforce.ignore(id) or pgforce.revert(id).';
 COMMENT ON COLUMN pgforce.error.error_code IS 'Salesforce errorCode, e.g. REQUIRED_FIELD_MISSING.';
+COMMENT ON COLUMN pgforce.error.revert_mark IS 'For a revert: the last outbox entry when pgforce.revert was called. The record''s changes queued after it are new, and the worker keeps them.';
 COMMENT ON COLUMN pgforce.error.action IS 'What a retrying error waits for the worker to do: retry (re-send the row) or revert (restore Salesforce''s values).';
 
 -- Refuses state changes that the lifecycle above does not allow, whoever
@@ -237,15 +239,25 @@ BEGIN
     IF v_error.direction <> 'outbound' OR v_error.record_id IS NULL THEN
         RAISE EXCEPTION 'pgforce: error % is not about a Postgres change to a record, so there is nothing to revert', p_error_id
             USING ERRCODE = 'check_violation',
-                  HINT = pg_catalog.format('Use SELECT pgforce.retry(%s); or SELECT pgforce.ignore(%s); instead.', p_error_id, p_error_id);
+                  HINT = CASE WHEN v_error.direction = 'inbound' AND v_error.sfid IS NOT NULL
+                              THEN pg_catalog.format('Use SELECT pgforce.retry(%s); or SELECT pgforce.ignore(%s); instead.', p_error_id, p_error_id)
+                              ELSE pg_catalog.format('Read the whole object again with SELECT pgforce.reload(%s); or ignore the error with SELECT pgforce.ignore(%s);',
+                                                     v_error.mapping_id, p_error_id)
+                         END;
     END IF;
     -- A refused delete's row is gone; a row that took its id since is
-    -- another record, whose changes stay queued.
+    -- another record, whose changes stay queued. A delete queued after a
+    -- failed insert or update stays too: the row is gone, and its record
+    -- is deleted as the user asked (dropped, it stayed in Salesforce with
+    -- no row). The worker leaves alone whatever is queued after the mark.
     IF v_error.operation <> 'delete' THEN
         DELETE FROM pgforce.outbox ob
-        WHERE ob.mapping_id = v_error.mapping_id AND ob.record_id = v_error.record_id AND ob.claimed_at IS NULL;
+        WHERE ob.mapping_id = v_error.mapping_id AND ob.record_id = v_error.record_id AND ob.claimed_at IS NULL
+          AND ob.op <> 'delete';
     END IF;
-    UPDATE pgforce.error e SET state = 'retrying', action = 'revert' WHERE e.id = p_error_id RETURNING * INTO v_error;
+    UPDATE pgforce.error e SET state = 'retrying', action = 'revert',
+        revert_mark = coalesce(pg_catalog.pg_sequence_last_value(pg_catalog.pg_get_serial_sequence('pgforce.outbox', 'id')), 0)
+    WHERE e.id = p_error_id RETURNING * INTO v_error;
     PERFORM pg_catalog.pg_notify('pgforce_outbox', '');
     RETURN v_error;
 END

@@ -272,8 +272,12 @@ BEGIN
             -- sessions, rather than the one pinned here (they name their
             -- own tables unqualified) or the caller's, which the caller
             -- sets: a schema of its own ahead in it would have run its code
-            -- as the owner. The statement itself names everything in full.
-            PERFORM pg_catalog.set_config('search_path', '"$user", public', true);
+            -- as the owner. pg_temp is named last for the same reason: left
+            -- out, Postgres looks there first for tables, and a temporary
+            -- table of the caller's named like one a trigger writes ran the
+            -- caller's own triggers as the owner. The statement itself
+            -- names everything in full.
+            PERFORM pg_catalog.set_config('search_path', '"$user", public, pg_temp', true);
             EXECUTE pg_catalog.format('UPDATE %s t SET (%s) = (SELECT %s FROM pg_catalog.jsonb_populate_record(NULL::%s, $1)),'
                                       ' _hc_lastop = ''PENDING'' WHERE t.id OPERATOR(pg_catalog.=) $2'
                                       ' RETURNING t.sfid, (SELECT pg_catalog.jsonb_object_agg(k, pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->) k)'

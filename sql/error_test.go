@@ -121,9 +121,34 @@ func TestRevertDropsThePostgresChangesAndAsksTheWorkerToRestore(t *testing.T) {
 	require.Len(t, entries, 1, "only the other record's change is left")
 	require.Equal(t, "001000000000002AAA", *entries[0].SFID)
 
+	// The hint names a call that works for the error.
 	inbound := int64(0)
 	b.scalar(t, &inbound, `INSERT INTO pgforce.error (mapping_id, direction, operation, message) VALUES ($1, 'inbound', 'poll', 'timeout') RETURNING id`, m)
+	b.refused(t, "nothing to revert", "pgforce.reload", `SELECT pgforce.revert($1)`, inbound)
+	b.scalar(t, &inbound, `INSERT INTO pgforce.error (mapping_id, direction, operation, sfid, message) VALUES ($1, 'inbound', 'cdc', '001000000000001AAA', 'value too long') RETURNING id`, m)
 	b.refused(t, "nothing to revert", "pgforce.retry", `SELECT pgforce.revert($1)`, inbound)
+	b.exec(t, `SELECT pgforce.retry($1)`, inbound)
+}
+
+// A row deleted after its update failed has its delete queued: a revert of
+// the update keeps it, so the record goes too.
+func TestRevertKeepsTheQueuedDeleteOfTheRow(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := b.mapAccount(t, "read_write")
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme')`)
+	b.exec(t, `UPDATE salesforce.account SET name = 'Acme Renamed'`)
+	b.exec(t, `DELETE FROM pgforce.outbox`) // sent, and refused
+	errID := b.outboundError(t, m, "Acme Renamed", "update")
+	b.exec(t, `DELETE FROM salesforce.account`)
+
+	b.exec(t, `SELECT pgforce.revert($1)`, errID)
+	entries := b.outbox(t)
+	require.Len(t, entries, 1)
+	require.Equal(t, "delete", entries[0].Op)
+	var marked bool
+	b.scalar(t, &marked, `SELECT revert_mark >= (SELECT max(id) FROM pgforce.outbox) FROM pgforce.error WHERE id = $1`, errID)
+	require.True(t, marked, "the mark is the last entry when revert was called")
 }
 
 func TestErrorStateTransitionsFollowTheLifecycle(t *testing.T) {

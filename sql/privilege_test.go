@@ -128,3 +128,36 @@ func TestResolvingAConflictRunsTheApplicationsTriggersWithTheSessionsSearchPath(
 	b.scalar(t, &after, `SELECT current_setting('xmlbinary')`)
 	require.Equal(t, []string{"From Salesforce", "hex", "base64"}, []string{name, xmlbinary, after})
 }
+
+// A role that may only call pgforce.resolve cannot run code of its own as
+// pgforce's owner through the application's triggers: a temporary table
+// named like one a trigger writes unqualified is not the one written.
+func TestResolvingAConflictNeverWritesTheCallersTemporaryTables(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := b.mapAccount(t, "read_write")
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme')`)
+	var errID int64
+	b.scalar(t, &errID, `INSERT INTO pgforce.error (mapping_id, direction, operation, record_id, sfid, payload, error_code, message, fields)
+		SELECT $1, 'inbound', 'cdc', a.id, a.sfid, '{"postgres": {"name": "P"}, "salesforce": {"name": "S"}}', 'CONFLICT', 'fields changed in both', '{name}'
+		FROM salesforce.account a RETURNING id`, m)
+	b.exec(t, `CREATE TABLE public.audit (note text);
+		CREATE FUNCTION public.audit_account() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO audit VALUES ('changed'); RETURN NULL; END $$;
+		CREATE TRIGGER audit_account AFTER UPDATE ON salesforce.account FOR EACH ROW EXECUTE FUNCTION public.audit_account();
+		CREATE TABLE public.secret (who text)`)
+	op := b.role(t, "resolver", `GRANT USAGE ON SCHEMA pgforce TO %[1]s; GRANT EXECUTE ON FUNCTION pgforce.resolve(bigint, text) TO %[1]s`)
+
+	b.exec(t, "SET ROLE "+op)
+	b.refused(t, "permission denied", "", `INSERT INTO public.secret VALUES ('the caller')`)
+	b.exec(t, `CREATE TEMP TABLE audit (note text);
+		CREATE FUNCTION pg_temp.steal() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO public.secret VALUES (current_user); RETURN NULL; END $$;
+		CREATE TRIGGER steal AFTER INSERT ON pg_temp.audit FOR EACH ROW EXECUTE FUNCTION pg_temp.steal()`)
+	b.exec(t, `SELECT pgforce.resolve($1, 'salesforce')`, errID)
+	b.exec(t, "RESET ROLE")
+
+	var stolen, audited int
+	b.scalar(t, &stolen, `SELECT count(*) FROM public.secret`)
+	b.scalar(t, &audited, `SELECT count(*) FROM public.audit`)
+	require.Zero(t, stolen, "the caller's trigger did not run as the owner")
+	require.Equal(t, 1, audited, "the application's trigger wrote its own table")
+}

@@ -34,6 +34,9 @@ type Mapping struct {
 	// RelColumns are the table's external-id relationship columns, named
 	// <lookup>__r__<extid> as in Heroku Connect.
 	RelColumns []string
+	// HardDelete says the rows of records deleted in Salesforce are
+	// deleted rather than flagged isdeleted.
+	HardDelete bool
 }
 
 // Column is one described field. Only Name and Type are required; the
@@ -115,7 +118,7 @@ const DefaultOrg = "default"
 
 const selectMappings = `
 SELECT m.id, m.sobject, o.schema_name, m.table_name, m.fields, coalesce(m.upsert_field, ''),
-       m.conflict, m.paused OR o.paused, coalesce(m.bulk_threshold, 0), m.columns, m.resumed_at, m.inbound_watermark,
+       m.conflict, m.paused OR o.paused, coalesce(m.bulk_threshold, 0), m.columns, m.resumed_at, m.inbound_watermark, m.hard_delete,
        coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
                  WHERE a.attrelid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', o.schema_name, m.table_name))
                    AND a.attnum > 0 AND NOT a.attisdropped AND a.attname LIKE '%\_\_r\_\_%'), '{}')
@@ -148,7 +151,7 @@ func loadMappings(ctx context.Context, q querier, org string) ([]*Mapping, error
 		m := &Mapping{}
 		var cols []byte
 		if err := rows.Scan(&m.ID, &m.SObject, &m.Schema, &m.TableName, &m.Fields, &m.UpsertField,
-			&m.Conflict, &m.Paused, &m.BulkThreshold, &cols, &m.ResumedAt, &m.InboundWatermark, &m.RelColumns); err != nil {
+			&m.Conflict, &m.Paused, &m.BulkThreshold, &cols, &m.ResumedAt, &m.InboundWatermark, &m.HardDelete, &m.RelColumns); err != nil {
 			return nil, fmt.Errorf("outbound: read pgforce.mapping: %w", err)
 		}
 		if err := json.Unmarshal(cols, &m.Columns); err != nil {

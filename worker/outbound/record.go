@@ -3,12 +3,14 @@ package outbound
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgforce/pgforce/worker/salesforce"
 	"github.com/pgforce/pgforce/worker/txretry"
@@ -397,8 +399,10 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 		if rec.nFailed > 0 {
 			// A retry that fails again reopens its error; an update of a
 			// record whose earlier update failed (and was sent again with
-			// it, see prepare) updates that open error; any other failure
-			// is a new error row.
+			// it, see prepare) updates that error, open or waiting for its
+			// retry; a retry whose error was ignored while it was in flight
+			// records nothing (the user gave the change up); any other
+			// failure is a new error row.
 			if _, err := tx.Exec(ctx, `WITH f AS (
 					SELECT * FROM jsonb_to_recordset($1) AS f(record_id integer, sfid text, op text, payload jsonb,
 						error_code text, message text, fields text[], hc_err text, retry_of bigint)
@@ -411,12 +415,13 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 					UPDATE pgforce.error e SET attempts = e.attempts + 1, error_code = f.error_code,
 						message = f.message, fields = f.fields, payload = f.payload
 					FROM f WHERE f.retry_of IS NULL AND f.op = 'update' AND e.mapping_id = $2 AND e.record_id = f.record_id
-					  AND e.direction = 'outbound' AND e.operation = 'update' AND e.state = 'open'
+					  AND e.direction = 'outbound' AND e.operation = 'update' AND e.state IN ('open', 'retrying')
 					RETURNING e.record_id
 				)
 				INSERT INTO pgforce.error (mapping_id, direction, operation, record_id, sfid, payload, error_code, message, fields)
 				SELECT $2, 'outbound', f.op, f.record_id, f.sfid, f.payload, f.error_code, f.message, f.fields
-				FROM f WHERE (f.retry_of IS NULL OR f.retry_of NOT IN (SELECT id FROM reopened))
+				FROM f WHERE (f.retry_of IS NULL OR f.retry_of NOT IN (SELECT id FROM reopened)
+				              AND NOT EXISTS (SELECT FROM pgforce.error x WHERE x.id = f.retry_of AND x.state = 'ignored'))
 				  AND NOT (f.retry_of IS NULL AND f.op = 'update' AND f.record_id IN (SELECT record_id FROM again))`, rec.failed, m.ID); err != nil {
 				return fmt.Errorf("record errors: %w", err)
 			}
@@ -533,6 +538,13 @@ type revert struct {
 	recordID int
 	sfid     string
 	deleted  bool
+	// mark is the last outbox entry when pgforce.revert was called: the
+	// record's changes queued after it are new ones, which the revert
+	// keeps.
+	mark int64
+	// message is the error's message, which a failed revert keeps after
+	// its own (see revertFailed).
+	message string
 }
 
 // reverts acts on pgforce.revert: the row takes Salesforce's values again
@@ -542,7 +554,8 @@ func (s *Service) reverts(ctx, work context.Context, m *Mapping) error {
 	// A refused delete names its record itself: a row that has the id now
 	// is another one (see merge).
 	rows, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT e.id, e.record_id,
-			coalesce(CASE WHEN e.operation = 'delete' THEN e.sfid ELSE coalesce(t.sfid, e.sfid) END, ''), e.operation = 'delete'
+			coalesce(CASE WHEN e.operation = 'delete' THEN e.sfid ELSE coalesce(t.sfid, e.sfid) END, ''), e.operation = 'delete',
+			coalesce(e.revert_mark, 9223372036854775807), e.message
 		FROM pgforce.error e LEFT JOIN %s t ON t.id = e.record_id
 		WHERE e.mapping_id = $1 AND e.state = 'retrying' AND e.action = 'revert' ORDER BY e.id`, m.Table()), m.ID)
 	if err != nil {
@@ -551,7 +564,7 @@ func (s *Service) reverts(ctx, work context.Context, m *Mapping) error {
 	var revs []revert
 	for rows.Next() {
 		var r revert
-		if err := rows.Scan(&r.id, &r.recordID, &r.sfid, &r.deleted); err != nil {
+		if err := rows.Scan(&r.id, &r.recordID, &r.sfid, &r.deleted, &r.mark, &r.message); err != nil {
 			rows.Close()
 			return err
 		}
@@ -616,65 +629,166 @@ func (s *Service) reverts(ctx, work context.Context, m *Mapping) error {
 }
 
 // revertRows writes Salesforce's values got into the rows of revs and
-// settles their errors.
+// settles their errors. Each revert has a savepoint of its own: one that
+// Postgres refuses (an application's foreign key still names the row of a
+// failed insert, a trigger of the user's raises) reopens its error, saying
+// why, and the others go through.
 func (s *Service) revertRows(work context.Context, tx pgx.Tx, m *Mapping, revs []revert, got map[string]map[string]any) error {
 	for _, r := range revs {
-		switch vals, found := got[strings.ToLower(r.sfid)]; {
-		case r.sfid == "":
-			// The insert never created a record: the row goes.
-			if _, err := tx.Exec(work, fmt.Sprintf(`DELETE FROM %s WHERE id = $1`, m.Table()), r.recordID); err != nil {
-				return err
-			}
-		case r.deleted:
-			// Salesforce refused the delete and keeps the record: the row
-			// comes back with its values, under its old id unless a row
-			// has taken that since, and unless the record has a row again
-			// already (the user put it back). Deleted in Salesforce too
-			// since, there is nothing to bring back.
-			if found {
-				if err := restoreRow(work, tx, m, r, vals); err != nil {
-					return err
-				}
-			}
-			// The row's id may be another row's now, whose queued changes
-			// are its own: they stay.
-			if _, err := tx.Exec(work, `UPDATE pgforce.error SET state = 'resolved' WHERE id = $1`, r.id); err != nil {
+		sp, err := tx.Begin(work)
+		if err != nil {
+			return err
+		}
+		err = revertRow(work, sp, m, r, got)
+		if err == nil {
+			if err := sp.Commit(work); err != nil {
 				return err
 			}
 			continue
-		case !found:
-			// Deleted in Salesforce meanwhile.
-			if _, err := tx.Exec(work, fmt.Sprintf(`UPDATE %s SET isdeleted = true, _hc_lastop = 'SYNCED', _hc_err = NULL WHERE id = $1`, m.Table()), r.recordID); err != nil {
-				return err
-			}
-		default:
-			b, err := json.Marshal(vals)
-			if err != nil {
-				return err
-			}
-			cols := sortedColumns(vals)
-			// SYNCED is said explicitly: the status trigger leaves a
-			// FAILED row FAILED on a worker write that does not.
-			q := fmt.Sprintf(`UPDATE %s t SET _hc_lastop = 'SYNCED', _hc_err = NULL WHERE t.id = $1`, m.Table())
-			args := []any{r.recordID}
-			if len(cols) > 0 {
-				list := strings.Join(cols, ", ")
-				q = fmt.Sprintf(`UPDATE %s t SET (%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, $2)),
-						_hc_lastop = 'SYNCED', _hc_err = NULL WHERE t.id = $1`, m.Table(), list, list, m.Table())
-				args = append(args, b)
-			}
-			if _, err := tx.Exec(work, q, args...); err != nil {
-				return fmt.Errorf("revert row %d: %w", r.recordID, err)
-			}
 		}
-		if _, err := tx.Exec(work, `DELETE FROM pgforce.outbox WHERE mapping_id = $1 AND record_id = $2 AND claimed_at IS NULL`, m.ID, r.recordID); err != nil {
+		if rbErr := sp.Rollback(work); rbErr != nil {
+			return rbErr
+		}
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || !refusedByPostgres(pgErr) {
 			return err
 		}
-		if _, err := tx.Exec(work, `UPDATE pgforce.error SET state = 'resolved' WHERE id = $1`, r.id); err != nil {
+		s.log.Warn("outbound: Postgres refused a revert; its error is open again", "mapping", m.ID, "error", r.id, "row", r.recordID, "err", err)
+		if _, err := tx.Exec(work, `UPDATE pgforce.error SET state = 'open', attempts = attempts + 1, message = $2 WHERE id = $1`,
+			r.id, revertFailed(r, pgErr)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// refusedByPostgres says a statement failed because of the data or the
+// database's rules (a constraint, a trigger, a privilege), which running it
+// again does not change, rather than because of a lock conflict, the
+// connection or the server.
+func refusedByPostgres(err *pgconn.PgError) bool {
+	switch err.Code[:2] {
+	case "08", "40", "53", "57", "58", "XX":
+		return false
+	}
+	return err.Code != "55P03"
+}
+
+// revertFailedPrefix starts the message of an error whose revert Postgres
+// refused, and revertRefused introduces Salesforce's message after it.
+const (
+	revertFailedPrefix = "pgforce could not revert the row: "
+	revertRefused      = " | Salesforce had refused the change: "
+)
+
+// revertFailed is the message of r's error once Postgres refused its
+// revert: why, what to do, and Salesforce's message as it was.
+func revertFailed(r revert, err *pgconn.PgError) string {
+	before := r.message
+	if i := strings.Index(before, revertRefused); strings.HasPrefix(before, revertFailedPrefix) && i >= 0 {
+		before = before[i+len(revertRefused):]
+	}
+	why := err.Message
+	if err.Detail != "" {
+		why += " (" + err.Detail + ")"
+	}
+	return fmt.Sprintf("%s%s; remove the cause and call pgforce.revert(%d) again, or pgforce.retry(%d) or pgforce.ignore(%d)%s%s",
+		revertFailedPrefix, why, r.id, r.id, r.id, revertRefused, before)
+}
+
+// revertRow carries out one revert (see revertRows).
+func revertRow(work context.Context, tx pgx.Tx, m *Mapping, r revert, got map[string]map[string]any) error {
+	resolve := func() error {
+		_, err := tx.Exec(work, `UPDATE pgforce.error SET state = 'resolved' WHERE id = $1`, r.id)
+		return err
+	}
+	// The changes queued up to the mark are what the revert discards; a
+	// queued delete is not among them (the row is gone, and its record
+	// goes too, see pgforce.revert).
+	dropReverted := func() error {
+		_, err := tx.Exec(work, `DELETE FROM pgforce.outbox WHERE mapping_id = $1 AND record_id = $2 AND claimed_at IS NULL
+			AND id <= $3 AND op <> 'delete'`, m.ID, r.recordID, r.mark)
+		return err
+	}
+	vals, found := got[strings.ToLower(r.sfid)]
+	switch {
+	case r.sfid == "":
+		// The insert never created a record: the row goes, with every
+		// change queued for it.
+		if _, err := tx.Exec(work, fmt.Sprintf(`DELETE FROM %s WHERE id = $1`, m.Table()), r.recordID); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(work, `DELETE FROM pgforce.outbox WHERE mapping_id = $1 AND record_id = $2 AND claimed_at IS NULL`, m.ID, r.recordID); err != nil {
+			return err
+		}
+		return resolve()
+	case r.deleted:
+		// Salesforce refused the delete and keeps the record: the row
+		// comes back with its values, under its old id unless a row
+		// has taken that since, and unless the record has a row again
+		// already (the user put it back). Deleted in Salesforce too
+		// since, there is nothing to bring back. The row's id may be
+		// another row's now, whose queued changes are its own: they stay.
+		if found {
+			if err := restoreRow(work, tx, m, r, vals); err != nil {
+				return err
+			}
+		}
+		return resolve()
+	}
+	if err := dropReverted(); err != nil {
+		return err
+	}
+	// Columns that changes queued after the mark set keep their Postgres
+	// values, and those changes are sent.
+	var later []string
+	var pending bool
+	if err := tx.QueryRow(work, `SELECT coalesce(array_agg(DISTINCT k) FILTER (WHERE k IS NOT NULL), '{}'), count(o.id) > 0
+		FROM pgforce.outbox o LEFT JOIN LATERAL jsonb_object_keys(coalesce(o.new, '{}')) k ON true
+		WHERE o.mapping_id = $1 AND o.record_id = $2 AND o.id > $3`, m.ID, r.recordID, r.mark).Scan(&later, &pending); err != nil {
+		return err
+	}
+	status := "SYNCED"
+	if pending {
+		status = "PENDING"
+	}
+	switch {
+	case !found && m.HardDelete:
+		// Deleted in Salesforce meanwhile, and the mapping deletes the
+		// rows of deleted records.
+		if _, err := tx.Exec(work, fmt.Sprintf(`DELETE FROM %s WHERE id = $1`, m.Table()), r.recordID); err != nil {
+			return err
+		}
+	case !found:
+		// Deleted in Salesforce meanwhile.
+		if _, err := tx.Exec(work, fmt.Sprintf(`UPDATE %s SET isdeleted = true, _hc_lastop = $2, _hc_err = NULL WHERE id = $1`, m.Table()),
+			r.recordID, status); err != nil {
+			return err
+		}
+	default:
+		for _, c := range later {
+			delete(vals, c)
+		}
+		b, err := json.Marshal(vals)
+		if err != nil {
+			return err
+		}
+		cols := sortedColumns(vals)
+		// The status is said explicitly: the status trigger leaves a
+		// FAILED row FAILED on a worker write that does not.
+		q := fmt.Sprintf(`UPDATE %s t SET _hc_lastop = $2, _hc_err = NULL WHERE t.id = $1`, m.Table())
+		args := []any{r.recordID, status}
+		if len(cols) > 0 {
+			list := strings.Join(cols, ", ")
+			q = fmt.Sprintf(`UPDATE %s t SET (%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, $3)),
+					_hc_lastop = $2, _hc_err = NULL WHERE t.id = $1`, m.Table(), list, list, m.Table())
+			args = append(args, b)
+		}
+		if _, err := tx.Exec(work, q, args...); err != nil {
+			return fmt.Errorf("revert row %d: %w", r.recordID, err)
+		}
+	}
+	return resolve()
 }
 
 // restoreRow inserts the row of a record whose delete Salesforce refused,

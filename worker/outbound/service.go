@@ -366,7 +366,14 @@ func (s *Service) cycle(ctx, work context.Context) (time.Time, error) {
 			continue
 		}
 		if err := s.reverts(ctx, work, m); err != nil {
+			// Salesforce or Postgres failed for a passing reason (a revert
+			// that Postgres refuses reopens its error instead): the
+			// reverts and the drain wait for the backoff, and the run
+			// loop's timer must wake the worker then.
 			s.noteFailure(m, err)
+			if until := s.backedOff(m.ID); !until.IsZero() && (next.IsZero() || until.Before(next)) {
+				next = until
+			}
 			continue
 		}
 		deferred, err := s.drain(ctx, work, m)

@@ -1,0 +1,246 @@
+package outbound_test
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgforce/pgforce/worker/salesforce"
+)
+
+// The repair functions of pgforce.error (retry, ignore, revert) as the
+// worker carries them out.
+
+// waitOpenError waits for the open outbound error of account row id about
+// op and returns its id.
+func (b *bundle) waitOpenError(t *testing.T, id int, op string) int64 {
+	t.Helper()
+	var errID int64
+	eventually(t, 10*time.Second, op+" error", func() bool {
+		return b.pool.QueryRow(context.Background(), `SELECT id FROM pgforce.error
+			WHERE record_id = $1 AND state = 'open' AND operation = $2 AND direction = 'outbound'`, id, op).Scan(&errID) == nil
+	})
+	return errID
+}
+
+// errorState is the state of error id.
+func (b *bundle) errorState(t *testing.T, id int64) string {
+	t.Helper()
+	var state string
+	b.scalar(t, &state, `SELECT state FROM pgforce.error WHERE id = $1`, id)
+	return state
+}
+
+// failedUpdate syncs a new account row, has Salesforce refuse an update of
+// it, and returns the row and the error.
+func (b *bundle) failedUpdate(t *testing.T) (row int, sfid string, errID int64) {
+	t.Helper()
+	b.scalar(t, &row, `INSERT INTO salesforce.account (name, industry) VALUES ('Keep me', 'Energy') RETURNING id`)
+	sfid = b.waitSfid(t, "account", row)
+	b.exec(t, `UPDATE salesforce.account SET name = 'BAD rename' WHERE id = $1`, row)
+	return row, sfid, b.waitOpenError(t, row, "update")
+}
+
+// A revert that Postgres refuses (an application table still refers to the
+// row of the failed insert it would delete) opens its error again with the
+// reason, and the mapping's other changes go on being sent.
+func TestARevertPostgresRefusesReopensItsErrorAndTheMappingSyncsOn(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.start(t, fastOptions())
+	var bad int
+	b.scalar(t, &bad, `INSERT INTO salesforce.account (name) VALUES ('BAD insert') RETURNING id`)
+	errID := b.waitOpenError(t, bad, "insert")
+	b.exec(t, `CREATE TABLE public.orders (id serial PRIMARY KEY, account_id integer REFERENCES salesforce.account (id))`)
+	b.exec(t, `INSERT INTO public.orders (account_id) VALUES ($1)`, bad)
+
+	b.exec(t, `SELECT pgforce.revert($1)`, errID)
+	eventually(t, 10*time.Second, "the revert's error open again", func() bool { return b.errorState(t, errID) == "open" })
+	var msg string
+	b.scalar(t, &msg, `SELECT message FROM pgforce.error WHERE id = $1`, errID)
+	require.Contains(t, msg, "orders", "the message names what refused the revert")
+	require.Contains(t, msg, "Name must not start with BAD", "and keeps Salesforce's")
+
+	var good int
+	b.scalar(t, &good, `INSERT INTO salesforce.account (name) VALUES ('Good after') RETURNING id`)
+	b.waitSfid(t, "account", good)
+
+	// Fixed, the revert goes through, and a second failure's message does
+	// not pile up.
+	b.exec(t, `SELECT pgforce.revert($1)`, errID)
+	eventually(t, 10*time.Second, "the revert's error open again", func() bool { return b.errorState(t, errID) == "open" })
+	b.scalar(t, &msg, `SELECT message FROM pgforce.error WHERE id = $1`, errID)
+	require.Equal(t, 1, strings.Count(msg, "could not revert"), msg)
+	b.exec(t, `DELETE FROM public.orders`)
+	b.exec(t, `SELECT pgforce.revert($1)`, errID)
+	eventually(t, 10*time.Second, "the revert carried out", func() bool { return b.errorState(t, errID) == "resolved" })
+	var rows int
+	b.scalar(t, &rows, `SELECT count(*) FROM salesforce.account WHERE id = $1`, bad)
+	require.Zero(t, rows, "the row of the failed insert is gone")
+}
+
+// failingRetrieve fails the next calls of Retrieve that left counts with a
+// 503, as Salesforce answers when briefly unavailable.
+type failingRetrieve struct {
+	*salesforce.Client
+	left *atomic.Int32
+}
+
+func (f failingRetrieve) Retrieve(ctx context.Context, sobject string, ids, fields []string) ([]*salesforce.Record, error) {
+	if f.left.Add(-1) >= 0 {
+		return nil, &salesforce.APIError{HTTPStatus: 503, ErrorCode: "SERVER_UNAVAILABLE", Message: "try again"}
+	}
+	return f.Client.Retrieve(ctx, sobject, ids, fields)
+}
+
+// A revert whose read of the record fails once is carried out after the
+// backoff, without waiting for some other change to wake the worker.
+func TestARevertThatMeetsAPassingFailureIsCarriedOutAfterTheBackoff(t *testing.T) {
+	b := setup(t, setupOptions{})
+	left := &atomic.Int32{}
+	b.startWithClient(t, failingRetrieve{Client: b.sf, left: left}, fastOptions())
+	_, _, errID := b.failedUpdate(t)
+
+	left.Store(1)
+	b.exec(t, `SELECT pgforce.revert($1)`, errID)
+	eventually(t, 5*time.Second, "the revert carried out", func() bool { return b.errorState(t, errID) == "resolved" })
+	require.Equal(t, int32(-1), left.Load(), "the first read failed, the second went through")
+}
+
+// A row deleted after its update failed: reverting the update leaves the
+// delete queued, so the record goes too.
+func TestRevertingAFailedUpdateOfADeletedRowStillDeletesItsRecord(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.start(t, fastOptions())
+	row, sfid, errID := b.failedUpdate(t)
+
+	b.exec(t, `SELECT pgforce.pause($1::integer)`, b.accountID)
+	b.exec(t, `DELETE FROM salesforce.account WHERE id = $1`, row)
+	b.exec(t, `SELECT pgforce.revert($1)`, errID)
+	b.exec(t, `SELECT pgforce.resume($1::integer)`, b.accountID)
+
+	eventually(t, 10*time.Second, "the revert carried out", func() bool { return b.errorState(t, errID) == "resolved" })
+	eventually(t, 10*time.Second, "the outbox drained", func() bool { return b.backlog(t) == 0 })
+	require.Empty(t, b.sfRecords(t, "SELECT Id FROM Account WHERE Id = '"+sfid+"'"), "the record was deleted")
+}
+
+// A change made after pgforce.revert was called is a new change: the
+// revert restores the other fields and the change is sent.
+func TestAChangeMadeAfterARevertWasCalledIsKeptAndSent(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.start(t, fastOptions())
+	row, sfid, errID := b.failedUpdate(t)
+
+	b.exec(t, `SELECT pgforce.pause($1::integer)`, b.accountID)
+	b.exec(t, `SELECT pgforce.revert($1)`, errID)
+	b.exec(t, `UPDATE salesforce.account SET industry = 'Retail' WHERE id = $1`, row)
+	b.exec(t, `SELECT pgforce.resume($1::integer)`, b.accountID)
+
+	eventually(t, 10*time.Second, "the revert carried out", func() bool { return b.errorState(t, errID) == "resolved" })
+	eventually(t, 10*time.Second, "the outbox drained", func() bool { return b.backlog(t) == 0 })
+	var name, industry, lastop string
+	b.scalar(t, &name, `SELECT name FROM salesforce.account WHERE id = $1`, row)
+	b.scalar(t, &industry, `SELECT industry FROM salesforce.account WHERE id = $1`, row)
+	require.Equal(t, "Keep me", name, "the refused name was reverted")
+	require.Equal(t, "Retail", industry, "the later change stays in the row")
+	eventually(t, 10*time.Second, "the row synced", func() bool {
+		b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account WHERE id = $1`, row)
+		return lastop == "SYNCED"
+	})
+	require.Equal(t, "Retail", b.sfField(t, "Account", sfid, "Industry"), "and reached Salesforce")
+}
+
+// On a mapping that deletes the rows of deleted records, reverting an
+// update of a record deleted in Salesforce meanwhile deletes the row.
+func TestRevertingAnUpdateOfARecordSalesforceDeletedDropsTheRowUnderHardDelete(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.exec(t, `UPDATE pgforce.mapping SET hard_delete = true WHERE id = $1`, b.accountID)
+	b.start(t, fastOptions())
+	row, sfid, errID := b.failedUpdate(t)
+	_, err := b.sf.Delete(context.Background(), []string{sfid})
+	require.NoError(t, err)
+
+	b.exec(t, `SELECT pgforce.revert($1)`, errID)
+	eventually(t, 10*time.Second, "the revert carried out", func() bool { return b.errorState(t, errID) == "resolved" })
+	var rows int
+	b.scalar(t, &rows, `SELECT count(*) FROM salesforce.account WHERE id = $1`, row)
+	require.Zero(t, rows)
+}
+
+// heldUpdates holds every Update call while hold is set, until release is
+// closed.
+type heldUpdates struct {
+	*salesforce.Client
+	hold    *atomic.Bool
+	release chan struct{}
+}
+
+func (h heldUpdates) Update(ctx context.Context, recs []salesforce.Record) ([]salesforce.SaveResult, error) {
+	if h.hold.Load() {
+		select {
+		case <-h.release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return h.Client.Update(ctx, recs)
+}
+
+// startHeld starts a worker whose updates wait while the returned hold is
+// set, until the returned function lets them go.
+func (b *bundle) startHeld(t *testing.T) (*atomic.Bool, func()) {
+	t.Helper()
+	h := heldUpdates{Client: b.sf, hold: &atomic.Bool{}, release: make(chan struct{})}
+	b.startWithClient(t, h, fastOptions())
+	var once atomic.Bool
+	return h.hold, func() {
+		if once.CompareAndSwap(false, true) {
+			h.hold.Store(false)
+			close(h.release)
+		}
+	}
+}
+
+// A retry asked for while a later update of the same row is in flight:
+// that update fails for the same field, and the row still has one error.
+func TestARetryDuringALaterUpdateOfTheRowLeavesOneError(t *testing.T) {
+	b := setup(t, setupOptions{})
+	hold, release := b.startHeld(t)
+	defer release()
+	row, _, errID := b.failedUpdate(t)
+
+	hold.Store(true)
+	b.exec(t, `UPDATE salesforce.account SET industry = 'Retail' WHERE id = $1`, row)
+	b.waitClaimed(t, row)
+	b.exec(t, `SELECT pgforce.retry($1)`, errID)
+	release()
+
+	eventually(t, 10*time.Second, "the retry settled", func() bool { return b.errorState(t, errID) != "retrying" })
+	eventually(t, 10*time.Second, "the outbox drained", func() bool { return b.backlog(t) == 0 })
+	var open int
+	b.scalar(t, &open, `SELECT count(*) FROM pgforce.error WHERE record_id = $1 AND state = 'open'`, row)
+	require.Equal(t, 1, open)
+}
+
+// An error ignored while its retry is in flight stays ignored when the
+// retry fails: the user gave the change up.
+func TestAnErrorIgnoredWhileItsRetryIsInFlightDoesNotComeBack(t *testing.T) {
+	b := setup(t, setupOptions{})
+	hold, release := b.startHeld(t)
+	defer release()
+	row, _, errID := b.failedUpdate(t)
+
+	hold.Store(true)
+	b.exec(t, `SELECT pgforce.retry($1)`, errID)
+	b.waitClaimed(t, row)
+	b.exec(t, `SELECT pgforce.ignore($1)`, errID)
+	release()
+
+	eventually(t, 10*time.Second, "the outbox drained", func() bool { return b.backlog(t) == 0 })
+	var open int
+	b.scalar(t, &open, `SELECT count(*) FROM pgforce.error WHERE record_id = $1 AND state <> 'ignored'`, row)
+	require.Zero(t, open)
+}

@@ -388,8 +388,15 @@ func (t *table) applyRowsStaged(ctx context.Context, tx pgx.Tx, rows [][]any, op
 		return 0, err
 	}
 	if t.m.HardDelete {
-		if _, err := tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s t USING %s s WHERE t.sfid = s.sfid AND s.isdeleted::boolean`,
-			t.target, pgx.Identifier{t.stage}.Sanitize())); err != nil {
+		rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT s.sfid FROM %s s WHERE s.isdeleted::boolean`, pgx.Identifier{t.stage}.Sanitize()))
+		if err != nil {
+			return 0, err
+		}
+		gone, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return 0, err
+		}
+		if err := t.markGone(ctx, tx, gone, operation); err != nil {
 			return 0, err
 		}
 	}
@@ -433,6 +440,54 @@ func (t *table) upsertRange(ctx context.Context, tx pgx.Tx, lo, hi int64, operat
 	}
 	b, err := t.upsertRange(ctx, tx, mid+1, hi, operation)
 	return a + b, err
+}
+
+// markGone applies the deletion in Salesforce of the records ids that a
+// read found gone: their rows are flagged isdeleted, or deleted under
+// hard_delete. A row Postgres refuses to change (an application's foreign
+// key still names a row to delete) becomes an inbound error of its record,
+// and the others go through: one such row failed the whole read, again on
+// every attempt, and no change of the mapping came in meanwhile.
+func (t *table) markGone(ctx context.Context, tx pgx.Tx, ids []string, operation string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	q := fmt.Sprintf(`UPDATE %s SET isdeleted = true WHERE sfid = ANY($1) AND NOT isdeleted`, t.target)
+	if t.m.HardDelete {
+		q = fmt.Sprintf(`DELETE FROM %s WHERE sfid = ANY($1)`, t.target)
+	}
+	apply := func(ids []string) error {
+		sp, err := tx.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := sp.Exec(ctx, q, ids); err != nil {
+			if rbErr := sp.Rollback(ctx); rbErr != nil {
+				return rbErr
+			}
+			return err
+		}
+		return sp.Commit(ctx)
+	}
+	err := apply(ids)
+	if err == nil || !isRecordError(err) {
+		return err
+	}
+	for _, id := range ids {
+		err := apply([]string{id})
+		if err == nil {
+			continue
+		}
+		if !isRecordError(err) {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `SELECT pgforce.inbound_error($1, $2, $3, $4, $5, $6, $7)`,
+			t.m.ID, operation, id, map[string]any{"changeType": "DELETE"}, pgCode(err),
+			fmt.Sprintf("cannot store the deletion of %s in %s: %s", id, t.target, pgMessage(err)), pgColumns(err)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // recordFailure turns staging row n into a pgforce.error row.

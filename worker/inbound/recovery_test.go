@@ -365,3 +365,58 @@ func TestARecordDeletedWhileTheLoadReadsItEndsUpDeleted(t *testing.T) {
 	})
 	require.Equal(t, 2500, e.count(`SELECT count(*) FROM salesforce.account WHERE NOT isdeleted`))
 }
+
+// Under hard_delete, a row that an application table still refers to
+// cannot be deleted with its record. That becomes an error of the record,
+// the mapping's other changes go on coming in, and pgforce.retry, which
+// reads the record again, opens the error again while the row is still
+// referred to.
+func TestARowWhoseDeletionPostgresRefusesBecomesAnErrorAndTheMappingSyncsOn(t *testing.T) {
+	for _, mode := range []string{"cdc", "poll"} {
+		t.Run(mode, func(t *testing.T) {
+			e := newEnv(t)
+			ids := e.create("Account", map[string]any{"Name": "Referred to"})
+			id := e.mapping("Account", []string{"Name"}, mode)
+			e.exec(`UPDATE pgforce.mapping SET hard_delete = true WHERE id = $1`, id)
+			e.start()
+			e.waitState(id, "synced")
+			e.exec(`CREATE TABLE public.orders (id serial PRIMARY KEY, account_id integer REFERENCES salesforce.account (id))`)
+			e.exec(`INSERT INTO public.orders (account_id) SELECT id FROM salesforce.account WHERE sfid = $1`, ids[0])
+
+			_, err := e.sf.Delete(context.Background(), []string{ids[0]})
+			require.NoError(t, err)
+			var errID int64
+			e.eventually(10*time.Second, func() (bool, string) {
+				err := e.pool.QueryRow(context.Background(), `SELECT id FROM pgforce.error WHERE sfid = $1 AND state = 'open'`, ids[0]).Scan(&errID)
+				return err == nil, fmt.Sprint("no open error: ", err)
+			})
+			var msg string
+			require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT message FROM pgforce.error WHERE id = $1`, errID).Scan(&msg))
+			require.Contains(t, msg, "orders")
+			other := e.create("Account", map[string]any{"Name": "Other"})
+			e.waitValue("account", other[0], "name", "Other")
+
+			// (A poll reads the record again each time, as the newest
+			// change it saw, and counts an attempt.)
+			var before int
+			require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT attempts FROM pgforce.error WHERE id = $1`, errID).Scan(&before))
+			e.exec(`SELECT pgforce.retry($1)`, errID)
+			e.eventually(10*time.Second, func() (bool, string) {
+				var state string
+				var attempts int
+				require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT state, attempts FROM pgforce.error WHERE id = $1`, errID).Scan(&state, &attempts))
+				return state == "open" && attempts > before, fmt.Sprint(state, " after ", attempts, " attempts")
+			})
+			require.Zero(t, e.count(`SELECT count(*) FROM pgforce.inbound_reread`), "the re-read is done")
+			more := e.create("Account", map[string]any{"Name": "More"})
+			e.waitValue("account", more[0], "name", "More")
+
+			e.exec(`DELETE FROM public.orders`)
+			e.exec(`SELECT pgforce.retry($1)`, errID)
+			e.eventually(10*time.Second, func() (bool, string) {
+				n := e.count(`SELECT count(*) FROM salesforce.account WHERE sfid = $1`, ids[0])
+				return n == 0, fmt.Sprint(n, " rows")
+			})
+		})
+	}
+}

@@ -311,14 +311,8 @@ func (r *runner) drainRereads(ctx context.Context, t *table) error {
 		}
 		_, err = r.applyRowsRetrying(ctx, context.WithoutCancel(ctx), t, full, "cdc", func(tx pgx.Tx) error {
 			c := context.WithoutCancel(ctx)
-			if len(gone) > 0 {
-				q := fmt.Sprintf(`UPDATE %s SET isdeleted = true WHERE sfid = ANY($1)`, t.target)
-				if t.m.HardDelete {
-					q = fmt.Sprintf(`DELETE FROM %s WHERE sfid = ANY($1)`, t.target)
-				}
-				if _, err := tx.Exec(c, q, gone); err != nil {
-					return err
-				}
+			if err := t.markGone(c, tx, gone, "cdc"); err != nil {
+				return err
 			}
 			// An id queued again meanwhile (a newer event) stays queued.
 			if _, err := tx.Exec(c, `DELETE FROM pgforce.inbound_reread q USING unnest($2::text[], $3::timestamptz[]) AS d(sfid, at)
@@ -589,13 +583,8 @@ func (r *runner) poll(ctx context.Context, t *table) error {
 			for i, d := range del.Records {
 				ids[i] = d.ID
 			}
-			q := fmt.Sprintf(`UPDATE %s SET isdeleted = true WHERE sfid = ANY($1) AND NOT isdeleted`, t.target)
-			if t.m.HardDelete {
-				q = fmt.Sprintf(`DELETE FROM %s WHERE sfid = ANY($1)`, t.target)
-			}
 			if err := r.applyRetrying(ctx, context.WithoutCancel(ctx), t, "poll's recycle-bin deletions", func(work context.Context, tx pgx.Tx) error {
-				_, err := tx.Exec(work, q, ids)
-				return err
+				return t.markGone(work, tx, ids, "poll")
 			}); err != nil {
 				return err
 			}

@@ -807,7 +807,16 @@ func (s *Service) buildRecords(ctx context.Context, m *Mapping, all []*Mapping, 
 		col   string
 		value string
 	}
-	refs := map[refKey]*string{}
+	// A parent row without an Id waits for its insert, unless nothing of
+	// it is queued (its insert failed, the error open or ignored): then
+	// the child goes by external id, which Salesforce resolves or refuses
+	// with an error of the child's own. Waiting, it stayed PENDING for
+	// ever with no error to say why.
+	type parentRow struct {
+		sfid    string
+		waiting bool
+	}
+	refs := map[refKey]parentRow{}
 	type lookup struct {
 		t      relTarget
 		values []string
@@ -835,23 +844,21 @@ func (s *Service) buildRecords(ctx context.Context, m *Mapping, all []*Mapping, 
 	}
 	for col, l := range lookups {
 		ext := pgx.Identifier{strings.ToLower(l.t.extField)}.Sanitize()
-		q := fmt.Sprintf(`SELECT p.%s::text, p.sfid FROM %s p WHERE p.%s::text = ANY($1)`, ext, l.t.parent.Table(), ext)
-		r, err := s.pool.Query(ctx, q, l.values)
+		q := fmt.Sprintf(`SELECT p.%s::text, coalesce(p.sfid, ''),
+				p.sfid IS NULL AND EXISTS (SELECT FROM pgforce.outbox o WHERE o.mapping_id = $2 AND o.record_id = p.id)
+			FROM %s p WHERE p.%s::text = ANY($1)`, ext, l.t.parent.Table(), ext)
+		r, err := s.pool.Query(ctx, q, l.values, l.t.parent.ID)
 		if err != nil {
 			return fmt.Errorf("resolve %s: %w", col, err)
 		}
 		for r.Next() {
 			var v string
-			var sfid *string
-			if err := r.Scan(&v, &sfid); err != nil {
+			var p parentRow
+			if err := r.Scan(&v, &p.sfid, &p.waiting); err != nil {
 				r.Close()
 				return err
 			}
-			if sfid == nil {
-				empty := ""
-				sfid = &empty
-			}
-			refs[refKey{col, v}] = sfid
+			refs[refKey{col, v}] = p
 		}
 		r.Close()
 		if err := r.Err(); err != nil {
@@ -875,14 +882,13 @@ func (s *Service) buildRecords(ctx context.Context, m *Mapping, all []*Mapping, 
 				if !ok {
 					continue
 				}
-				if id, found := refs[refKey{k, fmt.Sprint(v)}]; found && t.lookupField != "" {
-					if *id == "" {
-						// The parent row is mapped but has no Id yet: it is
-						// queued or failed. Wait for it.
+				if p, found := refs[refKey{k, fmt.Sprint(v)}]; found && t.lookupField != "" && (p.sfid != "" || p.waiting) {
+					if p.sfid == "" {
+						// The parent row's insert is queued: wait for it.
 						c.deferTo = true
 						break
 					}
-					fields[t.lookupField] = *id
+					fields[t.lookupField] = p.sfid
 					continue
 				}
 				fields[t.relName] = salesforce.NewRecord(t.parentObject, map[string]any{t.extField: v})

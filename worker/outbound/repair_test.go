@@ -244,3 +244,38 @@ func TestAnErrorIgnoredWhileItsRetryIsInFlightDoesNotComeBack(t *testing.T) {
 	b.scalar(t, &open, `SELECT count(*) FROM pgforce.error WHERE record_id = $1 AND state <> 'ignored'`, row)
 	require.Zero(t, open)
 }
+
+// A child that names its parent by external id waits while the parent's
+// insert is queued. Once that insert has failed, the child is sent by
+// external id all the same: Salesforce refuses it with an error of its own,
+// which a retry settles once the parent is synced.
+func TestAChildOfAParentWhoseInsertFailedGetsAnErrorOfItsOwn(t *testing.T) {
+	b := setup(t, setupOptions{upsertField: "Ext_Id__c"})
+	b.start(t, fastOptions())
+	var parent, child int
+	tx, err := b.pool.Begin(context.Background())
+	require.NoError(t, err)
+	require.NoError(t, tx.QueryRow(context.Background(), `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('BAD Parent', 'ext-1') RETURNING id`).Scan(&parent))
+	require.NoError(t, tx.QueryRow(context.Background(), `INSERT INTO salesforce.contact (lastname, account__r__ext_id__c) VALUES ('Child', 'ext-1') RETURNING id`).Scan(&child))
+	require.NoError(t, tx.Commit(context.Background()))
+	parentErr := b.waitOpenError(t, parent, "insert")
+	b.exec(t, `SELECT pgforce.ignore($1)`, parentErr)
+
+	var childErr int64
+	eventually(t, 10*time.Second, "the child's error", func() bool {
+		return b.pool.QueryRow(context.Background(), `SELECT id FROM pgforce.error
+			WHERE mapping_id = $1 AND record_id = $2 AND state = 'open'`, b.contactID, child).Scan(&childErr) == nil
+	})
+	var msg, lastop string
+	b.scalar(t, &msg, `SELECT message FROM pgforce.error WHERE id = $1`, childErr)
+	require.Contains(t, msg, "ext-1", "Salesforce names the parent it did not find")
+	b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.contact WHERE id = $1`, child)
+	require.Equal(t, "FAILED", lastop)
+
+	// The parent fixed and synced, a retry of the child goes through.
+	b.exec(t, `UPDATE salesforce.account SET name = 'Good Parent' WHERE id = $1`, parent)
+	parentID := b.waitSfid(t, "account", parent)
+	b.exec(t, `SELECT pgforce.retry($1)`, childErr)
+	childID := b.waitSfid(t, "contact", child)
+	require.Equal(t, parentID, b.sfField(t, "Contact", childID, "AccountId"))
+}

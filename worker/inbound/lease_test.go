@@ -55,3 +55,40 @@ func TestTwoWorkersLoadAMappingOnceAndTheSurvivorTakesOver(t *testing.T) {
 	require.NoError(t, e.sim.UIEdit(context.Background(), "Account", ids[0], map[string]any{"Name": "after handover"}))
 	e.waitValue("account", ids[0], "name", "after handover")
 }
+
+// A worker serves one org: with a worker for each of two orgs in one
+// database, each org's mappings are claimed, described and loaded by that
+// org's worker only.
+func TestEachOrgsMappingsAreTakenOnlyByThatOrgsWorker(t *testing.T) {
+	e := newEnv(t)
+	e.create("Account", map[string]any{"Name": "Acme"})
+	e.exec(`INSERT INTO pgforce.org (name, schema_name) VALUES ('sandbox', 'sandbox')`)
+	orgOf := map[int]string{}
+	for _, org := range []string{"default", "sandbox"} {
+		for _, sobject := range []string{"Account", "Contact", "Lead", "Gadget__c"} {
+			var id int
+			require.NoError(t, e.pool.QueryRow(context.Background(),
+				`INSERT INTO pgforce.mapping (org, sobject, fields) VALUES ($1, $2, '{Id}') RETURNING id`, org, sobject).Scan(&id))
+			orgOf[id] = org
+		}
+	}
+	for _, org := range []string{"default", "sandbox"} {
+		opts := e.opts
+		opts.Org, opts.Owner = org, org+"-worker"
+		svc, err := inbound.New(e.pool, e.sf, e.b, quietLog(), opts)
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- svc.Run(ctx) }()
+		t.Cleanup(func() {
+			cancel()
+			require.NoError(t, <-done)
+		})
+	}
+	for id, org := range orgOf {
+		e.waitState(id, "synced")
+		var owner string
+		require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT coalesce(inbound_owner, '') FROM pgforce.mapping WHERE id = $1`, id).Scan(&owner))
+		require.Equal(t, org+"-worker", owner, "mapping %d of org %s", id, org)
+	}
+}

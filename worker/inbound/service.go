@@ -5,7 +5,8 @@
 //
 // Ownership. Each mapping's inbound sync is owned by one worker at a time
 // through a lease in pgforce.mapping (pgforce.inbound_claim). Work is handed
-// out as durable gue jobs ("pgforce.inbound" with the mapping id): the job
+// out as durable gue jobs ("pgforce.inbound" with the mapping id, in the
+// queue of the mapping's org, which only that org's workers serve): the job
 // handler only claims the lease inside the job's transaction and returns,
 // because gue holds that transaction open while the handler runs and no
 // Salesforce call may happen inside it. The long work (load, stream, poll)
@@ -27,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vgarvardt/gue/v5"
@@ -40,8 +42,13 @@ import (
 // JobType is the gue job that hands a mapping's inbound sync to a worker.
 const JobType = "pgforce.inbound"
 
-// Queue is the gue queue inbound jobs use.
-const Queue = "pgforce_inbound"
+// queuePrefix starts the names of the gue queues inbound jobs use, one
+// per org: a worker serves one org, and one queue for all had any worker
+// take the mappings of any org, describing and loading them from its own.
+const queuePrefix = "pgforce_inbound:"
+
+// queueOf is the gue queue of org's inbound jobs.
+func queueOf(org string) string { return queuePrefix + org }
 
 // Options tune the service; zero values take the defaults.
 type Options struct {
@@ -172,7 +179,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("inbound: gue client: %w", err)
 	}
 	workers, err := gue.NewWorkerPool(s.gue, gue.WorkMap{JobType: s.claimJob}, 2,
-		gue.WithPoolQueue(Queue), gue.WithPoolPollInterval(100*time.Millisecond),
+		gue.WithPoolQueue(queueOf(s.opts.Org)), gue.WithPoolPollInterval(100*time.Millisecond),
 		gue.WithPoolID(s.opts.Owner))
 	if err != nil {
 		return fmt.Errorf("inbound: gue workers: %w", err)
@@ -232,9 +239,11 @@ func (s *Service) claimJob(ctx context.Context, j *gue.Job) error {
 	if err := json.Unmarshal(j.Args, &args); err != nil {
 		return fmt.Errorf("inbound: job args %q: %w", j.Args, err)
 	}
+	// A mapping moved to another org since it was queued is that org's
+	// workers' to queue and claim.
 	var ok bool
-	if err := j.Tx().QueryRow(ctx, `SELECT pgforce.inbound_claim($1, $2, $3::interval)`,
-		args.MappingID, s.opts.Owner, s.opts.Lease.String()).Scan(&ok); err != nil {
+	if err := j.Tx().QueryRow(ctx, `SELECT pgforce.inbound_claim(m.id, $2, $3::interval) FROM pgforce.mapping m WHERE m.id = $1 AND m.org = $4`,
+		args.MappingID, s.opts.Owner, s.opts.Lease.String(), s.opts.Org).Scan(&ok); err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return err
 	}
 	if ok {
@@ -311,15 +320,16 @@ func (s *Service) reconcile(ctx context.Context, ms []mappings.Mapping) {
 // enqueue queues a claim job for a mapping unless one is already queued.
 func (s *Service) enqueue(ctx context.Context, id int) error {
 	args, _ := json.Marshal(jobArgs{MappingID: id})
+	queue := queueOf(s.opts.Org)
 	var queued bool
 	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pgforce.gue_jobs WHERE job_type = $1 AND queue = $2 AND args = $3)`,
-		JobType, Queue, args).Scan(&queued); err != nil {
+		JobType, queue, args).Scan(&queued); err != nil {
 		return err
 	}
 	if queued {
 		return nil
 	}
-	return s.gue.Enqueue(ctx, &gue.Job{Type: JobType, Queue: Queue, Args: args})
+	return s.gue.Enqueue(ctx, &gue.Job{Type: JobType, Queue: queue, Args: args})
 }
 
 // start launches the runner of a mapping this worker just claimed.

@@ -74,13 +74,15 @@ $$;
 CREATE FUNCTION pgforce._mapping_validate() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_field text;
-    v_seen  text[] := '{}';
+    v_field     text;
+    v_seen      text[] := '{}';
+    v_other_id  integer;
+    v_other_org text;
 BEGIN
     IF NOT EXISTS (SELECT FROM pgforce.org o WHERE o.name = NEW.org) THEN
         RAISE EXCEPTION 'pgforce: unknown org %', pg_catalog.quote_nullable(NEW.org)
             USING ERRCODE = 'foreign_key_violation',
-                  HINT = 'Use an org listed in pgforce.org (''default'' is created at install), or add one first: INSERT INTO pgforce.org (name) VALUES (...).';
+                  HINT = 'Use an org listed in pgforce.org (''default'' is created at install), or add one first, with a schema of its own: INSERT INTO pgforce.org (name, schema_name) VALUES (...);';
     END IF;
     IF NEW.sobject IS NULL OR NOT pgforce._is_api_name(NEW.sobject) THEN
         RAISE EXCEPTION 'pgforce: % is not a Salesforce object API name', pg_catalog.quote_nullable(NEW.sobject)
@@ -172,6 +174,21 @@ BEGIN
         RAISE EXCEPTION 'pgforce: table % is already used by another mapping in org %', NEW.table_name, NEW.org
             USING ERRCODE = 'unique_violation',
                   HINT = 'Give this mapping a different table_name.';
+    END IF;
+    -- Orgs may share a schema, but not a table: two orgs' workers would
+    -- each load it from their own org, and each treat the other's records
+    -- as deleted.
+    SELECT m.id, m.org INTO v_other_id, v_other_org
+    FROM pgforce.mapping m JOIN pgforce.org mo ON mo.name = m.org
+    WHERE m.table_name = NEW.table_name AND m.org <> NEW.org
+      AND mo.schema_name = (SELECT o.schema_name FROM pgforce.org o WHERE o.name = NEW.org)
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'pgforce: table %.% is already used by mapping % of org %',
+            (SELECT o.schema_name FROM pgforce.org o WHERE o.name = NEW.org), NEW.table_name, v_other_id, v_other_org
+            USING ERRCODE = 'unique_violation',
+                  HINT = pg_catalog.format('Give this mapping a different table_name, or give org %s a schema of its own while it has no mappings: UPDATE pgforce.org SET schema_name = %L WHERE name = %L;',
+                                           NEW.org, NEW.org, NEW.org);
     END IF;
     RETURN NEW;
 END

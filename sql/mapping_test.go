@@ -93,6 +93,23 @@ func TestMappingInsertRefusesDuplicateTableNameInTheSameOrg(t *testing.T) {
 		`INSERT INTO pgforce.mapping (sobject, table_name) VALUES ('Contact', 'crm')`)
 }
 
+// Orgs may share a schema, but two orgs' workers loading one table would
+// each take the other's records for deleted ones.
+func TestMappingInsertRefusesATableAnotherOrgMapsInTheSameSchema(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.exec(t, `INSERT INTO pgforce.mapping (sobject) VALUES ('Account')`)
+	b.exec(t, `INSERT INTO pgforce.org (name) VALUES ('sandbox')`) // schema salesforce too
+	b.refused(t, "table salesforce.account is already used by mapping 1 of org default", "UPDATE pgforce.org SET schema_name = 'sandbox' WHERE name = 'sandbox'",
+		`INSERT INTO pgforce.mapping (org, sobject) VALUES ('sandbox', 'Account')`)
+	b.exec(t, `INSERT INTO pgforce.mapping (org, sobject, table_name) VALUES ('sandbox', 'Account', 'sandbox_account')`)
+	b.refused(t, "is already used by mapping", "",
+		`UPDATE pgforce.mapping SET table_name = 'account' WHERE org = 'sandbox'`)
+	b.exec(t, `DELETE FROM pgforce.mapping WHERE org = 'sandbox'`)
+	b.exec(t, `UPDATE pgforce.org SET schema_name = 'sandbox' WHERE name = 'sandbox'`)
+	b.exec(t, `INSERT INTO pgforce.mapping (org, sobject) VALUES ('sandbox', 'Account')`)
+}
+
 func TestMappingUpdateIsValidatedLikeInsert(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

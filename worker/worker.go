@@ -128,7 +128,7 @@ func RunWithOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, o
 	var pct int
 	err = pool.QueryRow(ctx, `SELECT api_version, api_budget_pct FROM pgforce.org WHERE name = $1`, org).Scan(&sfCfg.APIVersion, &pct)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("PGFORCE_ORG: org %q is not in pgforce.org; add it with INSERT INTO pgforce.org (name) VALUES ('%s') or set PGFORCE_ORG to one that is", org, org)
+		return fmt.Errorf("PGFORCE_ORG: org %q is not in pgforce.org; add it, with a schema of its own, with INSERT INTO pgforce.org (name, schema_name) VALUES ('%s', '%s') or set PGFORCE_ORG to one that is", org, org, org)
 	}
 	if err != nil {
 		return fmt.Errorf("DATABASE_URL: reading pgforce.org: %w", err)

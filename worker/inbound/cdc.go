@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgforce/pgforce/worker/mappings"
 	"github.com/pgforce/pgforce/worker/salesforce/streaming"
 )
 
@@ -131,6 +132,36 @@ func (r *runner) applyEventTx(ctx context.Context, tx pgx.Tx, t *table, ev *stre
 	return &ts, nil
 }
 
+// eventValue is the value of column c in an event's fields, and whether
+// the event carries it.
+func eventValue(c mappings.Column, fields map[string]any) (any, bool) {
+	if c.Compound != "" {
+		parent, has := fields[c.Compound].(map[string]any)
+		if !has {
+			return nil, false
+		}
+		v, ok := parent[c.Component]
+		return v, ok
+	}
+	v, ok := fields[c.Name]
+	return v, ok
+}
+
+// carriesNoValue says the event names a mapped column that holds one value
+// (not a compound part) with the parts of a compound instead, as a change
+// event does for a person's Name: the column is left alone, and the record
+// read again for it. Stored as text, it held the parts' JSON.
+func carriesNoValue(t *table, fields map[string]any) bool {
+	for _, c := range t.cols {
+		if v, ok := eventValue(c, fields); ok {
+			if _, nested := v.(map[string]any); nested {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func queueReread(ctx context.Context, tx pgx.Tx, mappingID int, ids []string) error {
 	_, err := tx.Exec(ctx, `INSERT INTO pgforce.inbound_reread (mapping_id, sfid)
 		SELECT $1, unnest($2::text[]) ON CONFLICT (mapping_id, sfid) DO UPDATE SET queued_at = now()`, mappingID, ids)
@@ -140,22 +171,19 @@ func queueReread(ctx context.Context, tx pgx.Tx, mappingID int, ids []string) er
 // eventValues picks the mapped columns an event carries: a CREATE carries
 // every non-empty field, an UPDATE only the changed ones (null only when
 // the field was cleared). Parts of compound fields arrive nested
-// (BillingAddress: {City: …}).
+// (BillingAddress: {City: …}). So does a person's name, whose parts
+// (FirstName, LastName) are fields of their own: the Name column's value,
+// the full name, is not in the event at all (see carriesNoValue).
 func eventValues(t *table, fields map[string]any) (cols []string, vals []any, casts []string) {
 	for _, c := range t.cols {
 		if isSystem(c.Name) && !strings.EqualFold(c.Name, "CreatedDate") {
 			continue
 		}
-		var v any
-		var ok bool
-		if c.Compound != "" {
-			if parent, has := fields[c.Compound].(map[string]any); has {
-				v, ok = parent[c.Component]
-			}
-		} else {
-			v, ok = fields[c.Name]
-		}
+		v, ok := eventValue(c, fields)
 		if !ok {
+			continue
+		}
+		if _, nested := v.(map[string]any); nested {
 			continue
 		}
 		cols = append(cols, pgColumn(c.Name))
@@ -172,6 +200,12 @@ func (r *runner) applyRecordChange(ctx context.Context, tx pgx.Tx, t *table, cha
 		return err
 	}
 	err = r.applyRecordChangeTx(ctx, sp, t, changeType, id, origin, fields, ts)
+	if err == nil && (changeType == streaming.ChangeCreate || changeType == streaming.ChangeUpdate) && carriesNoValue(t, fields) {
+		// A column the event names without its value is read from the
+		// record itself.
+		r.rereadQueued.Store(true)
+		err = queueReread(ctx, sp, t.m.ID, []string{id})
+	}
 	if err == nil {
 		return sp.Commit(ctx)
 	}

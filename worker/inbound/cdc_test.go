@@ -66,6 +66,22 @@ func TestPartialFieldUpdateDoesNotClobberOtherFields(t *testing.T) {
 	require.Equal(t, "555-0199", e.value("account", ids[0], "phone"))
 }
 
+// A change event carries a person's Name as its parts, FirstName and
+// LastName, which are fields of their own: the full name comes from the
+// record, never the parts' JSON.
+func TestAPersonsFullNameArrivesAsTextWhenItsPartsChange(t *testing.T) {
+	e := newEnv(t)
+	e.mapSynced("Contact", []string{"FirstName", "LastName", "Name", "Email"}, "cdc")
+	ids := e.create("Contact", map[string]any{"FirstName": "Jo", "LastName": "Smith", "Email": "jo@example.com"})
+	e.waitValue("contact", ids[0], "name", "Jo Smith")
+	require.Equal(t, "Smith", e.value("contact", ids[0], "lastname"))
+
+	require.NoError(t, e.sim.UIEdit(context.Background(), "Contact", ids[0], map[string]any{"LastName": "Jones", "Email": "jo@jones.example"}))
+	e.waitValue("contact", ids[0], "name", "Jo Jones")
+	require.Equal(t, "Jones", e.value("contact", ids[0], "lastname"))
+	require.Equal(t, "jo@jones.example", e.value("contact", ids[0], "email"))
+}
+
 func TestIdleCDCMappingMakesNoRESTCalls(t *testing.T) {
 	e := newEnv(t)
 	e.mapSynced("Account", []string{"Name"}, "cdc")

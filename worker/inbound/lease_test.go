@@ -72,6 +72,12 @@ func TestEachOrgsMappingsAreTakenOnlyByThatOrgsWorker(t *testing.T) {
 			orgOf[id] = org
 		}
 	}
+	// Every owner a mapping ever has, not only the last.
+	e.exec(`CREATE TABLE public.owners (mapping_id integer, owner text);
+		CREATE FUNCTION public.note_owner() RETURNS trigger LANGUAGE plpgsql AS $$
+			BEGIN INSERT INTO public.owners VALUES (NEW.id, NEW.inbound_owner); RETURN NULL; END $$;
+		CREATE TRIGGER note_owner AFTER UPDATE OF inbound_owner ON pgforce.mapping
+			FOR EACH ROW WHEN (NEW.inbound_owner IS NOT NULL) EXECUTE FUNCTION public.note_owner()`)
 	for _, org := range []string{"default", "sandbox"} {
 		opts := e.opts
 		opts.Org, opts.Owner = org, org+"-worker"
@@ -85,10 +91,19 @@ func TestEachOrgsMappingsAreTakenOnlyByThatOrgsWorker(t *testing.T) {
 			require.NoError(t, <-done)
 		})
 	}
-	for id, org := range orgOf {
+	for id := range orgOf {
 		e.waitState(id, "synced")
-		var owner string
-		require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT coalesce(inbound_owner, '') FROM pgforce.mapping WHERE id = $1`, id).Scan(&owner))
-		require.Equal(t, org+"-worker", owner, "mapping %d of org %s", id, org)
 	}
+	rows, err := e.pool.Query(context.Background(), `SELECT DISTINCT mapping_id, owner FROM public.owners`)
+	require.NoError(t, err)
+	claims := 0
+	for rows.Next() {
+		var id int
+		var owner string
+		require.NoError(t, rows.Scan(&id, &owner))
+		require.Equal(t, orgOf[id]+"-worker", owner, "mapping %d of org %s", id, orgOf[id])
+		claims++
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, len(orgOf), claims, "each mapping claimed, each by one worker")
 }

@@ -51,7 +51,13 @@ func describeMapping(ctx context.Context, sf *salesforce.Client, m *mappings.Map
 			return
 		}
 		seen[key] = true
-		c := mappings.Column{Name: f.Name, Type: f.Type, Length: f.Length, Precision: f.Precision, Scale: f.Scale}
+		// What the outbound side may write: it sent the whole row on a
+		// retry, read-only fields (CaseNumber, a Contact's Name) too, which
+		// Salesforce refused, and every later change of the record with it.
+		createable, updateable := f.Createable, f.Updateable
+		c := mappings.Column{Name: f.Name, Type: f.Type, Length: f.Length, Precision: f.Precision, Scale: f.Scale,
+			Createable: &createable, Updateable: &updateable, Calculated: f.Calculated,
+			ReferenceTo: f.ReferenceTo, Relation: f.RelationshipName}
 		if f.Type == "int" && c.Precision == 0 {
 			c.Precision = f.Digits
 		}

@@ -73,15 +73,23 @@ type Mapping struct {
 // Type, Length, Precision and Scale are what pgforce.ensure_table reads;
 // Compound and Component say where a part of a compound field (BillingCity
 // of BillingAddress) sits in change events, which nest it as
-// BillingAddress.City.
+// BillingAddress.City. The rest is what the outbound side needs to write
+// the field: whether Salesforce lets it be set on create and on update
+// (nil when the describe did not say, which counts as yes), and the object
+// and relationship a reference points to.
 type Column struct {
-	Name      string `json:"name"`
-	Type      string `json:"type"`
-	Length    int    `json:"length,omitempty"`
-	Precision int    `json:"precision,omitempty"`
-	Scale     int    `json:"scale,omitempty"`
-	Compound  string `json:"compound,omitempty"`
-	Component string `json:"component,omitempty"`
+	Name        string   `json:"name"`
+	Type        string   `json:"type"`
+	Length      int      `json:"length,omitempty"`
+	Precision   int      `json:"precision,omitempty"`
+	Scale       int      `json:"scale,omitempty"`
+	Compound    string   `json:"compound,omitempty"`
+	Component   string   `json:"component,omitempty"`
+	Createable  *bool    `json:"createable,omitempty"`
+	Updateable  *bool    `json:"updateable,omitempty"`
+	Calculated  bool     `json:"calculated,omitempty"`
+	ReferenceTo []string `json:"referenceTo,omitempty"`
+	Relation    string   `json:"relationshipName,omitempty"`
 }
 
 // PGName is the column's name in the mapped table: the lower-cased API name.

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgforce/pgforce/worker/mappings"
 )
 
 // Mapping is what the outbound side needs of a read_write mapping.
@@ -39,18 +41,9 @@ type Mapping struct {
 	HardDelete bool
 }
 
-// Column is one described field. Only Name and Type are required; the
-// optional flags are honoured when the describe step records them.
-type Column struct {
-	Name        string   `json:"name"`
-	Type        string   `json:"type"`
-	Createable  *bool    `json:"createable,omitempty"`
-	Updateable  *bool    `json:"updateable,omitempty"`
-	Calculated  bool     `json:"calculated,omitempty"`
-	ReferenceTo []string `json:"referenceTo,omitempty"`
-	Relation    string   `json:"relationshipName,omitempty"`
-	Compound    string   `json:"compound,omitempty"`
-}
+// Column is one described field, as the inbound side's describe stores it
+// in pgforce.mapping.columns.
+type Column = mappings.Column
 
 // Table returns the quoted, schema-qualified table name.
 func (m *Mapping) Table() string { return pgx.Identifier{m.Schema, m.TableName}.Sanitize() }
@@ -88,14 +81,16 @@ func (m *Mapping) sendValue(pg string, v any, insert bool) (name string, value a
 		return "", nil, false, nil
 	}
 	col, found := m.column(pg)
-	if !found || !col.writable(insert) || insert && v == nil {
+	if !found || !writable(col, insert) || insert && v == nil {
 		return col.Name, nil, false, nil
 	}
 	value, err = sfValue(col.Type, v)
 	return col.Name, value, err == nil, err
 }
 
-func (c Column) writable(insert bool) bool {
+// writable says whether Salesforce lets c be set on create (insert) or on
+// update.
+func writable(c Column, insert bool) bool {
 	switch c.Type {
 	case "address", "location", "id":
 		return false // compound values are written through their parts

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgforce/pgforce/sim"
 	"github.com/pgforce/pgforce/worker/salesforce"
 )
 
@@ -278,4 +279,35 @@ func TestAChildOfAParentWhoseInsertFailedGetsAnErrorOfItsOwn(t *testing.T) {
 	b.exec(t, `SELECT pgforce.retry($1)`, childErr)
 	childID := b.waitSfid(t, "contact", child)
 	require.Equal(t, parentID, b.sfField(t, "Contact", childID, "AccountId"))
+}
+
+// A retry sends the row as it is, but only the fields Salesforce lets an
+// update set, as the inbound side's describe records them: a person's Name
+// is derived from FirstName and LastName, and sending it failed the retry,
+// and every later change of the record with it.
+func TestARetrySendsNoFieldSalesforceDoesNotLetItSet(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.exec(t, `UPDATE pgforce.mapping SET fields = '{FirstName,LastName,Name,Email}', state = 'new' WHERE id = $1`, b.contactID)
+	b.exec(t, `UPDATE pgforce.mapping SET paused = true WHERE id = $1`, b.accountID)
+	b.startInbound(t)
+	eventually(t, 30*time.Second, "contact mapping described and synced", func() bool {
+		var st string
+		b.scalar(t, &st, `SELECT state FROM pgforce.mapping WHERE id = $1`, b.contactID)
+		return st == "synced"
+	})
+	b.start(t, fastOptions())
+	var row int
+	b.scalar(t, &row, `INSERT INTO salesforce.contact (firstname, lastname, email) VALUES ('Jo', 'Smith', 'jo@example.com') RETURNING id`)
+	sfid := b.waitSfid(t, "contact", row)
+
+	b.sim.Inject(sim.Fault{Path: collectionsPath, Method: "PATCH", Status: 400, Count: 1})
+	b.exec(t, `UPDATE salesforce.contact SET lastname = 'Jones' WHERE id = $1`, row)
+	var errID int64
+	eventually(t, 10*time.Second, "the refused update's error", func() bool {
+		return b.pool.QueryRow(context.Background(), `SELECT id FROM pgforce.error WHERE mapping_id = $1 AND record_id = $2 AND state = 'open'`,
+			b.contactID, row).Scan(&errID) == nil
+	})
+	b.exec(t, `SELECT pgforce.retry($1)`, errID)
+	eventually(t, 10*time.Second, "the retry went through", func() bool { return b.errorState(t, errID) == "resolved" })
+	require.Equal(t, "Jones", b.sfField(t, "Contact", sfid, "LastName"))
 }

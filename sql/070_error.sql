@@ -93,8 +93,12 @@ END
 $$;
 
 -- Queues an open error again. For an outbound record error the row's current
--- state goes back into the outbox (an insert while it has no sfid, else an
--- update of all its columns), so the retry sends what the row holds now.
+-- state goes back into the outbox: an insert of the whole row while it has
+-- no sfid, else an update of the fields the refused change carried (all
+-- mapped ones when it names none), so the retry sends what the row holds
+-- now. Only those: every other field would count as a Postgres change
+-- waiting to go out, which a Salesforce edit of it would then lose to
+-- under postgres_wins, or meet as a conflict under manual.
 -- For an inbound record error (a Salesforce record the table could not
 -- store) the worker reads the record again and applies it whole: the error
 -- is resolved when that works and open again when it does not. A conflict
@@ -103,10 +107,12 @@ $$;
 CREATE FUNCTION pgforce.retry(p_error_id bigint) RETURNS pgforce.error
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_error pgforce.error;
-    v_table regclass;
-    v_row   jsonb;
-    v_sfid  text;
+    v_error   pgforce.error;
+    v_table   regclass;
+    v_row     jsonb;
+    v_sfid    text;
+    v_columns text[];
+    v_sent    text[];
 BEGIN
     v_error := pgforce._error_for_update(p_error_id);
     IF v_error.state <> 'open' THEN
@@ -139,9 +145,17 @@ BEGIN
         v_table := pgforce._mapping_table(v_error.mapping_id);
         IF v_table IS NOT NULL THEN
             -- The mapped fields only, as capture records them.
+            v_columns := pgforce._captured_columns(v_error.mapping_id);
             EXECUTE pg_catalog.format('SELECT %s, t.sfid FROM %s t WHERE t.id = $1',
-                    pgforce._jsonb_of('t', pgforce._captured_columns(v_error.mapping_id)), v_table)
+                    pgforce._jsonb_of('t', v_columns), v_table)
                 INTO v_row, v_sfid USING v_error.record_id;
+            -- The payload names fields by their API names.
+            v_sent := ARRAY(SELECT pg_catalog.lower(k) FROM pg_catalog.jsonb_object_keys(
+                               CASE WHEN pg_catalog.jsonb_typeof(v_error.payload) = 'object' THEN v_error.payload ELSE '{}' END) k
+                            WHERE pg_catalog.lower(k) = ANY (v_columns));
+            IF v_sfid IS NOT NULL AND pg_catalog.cardinality(v_sent) > 0 THEN
+                v_row := v_row - ARRAY(SELECT c FROM pg_catalog.unnest(v_columns) c WHERE c <> ALL (v_sent));
+            END IF;
         END IF;
         IF v_row IS NOT NULL THEN
             INSERT INTO pgforce.outbox (mapping_id, op, record_id, sfid, new, retry_of)

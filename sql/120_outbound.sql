@@ -106,7 +106,8 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- pgforce.claim, except that the changes of blocked records stay queued
--- (a retry of the failed insert itself, retry_of set, is not held back).
+-- (a retry is not held back by a failed insert, but waits, like every
+-- change, for a conflict to be resolved).
 -- Per-record order is kept as in pgforce.claim: an entry is handed out only
 -- together with every earlier entry of its record.
 --
@@ -149,10 +150,10 @@ SET enable_bitmapscan = off SET enable_seqscan = off AS $$
                           WHERE pm.id = p_mapping_id AND (pm.paused OR po.paused))
           -- pgforce._outbound_record_blocked, spelled out so that it is
           -- planned with the query rather than called per entry.
-          AND (o.retry_of IS NOT NULL OR NOT EXISTS (
+          AND NOT EXISTS (
                 SELECT FROM pgforce.error e
                 WHERE e.mapping_id = p_mapping_id AND e.record_id = o.record_id AND e.state = 'open'
-                  AND ((e.direction = 'outbound' AND e.operation = 'insert') OR e.error_code = 'CONFLICT')))
+                  AND ((e.direction = 'outbound' AND e.operation = 'insert' AND o.retry_of IS NULL) OR e.error_code = 'CONFLICT'))
         ORDER BY o.id
         LIMIT p_limit
         FOR UPDATE SKIP LOCKED

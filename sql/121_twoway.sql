@@ -30,14 +30,21 @@ $$;
 -- but one that is handed back unsent (held while the worker catches up
 -- after a start or resume, or a transient failure) is merged again from
 -- the entries, and would otherwise send the value Salesforce's replaced.
+-- A retry that goes away so settles its error: nothing is left to send,
+-- and it waited for ever for a result that would never come.
 CREATE FUNCTION pgforce._drop_pending(p_mapping_id integer, p_record_id integer, p_columns text[]) RETURNS void
 LANGUAGE sql AS $$
     UPDATE pgforce.outbox o SET new = o.new - p_columns, old = o.old - p_columns
     WHERE o.mapping_id = p_mapping_id AND o.record_id = p_record_id AND o.op = 'update'
       AND o.new ?| p_columns;
-    DELETE FROM pgforce.outbox o
-    WHERE o.mapping_id = p_mapping_id AND o.record_id = p_record_id AND o.op = 'update' AND o.claimed_at IS NULL
-      AND o.new = '{}'::jsonb;
+    WITH gone AS (
+        DELETE FROM pgforce.outbox o
+        WHERE o.mapping_id = p_mapping_id AND o.record_id = p_record_id AND o.op = 'update' AND o.claimed_at IS NULL
+          AND o.new = '{}'::jsonb
+        RETURNING o.retry_of
+    )
+    UPDATE pgforce.error e SET state = 'resolved'
+    WHERE e.id IN (SELECT g.retry_of FROM gone g) AND e.state = 'retrying';
 $$;
 
 -- Whether two values of one column of a mapped table are the same value.
@@ -176,6 +183,12 @@ BEGIN
         ELSIF pgforce._same_value(v_table, v_key, v_pend -> 'value', v_value) THEN
             v_out := v_out || pg_catalog.jsonb_build_object(v_key, v_value);
             v_drop := v_drop || v_key;
+        ELSIF p_whole AND p_sf_at <= v_stamp THEN
+            -- The record as the row last took it from Salesforce (a poll's
+            -- overlap, a re-read): Salesforce changed nothing since, so
+            -- ours stays and is sent. A retry of a refused write, which
+            -- carries no old values, is kept so.
+            CONTINUE;
         ELSIF p_whole AND EXISTS (
                 SELECT FROM pgforce.outbox o
                 WHERE o.mapping_id = p_mapping_id AND o.record_id = p_record_id AND o.op = 'update' AND o.old ? v_key
@@ -184,7 +197,8 @@ BEGIN
             -- claimed ones too: the first one's old value is what
             -- Salesforce had before the Postgres edits, a later one's what
             -- an earlier entry sent. Retries of a failed write carry no old
-            -- values, and their fields are left to the policy.
+            -- values, and their fields are left to the policy when
+            -- Salesforce changed the record since.
             CONTINUE;
         ELSIF v_policy = 'salesforce_wins'
            OR (v_policy = 'newest_wins' AND p_sf_at IS NOT NULL AND p_sf_at > (v_pend ->> 'at')::timestamptz) THEN

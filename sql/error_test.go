@@ -1,6 +1,7 @@
 package sql_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 
@@ -226,4 +227,123 @@ func TestRetryOfAFailedDeleteDeletesTheRecordEvenWhenItsRowsIdIsTakenAgain(t *te
 	require.Len(t, entries, 1)
 	require.Equal(t, "delete", entries[0].Op)
 	require.Equal(t, "001000000000001AAA", *entries[0].SFID)
+}
+
+// filterWhole calls pgforce.inbound_filter as the inbound worker does for a
+// record read from Salesforce (whole) or a change event's fields, as of
+// Salesforce's time at, and returns what it lets through.
+func (b *testBundle) filter(t *testing.T, m, id int, values, at string, whole bool) map[string]any {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := b.conn.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	_, err = tx.Exec(ctx, "SET LOCAL pgforce.origin = 'salesforce'")
+	require.NoError(t, err)
+	var out map[string]any
+	require.NoError(t, tx.QueryRow(ctx, `SELECT pgforce.inbound_filter($1, $2, $3::jsonb, $4::timestamptz, false, $5)`, m, id, values, at, whole).Scan(&out))
+	require.NoError(t, tx.Commit(ctx))
+	return out
+}
+
+// refusedRename syncs Acme (Energy, as of stamp), renames it in Postgres,
+// and records Salesforce's refusal of the rename, with the payload the
+// worker sent; it returns the row and the error.
+func (b *testBundle) refusedRename(t *testing.T, m int, stamp string) (row int, errID int64) {
+	t.Helper()
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name, industry, systemmodstamp) VALUES ('001000000000001AAA', 'Acme', 'Energy', $1)`, stamp)
+	b.scalar(t, &row, `SELECT id FROM salesforce.account`)
+	b.exec(t, `UPDATE salesforce.account SET name = 'Acme Renamed' WHERE id = $1`, row)
+	b.exec(t, `DELETE FROM pgforce.outbox`) // sent, and refused
+	b.scalar(t, &errID, `INSERT INTO pgforce.error (mapping_id, direction, operation, record_id, sfid, payload, error_code, message, fields)
+		VALUES ($1, 'outbound', 'update', $2, '001000000000001AAA', '{"Id": "001000000000001AAA", "Name": "Acme Renamed"}',
+		        'FIELD_CUSTOM_VALIDATION_EXCEPTION', 'no renames', '{Name}') RETURNING id`, m, row)
+	return row, errID
+}
+
+// A retry of a refused update sends the fields of that change, with the
+// row's values, and no other: they would count as Postgres changes of
+// fields nobody changed.
+func TestRetryOfARefusedUpdateQueuesTheFieldsItCarried(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := b.mapAccount(t, "read_write")
+	_, errID := b.refusedRename(t, m, "2025-01-01T00:00:00Z")
+	b.exec(t, `SELECT pgforce.retry($1)`, errID)
+	entries := b.outbox(t)
+	require.Len(t, entries, 1)
+	require.Equal(t, map[string]any{"name": "Acme Renamed"}, entries[0].New)
+}
+
+// The overlap of the next poll reads the record as the row last took it:
+// Salesforce changed nothing, so the retry stays queued, whatever the
+// policy, and the row keeps its value.
+func TestARetryOutlastsAReadOfTheRecordSalesforceDidNotChange(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := b.mapAccount(t, "read_write") // salesforce_wins
+	const stamp = "2025-01-01T00:00:00Z"
+	row, errID := b.refusedRename(t, m, stamp)
+	b.exec(t, `SELECT pgforce.retry($1)`, errID)
+
+	allowed := b.filter(t, m, row, `{"name": "Acme", "industry": "Energy"}`, stamp, true)
+	require.NotContains(t, allowed, "name")
+	require.Len(t, b.outbox(t), 1, "the retry is still queued")
+	state, _ := b.errorState(t, errID)
+	require.Equal(t, "retrying", state)
+}
+
+// A Salesforce edit of a field the refused change did not carry applies
+// under every policy while the retry waits, and makes no conflict.
+func TestARetryLeavesSalesforceEditsOfOtherFieldsAlone(t *testing.T) {
+	t.Parallel()
+	for _, policy := range []string{"postgres_wins", "manual"} {
+		t.Run(policy, func(t *testing.T) {
+			b := setup(t)
+			m := b.mapAccount(t, "read_write")
+			b.exec(t, `UPDATE pgforce.mapping SET conflict = $2 WHERE id = $1`, m, policy)
+			row, errID := b.refusedRename(t, m, "2025-01-01T00:00:00Z")
+			b.exec(t, `SELECT pgforce.retry($1)`, errID)
+
+			allowed := b.filter(t, m, row, `{"industry": "Retail"}`, "2025-01-02T00:00:00Z", false)
+			require.Equal(t, map[string]any{"industry": "Retail"}, allowed)
+			var conflicts int
+			b.scalar(t, &conflicts, `SELECT count(*) FROM pgforce.error WHERE error_code = 'CONFLICT'`)
+			require.Zero(t, conflicts)
+		})
+	}
+}
+
+// Under manual, a conflict holds every change of its record until it is
+// resolved, a retry too.
+func TestAConflictHoldsARetryOfTheSameRecord(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := b.mapAccount(t, "read_write")
+	b.exec(t, `UPDATE pgforce.mapping SET conflict = 'manual' WHERE id = $1`, m)
+	row, errID := b.refusedRename(t, m, "2025-01-01T00:00:00Z")
+	b.exec(t, `SELECT pgforce.retry($1)`, errID)
+	b.filter(t, m, row, `{"name": "Acme Corp"}`, "2025-01-02T00:00:00Z", false)
+	var conflicts, claimed int
+	b.scalar(t, &conflicts, `SELECT count(*) FROM pgforce.error WHERE error_code = 'CONFLICT' AND state = 'open'`)
+	require.Equal(t, 1, conflicts)
+	b.scalar(t, &claimed, `SELECT count(*) FROM pgforce._outbound_claim($1, 10, 'test')`, m)
+	require.Zero(t, claimed, "the retry waits for the conflict")
+}
+
+// When Salesforce's value replaces the one a retry was to send (its own
+// later edit, under salesforce_wins), nothing is left to retry, and the
+// error is settled rather than left waiting for ever.
+func TestARetryThatSalesforcesEditReplacesSettlesItsError(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := b.mapAccount(t, "read_write")
+	row, errID := b.refusedRename(t, m, "2025-01-01T00:00:00Z")
+	b.exec(t, `SELECT pgforce.retry($1)`, errID)
+
+	allowed := b.filter(t, m, row, `{"name": "Acme Corp", "industry": "Energy"}`, "2025-01-02T00:00:00Z", true)
+	require.Equal(t, "Acme Corp", allowed["name"])
+	require.Empty(t, b.outbox(t))
+	state, _ := b.errorState(t, errID)
+	require.Equal(t, "resolved", state)
 }

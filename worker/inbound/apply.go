@@ -174,9 +174,16 @@ func newTable(m *mappings.Mapping, me string) (*table, error) {
 	t.stage = fmt.Sprintf("pgforce_stage_%d_%s", m.ID, hex.EncodeToString(h.Sum(nil))[:10])
 	stage := pgx.Identifier{t.stage}.Sanitize()
 	sets = append(sets, fmt.Sprintf(settledStatus, "t", m.ID))
+	// A record read again as the row last took it (a poll's overlap, a
+	// resync) is written again, except over a row whose change Salesforce
+	// refused: the row holds the values that pgforce.retry sends once they
+	// are fixed, and the same record read again replaced them with
+	// Salesforce's, so that the retry sent those back and the change was
+	// lost.
 	t.upsert = fmt.Sprintf(`INSERT INTO %s AS t (%s) SELECT %s FROM %s s WHERE s._n BETWEEN $1 AND $2
 ON CONFLICT (sfid) DO UPDATE SET %s
-WHERE t.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp >= t.systemmodstamp`,
+WHERE t.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp > t.systemmodstamp
+   OR EXCLUDED.systemmodstamp = t.systemmodstamp AND t._hc_lastop IS DISTINCT FROM 'FAILED'`,
 		t.target, strings.Join(names, ", "), strings.Join(sels, ", "), stage, strings.Join(sets, ", "))
 	if t.me != "" {
 		t.upsert = "WITH u AS (" + t.upsert + "\nRETURNING t.sfid, t.xmax = 0 AS fresh)" + fmt.Sprintf(markEchoes, stage)

@@ -420,3 +420,27 @@ func TestARowWhoseDeletionPostgresRefusesBecomesAnErrorAndTheMappingSyncsOn(t *t
 		})
 	}
 }
+
+// A row whose change Salesforce refused keeps the values pgforce.retry is to
+// send when a poll reads the unchanged record again (the overlap of every
+// poll reads the newest record once more); a change made in Salesforce
+// since still replaces them.
+func TestAReadOfTheUnchangedRecordKeepsTheValuesOfAFailedRow(t *testing.T) {
+	e := newEnv(t)
+	ids := e.create("Account", map[string]any{"Name": "Acme"})
+	e.mapSynced("Account", []string{"Name", "Industry"}, "poll")
+	// What the outbound side leaves after Salesforce refused a rename.
+	e.exec(`BEGIN; SET LOCAL pgforce.origin = 'salesforce';
+		UPDATE salesforce.account SET name = 'Acme Renamed', _hc_lastop = 'FAILED' WHERE sfid = '` + ids[0] + `'; COMMIT`)
+	// Polls read Acme again while it is the newest record.
+	time.Sleep(5 * e.opts.MaxPollInterval)
+	later := e.create("Account", map[string]any{"Name": "Later"})
+	e.waitValue("account", later[0], "name", "Later")
+	require.NoError(t, e.sim.UIEdit(context.Background(), "Account", later[0], map[string]any{"Industry": "Energy"}))
+	e.waitValue("account", later[0], "industry", "Energy")
+	require.Equal(t, "Acme Renamed", e.value("account", ids[0], "name"))
+
+	require.NoError(t, e.sim.UIEdit(context.Background(), "Account", ids[0], map[string]any{"Industry": "Retail"}))
+	e.waitValue("account", ids[0], "industry", "Retail")
+	require.Equal(t, "Acme", e.value("account", ids[0], "name"), "a newer record replaces them")
+}

@@ -6,8 +6,10 @@
 -- external id and Salesforce (or the worker, when the parent row is mapped
 -- here) resolves the lookup. They are not Salesforce fields, so they are not
 -- in pgforce.mapping.fields; this adds them to the captured columns of
--- sql/060_capture.sql. After adding such a column, re-install the triggers:
---   ALTER TABLE salesforce.contact ADD COLUMN account__r__ext_id__c varchar(255);
+-- sql/060_capture.sql. A column added later is picked up by the outbound
+-- worker, which re-installs the triggers when it finds one they do not
+-- name (the insert that set it before is sent with it, read from the row);
+-- a table whose owner is not the worker's role needs its owner to do it:
 --   SELECT pgforce._install_triggers(<mapping id>);
 -- The status trigger names the captured columns (UPDATE OF), so dropping one
 -- takes CASCADE, and the triggers are re-installed the same way afterwards.

@@ -39,6 +39,9 @@ type Mapping struct {
 	// HardDelete says the rows of records deleted in Salesforce are
 	// deleted rather than flagged isdeleted.
 	HardDelete bool
+	// StaleCapture says the table has a relationship column that capture
+	// does not record yet: one added since the triggers were installed.
+	StaleCapture bool
 }
 
 // Column is one described field, as the inbound side's describe stores it
@@ -116,7 +119,13 @@ SELECT m.id, m.sobject, o.schema_name, m.table_name, m.fields, coalesce(m.upsert
        m.conflict, m.paused OR o.paused, coalesce(m.bulk_threshold, 0), m.columns, m.resumed_at, m.inbound_watermark, m.hard_delete,
        coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
                  WHERE a.attrelid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', o.schema_name, m.table_name))
-                   AND a.attnum > 0 AND NOT a.attisdropped AND a.attname LIKE '%\_\_r\_\_%'), '{}')
+                   AND a.attnum > 0 AND NOT a.attisdropped AND a.attname LIKE '%\_\_r\_\_%'), '{}'),
+       m.mode = 'read_write' AND EXISTS (
+           SELECT FROM pg_catalog.pg_attribute a
+           WHERE a.attrelid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', o.schema_name, m.table_name))
+             AND a.attnum > 0 AND NOT a.attisdropped AND a.attname LIKE '%\_\_r\_\_%'
+             AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger tg
+                             WHERE tg.tgrelid = a.attrelid AND tg.tgname = 'pgforce_status_update' AND a.attnum = ANY (tg.tgattr::int2[])))
 FROM pgforce.mapping m JOIN pgforce.org o ON o.name = m.org
 WHERE m.columns IS NOT NULL AND m.org = $1
   AND (m.mode = 'read_write'
@@ -146,7 +155,7 @@ func loadMappings(ctx context.Context, q querier, org string) ([]*Mapping, error
 		m := &Mapping{}
 		var cols []byte
 		if err := rows.Scan(&m.ID, &m.SObject, &m.Schema, &m.TableName, &m.Fields, &m.UpsertField,
-			&m.Conflict, &m.Paused, &m.BulkThreshold, &cols, &m.ResumedAt, &m.InboundWatermark, &m.HardDelete, &m.RelColumns); err != nil {
+			&m.Conflict, &m.Paused, &m.BulkThreshold, &cols, &m.ResumedAt, &m.InboundWatermark, &m.HardDelete, &m.RelColumns, &m.StaleCapture); err != nil {
 			return nil, fmt.Errorf("outbound: read pgforce.mapping: %w", err)
 		}
 		if err := json.Unmarshal(cols, &m.Columns); err != nil {

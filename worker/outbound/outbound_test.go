@@ -289,6 +289,38 @@ func TestParentAndChildInsertedInOneTransactionArriveLinked(t *testing.T) {
 	require.Equal(t, accSfid, b.sfField(t, "Contact", conSfid, "AccountId"))
 }
 
+// A relationship column added to a mapped table after its triggers were
+// installed works without any call: the insert that sets it first links the
+// child, and the worker captures the column from then on.
+func TestARelationshipColumnAddedLaterLinksChildrenWithoutAnyCall(t *testing.T) {
+	b := setup(t, setupOptions{upsertField: "Ext_Id__c"})
+	b.exec(t, `ALTER TABLE salesforce.contact DROP COLUMN account__r__ext_id__c CASCADE`)
+	b.exec(t, `SELECT pgforce._install_triggers($1)`, b.contactID)
+	b.start(t, fastOptions())
+	var first int
+	b.scalar(t, &first, `INSERT INTO salesforce.contact (lastname) VALUES ('First') RETURNING id`)
+	firstID := b.waitSfid(t, "contact", first)
+
+	b.exec(t, `ALTER TABLE salesforce.contact ADD COLUMN account__r__ext_id__c varchar(64)`)
+	acc, con := b.insertParentAndChild(t)
+	accID := b.waitSfid(t, "account", acc)
+	conID := b.waitSfid(t, "contact", con)
+	require.Equal(t, accID, b.sfField(t, "Contact", conID, "AccountId"))
+
+	// An update of the column is captured and sent too.
+	eventually(t, 10*time.Second, "the column captured", func() bool {
+		var captured bool
+		b.scalar(t, &captured, `SELECT 'account__r__ext_id__c' = ANY (pgforce._captured_columns($1))
+			AND EXISTS (SELECT FROM pg_trigger tg JOIN pg_attribute a ON a.attrelid = tg.tgrelid AND a.attnum = ANY (tg.tgattr::int2[])
+			            WHERE tg.tgname = 'pgforce_status_update' AND tg.tgrelid = 'salesforce.contact'::regclass AND a.attname = 'account__r__ext_id__c')`, b.contactID)
+		return captured
+	})
+	b.exec(t, `UPDATE salesforce.contact SET account__r__ext_id__c = 'ext-1' WHERE id = $1`, first)
+	eventually(t, 10*time.Second, "the first contact linked", func() bool {
+		return b.sfField(t, "Contact", firstID, "AccountId") == accID
+	})
+}
+
 func TestTransientFaultsAreRetriedWithoutUserAction(t *testing.T) {
 	b := setup(t, setupOptions{})
 	// The next three write calls fail: a 503, a dropped connection and a

@@ -643,6 +643,17 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 			if keys := failedKeys[c.RecordID]; st.sfid != "" && c.Op == "update" && len(keys) > 0 {
 				addFailedFields(m, c, st.row, keys)
 			}
+			if st.sfid == "" && c.Op == "insert" {
+				// A relationship column added since the triggers were
+				// installed is not in the captured insert; the row has it.
+				for _, rc := range m.RelColumns {
+					if v, ok := st.row[rc]; ok && v != nil {
+						if _, has := c.Values[rc]; !has {
+							c.Values[rc] = v
+						}
+					}
+				}
+			}
 			if st.sfid != "" {
 				if c.Op == "insert" {
 					// Written back already (a retry of a record that got its

@@ -365,6 +365,9 @@ func (s *Service) cycle(ctx, work context.Context) (time.Time, error) {
 			}
 			continue
 		}
+		if m.StaleCapture {
+			s.recapture(ctx, m)
+		}
 		if err := s.reverts(ctx, work, m); err != nil {
 			// Salesforce or Postgres failed for a passing reason (a revert
 			// that Postgres refuses reopens its error instead): the
@@ -400,6 +403,28 @@ func (s *Service) cycle(ctx, work context.Context) (time.Time, error) {
 		s.clearBackoff(m.ID)
 	}
 	return next, nil
+}
+
+// recapture installs m's triggers again, so that capture records the
+// relationship columns added to its table since (Heroku Connect's
+// <lookup>__r__<extid>): an ALTER TABLE fires nothing that could.
+//
+// Replacing triggers locks the table against everything for a moment; an
+// application transaction holding it longer than a second is not waited
+// for, and the next cycle tries again.
+func (s *Service) recapture(ctx context.Context, m *Mapping) {
+	if err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '1s'`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `SELECT pgforce._install_triggers($1)`, m.ID)
+		return err
+	}); err != nil {
+		s.log.Warn("outbound: cannot capture the table's new relationship columns; the table's owner can: SELECT pgforce._install_triggers(<mapping id>)",
+			"mapping", m.ID, "table", m.Table(), "err", err)
+		return
+	}
+	s.log.Info("outbound: capturing the table's new relationship columns", "mapping", m.ID, "table", m.Table(), "columns", m.RelColumns)
 }
 
 // noteFailure backs a mapping off after a failure that needs no user action.

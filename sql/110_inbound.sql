@@ -160,15 +160,17 @@ COMMENT ON FUNCTION pgforce.inbound_error(integer, text, text, jsonb, text, text
 CREATE FUNCTION pgforce._mapping_edited() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.state IS NOT DISTINCT FROM OLD.state
+    -- A mapping in error is described again after any edit the describe
+    -- checks (an upsert_field that is no External ID is fixed by changing
+    -- upsert_field or mode).
+    IF NEW.state IS NOT DISTINCT FROM OLD.state AND OLD.state = 'error'
+       AND (NEW.fields, NEW.sobject, NEW.upsert_field, NEW.mode) IS DISTINCT FROM (OLD.fields, OLD.sobject, OLD.upsert_field, OLD.mode) THEN
+        NEW.state := 'new';
+        NEW.state_detail := 'mapping edited; describing again';
+    ELSIF NEW.state IS NOT DISTINCT FROM OLD.state AND OLD.state = 'synced'
        AND (NEW.fields IS DISTINCT FROM OLD.fields OR NEW.sobject IS DISTINCT FROM OLD.sobject) THEN
-        IF OLD.state = 'error' THEN
-            NEW.state := 'new';
-            NEW.state_detail := 'mapping edited; describing again';
-        ELSIF OLD.state = 'synced' THEN
-            NEW.state := 'loading';
-            NEW.state_detail := 'fields changed; loading the new columns';
-        END IF;
+        NEW.state := 'loading';
+        NEW.state_detail := 'fields changed; loading the new columns';
     END IF;
     RETURN NEW;
 END

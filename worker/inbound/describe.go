@@ -89,6 +89,13 @@ func describeMapping(ctx context.Context, sf *salesforce.Client, m *mappings.Map
 				"field %s of %s is not queryable, so it cannot be synced; remove it: UPDATE pgforce.mapping SET fields = array_remove(fields, '%s') WHERE id = %d;",
 				f.Name, d.Name, name, m.ID)}
 		}
+		if m.Mode == "read_write" && strings.EqualFold(name, m.UpsertField) && !f.ExternalID {
+			// Salesforce upserts only by an External ID field: every
+			// insert failed, one error per row.
+			return nil, nil, &ConfigError{Field: name, Detail: fmt.Sprintf(
+				"upsert_field %s of %s is not an External ID field in Salesforce, which upserts only by one. Mark it External ID (and Unique) in Object Manager, or sync without it: UPDATE pgforce.mapping SET upsert_field = NULL WHERE id = %d;",
+				f.Name, d.Name, m.ID)}
+		}
 		if f.Type == "address" || f.Type == "location" {
 			// A compound field is read-only and cannot be bulk-queried;
 			// its components carry the same data as plain columns.

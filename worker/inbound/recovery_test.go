@@ -129,6 +129,24 @@ func TestBadFieldPutsMappingInErrorNamingFieldAndFix(t *testing.T) {
 	require.Equal(t, 0, e.count(`SELECT count(*) FROM salesforce.account`))
 }
 
+// Salesforce upserts only by an External ID field: a read_write mapping
+// whose upsert_field is not one is put in error, saying so, before any
+// insert fails for it.
+func TestAnUpsertFieldThatIsNoExternalIDPutsTheMappingInError(t *testing.T) {
+	e := newEnv(t)
+	var id int
+	require.NoError(t, e.pool.QueryRow(context.Background(),
+		`INSERT INTO pgforce.mapping (sobject, fields, mode, upsert_field) VALUES ('Lead', '{LastName,Company}', 'read_write', 'LastName') RETURNING id`).Scan(&id))
+	e.start()
+	e.waitState(id, "error")
+	_, detail := e.state(id)
+	require.Contains(t, detail, "upsert_field LastName of Lead is not an External ID field")
+	require.Contains(t, detail, "SET upsert_field = NULL")
+
+	e.exec(`UPDATE pgforce.mapping SET upsert_field = NULL WHERE id = $1`, id)
+	e.waitState(id, "synced")
+}
+
 func TestAPIBudgetDefersLoadsAndLimitExceededIsShownAndWaitedOut(t *testing.T) {
 	e := newEnv(t)
 	e.create("Account", map[string]any{"Name": "Acme"})

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgforce/pgforce/worker/budget"
@@ -53,9 +54,24 @@ type Options struct {
 // cores, is fewer than a Bulk drain uses at once (a claim and three result
 // transactions) beside the inbound side and the heartbeat.
 func NewPool(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
+	return newPool(ctx, databaseURL, nil)
+}
+
+// newPool is NewPool whose connections log pgforce's own notices (those
+// starting "pgforce:") to log: they tell the user of something done on
+// their behalf, such as Heroku Connect's triggers disabled when the worker
+// takes a table over, and on the worker's connections they reached no one.
+func newPool(ctx context.Context, databaseURL string, log *slog.Logger) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
 		return nil, err
+	}
+	if log != nil {
+		cfg.ConnConfig.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+			if strings.HasPrefix(n.Message, "pgforce:") {
+				log.Info(n.Message, "hint", n.Hint)
+			}
+		}
 	}
 	if !strings.Contains(databaseURL, "pool_max_conns") {
 		cfg.MaxConns = max(cfg.MaxConns, defaultMaxConns)
@@ -90,7 +106,7 @@ func RunWithOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, o
 	}
 	log.Info("pgforce worker starting", "config", cfg)
 
-	pool, err := NewPool(ctx, cfg.DatabaseURL)
+	pool, err := newPool(ctx, cfg.DatabaseURL, log)
 	if err != nil {
 		return fmt.Errorf("DATABASE_URL: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -206,4 +207,57 @@ func TestWorkerSessionsRunInUTC(t *testing.T) {
 	var tz string
 	require.NoError(t, pool.QueryRow(t.Context(), `SHOW TimeZone`).Scan(&tz))
 	require.Equal(t, "UTC", tz)
+}
+
+// syncBuffer is a strings.Builder that several goroutines may write.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// What pgforce does on the user's behalf and says in a notice (here,
+// disabling Heroku Connect's triggers on a table it takes over) reaches the
+// worker's log, where the user can read it.
+func TestPgforcesNoticesOnTheWorkersConnectionsReachItsLog(t *testing.T) {
+	db := pgtest.NewDB(t)
+	_, err := db.Conn.Exec(t.Context(), pgtest.HerokuConnectAccount)
+	require.NoError(t, err)
+	sctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := sim.Start(sctx, "127.0.0.1:0", sim.Config{})
+	require.NoError(t, err)
+	defer s.Close()
+	for k, v := range map[string]string{"DATABASE_URL": db.ConnString, "SALESFORCE_LOGIN_URL": s.URL(),
+		"SALESFORCE_CLIENT_ID": sim.DefaultClientID, "SALESFORCE_CLIENT_SECRET": sim.DefaultClientSecret,
+		"SALESFORCE_USERNAME": sim.DefaultUsername, "SALESFORCE_PASSWORD": sim.DefaultPassword, "PGFORCE_HTTP_ADDR": freeAddr(t)} {
+		t.Setenv(k, v)
+	}
+	cfg, err := config.Load(t.Context())
+	require.NoError(t, err)
+	var logs syncBuffer
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- worker.Run(ctx, cfg, slog.New(slog.NewJSONHandler(&logs, nil))) }()
+	defer func() {
+		stop()
+		require.NoError(t, <-done)
+	}()
+
+	_, err = db.Conn.Exec(t.Context(), `INSERT INTO pgforce.mapping (sobject, fields, mode, inbound) VALUES ('Account', '{Name,Industry,AnnualRevenue}', 'read_write', 'cdc')`)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "disabled Heroku Connect's trigger hc_account_logtrigger") },
+		15*time.Second, 50*time.Millisecond, "logs: %s", &logs)
+	require.Contains(t, logs.String(), "ALTER TABLE salesforce.account ENABLE TRIGGER", "with the hint")
 }

@@ -257,7 +257,9 @@ func TestPgforcesNoticesOnTheWorkersConnectionsReachItsLog(t *testing.T) {
 
 	_, err = db.Conn.Exec(t.Context(), `INSERT INTO pgforce.mapping (sobject, fields, mode, inbound) VALUES ('Account', '{Name,Industry,AnnualRevenue}', 'read_write', 'cdc')`)
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "disabled Heroku Connect's trigger hc_account_logtrigger") },
+	require.Eventually(t, func() bool {
+		return strings.Contains(logs.String(), "disabled Heroku Connect's trigger hc_account_logtrigger")
+	},
 		15*time.Second, 50*time.Millisecond, "logs: %s", &logs)
 	require.Contains(t, logs.String(), "ALTER TABLE salesforce.account ENABLE TRIGGER", "with the hint")
 }

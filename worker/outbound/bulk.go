@@ -6,7 +6,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/pgforce/pgforce/worker/budget"
 	"github.com/pgforce/pgforce/worker/salesforce"
 )
 
@@ -18,10 +17,8 @@ import (
 // which is safe because these operations are idempotent and the job can no
 // longer write (it failed, was aborted, or was never closed).
 func (s *Service) sendBulk(ctx context.Context, m *Mapping, op string, changes []*change, idx []int, results []outcome) error {
-	if b := s.opts.Budget; b != nil {
-		if err := b.Wait(ctx, budget.Write); err != nil {
-			return err
-		}
+	if err := s.waitBudget(ctx, m); err != nil {
+		return err
 	}
 	job := salesforce.IngestJob{Object: m.SObject, Operation: op}
 	key := "Id"

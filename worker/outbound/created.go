@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pgforce/pgforce/worker/budget"
 	"github.com/pgforce/pgforce/worker/salesforce"
 )
 
@@ -374,10 +373,8 @@ func (s *Service) lookUpCreated(ctx context.Context, m *Mapping, want map[int]ma
 	soql := fmt.Sprintf("SELECT %s FROM %s WHERE CreatedById = '%s' AND CreatedDate >= %s ORDER BY CreatedDate DESC, Id DESC",
 		strings.Join(append([]string{"Id", "CreatedDate"}, fields...), ", "), m.SObject,
 		strings.ReplaceAll(user, "'", `\'`), since.Add(-createdSkew).UTC().Format("2006-01-02T15:04:05.000Z"))
-	if b := s.opts.Budget; b != nil {
-		if err := b.Wait(ctx, budget.Write); err != nil {
-			return nil, err
-		}
+	if err := s.waitBudget(ctx, m); err != nil {
+		return nil, err
 	}
 	read := 0
 	err = s.sf.Query(ctx, soql, func(r salesforce.Record) error {

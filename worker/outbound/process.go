@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
-	"github.com/pgforce/pgforce/worker/budget"
 	"github.com/pgforce/pgforce/worker/salesforce"
 )
 
@@ -453,13 +452,11 @@ func (s *Service) send(ctx context.Context, m *Mapping, op string, changes []*ch
 }
 
 func (s *Service) sendChunk(ctx context.Context, m *Mapping, op string, changes []*change, idx []int, results []outcome) {
-	if b := s.opts.Budget; b != nil {
-		if err := b.Wait(ctx, budget.Write); err != nil {
-			for _, i := range idx {
-				results[i] = outcome{kind: outTransient, unsent: true}
-			}
-			return
+	if err := s.waitBudget(ctx, m); err != nil {
+		for _, i := range idx {
+			results[i] = outcome{kind: outTransient, unsent: true}
 		}
+		return
 	}
 	var res []salesforce.SaveResult
 	var err error
@@ -744,10 +741,8 @@ func (s *Service) changedSince(ctx context.Context, m *Mapping) (map[string]time
 	if w.loaded {
 		return w.changed, nil
 	}
-	if b := s.opts.Budget; b != nil {
-		if err := b.Wait(ctx, budget.Write); err != nil {
-			return nil, err
-		}
+	if err := s.waitBudget(ctx, m); err != nil {
+		return nil, err
 	}
 	changed := map[string]time.Time{}
 	soql := fmt.Sprintf("SELECT Id, SystemModstamp FROM %s WHERE SystemModstamp > %s LIMIT %d", m.SObject,

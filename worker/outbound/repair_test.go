@@ -2,7 +2,9 @@ package outbound_test
 
 import (
 	"context"
+	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgforce/pgforce/sim"
+	"github.com/pgforce/pgforce/worker/budget"
 	"github.com/pgforce/pgforce/worker/salesforce"
 )
 
@@ -310,4 +313,44 @@ func TestARetrySendsNoFieldSalesforceDoesNotLetItSet(t *testing.T) {
 	b.exec(t, `SELECT pgforce.retry($1)`, errID)
 	eventually(t, 10*time.Second, "the retry went through", func() bool { return b.errorState(t, errID) == "resolved" })
 	require.Equal(t, "Jones", b.sfField(t, "Contact", sfid, "LastName"))
+}
+
+// lockedBuffer collects a logger's output from several goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Writes held because pgforce has used its share of the org's API calls
+// say so in the log, with the figures and what to change.
+func TestWritesHeldByTheAPIBudgetSaySoInTheLog(t *testing.T) {
+	b := setup(t, setupOptions{})
+	var used atomic.Int64
+	used.Store(60_000)
+	opts := fastOptions()
+	opts.Budget = budget.New(func() (int, int) { return int(used.Load()), 100_000 }, 50)
+	opts.Budget.SetProbe(nil, 100*time.Millisecond) // look at the usage again soon
+	var logs lockedBuffer
+	b.startWithLog(t, opts, slog.New(slog.NewTextHandler(&logs, nil)))
+	var row int
+	b.scalar(t, &row, `INSERT INTO salesforce.account (name) VALUES ('Held') RETURNING id`)
+	eventually(t, 10*time.Second, "the hold logged", func() bool { return strings.Contains(logs.String(), "writes held") })
+	require.Contains(t, logs.String(), "60000 of 100000 daily calls used")
+	require.Contains(t, logs.String(), "api_budget_pct")
+	require.Empty(t, b.rowSfid(t, "account", row))
+
+	used.Store(1_000) // the calls of a day ago age out
+	b.waitSfid(t, "account", row)
 }

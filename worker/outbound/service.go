@@ -127,6 +127,8 @@ type Service struct {
 	mode    feed.Mode
 	detail  string
 	kick    chan struct{}
+	// heldLogged is when waitBudget last said that writes are held.
+	heldLogged time.Time
 	// calls holds a slot per Collections call running, Parallel in all,
 	// shared by the batches in flight at once.
 	calls chan struct{}
@@ -403,6 +405,29 @@ func (s *Service) cycle(ctx, work context.Context) (time.Time, error) {
 		s.clearBackoff(m.ID)
 	}
 	return next, nil
+}
+
+// waitBudget waits until the API budget lets m's writes call Salesforce.
+// A hold is logged, once a minute at most, with the figures: the backlog
+// and its age grew in pgforce.status, and nothing said why.
+func (s *Service) waitBudget(ctx context.Context, m *Mapping) error {
+	b := s.opts.Budget
+	if b == nil {
+		return nil
+	}
+	if err := b.Check(budget.Write); err != nil {
+		s.mu.Lock()
+		due := time.Since(s.heldLogged) >= time.Minute
+		if due {
+			s.heldLogged = time.Now()
+		}
+		s.mu.Unlock()
+		if due {
+			s.log.Warn("outbound: writes held until the API budget allows them; raise pgforce.org.api_budget_pct to send them sooner",
+				"mapping", m.ID, "sobject", m.SObject, "reason", err)
+		}
+	}
+	return b.Wait(ctx, budget.Write)
 }
 
 // recapture installs m's triggers again, so that capture records the

@@ -50,3 +50,13 @@ func TestBadFlagIsAUsageError(t *testing.T) {
 	require.Equal(t, 2, code)
 	require.Contains(t, errOut, "Run 'pgforce version -h'")
 }
+
+// The worker takes no flags: its help lists the settings it reads from the
+// environment instead.
+func TestRunHelpListsTheSettings(t *testing.T) {
+	code, _, errOut := run(t, "run", "-h")
+	require.Equal(t, 0, code)
+	for _, name := range []string{"DATABASE_URL", "SALESFORCE_LOGIN_URL", "SALESFORCE_REFRESH_TOKEN", "PGFORCE_ORG", "PGFORCE_LOG_LEVEL"} {
+		require.Contains(t, errOut, name)
+	}
+}

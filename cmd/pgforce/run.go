@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 
@@ -15,6 +16,7 @@ func init() {
 		summary: "run the sync worker (settings from DATABASE_URL, SALESFORCE_*, PGFORCE_*)",
 		run: func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fs := newFlagSet("run", stderr)
+			fs.Usage = func() { fmt.Fprint(stderr, "Usage: pgforce run\n\n", config.Help) }
 			if err := parseFlags(fs, args); err != nil {
 				return err
 			}

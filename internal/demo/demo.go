@@ -178,7 +178,11 @@ func (d *run) run(ctx context.Context) error {
 	default:
 		return fmt.Errorf("unknown demo part %q (want %q or %q)", d.cfg.Only, OnlySim, OnlyMappings)
 	}
-	fmt.Fprintln(d.out, "pgforce demo: a throwaway Postgres, a simulated Salesforce org, and the worker keeping them in sync.")
+	where := "a throwaway Postgres"
+	if d.cfg.DatabaseURL != "" {
+		where = "a throwaway database on DATABASE_URL's server"
+	}
+	fmt.Fprintf(d.out, "pgforce demo: %s, a simulated Salesforce org, and the worker keeping them in sync.\n", where)
 	var err error
 	d.workDir, err = os.MkdirTemp("", "pgforce-demo-")
 	if err != nil {

@@ -18,6 +18,24 @@ import (
 	"github.com/sethvargo/go-envconfig"
 )
 
+// Help lists the settings, for `pgforce run -h`; the README's "Running the
+// worker" says more.
+const Help = `Settings, from the environment:
+  DATABASE_URL                  the Postgres to sync (required)
+  SALESFORCE_LOGIN_URL          https://login.salesforce.com (default), https://test.salesforce.com,
+                                your My Domain URL, or the URL pgforce sim prints
+  SALESFORCE_CLIENT_ID          the connected app's consumer key
+  SALESFORCE_CLIENT_SECRET      and secret
+  one OAuth flow:
+    SALESFORCE_USERNAME + SALESFORCE_PRIVATE_KEY_FILE   JWT bearer
+    SALESFORCE_REFRESH_TOKEN                            refresh token
+    SALESFORCE_USERNAME + SALESFORCE_PASSWORD           password (followed by the security token)
+    none of these                                       client credentials
+  PGFORCE_ORG                   the row of pgforce.org this worker syncs (default "default")
+  PGFORCE_HTTP_ADDR             /healthz and /metrics (default 127.0.0.1:9187)
+  PGFORCE_LOG_LEVEL             debug, info (default), warn or error
+`
+
 // Config is everything `pgforce run` needs.
 type Config struct {
 	DatabaseURL string `env:"DATABASE_URL"`

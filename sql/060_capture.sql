@@ -391,12 +391,28 @@ BEGIN
 END
 $$;
 
+-- Whether the statement running is the worker's own write, for the
+-- refusals below: the session says so (pgforce.origin), and the role
+-- writing is pgforce's owner, the worker's role, or one of its members
+-- (as inside pgforce's SECURITY DEFINER functions). Any role can set a
+-- custom setting, and an application role that could write a read_only
+-- table, saying it was the worker, changed it with nothing refused.
+-- (Capture runs as its owner whoever writes, and cannot tell; an
+-- application that says it is the worker only keeps its own writes from
+-- Salesforce.)
+CREATE FUNCTION pgforce._worker_writes() RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT pg_catalog.current_setting('pgforce.origin', true) OPERATOR(pg_catalog.=) 'salesforce'
+       AND pg_catalog.pg_has_role(CURRENT_USER,
+               (SELECT n.nspowner FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) 'pgforce'), 'MEMBER')
+$$;
+
 -- BEFORE INSERT/UPDATE/DELETE, FOR EACH STATEMENT on read_only tables:
 -- refuses every write but the worker's.
 CREATE FUNCTION pgforce._refuse_write() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF pg_catalog.current_setting('pgforce.origin', true) = 'salesforce' THEN
+    IF pgforce._worker_writes() THEN
         RETURN NULL;
     END IF;
     RAISE EXCEPTION 'pgforce: %.% is read_only: % is not synced to Salesforce', TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP
@@ -410,7 +426,7 @@ $$;
 CREATE FUNCTION pgforce._refuse_truncate() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF pg_catalog.current_setting('pgforce.origin', true) = 'salesforce' THEN
+    IF pgforce._worker_writes() THEN
         RETURN NULL;
     END IF;
     RAISE EXCEPTION 'pgforce: TRUNCATE of %.% is refused: it would silently desync the table from Salesforce', TG_TABLE_SCHEMA, TG_TABLE_NAME

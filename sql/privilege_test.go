@@ -161,3 +161,27 @@ func TestResolvingAConflictNeverWritesTheCallersTemporaryTables(t *testing.T) {
 	require.Zero(t, stolen, "the caller's trigger did not run as the owner")
 	require.Equal(t, 1, audited, "the application's trigger wrote its own table")
 }
+
+// Any role can set pgforce.origin, but saying it is the worker lets only
+// pgforce's owner, the worker's role, write a read_only table or truncate a
+// mapped one.
+func TestAnApplicationThatSaysItIsTheWorkerIsStillRefusedReadOnlyWrites(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mapAccount(t, "read_only")
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme')`)
+	role := b.applicationRole(t)
+	b.exec(t, "GRANT TRUNCATE ON salesforce.account TO "+role)
+
+	b.exec(t, "SET ROLE "+role)
+	b.exec(t, "SET pgforce.origin = 'salesforce'")
+	b.refused(t, "is read_only", "", `UPDATE salesforce.account SET name = 'Tampered'`)
+	b.refused(t, "TRUNCATE of salesforce.account is refused", "", `TRUNCATE salesforce.account`)
+	b.exec(t, "RESET pgforce.origin")
+	b.exec(t, "RESET ROLE")
+
+	var name string
+	b.scalar(t, &name, `SELECT name FROM salesforce.account`)
+	require.Equal(t, "Acme", name)
+	b.asWorker(t, `UPDATE salesforce.account SET name = 'Acme Corp'`) // the worker still may
+}

@@ -180,7 +180,7 @@ BEGIN
     -- as deleted.
     SELECT m.id, m.org INTO v_other_id, v_other_org
     FROM pgforce.mapping m JOIN pgforce.org mo ON mo.name = m.org
-    WHERE m.table_name = NEW.table_name AND m.org <> NEW.org
+    WHERE m.table_name = NEW.table_name AND m.org <> NEW.org AND m.id <> NEW.id
       AND mo.schema_name = (SELECT o.schema_name FROM pgforce.org o WHERE o.name = NEW.org)
     LIMIT 1;
     IF FOUND THEN

@@ -27,6 +27,7 @@ CREATE TABLE pgforce.error (
     updated_at  timestamptz NOT NULL DEFAULT now(),
     resolved_at timestamptz,
     revert_mark bigint,
+    old         jsonb,
     CONSTRAINT error_direction_valid CHECK (direction IN ('inbound', 'outbound')),
     CONSTRAINT error_operation_valid CHECK (operation IN ('insert', 'update', 'delete', 'upsert', 'describe', 'load', 'poll', 'cdc')),
     CONSTRAINT error_state_valid CHECK (state IN ('open', 'retrying', 'resolved', 'ignored')),
@@ -41,6 +42,7 @@ CREATE INDEX error_open_idx ON pgforce.error (mapping_id, state) WHERE state IN 
 
 COMMENT ON TABLE pgforce.error IS 'Failed records and operations. Repair with pgforce.retry(id), pgforce.retry_all(mapping), pgforce.ignore(id) or pgforce.revert(id).';
 COMMENT ON COLUMN pgforce.error.error_code IS 'Salesforce errorCode, e.g. REQUIRED_FIELD_MISSING.';
+COMMENT ON COLUMN pgforce.error.old IS 'For a refused update: the values it replaced in the row (column -> value), what Salesforce held as far as Postgres knew. Its retry carries them.';
 COMMENT ON COLUMN pgforce.error.revert_mark IS 'For a revert: the last outbox entry when pgforce.revert was called. The record''s changes queued after it are new, and the worker keeps them.';
 COMMENT ON COLUMN pgforce.error.action IS 'What a retrying error waits for the worker to do: retry (re-send the row) or revert (restore Salesforce''s values).';
 
@@ -149,18 +151,30 @@ BEGIN
             EXECUTE pg_catalog.format('SELECT %s, t.sfid FROM %s t WHERE t.id = $1',
                     pgforce._jsonb_of('t', v_columns), v_table)
                 INTO v_row, v_sfid USING v_error.record_id;
-            -- The payload names fields by their API names.
-            v_sent := ARRAY(SELECT pg_catalog.lower(k) FROM pg_catalog.jsonb_object_keys(
-                               CASE WHEN pg_catalog.jsonb_typeof(v_error.payload) = 'object' THEN v_error.payload ELSE '{}' END) k
-                            WHERE pg_catalog.lower(k) = ANY (v_columns));
-            IF v_sfid IS NOT NULL AND pg_catalog.cardinality(v_sent) > 0 THEN
+            -- The payload names fields by their API names. A lookup the
+            -- worker sent may come from a relationship column (its
+            -- parent's external id, resolved to an Id), and a field
+            -- without a column of its own says the same: those retry the
+            -- whole row, as the refused change may have set any of them.
+            v_sent := ARRAY(SELECT pg_catalog.lower(p.key) FROM pg_catalog.jsonb_each(
+                               CASE WHEN pg_catalog.jsonb_typeof(v_error.payload) = 'object' THEN v_error.payload ELSE '{}' END) p
+                            WHERE p.key <> 'Id');
+            IF v_sfid IS NOT NULL AND pg_catalog.cardinality(v_sent) > 0 AND v_sent <@ v_columns
+               AND NOT EXISTS (SELECT FROM pgforce.mapping m, pg_catalog.jsonb_array_elements(m.columns) c
+                               WHERE m.id = v_error.mapping_id AND c ->> 'type' = 'reference'
+                                 AND pg_catalog.lower(c ->> 'name') = ANY (v_sent)) THEN
                 v_row := v_row - ARRAY(SELECT c FROM pg_catalog.unnest(v_columns) c WHERE c <> ALL (v_sent));
             END IF;
         END IF;
         IF v_row IS NOT NULL THEN
-            INSERT INTO pgforce.outbox (mapping_id, op, record_id, sfid, new, retry_of)
+            -- The refused change's old values go with it: a read of the
+            -- record that finds them there tells that Salesforce did not
+            -- change those fields, and the retry's values stay.
+            INSERT INTO pgforce.outbox (mapping_id, op, record_id, sfid, new, old, retry_of)
             VALUES (v_error.mapping_id, CASE WHEN v_sfid IS NULL THEN 'insert' ELSE 'update' END,
-                    v_error.record_id, v_sfid, v_row, v_error.id);
+                    v_error.record_id, v_sfid, v_row,
+                    CASE WHEN v_sfid IS NOT NULL THEN v_error.old OPERATOR(pg_catalog.-) ARRAY(SELECT k FROM pg_catalog.jsonb_object_keys(coalesce(v_error.old, '{}')) k WHERE NOT v_row ? k) END,
+                    v_error.id);
         ELSE
             RAISE EXCEPTION 'pgforce: row % of error % no longer exists, so there is nothing to retry', v_error.record_id, p_error_id
                 USING ERRCODE = 'no_data_found',

@@ -255,9 +255,9 @@ func (b *testBundle) refusedRename(t *testing.T, m int, stamp string) (row int, 
 	b.scalar(t, &row, `SELECT id FROM salesforce.account`)
 	b.exec(t, `UPDATE salesforce.account SET name = 'Acme Renamed' WHERE id = $1`, row)
 	b.exec(t, `DELETE FROM pgforce.outbox`) // sent, and refused
-	b.scalar(t, &errID, `INSERT INTO pgforce.error (mapping_id, direction, operation, record_id, sfid, payload, error_code, message, fields)
+	b.scalar(t, &errID, `INSERT INTO pgforce.error (mapping_id, direction, operation, record_id, sfid, payload, error_code, message, fields, old)
 		VALUES ($1, 'outbound', 'update', $2, '001000000000001AAA', '{"Id": "001000000000001AAA", "Name": "Acme Renamed"}',
-		        'FIELD_CUSTOM_VALIDATION_EXCEPTION', 'no renames', '{Name}') RETURNING id`, m, row)
+		        'FIELD_CUSTOM_VALIDATION_EXCEPTION', 'no renames', '{Name}', '{"name": "Acme"}') RETURNING id`, m, row)
 	return row, errID
 }
 
@@ -273,6 +273,24 @@ func TestRetryOfARefusedUpdateQueuesTheFieldsItCarried(t *testing.T) {
 	entries := b.outbox(t)
 	require.Len(t, entries, 1)
 	require.Equal(t, map[string]any{"name": "Acme Renamed"}, entries[0].New)
+	require.Equal(t, map[string]any{"name": "Acme"}, entries[0].Old, "with what it replaced")
+}
+
+// A poll reads the record after Salesforce changed another field: the
+// retried field still holds what the refused change replaced, so Salesforce
+// did not change it, and the retry stays, whatever the policy.
+func TestARetryOutlastsAReadOfTheRecordAfterSalesforceChangedAnotherField(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := b.mapAccount(t, "read_write") // salesforce_wins
+	row, errID := b.refusedRename(t, m, "2025-01-01T00:00:00Z")
+	b.exec(t, `SELECT pgforce.retry($1)`, errID)
+
+	allowed := b.filter(t, m, row, `{"name": "Acme", "industry": "Retail"}`, "2025-01-02T00:00:00Z", true)
+	require.Equal(t, map[string]any{"industry": "Retail"}, allowed)
+	require.Len(t, b.outbox(t), 1, "the retry is still queued")
+	state, _ := b.errorState(t, errID)
+	require.Equal(t, "retrying", state)
 }
 
 // The overlap of the next poll reads the record as the row last took it:

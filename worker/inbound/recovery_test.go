@@ -441,15 +441,19 @@ func TestARowWhoseDeletionPostgresRefusesBecomesAnErrorAndTheMappingSyncsOn(t *t
 
 // A row whose change Salesforce refused keeps the values pgforce.retry is to
 // send when a poll reads the unchanged record again (the overlap of every
-// poll reads the newest record once more); a change made in Salesforce
-// since still replaces them.
+// poll reads the newest record once more), and takes the rest of the
+// record, a field added since too; a change made in Salesforce since
+// replaces them all.
 func TestAReadOfTheUnchangedRecordKeepsTheValuesOfAFailedRow(t *testing.T) {
 	e := newEnv(t)
-	ids := e.create("Account", map[string]any{"Name": "Acme"})
+	ids := e.create("Account", map[string]any{"Name": "Acme", "Phone": "555-0100"})
 	e.mapSynced("Account", []string{"Name", "Industry"}, "poll")
 	// What the outbound side leaves after Salesforce refused a rename.
 	e.exec(`BEGIN; SET LOCAL pgforce.origin = 'salesforce';
-		UPDATE salesforce.account SET name = 'Acme Renamed', _hc_lastop = 'FAILED' WHERE sfid = '` + ids[0] + `'; COMMIT`)
+		UPDATE salesforce.account SET name = 'Acme Renamed', _hc_lastop = 'FAILED' WHERE sfid = '` + ids[0] + `';
+		INSERT INTO pgforce.error (mapping_id, direction, operation, record_id, sfid, payload, error_code, message)
+		SELECT 1, 'outbound', 'update', id, sfid, jsonb_build_object('Id', sfid, 'Name', name), 'FIELD_CUSTOM_VALIDATION_EXCEPTION', 'no renames'
+		FROM salesforce.account WHERE sfid = '` + ids[0] + `'; COMMIT`)
 	// Polls read Acme again while it is the newest record.
 	time.Sleep(5 * e.opts.MaxPollInterval)
 	later := e.create("Account", map[string]any{"Name": "Later"})
@@ -458,7 +462,44 @@ func TestAReadOfTheUnchangedRecordKeepsTheValuesOfAFailedRow(t *testing.T) {
 	e.waitValue("account", later[0], "industry", "Energy")
 	require.Equal(t, "Acme Renamed", e.value("account", ids[0], "name"))
 
+	// A field added since is filled in the row all the same.
+	e.exec(`UPDATE pgforce.mapping SET fields = fields || '{Phone}' WHERE id = 1`)
+	e.eventually(15*time.Second, func() (bool, string) {
+		var phone *string
+		err := e.pool.QueryRow(context.Background(), `SELECT phone FROM salesforce.account WHERE sfid = $1`, ids[0]).Scan(&phone)
+		return err == nil && phone != nil && *phone == "555-0100", fmt.Sprint("phone ", phone, " ", err)
+	})
+	require.Equal(t, "Acme Renamed", e.value("account", ids[0], "name"))
+
 	require.NoError(t, e.sim.UIEdit(context.Background(), "Account", ids[0], map[string]any{"Industry": "Retail"}))
 	e.waitValue("account", ids[0], "industry", "Retail")
 	require.Equal(t, "Acme", e.value("account", ids[0], "name"), "a newer record replaces them")
+}
+
+// A reload under hard_delete deletes the rows of records gone from
+// Salesforce; one that an application table still refers to becomes an
+// error of its record, and the reload completes.
+func TestAReloadDeletesTheRowsOfGoneRecordsAndReportsOnesItCannot(t *testing.T) {
+	e := newEnv(t)
+	e.opts.Overlap = time.Millisecond // the records are seconds old
+	ids := e.create("Account", map[string]any{"Name": "Referred to"}, map[string]any{"Name": "Free"})
+	id := e.mapping("Account", []string{"Name"}, "cdc")
+	e.exec(`UPDATE pgforce.mapping SET hard_delete = true WHERE id = $1`, id)
+	e.start()
+	e.waitState(id, "synced")
+	e.exec(`CREATE TABLE public.orders (id serial PRIMARY KEY, account_id integer REFERENCES salesforce.account (id))`)
+	e.exec(`INSERT INTO public.orders (account_id) SELECT id FROM salesforce.account WHERE sfid = $1`, ids[0])
+	e.stop()
+
+	_, err := e.sf.Delete(context.Background(), ids)
+	require.NoError(t, err)
+	e.exec(`SELECT pgforce.reload($1::integer)`, id)
+	e.start()
+	e.eventually(20*time.Second, func() (bool, string) {
+		n := e.count(`SELECT count(*) FROM salesforce.account WHERE sfid = $1`, ids[1])
+		return n == 0, fmt.Sprint(n, " rows of the free record")
+	})
+	e.waitState(id, "synced")
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM salesforce.account WHERE sfid = $1`, ids[0]), "the row referred to stays")
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM pgforce.error WHERE sfid = $1 AND state = 'open'`, ids[0]))
 }

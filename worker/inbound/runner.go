@@ -708,8 +708,12 @@ func (r *runner) markUnseen(ctx context.Context, t *table, before time.Time) err
 	if t.m.HardDelete {
 		q = `DELETE FROM %s t WHERE`
 	}
-	q = fmt.Sprintf(q+` t.id > $3 AND t.id <= $3 + $4 AND t.sfid IS NOT NULL AND NOT t.isdeleted AND t.systemmodstamp < $2
-		AND NOT EXISTS (SELECT FROM pgforce.inbound_seen s WHERE s.mapping_id = $1 AND s.sfid = t.sfid)`, t.target)
+	const unseen = ` t.id > $3 AND t.id <= $3 + $4 AND t.sfid IS NOT NULL AND NOT t.isdeleted AND t.systemmodstamp < $2
+		AND NOT EXISTS (SELECT FROM pgforce.inbound_seen s WHERE s.mapping_id = $1 AND s.sfid = t.sfid)`
+	q = fmt.Sprintf(q+unseen, t.target)
+	// A slice Postgres refuses (a foreign key of the application's names a
+	// row to delete) goes record by record: the refused ones become errors.
+	sel := fmt.Sprintf(`SELECT t.sfid FROM %s t WHERE`+unseen, t.target)
 	var last int64
 	if err := r.s.pool.QueryRow(ctx, fmt.Sprintf(`SELECT coalesce(max(id), 0) FROM %s`, t.target)).Scan(&last); err != nil {
 		return err
@@ -718,9 +722,31 @@ func (r *runner) markUnseen(ctx context.Context, t *table, before time.Time) err
 	for lo := int64(0); lo < last; lo += slice {
 		var n int64
 		if err := r.applyRetrying(ctx, context.WithoutCancel(ctx), t, "reload's deletions", func(work context.Context, tx pgx.Tx) error {
-			tag, err := tx.Exec(work, q, r.id, before, lo, slice)
-			n = tag.RowsAffected()
-			return err
+			sp, err := tx.Begin(work)
+			if err != nil {
+				return err
+			}
+			tag, err := sp.Exec(work, q, r.id, before, lo, slice)
+			if err == nil {
+				n = tag.RowsAffected()
+				return sp.Commit(work)
+			}
+			if rbErr := sp.Rollback(work); rbErr != nil {
+				return rbErr
+			}
+			if !isRecordError(err) {
+				return err
+			}
+			rows, err := tx.Query(work, sel, r.id, before, lo, slice)
+			if err != nil {
+				return err
+			}
+			ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				return err
+			}
+			n = int64(len(ids))
+			return t.markGone(work, tx, ids, "load")
 		}); err != nil {
 			return err
 		}

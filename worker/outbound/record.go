@@ -61,6 +61,11 @@ type failureRow struct {
 	Fields    []string        `json:"fields"`
 	HCErr     string          `json:"hc_err"`
 	RetryOf   *int64          `json:"retry_of"`
+	// Entries are the change's outbox entries, whose old values (what
+	// Salesforce held before the change, as far as Postgres knew) go on
+	// the error as old: a retry carries them, so that a later read of the
+	// record can tell which fields Salesforce did not change.
+	Entries []int64 `json:"entries"`
 }
 
 // record writes the outcome of a batch in one transaction: Ids and
@@ -121,6 +126,9 @@ func (s *Service) record(ctx context.Context, m *Mapping, changes []*change, res
 			he, _ := json.Marshal(hcErr{ErrorCode: r.err.StatusCode, Message: r.err.Message, Fields: fields})
 			f := failureRow{RecordID: c.RecordID, Op: c.Op, Payload: pb, ErrorCode: r.err.StatusCode,
 				Message: r.err.Message, Fields: fields, HCErr: string(he)}
+			if c.Op == "update" {
+				f.Entries = c.Entries
+			}
 			if c.SFID != "" {
 				sfid := c.SFID
 				f.SFID = &sfid
@@ -274,6 +282,24 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 		if _, err := tx.Exec(ctx, fmt.Sprintf(`SELECT FROM %s t WHERE t.id = ANY($1) ORDER BY t.id FOR UPDATE`, table), batchPlan, rec.rows); err != nil {
 			return fmt.Errorf("lock rows: %w", err)
 		}
+		// The old values of the refused updates (what Salesforce held
+		// before them, as far as Postgres knew), by row id, read before
+		// their entries go: the error keeps them for its retry (see
+		// failureRow.Entries). The old value of a field is its first
+		// entry's. A plain read, which locks nothing.
+		olds := []byte("{}")
+		if rec.nFailed > 0 {
+			if err := tx.QueryRow(ctx, `SELECT coalesce(jsonb_object_agg(f.record_id, x.old), '{}')
+				FROM jsonb_to_recordset($1) AS f(record_id integer, entries bigint[])
+				CROSS JOIN LATERAL (
+					SELECT jsonb_object_agg(k.key, k.value) AS old FROM (
+						SELECT DISTINCT ON (kv.key) kv.key, kv.value
+						FROM pgforce.outbox o, jsonb_each(o.old) kv WHERE o.id = ANY(f.entries)
+						ORDER BY kv.key, o.id) k) x
+				WHERE x.old IS NOT NULL`, rec.failed).Scan(&olds); err != nil {
+				return fmt.Errorf("read the old values of refused updates: %w", err)
+			}
+		}
 		// The entries come next: the DELETE (or the requeue) is the first
 		// statement that touches them.
 		if len(rec.done) > 0 {
@@ -399,10 +425,12 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 		if rec.nFailed > 0 {
 			// A retry that fails again reopens its error; an update of a
 			// record whose earlier update failed (and was sent again with
-			// it, see prepare) updates that error, open or waiting for its
-			// retry; a retry whose error was ignored while it was in flight
-			// records nothing (the user gave the change up); any other
-			// failure is a new error row.
+			// it, see prepare) updates that open error; a retry whose error
+			// was ignored while it was in flight records nothing (the user
+			// gave the change up); any other failure is a new error row.
+			// (An error waiting for its retry is not updated: the retry
+			// carries its fields only, and its success would settle the
+			// other fields' failure with it.)
 			if _, err := tx.Exec(ctx, `WITH f AS (
 					SELECT * FROM jsonb_to_recordset($1) AS f(record_id integer, sfid text, op text, payload jsonb,
 						error_code text, message text, fields text[], hc_err text, retry_of bigint)
@@ -413,16 +441,17 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 					RETURNING e.id
 				), again AS (
 					UPDATE pgforce.error e SET attempts = e.attempts + 1, error_code = f.error_code,
-						message = f.message, fields = f.fields, payload = f.payload
+						message = f.message, fields = f.fields, payload = f.payload,
+						old = nullif(coalesce($3::jsonb -> f.record_id::text, '{}') || coalesce(e.old, '{}'), '{}')
 					FROM f WHERE f.retry_of IS NULL AND f.op = 'update' AND e.mapping_id = $2 AND e.record_id = f.record_id
-					  AND e.direction = 'outbound' AND e.operation = 'update' AND e.state IN ('open', 'retrying')
+					  AND e.direction = 'outbound' AND e.operation = 'update' AND e.state = 'open'
 					RETURNING e.record_id
 				)
-				INSERT INTO pgforce.error (mapping_id, direction, operation, record_id, sfid, payload, error_code, message, fields)
-				SELECT $2, 'outbound', f.op, f.record_id, f.sfid, f.payload, f.error_code, f.message, f.fields
+				INSERT INTO pgforce.error (mapping_id, direction, operation, record_id, sfid, payload, error_code, message, fields, old)
+				SELECT $2, 'outbound', f.op, f.record_id, f.sfid, f.payload, f.error_code, f.message, f.fields, $3::jsonb -> f.record_id::text
 				FROM f WHERE (f.retry_of IS NULL OR f.retry_of NOT IN (SELECT id FROM reopened)
 				              AND NOT EXISTS (SELECT FROM pgforce.error x WHERE x.id = f.retry_of AND x.state = 'ignored'))
-				  AND NOT (f.retry_of IS NULL AND f.op = 'update' AND f.record_id IN (SELECT record_id FROM again))`, rec.failed, m.ID); err != nil {
+				  AND NOT (f.retry_of IS NULL AND f.op = 'update' AND f.record_id IN (SELECT record_id FROM again))`, rec.failed, m.ID, olds); err != nil {
 				return fmt.Errorf("record errors: %w", err)
 			}
 			// A refused delete marks no row: its row is gone, or is a new

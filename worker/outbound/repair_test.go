@@ -49,6 +49,17 @@ func (b *bundle) failedUpdate(t *testing.T) (row int, sfid string, errID int64) 
 	return row, sfid, b.waitOpenError(t, row, "update")
 }
 
+// A refused update's error keeps what the update replaced in the row, the
+// values Salesforce still holds, for its retry (see pgforce.retry).
+func TestARefusedUpdatesErrorKeepsTheValuesItReplaced(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.start(t, fastOptions())
+	_, _, errID := b.failedUpdate(t)
+	var old map[string]any
+	b.scalar(t, &old, `SELECT old FROM pgforce.error WHERE id = $1`, errID)
+	require.Equal(t, map[string]any{"name": "Keep me"}, old)
+}
+
 // A revert that Postgres refuses (an application table still refers to the
 // row of the failed insert it would delete) opens its error again with the
 // reason, and the mapping's other changes go on being sent.
@@ -209,24 +220,33 @@ func (b *bundle) startHeld(t *testing.T) (*atomic.Bool, func()) {
 }
 
 // A retry asked for while a later update of the same row is in flight:
-// that update fails for the same field, and the row still has one error.
-func TestARetryDuringALaterUpdateOfTheRowLeavesOneError(t *testing.T) {
+// that update fails for the same field, and its error of its own goes with
+// the retry, so that both the fixed field and the later change reach
+// Salesforce. (Folded into the retry's error, the later change was settled
+// with the retry, which did not carry it.)
+func TestALaterUpdateThatFailsWhileARetryWaitsReachesSalesforceWithIt(t *testing.T) {
 	b := setup(t, setupOptions{})
 	hold, release := b.startHeld(t)
 	defer release()
-	row, _, errID := b.failedUpdate(t)
+	row, sfid, errID := b.failedUpdate(t)
 
 	hold.Store(true)
 	b.exec(t, `UPDATE salesforce.account SET industry = 'Retail' WHERE id = $1`, row)
-	b.waitClaimed(t, row)
+	b.waitClaimed(t, row) // carries the refused name too, so it fails
+	b.exec(t, `UPDATE salesforce.account SET name = 'Fixed' WHERE id = $1`, row)
 	b.exec(t, `SELECT pgforce.retry($1)`, errID)
 	release()
 
-	eventually(t, 10*time.Second, "the retry settled", func() bool { return b.errorState(t, errID) != "retrying" })
-	eventually(t, 10*time.Second, "the outbox drained", func() bool { return b.backlog(t) == 0 })
+	eventually(t, 10*time.Second, "the row synced", func() bool {
+		var lastop string
+		b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account WHERE id = $1`, row)
+		return lastop == "SYNCED" && b.backlog(t) == 0
+	})
+	require.Equal(t, "Fixed", b.sfField(t, "Account", sfid, "Name"))
+	require.Equal(t, "Retail", b.sfField(t, "Account", sfid, "Industry"))
 	var open int
-	b.scalar(t, &open, `SELECT count(*) FROM pgforce.error WHERE record_id = $1 AND state = 'open'`, row)
-	require.Equal(t, 1, open)
+	b.scalar(t, &open, `SELECT count(*) FROM pgforce.error WHERE record_id = $1 AND state IN ('open', 'retrying')`, row)
+	require.Zero(t, open)
 }
 
 // An error ignored while its retry is in flight stays ignored when the
@@ -353,4 +373,29 @@ func TestWritesHeldByTheAPIBudgetSaySoInTheLog(t *testing.T) {
 
 	used.Store(1_000) // the calls of a day ago age out
 	b.waitSfid(t, "account", row)
+}
+
+// A refused change that linked a child to its parent through the
+// relationship column (the worker sent the parent's Id as AccountId) is
+// retried with the row, so that the retry links the child.
+func TestARetryOfARefusedLinkToAParentLinksTheChild(t *testing.T) {
+	b := setup(t, setupOptions{upsertField: "Ext_Id__c"})
+	b.start(t, fastOptions())
+	var acc, con int
+	b.scalar(t, &acc, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('Parent Co', 'ext-1') RETURNING id`)
+	accID := b.waitSfid(t, "account", acc)
+	b.scalar(t, &con, `INSERT INTO salesforce.contact (lastname) VALUES ('Child') RETURNING id`)
+	conID := b.waitSfid(t, "contact", con)
+
+	b.sim.Inject(sim.Fault{Path: collectionsPath, Method: "PATCH", Status: 400, Count: 1})
+	b.exec(t, `UPDATE salesforce.contact SET account__r__ext_id__c = 'ext-1', lastname = 'Child Linked' WHERE id = $1`, con)
+	var errID int64
+	eventually(t, 10*time.Second, "the refused update's error", func() bool {
+		return b.pool.QueryRow(context.Background(), `SELECT id FROM pgforce.error WHERE mapping_id = $1 AND record_id = $2 AND state = 'open'`,
+			b.contactID, con).Scan(&errID) == nil
+	})
+	b.exec(t, `SELECT pgforce.retry($1)`, errID)
+	eventually(t, 10*time.Second, "the retry went through", func() bool { return b.errorState(t, errID) == "resolved" })
+	require.Equal(t, "Child Linked", b.sfField(t, "Contact", conID, "LastName"))
+	require.Equal(t, accID, b.sfField(t, "Contact", conID, "AccountId"))
 }

@@ -129,6 +129,8 @@ type Service struct {
 	kick    chan struct{}
 	// heldLogged is when waitBudget last said that writes are held.
 	heldLogged time.Time
+	// recaptured is when recapture last tried each mapping's table.
+	recaptured map[int]time.Time
 	// calls holds a slot per Collections call running, Parallel in all,
 	// shared by the batches in flight at once.
 	calls chan struct{}
@@ -170,7 +172,7 @@ func New(pool *pgxpool.Pool, sf Salesforce, logger *slog.Logger, opts Options) *
 		logger = slog.Default()
 	}
 	s := &Service{pool: pool, sf: sf, log: logger.With("component", "outbound"), opts: opts,
-		backoff: map[int]*backoffState{}, lastOut: map[int]time.Time{}, catchUp: map[int]catchUpWindow{}, written: map[int]map[string]bool{}, mode: feed.ModeStarting, kick: make(chan struct{}, 1),
+		backoff: map[int]*backoffState{}, lastOut: map[int]time.Time{}, recaptured: map[int]time.Time{}, catchUp: map[int]catchUpWindow{}, written: map[int]map[string]bool{}, mode: feed.ModeStarting, kick: make(chan struct{}, 1),
 		calls: make(chan struct{}, opts.Parallel)}
 	fo := opts.Feed
 	userOnMode := fo.OnMode
@@ -436,8 +438,19 @@ func (s *Service) waitBudget(ctx context.Context, m *Mapping) error {
 //
 // Replacing triggers locks the table against everything for a moment; an
 // application transaction holding it longer than a second is not waited
-// for, and the next cycle tries again.
+// for, and it is tried again a minute later (so is a table the worker's
+// role may not change), not every cycle, which would queue the
+// application's statements behind the lock each time.
 func (s *Service) recapture(ctx context.Context, m *Mapping) {
+	s.mu.Lock()
+	due := time.Since(s.recaptured[m.ID]) >= time.Minute
+	if due {
+		s.recaptured[m.ID] = time.Now()
+	}
+	s.mu.Unlock()
+	if !due {
+		return
+	}
 	if err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '1s'`); err != nil {
 			return err

@@ -106,6 +106,10 @@ func TestMappingInsertRefusesATableAnotherOrgMapsInTheSameSchema(t *testing.T) {
 	b.refused(t, "is already used by mapping", "",
 		`UPDATE pgforce.mapping SET table_name = 'account' WHERE org = 'sandbox'`)
 	b.exec(t, `DELETE FROM pgforce.mapping WHERE org = 'sandbox'`)
+	// A mapping whose table is not made yet may move to the other org: it
+	// is not in its own way.
+	b.exec(t, `UPDATE pgforce.mapping SET org = 'sandbox' WHERE id = 1`)
+	b.exec(t, `UPDATE pgforce.mapping SET org = 'default' WHERE id = 1`)
 	b.exec(t, `UPDATE pgforce.org SET schema_name = 'sandbox' WHERE name = 'sandbox'`)
 	b.exec(t, `INSERT INTO pgforce.mapping (org, sobject) VALUES ('sandbox', 'Account')`)
 }

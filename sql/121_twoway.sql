@@ -79,7 +79,18 @@ BEGIN
         RETURN false;
     END IF;
     BEGIN
-        EXECUTE pg_catalog.format('SELECT $1::%1$s OPERATOR(pg_catalog.=) $2::%1$s', v_type) INTO v_same USING v_a, v_b;
+        -- Salesforce holds datetimes and times to the millisecond, and the
+        -- worker sends them so: a Postgres value with microseconds is the
+        -- same as the one Salesforce kept of it.
+        IF v_type OPERATOR(pg_catalog.=) ANY (ARRAY['pg_catalog.timestamptz'::pg_catalog.regtype, 'pg_catalog.timestamp'::pg_catalog.regtype]) THEN
+            EXECUTE pg_catalog.format('SELECT pg_catalog.date_trunc(''milliseconds'', $1::%1$s) OPERATOR(pg_catalog.=) pg_catalog.date_trunc(''milliseconds'', $2::%1$s)', v_type)
+                INTO v_same USING v_a, v_b;
+        ELSIF v_type OPERATOR(pg_catalog.=) 'pg_catalog.time'::pg_catalog.regtype THEN
+            EXECUTE 'SELECT pg_catalog.date_trunc(''milliseconds'', $1::pg_catalog.time::pg_catalog.interval) OPERATOR(pg_catalog.=) pg_catalog.date_trunc(''milliseconds'', $2::pg_catalog.time::pg_catalog.interval)'
+                INTO v_same USING v_a, v_b;
+        ELSE
+            EXECUTE pg_catalog.format('SELECT $1::%1$s OPERATOR(pg_catalog.=) $2::%1$s', v_type) INTO v_same USING v_a, v_b;
+        END IF;
     EXCEPTION WHEN data_exception OR undefined_function THEN
         v_same := false;
     END;

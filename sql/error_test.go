@@ -365,3 +365,26 @@ func TestARetryThatSalesforcesEditReplacesSettlesItsError(t *testing.T) {
 	state, _ := b.errorState(t, errID)
 	require.Equal(t, "resolved", state)
 }
+
+// Salesforce keeps datetimes and times to the millisecond: a Postgres value
+// with microseconds is the same value as the one Salesforce kept of it, so
+// a read of the record finds no change there.
+func TestAValueWithMicrosecondsIsTheSameAsSalesforcesMilliseconds(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mapAccount(t, "read_write")
+	b.exec(t, `ALTER TABLE salesforce.account ADD COLUMN at time`)
+	for _, c := range []struct {
+		col, a, b string
+		same      bool
+	}{
+		{"systemmodstamp", `"2024-01-01T10:00:00.123456+00:00"`, `"2024-01-01T10:00:00.123+0000"`, true},
+		{"systemmodstamp", `"2024-01-01T10:00:00.124+00:00"`, `"2024-01-01T10:00:00.123+0000"`, false},
+		{"at", `"10:00:00.123456"`, `"10:00:00.123Z"`, true},
+		{"at", `"10:00:00.124"`, `"10:00:00.123Z"`, false},
+	} {
+		var same bool
+		b.scalar(t, &same, `SELECT pgforce._same_value('salesforce.account'::regclass, $1, $2::jsonb, $3::jsonb)`, c.col, c.a, c.b)
+		require.Equal(t, c.same, same, "%s %s %s", c.col, c.a, c.b)
+	}
+}

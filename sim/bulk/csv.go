@@ -2,10 +2,8 @@ package bulk
 
 import (
 	"bytes"
-	"encoding/csv"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 )
 
@@ -23,14 +21,11 @@ func parseUpload(data []byte, delim byte, lineEnding string) (header []string, r
 			return nil, nil, fmt.Errorf("ClientInputError : LineEnding is invalid on user data. Current LineEnding setting is %s", lineEnding)
 		}
 	}
-	r := csv.NewReader(bytes.NewReader(data))
-	r.Comma = rune(delim)
-	r.FieldsPerRecord = 0 // every row must have as many fields as the header
-	r.ReuseRecord = false
-	header, err = r.Read()
+	records, err := splitCSV(data, delim)
 	if err != nil {
-		return nil, nil, csvError(err)
+		return nil, nil, err
 	}
+	header = records[0]
 	seen := make(map[string]bool, len(header))
 	for _, h := range header {
 		if h == "" {
@@ -42,28 +37,79 @@ func parseUpload(data []byte, delim byte, lineEnding string) (header []string, r
 		}
 		seen[key] = true
 	}
-	for {
-		row, err := r.Read()
-		if err == io.EOF {
-			break
+	for i, row := range records[1:] {
+		if len(row) != len(header) {
+			return nil, nil, fmt.Errorf("ClientInputError : Wrong number of columns on line %d: every row must have as many fields as the header row", i+2)
 		}
-		if err != nil {
-			return nil, nil, csvError(err)
-		}
-		rows = append(rows, row)
 	}
-	return header, rows, nil
+	return header, records[1:], nil
 }
 
-func csvError(err error) error {
-	var pe *csv.ParseError
-	if errors.As(err, &pe) {
-		if errors.Is(pe.Err, csv.ErrFieldCount) {
-			return fmt.Errorf("ClientInputError : Wrong number of columns on line %d: every row must have as many fields as the header row", pe.StartLine)
+// splitCSV splits RFC 4180 CSV into records. A quoted field keeps every
+// byte between its quotes as data, a carriage return before a newline too
+// (encoding/csv turns a quoted CR LF into LF, which Salesforce does not);
+// a record ends at a newline outside quotes, with the carriage return
+// before it, and a last newline ends the data.
+func splitCSV(data []byte, delim byte) ([][]string, error) {
+	var records [][]string
+	var record []string
+	var field []byte
+	line := 1
+	for i := 0; i < len(data); {
+		if data[i] == '"' && len(field) == 0 {
+			// A quoted field: to the closing quote, "" standing for one.
+			start := line
+			i++
+			for {
+				if i >= len(data) {
+					return nil, fmt.Errorf("ClientInputError : Malformed CSV on line %d: a quoted field has no closing quote", start)
+				}
+				c := data[i]
+				if c == '"' {
+					if i+1 < len(data) && data[i+1] == '"' {
+						field = append(field, '"')
+						i += 2
+						continue
+					}
+					i++
+					break
+				}
+				if c == '\n' {
+					line++
+				}
+				field = append(field, c)
+				i++
+			}
+			if i < len(data) && data[i] != delim && data[i] != '\n' && !(data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n') {
+				return nil, fmt.Errorf("ClientInputError : Malformed CSV on line %d: text after a closing quote", line)
+			}
+			continue
 		}
-		return fmt.Errorf("ClientInputError : Malformed CSV on line %d column %d: %v", pe.Line, pe.Column, pe.Err)
+		switch c := data[i]; {
+		case c == delim:
+			record = append(record, string(field))
+			field = field[:0]
+			i++
+		case c == '\n' || c == '\r' && i+1 < len(data) && data[i+1] == '\n':
+			record = append(record, string(field))
+			records = append(records, record)
+			record, field = nil, field[:0]
+			if c == '\r' {
+				i++
+			}
+			i++
+			line++
+		case c == '"':
+			return nil, fmt.Errorf("ClientInputError : Malformed CSV on line %d: a quote inside an unquoted field", line)
+		default:
+			field = append(field, c)
+			i++
+		}
 	}
-	return fmt.Errorf("ClientInputError : %v", err)
+	if record != nil || len(field) > 0 {
+		records = append(records, append(record, string(field)))
+	}
+	return records, nil
 }
 
 // toRecord turns a row into a Record: "#N/A" sets a field to null, an empty value leaves it unchanged.

@@ -153,13 +153,14 @@ func TestIngestParsesEveryDelimiterAndLineEnding(t *testing.T) {
 				t.Parallel()
 				tb := setup(t, Options{})
 				nl, sep := eol(le), string(d)
-				// Quoted values holding the delimiter, a doubled quote and a newline survive intact.
+				// Quoted values holding the delimiter, a doubled quote and a newline (LF or CR LF) survive intact.
 				data := "Name" + sep + "Description" + nl +
 					`"Acme` + sep + ` Inc"` + sep + `"says ""hi"""` + nl +
-					"Plain" + sep + "\"two\nlines\"" + nl
+					"Plain" + sep + "\"two\nlines\"" + nl +
+					"Windows" + sep + "\"two\r\nlines\"" + nl
 				id, info := tb.runIngest(t, `{"object":"Account","operation":"insert","columnDelimiter":"`+name+`","lineEnding":"`+le+`"}`,
 					data, StateJobComplete)
-				require.EqualValues(t, 2, info["numberRecordsProcessed"])
+				require.EqualValues(t, 3, info["numberRecordsProcessed"])
 				require.EqualValues(t, 0, info["numberRecordsFailed"])
 				tb.table.mu.Lock()
 				seen := tb.table.seen
@@ -167,6 +168,7 @@ func TestIngestParsesEveryDelimiterAndLineEnding(t *testing.T) {
 				require.Equal(t, "Acme"+sep+" Inc", seen[0]["Name"].Value)
 				require.Equal(t, `says "hi"`, seen[0]["Description"].Value)
 				require.Equal(t, "two\nlines", seen[1]["Description"].Value)
+				require.Equal(t, "two\r\nlines", seen[2]["Description"].Value, "a quoted CR LF is data")
 
 				ok := tb.csvRows(t, "ingest/"+id+"/successfulResults", rune(d))
 				require.Equal(t, []string{"sf__Id", "sf__Created", "Name", "Description"}, ok[0])

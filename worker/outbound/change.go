@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/pgforce/pgforce/worker/salesforce"
@@ -51,6 +53,10 @@ type change struct {
 	record  salesforce.Record // what is sent
 	extID   string            // value of the upsert field for an upsert
 	deferTo bool              // a parent has no Id yet: try again later
+	// invalid says a value of the change cannot be sent (a datetime
+	// Salesforce has no equivalent of): the record fails on its own, as
+	// if Salesforce had refused it, and the rest of its batch is sent.
+	invalid *salesforce.RecordError
 }
 
 // doubtfulInsert is an insert entry that an earlier claim may have sent.
@@ -200,22 +206,55 @@ func sfValue(typ string, v any) (any, error) {
 	}
 	switch typ {
 	case "datetime":
-		t, err := time.Parse(time.RFC3339Nano, s)
+		t, err := parseTimestamp(s)
 		if err != nil {
-			// A column without a time zone, as in a table kept from Heroku
-			// Connect, holds UTC.
-			var local error
-			if t, local = time.Parse("2006-01-02T15:04:05.999999999", s); local != nil {
-				return nil, fmt.Errorf("datetime %q: %w", s, err)
-			}
+			return nil, err
 		}
 		return salesforce.FormatDateTime(t), nil
 	case "time":
 		t, err := time.Parse("15:04:05.999999999", s)
 		if err != nil {
-			return nil, fmt.Errorf("time %q: %w", s, err)
+			// Postgres has 24:00:00, the end of the day; Salesforce does not.
+			return nil, fmt.Errorf("time %s is not a time of day Salesforce holds (00:00:00 to 23:59:59.999)", s)
 		}
 		return t.Format("15:04:05.000") + "Z", nil
 	}
 	return v, nil
+}
+
+// pgOffset is the time zone offset ending a timestamptz as to_jsonb writes
+// it: +HH:MM, or +HH:MM:SS for the local mean times zones had before they
+// took whole minutes (Amsterdam's +00:19:32 until 1937), which Go's
+// RFC 3339 parser refuses.
+var pgOffset = regexp.MustCompile(`([+-])(\d\d):(\d\d)(?::(\d\d))?$`)
+
+// parseTimestamp parses a timestamp as to_jsonb writes it, in the session's
+// time zone. A column without a time zone, as in a table kept from Heroku
+// Connect, holds UTC.
+func parseTimestamp(s string) (time.Time, error) {
+	const local = "2006-01-02T15:04:05.999999999"
+	m := pgOffset.FindStringSubmatchIndex(s)
+	if m == nil {
+		t, err := time.Parse(local, s)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("datetime %s is not one Salesforce holds (years 1700 to 4000, no infinity)", s)
+		}
+		return t, nil
+	}
+	t, err := time.Parse(local, s[:m[0]])
+	if err != nil {
+		return time.Time{}, fmt.Errorf("datetime %s is not one Salesforce holds (years 1700 to 4000, no infinity)", s)
+	}
+	part := func(i int) time.Duration {
+		if m[2*i] < 0 {
+			return 0
+		}
+		n, _ := strconv.Atoi(s[m[2*i]:m[2*i+1]])
+		return time.Duration(n)
+	}
+	offset := part(2)*time.Hour + part(3)*time.Minute + part(4)*time.Second
+	if s[m[2]] == '-' {
+		offset = -offset
+	}
+	return t.Add(-offset), nil
 }

@@ -115,11 +115,18 @@ func TestDatetimesAreSentAsUTCFromColumnsWithAndWithoutATimeZone(t *testing.T) {
 		"2026-11-27T09:30:00.25+01:00": "2026-11-27T08:30:00.250+0000",
 		"2026-11-27T09:30:00.25":       "2026-11-27T09:30:00.250+0000",
 		"2026-11-27T09:30:00":          "2026-11-27T09:30:00.000+0000",
+		// Local mean time, as Postgres writes Amsterdam's before 1937.
+		"1930-05-01T12:19:32+00:19:32": "1930-05-01T12:00:00.000+0000",
+		"1930-05-01T06:38:50-05:21:10": "1930-05-01T12:00:00.000+0000",
 	} {
 		got, err := sfValue("datetime", in)
 		require.NoError(t, err, in)
 		require.Equal(t, want, got, in)
 	}
-	_, err := sfValue("datetime", "next Tuesday")
-	require.ErrorContains(t, err, `datetime "next Tuesday"`)
+	for _, in := range []string{"next Tuesday", "infinity", "-infinity"} {
+		_, err := sfValue("datetime", in)
+		require.ErrorContains(t, err, "datetime "+in+" is not one Salesforce holds")
+	}
+	_, err := sfValue("time", "24:00:00")
+	require.ErrorContains(t, err, "time 24:00:00 is not a time of day Salesforce holds")
 }

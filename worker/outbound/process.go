@@ -388,6 +388,8 @@ func (s *Service) sendBatch(ctx context.Context, m *Mapping, b *batch) {
 		switch {
 		case found[i]:
 			// Created by an earlier attempt, or to be looked for again.
+		case c.invalid != nil:
+			results[i] = outcome{kind: outFailed, err: *c.invalid}
 		case c.deferTo:
 			results[i] = outcome{kind: outDeferred, unsent: true}
 		case c.Op == "":
@@ -426,11 +428,26 @@ func (s *Service) send(ctx context.Context, m *Mapping, op string, changes []*ch
 	if len(idx) == 0 {
 		return
 	}
-	if bulk && len(idx) >= min(minBulkJob, max(1, s.opts.BulkBatchSize/2)) && op != "insert" {
-		if err := s.sendBulk(ctx, m, op, changes, idx, results); err == nil {
+	if bulk && op != "insert" {
+		// A record holding the text #N/A goes through Collections: in a
+		// Bulk upload it means null, and no escape sets the text.
+		viaBulk, rest := make([]int, 0, len(idx)), []int(nil)
+		for _, i := range idx {
+			if holdsBulkNull(changes[i].record) {
+				rest = append(rest, i)
+			} else {
+				viaBulk = append(viaBulk, i)
+			}
+		}
+		if len(viaBulk) >= min(minBulkJob, max(1, s.opts.BulkBatchSize/2)) {
+			if err := s.sendBulk(ctx, m, op, changes, viaBulk, results); err == nil {
+				idx = rest
+			} else {
+				s.log.Warn("outbound: bulk write failed, falling back to Collections", "mapping", m.ID, "op", op, "err", err)
+			}
+		}
+		if len(idx) == 0 {
 			return
-		} else {
-			s.log.Warn("outbound: bulk write failed, falling back to Collections", "mapping", m.ID, "op", op, "err", err)
 		}
 	}
 	type chunk struct{ idx []int }
@@ -449,6 +466,17 @@ func (s *Service) send(ctx context.Context, m *Mapping, op string, changes []*ch
 		}(ch.idx)
 	}
 	wg.Wait()
+}
+
+// holdsBulkNull says a record sets a field to the text that a Bulk API 2.0
+// upload reads as null.
+func holdsBulkNull(r salesforce.Record) bool {
+	for _, v := range r.Fields {
+		if str, ok := v.(string); ok && str == salesforce.NullValue {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Service) sendChunk(ctx context.Context, m *Mapping, op string, changes []*change, idx []int, results []outcome) {
@@ -903,7 +931,12 @@ func (s *Service) buildRecords(ctx context.Context, m *Mapping, all []*Mapping, 
 			}
 			name, sv, ok, err := m.sendValue(k, v, insert)
 			if err != nil {
-				return fmt.Errorf("record %d field %s: %w", c.RecordID, name, err)
+				// The raw value goes into the error's payload, where the
+				// user sees what to fix.
+				c.invalid = &salesforce.RecordError{StatusCode: "INVALID_TYPE_ON_FIELD_IN_RECORD",
+					Message: fmt.Sprintf("%s: %v; set the column to a value Salesforce holds and retry", name, err), Fields: []string{name}}
+				fields[name] = v
+				continue
 			}
 			if !ok {
 				continue

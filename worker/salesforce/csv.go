@@ -1,6 +1,8 @@
 package salesforce
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -149,8 +151,8 @@ func (r Row) Get(name string) (string, bool) {
 // ReadCSV reads a CSV whose first row is a header and calls fn for every
 // data row. Rows are not reused, so fn may keep them.
 func ReadCSV(r io.Reader, fn func(Row) error) error {
-	cr := csv.NewReader(r)
-	names, err := cr.Read()
+	cr := csvReader{br: bufio.NewReaderSize(r, 64<<10)}
+	names, err := cr.read()
 	if err == io.EOF {
 		return nil // an empty page: no header, no rows
 	}
@@ -158,17 +160,111 @@ func ReadCSV(r io.Reader, fn func(Row) error) error {
 		return fmt.Errorf("salesforce: CSV header: %w", err)
 	}
 	h := newHeader(names)
-	cr.FieldsPerRecord = len(names)
 	for {
-		rec, err := cr.Read()
+		rec, err := cr.read()
 		if err == io.EOF {
 			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("salesforce: CSV: %w", err)
 		}
+		if len(rec) != len(names) {
+			return fmt.Errorf("salesforce: CSV: record on line %d has %d fields, the header %d", cr.line, len(rec), len(names))
+		}
 		if err := fn(Row{Header: h, Values: rec}); err != nil {
 			return err
 		}
 	}
+}
+
+// csvReader reads RFC 4180 CSV records, keeping every byte between a
+// quoted field's quotes, a carriage return before a newline too: Salesforce
+// text often holds CR LF line breaks, which encoding/csv turns into LF, so
+// that a value read from a Bulk result differed from the same value read
+// through REST or copied into Postgres.
+type csvReader struct {
+	br    *bufio.Reader
+	line  int // of the record last read
+	field []byte
+}
+
+// read returns the next record, or io.EOF after the last. Blank lines are
+// skipped.
+func (c *csvReader) read() ([]string, error) {
+	var line []byte
+	for {
+		l, err := c.br.ReadBytes('\n')
+		if len(l) == 0 && err == io.EOF {
+			return nil, io.EOF
+		}
+		if err != nil && err != io.EOF {
+			return nil, err
+		}
+		c.line++
+		if len(trimEOL(l)) > 0 {
+			line = l
+			break
+		}
+		if err == io.EOF {
+			return nil, io.EOF
+		}
+	}
+	var rec []string
+	pos := 0
+	for {
+		if pos < len(line) && line[pos] == '"' {
+			// A quoted field, which may go on over several lines.
+			pos++
+			field := c.field[:0]
+			for {
+				i := bytes.IndexByte(line[pos:], '"')
+				if i < 0 {
+					field = append(field, line[pos:]...)
+					more, err := c.br.ReadBytes('\n')
+					if len(more) == 0 {
+						if err == nil || err == io.EOF {
+							err = fmt.Errorf("line %d: a quoted field has no closing quote", c.line)
+						}
+						return nil, err
+					}
+					c.line++
+					line, pos = more, 0
+					continue
+				}
+				field = append(field, line[pos:pos+i]...)
+				pos += i + 1
+				if pos < len(line) && line[pos] == '"' {
+					field = append(field, '"')
+					pos++
+					continue
+				}
+				break
+			}
+			c.field = field
+			rec = append(rec, string(field))
+			rest := trimEOL(line[pos:])
+			switch {
+			case len(rest) == 0:
+				return rec, nil
+			case rest[0] == ',':
+				pos++
+				continue
+			default:
+				return nil, fmt.Errorf("line %d: text after a closing quote", c.line)
+			}
+		}
+		content := trimEOL(line)
+		i := bytes.IndexByte(content[pos:], ',')
+		if i < 0 {
+			return append(rec, string(content[pos:])), nil
+		}
+		rec = append(rec, string(content[pos:pos+i]))
+		pos += i + 1
+	}
+}
+
+// trimEOL drops the line ending (LF or CR LF) from b.
+func trimEOL(b []byte) []byte {
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	return bytes.TrimSuffix(b, []byte("\r"))
 }

@@ -242,6 +242,19 @@ func TestReadCSVHandsOverQuotedRowsWithTheirHeader(t *testing.T) {
 	require.Error(t, ReadCSV(strings.NewReader("A,B\n1\n"), func(Row) error { return nil }))
 }
 
+// A quoted field keeps every byte between its quotes: Salesforce text
+// holds CR LF line breaks, which must read as they are. Records end with
+// LF or CR LF, the last one with none.
+func TestReadCSVKeepsQuotedCarriageReturnsAndReadsEitherLineEnding(t *testing.T) {
+	in := "Id,Note,Plain\r\n001,\"a\r\nb\",x\r\n\r\n002,\"\"\"q\"\"\r\n\r\nc\",\n003,,last"
+	var got [][]string
+	require.NoError(t, ReadCSV(strings.NewReader(in), func(r Row) error { got = append(got, r.Values); return nil }))
+	require.Equal(t, [][]string{{"001", "a\r\nb", "x"}, {"002", "\"q\"\r\n\r\nc", ""}, {"003", "", "last"}}, got)
+
+	require.ErrorContains(t, ReadCSV(strings.NewReader("A\n\"open\n"), func(Row) error { return nil }), "no closing quote")
+	require.ErrorContains(t, ReadCSV(strings.NewReader("A\n\"x\"y\n"), func(Row) error { return nil }), "after a closing quote")
+}
+
 func TestParseBulkErrorSplitsCodeMessageAndFields(t *testing.T) {
 	e := ParseBulkError("REQUIRED_FIELD_MISSING:Required fields are missing: [Name]:Name --")
 	require.Equal(t, RecordError{StatusCode: "REQUIRED_FIELD_MISSING", Message: "Required fields are missing: [Name]", Fields: []string{"Name"}}, e)

@@ -190,3 +190,25 @@ func TestLoadBuildsTheSystemModstampIndexAnInterruptedLoadLeftOut(t *testing.T) 
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM pg_indexes WHERE schemaname = 'salesforce' AND indexname = 'hc_idx_gadget__c_systemmodstamp'`))
 	require.Equal(t, 1500, e.count(`SELECT count(*) FROM salesforce.gadget__c`))
 }
+
+// Text with CR LF line breaks (as browsers send a text area) reads the same
+// through every path: the first load copies Bulk results straight into the
+// table, and a reload merges them through the worker's own CSV reader.
+func TestTextWithCRLFLineBreaksReadsTheSameThroughEveryLoadPath(t *testing.T) {
+	e := newEnv(t)
+	e.opts.BulkThreshold = 1
+	ids := e.create("Account", map[string]any{"Name": "a\r\nb"})
+	id := e.mapSynced("Account", []string{"Name"}, "cdc")
+	require.Equal(t, "a\r\nb", e.value("account", ids[0], "name"), "the first load")
+
+	jobs := e.calls("POST /services/data/vXX.X/jobs/query")
+	// Changed here (as the worker, read_only refuses others), so the reload
+	// shows what it read.
+	e.exec(`BEGIN; SET LOCAL pgforce.origin = 'salesforce'; UPDATE salesforce.account SET name = 'changed' WHERE sfid = '` + ids[0] + `'; COMMIT`)
+	e.exec(`SELECT pgforce.reload($1::integer)`, id)
+	e.eventually(15*time.Second, func() (bool, string) {
+		st, _ := e.state(id)
+		return st == "synced" && e.calls("POST /services/data/vXX.X/jobs/query") > jobs, "state " + st
+	})
+	e.waitValue("account", ids[0], "name", "a\r\nb")
+}

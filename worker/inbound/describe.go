@@ -23,6 +23,17 @@ type ConfigError struct {
 
 func (e *ConfigError) Error() string { return e.Detail }
 
+// componentOf is the name under which a change event nests field, a part of
+// compound, inside it: City for BillingCity of BillingAddress (City too
+// for the parts of a standard Address), Latitude for Loc__Latitude__s of a
+// custom geolocation Loc__c.
+func componentOf(field, compound string) string {
+	if base, custom := strings.CutSuffix(compound, "__c"); custom {
+		return strings.TrimSuffix(strings.TrimPrefix(field, base+"__"), "__s")
+	}
+	return strings.TrimPrefix(field, strings.TrimSuffix(compound, "Address"))
+}
+
 // describeMapping checks the mapping against the object's describe and
 // returns the columns to pass to pgforce.ensure_table, plus the field list
 // with compound fields (BillingAddress) replaced by their components, which
@@ -63,7 +74,7 @@ func describeMapping(ctx context.Context, sf *salesforce.Client, m *mappings.Map
 		}
 		if f.CompoundFieldName != "" {
 			c.Compound = f.CompoundFieldName
-			c.Component = strings.TrimPrefix(f.Name, strings.TrimSuffix(f.CompoundFieldName, "Address"))
+			c.Component = componentOf(f.Name, f.CompoundFieldName)
 		}
 		cols = append(cols, c)
 		fields = append(fields, f.Name)

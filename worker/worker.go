@@ -117,12 +117,29 @@ func RunWithOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, o
 	if err != nil {
 		return fmt.Errorf("DATABASE_URL: cannot connect: %w", err)
 	}
+	// The worker creates and alters the mapped tables and writes read_only
+	// ones, which pgforce allows its owner's role only: under another role
+	// every sync would fail, table by table, long after the start.
+	notInstalled := errors.New("DATABASE_URL: pgforce is not installed (or is older than this worker) in this database; run `pgforce install` or ALTER EXTENSION pgforce UPDATE first")
+	var owner string
+	var member bool
+	err = pool.QueryRow(ctx, `SELECT n.nspowner::regrole::text, pg_has_role(current_user, n.nspowner, 'MEMBER')
+		FROM pg_namespace n WHERE n.nspname = 'pgforce'`).Scan(&owner, &member)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return notInstalled
+	}
+	if err != nil {
+		return fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	if !member {
+		return fmt.Errorf("DATABASE_URL: the worker must run as pgforce's owner, %s, or a member of it: connect as %[1]s, or GRANT %[1]s TO the role in DATABASE_URL", owner)
+	}
 	var installed bool
 	if err := pool.QueryRow(ctx, `SELECT to_regclass('pgforce.gue_jobs') IS NOT NULL`).Scan(&installed); err != nil {
 		return fmt.Errorf("DATABASE_URL: %w", err)
 	}
 	if !installed {
-		return errors.New("DATABASE_URL: pgforce is not installed (or is older than this worker) in this database; run `pgforce install` or ALTER EXTENSION pgforce UPDATE first")
+		return notInstalled
 	}
 
 	sfCfg := salesforce.Config{

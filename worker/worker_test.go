@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -262,4 +263,20 @@ func TestPgforcesNoticesOnTheWorkersConnectionsReachItsLog(t *testing.T) {
 	},
 		15*time.Second, 50*time.Millisecond, "logs: %s", &logs)
 	require.Contains(t, logs.String(), "ALTER TABLE salesforce.account ENABLE TRIGGER", "with the hint")
+}
+
+// A worker whose role is not pgforce's owner (nor a member of it) could
+// sync nothing: it refuses to start, saying which role to use.
+func TestRunRefusesARoleThatIsNotPgforcesOwner(t *testing.T) {
+	db := pgtest.NewDB(t)
+	role := db.Name + "_stranger"
+	_, err := db.Conn.Exec(t.Context(), fmt.Sprintf(`CREATE ROLE %s LOGIN; GRANT CONNECT ON DATABASE %s TO %[1]s`, role, db.Name))
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = db.Conn.Exec(context.Background(), "DROP ROLE IF EXISTS "+role) })
+	u, err := url.Parse(db.ConnString)
+	require.NoError(t, err)
+	u.User = url.User(role)
+	cfg := &config.Config{DatabaseURL: u.String(), LoginURL: "https://login.salesforce.com", ClientID: "x", ClientSecret: "y", Org: "default", LogLevel: "info", HTTPAddr: freeAddr(t)}
+	err = worker.Run(t.Context(), cfg, slog.New(slog.DiscardHandler))
+	require.ErrorContains(t, err, "the worker must run as pgforce's owner")
 }

@@ -39,6 +39,11 @@ CREATE TABLE pgforce.error (
 );
 
 CREATE INDEX error_open_idx ON pgforce.error (mapping_id, state) WHERE state IN ('open', 'retrying');
+-- The errors of one row, for the inbound merge, which keeps the values of a
+-- refused change in a FAILED row (keepRefused in worker/inbound): probing
+-- error_open_idx walked every open error of the mapping, per column of
+-- every such row.
+CREATE INDEX error_record_idx ON pgforce.error (mapping_id, record_id) WHERE direction = 'outbound' AND state IN ('open', 'retrying', 'ignored');
 
 COMMENT ON TABLE pgforce.error IS 'Failed records and operations. Repair with pgforce.retry(id), pgforce.retry_all(mapping), pgforce.ignore(id) or pgforce.revert(id).';
 COMMENT ON COLUMN pgforce.error.error_code IS 'Salesforce errorCode, e.g. REQUIRED_FIELD_MISSING.';
@@ -151,18 +156,26 @@ BEGIN
             EXECUTE pg_catalog.format('SELECT %s, t.sfid FROM %s t WHERE t.id = $1',
                     pgforce._jsonb_of('t', v_columns), v_table)
                 INTO v_row, v_sfid USING v_error.record_id;
-            -- The payload names fields by their API names. A lookup the
-            -- worker sent may come from a relationship column (its
-            -- parent's external id, resolved to an Id), and a field
-            -- without a column of its own says the same: those retry the
-            -- whole row, as the refused change may have set any of them.
-            v_sent := ARRAY(SELECT pg_catalog.lower(p.key) FROM pg_catalog.jsonb_each(
-                               CASE WHEN pg_catalog.jsonb_typeof(v_error.payload) = 'object' THEN v_error.payload ELSE '{}' END) p
-                            WHERE p.key <> 'Id');
-            IF v_sfid IS NOT NULL AND pg_catalog.cardinality(v_sent) > 0 AND v_sent <@ v_columns
-               AND NOT EXISTS (SELECT FROM pgforce.mapping m, pg_catalog.jsonb_array_elements(m.columns) c
-                               WHERE m.id = v_error.mapping_id AND c ->> 'type' = 'reference'
-                                 AND pg_catalog.lower(c ->> 'name') = ANY (v_sent)) THEN
+            -- The columns the refused change set are the keys of its old
+            -- values (a relationship column among them, where it named
+            -- the parent). An error without them is read from the payload,
+            -- which names API fields: a lookup there may come from a
+            -- relationship column (its parent's external id, resolved to
+            -- an Id), and a field without a column says the same, so
+            -- those retry the whole row.
+            v_sent := ARRAY(SELECT k FROM pg_catalog.jsonb_object_keys(coalesce(v_error.old, '{}')) k WHERE k = ANY (v_columns));
+            IF pg_catalog.cardinality(v_sent) = 0 THEN
+                v_sent := ARRAY(SELECT pg_catalog.lower(p.key) FROM pg_catalog.jsonb_each(
+                                   CASE WHEN pg_catalog.jsonb_typeof(v_error.payload) = 'object' THEN v_error.payload ELSE '{}' END) p
+                                WHERE p.key <> 'Id');
+                IF NOT v_sent <@ v_columns
+                   OR EXISTS (SELECT FROM pgforce.mapping m, pg_catalog.jsonb_array_elements(m.columns) c
+                              WHERE m.id = v_error.mapping_id AND c ->> 'type' = 'reference'
+                                AND pg_catalog.lower(c ->> 'name') = ANY (v_sent)) THEN
+                    v_sent := '{}';
+                END IF;
+            END IF;
+            IF v_sfid IS NOT NULL AND pg_catalog.cardinality(v_sent) > 0 THEN
                 v_row := v_row - ARRAY(SELECT c FROM pg_catalog.unnest(v_columns) c WHERE c <> ALL (v_sent));
             END IF;
         END IF;

@@ -171,6 +171,18 @@ BEGIN
         IF v_stamp > p_sf_at THEN
             RETURN '{}';
         END IF;
+        -- The record as the row last took it replaces none of the fields
+        -- of a refused change, as the set-based merge does not for a
+        -- FAILED row (keepRefused in worker/inbound): they hold what
+        -- pgforce.retry sends, or what pgforce.ignore keeps, also once a
+        -- change of another field has made the row PENDING.
+        IF p_whole AND p_sf_at <= v_stamp THEN
+            p_values := p_values OPERATOR(pg_catalog.-) ARRAY(
+                SELECT pg_catalog.lower(k) FROM pgforce.error e,
+                       pg_catalog.jsonb_object_keys(CASE WHEN pg_catalog.jsonb_typeof(e.payload) = 'object' THEN e.payload ELSE '{}' END) k
+                WHERE e.mapping_id = p_mapping_id AND e.record_id = p_record_id AND e.direction = 'outbound'
+                  AND e.state IN ('open', 'retrying', 'ignored'));
+        END IF;
     END IF;
     PERFORM FROM pgforce.outbox o WHERE o.mapping_id = p_mapping_id AND o.record_id = p_record_id ORDER BY o.id FOR UPDATE;
     IF FOUND THEN

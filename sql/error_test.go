@@ -388,3 +388,36 @@ func TestAValueWithMicrosecondsIsTheSameAsSalesforcesMilliseconds(t *testing.T) 
 		require.Equal(t, c.same, same, "%s %s %s", c.col, c.a, c.b)
 	}
 }
+
+// A refused change of a lookup alone (no relationship column in the table)
+// retries that lookup alone: a Salesforce edit of another field applies
+// meanwhile, under every policy.
+func TestARetryOfARefusedLookupChangeQueuesThatLookupAlone(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var m int
+	b.scalar(t, &m, `INSERT INTO pgforce.mapping (sobject, fields, mode, conflict) VALUES ('Account', '{Name,Industry,ParentId}', 'read_write', 'postgres_wins') RETURNING id`)
+	b.exec(t, `SELECT pgforce.ensure_table($1, $2)`, m, `[
+		{"name":"Id","type":"id","length":18},
+		{"name":"SystemModstamp","type":"datetime"},
+		{"name":"IsDeleted","type":"boolean"},
+		{"name":"CreatedDate","type":"datetime"},
+		{"name":"Name","type":"string","length":255},
+		{"name":"Industry","type":"picklist","length":40},
+		{"name":"ParentId","type":"reference","length":18,"referenceTo":["Account"],"relationshipName":"Parent"}]`)
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name, industry, systemmodstamp) VALUES ('001000000000001AAA', 'Acme', 'Energy', '2025-01-01T00:00:00Z')`)
+	var row int
+	b.scalar(t, &row, `SELECT id FROM salesforce.account`)
+	b.exec(t, `UPDATE salesforce.account SET parentid = '001000000000009AAA' WHERE id = $1`, row)
+	b.exec(t, `DELETE FROM pgforce.outbox`) // sent, and refused
+	var errID int64
+	b.scalar(t, &errID, `INSERT INTO pgforce.error (mapping_id, direction, operation, record_id, sfid, payload, error_code, message, fields, old)
+		VALUES ($1, 'outbound', 'update', $2, '001000000000001AAA', '{"Id": "001000000000001AAA", "ParentId": "001000000000009AAA"}',
+		        'FIELD_INTEGRITY_EXCEPTION', 'no', '{ParentId}', '{"parentid": null}') RETURNING id`, m, row)
+	b.exec(t, `SELECT pgforce.retry($1)`, errID)
+	entries := b.outbox(t)
+	require.Len(t, entries, 1)
+	require.Equal(t, map[string]any{"parentid": "001000000000009AAA"}, entries[0].New)
+	allowed := b.filter(t, m, row, `{"industry": "Retail"}`, "2025-01-02T00:00:00Z", false)
+	require.Equal(t, map[string]any{"industry": "Retail"}, allowed)
+}

@@ -49,15 +49,23 @@ func parseUpload(data []byte, delim byte, lineEnding string) (header []string, r
 // byte between its quotes as data, a carriage return before a newline too
 // (encoding/csv turns a quoted CR LF into LF, which Salesforce does not);
 // a record ends at a newline outside quotes, with the carriage return
-// before it, and a last newline ends the data.
+// before it, and a last newline ends the data. Blank lines are skipped.
 func splitCSV(data []byte, delim byte) ([][]string, error) {
 	var records [][]string
 	var record []string
 	var field []byte
+	inRecord := false // a field of the record has started, empty or quoted ones too
 	line := 1
+	endRecord := func() {
+		if inRecord {
+			records = append(records, append(record, string(field)))
+		}
+		record, field, inRecord = nil, field[:0], false
+	}
 	for i := 0; i < len(data); {
 		if data[i] == '"' && len(field) == 0 {
 			// A quoted field: to the closing quote, "" standing for one.
+			inRecord = true
 			start := line
 			i++
 			for {
@@ -88,12 +96,10 @@ func splitCSV(data []byte, delim byte) ([][]string, error) {
 		switch c := data[i]; {
 		case c == delim:
 			record = append(record, string(field))
-			field = field[:0]
+			field, inRecord = field[:0], true
 			i++
 		case c == '\n' || c == '\r' && i+1 < len(data) && data[i+1] == '\n':
-			record = append(record, string(field))
-			records = append(records, record)
-			record, field = nil, field[:0]
+			endRecord()
 			if c == '\r' {
 				i++
 			}
@@ -103,11 +109,13 @@ func splitCSV(data []byte, delim byte) ([][]string, error) {
 			return nil, fmt.Errorf("ClientInputError : Malformed CSV on line %d: a quote inside an unquoted field", line)
 		default:
 			field = append(field, c)
+			inRecord = true
 			i++
 		}
 	}
-	if record != nil || len(field) > 0 {
-		records = append(records, append(record, string(field)))
+	endRecord()
+	if len(records) == 0 {
+		return nil, errors.New("ClientInputError : No content found in the uploaded data; the first row must name the fields")
 	}
 	return records, nil
 }

@@ -283,3 +283,18 @@ func TestFormatErrorWithoutFieldsEndsWithColonDashes(t *testing.T) {
 	require.Equal(t, "REQUIRED_FIELD_MISSING:Required fields are missing: [Name, Phone]:Name,Phone --",
 		FormatError(&RecordError{StatusCode: "REQUIRED_FIELD_MISSING", Message: "Required fields are missing: [Name, Phone]", Fields: []string{"Name", "Phone"}}))
 }
+
+// The edges of an upload: a quoted empty value last, with or without a
+// final newline, blank lines, and a header that is one quoted empty name.
+func TestUploadsKeepQuotedEmptyValuesSkipBlankLinesAndNeverPanic(t *testing.T) {
+	for _, data := range []string{"Name\n\"\"", "Name\n\"\"\n", "Name\n\n\"\"\n\n"} {
+		header, rows, err := parseUpload([]byte(data), ',', "LF")
+		require.NoError(t, err, "%q", data)
+		require.Equal(t, []string{"Name"}, header)
+		require.Equal(t, [][]string{{""}}, rows, "%q", data)
+	}
+	_, _, err := parseUpload([]byte(`""`), ',', "LF")
+	require.ErrorContains(t, err, "Field name not found")
+	_, _, err = parseUpload([]byte("\n\n"), ',', "LF")
+	require.ErrorContains(t, err, "No content found")
+}

@@ -114,13 +114,14 @@ const settledStatus = `_hc_lastop = CASE WHEN %[1]s._hc_lastop = 'PENDING' AND N
 // except in a row whose change of that field (%[3]s, the API name the
 // error's payload uses) Salesforce refused, when the record is
 // the one the row last took (a poll's overlap, a reload): the row holds
-// the value pgforce.retry sends once it is fixed, and the same record read
-// again replaced it with Salesforce's, so that the retry sent that back
-// and the change was lost. Other columns take the record's values, a
-// column added since (a reload fills it) too.
+// the value pgforce.retry sends once it is fixed (or that pgforce.ignore
+// keeps), and the same record read again replaced it with Salesforce's, so
+// that the retry sent that back and the change was lost. Other columns
+// take the record's values, a column added since (a reload fills it) too.
+// Only FAILED rows look their errors up (error_record_idx).
 const keepRefused = `%[1]s = CASE WHEN t._hc_lastop = 'FAILED' AND EXCLUDED.systemmodstamp = t.systemmodstamp
 	AND EXISTS (SELECT FROM pgforce.error e WHERE e.mapping_id = %[2]d AND e.record_id = t.id AND e.direction = 'outbound'
-	            AND e.state IN ('open', 'retrying') AND e.payload ? '%[3]s')
+	            AND e.state IN ('open', 'retrying', 'ignored') AND e.payload ? '%[3]s')
 	THEN t.%[1]s ELSE EXCLUDED.%[1]s END`
 
 // pgColumn is the mapped table's column for a Salesforce field.

@@ -448,18 +448,8 @@ func TestAReadOfTheUnchangedRecordKeepsTheValuesOfAFailedRow(t *testing.T) {
 	e := newEnv(t)
 	ids := e.create("Account", map[string]any{"Name": "Acme", "Phone": "555-0100"})
 	e.mapSynced("Account", []string{"Name", "Industry"}, "poll")
-	// What the outbound side leaves after Salesforce refused a rename.
-	e.exec(`BEGIN; SET LOCAL pgforce.origin = 'salesforce';
-		UPDATE salesforce.account SET name = 'Acme Renamed', _hc_lastop = 'FAILED' WHERE sfid = '` + ids[0] + `';
-		INSERT INTO pgforce.error (mapping_id, direction, operation, record_id, sfid, payload, error_code, message)
-		SELECT 1, 'outbound', 'update', id, sfid, jsonb_build_object('Id', sfid, 'Name', name), 'FIELD_CUSTOM_VALIDATION_EXCEPTION', 'no renames'
-		FROM salesforce.account WHERE sfid = '` + ids[0] + `'; COMMIT`)
-	// Polls read Acme again while it is the newest record.
-	time.Sleep(5 * e.opts.MaxPollInterval)
-	later := e.create("Account", map[string]any{"Name": "Later"})
-	e.waitValue("account", later[0], "name", "Later")
-	require.NoError(t, e.sim.UIEdit(context.Background(), "Account", later[0], map[string]any{"Industry": "Energy"}))
-	e.waitValue("account", later[0], "industry", "Energy")
+	e.refuseRename(ids[0])
+	e.pollPastRecord()
 	require.Equal(t, "Acme Renamed", e.value("account", ids[0], "name"))
 
 	// A field added since is filled in the row all the same.
@@ -502,4 +492,54 @@ func TestAReloadDeletesTheRowsOfGoneRecordsAndReportsOnesItCannot(t *testing.T) 
 	e.waitState(id, "synced")
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM salesforce.account WHERE sfid = $1`, ids[0]), "the row referred to stays")
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM pgforce.error WHERE sfid = $1 AND state = 'open'`, ids[0]))
+}
+
+// refuseRename leaves account sfid as the outbound side does after
+// Salesforce refused its rename to Acme Renamed: FAILED, with an open
+// error whose payload names Name.
+func (e *env) refuseRename(sfid string) {
+	e.t.Helper()
+	e.exec(`BEGIN; SET LOCAL pgforce.origin = 'salesforce';
+		UPDATE salesforce.account SET name = 'Acme Renamed', _hc_lastop = 'FAILED' WHERE sfid = '` + sfid + `';
+		INSERT INTO pgforce.error (mapping_id, direction, operation, record_id, sfid, payload, error_code, message)
+		SELECT 1, 'outbound', 'update', id, sfid, jsonb_build_object('Id', sfid, 'Name', name), 'FIELD_CUSTOM_VALIDATION_EXCEPTION', 'no renames'
+		FROM salesforce.account WHERE sfid = '` + sfid + `'; COMMIT`)
+}
+
+// pollPastRecord lets the polls read a record again while it is the newest
+// one, then moves them past it with a newer record.
+func (e *env) pollPastRecord() {
+	e.t.Helper()
+	time.Sleep(5 * e.opts.MaxPollInterval)
+	later := e.create("Account", map[string]any{"Name": "Later"})
+	e.waitValue("account", later[0], "name", "Later")
+	require.NoError(e.t, e.sim.UIEdit(context.Background(), "Account", later[0], map[string]any{"Industry": "Energy"}))
+	e.waitValue("account", later[0], "industry", "Energy")
+}
+
+// pgforce.ignore keeps the Postgres value, which a read of the unchanged
+// record does not replace.
+func TestAnIgnoredRefusalKeepsItsValueOverAReadOfTheUnchangedRecord(t *testing.T) {
+	e := newEnv(t)
+	ids := e.create("Account", map[string]any{"Name": "Acme"})
+	e.mapSynced("Account", []string{"Name", "Industry"}, "poll")
+	e.refuseRename(ids[0])
+	e.exec(`SELECT pgforce.ignore(id) FROM pgforce.error`)
+	e.pollPastRecord()
+	require.Equal(t, "Acme Renamed", e.value("account", ids[0], "name"))
+}
+
+// With a change of another field of the row still queued, the read goes
+// through the two-way rules, which keep the refused value too.
+func TestARefusedValueOutlastsAReadWhileAnotherFieldOfTheRowIsQueued(t *testing.T) {
+	e := newEnv(t)
+	ids := e.create("Account", map[string]any{"Name": "Acme"})
+	e.mapSynced("Account", []string{"Name", "Industry"}, "poll")
+	e.exec(`UPDATE pgforce.mapping SET mode = 'read_write' WHERE id = 1`)
+	e.refuseRename(ids[0])
+	e.exec(`UPDATE salesforce.account SET industry = 'Banking' WHERE sfid = $1`, ids[0])
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM pgforce.outbox`))
+	e.pollPastRecord()
+	require.Equal(t, "Banking", e.value("account", ids[0], "industry"))
+	require.Equal(t, "Acme Renamed", e.value("account", ids[0], "name"))
 }

@@ -233,6 +233,9 @@ var pgOffset = regexp.MustCompile(`([+-])(\d\d):(\d\d)(?::(\d\d))?$`)
 // Connect, holds UTC.
 func parseTimestamp(s string) (time.Time, error) {
 	const local = "2006-01-02T15:04:05.999999999"
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil // Z or a whole-minute offset
+	}
 	m := pgOffset.FindStringSubmatchIndex(s)
 	if m == nil {
 		t, err := time.Parse(local, s)

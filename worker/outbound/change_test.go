@@ -118,6 +118,7 @@ func TestDatetimesAreSentAsUTCFromColumnsWithAndWithoutATimeZone(t *testing.T) {
 		// Local mean time, as Postgres writes Amsterdam's before 1937.
 		"1930-05-01T12:19:32+00:19:32": "1930-05-01T12:00:00.000+0000",
 		"1930-05-01T06:38:50-05:21:10": "1930-05-01T12:00:00.000+0000",
+		"2026-11-27T09:30:00.25Z":      "2026-11-27T09:30:00.250+0000",
 	} {
 		got, err := sfValue("datetime", in)
 		require.NoError(t, err, in)

@@ -907,6 +907,7 @@ func (s *Service) buildRecords(ctx context.Context, m *Mapping, all []*Mapping, 
 		insert := c.Op == "insert"
 		fields := map[string]any{}
 		var relSent []string
+		resolved := map[string]string{} // lookup field -> the parent's Id a relationship column named
 		for k, v := range c.Values {
 			if relCols[k] {
 				if v == nil {
@@ -922,7 +923,7 @@ func (s *Service) buildRecords(ctx context.Context, m *Mapping, all []*Mapping, 
 						c.deferTo = true
 						break
 					}
-					fields[t.lookupField] = p.sfid
+					resolved[t.lookupField] = p.sfid
 					continue
 				}
 				fields[t.relName] = salesforce.NewRecord(t.parentObject, map[string]any{t.extField: v})
@@ -946,8 +947,16 @@ func (s *Service) buildRecords(ctx context.Context, m *Mapping, all []*Mapping, 
 		if c.deferTo {
 			continue
 		}
-		// A lookup set to an Id wins over the relationship sent by
-		// external id when a row carries both.
+		// A lookup set to an Id wins over the relationship (resolved here
+		// or sent by external id) when a row carries both; one that is null
+		// does not clear the parent the relationship names. Decided after
+		// the loop, whose order is the map's: a row carrying both sent
+		// either, at random.
+		for field, id := range resolved {
+			if fields[field] == nil {
+				fields[field] = id
+			}
+		}
 		for _, k := range relSent {
 			if t, ok := relTargetOf(m, k, byObject); ok && t.lookupField != "" && fields[t.lookupField] != nil {
 				delete(fields, t.relName)

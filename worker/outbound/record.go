@@ -436,7 +436,8 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 						error_code text, message text, fields text[], hc_err text, retry_of bigint)
 				), reopened AS (
 					UPDATE pgforce.error e SET state = 'open', attempts = e.attempts + 1, error_code = f.error_code,
-						message = f.message, fields = f.fields, payload = f.payload
+						message = f.message, fields = f.fields, payload = f.payload,
+						old = nullif(coalesce($3::jsonb -> f.record_id::text, '{}') || coalesce(e.old, '{}'), '{}')
 					FROM f WHERE e.id = f.retry_of AND e.state = 'retrying'
 					RETURNING e.id
 				), again AS (

@@ -2,6 +2,7 @@ package outbound_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -398,4 +399,25 @@ func TestARetryOfARefusedLinkToAParentLinksTheChild(t *testing.T) {
 	eventually(t, 10*time.Second, "the retry went through", func() bool { return b.errorState(t, errID) == "resolved" })
 	require.Equal(t, "Child Linked", b.sfField(t, "Contact", conID, "LastName"))
 	require.Equal(t, accID, b.sfField(t, "Contact", conID, "AccountId"))
+}
+
+// A retry sent together with a later update of the row and refused again
+// reopens its error with that update's fields too, and with the values
+// that update replaced: the next retry carries them all.
+func TestARetryRefusedAgainKeepsTheValuesEveryChangeSentWithItReplaced(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.start(t, fastOptions())
+	row, _, errID := b.failedUpdate(t)
+	b.exec(t, fmt.Sprintf(`BEGIN; SELECT pgforce.retry(%d); UPDATE salesforce.account SET industry = 'Retail' WHERE id = %d; COMMIT`, errID, row))
+	var payload map[string]any
+	eventually(t, 10*time.Second, "the retry refused again", func() bool {
+		var state string
+		var attempts int
+		require.NoError(t, b.pool.QueryRow(context.Background(), `SELECT state, attempts, payload FROM pgforce.error WHERE id = $1`, errID).Scan(&state, &attempts, &payload))
+		return state == "open" && attempts > 1
+	})
+	require.Contains(t, payload, "Industry", "the later change went with the retry")
+	var old map[string]any
+	b.scalar(t, &old, `SELECT old FROM pgforce.error WHERE id = $1`, errID)
+	require.Equal(t, map[string]any{"name": "Keep me", "industry": "Energy"}, old)
 }

@@ -207,6 +207,9 @@ func rvRoundTrip(t *testing.T, bulk bool) {
 	require.Empty(t, errs)
 	calls := b.sim.Calls()
 	t.Logf("calls: %v", calls)
+	if bulk {
+		require.NotZero(t, calls["POST /services/data/vXX.X/jobs/ingest"], "the updates went as a Bulk job")
+	}
 	var bad []string
 	for i, c := range rvCases {
 		got := b.sfField(t, "Gadget__c", sfids[i], c.field)

@@ -183,84 +183,112 @@ func ReadCSV(r io.Reader, fn func(Row) error) error {
 // that a value read from a Bulk result differed from the same value read
 // through REST or copied into Postgres.
 type csvReader struct {
-	br    *bufio.Reader
-	line  int // of the record last read
-	field []byte
+	br   *bufio.Reader
+	line int    // of the record last read
+	buf  []byte // the fields of the record being read, end to end
+	ends []int  // where each field ends in buf
+}
+
+// nextLine reads one line with its ending; io.EOF only when nothing is
+// left. A read error (a body cut short) is returned as it is.
+func (c *csvReader) nextLine() ([]byte, error) {
+	l, err := c.br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		// A line longer than the buffer: the rest comes in pieces.
+		long := append([]byte(nil), l...)
+		for err == bufio.ErrBufferFull {
+			l, err = c.br.ReadSlice('\n')
+			long = append(long, l...)
+		}
+		l = long
+	}
+	if err != nil && err != io.EOF {
+		return nil, err
+	}
+	if len(l) == 0 {
+		return nil, io.EOF
+	}
+	c.line++
+	return l, nil
 }
 
 // read returns the next record, or io.EOF after the last. Blank lines are
-// skipped.
+// skipped. Its fields are one string, sliced.
 func (c *csvReader) read() ([]string, error) {
 	var line []byte
 	for {
-		l, err := c.br.ReadBytes('\n')
-		if len(l) == 0 && err == io.EOF {
-			return nil, io.EOF
-		}
-		if err != nil && err != io.EOF {
+		l, err := c.nextLine()
+		if err != nil {
 			return nil, err
 		}
-		c.line++
 		if len(trimEOL(l)) > 0 {
 			line = l
 			break
 		}
-		if err == io.EOF {
-			return nil, io.EOF
-		}
 	}
-	var rec []string
+	c.buf, c.ends = c.buf[:0], c.ends[:0]
 	pos := 0
 	for {
 		if pos < len(line) && line[pos] == '"' {
 			// A quoted field, which may go on over several lines.
 			pos++
-			field := c.field[:0]
 			for {
 				i := bytes.IndexByte(line[pos:], '"')
 				if i < 0 {
-					field = append(field, line[pos:]...)
-					more, err := c.br.ReadBytes('\n')
-					if len(more) == 0 {
-						if err == nil || err == io.EOF {
-							err = fmt.Errorf("line %d: a quoted field has no closing quote", c.line)
-						}
+					c.buf = append(c.buf, line[pos:]...)
+					more, err := c.nextLine()
+					if err == io.EOF {
+						return nil, fmt.Errorf("line %d: a quoted field has no closing quote", c.line)
+					}
+					if err != nil {
 						return nil, err
 					}
-					c.line++
 					line, pos = more, 0
 					continue
 				}
-				field = append(field, line[pos:pos+i]...)
+				c.buf = append(c.buf, line[pos:pos+i]...)
 				pos += i + 1
 				if pos < len(line) && line[pos] == '"' {
-					field = append(field, '"')
+					c.buf = append(c.buf, '"')
 					pos++
 					continue
 				}
 				break
 			}
-			c.field = field
-			rec = append(rec, string(field))
+			c.ends = append(c.ends, len(c.buf))
 			rest := trimEOL(line[pos:])
-			switch {
-			case len(rest) == 0:
-				return rec, nil
-			case rest[0] == ',':
-				pos++
-				continue
-			default:
+			if len(rest) == 0 {
+				return c.fields(), nil
+			}
+			if rest[0] != ',' {
 				return nil, fmt.Errorf("line %d: text after a closing quote", c.line)
 			}
+			pos++
+			continue
 		}
 		content := trimEOL(line)
 		i := bytes.IndexByte(content[pos:], ',')
 		if i < 0 {
-			return append(rec, string(content[pos:])), nil
+			c.buf = append(c.buf, content[pos:]...)
+			c.ends = append(c.ends, len(c.buf))
+			return c.fields(), nil
 		}
-		rec = append(rec, string(content[pos:pos+i]))
+		c.buf = append(c.buf, content[pos:pos+i]...)
+		c.ends = append(c.ends, len(c.buf))
 		pos += i + 1
 	}
+}
+
+// fields cuts the record read into its fields, all slices of one string.
+func (c *csvReader) fields() []string {
+	all := string(c.buf)
+	out := make([]string, len(c.ends))
+	start := 0
+	for i, end := range c.ends {
+		out[i] = all[start:end]
+		start = end
+	}
+	return out
 }
 
 // trimEOL drops the line ending (LF or CR LF) from b.

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/stretchr/testify/require"
@@ -252,6 +253,12 @@ func TestReadCSVKeepsQuotedCarriageReturnsAndReadsEitherLineEnding(t *testing.T)
 	require.Equal(t, [][]string{{"001", "a\r\nb", "x"}, {"002", "\"q\"\r\n\r\nc", ""}, {"003", "", "last"}}, got)
 
 	require.ErrorContains(t, ReadCSV(strings.NewReader("A\n\"open\n"), func(Row) error { return nil }), "no closing quote")
+	// A body cut short inside a field that spans lines is an error, not a
+	// last record: a reload takes every record it did not read for deleted.
+	cut := io.MultiReader(strings.NewReader("Id,Note,Name\n001,\"two\nlines\",Acme Corporat"), iotest.ErrReader(io.ErrUnexpectedEOF))
+	require.ErrorIs(t, ReadCSV(cut, func(Row) error { return nil }), io.ErrUnexpectedEOF)
+	cut = io.MultiReader(strings.NewReader("Id,Note\n001,\"two\nli"), iotest.ErrReader(io.ErrUnexpectedEOF))
+	require.ErrorIs(t, ReadCSV(cut, func(Row) error { return nil }), io.ErrUnexpectedEOF)
 	require.ErrorContains(t, ReadCSV(strings.NewReader("A\n\"x\"y\n"), func(Row) error { return nil }), "after a closing quote")
 }
 

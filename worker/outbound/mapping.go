@@ -110,6 +110,11 @@ func writable(c Column, insert bool) bool {
 	return true
 }
 
+// isRelColumn says a column is a Heroku Connect relationship column,
+// <lookup>__r__<extid>: no Salesforce field's name holds "__r__", and a
+// column added since m was read is known by its name alone.
+func isRelColumn(col string) bool { return strings.Contains(col, "__r__") }
+
 // DefaultOrg is the org a worker serves when Options.Org is empty, the one
 // pgforce install creates.
 const DefaultOrg = "default"

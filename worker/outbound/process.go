@@ -670,11 +670,12 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 			}
 			if st.sfid == "" && c.Op == "insert" {
 				// A relationship column added since the triggers were
-				// installed is not in the captured insert; the row has it.
-				for _, rc := range m.RelColumns {
-					if v, ok := st.row[rc]; ok && v != nil {
-						if _, has := c.Values[rc]; !has {
-							c.Values[rc] = v
+				// installed is not in the captured insert; the row has it
+				// (and m may be older than the column: taken by name).
+				for col, v := range st.row {
+					if isRelColumn(col) && v != nil {
+						if _, has := c.Values[col]; !has {
+							c.Values[col] = v
 						}
 					}
 				}
@@ -831,10 +832,6 @@ func (s *Service) buildRecords(ctx context.Context, m *Mapping, all []*Mapping, 
 	for _, x := range all {
 		byObject[strings.ToLower(x.SObject)] = x
 	}
-	relCols := map[string]bool{}
-	for _, c := range m.RelColumns {
-		relCols[c] = true
-	}
 	// External-id references to parents that are mapped here: look their
 	// Ids up in the parent tables, all at once per parent column.
 	type refKey struct {
@@ -861,7 +858,7 @@ func (s *Service) buildRecords(ctx context.Context, m *Mapping, all []*Mapping, 
 			continue
 		}
 		for k, v := range c.Values {
-			if !relCols[k] || v == nil {
+			if !isRelColumn(k) || v == nil {
 				continue
 			}
 			t, ok := relTargetOf(m, k, byObject)
@@ -909,7 +906,7 @@ func (s *Service) buildRecords(ctx context.Context, m *Mapping, all []*Mapping, 
 		var relSent []string
 		resolved := map[string]string{} // lookup field -> the parent's Id a relationship column named
 		for k, v := range c.Values {
-			if relCols[k] {
+			if isRelColumn(k) {
 				if v == nil {
 					continue
 				}

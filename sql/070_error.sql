@@ -99,6 +99,40 @@ BEGIN
 END
 $$;
 
+-- The columns a refused update set, to send again, out of p_columns (the
+-- mapping's captured ones): the keys of its old values, and the column of
+-- each field of its payload (API names) that they do not account for. A
+-- lookup or a relationship by external id (AccountId, Account) that a
+-- relationship column among the old keys (account__r__ext_id__c) accounts
+-- for is left to it: the worker resolves it to the parent's Id, and the
+-- lookup column holds the old parent or null. NULL, for the whole row, when
+-- a field has no column, or is a lookup that a relationship column of the
+-- table may have set while the error has no old values to tell. Used by
+-- pgforce.retry and by the worker, which sends these again with a later
+-- change of the record.
+CREATE FUNCTION pgforce._refused_columns(p_error pgforce.error, p_columns text[]) RETURNS text[]
+LANGUAGE sql STABLE AS $$
+    WITH old_keys AS (
+        SELECT k FROM pg_catalog.jsonb_object_keys(coalesce(p_error.old, '{}')) k WHERE k = ANY (p_columns)
+    ), fields AS (
+        SELECT p.key, p.value, pg_catalog.lower(pg_catalog.regexp_replace(p.key, '(Id|__c|__r)$', '')) || '\_\_r\_\_%' AS rel
+        FROM pg_catalog.jsonb_each(CASE WHEN pg_catalog.jsonb_typeof(p_error.payload) = 'object' THEN p_error.payload ELSE '{}' END) p
+        WHERE p.key <> 'Id'
+    ), mapped AS (
+        SELECT CASE
+                   WHEN EXISTS (SELECT FROM old_keys o WHERE o.k LIKE f.rel) THEN ''
+                   WHEN pg_catalog.jsonb_typeof(f.value) = 'object' THEN NULL
+                   WHEN NOT EXISTS (SELECT FROM old_keys)
+                        AND EXISTS (SELECT FROM pg_catalog.unnest(p_columns) c WHERE c LIKE f.rel) THEN NULL
+                   WHEN pg_catalog.lower(f.key) = ANY (p_columns) THEN pg_catalog.lower(f.key)
+               END AS col
+        FROM fields f
+    )
+    SELECT CASE WHEN EXISTS (SELECT FROM mapped WHERE col IS NULL) THEN NULL
+                ELSE ARRAY(SELECT k FROM old_keys UNION SELECT col FROM mapped WHERE col <> '' ORDER BY 1)
+           END
+$$;
+
 -- Queues an open error again. For an outbound record error the row's current
 -- state goes back into the outbox: an insert of the whole row while it has
 -- no sfid, else an update of the fields the refused change carried (all
@@ -156,25 +190,7 @@ BEGIN
             EXECUTE pg_catalog.format('SELECT %s, t.sfid FROM %s t WHERE t.id = $1',
                     pgforce._jsonb_of('t', v_columns), v_table)
                 INTO v_row, v_sfid USING v_error.record_id;
-            -- The columns the refused change set are the keys of its old
-            -- values (a relationship column among them, where it named
-            -- the parent). An error without them is read from the payload,
-            -- which names API fields: a lookup there may come from a
-            -- relationship column (its parent's external id, resolved to
-            -- an Id), and a field without a column says the same, so
-            -- those retry the whole row.
-            v_sent := ARRAY(SELECT k FROM pg_catalog.jsonb_object_keys(coalesce(v_error.old, '{}')) k WHERE k = ANY (v_columns));
-            IF pg_catalog.cardinality(v_sent) = 0 THEN
-                v_sent := ARRAY(SELECT pg_catalog.lower(p.key) FROM pg_catalog.jsonb_each(
-                                   CASE WHEN pg_catalog.jsonb_typeof(v_error.payload) = 'object' THEN v_error.payload ELSE '{}' END) p
-                                WHERE p.key <> 'Id');
-                IF NOT v_sent <@ v_columns
-                   OR EXISTS (SELECT FROM pgforce.mapping m, pg_catalog.jsonb_array_elements(m.columns) c
-                              WHERE m.id = v_error.mapping_id AND c ->> 'type' = 'reference'
-                                AND pg_catalog.lower(c ->> 'name') = ANY (v_sent)) THEN
-                    v_sent := '{}';
-                END IF;
-            END IF;
+            v_sent := coalesce(pgforce._refused_columns(v_error, v_columns), '{}');
             IF v_sfid IS NOT NULL AND pg_catalog.cardinality(v_sent) > 0 THEN
                 v_row := v_row - ARRAY(SELECT c FROM pg_catalog.unnest(v_columns) c WHERE c <> ALL (v_sent));
             END IF;

@@ -421,3 +421,26 @@ func TestARetryOfARefusedLookupChangeQueuesThatLookupAlone(t *testing.T) {
 	allowed := b.filter(t, m, row, `{"industry": "Retail"}`, "2025-01-02T00:00:00Z", false)
 	require.Equal(t, map[string]any{"industry": "Retail"}, allowed)
 }
+
+// An error whose old values name only some of its fields (a change merged
+// from an insert entry, which carries none, and a later update) retries
+// every field it refused.
+func TestARetryWhoseOldValuesNameSomeFieldsSendsEveryRefusedField(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := b.mapAccount(t, "read_write")
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name, industry, systemmodstamp) VALUES ('001000000000001AAA', 'Acme', 'Energy', '2025-01-01T00:00:00Z')`)
+	var row int
+	b.scalar(t, &row, `SELECT id FROM salesforce.account`)
+	b.exec(t, `UPDATE salesforce.account SET name = 'Acme Renamed', industry = 'Retail' WHERE id = $1`, row)
+	b.exec(t, `DELETE FROM pgforce.outbox`)
+	var errID int64
+	b.scalar(t, &errID, `INSERT INTO pgforce.error (mapping_id, direction, operation, record_id, sfid, payload, error_code, message, fields, old)
+		VALUES ($1, 'outbound', 'update', $2, '001000000000001AAA', '{"Id": "001000000000001AAA", "Name": "Acme Renamed", "Industry": "Retail"}',
+		        'FIELD_CUSTOM_VALIDATION_EXCEPTION', 'no renames', '{Name}', '{"industry": "Energy"}') RETURNING id`, m, row)
+	b.exec(t, `SELECT pgforce.retry($1)`, errID)
+	entries := b.outbox(t)
+	require.Len(t, entries, 1)
+	require.Equal(t, map[string]any{"name": "Acme Renamed", "industry": "Retail"}, entries[0].New)
+	require.Equal(t, map[string]any{"industry": "Energy"}, entries[0].Old)
+}

@@ -110,19 +110,21 @@ func (t *table) twoWayNow(ctx context.Context, q pgx.Tx) (bool, error) {
 const settledStatus = `_hc_lastop = CASE WHEN %[1]s._hc_lastop = 'PENDING' AND NOT EXISTS (SELECT FROM pgforce.outbox o
 	WHERE o.mapping_id = %[2]d AND o.record_id = %[1]s.id) THEN 'SYNCED' ELSE %[1]s._hc_lastop END`
 
-// keepRefused sets a field's column (%[1]s) from a record merged again,
-// except in a row whose change of that field (%[3]s, the API name the
-// error's payload uses) Salesforce refused, when the record is
-// the one the row last took (a poll's overlap, a reload): the row holds
-// the value pgforce.retry sends once it is fixed (or that pgforce.ignore
-// keeps), and the same record read again replaced it with Salesforce's, so
-// that the retry sent that back and the change was lost. Other columns
-// take the record's values, a column added since (a reload fills it) too.
-// Only FAILED rows look their errors up (error_record_idx).
-const keepRefused = `%[1]s = CASE WHEN t._hc_lastop = 'FAILED' AND EXCLUDED.systemmodstamp = t.systemmodstamp
-	AND EXISTS (SELECT FROM pgforce.error e WHERE e.mapping_id = %[2]d AND e.record_id = t.id AND e.direction = 'outbound'
-	            AND e.state IN ('open', 'retrying', 'ignored') AND e.payload ? '%[3]s')
-	THEN t.%[1]s ELSE EXCLUDED.%[1]s END`
+// refusedKept is the value a write gives column col (API name api) of row
+// t: value, except in a FAILED row whose open, retrying or ignored
+// outbound error names the field, where the column keeps what it holds
+// (pgforce.retry sends it once it is fixed, pgforce.ignore keeps it) when
+// the write cannot be newer than it (when, an SQL condition): the record
+// read again as the row last took it (a poll's overlap, a reload) replaced
+// the value with Salesforce's, so that the retry sent that back and the
+// change was lost. Only FAILED rows look their errors up
+// (error_record_idx).
+func refusedKept(col, api string, mappingID int, when, value string) string {
+	return fmt.Sprintf(`CASE WHEN t._hc_lastop = 'FAILED' AND %s
+	AND EXISTS (SELECT FROM pgforce.error e WHERE e.mapping_id = %d AND e.record_id = t.id AND e.direction = 'outbound'
+	            AND e.state IN ('open', 'retrying', 'ignored') AND e.payload ? '%s')
+	THEN t.%s ELSE %s END`, when, mappingID, strings.ReplaceAll(api, "'", "''"), col, value)
+}
 
 // pgColumn is the mapped table's column for a Salesforce field.
 func pgColumn(field string) string {
@@ -189,7 +191,9 @@ func newTable(m *mappings.Mapping, me string) (*table, error) {
 		case isSystem(c.Name):
 			sets = append(sets, fmt.Sprintf("%s = EXCLUDED.%[1]s", pgx.Identifier{col}.Sanitize()))
 		default:
-			sets = append(sets, fmt.Sprintf(keepRefused, pgx.Identifier{col}.Sanitize(), m.ID, strings.ReplaceAll(c.Name, "'", "''")))
+			// A column added since (a reload fills it) takes the record's value.
+			q := pgx.Identifier{col}.Sanitize()
+			sets = append(sets, q+" = "+refusedKept(q, c.Name, m.ID, "EXCLUDED.systemmodstamp = t.systemmodstamp", "EXCLUDED."+q))
 		}
 	}
 	if t.me != "" {

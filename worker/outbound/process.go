@@ -598,16 +598,20 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 		stamp *time.Time // systemmodstamp: Salesforce's last change the row has
 	}
 	rows := map[int]rowState{}
-	// Fields of failed updates still open: a later update of the record
+	// Columns of failed updates still open: a later update of the record
 	// sends their current values too, so that its success settles the
-	// error (the user may fix one field of several that failed).
+	// error (the user may fix one field of several that failed). Which
+	// columns is pgforce._refused_columns's to say, as for a retry; read
+	// from the payload's field names, a lookup that a relationship column
+	// had set went as the lookup column, null or the old parent.
 	failedKeys := map[int][]string{}
 	var failedRows []int32
 	if len(need) > 0 {
-		r, err := s.pool.Query(ctx, `SELECT e.record_id, array_agg(DISTINCT k.k)
-			FROM pgforce.error e CROSS JOIN LATERAL jsonb_object_keys(coalesce(e.payload, '{}')) k(k)
+		r, err := s.pool.Query(ctx, `WITH cols AS (SELECT pgforce._captured_columns($1) AS c)
+			SELECT e.record_id, array_agg(DISTINCT k)
+			FROM pgforce.error e, cols CROSS JOIN LATERAL unnest(coalesce(pgforce._refused_columns(e, cols.c), cols.c)) k
 			WHERE e.mapping_id = $1 AND e.state = 'open' AND e.direction = 'outbound' AND e.operation = 'update'
-			  AND e.record_id = ANY($2) AND k.k <> 'Id'
+			  AND e.record_id = ANY($2)
 			GROUP BY e.record_id`, m.ID, need)
 		if err != nil {
 			return fmt.Errorf("read open errors of %s: %w", m.Table(), err)
@@ -666,7 +670,7 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 				continue
 			}
 			if keys := failedKeys[c.RecordID]; st.sfid != "" && c.Op == "update" && len(keys) > 0 {
-				addFailedFields(m, c, st.row, keys)
+				addFailedFields(c, st.row, keys)
 			}
 			if st.sfid == "" && c.Op == "insert" {
 				// A relationship column added since the triggers were
@@ -804,23 +808,13 @@ func (s *Service) changedSince(ctx context.Context, m *Mapping) (map[string]time
 	return changed, nil
 }
 
-// addFailedFields adds to an update the current row values of the fields
-// (API names) a failed update of the record carried.
-func addFailedFields(m *Mapping, c *change, row map[string]any, keys []string) {
-	for _, k := range keys {
-		col := strings.ToLower(k)
+// addFailedFields adds to an update the current row values of the
+// columns a failed update of the record set.
+func addFailedFields(c *change, row map[string]any, cols []string) {
+	for _, col := range cols {
 		if v, ok := row[col]; ok {
 			if _, has := c.Values[col]; !has {
 				c.Values[col] = v
-			}
-			continue
-		}
-		// A relationship sent by external id: its columns.
-		for _, rc := range m.RelColumns {
-			if v, ok := row[rc]; ok {
-				if _, has := c.Values[rc]; !has {
-					c.Values[rc] = v
-				}
 			}
 		}
 	}

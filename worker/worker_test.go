@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgforce/pgforce/internal/pgtest"
+	"github.com/pgforce/pgforce/internal/syncbuf"
 	"github.com/pgforce/pgforce/sim"
 	"github.com/pgforce/pgforce/worker"
 	"github.com/pgforce/pgforce/worker/config"
@@ -210,24 +210,6 @@ func TestWorkerSessionsRunInUTC(t *testing.T) {
 	require.Equal(t, "UTC", tz)
 }
 
-// syncBuffer is a strings.Builder that several goroutines may write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // What pgforce does on the user's behalf and says in a notice (here,
 // disabling Heroku Connect's triggers on a table it takes over) reaches the
 // worker's log, where the user can read it.
@@ -247,7 +229,7 @@ func TestPgforcesNoticesOnTheWorkersConnectionsReachItsLog(t *testing.T) {
 	}
 	cfg, err := config.Load(t.Context())
 	require.NoError(t, err)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- worker.Run(ctx, cfg, slog.New(slog.NewJSONHandler(&logs, nil))) }()

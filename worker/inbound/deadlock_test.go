@@ -1,39 +1,20 @@
 package inbound_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgforce/pgforce/internal/syncbuf"
 	"github.com/pgforce/pgforce/sim"
 	"github.com/pgforce/pgforce/worker/inbound"
 )
-
-// syncBuffer is a log sink the service and the test share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) count(s string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.buf.String(), s)
-}
 
 // A batch of change events that waits for a row an application
 // transaction holds, while that transaction waits for a row the batch
@@ -45,7 +26,7 @@ func TestChangeEventBatchGivesWayToAnApplicationTransactionAndIsAppliedAgainWith
 	ctx := context.Background()
 	sfids := e.create("Account", map[string]any{"Name": "One"}, map[string]any{"Name": "Two"}, map[string]any{"Name": "Three"})
 	mid := e.mapping("Account", []string{"Name"}, "cdc")
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	svc, err := inbound.New(e.pool, e.sf, e.b, slog.New(slog.NewTextHandler(logs, nil)), e.opts)
 	require.NoError(t, err)
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -62,7 +43,7 @@ func TestChangeEventBatchGivesWayToAnApplicationTransactionAndIsAppliedAgainWith
 	})
 	e.waitState(mid, "synced")
 	e.eventually(10*time.Second, func() (bool, string) {
-		return logs.count("subscribed to change events") == 1, "not subscribed yet"
+		return strings.Count(logs.String(), "subscribed to change events") == 1, "not subscribed yet"
 	})
 
 	// Rows by id: lo and hi are the pair the batch will hold, c the record
@@ -105,9 +86,9 @@ func TestChangeEventBatchGivesWayToAnApplicationTransactionAndIsAppliedAgainWith
 	e.waitValue("account", hi.sfid, "name", "Two v2")
 	require.Equal(t, "Three v2", e.value("account", c.sfid, "name"))
 	// Once while the applier waited for c, once for the batch of lo and hi.
-	require.GreaterOrEqual(t, logs.count("inbound: change events waited too long for a lock another session holds; running it again"), 2,
+	require.GreaterOrEqual(t, strings.Count(logs.String(), "inbound: change events waited too long for a lock another session holds; running it again"), 2,
 		"the batches gave way and were applied again")
-	require.Equal(t, 1, logs.count("subscribed to change events"), "the stream stayed up")
+	require.Equal(t, 1, strings.Count(logs.String(), "subscribed to change events"), "the stream stayed up")
 }
 
 // holdRow locks a row of salesforce.account in a transaction of its own, on

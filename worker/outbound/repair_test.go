@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgforce/pgforce/internal/syncbuf"
 	"github.com/pgforce/pgforce/sim"
 	"github.com/pgforce/pgforce/worker/budget"
 	"github.com/pgforce/pgforce/worker/salesforce"
@@ -344,24 +344,6 @@ func TestARetrySendsNoFieldSalesforceDoesNotLetItSet(t *testing.T) {
 	require.Equal(t, "Jones", b.sfField(t, "Contact", sfid, "LastName"))
 }
 
-// lockedBuffer collects a logger's output from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // Writes held because pgforce has used its share of the org's API calls
 // say so in the log, with the figures and what to change.
 func TestWritesHeldByTheAPIBudgetSaySoInTheLog(t *testing.T) {
@@ -371,7 +353,7 @@ func TestWritesHeldByTheAPIBudgetSaySoInTheLog(t *testing.T) {
 	opts := fastOptions()
 	opts.Budget = budget.New(func() (int, int) { return int(used.Load()), 100_000 }, 50)
 	opts.Budget.SetProbe(nil, 100*time.Millisecond) // look at the usage again soon
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	b.startWithLog(t, opts, slog.New(slog.NewTextHandler(&logs, nil)))
 	var row int
 	b.scalar(t, &row, `INSERT INTO salesforce.account (name) VALUES ('Held') RETURNING id`)
@@ -384,25 +366,35 @@ func TestWritesHeldByTheAPIBudgetSaySoInTheLog(t *testing.T) {
 	b.waitSfid(t, "account", row)
 }
 
-// A refused change that linked a child to its parent through the
-// relationship column (the worker sent the parent's Id as AccountId) is
-// retried with the row, so that the retry links the child.
-func TestARetryOfARefusedLinkToAParentLinksTheChild(t *testing.T) {
-	b := setup(t, setupOptions{upsertField: "Ext_Id__c"})
-	b.start(t, fastOptions())
-	var acc, con int
+// refusedLink syncs a parent account (ext-1) and a child contact, then has
+// Salesforce refuse the update that renames the child and links it through
+// its relationship column; it returns the parent's and the child's Ids, the
+// child's row and the error.
+func (b *bundle) refusedLink(t *testing.T) (accID, conID string, con int, errID int64) {
+	t.Helper()
+	var acc int
 	b.scalar(t, &acc, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('Parent Co', 'ext-1') RETURNING id`)
-	accID := b.waitSfid(t, "account", acc)
+	accID = b.waitSfid(t, "account", acc)
 	b.scalar(t, &con, `INSERT INTO salesforce.contact (lastname) VALUES ('Child') RETURNING id`)
-	conID := b.waitSfid(t, "contact", con)
+	conID = b.waitSfid(t, "contact", con)
 
 	b.sim.Inject(sim.Fault{Path: collectionsPath, Method: "PATCH", Status: 400, Count: 1})
 	b.exec(t, `UPDATE salesforce.contact SET account__r__ext_id__c = 'ext-1', lastname = 'Child Linked' WHERE id = $1`, con)
-	var errID int64
 	eventually(t, 10*time.Second, "the refused update's error", func() bool {
 		return b.pool.QueryRow(context.Background(), `SELECT id FROM pgforce.error WHERE mapping_id = $1 AND record_id = $2 AND state = 'open'`,
 			b.contactID, con).Scan(&errID) == nil
 	})
+	return accID, conID, con, errID
+}
+
+// A refused change that linked a child to its parent through the
+// relationship column (the worker sent the parent's Id as AccountId) is
+// retried with the columns it set, the relationship column among them, so
+// that the retry links the child.
+func TestARetryOfARefusedLinkToAParentLinksTheChild(t *testing.T) {
+	b := setup(t, setupOptions{upsertField: "Ext_Id__c"})
+	b.start(t, fastOptions())
+	accID, conID, _, errID := b.refusedLink(t)
 	b.exec(t, `SELECT pgforce.retry($1)`, errID)
 	eventually(t, 10*time.Second, "the retry went through", func() bool { return b.errorState(t, errID) == "resolved" })
 	require.Equal(t, "Child Linked", b.sfField(t, "Contact", conID, "LastName"))
@@ -436,19 +428,7 @@ func TestARetryRefusedAgainKeepsTheValuesEveryChangeSentWithItReplaced(t *testin
 func TestALaterUpdateCarriesARefusedLinkToAParent(t *testing.T) {
 	b := setup(t, setupOptions{upsertField: "Ext_Id__c"})
 	b.start(t, fastOptions())
-	var acc, con int
-	b.scalar(t, &acc, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('Parent Co', 'ext-1') RETURNING id`)
-	accID := b.waitSfid(t, "account", acc)
-	b.scalar(t, &con, `INSERT INTO salesforce.contact (lastname) VALUES ('Child') RETURNING id`)
-	conID := b.waitSfid(t, "contact", con)
-
-	b.sim.Inject(sim.Fault{Path: collectionsPath, Method: "PATCH", Status: 400, Count: 1})
-	b.exec(t, `UPDATE salesforce.contact SET account__r__ext_id__c = 'ext-1', lastname = 'Child Linked' WHERE id = $1`, con)
-	var errID int64
-	eventually(t, 10*time.Second, "the refused update's error", func() bool {
-		return b.pool.QueryRow(context.Background(), `SELECT id FROM pgforce.error WHERE mapping_id = $1 AND record_id = $2 AND state = 'open'`,
-			b.contactID, con).Scan(&errID) == nil
-	})
+	accID, conID, con, errID := b.refusedLink(t)
 	b.exec(t, `UPDATE salesforce.contact SET email = 'c@example.com' WHERE id = $1`, con)
 	eventually(t, 10*time.Second, "the error settled", func() bool { return b.errorState(t, errID) == "resolved" })
 	require.Equal(t, "c@example.com", b.sfField(t, "Contact", conID, "Email"))

@@ -63,37 +63,9 @@ type setupOptions struct {
 
 func setup(t *testing.T, so setupOptions) *bundle {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	db := pgtest.NewDB(t)
-	srv, err := sim.Start(ctx, "127.0.0.1:0", sim.Config{Schema: simSchema, BulkProcessDelay: so.bulkDelay})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = srv.Close() })
-	sf, err := salesforce.New(ctx, salesforce.Config{LoginURL: srv.URL(), ClientID: sim.DefaultClientID,
-		ClientSecret: sim.DefaultClientSecret, Username: sim.DefaultUsername, Password: sim.DefaultPassword})
-	require.NoError(t, err)
-	pool, err := pgxpool.New(ctx, db.ConnString)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-
-	b := &bundle{db: db, pool: pool, sim: srv, sf: sf}
-	// Logical slots pin their database: drop ours once the services (whose
-	// cleanups run first) have stopped, or the database cannot be dropped.
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		for ctx.Err() == nil {
-			_, err := db.Conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
-				WHERE database = current_database() AND NOT active`)
-			var left int
-			_ = db.Conn.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE database = current_database()`).Scan(&left)
-			if err == nil && left == 0 {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		t.Errorf("replication slots of %s were not dropped", db.Name)
-	})
+	b := newBundle(t, sim.Config{Schema: simSchema, BulkProcessDelay: so.bulkDelay})
+	ctx, pool := context.Background(), b.pool
+	var err error
 	var upsert any
 	if so.upsertField != "" {
 		upsert = so.upsertField
@@ -114,6 +86,42 @@ func setup(t *testing.T, so setupOptions) *bundle {
 	_, err = pool.Exec(ctx, `UPDATE pgforce.mapping SET state = 'synced'`)
 	require.NoError(t, err)
 	return b
+}
+
+// newBundle starts a throwaway database and a simulator with cfg, and a
+// Salesforce client and a pool for them; no mapping yet.
+func newBundle(t *testing.T, cfg sim.Config) *bundle {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	db := pgtest.NewDB(t)
+	srv, err := sim.Start(ctx, "127.0.0.1:0", cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Close() })
+	sf, err := salesforce.New(ctx, salesforce.Config{LoginURL: srv.URL(), ClientID: sim.DefaultClientID,
+		ClientSecret: sim.DefaultClientSecret, Username: sim.DefaultUsername, Password: sim.DefaultPassword})
+	require.NoError(t, err)
+	pool, err := pgxpool.New(ctx, db.ConnString)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	// Logical slots pin their database: drop ours once the services (whose
+	// cleanups run first) have stopped, or the database cannot be dropped.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		for ctx.Err() == nil {
+			_, err := db.Conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+				WHERE database = current_database() AND NOT active`)
+			var left int
+			_ = db.Conn.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE database = current_database()`).Scan(&left)
+			if err == nil && left == 0 {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Errorf("replication slots of %s were not dropped", db.Name)
+	})
+	return &bundle{db: db, pool: pool, sim: srv, sf: sf}
 }
 
 func testLogger(t *testing.T) *slog.Logger {

@@ -10,12 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/pgforce/pgforce/internal/pgtest"
 	"github.com/pgforce/pgforce/sim"
-	"github.com/pgforce/pgforce/worker/salesforce"
 )
 
 var rvSchema = &sim.Schema{Objects: []sim.ObjectDef{{
@@ -47,33 +44,9 @@ type rvBundle struct {
 // outbound worker. bulkThreshold > 0 sets the mapping's bulk_threshold.
 func rvSetup(t *testing.T, bulkThreshold int, inboundMode string) *rvBundle {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	db := pgtest.NewDB(t)
-	srv, err := sim.Start(ctx, "127.0.0.1:0", sim.Config{Schema: rvSchema})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = srv.Close() })
-	sf, err := salesforce.New(ctx, salesforce.Config{LoginURL: srv.URL(), ClientID: sim.DefaultClientID,
-		ClientSecret: sim.DefaultClientSecret, Username: sim.DefaultUsername, Password: sim.DefaultPassword})
-	require.NoError(t, err)
-	pool, err := pgxpool.New(ctx, db.ConnString)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-	b := &rvBundle{bundle: bundle{db: db, pool: pool, sim: srv, sf: sf}}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		for ctx.Err() == nil {
-			_, err := db.Conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
-				WHERE database = current_database() AND NOT active`)
-			var left int
-			_ = db.Conn.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE database = current_database()`).Scan(&left)
-			if err == nil && left == 0 {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	})
+	ctx := context.Background()
+	b := &rvBundle{bundle: *newBundle(t, sim.Config{Schema: rvSchema})}
+	pool := b.pool
 	var bt any
 	if bulkThreshold > 0 {
 		bt = bulkThreshold

@@ -581,6 +581,15 @@ func (t *table) filterPending(ctx context.Context, tx pgx.Tx) error {
 	if twoWay, err := t.twoWayNow(ctx, tx); err != nil || !twoWay {
 		return err
 	}
+	// The rows are locked first, in id order as the outbound worker locks
+	// them, and their queued changes looked for by the next statement: an
+	// application's update that commits while the merge waits for its row
+	// is then seen with its change. Looked for before, the change was not
+	// there yet, and the merge wrote Salesforce's value over the user's.
+	if _, err := tx.Exec(ctx, fmt.Sprintf(`SELECT FROM %s t WHERE t.sfid IN (SELECT s.sfid FROM %s s) ORDER BY t.id FOR UPDATE OF t`,
+		t.target, pgx.Identifier{t.stage}.Sanitize())); err != nil {
+		return err
+	}
 	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT s._n, t.id, s.sfid, to_jsonb(s) - '{_n,sfid,systemmodstamp,isdeleted,createddate,_created_by}'::text[],
 		s.systemmodstamp::timestamptz, coalesce(s.isdeleted::boolean, false)
 FROM %s s JOIN %s t ON t.sfid = s.sfid

@@ -331,14 +331,19 @@ func (r *runner) applyPending(ctx context.Context, tx pgx.Tx, t *table, id, orig
 	if !t.twoWay.Load() {
 		return false, nil
 	}
+	// The row is locked first and its queued changes looked for by the
+	// next statement, which sees an application's update that committed
+	// while this one waited for the row (see filterPending).
 	var rowID int
-	var pending bool
-	err = tx.QueryRow(ctx, fmt.Sprintf(`SELECT t.id, EXISTS (SELECT FROM pgforce.outbox o WHERE o.mapping_id = $2 AND o.record_id = t.id)
-		FROM %s t WHERE t.sfid = $1`, t.target), id, t.m.ID).Scan(&rowID, &pending)
-	if errors.Is(err, pgx.ErrNoRows) || (err == nil && !pending) {
+	err = tx.QueryRow(ctx, fmt.Sprintf(`SELECT t.id FROM %s t WHERE t.sfid = $1 FOR UPDATE`, t.target), id).Scan(&rowID)
+	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}
 	if err != nil {
+		return false, err
+	}
+	var pending bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pgforce.outbox o WHERE o.mapping_id = $1 AND o.record_id = $2)`, t.m.ID, rowID).Scan(&pending); err != nil || !pending {
 		return false, err
 	}
 	values := make(map[string]any, len(cols))

@@ -210,3 +210,41 @@ func TestReloadsDeletionsGiveWayToAnApplicationTransactionInsteadOfDeadlockingIt
 func (e *env) blockedQueryLike(pid int, pattern string) bool {
 	return e.count(`SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)) AND query LIKE $2`, pid, pattern) > 0
 }
+
+// A record merged while the application updates its row: the merge looks
+// for the row's queued changes only once it holds the row, so the update,
+// committed while the merge waited for it, is seen and kept. Looked for
+// first, they were not there, and the merge wrote Salesforce's value over
+// the user's, stamped SYNCED, while the change was still on its way.
+func TestARecordMergedWhileTheApplicationUpdatesItsRowKeepsTheUpdate(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	ids := e.create("Account", map[string]any{"Name": "Acme"})
+	id := e.mapping("Account", []string{"Name"}, "cdc")
+	e.exec(`UPDATE pgforce.mapping SET mode = 'read_write' WHERE id = $1`, id)
+	e.start()
+	e.waitState(id, "synced")
+
+	app, err := e.pool.Begin(ctx)
+	require.NoError(t, err)
+	defer app.Rollback(ctx)
+	var pid int
+	require.NoError(t, app.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid))
+	_, err = app.Exec(ctx, `UPDATE salesforce.account SET name = 'Mine' WHERE sfid = $1`, ids[0])
+	require.NoError(t, err)
+	// A read of the record, as a gap or a retry asks for.
+	e.exec(`INSERT INTO pgforce.inbound_reread (mapping_id, sfid) VALUES ($1, $2)`, id, ids[0])
+	e.exec(`SELECT pg_notify('pgforce_mapping', '')`)
+	e.eventually(10*time.Second, func() (bool, string) {
+		return e.count(`SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`, pid) > 0, "the merge not waiting for the row"
+	})
+	require.NoError(t, app.Commit(ctx))
+
+	e.eventually(10*time.Second, func() (bool, string) {
+		return e.count(`SELECT count(*) FROM pgforce.inbound_reread`) == 0, "the read not done"
+	})
+	require.Equal(t, "Mine", e.value("account", ids[0], "name"))
+	var lastop string
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT _hc_lastop FROM salesforce.account WHERE sfid = $1`, ids[0]).Scan(&lastop))
+	require.Equal(t, "PENDING", lastop, "the change is still to be sent")
+}

@@ -260,13 +260,15 @@ func needsOwner(m *mappings.Mapping) bool {
 	return !m.Paused && m.State != mappings.StateError
 }
 
-// fingerprint covers what the user controls; a change restarts the runner.
+// fingerprint covers what the user controls; a change restarts the runner
+// (a mode change too: a read_write table's merges follow the two-way rules
+// and mark echoes).
 func fingerprint(m *mappings.Mapping) string {
 	reload := ""
 	if m.ReloadRequestedAt != nil {
 		reload = m.ReloadRequestedAt.String()
 	}
-	return fmt.Sprint(m.SObject, m.Fields, m.Inbound, m.PollInterval, m.Paused, reload, m.HardDelete, m.State == mappings.StateError, m.APIBudgetPct)
+	return fmt.Sprint(m.SObject, m.Fields, m.Mode, m.Inbound, m.PollInterval, m.Paused, reload, m.HardDelete, m.State == mappings.StateError, m.APIBudgetPct)
 }
 
 func (s *Service) reconcile(ctx context.Context, ms []mappings.Mapping) {

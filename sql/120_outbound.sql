@@ -94,17 +94,6 @@ BEGIN
 END
 $$;
 
--- True while a record's changes must wait: its insert failed (or a
--- two-way conflict awaits pgforce.resolve) and the user has not yet chosen
--- retry, ignore or revert. Other records are never held up.
-CREATE FUNCTION pgforce._outbound_record_blocked(p_mapping_id integer, p_record_id integer) RETURNS boolean
-LANGUAGE sql STABLE AS $$
-    SELECT EXISTS (
-        SELECT FROM pgforce.error e
-        WHERE e.mapping_id = p_mapping_id AND e.record_id = p_record_id AND e.state = 'open'
-          AND ((e.direction = 'outbound' AND e.operation = 'insert') OR e.error_code = 'CONFLICT'))
-$$;
-
 -- pgforce.claim, except that the changes of blocked records stay queued
 -- (a retry is not held back by a failed insert, but waits, like every
 -- change, for a conflict to be resolved).
@@ -148,8 +137,9 @@ SET enable_bitmapscan = off SET enable_seqscan = off AS $$
           -- a drain that began before it.
           AND NOT EXISTS (SELECT FROM pgforce.mapping pm JOIN pgforce.org po ON po.name = pm.org
                           WHERE pm.id = p_mapping_id AND (pm.paused OR po.paused))
-          -- pgforce._outbound_record_blocked, spelled out so that it is
-          -- planned with the query rather than called per entry.
+          -- A record's changes wait while its insert failed (a retry of
+          -- it aside) or a two-way conflict awaits pgforce.resolve, until
+          -- the user chooses retry, ignore or revert; other records go on.
           AND NOT EXISTS (
                 SELECT FROM pgforce.error e
                 WHERE e.mapping_id = p_mapping_id AND e.record_id = o.record_id AND e.state = 'open'

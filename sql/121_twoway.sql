@@ -47,6 +47,22 @@ LANGUAGE sql AS $$
     WHERE e.id IN (SELECT g.retry_of FROM gone g) AND e.state = 'retrying';
 $$;
 
+-- The fields (columns) of a row that changes Salesforce refused name, in
+-- the payloads of its open, retrying or ignored outbound errors: they hold
+-- what pgforce.retry sends once fixed, or what pgforce.ignore keeps, which
+-- a read of the record as the row last took it must not replace (see
+-- inbound_filter, and keepRefused in worker/inbound). A row with none
+-- costs one probe of error_record_idx.
+CREATE FUNCTION pgforce._refused_fields(p_mapping_id integer, p_record_id integer) RETURNS text[]
+LANGUAGE sql STABLE AS $$
+    SELECT ARRAY(
+        SELECT DISTINCT pg_catalog.lower(k)
+        FROM pgforce.error e,
+             pg_catalog.jsonb_object_keys(CASE WHEN pg_catalog.jsonb_typeof(e.payload) = 'object' THEN e.payload ELSE '{}' END) k
+        WHERE e.mapping_id = p_mapping_id AND e.record_id = p_record_id AND e.direction = 'outbound'
+          AND e.state IN ('open', 'retrying', 'ignored'))
+$$;
+
 -- Whether two values of one column of a mapped table are the same value.
 -- Salesforce's come as the text Salesforce writes, the outbox's as the
 -- jsonb of Postgres's typed value: 1.5 may be 1.50 on the other side, and a
@@ -177,11 +193,7 @@ BEGIN
         -- pgforce.retry sends, or what pgforce.ignore keeps, also once a
         -- change of another field has made the row PENDING.
         IF p_whole AND p_sf_at <= v_stamp THEN
-            p_values := p_values OPERATOR(pg_catalog.-) ARRAY(
-                SELECT pg_catalog.lower(k) FROM pgforce.error e,
-                       pg_catalog.jsonb_object_keys(CASE WHEN pg_catalog.jsonb_typeof(e.payload) = 'object' THEN e.payload ELSE '{}' END) k
-                WHERE e.mapping_id = p_mapping_id AND e.record_id = p_record_id AND e.direction = 'outbound'
-                  AND e.state IN ('open', 'retrying', 'ignored'));
+            p_values := p_values OPERATOR(pg_catalog.-) pgforce._refused_fields(p_mapping_id, p_record_id);
         END IF;
     END IF;
     PERFORM FROM pgforce.outbox o WHERE o.mapping_id = p_mapping_id AND o.record_id = p_record_id ORDER BY o.id FOR UPDATE;

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 )
 
@@ -229,20 +230,16 @@ func TestRetryOfAFailedDeleteDeletesTheRecordEvenWhenItsRowsIdIsTakenAgain(t *te
 	require.Equal(t, "001000000000001AAA", *entries[0].SFID)
 }
 
-// filterWhole calls pgforce.inbound_filter as the inbound worker does for a
+// filter calls pgforce.inbound_filter as the inbound worker does for a
 // record read from Salesforce (whole) or a change event's fields, as of
 // Salesforce's time at, and returns what it lets through.
 func (b *testBundle) filter(t *testing.T, m, id int, values, at string, whole bool) map[string]any {
 	t.Helper()
-	ctx := context.Background()
-	tx, err := b.conn.Begin(ctx)
-	require.NoError(t, err)
-	defer tx.Rollback(ctx)
-	_, err = tx.Exec(ctx, "SET LOCAL pgforce.origin = 'salesforce'")
-	require.NoError(t, err)
 	var out map[string]any
-	require.NoError(t, tx.QueryRow(ctx, `SELECT pgforce.inbound_filter($1, $2, $3::jsonb, $4::timestamptz, false, $5)`, m, id, values, at, whole).Scan(&out))
-	require.NoError(t, tx.Commit(ctx))
+	b.inWorkerTx(t, func(tx pgx.Tx) error {
+		return tx.QueryRow(context.Background(), `SELECT pgforce.inbound_filter($1, $2, $3::jsonb, $4::timestamptz, false, $5)`,
+			m, id, values, at, whole).Scan(&out)
+	})
 	return out
 }
 

@@ -82,14 +82,23 @@ func (b *testBundle) syncedAccounts(t *testing.T, n int) {
 // asWorker runs sql as the worker applying Salesforce changes.
 func (b *testBundle) asWorker(t *testing.T, sql string, args ...any) {
 	t.Helper()
+	b.inWorkerTx(t, func(tx pgx.Tx) error {
+		_, err := tx.Exec(context.Background(), sql, args...)
+		return err
+	})
+}
+
+// inWorkerTx runs fn in a transaction of the worker's (pgforce.origin =
+// 'salesforce'), and commits it.
+func (b *testBundle) inWorkerTx(t *testing.T, fn func(tx pgx.Tx) error) {
+	t.Helper()
 	ctx := context.Background()
 	tx, err := b.conn.Begin(ctx)
 	require.NoError(t, err)
 	defer tx.Rollback(ctx)
 	_, err = tx.Exec(ctx, "SET LOCAL pgforce.origin = 'salesforce'")
 	require.NoError(t, err)
-	_, err = tx.Exec(ctx, sql, args...)
-	require.NoError(t, err, sql)
+	require.NoError(t, fn(tx))
 	require.NoError(t, tx.Commit(ctx))
 }
 

@@ -110,21 +110,15 @@ func (t *table) twoWayNow(ctx context.Context, q pgx.Tx) (bool, error) {
 const settledStatus = `_hc_lastop = CASE WHEN %[1]s._hc_lastop = 'PENDING' AND NOT EXISTS (SELECT FROM pgforce.outbox o
 	WHERE o.mapping_id = %[2]d AND o.record_id = %[1]s.id) THEN 'SYNCED' ELSE %[1]s._hc_lastop END`
 
-// refusedKept is the value a write gives column col (API name api) of row
-// t: value, except in a FAILED row whose open, retrying or ignored
-// outbound error names the field, where the column keeps what it holds
-// (pgforce.retry sends it once it is fixed, pgforce.ignore keeps it) when
-// the write cannot be newer than it (when, an SQL condition): the record
-// read again as the row last took it (a poll's overlap, a reload) replaced
-// the value with Salesforce's, so that the retry sent that back and the
-// change was lost. Only FAILED rows look their errors up
-// (error_record_idx).
-func refusedKept(col, api string, mappingID int, when, value string) string {
-	return fmt.Sprintf(`CASE WHEN t._hc_lastop = 'FAILED' AND %s
-	AND EXISTS (SELECT FROM pgforce.error e WHERE e.mapping_id = %d AND e.record_id = t.id AND e.direction = 'outbound'
-	            AND e.state IN ('open', 'retrying', 'ignored') AND e.payload ? '%s')
-	THEN t.%s ELSE %s END`, when, mappingID, strings.ReplaceAll(api, "'", "''"), col, value)
-}
+// keepRefused sets column %[1]s (quoted; %[2]s unquoted) from a record
+// merged again, except in a FAILED row whose refused change named the
+// field (pgforce._refused_fields), when the record is the one the row last
+// took (a poll's overlap, a reload): the row holds what pgforce.retry
+// sends once it is fixed, or what pgforce.ignore keeps, and the same record
+// read again replaced it with Salesforce's, so that the retry sent that
+// back and the change was lost. Only FAILED rows look their errors up.
+const keepRefused = `%[1]s = CASE WHEN t._hc_lastop = 'FAILED' AND EXCLUDED.systemmodstamp = t.systemmodstamp
+	AND '%[2]s' = ANY (pgforce._refused_fields(%[3]d, t.id)) THEN t.%[1]s ELSE EXCLUDED.%[1]s END`
 
 // pgColumn is the mapped table's column for a Salesforce field.
 func pgColumn(field string) string {
@@ -192,8 +186,7 @@ func newTable(m *mappings.Mapping, me string) (*table, error) {
 			sets = append(sets, fmt.Sprintf("%s = EXCLUDED.%[1]s", pgx.Identifier{col}.Sanitize()))
 		default:
 			// A column added since (a reload fills it) takes the record's value.
-			q := pgx.Identifier{col}.Sanitize()
-			sets = append(sets, q+" = "+refusedKept(q, c.Name, m.ID, "EXCLUDED.systemmodstamp = t.systemmodstamp", "EXCLUDED."+q))
+			sets = append(sets, fmt.Sprintf(keepRefused, pgx.Identifier{col}.Sanitize(), strings.ReplaceAll(col, "'", "''"), m.ID))
 		}
 	}
 	if t.me != "" {

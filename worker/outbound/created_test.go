@@ -56,6 +56,16 @@ func (b *bundle) requireOneRecordPerRow(t *testing.T, prefix string, rows int) {
 	}
 }
 
+// requireEchoesMerged checks requireOneRecordPerRow, and that no row the
+// inbound worker made for a record of ours is left over.
+func (b *bundle) requireEchoesMerged(t *testing.T, prefix string, rows int) {
+	t.Helper()
+	b.requireOneRecordPerRow(t, prefix, rows)
+	var left int
+	b.scalar(t, &left, `SELECT count(*) FROM pgforce.outbound_echo_row`)
+	require.Zero(t, left, "the echo rows were merged")
+}
+
 // A mapping without an upsert field creates its records with plain creates,
 // which Salesforce carries out again on every call. When the answer to one
 // is lost, the insert is sent again only after the worker has looked for
@@ -92,10 +102,7 @@ func TestTheEchoOfACreateWhoseAnswerWasLostIsMergedIntoTheInsertsRow(t *testing.
 	b.loseCreateAnswers(1)
 	b.start(t, fastOptions())
 	b.exec(t, `INSERT INTO salesforce.account (name, industry) SELECT 'Echo ' || g, 'Retail' FROM generate_series(1, 3) g`)
-	b.requireOneRecordPerRow(t, "Echo ", 3)
-	var left int
-	b.scalar(t, &left, `SELECT count(*) FROM pgforce.outbound_echo_row`)
-	require.Zero(t, left, "the echo rows were merged")
+	b.requireEchoesMerged(t, "Echo ", 3)
 }
 
 // A mapping without Change Data Capture polls: the poll that brings in the
@@ -114,10 +121,7 @@ func TestThePolledEchoOfACreateWhoseAnswerWasLostIsMergedIntoTheInsertsRow(t *te
 		b.scalar(t, &echoes, `SELECT count(*) FROM salesforce.account WHERE sfid IS NOT NULL`)
 		return echoes == 3
 	})
-	b.requireOneRecordPerRow(t, "Polled ", 3)
-	var left int
-	b.scalar(t, &left, `SELECT count(*) FROM pgforce.outbound_echo_row`)
-	require.Zero(t, left, "the echo rows were merged")
+	b.requireEchoesMerged(t, "Polled ", 3)
 }
 
 // A worker killed while Salesforce carried out its creates: the next worker

@@ -314,11 +314,7 @@ func TestARetrySendsNoFieldSalesforceDoesNotLetItSet(t *testing.T) {
 	b.exec(t, `UPDATE pgforce.mapping SET fields = '{FirstName,LastName,Name,Email}', state = 'new' WHERE id = $1`, b.contactID)
 	b.exec(t, `UPDATE pgforce.mapping SET paused = true WHERE id = $1`, b.accountID)
 	b.startInbound(t)
-	eventually(t, 30*time.Second, "contact mapping described and synced", func() bool {
-		var st string
-		b.scalar(t, &st, `SELECT state FROM pgforce.mapping WHERE id = $1`, b.contactID)
-		return st == "synced"
-	})
+	b.waitMappingSynced(t, b.contactID)
 	b.start(t, fastOptions())
 	var row int
 	b.scalar(t, &row, `INSERT INTO salesforce.contact (firstname, lastname, email) VALUES ('Jo', 'Smith', 'jo@example.com') RETURNING id`)

@@ -28,9 +28,16 @@ func (b *bundle) syncAccountIn(t *testing.T, inbound string) {
 	b.exec(t, `UPDATE pgforce.mapping SET inbound = $2, state = 'new' WHERE id = $1`, b.accountID, inbound)
 	b.exec(t, `UPDATE pgforce.mapping SET paused = true WHERE id = $1`, b.contactID)
 	b.startInbound(t)
-	eventually(t, 30*time.Second, "account mapping synced", func() bool {
+	b.waitMappingSynced(t, b.accountID)
+}
+
+// waitMappingSynced waits until the inbound worker has described and
+// loaded mapping id.
+func (b *bundle) waitMappingSynced(t *testing.T, id int) {
+	t.Helper()
+	eventually(t, 30*time.Second, fmt.Sprintf("mapping %d synced", id), func() bool {
 		var st string
-		b.scalar(t, &st, `SELECT state FROM pgforce.mapping WHERE id = $1`, b.accountID)
+		b.scalar(t, &st, `SELECT state FROM pgforce.mapping WHERE id = $1`, id)
 		return st == "synced"
 	})
 }

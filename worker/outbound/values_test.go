@@ -54,11 +54,7 @@ func rvSetup(t *testing.T, bulkThreshold int, inboundMode string) *rvBundle {
 	require.NoError(t, pool.QueryRow(ctx, `INSERT INTO pgforce.mapping (sobject, fields, mode, inbound, bulk_threshold)
 		VALUES ('Gadget__c', $1, 'read_write', $2, $3) RETURNING id`, rvFields, inboundMode, bt).Scan(&b.gadgetID))
 	b.startInbound(t)
-	eventually(t, 30*time.Second, "gadget mapping synced", func() bool {
-		var st string
-		b.scalar(t, &st, `SELECT state FROM pgforce.mapping WHERE id = $1`, b.gadgetID)
-		return st == "synced"
-	})
+	b.waitMappingSynced(t, b.gadgetID)
 	return b
 }
 

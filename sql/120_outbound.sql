@@ -202,10 +202,12 @@ CREATE FUNCTION pgforce._outbound_blocked_count(p_mapping_id integer) RETURNS bi
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_catalog.count(*)
     FROM pgforce.outbox o
-    WHERE o.mapping_id = p_mapping_id AND o.claimed_at IS NULL AND o.retry_of IS NULL
+    WHERE o.mapping_id = p_mapping_id AND o.claimed_at IS NULL
+      -- As _outbound_claim holds them back: a retry waits behind a
+      -- conflict, not behind the failed insert it retries.
       AND EXISTS (SELECT FROM pgforce.error e
                   WHERE e.mapping_id = p_mapping_id AND e.record_id = o.record_id AND e.state = 'open'
-                    AND ((e.direction = 'outbound' AND e.operation = 'insert') OR e.error_code = 'CONFLICT'))
+                    AND ((e.direction = 'outbound' AND e.operation = 'insert' AND o.retry_of IS NULL) OR e.error_code = 'CONFLICT'))
 $$;
 
 -- The feed modes of the workers seen in the last minute, e.g.

@@ -342,6 +342,9 @@ func TestAConflictHoldsARetryOfTheSameRecord(t *testing.T) {
 	var conflicts, claimed int
 	b.scalar(t, &conflicts, `SELECT count(*) FROM pgforce.error WHERE error_code = 'CONFLICT' AND state = 'open'`)
 	require.Equal(t, 1, conflicts)
+	var blocked int
+	b.scalar(t, &blocked, `SELECT outbound_blocked FROM pgforce.status WHERE mapping_id = $1`, m)
+	require.Equal(t, 1, blocked, "and pgforce.status counts it as held")
 	b.scalar(t, &claimed, `SELECT count(*) FROM pgforce._outbound_claim($1, 10, 'test')`, m)
 	require.Zero(t, claimed, "the retry waits for the conflict")
 }

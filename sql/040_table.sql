@@ -74,6 +74,58 @@ BEGIN
 END
 $$;
 
+-- Gives a table that existed before its mapping (one the user prepared
+-- with columns of their own) the columns and indexes pgforce syncs with,
+-- those ensure_table creates a new table with; a table kept from Heroku
+-- Connect has them all. Without them the first load failed, and again on
+-- every retry, with "column sfid does not exist". New columns are nullable
+-- (isdeleted's default is a constant), so adding them rewrites nothing;
+-- the unique index on sfid reads the table once. id is every row's key
+-- for pgforce (capture pairs old and new rows by it, the worker writes
+-- results back by it), and adding one to a table that has rows would
+-- rewrite it, which is the user's call, so its absence is refused; so is an
+-- id without a default, since the worker inserts rows without one.
+CREATE FUNCTION pgforce._add_sync_columns(p_table regclass, p_table_name text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_column record;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                   WHERE a.attrelid = p_table AND a.attname = 'id' AND NOT a.attisdropped
+                     AND a.atttypid IN ('integer'::regtype, 'bigint'::regtype)
+                     AND (a.atthasdef OR a.attidentity <> '')) THEN
+        RAISE EXCEPTION 'pgforce: table % has no integer column id that numbers new rows, which pgforce keys its rows by', p_table
+            USING ERRCODE = 'invalid_table_definition',
+                  HINT = pg_catalog.format('Add one with ALTER TABLE %s ADD COLUMN id serial PRIMARY KEY; (or rename the table''s own key to id), or delete the table and let pgforce create it.', p_table);
+    END IF;
+    FOR v_column IN
+        SELECT c.name, c.type FROM (VALUES
+            (1, 'sfid', 'character varying(18)'),
+            (2, 'systemmodstamp', 'timestamp with time zone'),
+            (3, 'isdeleted', 'boolean DEFAULT false'),
+            (4, 'createddate', 'timestamp with time zone'),
+            (5, '_hc_lastop', 'character varying(32)'),
+            (6, '_hc_err', 'text')) AS c(i, name, type)
+        WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                          WHERE a.attrelid = p_table AND a.attname = c.name AND NOT a.attisdropped)
+        ORDER BY c.i
+    LOOP
+        -- v_column.type is one of the fixed spellings above.
+        EXECUTE pg_catalog.format('ALTER TABLE %s ADD COLUMN %I %s', p_table, v_column.name, v_column.type);
+    END LOOP;
+    -- The merge's ON CONFLICT (sfid) needs a unique index on sfid alone.
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_index i
+                   WHERE i.indrelid = p_table AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+                     AND i.indnatts = 1 AND i.indkey[0] = (SELECT a.attnum FROM pg_catalog.pg_attribute a
+                                                           WHERE a.attrelid = p_table AND a.attname = 'sfid')) THEN
+        EXECUTE pg_catalog.format('CREATE UNIQUE INDEX %I ON %s (sfid)', 'hcu_idx_' || p_table_name || '_sfid', p_table);
+    END IF;
+    PERFORM pgforce._create_modstamp_index((SELECT n.nspname FROM pg_catalog.pg_class c
+                                            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                                            WHERE c.oid = p_table), p_table_name);
+END
+$$;
+
 -- Creates or alters the mapping's table to hold p_columns, an array of
 -- {"name","type","length","precision","scale"} objects from describe, and
 -- returns the names of the columns it added. New fields become nullable
@@ -131,6 +183,8 @@ BEGIN
             pg_catalog.format('Salesforce %s, synced by pgforce mapping %s (%s). Do not TRUNCATE; see pgforce.status.',
                 v_mapping.sobject, v_mapping.id, v_mapping.mode));
         v_table := pg_catalog.to_regclass(pg_catalog.format('%I.%I', v_schema, v_mapping.table_name));
+    ELSE
+        PERFORM pgforce._add_sync_columns(v_table, v_mapping.table_name);
     END IF;
 
     FOR v_column IN SELECT c FROM pg_catalog.jsonb_array_elements(p_columns) c LOOP

@@ -298,3 +298,42 @@ func TestAnExistingColumnIsKeptWhenItHoldsItsFieldOrIsHerokuConnectsTypeForIt(t 
 		require.Equal(t, c.holds, holds, "%s holding %s", c.existing, c.described)
 	}
 }
+
+// A table the user made before mapping it, with only columns of their
+// own, gets the columns and indexes pgforce syncs with; one without an id
+// that numbers new rows is refused with the fix.
+func TestEnsureTableGivesATableTheUserPreparedTheColumnsPgforceSyncsWith(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.exec(t, `CREATE SCHEMA salesforce;
+		CREATE TABLE salesforce.account (id serial PRIMARY KEY, name varchar(255), note text);
+		INSERT INTO salesforce.account (name, note) VALUES ('Made by hand', 'kept')`)
+	var m int
+	b.scalar(t, &m, `INSERT INTO pgforce.mapping (sobject, fields, mode) VALUES ('Account', '{Name,Industry,AnnualRevenue}', 'read_write') RETURNING id`)
+	b.exec(t, `SELECT pgforce.ensure_table($1, $2)`, m, accountColumns)
+	types := b.columnTypes(t, "salesforce.account")
+	for col, want := range map[string]string{
+		"sfid": "character varying(18)", "systemmodstamp": "timestamp with time zone", "isdeleted": "boolean",
+		"createddate": "timestamp with time zone", "_hc_lastop": "character varying(32)", "_hc_err": "text",
+		"note": "text", "industry": "character varying(40)",
+	} {
+		require.Equal(t, want, types[col], col)
+	}
+	var indexes []string
+	b.scalar(t, &indexes, `SELECT array_agg(indexrelid::regclass::text ORDER BY indexrelid::regclass::text) FROM pg_index WHERE indrelid = 'salesforce.account'::regclass`)
+	require.Equal(t, []string{"salesforce.account_pkey", "salesforce.hc_idx_account_systemmodstamp", "salesforce.hcu_idx_account_sfid"}, indexes)
+	var isdeleted bool
+	b.scalar(t, &isdeleted, `SELECT isdeleted FROM salesforce.account`)
+	require.False(t, isdeleted, "the row the user made is not deleted")
+
+	// Twice changes nothing.
+	b.exec(t, `SELECT pgforce.ensure_table($1, $2)`, m, accountColumns)
+	b.scalar(t, &indexes, `SELECT array_agg(indexrelid::regclass::text ORDER BY indexrelid::regclass::text) FROM pg_index WHERE indrelid = 'salesforce.account'::regclass`)
+	require.Len(t, indexes, 3)
+
+	var c int
+	b.scalar(t, &c, `INSERT INTO pgforce.mapping (sobject, fields, mode) VALUES ('Contact', '{LastName}', 'read_write') RETURNING id`)
+	b.exec(t, `CREATE TABLE salesforce.contact (contact_id integer PRIMARY KEY, lastname varchar(80))`)
+	b.refused(t, "has no integer column id that numbers new rows", "ADD COLUMN id serial PRIMARY KEY",
+		`SELECT pgforce.ensure_table($1, '[{"name":"LastName","type":"string","length":80}]')`, c)
+}

@@ -417,14 +417,25 @@ func (t *table) applyRowsStaged(ctx context.Context, tx pgx.Tx, rows [][]any, op
 }
 
 // isRecordError reports whether err is about the data of some record
-// (a value that does not fit its column, a constraint the user added)
-// rather than about the database or the connection.
+// (a value that does not fit its column, a constraint the user added, a
+// trigger of theirs that refuses the values with RAISE) rather than about
+// the database or the connection. A RAISE (class P0) failed the whole
+// load or poll, again on every attempt, for the one record a validation
+// trigger refused. Class 27 is a trigger changing a row the statement
+// changes too; 44 a view's CHECK OPTION.
 func isRecordError(err error) bool {
 	var pg *pgconn.PgError
 	if !errors.As(err, &pg) {
 		return false
 	}
-	return strings.HasPrefix(pg.Code, "22") || strings.HasPrefix(pg.Code, "23")
+	if len(pg.Code) < 2 {
+		return false
+	}
+	switch pg.Code[:2] {
+	case "22", "23", "27", "44", "P0":
+		return true
+	}
+	return false
 }
 
 // upsertRange merges stage rows lo..hi, isolating bad records by halving.

@@ -544,3 +544,44 @@ func TestARefusedValueOutlastsAReadWhileAnotherFieldOfTheRowIsQueued(t *testing.
 	require.Equal(t, "Banking", e.value("account", ids[0], "industry"))
 	require.Equal(t, "Acme Renamed", e.value("account", ids[0], "name"))
 }
+
+// A trigger of the user's that refuses a record's values with RAISE (a
+// validation written in PL/pgSQL, as apps on Heroku Connect have) makes
+// that record an error, as a constraint does, and the rest of the
+// mapping's changes, the load's included, apply.
+func TestARecordAUserTriggerRefusesBecomesAnErrorAndTheRestApplies(t *testing.T) {
+	for _, mode := range []string{"cdc", "poll"} {
+		t.Run(mode, func(t *testing.T) {
+			e := newEnv(t)
+			e.create("Account", map[string]any{"Name": "Refused at load", "NumberOfEmployees": -5},
+				map[string]any{"Name": "Loaded", "NumberOfEmployees": 5})
+			id := e.mapping("Account", []string{"Name", "NumberOfEmployees"}, mode)
+			e.exec(`CREATE SCHEMA IF NOT EXISTS salesforce`)
+			e.exec(`CREATE TABLE salesforce.account (id serial PRIMARY KEY, name varchar(255), numberofemployees integer)`)
+			e.exec(`CREATE FUNCTION public.no_negative_staff() RETURNS trigger LANGUAGE plpgsql AS $$
+				BEGIN
+					IF NEW.numberofemployees < 0 THEN
+						RAISE EXCEPTION 'staff of % cannot be negative', NEW.name;
+					END IF;
+					RETURN NEW;
+				END $$`)
+			e.exec(`CREATE TRIGGER no_negative_staff BEFORE INSERT OR UPDATE ON salesforce.account
+				FOR EACH ROW EXECUTE FUNCTION public.no_negative_staff()`)
+			e.start()
+			e.waitState(id, "synced")
+			require.Equal(t, 1, e.count(`SELECT count(*) FROM salesforce.account WHERE name = 'Loaded'`), "the load's other record applied")
+			require.Equal(t, 1, e.count(`SELECT count(*) FROM pgforce.error WHERE mapping_id = $1 AND state = 'open' AND message LIKE '%Refused at load cannot be negative%'`, id),
+				"the load's refused record is an error")
+
+			ids := e.create("Account", map[string]any{"Name": "Refused later", "NumberOfEmployees": -1},
+				map[string]any{"Name": "Applied later", "NumberOfEmployees": 1})
+			e.waitValue("account", ids[1], "name", "Applied later")
+			e.eventually(10*time.Second, func() (bool, string) {
+				n := e.count(`SELECT count(*) FROM pgforce.error WHERE mapping_id = $1 AND sfid = $2 AND state = 'open' AND message LIKE '%cannot be negative%'`, id, ids[0])
+				return n == 1, fmt.Sprint(n, " open errors for the refused record")
+			})
+			st, detail := e.state(id)
+			require.Equal(t, "synced", st, detail)
+		})
+	}
+}

@@ -24,6 +24,9 @@ type entry struct {
 	// included; SentFrom is when the first of them began.
 	Attempts int
 	SentFrom time.Time
+	// ClaimedAt is when the claim that holds the entry was made: with
+	// the worker's name, it tells this claim from a later one.
+	ClaimedAt time.Time
 }
 
 // change is every claimed entry of one record merged into the single

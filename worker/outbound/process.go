@@ -44,7 +44,9 @@ type batch struct {
 	// doubt says an insert of the batch may have created its record
 	// already: the claimer stops after it (see findCreated).
 	doubt   bool
-	changes []*change
+	// claimedAt is when its entries were claimed (one claim, one time).
+	claimedAt time.Time
+	changes   []*change
 	results []outcome
 	claimed time.Duration // claiming
 	took    time.Duration // claiming and preparing
@@ -204,7 +206,7 @@ func (s *Service) drainPass(ctx, work context.Context, m *Mapping, all []*Mappin
 			// matter. Run one at a time, they were the serial stage of a
 			// Bulk drain (a batch of 5,000 takes 200-400 ms to record).
 			start = time.Now()
-			err := s.record(work, m, b.changes, b.results)
+			err := s.record(work, m, b.claimedAt, b.changes, b.results)
 			def := false
 			for _, r := range b.results {
 				switch r.kind {
@@ -308,7 +310,7 @@ func (s *Service) nextBatch(ctx, work context.Context, m *Mapping, all []*Mappin
 		doubt = doubt || c.inDoubt()
 	}
 	return &batch{entries: len(entries), last: entries[len(entries)-1].ID, limit: limit, bulk: bulk, doubt: doubt,
-		changes: changes, claimed: claimed, took: time.Since(start)}, nil
+		claimedAt: entries[0].ClaimedAt, changes: changes, claimed: claimed, took: time.Since(start)}, nil
 }
 
 // analyzeOutbox refreshes the outbox's statistics as a Bulk drain starts,
@@ -341,7 +343,7 @@ func (s *Service) analyzeOutbox(ctx context.Context) {
 // an update's old values are never sent, and decoding them cost as much as
 // decoding the new ones.
 func (s *Service) claim(ctx context.Context, m *Mapping, limit int, after int64) ([]entry, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, op, record_id, coalesce(sfid, ''), new, coalesce(retry_of, 0), attempts, coalesce(sent_from, created_at)
+	rows, err := s.pool.Query(ctx, `SELECT id, op, record_id, coalesce(sfid, ''), new, coalesce(retry_of, 0), attempts, coalesce(sent_from, created_at), claimed_at
 		FROM pgforce._outbound_claim($1, $2, $3, $4) ORDER BY id`, m.ID, limit, s.opts.WorkerID, after)
 	if err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
@@ -356,7 +358,7 @@ func (s *Service) claim(ctx context.Context, m *Mapping, limit int, after int64)
 	for rows.Next() {
 		var e entry
 		var newB pgtype.DriverBytes
-		if err := rows.Scan(&e.ID, &e.Op, &e.RecordID, &e.SFID, &newB, &e.RetryOf, &e.Attempts, &e.SentFrom); err != nil {
+		if err := rows.Scan(&e.ID, &e.Op, &e.RecordID, &e.SFID, &newB, &e.RetryOf, &e.Attempts, &e.SentFrom, &e.ClaimedAt); err != nil {
 			return nil, fmt.Errorf("claim: %w", err)
 		}
 		if newB != nil {

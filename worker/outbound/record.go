@@ -72,7 +72,7 @@ type failureRow struct {
 // _hc_lastop back onto the rows (as the worker, so nothing is captured),
 // error rows for refused records, resolved errors for records that went
 // through, written entries deleted and transient ones released.
-func (s *Service) record(ctx context.Context, m *Mapping, changes []*change, results []outcome) error {
+func (s *Service) record(ctx context.Context, m *Mapping, claimedAt time.Time, changes []*change, results []outcome) error {
 	done := make([]int64, 0, len(changes))
 	ok := make([]successRow, 0, len(changes))
 	var requeue, unsent []int64
@@ -148,7 +148,7 @@ func (s *Service) record(ctx context.Context, m *Mapping, changes []*change, res
 	if err != nil {
 		return err
 	}
-	rec := &recording{m: m, okRows: ok, failed: failedJSON, nOK: len(ok), nFailed: len(failed), done: done, requeue: requeue, unsent: unsent, echoGone: echoGone,
+	rec := &recording{m: m, claimedAt: claimedAt, okRows: ok, failed: failedJSON, nOK: len(ok), nFailed: len(failed), done: done, requeue: requeue, unsent: unsent, echoGone: echoGone,
 		writtenRows: make([]int32, 0, len(ok)), okSFIDs: make([]string, 0, len(ok)),
 		rows: make([]int32, 0, len(changes)), entries: make([]int64, 0, len(changes))}
 	for _, o := range ok {
@@ -181,6 +181,7 @@ func (s *Service) record(ctx context.Context, m *Mapping, changes []*change, res
 // recording is the outcome of one batch, ready to be written.
 type recording struct {
 	m            *Mapping
+	claimedAt    time.Time // when the batch's entries were claimed
 	okRows       []successRow
 	ok           []byte   // JSON of okRows, made by okJSON when a statement needs it
 	failed       []byte   // JSON of failureRow
@@ -282,6 +283,27 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 		if _, err := tx.Exec(ctx, fmt.Sprintf(`SELECT FROM %s t WHERE t.id = ANY($1) ORDER BY t.id FOR UPDATE`, table), batchPlan, rec.rows); err != nil {
 			return fmt.Errorf("lock rows: %w", err)
 		}
+		// An outcome is recorded again when its transaction failed, which
+		// includes a COMMIT that went through with its answer lost (the
+		// connection dropped). Run twice, it had released the entries
+		// handed back unsent a second time, one attempt fewer each (an
+		// insert in doubt then looked first-time and was created again),
+		// and inserted its error rows twice. While the outcome is not
+		// recorded its entries are held by this claim: by this worker, and
+		// claimed when the batch was, not by a later claim of entries the
+		// first run handed back. None left so held means the outcome is in.
+		if len(rec.entries) > 0 {
+			var held int
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM (SELECT FROM pgforce.outbox o
+				WHERE o.id = ANY($1) AND o.claimed_by = $2 AND o.claimed_at = $3 ORDER BY o.id FOR UPDATE) h`,
+				batchPlan, rec.entries, s.opts.WorkerID, rec.claimedAt).Scan(&held); err != nil {
+				return fmt.Errorf("lock entries: %w", err)
+			}
+			if held == 0 {
+				s.log.Info("outbound: a batch's outcome was recorded already, or its entries were taken over", "mapping", m.ID, "entries", len(rec.entries))
+				return nil
+			}
+		}
 		// The old values of the refused updates (what Salesforce held
 		// before them, as far as Postgres knew), by row id, read before
 		// their entries go: the error keeps them for its retry (see
@@ -300,8 +322,7 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 				return fmt.Errorf("read the old values of refused updates: %w", err)
 			}
 		}
-		// The entries come next: the DELETE (or the requeue) is the first
-		// statement that touches them.
+		// The entries come next.
 		if len(rec.done) > 0 {
 			// By id in the primary key, never joined: the outbox fills and
 			// empties faster than autovacuum looks, and with statistics of

@@ -43,13 +43,13 @@ type batch struct {
 	bulk    bool // the backlog was at least the mapping's bulk_threshold when claimed
 	// doubt says an insert of the batch may have created its record
 	// already: the claimer stops after it (see findCreated).
-	doubt   bool
+	doubt bool
 	// claimedAt is when its entries were claimed (one claim, one time).
 	claimedAt time.Time
 	changes   []*change
-	results []outcome
-	claimed time.Duration // claiming
-	took    time.Duration // claiming and preparing
+	results   []outcome
+	claimed   time.Duration // claiming
+	took      time.Duration // claiming and preparing
 }
 
 // drain claims and writes one mapping's changes until none is claimable.

@@ -210,7 +210,7 @@ BEGIN
             -- v_type comes from _column_type's fixed list of spellings.
             EXECUTE pg_catalog.format('ALTER TABLE %s ADD COLUMN %I %s', v_table, v_name, v_type);
             v_added := v_added || v_name;
-        ELSIF v_existing = v_type OR pgforce._holds(v_existing, v_type) THEN
+        ELSIF v_existing = v_type OR pgforce._holds(v_existing, v_type, (v_column ->> 'length')::integer) THEN
             NULL;
         ELSIF pgforce._is_widening(v_existing, v_type) THEN
             -- Longer varchar and more numeric digits at the same scale are
@@ -243,12 +243,20 @@ COMMENT ON FUNCTION pgforce.ensure_table(integer, jsonb) IS 'Creates or alters t
 -- timestamp without time zone, holding UTC, for datetimes. The application
 -- reads those types; changing them would rewrite the table and could break
 -- it (a driver returns a decimal for numeric where it returned a float), so
--- only the tables pgforce creates get exact types.
-CREATE FUNCTION pgforce._holds(p_existing text, p_described text) RETURNS boolean
+-- only the tables pgforce creates get exact types. p_length is the field's
+-- described length: a varchar at least that long holds a field described
+-- as text, as Connect's varchar(4099) of a multi-select picklist does.
+-- (Retyped to text, such a column was changed under the application, and
+-- a view on it made ensure_table fail for ever.)
+CREATE FUNCTION pgforce._holds(p_existing text, p_described text, p_length integer DEFAULT NULL) RETURNS boolean
 LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE
         WHEN p_existing = 'text' THEN
             p_described = 'text' OR p_described ~ '^character varying\(\d+\)$'
+        -- A field that gets text (a multi-select picklist, a long text
+        -- area) still has a length, which Connect made its varchar of.
+        WHEN p_existing ~ '^character varying\(\d+\)$' AND p_described = 'text' THEN
+            coalesce(p_length, 0) > 0 AND substring(p_existing FROM '\d+')::integer >= p_length
         WHEN p_existing ~ '^character varying\(\d+\)$' AND p_described ~ '^character varying\(\d+\)$' THEN
             substring(p_existing FROM '\d+')::integer >= substring(p_described FROM '\d+')::integer
         WHEN p_existing IN ('double precision', 'numeric') THEN

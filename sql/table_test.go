@@ -277,25 +277,29 @@ func TestAnExistingColumnIsKeptWhenItHoldsItsFieldOrIsHerokuConnectsTypeForIt(t 
 	for _, c := range []struct {
 		existing, described string
 		holds               bool
+		length              int
 	}{
-		{"character varying(255)", "character varying(40)", true},
-		{"character varying(40)", "character varying(255)", false},
-		{"text", "character varying(40)", true},
-		{"character varying(255)", "text", false},
-		{"double precision", "numeric(18,2)", true},
-		{"numeric", "integer", true},
-		{"numeric(20,4)", "numeric(18,2)", true},
-		{"numeric(18,4)", "numeric(18,2)", false},
-		{"numeric(18,2)", "numeric(18,4)", false},
-		{"bigint", "integer", true},
-		{"integer", "numeric(18,2)", false},
-		{"timestamp without time zone", "timestamp with time zone", true},
-		{"date", "timestamp with time zone", false},
-		{"numeric(18,2)", "character varying(20)", false},
+		{"character varying(255)", "character varying(40)", true, 0},
+		{"character varying(40)", "character varying(255)", false, 0},
+		{"text", "character varying(40)", true, 0},
+		{"character varying(255)", "text", false, 0},
+		{"double precision", "numeric(18,2)", true, 0},
+		{"numeric", "integer", true, 0},
+		{"numeric(20,4)", "numeric(18,2)", true, 0},
+		{"numeric(18,4)", "numeric(18,2)", false, 0},
+		{"numeric(18,2)", "numeric(18,4)", false, 0},
+		{"bigint", "integer", true, 0},
+		{"integer", "numeric(18,2)", false, 0},
+		{"timestamp without time zone", "timestamp with time zone", true, 0},
+		{"date", "timestamp with time zone", false, 0},
+		{"numeric(18,2)", "character varying(20)", false, 0},
+		{"character varying(4099)", "text", true, 4099},
+		{"character varying(32768)", "text", true, 32000},
+		{"character varying(255)", "text", false, 4099},
 	} {
 		var holds bool
-		b.scalar(t, &holds, `SELECT pgforce._holds($1, $2)`, c.existing, c.described)
-		require.Equal(t, c.holds, holds, "%s holding %s", c.existing, c.described)
+		b.scalar(t, &holds, `SELECT pgforce._holds($1, $2, nullif($3, 0))`, c.existing, c.described, c.length)
+		require.Equal(t, c.holds, holds, "%s holding %s of length %d", c.existing, c.described, c.length)
 	}
 }
 

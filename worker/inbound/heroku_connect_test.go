@@ -56,3 +56,27 @@ func TestATableKeptFromHerokuConnectIsSyncedInPlaceAndItsApplicationTriggersSeeP
 	require.Equal(t, 0, e.count(`SELECT count(*) FROM salesforce._trigger_log`), "nothing queued for Heroku Connect")
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM pgforce.outbox WHERE record_id = 41`), "pgforce captured it")
 }
+
+// Connect made a multi-select picklist a varchar(4099) and a long text area
+// a varchar of its length. Those columns hold every value of their field,
+// so they are kept: retyped to text, they changed under the application,
+// and a view on one made the mapping fail for ever.
+func TestConnectsVarcharColumnsOfTextFieldsAreKeptWithTheViewsOnThem(t *testing.T) {
+	e := newEnv(t)
+	ids := e.create("Gadget__c", map[string]any{"Name": "G1", "Tags__c": "red;green", "Code__c": "A"})
+	e.exec(`CREATE SCHEMA salesforce;
+		CREATE TABLE salesforce.gadget__c (id serial PRIMARY KEY, sfid varchar(18), systemmodstamp timestamp, isdeleted boolean,
+			createddate timestamp, _hc_lastop varchar(32), _hc_err text, name varchar(80), tags__c varchar(4099), code__c varchar(10));
+		CREATE UNIQUE INDEX hcu_idx_gadget__c_sfid ON salesforce.gadget__c (sfid);
+		CREATE VIEW public.gadget_tags AS SELECT sfid, name, tags__c FROM salesforce.gadget__c WHERE NOT isdeleted;`)
+	e.exec(`INSERT INTO salesforce.gadget__c (id, sfid, name, tags__c, _hc_lastop, isdeleted) VALUES (5, $1, 'G1', 'red', 'SYNCED', false)`, ids[0])
+
+	id := e.mapping("Gadget__c", []string{"Name", "Tags__c", "Code__c"}, "cdc")
+	e.start()
+	e.waitState(id, "synced")
+	var typ string
+	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+		WHERE attrelid = 'salesforce.gadget__c'::regclass AND attname = 'tags__c'`).Scan(&typ))
+	require.Equal(t, "character varying(4099)", typ, "Connect's column type is kept")
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM public.gadget_tags WHERE sfid = $1 AND tags__c = 'red;green'`, ids[0]))
+}

@@ -208,9 +208,17 @@ func redactURL(s string) string {
 	if u.User != nil {
 		u.User = url.User(u.User.Username())
 	}
+	// password=, and sslpassword= (the passphrase of the client's key),
+	// and whatever else a driver may take a secret in.
 	q := u.Query()
-	if q.Has("password") {
-		q.Set("password", "redacted")
+	redacted := false
+	for k := range q {
+		if l := strings.ToLower(k); strings.Contains(l, "password") || strings.Contains(l, "secret") || strings.Contains(l, "token") {
+			q.Set(k, "redacted")
+			redacted = true
+		}
+	}
+	if redacted {
 		u.RawQuery = q.Encode()
 	}
 	return u.String()

@@ -127,3 +127,18 @@ func TestLoadRefusesAnOrgNameThatCannotExist(t *testing.T) {
 	_, err := load(t, env)
 	require.ErrorContains(t, err, "PGFORCE_ORG")
 }
+
+// The passphrase of the client's TLS key, given as sslpassword= in
+// DATABASE_URL, is a secret too.
+func TestConfigNeverPrintsTheDatabaseSSLPassword(t *testing.T) {
+	t.Parallel()
+	env := base()
+	env["DATABASE_URL"] = "postgres://app@db.example/app?sslmode=verify-full&sslkey=/etc/pgforce/client.key&sslpassword=k3y-passphrase"
+	c, err := load(t, env)
+	require.NoError(t, err)
+	var sb strings.Builder
+	slog.New(slog.NewJSONHandler(&sb, nil)).Info("starting", "config", c)
+	out := sb.String() + fmt.Sprintf("%v", c)
+	require.NotContains(t, out, "k3y-passphrase")
+	require.Contains(t, out, "sslkey=%2Fetc%2Fpgforce%2Fclient.key", "the rest of the URL is kept")
+}

@@ -69,6 +69,9 @@ func describeMapping(ctx context.Context, sf *salesforce.Client, m *mappings.Map
 		c := mappings.Column{Name: f.Name, Type: f.Type, Length: f.Length, Precision: f.Precision, Scale: f.Scale,
 			Createable: &createable, Updateable: &updateable, Calculated: f.Calculated,
 			ReferenceTo: f.ReferenceTo, Relation: f.RelationshipName}
+		if strings.EqualFold(f.Name, "Id") {
+			c.KeyPrefix = d.KeyPrefix
+		}
 		if f.Type == "int" && c.Precision == 0 {
 			c.Precision = f.Digits
 		}

@@ -585,3 +585,14 @@ func TestARecordAUserTriggerRefusesBecomesAnErrorAndTheRestApplies(t *testing.T)
 		})
 	}
 }
+
+// The describe keeps the object's Id prefix with the Id column, which the
+// outbound side checks every sfid it sends against.
+func TestTheDescribeKeepsTheObjectsIdPrefix(t *testing.T) {
+	e := newEnv(t)
+	id := e.mapSynced("Account", []string{"Name"}, "poll")
+	var prefix string
+	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT c ->> 'keyPrefix' FROM pgforce.mapping m, jsonb_array_elements(m.columns) c
+		WHERE m.id = $1 AND c ->> 'name' = 'Id'`, id).Scan(&prefix))
+	require.Equal(t, "001", prefix)
+}

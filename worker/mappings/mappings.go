@@ -90,6 +90,9 @@ type Column struct {
 	Calculated  bool     `json:"calculated,omitempty"`
 	ReferenceTo []string `json:"referenceTo,omitempty"`
 	Relation    string   `json:"relationshipName,omitempty"`
+	// KeyPrefix, on the Id column only, is the first three characters of
+	// every Id of the object (001 for Account).
+	KeyPrefix string `json:"keyPrefix,omitempty"`
 }
 
 // PGName is the column's name in the mapped table: the lower-cased API name.

@@ -48,6 +48,17 @@ type Mapping struct {
 // in pgforce.mapping.columns.
 type Column = mappings.Column
 
+// keyPrefix is the first three characters of the object's Ids, "" when
+// the describe did not say.
+func (m *Mapping) keyPrefix() string {
+	for _, c := range m.Columns {
+		if strings.EqualFold(c.Name, "Id") {
+			return c.KeyPrefix
+		}
+	}
+	return ""
+}
+
 // Table returns the quoted, schema-qualified table name.
 func (m *Mapping) Table() string { return pgx.Identifier{m.Schema, m.TableName}.Sanitize() }
 

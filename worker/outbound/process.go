@@ -708,6 +708,21 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 			}
 		}
 	}
+	// An sfid is whatever the table's writers put there. An Id of another
+	// object's record was sent as it was: Salesforce deletes by Id alone,
+	// whatever the object, so a role that may write this table deleted a
+	// record of an object it may not touch (and an update named the
+	// wrong record). Such a change is refused here, as Salesforce would
+	// refuse a malformed Id.
+	if prefix := m.keyPrefix(); prefix != "" {
+		for _, c := range changes {
+			if (c.Op == "update" || c.Op == "delete") && c.SFID != "" && !strings.HasPrefix(c.SFID, prefix) {
+				c.invalid = &salesforce.RecordError{StatusCode: "INVALID_ID_FIELD",
+					Message: fmt.Sprintf("sfid %s is not the Id of a %s record (theirs start with %s): the row's sfid was changed; set it back to its record's Id", c.SFID, m.SObject, prefix),
+					Fields:  []string{"Id"}}
+			}
+		}
+	}
 	if err := s.checkCatchUp(ctx, m, changes, func(id int) *time.Time { return rows[id].stamp }); err != nil {
 		return err
 	}

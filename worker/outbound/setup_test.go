@@ -39,10 +39,11 @@ var simSchema = &sim.Schema{Objects: []sim.ObjectDef{{
 	ValidationRules: []sim.Rule{{Name: "no_bad_names", Field: "Name", Op: "regex", Value: "^BAD", Message: "Name must not start with BAD"}},
 }}}
 
-var accountColumns = `[{"name":"Name","type":"string","length":255},{"name":"Industry","type":"picklist","length":255},
+// The Id entries are what the inbound side's describe writes for them.
+var accountColumns = `[{"name":"Id","type":"id","length":18,"keyPrefix":"001"},{"name":"Name","type":"string","length":255},{"name":"Industry","type":"picklist","length":255},
  {"name":"AnnualRevenue","type":"currency","precision":18,"scale":2},{"name":"Ext_Id__c","type":"string","length":64}]`
 
-var contactColumns = `[{"name":"LastName","type":"string","length":80},{"name":"Email","type":"email","length":80},
+var contactColumns = `[{"name":"Id","type":"id","length":18,"keyPrefix":"003"},{"name":"LastName","type":"string","length":80},{"name":"Email","type":"email","length":80},
  {"name":"AccountId","type":"reference","referenceTo":["Account"],"relationshipName":"Account"}]`
 
 type bundle struct {

@@ -88,8 +88,10 @@ BEGIN
         -- changes whatever else the worker writes into it: only the writer
         -- that settles them (the outbound result, a revert, a resolve, an
         -- inbound apply that finds nothing queued) says SYNCED, explicitly.
-        ELSIF NEW._hc_lastop IS NOT DISTINCT FROM OLD._hc_lastop
-          AND OLD._hc_lastop IS DISTINCT FROM 'FAILED' AND OLD._hc_lastop IS DISTINCT FROM 'PENDING' THEN
+        -- (Operators named in full: see _write_capture_functions.)
+        ELSIF coalesce(NEW._hc_lastop::pg_catalog.text OPERATOR(pg_catalog.=) OLD._hc_lastop::pg_catalog.text,
+                       NEW._hc_lastop IS NULL AND OLD._hc_lastop IS NULL)
+          AND coalesce(OLD._hc_lastop::pg_catalog.text OPERATOR(pg_catalog.<>) ALL (ARRAY['FAILED', 'PENDING']::pg_catalog.text[]), true) THEN
             NEW._hc_lastop := 'SYNCED';
             NEW._hc_err := NULL;
         END IF;

@@ -289,6 +289,7 @@ DECLARE
     v_new    jsonb;
     v_xmlbinary text := pg_catalog.current_setting('xmlbinary');
     v_timezone  text := pg_catalog.current_setting('TimeZone');
+    v_unsafe    text[];
 BEGIN
     v_error := pgforce._error_for_update(p_error_id);
     IF v_error.error_code IS DISTINCT FROM 'CONFLICT' THEN
@@ -327,6 +328,15 @@ BEGIN
             -- caller's own triggers as the owner. The statement itself
             -- names everything in full.
             PERFORM pg_catalog.set_config('search_path', '"$user", public, pg_temp', true);
+            -- Those triggers, and the status trigger, then run as the owner
+            -- whatever another role planted in these schemas (see
+            -- _unsafe_search_path).
+            v_unsafe := pgforce._unsafe_search_path();
+            IF pg_catalog.cardinality(v_unsafe) > 0 THEN
+                RAISE EXCEPTION 'pgforce: resolving with Salesforce''s values writes the row as %, and the search_path it needs is not safe: %', CURRENT_USER, pg_catalog.array_to_string(v_unsafe, ', ')
+                    USING ERRCODE = 'insufficient_privilege',
+                          HINT = 'Operators and functions of other roles there would run as pgforce''s owner. Take CREATE on those schemas from the roles named (for public, as Postgres 15 does: REVOKE CREATE ON SCHEMA public FROM PUBLIC;) and drop what they planted, or resolve with ''postgres''.';
+            END IF;
             EXECUTE pg_catalog.format('UPDATE %s t SET (%s) = (SELECT %s FROM pg_catalog.jsonb_populate_record(NULL::%s, $1)),'
                                       ' _hc_lastop = ''PENDING'' WHERE t.id OPERATOR(pg_catalog.=) $2'
                                       ' RETURNING t.sfid, (SELECT pg_catalog.jsonb_object_agg(k, pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->) k)'

@@ -185,3 +185,78 @@ func TestAnApplicationThatSaysItIsTheWorkerIsStillRefusedReadOnlyWrites(t *testi
 	require.Equal(t, "Acme", name)
 	b.asWorker(t, `UPDATE salesforce.account SET name = 'Acme Corp'`) // the worker still may
 }
+
+// plantEquals has role create, in schema public, an = on two varchars that
+// notes who ran it in public.ran: Postgres picks it over pg_catalog's
+// text = text, which varchar reaches only by a cast.
+func (b *testBundle) plantEquals(t *testing.T, role string) {
+	t.Helper()
+	b.exec(t, `CREATE TABLE public.ran (who text); GRANT INSERT ON public.ran TO PUBLIC`)
+	b.exec(t, "SET ROLE "+role)
+	b.exec(t, `CREATE FUNCTION public.varchar_eq(character varying, character varying) RETURNS boolean LANGUAGE plpgsql AS $$
+		BEGIN
+			INSERT INTO public.ran VALUES (current_user);
+			RETURN $1::text OPERATOR(pg_catalog.=) $2::text;
+		END $$;
+		CREATE OPERATOR public.= (LEFTARG = character varying, RIGHTARG = character varying, FUNCTION = public.varchar_eq)`)
+	b.exec(t, "RESET ROLE")
+}
+
+// The status trigger runs in the writer's session with its search_path; on
+// the worker's writes it compared _hc_lastop with an unqualified =, and
+// an operator a role planted in public ran as the worker's role.
+func TestTheStatusTriggerNeverRunsAnOperatorPlantedInTheWritersSearchPath(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mapAccount(t, "read_write")
+	b.plantEquals(t, b.applicationRole(t))
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme')`)
+	b.asWorker(t, `UPDATE salesforce.account SET name = 'Acme Corp'`)
+	var ran int
+	b.scalar(t, &ran, `SELECT count(*) FROM public.ran`)
+	require.Zero(t, ran, "the planted operator ran")
+	require.Equal(t, "SYNCED", b.lastop(t))
+}
+
+// resolve writes the row as pgforce's owner with the search_path
+// applications' triggers expect, public in it: while another role can
+// create objects there, it refuses rather than run what that role planted.
+func TestResolvingWithSalesforcesValuesIsRefusedWhileOtherRolesCanCreateInItsSearchPath(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := b.mapAccount(t, "read_write")
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme')`)
+	var errID int64
+	b.scalar(t, &errID, `INSERT INTO pgforce.error (mapping_id, direction, operation, record_id, sfid, payload, error_code, message, fields)
+		SELECT $1, 'inbound', 'cdc', a.id, a.sfid, '{"postgres": {"name": "P"}, "salesforce": {"name": "S"}}', 'CONFLICT', 'fields changed in both', '{name}'
+		FROM salesforce.account a RETURNING id`, m)
+	app := b.applicationRole(t)
+	b.plantEquals(t, app)
+	b.exec(t, `CREATE FUNCTION public.audit_account() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN IF NEW.name = 'S' THEN NULL; END IF; RETURN NULL; END $$;
+		CREATE TRIGGER audit_account AFTER UPDATE ON salesforce.account FOR EACH ROW EXECUTE FUNCTION public.audit_account()`)
+	op := b.role(t, "resolver", `GRANT USAGE ON SCHEMA pgforce TO %[1]s; GRANT EXECUTE ON FUNCTION pgforce.resolve(bigint, text) TO %[1]s`)
+
+	b.exec(t, "SET ROLE "+op)
+	refused := b.refused(t, "the search_path it needs is not safe: operator public.=(character varying, character varying) of "+app+", public (can be written by "+app+")",
+		"REVOKE CREATE ON SCHEMA public FROM PUBLIC", `SELECT pgforce.resolve($1, 'salesforce')`, errID)
+	require.Equal(t, "42501", refused.Code)
+	b.exec(t, "RESET ROLE")
+
+	// Taking CREATE away is not enough while the operator is there.
+	b.exec(t, "REVOKE CREATE ON SCHEMA public FROM "+app)
+	b.exec(t, "SET ROLE "+op)
+	b.refused(t, "not safe: operator public.=", "", `SELECT pgforce.resolve($1, 'salesforce')`, errID)
+	b.exec(t, "RESET ROLE")
+	var ran int
+	b.scalar(t, &ran, `SELECT count(*) FROM public.ran`)
+	require.Zero(t, ran, "the planted operator ran")
+
+	b.exec(t, "DROP OPERATOR public.= (character varying, character varying)")
+	b.exec(t, "SET ROLE "+op)
+	b.exec(t, `SELECT pgforce.resolve($1, 'salesforce')`, errID)
+	b.exec(t, "RESET ROLE")
+	var name string
+	b.scalar(t, &name, `SELECT name FROM salesforce.account`)
+	require.Equal(t, "S", name)
+}

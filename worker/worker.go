@@ -141,6 +141,24 @@ func RunWithOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, o
 	if !installed {
 		return notInstalled
 	}
+	// The worker's statements, pgforce's functions it calls and the
+	// application's triggers its writes fire compare varchar columns with
+	// an unqualified =, which an operator planted in a schema of its
+	// search_path takes over (see pgforce._unsafe_search_path).
+	var unsafe []string
+	var path string
+	err = pool.QueryRow(ctx, `SELECT pgforce._unsafe_search_path(), current_setting('search_path')`).Scan(&unsafe, &path)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42883" {
+		return notInstalled
+	}
+	if err != nil {
+		return fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	if len(unsafe) > 0 {
+		return fmt.Errorf("DATABASE_URL: the worker's search_path (%s) is not safe: %s; an operator or function another role plants there runs as the worker's role. Take CREATE on those schemas from the roles named (for public, as Postgres 15 does: REVOKE CREATE ON SCHEMA public FROM PUBLIC;) and drop what they planted, or give the worker's role a search_path without them (ALTER ROLE ... SET search_path = ...)",
+			path, strings.Join(unsafe, ", "))
+	}
 
 	sfCfg := salesforce.Config{
 		LoginURL:     cfg.LoginURL,

@@ -262,3 +262,20 @@ func TestRunRefusesARoleThatIsNotPgforcesOwner(t *testing.T) {
 	err = worker.Run(t.Context(), cfg, slog.New(slog.DiscardHandler))
 	require.ErrorContains(t, err, "the worker must run as pgforce's owner")
 }
+
+// An operator or function another role plants in a schema of the worker's
+// search_path would run as the worker's role in its statements: the worker
+// does not start while another role can create there, and names the fix.
+func TestRunRefusesASearchPathAnotherRoleCanCreateIn(t *testing.T) {
+	db := pgtest.NewDB(t)
+	role := db.Name + "_app"
+	_, err := db.Conn.Exec(t.Context(), fmt.Sprintf(`CREATE ROLE %s; GRANT CREATE ON SCHEMA public TO %[1]s`, role))
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, _ = db.Conn.Exec(context.Background(), fmt.Sprintf("REVOKE CREATE ON SCHEMA public FROM %[1]s; DROP ROLE IF EXISTS %[1]s", role))
+	})
+	cfg := &config.Config{DatabaseURL: db.ConnString, LoginURL: "https://login.salesforce.com", ClientID: "x", ClientSecret: "y", Org: "default", LogLevel: "info", HTTPAddr: freeAddr(t)}
+	err = worker.Run(t.Context(), cfg, slog.New(slog.DiscardHandler))
+	require.ErrorContains(t, err, "public (can be written by "+role+")")
+	require.ErrorContains(t, err, "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+}

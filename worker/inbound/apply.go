@@ -61,7 +61,28 @@ type table struct {
 	// insert of the mapping may have been sent is marked as its echo (see
 	// markEchoes).
 	me string
+	// byExternalID gives the stage's records the rows that have no sfid
+	// yet and hold their upsert_field value (see adoptByExternalID); empty
+	// unless the mapping is read_write with an upsert_field.
+	byExternalID string
+	// extName, extCol and extCast are the upsert_field's column, quoted,
+	// and the cast of its text value.
+	extName, extCol, extCast string
 }
+
+// adoptByExternalID makes the row of a record found by its upsert_field the
+// record's row. An application inserts rows without sfid; the worker
+// upserts them by that field, and the record's create event (or a read)
+// can arrive before the Id is written back. A new row for it then broke
+// the unique index that a table kept from Heroku Connect has on its
+// external id (hcu_idx_<table>_<field>), which left an error for every such
+// insert; without the index it made a second row for the worker to merge
+// away. The row found keeps its queued changes (the merge that follows
+// leaves their fields alone) and takes the rest from Salesforce; the
+// result of its upsert writes the same Id back.
+const adoptByExternalID = `UPDATE %[1]s t SET sfid = s.sfid FROM %[2]s s
+WHERE s._n BETWEEN $1 AND $2 AND t.sfid IS NULL AND s.%[3]s IS NOT NULL AND t.%[3]s = s.%[3]s%[4]s
+  AND NOT EXISTS (SELECT FROM %[1]s x WHERE x.sfid = s.sfid)`
 
 // createdBy is the stage column, after the mapped ones, holding
 // CreatedById on mappings that mark echoes. No column derived from an API
@@ -201,6 +222,13 @@ WHERE t.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp IS NULL OR EXCLUDED.sy
 		t.target, strings.Join(names, ", "), strings.Join(sels, ", "), stage, strings.Join(sets, ", "))
 	if t.me != "" {
 		t.mark = fmt.Sprintf(markEchoes, stage, t.target)
+	}
+	if m.Mode == "read_write" && m.UpsertField != "" {
+		if c, ok := m.Column(m.UpsertField); ok {
+			t.extName = pgColumn(c.Name)
+			t.extCol, t.extCast = pgx.Identifier{t.extName}.Sanitize(), castSuffix(c.Type)
+			t.byExternalID = fmt.Sprintf(adoptByExternalID, t.target, stage, t.extCol, t.extCast)
+		}
 	}
 	return t, nil
 }
@@ -391,6 +419,11 @@ func (t *table) applyRowsStaged(ctx context.Context, tx pgx.Tx, rows [][]any, op
 		if _, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO pgforce.inbound_seen (mapping_id, sfid) SELECT $1, sfid FROM %s`,
 			pgx.Identifier{t.stage}.Sanitize()), t.m.ID); err != nil {
 			return 0, err
+		}
+	}
+	if t.byExternalID != "" {
+		if _, err := tx.Exec(ctx, t.byExternalID, 1, int64(len(rows))); err != nil {
+			return 0, fmt.Errorf("inbound: find the rows of %s by %s: %w", t.target, t.m.UpsertField, err)
 		}
 	}
 	if err := t.filterPending(ctx, tx); err != nil {

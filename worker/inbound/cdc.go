@@ -248,6 +248,18 @@ func (r *runner) applyRecordChangeTx(ctx context.Context, tx pgx.Tx, t *table, c
 		return nil
 	case streaming.ChangeCreate:
 		cols, vals, casts := eventValues(t, fields)
+		if t.extCol != "" {
+			// The row an application inserted, if the create is its upsert
+			// (see adoptByExternalID).
+			for i, c := range cols {
+				if c == t.extName && vals[i] != nil {
+					if _, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE %[1]s t SET sfid = $1 WHERE t.sfid IS NULL AND t.%[2]s = $2::text%[3]s
+						AND NOT EXISTS (SELECT FROM %[1]s x WHERE x.sfid = $1)`, t.target, t.extCol, t.extCast), id, vals[i]); err != nil {
+						return err
+					}
+				}
+			}
+		}
 		if done, err := r.applyPending(ctx, tx, t, id, origin, cols, vals, ts); done || err != nil {
 			return err
 		}

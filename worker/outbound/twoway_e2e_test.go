@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgforce/pgforce/sim"
 	"github.com/pgforce/pgforce/worker/budget"
 	"github.com/pgforce/pgforce/worker/inbound"
 )
@@ -206,6 +207,62 @@ func TestAFieldEditedOnBothSidesWhilePausedIsSettledByTheConflictPolicyOnResume(
 				return name == "From Salesforce" && b.backlog(t) == 0
 			})
 			require.Equal(t, "From Salesforce", b.sfField(t, "Account", sfid, "Name"))
+		})
+	}
+}
+
+// openErrors lists the open errors, for a failure message.
+func (b *bundle) openErrors(t *testing.T) []string {
+	t.Helper()
+	var errs []string
+	b.scalar(t, &errs, `SELECT coalesce(array_agg(direction || ' ' || operation || ' ' || coalesce(sfid, '') || ': ' || message ORDER BY id), '{}')
+		FROM pgforce.error WHERE state = 'open'`)
+	return errs
+}
+
+// afterEventsSoFar waits until a change event made now in Salesforce has
+// reached Postgres, and with it every event before it.
+func (b *bundle) afterEventsSoFar(t *testing.T) {
+	t.Helper()
+	var sfid string
+	b.scalar(t, &sfid, `SELECT sfid FROM salesforce.account WHERE sfid IS NOT NULL ORDER BY id LIMIT 1`)
+	require.NoError(t, b.sim.UIEdit(context.Background(), "Account", sfid, map[string]any{"Industry": "Marker"}))
+	eventually(t, 10*time.Second, "the marker edit applied", func() bool {
+		var n int
+		b.scalar(t, &n, `SELECT count(*) FROM salesforce.account WHERE sfid = $1 AND industry = 'Marker'`, sfid)
+		return n == 1
+	})
+}
+
+// A table kept from Heroku Connect has a unique index on its external id.
+// Inserted without sfid, a row is upserted by that field, and the record's
+// create event, often ahead of the Id's write-back, found no row by sfid
+// and tried a second row, which the index refused: an open error for a
+// change that synced. The event finds the row by the upsert field.
+func TestTheCreateEventOfAnUpsertedRowFindsItsRowByTheUpsertField(t *testing.T) {
+	for _, lose := range []bool{false, true} {
+		t.Run(fmt.Sprintf("answer lost %v", lose), func(t *testing.T) {
+			b := setup(t, setupOptions{upsertField: "Ext_Id__c"})
+			b.exec(t, `CREATE UNIQUE INDEX hcu_idx_account_ext_id__c ON salesforce.account (ext_id__c)`)
+			b.streamAccountIn(t)
+			n := 40
+			if lose {
+				n = 1
+				b.sim.Inject(sim.Fault{Method: "PATCH", LoseAnswer: true, Count: 1})
+			}
+			b.start(t, fastOptions())
+			b.exec(t, `INSERT INTO salesforce.account (name, ext_id__c) SELECT 'New ' || i, 'EXT-' || i FROM generate_series(1, $1) i`, n)
+			eventually(t, 20*time.Second, "every insert synced", func() bool {
+				var synced int
+				b.scalar(t, &synced, `SELECT count(*) FROM salesforce.account WHERE sfid IS NOT NULL AND _hc_lastop = 'SYNCED'`)
+				return synced == n && b.backlog(t) == 0
+			})
+			b.afterEventsSoFar(t)
+			require.Empty(t, b.openErrors(t))
+			var rows int
+			b.scalar(t, &rows, `SELECT count(*) FROM salesforce.account`)
+			require.Equal(t, n, rows)
+			require.Len(t, b.sfRecords(t, "SELECT Id FROM Account"), n)
 		})
 	}
 }

@@ -65,6 +65,10 @@ type table struct {
 	// yet and hold their upsert_field value (see adoptByExternalID); empty
 	// unless the mapping is read_write with an upsert_field.
 	byExternalID string
+	// softDeletes says the object has IsDeleted: objects that are never
+	// deleted, only deactivated (User, RecordType), have no such field,
+	// and their table's isdeleted stays false.
+	softDeletes bool
 	// extName, extCol and extCast are the upsert_field's column, quoted,
 	// and the cast of its text value.
 	extName, extCol, extCast string
@@ -180,9 +184,13 @@ func newTable(m *mappings.Mapping, me string) (*table, error) {
 	}
 	for _, name := range systemFields {
 		c, ok := m.Column(name)
+		if !ok && name == "IsDeleted" {
+			continue
+		}
 		if !ok {
 			return nil, fmt.Errorf("inbound: columns of mapping %d lack %s", m.ID, name)
 		}
+		t.softDeletes = t.softDeletes || name == "IsDeleted"
 		t.cols = append(t.cols, c)
 	}
 	for _, c := range m.Columns {
@@ -433,7 +441,7 @@ func (t *table) applyRowsStaged(ctx context.Context, tx pgx.Tx, rows [][]any, op
 	if err != nil {
 		return 0, err
 	}
-	if t.m.HardDelete {
+	if t.m.HardDelete && t.softDeletes {
 		rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT s.sfid FROM %s s WHERE s.isdeleted::boolean`, pgx.Identifier{t.stage}.Sanitize()))
 		if err != nil {
 			return 0, err
@@ -627,11 +635,15 @@ func (t *table) filterPending(ctx context.Context, tx pgx.Tx) error {
 		t.target, pgx.Identifier{t.stage}.Sanitize())); err != nil {
 		return err
 	}
+	deleted := "false"
+	if t.softDeletes {
+		deleted = "coalesce(s.isdeleted::boolean, false)"
+	}
 	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT s._n, t.id, s.sfid, to_jsonb(s) - '{_n,sfid,systemmodstamp,isdeleted,createddate,_created_by}'::text[],
-		s.systemmodstamp::timestamptz, coalesce(s.isdeleted::boolean, false)
+		s.systemmodstamp::timestamptz, %s
 FROM %s s JOIN %s t ON t.sfid = s.sfid
 WHERE EXISTS (SELECT FROM pgforce.outbox o WHERE o.mapping_id = $1 AND o.record_id = t.id)`,
-		pgx.Identifier{t.stage}.Sanitize(), t.target), t.m.ID)
+		deleted, pgx.Identifier{t.stage}.Sanitize(), t.target), t.m.ID)
 	if err != nil {
 		return err
 	}
@@ -724,7 +736,7 @@ func (t *table) copyDirect(ctx context.Context, tx pgx.Tx, rows [][]any) (ok boo
 				rec[i] = ""
 			}
 		}
-		if rec[deleted] == "" {
+		if deleted >= 0 && rec[deleted] == "" {
 			rec[deleted] = "false"
 		}
 		if err := w.Write(rec); err != nil {

@@ -84,9 +84,15 @@ func describeMapping(ctx context.Context, sf *salesforce.Client, m *mappings.Map
 	}
 	for _, name := range systemFields {
 		f, ok := d.Field(name)
+		if !ok && name == "IsDeleted" {
+			// User, RecordType and others that are deactivated rather than
+			// deleted have none, and Heroku Connect syncs them: their
+			// rows' isdeleted stays false.
+			continue
+		}
 		if !ok {
 			return nil, nil, &ConfigError{Field: name, Detail: fmt.Sprintf(
-				"object %s has no %s field, which pgforce needs to sync it (objects without SystemModstamp and IsDeleted cannot be replicated); delete the mapping: DELETE FROM pgforce.mapping WHERE id = %d;",
+				"object %s has no %s field, which pgforce needs to sync it (objects without SystemModstamp cannot be replicated); delete the mapping: DELETE FROM pgforce.mapping WHERE id = %d;",
 				d.Name, name, m.ID)}
 		}
 		add(f)

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgforce/pgforce/internal/pgtest"
+	"github.com/pgforce/pgforce/worker/salesforce"
 )
 
 // An application switching from Heroku Connect keeps its tables: pgforce
@@ -79,4 +80,31 @@ func TestConnectsVarcharColumnsOfTextFieldsAreKeptWithTheViewsOnThem(t *testing.
 		WHERE attrelid = 'salesforce.gadget__c'::regclass AND attname = 'tags__c'`).Scan(&typ))
 	require.Equal(t, "character varying(4099)", typ, "Connect's column type is kept")
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM public.gadget_tags WHERE sfid = $1 AND tags__c = 'red;green'`, ids[0]))
+}
+
+// Connect syncs objects that are deactivated rather than deleted (User,
+// RecordType), which have no IsDeleted field and whose tables no isdeleted
+// column. pgforce put such a mapping in error; it syncs them, and their
+// rows' isdeleted (added to a table kept from Connect) stays false.
+func TestAnObjectWithoutIsDeletedSyncsIntoTheTableConnectMadeForIt(t *testing.T) {
+	e := newEnv(t)
+	var userID string
+	require.NoError(t, e.sf.Query(context.Background(), "SELECT Id FROM User LIMIT 1", func(r salesforce.Record) error {
+		userID, _ = r.Fields["Id"].(string)
+		return nil
+	}))
+	require.NotEmpty(t, userID)
+	e.exec(`CREATE SCHEMA salesforce;
+		CREATE TABLE salesforce."user" (id serial PRIMARY KEY, sfid varchar(18), systemmodstamp timestamp,
+			createddate timestamp, _hc_lastop varchar(32), _hc_err text, username varchar(80), email varchar(80));
+		CREATE UNIQUE INDEX hcu_idx_user_sfid ON salesforce."user" (sfid);
+		CREATE INDEX hc_idx_user_systemmodstamp ON salesforce."user" (systemmodstamp);`)
+	e.exec(`INSERT INTO salesforce."user" (id, sfid, username, _hc_lastop) VALUES (7, $1, 'old@example.com', 'SYNCED')`, userID)
+
+	id := e.mapping("User", []string{"Email", "Username"}, "auto")
+	e.start()
+	e.waitState(id, "synced")
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM salesforce."user" WHERE id = 7 AND sfid = $1 AND username <> 'old@example.com' AND NOT isdeleted`, userID))
+	require.NoError(t, e.sim.UIEdit(context.Background(), "User", userID, map[string]any{"Email": "new@example.com"}))
+	e.waitValue("user", userID, "email", "new@example.com")
 }

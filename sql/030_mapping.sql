@@ -22,6 +22,9 @@ CREATE TABLE pgforce.mapping (
     -- faster through Collections. NULL: never through Bulk (an object whose
     -- triggers or flows must not see thousands of records at once, say).
     bulk_threshold      integer     DEFAULT 10000,
+    -- How often the worker compares the table with Salesforce (see
+    -- pgforce.check_drift); NULL: only when asked.
+    drift_check_interval interval   DEFAULT '1 day',
     -- Written by the worker.
     state               text        NOT NULL DEFAULT 'new',
     state_detail        text,
@@ -44,6 +47,7 @@ CREATE TABLE pgforce.mapping (
     CONSTRAINT mapping_state_valid CHECK (state IN ('new', 'describing', 'loading', 'synced', 'paused', 'error')),
     CONSTRAINT mapping_poll_interval_floor CHECK (poll_interval >= interval '10 seconds'),
     CONSTRAINT mapping_bulk_threshold_positive CHECK (bulk_threshold IS NULL OR bulk_threshold > 0),
+    CONSTRAINT mapping_drift_check_interval_floor CHECK (drift_check_interval IS NULL OR drift_check_interval >= interval '10 minutes'),
     CONSTRAINT mapping_columns_is_array CHECK (columns IS NULL OR jsonb_typeof(columns) = 'array')
 );
 
@@ -53,6 +57,7 @@ CREATE UNIQUE INDEX mapping_org_table_name_key ON pgforce.mapping (org, table_na
 COMMENT ON TABLE pgforce.mapping IS 'Salesforce objects to sync. INSERT a row to start syncing an object; see pgforce.status for progress.';
 COMMENT ON COLUMN pgforce.mapping.fields IS 'Salesforce field API names to sync. Id, SystemModstamp, IsDeleted and CreatedDate are always synced.';
 COMMENT ON COLUMN pgforce.mapping.bulk_threshold IS 'Backlog of changes from which they are written through Bulk API 2.0 jobs instead of sObject Collections (default 10000); NULL: never through Bulk.';
+COMMENT ON COLUMN pgforce.mapping.drift_check_interval IS 'How often the worker compares the table with Salesforce and reads again the records that differ (default 1 day, at least 10 minutes); NULL: only on SELECT pgforce.check_drift(id).';
 COMMENT ON COLUMN pgforce.mapping.upsert_field IS 'Unique external-id field that makes inserts into Salesforce idempotent.';
 COMMENT ON COLUMN pgforce.mapping.inbound_watermark IS 'Highest SystemModstamp applied from Salesforce (the poll watermark).';
 COMMENT ON COLUMN pgforce.mapping.cdc_replay_id IS 'Replay id of the last Change Data Capture event applied.';
@@ -137,6 +142,11 @@ BEGIN
         RAISE EXCEPTION 'pgforce: poll_interval % of % is below the 10 second floor', coalesce(NEW.poll_interval::text, 'NULL'), NEW.sobject
             USING ERRCODE = 'check_violation',
                   HINT = 'Use at least interval ''10 seconds''; the default is 1 minute. For faster updates use inbound = ''cdc''.';
+    END IF;
+    IF NEW.drift_check_interval < interval '10 minutes' THEN
+        RAISE EXCEPTION 'pgforce: drift_check_interval % of % is below the 10 minute floor', NEW.drift_check_interval, NEW.sobject
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Use at least interval ''10 minutes'' (the default is 1 day), or NULL to check only when you call pgforce.check_drift.';
     END IF;
     IF NEW.bulk_threshold < 1 THEN
         RAISE EXCEPTION 'pgforce: bulk_threshold % of % must be positive', NEW.bulk_threshold, NEW.sobject

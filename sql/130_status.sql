@@ -51,7 +51,9 @@ SELECT m.id                                   AS mapping_id,
        m.last_inbound_at,
        m.last_outbound_at,
        pgforce._outbound_feed_mode()          AS outbound_feed,
-       pgforce._outbound_blocked_count(m.id)  AS outbound_blocked
+       pgforce._outbound_blocked_count(m.id)  AS outbound_blocked,
+       dc.missing + dc.stale + dc.extra       AS drift,
+       dc.finished_at                         AS drift_checked_at
 FROM pgforce.mapping m
 JOIN pgforce.org o ON o.name = m.org
 LEFT JOIN LATERAL (
@@ -61,6 +63,13 @@ LEFT JOIN LATERAL (
 LEFT JOIN LATERAL (
     SELECT pg_catalog.count(*) AS open_errors
     FROM pgforce.error e WHERE e.mapping_id = m.id AND e.state IN ('open', 'retrying')
-) er ON true;
+) er ON true
+LEFT JOIN LATERAL (
+    -- The latest drift check that finished: what differed then (repaired
+    -- since by reading those records again).
+    SELECT c.missing, c.stale, c.extra, c.finished_at
+    FROM pgforce.drift_check c WHERE c.mapping_id = m.id AND c.finished_at IS NOT NULL AND c.error IS NULL
+    ORDER BY c.id DESC LIMIT 1
+) dc ON true;
 
-COMMENT ON VIEW pgforce.status IS 'One row per mapping: state, rows, outbound backlog and its age, open errors, last change in each direction, the outbound feed mode and changes blocked behind a failed insert.';
+COMMENT ON VIEW pgforce.status IS 'One row per mapping: state, rows, outbound backlog and its age, open errors, last change in each direction, the outbound feed mode, changes blocked behind a failed insert, and what the latest drift check found.';

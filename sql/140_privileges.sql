@@ -15,7 +15,7 @@ BEGIN
     FOR v_function IN
         SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
         WHERE p.pronamespace = 'pgforce'::regnamespace
-          AND p.proname IN ('pause', 'resume', 'reload', 'retry', 'retry_all', 'ignore', 'revert', 'resolve')
+          AND p.proname IN ('pause', 'resume', 'reload', 'retry', 'retry_all', 'ignore', 'revert', 'resolve', 'check_drift')
     LOOP
         EXECUTE pg_catalog.format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, pg_temp', v_function);
         EXECUTE pg_catalog.format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', v_function);

@@ -16,6 +16,8 @@ BEGIN
         PERFORM pg_catalog.pg_extension_config_dump('pgforce.outbox_id_seq', '');
         PERFORM pg_catalog.pg_extension_config_dump('pgforce.error', '');
         PERFORM pg_catalog.pg_extension_config_dump('pgforce.error_id_seq', '');
+        PERFORM pg_catalog.pg_extension_config_dump('pgforce.drift_check', '');
+        PERFORM pg_catalog.pg_extension_config_dump('pgforce.drift_check_id_seq', '');
         -- Durable work in flight: loads, resyncs and records to read again.
         PERFORM pg_catalog.pg_extension_config_dump('pgforce.gue_jobs', '');
         PERFORM pg_catalog.pg_extension_config_dump('pgforce.inbound_reread', '');

@@ -101,3 +101,35 @@ func TestReloadForgetsTheInboundPositionButKeepsPendingChanges(t *testing.T) {
 	b.refused(t, "no mapping with id 99", "pgforce.mapping", `SELECT pgforce.reload(99)`)
 	b.refused(t, "'Lead' is not mapped in org 'default'", "pgforce.mapping", `SELECT pgforce.pause('Lead')`)
 }
+
+// pgforce.check_drift asks the worker for a drift check and returns its
+// id; asked again before the worker starts it, it returns the same one. A
+// paused mapping is refused, and the schedule has a floor.
+func TestCheckDriftQueuesOneCheckAtATimeAndRefusesPausedMappings(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := b.mapAccount(t, "read_only")
+	var first, again, byName int64
+	b.scalar(t, &first, `SELECT pgforce.check_drift($1::integer)`, m)
+	b.scalar(t, &again, `SELECT pgforce.check_drift($1::integer)`, m)
+	b.scalar(t, &byName, `SELECT pgforce.check_drift('Account')`)
+	require.Equal(t, first, again)
+	require.Equal(t, first, byName)
+	var who string
+	b.scalar(t, &who, `SELECT requested_by FROM pgforce.drift_check WHERE id = $1`, first)
+	require.NotEmpty(t, who)
+
+	// Once the worker has started it, a new one is queued.
+	var started int64
+	b.scalar(t, &started, `SELECT pgforce.drift_check_next($1)`, m)
+	require.Equal(t, first, started)
+	var next int64
+	b.scalar(t, &next, `SELECT pgforce.check_drift($1::integer)`, m)
+	require.Greater(t, next, first)
+
+	b.exec(t, `SELECT pgforce.pause($1::integer)`, m)
+	b.refused(t, "is paused", "pgforce.resume", `SELECT pgforce.check_drift($1::integer)`, m)
+	b.refused(t, "drift_check_interval 00:05:00 of Account is below the 10 minute floor", "NULL to check only when you call pgforce.check_drift",
+		`UPDATE pgforce.mapping SET drift_check_interval = '5 minutes' WHERE id = $1`, m)
+	b.exec(t, `UPDATE pgforce.mapping SET drift_check_interval = NULL WHERE id = $1`, m)
+}

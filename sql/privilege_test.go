@@ -69,11 +69,12 @@ func TestMonitoringAndOperatorRolesNeedOnlyTheGrantsTheReadmeGives(t *testing.T)
 	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme')`)
 	b.exec(t, `UPDATE salesforce.account SET industry = 'Energy'`)
 	errID := b.outboundError(t, m, "Acme", "update")
-	monitor := b.role(t, "monitor", `GRANT USAGE ON SCHEMA pgforce TO %[1]s; GRANT SELECT ON pgforce.status, pgforce.error TO %[1]s`)
-	operator := b.role(t, "ops", `GRANT USAGE ON SCHEMA pgforce TO %[1]s; GRANT SELECT ON pgforce.status, pgforce.error TO %[1]s;
+	monitor := b.role(t, "monitor", `GRANT USAGE ON SCHEMA pgforce TO %[1]s; GRANT SELECT ON pgforce.status, pgforce.error, pgforce.drift_check TO %[1]s`)
+	operator := b.role(t, "ops", `GRANT USAGE ON SCHEMA pgforce TO %[1]s; GRANT SELECT ON pgforce.status, pgforce.error, pgforce.drift_check TO %[1]s;
 		GRANT EXECUTE ON FUNCTION pgforce.pause(integer), pgforce.pause(text, text), pgforce.resume(integer), pgforce.resume(text, text),
 			pgforce.reload(integer), pgforce.reload(text, text), pgforce.retry(bigint), pgforce.retry_all(integer), pgforce.retry_all(text, text),
-			pgforce.ignore(bigint), pgforce.revert(bigint), pgforce.resolve(bigint, text) TO %[1]s`)
+			pgforce.ignore(bigint), pgforce.revert(bigint), pgforce.resolve(bigint, text),
+			pgforce.check_drift(integer), pgforce.check_drift(text, text) TO %[1]s`)
 
 	b.exec(t, "SET ROLE "+monitor)
 	var rows, backlog, open int
@@ -83,6 +84,10 @@ func TestMonitoringAndOperatorRolesNeedOnlyTheGrantsTheReadmeGives(t *testing.T)
 	require.Equal(t, []int{1, 1, 1}, []int{rows, backlog, open})
 	b.refused(t, "permission denied for function pause", "", `SELECT pgforce.pause('Account')`)
 	b.refused(t, "permission denied for function retry", "", `SELECT pgforce.retry($1)`, errID)
+	b.refused(t, "permission denied for function check_drift", "", `SELECT pgforce.check_drift('Account')`)
+	var checks int
+	b.scalar(t, &checks, `SELECT count(*) FROM pgforce.drift_check`)
+	require.Zero(t, checks)
 	b.exec(t, "RESET ROLE")
 
 	b.exec(t, "SET ROLE "+operator)
@@ -91,7 +96,9 @@ func TestMonitoringAndOperatorRolesNeedOnlyTheGrantsTheReadmeGives(t *testing.T)
 	var detail string
 	b.scalar(t, &detail, `SELECT state_detail FROM pgforce.status`)
 	b.exec(t, `SELECT pgforce.resume('Account')`)
+	b.exec(t, `SELECT pgforce.check_drift('Account')`)
 	b.refused(t, "permission denied for table outbox", "", `DELETE FROM pgforce.outbox`)
+	b.refused(t, "permission denied for table drift_check", "", `DELETE FROM pgforce.drift_check`)
 	b.exec(t, "RESET ROLE")
 
 	var user string

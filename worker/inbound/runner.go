@@ -333,6 +333,17 @@ func (r *runner) drainRereads(ctx context.Context, t *table) error {
 	}
 }
 
+// rereadsAndDrift runs the drift checks that are due, then the re-reads
+// queued, theirs included. The worker's reconcile pass wakes it on every
+// change of the mappings (pgforce.check_drift notifies) and on a timer,
+// which is when scheduled checks come due.
+func (r *runner) rereadsAndDrift(ctx context.Context, t *table) error {
+	if err := r.checkDrift(ctx, t); err != nil {
+		return err
+	}
+	return r.drainRereads(ctx, t)
+}
+
 // sideWork runs re-reads and resyncs whenever they are queued, until ctx
 // ends; the first failure is returned.
 func (r *runner) sideWork(ctx context.Context, t *table) error {
@@ -345,7 +356,7 @@ func (r *runner) sideWork(ctx context.Context, t *table) error {
 		case <-ctx.Done():
 			return nil
 		case <-r.rereadWake:
-			if err := r.drainRereads(ctx, t); err != nil {
+			if err := r.rereadsAndDrift(ctx, t); err != nil {
 				return err
 			}
 		case <-r.resyncWake:
@@ -512,7 +523,7 @@ func (r *runner) runPoll(ctx context.Context, t *table, needLoad bool) error {
 		case <-ctx.Done():
 			return nil
 		case <-r.rereadWake:
-			if err := r.drainRereads(ctx, t); err != nil {
+			if err := r.rereadsAndDrift(ctx, t); err != nil {
 				return err
 			}
 			continue

@@ -39,7 +39,13 @@ CREATE TABLE pgforce.outbound_bulk_job (
     mapping_id integer     NOT NULL,
     worker     text        NOT NULL,
     entries    bigint[]    NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now()
+    created_at timestamptz NOT NULL DEFAULT now(),
+    -- Its batch could not tell whether the job runs (its close, or the
+    -- wait for its end, failed without an answer): its entries stay
+    -- claimed by its worker, which lives on, until reclaim sees the job
+    -- end. Handed back at once, they were sent again beside the job, and
+    -- the job then wrote its older values over theirs and newer ones.
+    orphaned   boolean     NOT NULL DEFAULT false
 );
 
 COMMENT ON TABLE pgforce.outbound_bulk_job IS 'Bulk API 2.0 ingest jobs not yet seen ending, and the outbox entries each carries; held until the job ends even when its worker dies.';

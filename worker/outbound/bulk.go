@@ -2,6 +2,7 @@ package outbound
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -113,16 +114,21 @@ func (s *Service) sendBulk(ctx context.Context, m *Mapping, op string, changes [
 			return fmt.Errorf("close ingest job: %w", err)
 		case ierr != nil:
 			s.abortJob(ctx, m.ID, info.ID)
-			s.log.Warn("outbound: bulk job closed or not, cannot tell; the batch is sent again later", "mapping", m.ID, "job", info.ID, "err", err, "state_err", ierr)
-			for _, i := range idx {
-				results[i] = outcome{kind: outTransient}
-			}
-			known = false // left for reclaim to settle
-			return nil
+			known = false
+			return s.holdJob(ctx, m, info.ID, idx, results, err, ierr)
 		}
 	}
 	if _, err := s.sf.WaitIngestJob(ctx, info.ID, s.opts.BulkPoll); err != nil {
-		return fmt.Errorf("ingest job %s: %w", info.ID, err)
+		var failed *salesforce.JobFailedError
+		if errors.As(err, &failed) {
+			// Failed or aborted: it writes no more, and Collections may.
+			return fmt.Errorf("ingest job %s: %w", info.ID, err)
+		}
+		// Its end could not be waited for: it may still run, so the
+		// batch is not sent beside it.
+		s.abortJob(ctx, m.ID, info.ID)
+		known = false
+		return s.holdJob(ctx, m, info.ID, idx, results, err, nil)
 	}
 	byKey := make(map[string]int, len(idx))
 	for _, i := range idx {
@@ -155,6 +161,27 @@ func (s *Service) sendBulk(ctx context.Context, m *Mapping, op string, changes [
 	})
 	if err != nil {
 		return fmt.Errorf("read failed results: %w", err)
+	}
+	return nil
+}
+
+// holdJob leaves the changes at idx with a job that may still run (its close
+// or its wait failed with no answer, and the abort tried after may not have
+// taken): their entries stay claimed, and the job is marked for reclaim,
+// which hands them back once Salesforce says it has ended, whatever this
+// worker does meanwhile. Sent again before, beside the job, they and any
+// newer change of their records would be overwritten by the job's older
+// values when it ran.
+func (s *Service) holdJob(ctx context.Context, m *Mapping, id string, idx []int, results []outcome, cause, stateErr error) error {
+	s.log.Warn("outbound: bulk job may still run; its changes wait until it is seen ending", "mapping", m.ID, "job", id, "err", cause, "state_err", stateErr)
+	if _, err := s.pool.Exec(context.WithoutCancel(ctx), `UPDATE pgforce.outbound_bulk_job SET orphaned = true WHERE job_id = $1`, id); err != nil {
+		// The row stays as it was: its entries go back to the queue as
+		// passing failures, as before the job was known to be in doubt.
+		s.forgetJob(ctx, id)
+		return fmt.Errorf("mark ingest job %s in doubt: %w", id, err)
+	}
+	for _, i := range idx {
+		results[i] = outcome{kind: outHeld}
 	}
 	return nil
 }

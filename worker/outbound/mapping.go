@@ -177,6 +177,13 @@ func loadMappings(ctx context.Context, q querier, org string) ([]*Mapping, error
 		if err := json.Unmarshal(cols, &m.Columns); err != nil {
 			return nil, fmt.Errorf("outbound: mapping %d (%s): columns: %w", m.ID, m.SObject, err)
 		}
+		// The mapping takes upsert_field in any case, as Salesforce does;
+		// the records' fields are spelled as the describe spells them, and
+		// looked up under another spelling no insert found its external
+		// id, so every one went as a plain create.
+		if c, ok := m.column(strings.ToLower(m.UpsertField)); ok && m.UpsertField != "" {
+			m.UpsertField = c.Name
+		}
 		out = append(out, m)
 	}
 	if err := rows.Err(); err != nil {

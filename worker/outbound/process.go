@@ -33,6 +33,9 @@ const (
 	outFailed                       // Salesforce refused the record: an error row
 	outTransient                    // try again later, no user action
 	outDeferred                     // waits for a parent's Id
+	// outHeld: a Bulk job that may still write carries the change, so its
+	// entries stay claimed until the job is seen ending (see reclaim).
+	outHeld
 )
 
 // batch is one claim of a mapping's entries, merged and prepared.
@@ -471,11 +474,19 @@ func (s *Service) send(ctx context.Context, m *Mapping, op string, changes []*ch
 }
 
 // holdsBulkNull says a record sets a field to the text that a Bulk API 2.0
-// upload reads as null.
+// upload reads as null, itself or as the external id of a relationship
+// (which Bulk then cleared).
 func holdsBulkNull(r salesforce.Record) bool {
 	for _, v := range r.Fields {
-		if str, ok := v.(string); ok && str == salesforce.NullValue {
-			return true
+		switch v := v.(type) {
+		case string:
+			if v == salesforce.NullValue {
+				return true
+			}
+		case salesforce.Record:
+			if holdsBulkNull(v) {
+				return true
+			}
 		}
 	}
 	return false

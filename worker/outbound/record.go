@@ -81,6 +81,8 @@ func (s *Service) record(ctx context.Context, m *Mapping, claimedAt time.Time, c
 	for i, c := range changes {
 		r := results[i]
 		switch r.kind {
+		case outHeld:
+			continue
 		case outTransient, outDeferred:
 			if r.unsent {
 				unsent = append(unsent, c.Entries...)
@@ -547,8 +549,11 @@ func (s *Service) releaseStale(ctx context.Context) error {
 		set = `claimed_at = NULL, claimed_by = NULL`
 	}
 	s.mu.Unlock()
-	tag, err := s.pool.Exec(ctx, `UPDATE pgforce.outbox SET `+set+`
-		WHERE claimed_at IS NOT NULL AND claimed_by = $1 AND id <> ALL($2)`, s.opts.WorkerID, keep)
+	// The entries of a Bulk job whose end is not known yet stay claimed
+	// too: reclaim hands them back once it is.
+	tag, err := s.pool.Exec(ctx, `UPDATE pgforce.outbox o SET `+set+`
+		WHERE o.claimed_at IS NOT NULL AND o.claimed_by = $1 AND o.id <> ALL($2)
+		  AND NOT EXISTS (SELECT FROM pgforce.outbound_bulk_job j WHERE j.worker = $1 AND j.orphaned AND o.id = ANY (j.entries))`, s.opts.WorkerID, keep)
 	if err != nil {
 		return err
 	}

@@ -292,11 +292,14 @@ func (s *Service) heartbeat(ctx context.Context) {
 
 // reclaim hands the claims of dead workers back to the queue, except the
 // entries of a Bulk job of theirs that Salesforce is still running (see
-// pgforce.outbound_bulk_job): those wait until it ends. A job still open
+// pgforce.outbound_bulk_job): those wait until it ends. So do those of a
+// job a live worker could not tell the end of (orphaned), which it leaves
+// claimed: they go back once the job is seen ending. A job still open
 // never runs and is aborted; an ended one is forgotten.
 func (s *Service) reclaim(ctx context.Context) (int, error) {
-	rows, err := s.pool.Query(ctx, `SELECT j.job_id, j.mapping_id, j.entries FROM pgforce.outbound_bulk_job j
-		WHERE NOT EXISTS (SELECT FROM pgforce.outbound_worker w WHERE w.worker = j.worker AND w.seen_at > now() - $1::interval)`,
+	rows, err := s.pool.Query(ctx, `SELECT j.job_id, j.mapping_id, j.entries, j.worker FROM pgforce.outbound_bulk_job j
+		WHERE j.orphaned
+		   OR NOT EXISTS (SELECT FROM pgforce.outbound_worker w WHERE w.worker = j.worker AND w.seen_at > now() - $1::interval)`,
 		s.opts.ClaimLease)
 	if err != nil {
 		return 0, err
@@ -305,16 +308,18 @@ func (s *Service) reclaim(ctx context.Context) (int, error) {
 		id      string
 		mapping int
 		entries []int64
+		worker  string
 	}
 	jobs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (job, error) {
 		var j job
-		err := r.Scan(&j.id, &j.mapping, &j.entries)
+		err := r.Scan(&j.id, &j.mapping, &j.entries, &j.worker)
 		return j, err
 	})
 	if err != nil {
 		return 0, err
 	}
 	hold := []int64{} // an array, never NULL: nothing would be released
+	released := 0
 	for _, j := range jobs {
 		info, err := s.sf.IngestJobInfo(ctx, j.id)
 		switch {
@@ -326,13 +331,18 @@ func (s *Service) reclaim(ctx context.Context) (int, error) {
 			hold = append(hold, j.entries...)
 			continue
 		}
-		if _, err := s.pool.Exec(ctx, `DELETE FROM pgforce.outbound_bulk_job WHERE job_id = $1`, j.id); err != nil {
+		// The job's entries go back with it, whoever holds them; those of
+		// a dead worker's would go back below anyway.
+		tag, err := s.pool.Exec(ctx, `WITH gone AS (DELETE FROM pgforce.outbound_bulk_job WHERE job_id = $1)
+			UPDATE pgforce.outbox SET claimed_at = NULL, claimed_by = NULL WHERE id = ANY ($2) AND claimed_by = $3`, j.id, j.entries, j.worker)
+		if err != nil {
 			return 0, err
 		}
+		released += int(tag.RowsAffected())
 	}
 	var n int
 	err = s.pool.QueryRow(ctx, `SELECT pgforce._outbound_reclaim($1, $2)`, s.opts.ClaimLease, hold).Scan(&n)
-	return n, err
+	return n + released, err
 }
 
 // cycle drains every mapping once: claim, write, record, until nothing is

@@ -36,11 +36,12 @@ $$;
 -- then runs as whoever runs a statement with an unqualified = on varchar
 -- columns: the worker, in its own statements, in pgforce's functions it
 -- calls and in the application's triggers its writes fire. Superusers,
--- and roles that are members of the current one (they have its rights
--- already), are trusted; Postgres's predefined roles create nothing, and
+-- and roles that are members of the current one or of pgforce's owner
+-- (they have those rights already), are trusted; Postgres's predefined roles create nothing, and
 -- Postgres never looks for operators and functions in pg_temp. Postgres
 -- 15 and later give PUBLIC no CREATE on schema public, so a database made
--- by one is clean unless someone granted it.
+-- by one is clean unless someone granted it. Every operator here is named
+-- in full: the function runs under the very search_path it inspects.
 CREATE FUNCTION pgforce._unsafe_search_path() RETURNS text[]
 LANGUAGE sql STABLE AS $$
     WITH path AS (
@@ -51,24 +52,32 @@ LANGUAGE sql STABLE AS $$
           AND n.oid OPERATOR(pg_catalog.<>) 'pg_catalog'::pg_catalog.regnamespace
     ), untrusted AS (
         SELECT r.oid, r.rolname FROM pg_catalog.pg_roles r
-        WHERE NOT r.rolsuper AND r.rolname::text NOT LIKE 'pg\_%'
+        WHERE NOT r.rolsuper AND r.rolname::pg_catalog.text OPERATOR(pg_catalog.!~~) 'pg\_%'
           AND NOT pg_catalog.pg_has_role(r.oid, CURRENT_USER, 'MEMBER')
+          AND NOT pg_catalog.pg_has_role(r.oid, (SELECT n.nspowner FROM pg_catalog.pg_namespace n
+                                                 WHERE n.nspname OPERATOR(pg_catalog.=) 'pgforce'::pg_catalog.name), 'MEMBER')
     ), found AS (
-        SELECT p.nspname::text || ' (can be written by ' || r.rolname::text || ')' AS entry
+        SELECT pg_catalog.format('%s (can be written by %s)', p.nspname, r.rolname) AS entry
         FROM path p, untrusted r
         WHERE pg_catalog.has_schema_privilege(r.oid, p.oid, 'CREATE')
         UNION ALL
         SELECT pg_catalog.format('operator %s.%s(%s, %s) of %s', p.nspname, o.oprname,
                                  o.oprleft::pg_catalog.regtype, o.oprright::pg_catalog.regtype, r.rolname)
-        FROM pg_catalog.pg_operator o JOIN path p ON p.oid = o.oprnamespace JOIN untrusted r ON r.oid = o.oprowner
+        FROM pg_catalog.pg_operator o
+        JOIN path p ON p.oid OPERATOR(pg_catalog.=) o.oprnamespace
+        JOIN untrusted r ON r.oid OPERATOR(pg_catalog.=) o.oprowner
         WHERE EXISTS (SELECT FROM pg_catalog.pg_operator c
-                      WHERE c.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace AND c.oprname OPERATOR(pg_catalog.=) o.oprname)
+                      WHERE c.oprnamespace OPERATOR(pg_catalog.=) 'pg_catalog'::pg_catalog.regnamespace::pg_catalog.oid
+                        AND c.oprname OPERATOR(pg_catalog.=) o.oprname)
         UNION ALL
         SELECT pg_catalog.format('function %s.%s(%s) of %s', p.nspname, f.proname,
                                  pg_catalog.pg_get_function_identity_arguments(f.oid), r.rolname)
-        FROM pg_catalog.pg_proc f JOIN path p ON p.oid = f.pronamespace JOIN untrusted r ON r.oid = f.proowner
+        FROM pg_catalog.pg_proc f
+        JOIN path p ON p.oid OPERATOR(pg_catalog.=) f.pronamespace
+        JOIN untrusted r ON r.oid OPERATOR(pg_catalog.=) f.proowner
         WHERE EXISTS (SELECT FROM pg_catalog.pg_proc c
-                      WHERE c.pronamespace = 'pg_catalog'::pg_catalog.regnamespace AND c.proname OPERATOR(pg_catalog.=) f.proname)
+                      WHERE c.pronamespace OPERATOR(pg_catalog.=) 'pg_catalog'::pg_catalog.regnamespace::pg_catalog.oid
+                        AND c.proname OPERATOR(pg_catalog.=) f.proname)
     )
     SELECT coalesce(pg_catalog.array_agg(f.entry ORDER BY f.entry), '{}')
     FROM (SELECT DISTINCT entry FROM found ORDER BY entry LIMIT 5) f

@@ -83,10 +83,16 @@ type table struct {
 // insert; without the index it made a second row for the worker to merge
 // away. The row found keeps its queued changes (the merge that follows
 // leaves their fields alone) and takes the rest from Salesforce; the
-// result of its upsert writes the same Id back.
+// result of its upsert writes the same Id back. Only a row that no other
+// row without sfid shares the value with is taken (which of two would be
+// a guess, and giving both the Id broke the unique index on sfid, failing
+// the whole batch); and never by a deleted record (%[5]s), which an upsert
+// does not match either: a poll reads those too, and the application's new
+// row was marked deleted with it, or deleted under hard_delete.
 const adoptByExternalID = `UPDATE %[1]s t SET sfid = s.sfid FROM %[2]s s
-WHERE s._n BETWEEN $1 AND $2 AND t.sfid IS NULL AND s.%[3]s IS NOT NULL AND t.%[3]s = s.%[3]s%[4]s
-  AND NOT EXISTS (SELECT FROM %[1]s x WHERE x.sfid = s.sfid)`
+WHERE s._n BETWEEN $1 AND $2 AND t.sfid IS NULL AND s.%[3]s IS NOT NULL AND t.%[3]s = s.%[3]s%[4]s%[5]s
+  AND NOT EXISTS (SELECT FROM %[1]s x WHERE x.sfid = s.sfid)
+  AND NOT EXISTS (SELECT FROM %[1]s y WHERE y.sfid IS NULL AND y.%[3]s = t.%[3]s AND y.id <> t.id)`
 
 // createdBy is the stage column, after the mapped ones, holding
 // CreatedById on mappings that mark echoes. No column derived from an API
@@ -235,7 +241,11 @@ WHERE t.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp IS NULL OR EXCLUDED.sy
 		if c, ok := m.Column(m.UpsertField); ok {
 			t.extName = pgColumn(c.Name)
 			t.extCol, t.extCast = pgx.Identifier{t.extName}.Sanitize(), castSuffix(c.Type)
-			t.byExternalID = fmt.Sprintf(adoptByExternalID, t.target, stage, t.extCol, t.extCast)
+			live := ""
+			if t.softDeletes {
+				live = " AND NOT coalesce(s.isdeleted::boolean, false)"
+			}
+			t.byExternalID = fmt.Sprintf(adoptByExternalID, t.target, stage, t.extCol, t.extCast, live)
 		}
 	}
 	return t, nil

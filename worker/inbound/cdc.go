@@ -254,7 +254,8 @@ func (r *runner) applyRecordChangeTx(ctx context.Context, tx pgx.Tx, t *table, c
 			for i, c := range cols {
 				if c == t.extName && vals[i] != nil {
 					if _, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE %[1]s t SET sfid = $1 WHERE t.sfid IS NULL AND t.%[2]s = $2::text%[3]s
-						AND NOT EXISTS (SELECT FROM %[1]s x WHERE x.sfid = $1)`, t.target, t.extCol, t.extCast), id, vals[i]); err != nil {
+						AND NOT EXISTS (SELECT FROM %[1]s x WHERE x.sfid = $1)
+						AND NOT EXISTS (SELECT FROM %[1]s y WHERE y.sfid IS NULL AND y.%[2]s = t.%[2]s AND y.id <> t.id)`, t.target, t.extCol, t.extCast), id, vals[i]); err != nil {
 						return err
 					}
 				}

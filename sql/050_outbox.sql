@@ -15,7 +15,11 @@ CREATE TABLE pgforce.outbox (
     new        jsonb,
     old        jsonb,
     xid        xid8        NOT NULL DEFAULT pg_current_xact_id(),
-    created_at timestamptz NOT NULL DEFAULT now(),
+    -- When the statement that made the change began (not its
+    -- transaction): newest_wins compares it with Salesforce's time, and a
+    -- change made after a Salesforce edit in a transaction begun before it
+    -- lost to the older edit.
+    created_at timestamptz NOT NULL DEFAULT statement_timestamp(),
     claimed_at timestamptz,
     claimed_by text,
     attempts   integer     NOT NULL DEFAULT 0,

@@ -50,17 +50,24 @@ $$;
 -- The fields (columns) of a row that changes Salesforce refused name, in
 -- the payloads of its open, retrying or ignored outbound errors: they hold
 -- what pgforce.retry sends once fixed, or what pgforce.ignore keeps, which
--- a read of the record as the row last took it must not replace (see
--- inbound_filter, and keepRefused in worker/inbound). A row with none
--- costs one probe of error_record_idx.
-CREATE FUNCTION pgforce._refused_fields(p_mapping_id integer, p_record_id integer) RETURNS text[]
+-- a version of the record older than the refusal must not replace (see
+-- inbound_filter, and keepRefused in worker/inbound). p_version is when
+-- Salesforce made the version being applied: an error last refused or
+-- ignored before it gives way to it, a Salesforce edit made since. The
+-- record as the row last took it (a poll's overlap, a reload) and our own
+-- writes coming back (the create event of an insert whose later update
+-- was refused) are older, and replaced the refused values, which the
+-- retry then sent back: the change was lost. A row with none costs one
+-- probe of error_record_idx.
+CREATE FUNCTION pgforce._refused_fields(p_mapping_id integer, p_record_id integer, p_version timestamptz DEFAULT NULL) RETURNS text[]
 LANGUAGE sql STABLE AS $$
     SELECT ARRAY(
         SELECT DISTINCT pg_catalog.lower(k)
         FROM pgforce.error e,
              pg_catalog.jsonb_object_keys(CASE WHEN pg_catalog.jsonb_typeof(e.payload) = 'object' THEN e.payload ELSE '{}' END) k
         WHERE e.mapping_id = p_mapping_id AND e.record_id = p_record_id AND e.direction = 'outbound'
-          AND e.state IN ('open', 'retrying', 'ignored'))
+          AND e.state IN ('open', 'retrying', 'ignored')
+          AND (p_version IS NULL OR e.updated_at >= p_version))
 $$;
 
 -- Whether two values of one column of a mapped table are the same value.
@@ -166,6 +173,11 @@ DECLARE
     v_sfid     text;
     v_table    regclass;
     v_stamp    timestamptz;
+    v_won      jsonb := '{}';
+    v_kept     jsonb := '{}';
+    v_flight   text[];
+    v_again    jsonb;
+    v_agreed   text[] := '{}';
 BEGIN
     IF p_values IS NULL OR p_record_id IS NULL THEN
         RETURN p_values;
@@ -187,14 +199,6 @@ BEGIN
         IF v_stamp > p_sf_at THEN
             RETURN '{}';
         END IF;
-        -- The record as the row last took it replaces none of the fields
-        -- of a refused change, as the set-based merge does not for a
-        -- FAILED row (keepRefused in worker/inbound): they hold what
-        -- pgforce.retry sends, or what pgforce.ignore keeps, also once a
-        -- change of another field has made the row PENDING.
-        IF p_whole AND p_sf_at <= v_stamp THEN
-            p_values := p_values OPERATOR(pg_catalog.-) pgforce._refused_fields(p_mapping_id, p_record_id);
-        END IF;
     END IF;
     PERFORM FROM pgforce.outbox o WHERE o.mapping_id = p_mapping_id AND o.record_id = p_record_id ORDER BY o.id FOR UPDATE;
     IF FOUND THEN
@@ -205,6 +209,15 @@ BEGIN
         PERFORM pg_catalog.pg_notify('pgforce_outbox', '');
     END IF;
     v_pending := pgforce._pending_fields(p_mapping_id, p_record_id);
+    -- A version of the record older than a refused change replaces none
+    -- of its fields that nothing queued carries, as the set-based merge
+    -- does not for a FAILED row (keepRefused in worker/inbound): they hold
+    -- what pgforce.retry sends, or what pgforce.ignore keeps, also once a
+    -- change of another field has made the row PENDING. (A field queued
+    -- again, by a retry say, is the policy's to settle below.)
+    p_values := p_values OPERATOR(pg_catalog.-) ARRAY(
+        SELECT f FROM pg_catalog.unnest(pgforce._refused_fields(p_mapping_id, p_record_id, coalesce(p_sf_at, '-infinity'))) f
+        WHERE NOT v_pending ? f);
     IF v_pending = '{}' THEN
         RETURN p_values;
     END IF;
@@ -218,6 +231,7 @@ BEGIN
         ELSIF pgforce._same_value(v_table, v_key, v_pend -> 'value', v_value) THEN
             v_out := v_out || pg_catalog.jsonb_build_object(v_key, v_value);
             v_drop := v_drop || v_key;
+            v_agreed := v_agreed || v_key;
         ELSIF p_whole AND p_sf_at <= v_stamp THEN
             -- The record as the row last took it from Salesforce (a poll's
             -- overlap, a re-read): Salesforce changed nothing since, so
@@ -239,14 +253,68 @@ BEGIN
            OR (v_policy = 'newest_wins' AND p_sf_at IS NOT NULL AND p_sf_at > (v_pend ->> 'at')::timestamptz) THEN
             v_out := v_out || pg_catalog.jsonb_build_object(v_key, v_value);
             v_drop := v_drop || v_key;
+            v_won := v_won || pg_catalog.jsonb_build_object(v_key, v_value);
         ELSIF v_policy = 'manual' THEN
             v_pg := v_pg || pg_catalog.jsonb_build_object(v_key, v_pend -> 'value');
             v_sf := v_sf || pg_catalog.jsonb_build_object(v_key, v_value);
+        ELSE
+            -- postgres_wins, or newest_wins with Postgres newer: keep ours.
+            v_kept := v_kept || pg_catalog.jsonb_build_object(v_key, v_pend -> 'value');
         END IF;
-        -- postgres_wins, or newest_wins with Postgres newer: keep ours.
     END LOOP;
+    -- A change in flight (claimed) reaches Salesforce as the worker holds
+    -- it, whatever was decided here, and is then done with: the policy's
+    -- choice is sent after it. Salesforce's value, when it won: else the
+    -- write in flight replaced it there, and its echo then replaced it in
+    -- the row too. Ours, when it was kept and nothing queued carries it:
+    -- else Salesforce's edit, landed after the write in flight, stayed
+    -- there while the row kept ours, and the two sides differed for good.
+    IF v_won <> '{}' OR v_kept <> '{}' THEN
+        v_flight := ARRAY(
+            SELECT DISTINCT k.key FROM pgforce.outbox o, pg_catalog.jsonb_object_keys(o.new) k(key)
+            WHERE o.mapping_id = p_mapping_id AND o.record_id = p_record_id AND o.op = 'update' AND o.claimed_at IS NOT NULL
+              AND NOT EXISTS (SELECT FROM pgforce.outbox q
+                              WHERE q.mapping_id = p_mapping_id AND q.record_id = p_record_id AND q.op = 'update'
+                                AND q.claimed_at IS NULL AND q.new ? k.key AND NOT k.key = ANY (v_drop)));
+        v_won := v_won OPERATOR(pg_catalog.-) ARRAY(SELECT pg_catalog.jsonb_object_keys(v_won) EXCEPT SELECT pg_catalog.unnest(v_flight));
+        v_kept := v_kept OPERATOR(pg_catalog.-) ARRAY(SELECT pg_catalog.jsonb_object_keys(v_kept) EXCEPT SELECT pg_catalog.unnest(v_flight));
+        IF v_won <> '{}' THEN
+            -- As Postgres holds the values (the row's types), for the worker
+            -- to send as any change. Empty text is null, as everywhere.
+            EXECUTE pg_catalog.format('SELECT pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(NULL::%s, $1))', v_table)
+                INTO v_again
+                USING (SELECT pg_catalog.jsonb_object_agg(w.key, CASE WHEN w.value #>> '{}' OPERATOR(pg_catalog.=) '' THEN 'null'::jsonb ELSE w.value END)
+                       FROM pg_catalog.jsonb_each(v_won) w);
+            v_kept := v_kept || (SELECT pg_catalog.jsonb_object_agg(w.key, v_again -> w.key) FROM pg_catalog.jsonb_each(v_won) w);
+        END IF;
+        IF v_kept <> '{}' THEN
+            SELECT o.sfid INTO v_sfid FROM pgforce.outbox o
+            WHERE o.mapping_id = p_mapping_id AND o.record_id = p_record_id AND o.sfid IS NOT NULL
+            ORDER BY o.id DESC LIMIT 1;
+        END IF;
+    END IF;
     IF pg_catalog.cardinality(v_drop) > 0 THEN
         PERFORM pgforce._drop_pending(p_mapping_id, p_record_id, v_drop);
+    END IF;
+    -- Fields both sides now hold the same value of are in dispute no more:
+    -- an open conflict that kept them held the record's changes for
+    -- nothing, and resolving it for Salesforce wrote its superseded value
+    -- back over the one both agreed on. A conflict left with no field is
+    -- settled.
+    IF pg_catalog.cardinality(v_agreed) > 0 THEN
+        UPDATE pgforce.error e
+        SET payload = pg_catalog.jsonb_build_object('postgres', (e.payload -> 'postgres') OPERATOR(pg_catalog.-) v_agreed,
+                                                    'salesforce', (e.payload -> 'salesforce') OPERATOR(pg_catalog.-) v_agreed),
+            fields = ARRAY(SELECT f FROM pg_catalog.unnest(e.fields) f WHERE NOT f = ANY (v_agreed) ORDER BY f),
+            state = CASE WHEN (e.payload -> 'salesforce') OPERATOR(pg_catalog.-) v_agreed = '{}'::jsonb THEN 'resolved' ELSE e.state END
+        WHERE e.mapping_id = p_mapping_id AND e.record_id = p_record_id AND e.state = 'open' AND e.error_code = 'CONFLICT'
+          AND (e.payload -> 'salesforce') ?| v_agreed;
+    END IF;
+    -- After the drop, which would take Salesforce's values out of it too.
+    IF v_kept <> '{}' AND v_sfid IS NOT NULL THEN
+        INSERT INTO pgforce.outbox (mapping_id, op, record_id, sfid, new)
+        VALUES (p_mapping_id, 'update', p_record_id, v_sfid, v_kept);
+        v_sfid := NULL;
     END IF;
     IF v_sf <> '{}' THEN
         SELECT o.sfid INTO v_sfid FROM pgforce.outbox o
@@ -272,8 +340,8 @@ $$;
 
 COMMENT ON FUNCTION pgforce.inbound_filter(integer, integer, jsonb, timestamptz, boolean, boolean) IS 'Inbound worker: the Salesforce values of a record that may be written, after echo suppression, field-level merge and the conflict policy.';
 
--- Settles a manual conflict. 'postgres' keeps the row as it is and lets its
--- queued change go to Salesforce; 'salesforce' writes Salesforce's values
+-- Settles a manual conflict. 'postgres' keeps the row as it is and sends
+-- its values of the disputed fields to Salesforce; 'salesforce' writes Salesforce's values
 -- into the row (as the worker, so it is not captured), drops the queued
 -- Postgres change of those fields and queues Salesforce's values to be
 -- written back there (see below).
@@ -358,6 +426,24 @@ BEGIN
                     pg_catalog.set_config('TimeZone', v_timezone, true);
         ELSE
             PERFORM pgforce._drop_pending(v_error.mapping_id, v_error.record_id, v_keys);
+        END IF;
+    ELSE
+        -- The row's values of the disputed fields go to Salesforce. The
+        -- change that carried them may have been in flight as the
+        -- conflict was recorded, and done with since, while Salesforce's
+        -- edit, landed after it, stayed there. (Where the change is still
+        -- queued, this writes the same values again.)
+        v_table := pgforce._mapping_table(v_error.mapping_id);
+        v_keys := ARRAY(SELECT pg_catalog.jsonb_object_keys(v_error.payload -> 'postgres'));
+        IF v_table IS NOT NULL AND pg_catalog.cardinality(v_keys) > 0 THEN
+            EXECUTE pg_catalog.format('SELECT t.sfid, (SELECT pg_catalog.jsonb_object_agg(k, pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->) k)'
+                                      ' FROM pg_catalog.unnest($2::pg_catalog.text[]) k) FROM %s t WHERE t.id OPERATOR(pg_catalog.=) $1', v_table)
+                INTO v_sfid, v_new
+                USING v_error.record_id, v_keys;
+            IF v_sfid IS NOT NULL THEN
+                INSERT INTO pgforce.outbox (mapping_id, op, record_id, sfid, new)
+                VALUES (v_error.mapping_id, 'update', v_error.record_id, v_sfid, v_new);
+            END IF;
         END IF;
     END IF;
     UPDATE pgforce.error e SET state = 'resolved' WHERE e.id = p_error_id RETURNING * INTO v_error;

@@ -142,14 +142,15 @@ const settledStatus = `_hc_lastop = CASE WHEN %[1]s._hc_lastop = 'PENDING' AND N
 	WHERE o.mapping_id = %[2]d AND o.record_id = %[1]s.id) THEN 'SYNCED' ELSE %[1]s._hc_lastop END`
 
 // keepRefused sets column %[1]s (quoted; %[2]s unquoted) from a record
-// merged again, except in a FAILED row whose refused change named the
-// field (pgforce._refused_fields), when the record is the one the row last
-// took (a poll's overlap, a reload): the row holds what pgforce.retry
-// sends once it is fixed, or what pgforce.ignore keeps, and the same record
-// read again replaced it with Salesforce's, so that the retry sent that
-// back and the change was lost. Only FAILED rows look their errors up.
-const keepRefused = `%[1]s = CASE WHEN t._hc_lastop = 'FAILED' AND EXCLUDED.systemmodstamp = t.systemmodstamp
-	AND '%[2]s' = ANY (pgforce._refused_fields(%[3]d, t.id)) THEN t.%[1]s ELSE EXCLUDED.%[1]s END`
+// merged, except in a FAILED row whose refused change named the field
+// (pgforce._refused_fields), when the record's version is older than the
+// refusal (a poll's overlap, a reload, our own insert read back): the row
+// holds what pgforce.retry sends once it is fixed, or what pgforce.ignore
+// keeps, and an older version replaced it with Salesforce's, so that the
+// retry sent that back and the change was lost. Only FAILED rows look
+// their errors up.
+const keepRefused = `%[1]s = CASE WHEN t._hc_lastop = 'FAILED'
+	AND '%[2]s' = ANY (pgforce._refused_fields(%[3]d, t.id, EXCLUDED.systemmodstamp::timestamptz)) THEN t.%[1]s ELSE EXCLUDED.%[1]s END`
 
 // pgColumn is the mapped table's column for a Salesforce field.
 func pgColumn(field string) string {
@@ -230,7 +231,14 @@ func newTable(m *mappings.Mapping, me string) (*table, error) {
 	t.stage = fmt.Sprintf("pgforce_stage_%d_%s", m.ID, hex.EncodeToString(h.Sum(nil))[:10])
 	stage := pgx.Identifier{t.stage}.Sanitize()
 	sets = append(sets, fmt.Sprintf(settledStatus, "t", m.ID))
-	t.upsert = fmt.Sprintf(`INSERT INTO %s AS t (%s) SELECT %s FROM %s s WHERE s._n BETWEEN $1 AND $2
+	// A deleted record (a poll, a resync or a re-read reads those too)
+	// makes no row: one the application deleted, with its record, came back
+	// marked deleted, under a new id, at the next poll.
+	live := ""
+	if t.softDeletes {
+		live = fmt.Sprintf(" AND (NOT coalesce(s.isdeleted::boolean, false) OR EXISTS (SELECT FROM %s x WHERE x.sfid = s.sfid))", t.target)
+	}
+	t.upsert = fmt.Sprintf(`INSERT INTO %s AS t (%s) SELECT %s FROM %s s WHERE s._n BETWEEN $1 AND $2`+live+`
 ON CONFLICT (sfid) DO UPDATE SET %s
 WHERE t.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp >= t.systemmodstamp`,
 		t.target, strings.Join(names, ", "), strings.Join(sels, ", "), stage, strings.Join(sets, ", "))

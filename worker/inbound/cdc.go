@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -261,9 +262,11 @@ func (r *runner) applyRecordChangeTx(ctx context.Context, tx pgx.Tx, t *table, c
 				}
 			}
 		}
-		if done, err := r.applyPending(ctx, tx, t, id, origin, cols, vals, ts); done || err != nil {
+		done, refused, err := r.applyPending(ctx, tx, t, id, origin, cols, vals, ts)
+		if done || err != nil {
 			return err
 		}
+		cols, vals, casts = withoutColumns(cols, vals, casts, refused)
 		names := []string{"sfid", "systemmodstamp", "isdeleted"}
 		params := []string{"$1", "$2", "false"}
 		sets := []string{"systemmodstamp = EXCLUDED.systemmodstamp", "isdeleted = false", fmt.Sprintf(settledStatus, "t", t.m.ID)}
@@ -275,7 +278,7 @@ func (r *runner) applyRecordChangeTx(ctx context.Context, tx pgx.Tx, t *table, c
 			sets = append(sets, fmt.Sprintf("%s = EXCLUDED.%[1]s", pgx.Identifier{c}.Sanitize()))
 		}
 		var inserted bool
-		err := tx.QueryRow(ctx, fmt.Sprintf(`INSERT INTO %s AS t (%s) VALUES (%s)
+		err = tx.QueryRow(ctx, fmt.Sprintf(`INSERT INTO %s AS t (%s) VALUES (%s)
 ON CONFLICT (sfid) DO UPDATE SET %s WHERE t.systemmodstamp IS NULL OR t.systemmodstamp <= EXCLUDED.systemmodstamp
 RETURNING t.xmax = 0`,
 			t.target, strings.Join(names, ", "), strings.Join(params, ", "), strings.Join(sets, ", ")), args...).Scan(&inserted)
@@ -292,9 +295,11 @@ RETURNING t.xmax = 0`,
 		return err
 	case streaming.ChangeUpdate:
 		cols, vals, casts := eventValues(t, fields)
-		if done, err := r.applyPending(ctx, tx, t, id, origin, cols, vals, ts); done || err != nil {
+		done, refused, err := r.applyPending(ctx, tx, t, id, origin, cols, vals, ts)
+		if done || err != nil {
 			return err
 		}
+		cols, vals, casts = withoutColumns(cols, vals, casts, refused)
 		sets := []string{"systemmodstamp = $2", fmt.Sprintf(settledStatus, "t", t.m.ID)}
 		args := []any{id, ts}
 		for i, c := range cols {
@@ -305,7 +310,7 @@ RETURNING t.xmax = 0`,
 		// a row that a concurrent transaction merged away or deleted while
 		// the UPDATE waited for its lock.
 		var updated, exists, newer bool
-		err := tx.QueryRow(ctx, fmt.Sprintf(`WITH u AS (UPDATE %s t SET %s WHERE sfid = $1 AND (systemmodstamp IS NULL OR systemmodstamp <= $2) RETURNING 1)
+		err = tx.QueryRow(ctx, fmt.Sprintf(`WITH u AS (UPDATE %s t SET %s WHERE sfid = $1 AND (systemmodstamp IS NULL OR systemmodstamp <= $2) RETURNING 1)
 SELECT EXISTS (SELECT FROM u), EXISTS (SELECT FROM %[1]s WHERE sfid = $1), EXISTS (SELECT FROM %[1]s WHERE sfid = $1 AND systemmodstamp > $2)`,
 			t.target, strings.Join(sets, ", ")), args...).Scan(&updated, &exists, &newer)
 		if err != nil {
@@ -340,29 +345,59 @@ SELECT EXISTS (SELECT FROM u), EXISTS (SELECT FROM %[1]s WHERE sfid = $1), EXIST
 // Postgres changes waiting for Salesforce; done is false when it has none
 // (or the batch needs no two-way rules, see twoWayNow) and the plain path
 // applies.
-func (r *runner) applyPending(ctx context.Context, tx pgx.Tx, t *table, id, origin string, cols []string, vals []any, ts time.Time) (done bool, err error) {
+//
+// Without queued changes, the event's own write applies, less (refused)
+// the fields of a FAILED row's refused changes when the event is older
+// than their refusal (see pgforce._refused_fields): the create event of
+// an insert arriving after a later update of the row was refused wrote the
+// inserted values over the refused ones, and pgforce.retry then sent those
+// back, losing the change.
+func (r *runner) applyPending(ctx context.Context, tx pgx.Tx, t *table, id, origin string, cols []string, vals []any, ts time.Time) (done bool, refused []string, err error) {
 	if !t.twoWay.Load() {
-		return false, nil
+		return false, nil, nil
 	}
 	// The row is locked first and its queued changes looked for by the
 	// next statement, which sees an application's update that committed
 	// while this one waited for the row (see filterPending).
 	var rowID int
-	err = tx.QueryRow(ctx, fmt.Sprintf(`SELECT t.id FROM %s t WHERE t.sfid = $1 FOR UPDATE`, t.target), id).Scan(&rowID)
+	var failed bool
+	err = tx.QueryRow(ctx, fmt.Sprintf(`SELECT t.id, t._hc_lastop IS NOT DISTINCT FROM 'FAILED' FROM %s t WHERE t.sfid = $1 FOR UPDATE`, t.target), id).Scan(&rowID, &failed)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
+		return false, nil, nil
 	}
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	var pending bool
-	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pgforce.outbox o WHERE o.mapping_id = $1 AND o.record_id = $2)`, t.m.ID, rowID).Scan(&pending); err != nil || !pending {
-		return false, err
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pgforce.outbox o WHERE o.mapping_id = $1 AND o.record_id = $2)`, t.m.ID, rowID).Scan(&pending); err != nil {
+		return false, nil, err
+	}
+	if !pending {
+		if failed {
+			err = tx.QueryRow(ctx, `SELECT pgforce._refused_fields($1, $2, $3)`, t.m.ID, rowID, ts).Scan(&refused)
+		}
+		return false, refused, err
 	}
 	values := make(map[string]any, len(cols))
 	for i, c := range cols {
 		values[c] = vals[i]
 	}
 	echo := origin != "" && origin == r.s.sf.CallOptionsClient()
-	return true, t.writeFiltered(ctx, tx, rowID, values, &ts, echo, false, nil)
+	return true, nil, t.writeFiltered(ctx, tx, rowID, values, &ts, echo, false, nil)
+}
+
+// withoutColumns is an event's columns, values and casts less drop.
+func withoutColumns(cols []string, vals []any, casts []string, drop []string) ([]string, []any, []string) {
+	if len(drop) == 0 {
+		return cols, vals, casts
+	}
+	var c2, k2 []string
+	var v2 []any
+	for i, c := range cols {
+		if slices.Contains(drop, c) {
+			continue
+		}
+		c2, v2, k2 = append(c2, c), append(v2, vals[i]), append(k2, casts[i])
+	}
+	return c2, v2, k2
 }

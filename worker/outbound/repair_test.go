@@ -309,6 +309,44 @@ func TestAChildOfAParentWhoseInsertFailedGetsAnErrorOfItsOwn(t *testing.T) {
 // update set, as the inbound side's describe records them: a person's Name
 // is derived from FirstName and LastName, and sending it failed the retry,
 // and every later change of the record with it.
+// The create event of an insert, our own write coming back, arrives after
+// a later update of the row was refused: it wrote the inserted value over
+// the refused one in the FAILED row, and the retry sent that back, losing
+// the change. (The inbound worker is stopped meanwhile, so that the event
+// waits in the stream.)
+func TestTheEchoOfAnInsertArrivingAfterARefusedUpdateKeepsTheRefusedValue(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.exec(t, `UPDATE pgforce.mapping SET state = 'new' WHERE id = $1`, b.contactID)
+	b.exec(t, `UPDATE pgforce.mapping SET paused = true WHERE id = $1`, b.accountID)
+	stop := b.runInbound(t)
+	b.waitMappingSynced(t, b.contactID)
+	stop()
+	b.start(t, fastOptions())
+	var row int
+	b.scalar(t, &row, `INSERT INTO salesforce.contact (lastname, email) VALUES ('Smith', 'jo@example.com') RETURNING id`)
+	sfid := b.waitSfid(t, "contact", row)
+	b.sim.Inject(sim.Fault{Path: collectionsPath, Method: "PATCH", Status: 400, Count: 1})
+	b.exec(t, `UPDATE salesforce.contact SET lastname = 'Jones' WHERE id = $1`, row)
+	var errID int64
+	eventually(t, 10*time.Second, "the refused update's error", func() bool {
+		return b.pool.QueryRow(context.Background(), `SELECT id FROM pgforce.error WHERE mapping_id = $1 AND record_id = $2 AND state = 'open'`,
+			b.contactID, row).Scan(&errID) == nil
+	})
+
+	b.startInbound(t)
+	eventually(t, 10*time.Second, "the create event applied", func() bool {
+		var stamped bool
+		b.scalar(t, &stamped, `SELECT systemmodstamp IS NOT NULL FROM salesforce.contact WHERE id = $1`, row)
+		return stamped
+	})
+	var lastname string
+	b.scalar(t, &lastname, `SELECT lastname FROM salesforce.contact WHERE id = $1`, row)
+	require.Equal(t, "Jones", lastname, "the refused value stays for the retry")
+	b.exec(t, `SELECT pgforce.retry($1)`, errID)
+	eventually(t, 10*time.Second, "the retry went through", func() bool { return b.errorState(t, errID) == "resolved" })
+	require.Equal(t, "Jones", b.sfField(t, "Contact", sfid, "LastName"))
+}
+
 func TestARetrySendsNoFieldSalesforceDoesNotLetItSet(t *testing.T) {
 	b := setup(t, setupOptions{})
 	b.exec(t, `UPDATE pgforce.mapping SET fields = '{FirstName,LastName,Name,Email}', state = 'new' WHERE id = $1`, b.contactID)

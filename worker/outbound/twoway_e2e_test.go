@@ -3,6 +3,7 @@ package outbound_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,6 +47,13 @@ func (b *bundle) waitMappingSynced(t *testing.T, id int) {
 // startInbound runs the real inbound worker (CDC) until the test ends.
 func (b *bundle) startInbound(t *testing.T) {
 	t.Helper()
+	t.Cleanup(b.runInbound(t))
+}
+
+// runInbound runs the real inbound worker until the function it returns is
+// called, which waits for it to stop.
+func (b *bundle) runInbound(t *testing.T) (stop func()) {
+	t.Helper()
 	bud := budget.New(b.sf.APIUsage, 50)
 	svc, err := inbound.New(b.pool, b.sf, bud, testLogger(t), inbound.Options{
 		Lease: 2 * time.Second, SafetyInterval: 300 * time.Millisecond, RetryBackoff: 100 * time.Millisecond,
@@ -55,15 +63,18 @@ func (b *bundle) startInbound(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(20 * time.Second):
-			t.Error("inbound service did not stop within 20s")
-		}
-	})
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				require.NoError(t, err)
+			case <-time.After(20 * time.Second):
+				t.Error("inbound service did not stop within 20s")
+			}
+		})
+	}
 }
 
 // A Salesforce edit made right after the outbound worker wrote the same

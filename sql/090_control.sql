@@ -48,9 +48,9 @@ BEGIN
 END
 $$;
 
--- Reloading forgets the inbound position so that the worker loads the whole
--- object again; pending outbound changes are kept and still sent.
-CREATE FUNCTION pgforce.reload(p_mapping_id integer) RETURNS pgforce.mapping
+-- The mapping, refused when it is paused: what is asked of the worker
+-- (a reload, a drift check) would wait unseen until a resume.
+CREATE FUNCTION pgforce._unpaused_mapping(p_mapping_id integer) RETURNS pgforce.mapping
 LANGUAGE plpgsql AS $$
 DECLARE
     v_mapping pgforce.mapping := pgforce._mapping_row(p_mapping_id);
@@ -60,6 +60,17 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = pg_catalog.format('Resume it first: SELECT pgforce.resume(%s);', p_mapping_id);
     END IF;
+    RETURN v_mapping;
+END
+$$;
+
+-- Reloading forgets the inbound position so that the worker loads the whole
+-- object again; pending outbound changes are kept and still sent.
+CREATE FUNCTION pgforce.reload(p_mapping_id integer) RETURNS pgforce.mapping
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_mapping pgforce.mapping := pgforce._unpaused_mapping(p_mapping_id);
+BEGIN
     UPDATE pgforce.mapping m
     SET reload_requested_at = pg_catalog.now(), inbound_watermark = NULL, cdc_replay_id = NULL,
         state = 'loading', state_detail = 'reload requested by ' || session_user

@@ -60,14 +60,9 @@ COMMENT ON TABLE pgforce.drift_seen IS 'Worker use: the records a drift check in
 CREATE FUNCTION pgforce.check_drift(p_mapping_id integer) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_mapping pgforce.mapping := pgforce._mapping_row(p_mapping_id);
-    v_id      bigint;
+    v_id bigint;
 BEGIN
-    IF v_mapping.paused THEN
-        RAISE EXCEPTION 'pgforce: mapping % (%) is paused', p_mapping_id, v_mapping.sobject
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = pg_catalog.format('Resume it first: SELECT pgforce.resume(%s);', p_mapping_id);
-    END IF;
+    PERFORM pgforce._unpaused_mapping(p_mapping_id);
     PERFORM FROM pgforce.mapping m WHERE m.id = p_mapping_id FOR UPDATE;
     SELECT c.id INTO v_id FROM pgforce.drift_check c
     WHERE c.mapping_id = p_mapping_id AND c.started_at IS NULL ORDER BY c.id LIMIT 1;

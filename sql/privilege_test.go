@@ -142,12 +142,7 @@ func TestResolvingAConflictRunsTheApplicationsTriggersWithTheSessionsSearchPath(
 func TestResolvingAConflictNeverWritesTheCallersTemporaryTables(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	m := b.mapAccount(t, "read_write")
-	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme')`)
-	var errID int64
-	b.scalar(t, &errID, `INSERT INTO pgforce.error (mapping_id, direction, operation, record_id, sfid, payload, error_code, message, fields)
-		SELECT $1, 'inbound', 'cdc', a.id, a.sfid, '{"postgres": {"name": "P"}, "salesforce": {"name": "S"}}', 'CONFLICT', 'fields changed in both', '{name}'
-		FROM salesforce.account a RETURNING id`, m)
+	errID := b.conflictOverName(t)
 	b.exec(t, `CREATE TABLE public.audit (note text);
 		CREATE FUNCTION public.audit_account() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO audit VALUES ('changed'); RETURN NULL; END $$;
 		CREATE TRIGGER audit_account AFTER UPDATE ON salesforce.account FOR EACH ROW EXECUTE FUNCTION public.audit_account();
@@ -193,6 +188,18 @@ func TestAnApplicationThatSaysItIsTheWorkerIsStillRefusedReadOnlyWrites(t *testi
 	b.asWorker(t, `UPDATE salesforce.account SET name = 'Acme Corp'`) // the worker still may
 }
 
+// conflictOverName maps Account read_write with one synced row and an open
+// conflict over its name, Postgres's 'P' against Salesforce's 'S'.
+func (b *testBundle) conflictOverName(t *testing.T) (errID int64) {
+	t.Helper()
+	m := b.mapAccount(t, "read_write")
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme')`)
+	b.scalar(t, &errID, `INSERT INTO pgforce.error (mapping_id, direction, operation, record_id, sfid, payload, error_code, message, fields)
+		SELECT $1, 'inbound', 'cdc', a.id, a.sfid, '{"postgres": {"name": "P"}, "salesforce": {"name": "S"}}', 'CONFLICT', 'fields changed in both', '{name}'
+		FROM salesforce.account a RETURNING id`, m)
+	return errID
+}
+
 // plantEquals has role create, in schema public, an = on two varchars that
 // notes who ran it in public.ran: Postgres picks it over pg_catalog's
 // text = text, which varchar reaches only by a cast.
@@ -231,12 +238,7 @@ func TestTheStatusTriggerNeverRunsAnOperatorPlantedInTheWritersSearchPath(t *tes
 func TestResolvingWithSalesforcesValuesIsRefusedWhileOtherRolesCanCreateInItsSearchPath(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	m := b.mapAccount(t, "read_write")
-	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme')`)
-	var errID int64
-	b.scalar(t, &errID, `INSERT INTO pgforce.error (mapping_id, direction, operation, record_id, sfid, payload, error_code, message, fields)
-		SELECT $1, 'inbound', 'cdc', a.id, a.sfid, '{"postgres": {"name": "P"}, "salesforce": {"name": "S"}}', 'CONFLICT', 'fields changed in both', '{name}'
-		FROM salesforce.account a RETURNING id`, m)
+	errID := b.conflictOverName(t)
 	app := b.applicationRole(t)
 	b.plantEquals(t, app)
 	b.exec(t, `CREATE FUNCTION public.audit_account() RETURNS trigger LANGUAGE plpgsql AS $$

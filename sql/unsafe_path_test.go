@@ -55,12 +55,7 @@ func TestTheSearchPathCheckItselfNeverRunsAnOperatorPlantedInThePath(t *testing.
 func TestResolveIsNotFooledByAnOperatorThatHidesThePlantedOnes(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	m := b.mapAccount(t, "read_write")
-	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme')`)
-	var errID int64
-	b.scalar(t, &errID, `INSERT INTO pgforce.error (mapping_id, direction, operation, record_id, sfid, payload, error_code, message, fields)
-		SELECT $1, 'inbound', 'cdc', a.id, a.sfid, '{"postgres": {"name": "P"}, "salesforce": {"name": "S"}}', 'CONFLICT', 'fields changed in both', '{name}'
-		FROM salesforce.account a RETURNING id`, m)
+	errID := b.conflictOverName(t)
 	app := b.applicationRole(t)
 	b.plantEquals(t, app) // public.= (varchar, varchar), noting who ran it in public.ran
 	b.exec(t, "SET ROLE "+app)

@@ -8,6 +8,18 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// twoWayAccount maps Account's Name read_write under policy, with one
+// record "Acme" loaded (CDC), and returns its Id and the mapping's.
+func (e *env) twoWayAccount(policy string) ([]string, int) {
+	e.t.Helper()
+	ids := e.create("Account", map[string]any{"Name": "Acme"})
+	id := e.mapping("Account", []string{"Name"}, "cdc")
+	e.exec(`UPDATE pgforce.mapping SET mode = 'read_write', conflict = $2 WHERE id = $1`, id, policy)
+	e.start()
+	e.waitState(id, "synced")
+	return ids, id
+}
+
 // manual: a conflict is recorded for name; Salesforce's user then sets
 // name to the Postgres value. The dispute is over (the queued change is
 // dropped as agreed). The conflict stayed open with Salesforce's old value,
@@ -16,11 +28,7 @@ import (
 func TestAManualConflictEndsWhenBothSidesAgreeOnTheValue(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	ids := e.create("Account", map[string]any{"Name": "Acme"})
-	id := e.mapping("Account", []string{"Name"}, "cdc")
-	e.exec(`UPDATE pgforce.mapping SET mode = 'read_write', conflict = 'manual' WHERE id = $1`, id)
-	e.start()
-	e.waitState(id, "synced")
+	ids, id := e.twoWayAccount("manual")
 
 	e.exec(`UPDATE salesforce.account SET name = 'Agreed' WHERE sfid = $1`, ids[0]) // queued: no outbound worker here
 	require.NoError(t, e.sim.UIEdit(ctx, "Account", ids[0], map[string]any{"Name": "Other"}))

@@ -17,11 +17,7 @@ import (
 func TestNewestWinsDatesAPostgresChangeByItsStatementNotItsTransaction(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	ids := e.create("Account", map[string]any{"Name": "Acme"})
-	id := e.mapping("Account", []string{"Name"}, "cdc")
-	e.exec(`UPDATE pgforce.mapping SET mode = 'read_write', conflict = 'newest_wins' WHERE id = $1`, id)
-	e.start()
-	e.waitState(id, "synced")
+	ids, id := e.twoWayAccount("newest_wins")
 	e.stop() // the Salesforce edit reaches Postgres after the commit below
 
 	tx, err := e.pool.Begin(ctx)

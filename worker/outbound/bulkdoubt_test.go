@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgforce/pgforce/sim"
+	"github.com/pgforce/pgforce/worker/outbound"
 	"github.com/pgforce/pgforce/worker/salesforce"
 )
 
@@ -40,22 +41,16 @@ func (b *bundle) revenues(t *testing.T) map[string]string {
 	return out
 }
 
-// A Bulk job whose close reached Salesforce (its answer lost) and whose
-// state could not be read nor the job aborted then is left "for reclaim
-// to settle", its batch
-// handed back as transient. But reclaim only looks at the jobs of dead
-// workers: the live worker claims the batch again at once and sends it
-// beside the running job, then sends the user's newer change, and the
-// old job, ending last, writes its older values over it.
+// A Bulk job whose close reached Salesforce with its answer lost, and
+// whose state could then neither be read nor the job aborted, had its batch
+// handed back as a passing failure. The live worker claimed it again at
+// once and sent it beside the running job, then the user's newer change,
+// and the job, ending last, wrote its older values over them. The batch
+// waits for the job's end.
 func TestABulkJobWhoseCloseIsInDoubtIsNotOvertakenByItsOwnBatch(t *testing.T) {
-	b := setup(t, setupOptions{bulkDelay: 1500 * time.Millisecond})
-	ctx := context.Background()
 	const n = 40
-	b.syncedAccounts(t, n, "Doubt")
-	b.exec(t, `UPDATE salesforce.account SET annualrevenue = 7`)
-	opts := fastOptions()
-	opts.BulkBatchSize = n
-	b.exec(t, `UPDATE pgforce.mapping SET bulk_threshold = 10`)
+	b, opts := slowBulkJobOf(t, n, "Doubt")
+	ctx := context.Background()
 	// The close is carried out and its answer lost; for a moment after,
 	// neither the job's state can be read nor can it be aborted.
 	b.sim.Inject(sim.Fault{Path: "/services/data/v62.0/jobs/ingest/", Method: "PATCH", LoseAnswer: true, Count: 1})
@@ -89,20 +84,15 @@ func TestABulkJobWhoseCloseIsInDoubtIsNotOvertakenByItsOwnBatch(t *testing.T) {
 	require.Zero(t, stale, "records whose newer value the first job overwrote")
 }
 
-// A Bulk job whose polling meets a refused call (any 4xx the client does
-// not count as passing) is forgotten (deleted from outbound_bulk_job) and
-// its batch goes through Collections while the job still runs in
-// Salesforce: the user's next change is sent, and the job, ending later,
-// writes the older values over it.
+// A Bulk job whose polling met a refused call (any 4xx the client does not
+// count as passing) was forgotten and its batch sent through Collections
+// while the job still ran in Salesforce: the user's next change was sent,
+// and the job, ending later, wrote the older values over it. The batch
+// waits for the job's end.
 func TestABulkJobWhosePollFailsIsNotOvertakenByItsOwnBatch(t *testing.T) {
-	b := setup(t, setupOptions{bulkDelay: 1500 * time.Millisecond})
-	ctx := context.Background()
 	const n = 40
-	b.syncedAccounts(t, n, "Poll")
-	b.exec(t, `UPDATE salesforce.account SET annualrevenue = 7`)
-	opts := fastOptions()
-	opts.BulkBatchSize = n
-	b.exec(t, `UPDATE pgforce.mapping SET bulk_threshold = 10`)
+	b, opts := slowBulkJobOf(t, n, "Poll")
+	ctx := context.Background()
 	// The first poll of the job is refused.
 	b.sim.Inject(sim.Fault{Path: "/services/data/v62.0/jobs/ingest/", Method: "GET", Status: 400, Count: 1})
 	b.start(t, opts)
@@ -144,6 +134,20 @@ func TestABulkJobWhosePollFailsIsNotOvertakenByItsOwnBatch(t *testing.T) {
 	require.Zero(t, stale, "records whose newer value the job overwrote")
 }
 
+// slowBulkJobOf has n synced Accounts whose update of AnnualRevenue to 7 is
+// queued for one Bulk job, which the simulator runs slowly (1.5 s a
+// state), and the options that send them so.
+func slowBulkJobOf(t *testing.T, n int, prefix string) (*bundle, outbound.Options) {
+	t.Helper()
+	b := setup(t, setupOptions{bulkDelay: 1500 * time.Millisecond})
+	b.syncedAccounts(t, n, prefix)
+	b.exec(t, `UPDATE salesforce.account SET annualrevenue = 7`)
+	b.exec(t, `UPDATE pgforce.mapping SET bulk_threshold = 10`)
+	opts := fastOptions()
+	opts.BulkBatchSize = n
+	return b, opts
+}
+
 // ingestStates lists the states of the simulator's ingest jobs.
 func (b *bundle) ingestStates(t *testing.T) []string {
 	t.Helper()
@@ -182,17 +186,7 @@ func testNAExternalIDOfARelationship(t *testing.T, bulk bool) {
 	require.NoError(t, err)
 	require.NoError(t, res[0].Err())
 	parent := res[0].ID
-	recs := make([]salesforce.Record, n)
-	for i := range recs {
-		recs[i] = salesforce.NewRecord("Contact", map[string]any{"LastName": "Child"})
-	}
-	res, err = b.sf.Create(ctx, recs)
-	require.NoError(t, err)
-	ids := make([]string, n)
-	for i, r := range res {
-		require.NoError(t, r.Err())
-		ids[i] = r.ID
-	}
+	ids := b.createRecords(t, "Contact", n, func(int) map[string]any { return map[string]any{"LastName": "Child"} })
 	b.exec(t, `WITH o AS (SELECT set_config('pgforce.origin', 'salesforce', true))
 		INSERT INTO salesforce.contact (sfid, lastname) SELECT s, 'Child' FROM o, unnest($1::text[]) s`, ids)
 	if bulk {

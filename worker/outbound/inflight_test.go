@@ -38,14 +38,7 @@ func inflightSetup(t *testing.T, policy string) (*bundle, *hookedUpdate, int, st
 	b.streamAccountIn(t)
 	h := &hookedUpdate{Client: b.sf}
 	b.startWithClient(t, h, fastOptions())
-	var id int
-	b.scalar(t, &id, `INSERT INTO salesforce.account (name) VALUES ('Before') RETURNING id`)
-	sfid := b.waitSfid(t, "account", id)
-	eventually(t, 10*time.Second, "the echo applied", func() bool {
-		var stamped bool
-		b.scalar(t, &stamped, `SELECT systemmodstamp IS NOT NULL FROM salesforce.account WHERE id = $1`, id)
-		return stamped && b.backlog(t) == 0
-	})
+	id, sfid := b.insertedAndEchoed(t)
 	return b, h, id, sfid
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -809,23 +808,10 @@ func TestABulkJobWhoseCloseFailsIsAbortedBeforeTheBatchGoesThroughCollections(t 
 		require.Equal(t, json.Number("7.00"), v, r.ID())
 	}
 
-	tok, err := b.sf.TokenSource().Token(context.Background())
-	require.NoError(t, err)
-	req, err := http.NewRequest(http.MethodGet, tok.InstanceURL+"/services/data/v62.0/jobs/ingest", nil)
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	var list struct {
-		Records []struct {
-			State string `json:"state"`
-		} `json:"records"`
-	}
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&list))
-	require.NotEmpty(t, list.Records)
-	for _, j := range list.Records {
-		require.NotEqual(t, "Open", j.State, "no job left open")
+	states := b.ingestStates(t)
+	require.NotEmpty(t, states)
+	for _, st := range states {
+		require.NotEqual(t, "Open", st, "no job left open")
 	}
 }
 

@@ -178,14 +178,13 @@ func (b *bundle) run(t *testing.T, pool *pgxpool.Pool, sf outbound.Salesforce, o
 	return svc
 }
 
-// syncedAccounts creates n Accounts named "<prefix> <i>" in the simulator
-// and their rows in salesforce.account as the worker would have loaded
-// them (synced, nothing captured).
-func (b *bundle) syncedAccounts(t *testing.T, n int, prefix string) {
+// createRecords creates n records of sobject in the simulator, the i-th
+// with fields(i), and returns their Ids.
+func (b *bundle) createRecords(t *testing.T, sobject string, n int, fields func(i int) map[string]any) []string {
 	t.Helper()
 	recs := make([]salesforce.Record, n)
 	for i := range recs {
-		recs[i] = salesforce.NewRecord("Account", map[string]any{"Name": fmt.Sprintf("%s %d", prefix, i)})
+		recs[i] = salesforce.NewRecord(sobject, fields(i))
 	}
 	res, err := b.sf.Create(context.Background(), recs)
 	require.NoError(t, err)
@@ -194,6 +193,15 @@ func (b *bundle) syncedAccounts(t *testing.T, n int, prefix string) {
 		require.NoError(t, r.Err())
 		ids[i] = r.ID
 	}
+	return ids
+}
+
+// syncedAccounts creates n Accounts named "<prefix> <i>" in the simulator
+// and their rows in salesforce.account as the worker would have loaded
+// them (synced, nothing captured).
+func (b *bundle) syncedAccounts(t *testing.T, n int, prefix string) {
+	t.Helper()
+	ids := b.createRecords(t, "Account", n, func(i int) map[string]any { return map[string]any{"Name": fmt.Sprintf("%s %d", prefix, i)} })
 	b.exec(t, `WITH o AS (SELECT set_config('pgforce.origin', 'salesforce', true))
 		INSERT INTO salesforce.account (sfid, name, annualrevenue) SELECT s, $2 || ' ' || (i - 1), 0 FROM o, unnest($1::text[]) WITH ORDINALITY AS u(s, i)`, ids, prefix)
 }

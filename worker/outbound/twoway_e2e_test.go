@@ -188,14 +188,7 @@ func TestAFieldEditedOnBothSidesWhilePausedIsSettledByTheConflictPolicyOnResume(
 			b.exec(t, `UPDATE pgforce.mapping SET conflict = $2 WHERE id = $1`, b.accountID, policy)
 			b.streamAccountIn(t)
 			b.start(t, fastOptions())
-			var id int
-			b.scalar(t, &id, `INSERT INTO salesforce.account (name) VALUES ('Before') RETURNING id`)
-			sfid := b.waitSfid(t, "account", id)
-			eventually(t, 10*time.Second, "the echo applied", func() bool {
-				var stamped bool
-				b.scalar(t, &stamped, `SELECT systemmodstamp IS NOT NULL FROM salesforce.account WHERE id = $1`, id)
-				return stamped && b.backlog(t) == 0
-			})
+			id, sfid := b.insertedAndEchoed(t)
 
 			b.exec(t, `SELECT pgforce.pause($1::integer)`, b.accountID)
 			time.Sleep(500 * time.Millisecond) // both sides see the pause
@@ -220,6 +213,22 @@ func TestAFieldEditedOnBothSidesWhilePausedIsSettledByTheConflictPolicyOnResume(
 			require.Equal(t, "From Salesforce", b.sfField(t, "Account", sfid, "Name"))
 		})
 	}
+}
+
+// insertedAndEchoed inserts an Account row "Before", waits until the
+// worker has created its record and the create's change event has come
+// back to the row, and returns the row's id and the record's Id.
+func (b *bundle) insertedAndEchoed(t *testing.T) (int, string) {
+	t.Helper()
+	var id int
+	b.scalar(t, &id, `INSERT INTO salesforce.account (name) VALUES ('Before') RETURNING id`)
+	sfid := b.waitSfid(t, "account", id)
+	eventually(t, 10*time.Second, "the echo applied", func() bool {
+		var stamped bool
+		b.scalar(t, &stamped, `SELECT systemmodstamp IS NOT NULL FROM salesforce.account WHERE id = $1`, id)
+		return stamped && b.backlog(t) == 0
+	})
+	return id, sfid
 }
 
 // openErrors lists the open errors, for a failure message.

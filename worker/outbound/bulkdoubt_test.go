@@ -51,11 +51,7 @@ func TestABulkJobWhoseCloseIsInDoubtIsNotOvertakenByItsOwnBatch(t *testing.T) {
 	const n = 40
 	b, opts := slowBulkJobOf(t, n, "Doubt")
 	ctx := context.Background()
-	// The close is carried out and its answer lost; for a moment after,
-	// neither the job's state can be read nor can it be aborted.
-	b.sim.Inject(sim.Fault{Path: "/services/data/v62.0/jobs/ingest/", Method: "PATCH", LoseAnswer: true, Count: 1})
-	b.sim.Inject(sim.Fault{Path: "/services/data/v62.0/jobs/ingest/", Method: "GET", Status: 500, Count: 1})
-	b.sim.Inject(sim.Fault{Path: "/services/data/v62.0/jobs/ingest/", Method: "PATCH", Status: 500, Count: 1})
+	b.closeInDoubt()
 	jobs := &atomic.Int32{}
 	b.startWithClient(t, noSecondJob{Client: b.sf, jobs: jobs}, opts)
 
@@ -146,6 +142,15 @@ func slowBulkJobOf(t *testing.T, n int, prefix string) (*bundle, outbound.Option
 	opts := fastOptions()
 	opts.BulkBatchSize = n
 	return b, opts
+}
+
+// closeInDoubt has the simulator carry out the close of the next Bulk
+// job and lose its answer, then refuse, once each, the read of the job's
+// state and its abort: the worker cannot tell whether the job runs.
+func (b *bundle) closeInDoubt() {
+	b.sim.Inject(sim.Fault{Path: "/services/data/v62.0/jobs/ingest/", Method: "PATCH", LoseAnswer: true, Count: 1})
+	b.sim.Inject(sim.Fault{Path: "/services/data/v62.0/jobs/ingest/", Method: "GET", Status: 500, Count: 1})
+	b.sim.Inject(sim.Fault{Path: "/services/data/v62.0/jobs/ingest/", Method: "PATCH", Status: 500, Count: 1})
 }
 
 // ingestStates lists the states of the simulator's ingest jobs.

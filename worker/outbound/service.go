@@ -331,10 +331,14 @@ func (s *Service) reclaim(ctx context.Context) (int, error) {
 			hold = append(hold, j.entries...)
 			continue
 		}
-		// The job's entries go back with it, whoever holds them; those of
-		// a dead worker's would go back below anyway.
-		tag, err := s.pool.Exec(ctx, `WITH gone AS (DELETE FROM pgforce.outbound_bulk_job WHERE job_id = $1)
-			UPDATE pgforce.outbox SET claimed_at = NULL, claimed_by = NULL WHERE id = ANY ($2) AND claimed_by = $3`, j.id, j.entries, j.worker)
+		// The job's entries go back with it, whoever holds them (those of
+		// a dead worker's would go back below anyway), by the reclaim that
+		// forgets the job: another that read it too, the heartbeat's or
+		// another worker's, released them again, when their worker had
+		// claimed them anew and was sending them.
+		tag, err := s.pool.Exec(ctx, `WITH gone AS (DELETE FROM pgforce.outbound_bulk_job WHERE job_id = $1 RETURNING entries, worker)
+			UPDATE pgforce.outbox o SET claimed_at = NULL, claimed_by = NULL FROM gone
+			WHERE o.id = ANY (gone.entries) AND o.claimed_by = gone.worker`, j.id)
 		if err != nil {
 			return 0, err
 		}

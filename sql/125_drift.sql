@@ -84,13 +84,17 @@ COMMENT ON FUNCTION pgforce.check_drift(text, text) IS 'pgforce.check_drift by s
 -- Worker use: the drift check to run next for a mapping, started now: one
 -- asked for, or, when the mapping's drift_check_interval has passed since
 -- the last check was asked for (or the mapping was made), a scheduled one.
--- NULL when none is due. A check that a stopped worker left unfinished is
--- run again.
+-- NULL when none is due, or while the mapping is not synced (a load would
+-- look like drift). A check that a stopped worker left unfinished is run
+-- again.
 CREATE FUNCTION pgforce.drift_check_next(p_mapping_id integer) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     v_id bigint;
 BEGIN
+    IF NOT EXISTS (SELECT FROM pgforce.mapping m WHERE m.id = p_mapping_id AND m.state = 'synced') THEN
+        RETURN NULL;
+    END IF;
     SELECT c.id INTO v_id FROM pgforce.drift_check c
     WHERE c.mapping_id = p_mapping_id AND c.finished_at IS NULL ORDER BY c.id LIMIT 1 FOR UPDATE;
     IF v_id IS NULL THEN

@@ -119,7 +119,12 @@ func TestCheckDriftQueuesOneCheckAtATimeAndRefusesPausedMappings(t *testing.T) {
 	b.scalar(t, &who, `SELECT requested_by FROM pgforce.drift_check WHERE id = $1`, first)
 	require.NotEmpty(t, who)
 
-	// Once the worker has started it, a new one is queued.
+	// None is started while the mapping is not synced (a load would look
+	// like drift); once the worker has started it, a new one is queued.
+	var none *int64
+	b.scalar(t, &none, `SELECT pgforce.drift_check_next($1)`, m)
+	require.Nil(t, none)
+	b.exec(t, `UPDATE pgforce.mapping SET state = 'synced' WHERE id = $1`, m)
 	var started int64
 	b.scalar(t, &started, `SELECT pgforce.drift_check_next($1)`, m)
 	require.Equal(t, first, started)

@@ -18,11 +18,47 @@ const driftBatch = 10000
 // driftSample is how many Ids of each kind of difference a check keeps.
 const driftSample = 10
 
-// checkDrift runs the drift checks due for the mapping, one after the
-// other (see sql/125_drift.sql): those asked for with pgforce.check_drift
-// and those its drift_check_interval schedules. Each reads every record's
-// Id and SystemModstamp, compares them with the table's rows and queues
-// the records that differ for a re-read, which drainRereads then does.
+// driftLoop runs the drift checks due for the mapping (see
+// sql/125_drift.sql), apart from the stream, the polls and the re-reads: a
+// check waits for the load budget and reads the whole object, and run in
+// their loops it held up polling for as long as the budget was short, and
+// a failing one restarted the stream over and over. A check that fails for
+// a passing cause is left unfinished and tried again, a while later each
+// time. The service's reconcile pass wakes it (pgforce.check_drift
+// notifies), and so does its own timer, when scheduled checks come due.
+func (r *runner) driftLoop(ctx context.Context, t *table) {
+	tick := time.NewTicker(r.s.opts.SafetyInterval)
+	defer tick.Stop()
+	var backoff time.Duration
+	for {
+		err := r.checkDrift(ctx, t)
+		if ctx.Err() != nil {
+			return
+		}
+		wait := tick.C
+		if err != nil {
+			backoff = min(max(2*backoff, r.s.opts.RetryBackoff), 10*time.Minute)
+			r.log.Warn("inbound: drift check failed; trying again later", "sobject", t.m.SObject, "err", err, "backoff", backoff)
+			wait = time.After(backoff)
+		} else {
+			backoff = 0
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.driftWake:
+			if err != nil {
+				continue // asked: but the failure's pause first
+			}
+		case <-wait:
+		}
+	}
+}
+
+// checkDrift runs the drift checks due, one after the other: those asked
+// for with pgforce.check_drift and those the mapping's drift_check_interval
+// schedules. Each reads every record's Id and SystemModstamp, compares them
+// with the table's rows and queues the records that differ for a re-read.
 // A check that Salesforce refuses is finished with its error; a passing
 // failure (a 503, the budget) is returned and the check runs again.
 func (r *runner) checkDrift(ctx context.Context, t *table) error {
@@ -119,12 +155,17 @@ func (r *runner) compareDrift(ctx context.Context, t *table, id int64) error {
 			), diff AS MATERIALIZED (
 				SELECT 'missing' AS kind, s.sfid FROM seen s
 				WHERE s.systemmodstamp < $2 AND NOT EXISTS (SELECT FROM %[1]s t WHERE t.sfid = s.sfid AND NOT coalesce(t.isdeleted, false))
+				  -- The application deleted its row: the delete is queued,
+				  -- or was refused (read again, the row came back).
+				  AND NOT EXISTS (SELECT FROM pgforce.outbox o WHERE o.mapping_id = $3 AND o.op = 'delete' AND o.sfid = s.sfid)
+				  AND NOT EXISTS (SELECT FROM pgforce.error e WHERE e.mapping_id = $3 AND e.direction = 'outbound' AND e.operation = 'delete'
+				                  AND e.sfid = s.sfid AND e.state IN ('open', 'retrying', 'ignored'))
 				UNION ALL
 				SELECT 'stale', s.sfid FROM seen s JOIN %[1]s t ON t.sfid = s.sfid
 				WHERE s.systemmodstamp < $2 AND NOT coalesce(t.isdeleted, false) AND (t.systemmodstamp IS NULL OR t.systemmodstamp < s.systemmodstamp)
 				UNION ALL
 				SELECT 'extra', t.sfid FROM %[1]s t
-				WHERE t.sfid IS NOT NULL AND NOT coalesce(t.isdeleted, false) AND t.systemmodstamp < $2
+				WHERE t.sfid IS NOT NULL AND NOT coalesce(t.isdeleted, false) AND (t.systemmodstamp IS NULL OR t.systemmodstamp < $2)
 				  AND NOT EXISTS (SELECT FROM seen s WHERE s.sfid = t.sfid)
 			), queued AS (
 				INSERT INTO pgforce.inbound_reread (mapping_id, sfid) SELECT $3, d.sfid FROM diff d

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/pgforce/pgforce/sim"
 )
 
 // driftCheck is a finished pgforce.drift_check row.
@@ -103,4 +105,86 @@ func TestDriftChecksRunOnTheMappingsSchedule(t *testing.T) {
 	// Not again until another day has passed.
 	time.Sleep(time.Second)
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM pgforce.drift_check WHERE mapping_id = $1`, id))
+}
+
+// A drift check waits for the load budget; run in the poll loop, it held up
+// polling for as long as the budget stayed between the load's share and
+// the poll's.
+func TestADriftCheckWaitingForTheLoadBudgetHoldsUpNoPoll(t *testing.T) {
+	e := newEnv(t)
+	ids := e.create("Account", map[string]any{"Name": "Acme"})
+	id := e.mapSynced("Account", []string{"Name"}, "poll")
+	// pgforce may use 50% of 100,000: loads stop at 40,000, polls at 45,000.
+	e.sim.SetAPIUsage(42000)
+	_, err := e.sf.Limits(context.Background())
+	require.NoError(t, err)
+	// Polling still works at this usage.
+	require.NoError(t, e.sim.UIEdit(context.Background(), "Account", ids[0], map[string]any{"Name": "Polled"}))
+	e.waitValue("account", ids[0], "name", "Polled")
+
+	e.exec(`SELECT pgforce.check_drift($1::integer)`, id)
+	time.Sleep(500 * time.Millisecond)
+	require.NoError(t, e.sim.UIEdit(context.Background(), "Account", ids[0], map[string]any{"Name": "Polled again"}))
+	e.waitValue("account", ids[0], "name", "Polled again")
+}
+
+// A row with no systemmodstamp (its record created by the worker, its
+// change event not read yet) whose record Salesforce does not have is
+// extra.
+func TestADriftCheckFindsARowWithoutSystemModstampWhoseRecordIsGone(t *testing.T) {
+	e := newEnv(t)
+	e.opts.Overlap = time.Millisecond
+	e.create("Account", map[string]any{"Name": "Fine"})
+	id := e.mapSynced("Account", []string{"Name"}, "cdc")
+	const gone = "001R0000009ZZZZIAA"
+	e.exec(`BEGIN; SET LOCAL pgforce.origin = 'salesforce';
+		INSERT INTO salesforce.account (sfid, name, systemmodstamp, isdeleted) VALUES ('` + gone + `', 'Ghost', NULL, false);
+		COMMIT`)
+	var check int64
+	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT pgforce.check_drift($1::integer)`, id).Scan(&check))
+	c := e.waitDriftCheck(check)
+	require.Equal(t, int64(1), c.extra, "the row of a record Salesforce does not have is extra: %+v", c)
+}
+
+// A record whose row the application deleted, the delete queued, is no
+// drift: read again, the row came back.
+func TestADriftCheckDoesNotBringBackARowTheApplicationDeleted(t *testing.T) {
+	e := newEnv(t)
+	e.opts.Overlap = time.Millisecond
+	ids := e.create("Account", map[string]any{"Name": "Acme"}, map[string]any{"Name": "Keep"})
+	id := e.mapping("Account", []string{"Name"}, "cdc")
+	e.exec(`UPDATE pgforce.mapping SET mode = 'read_write' WHERE id = $1`, id)
+	e.start()
+	e.waitState(id, "synced")
+	time.Sleep(50 * time.Millisecond)
+
+	// No outbound worker runs here: the delete stays queued.
+	e.exec(`DELETE FROM salesforce.account WHERE sfid = $1`, ids[0])
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM pgforce.outbox WHERE mapping_id = $1 AND op = 'delete'`, id))
+	var check int64
+	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT pgforce.check_drift($1::integer)`, id).Scan(&check))
+	c := e.waitDriftCheck(check)
+	time.Sleep(time.Second) // the re-reads it queued
+	require.Zero(t, e.count(`SELECT count(*) FROM salesforce.account WHERE sfid = $1 AND NOT isdeleted`, ids[0]),
+		"the row the application deleted came back; drift check: %+v", c)
+	require.Zero(t, c.missing, "a record whose row's delete is queued is no drift")
+}
+
+// A drift check that keeps meeting a passing failure is tried again later;
+// returned from the stream's side work, it restarted the stream over and
+// over, and change events waited.
+func TestAFailingDriftCheckDoesNotStopChangeEvents(t *testing.T) {
+	e := newEnv(t)
+	ids := e.create("Account", map[string]any{"Name": "Acme"})
+	id := e.mapSynced("Account", []string{"Name"}, "cdc")
+	// The REST query endpoint answers 503 (the check's COUNT() and query use
+	// it; the change events do not).
+	e.sim.Inject(sim.Fault{Path: "/services/data/v62.0/query", Status: 503})
+	e.exec(`SELECT pgforce.check_drift($1::integer)`, id)
+	time.Sleep(6 * time.Second)
+	require.NoError(t, e.sim.UIEdit(context.Background(), "Account", ids[0], map[string]any{"Name": "Streamed"}))
+	e.eventually(2*time.Second, func() (bool, string) {
+		v := e.value("account", ids[0], "name")
+		return v == "Streamed", "name is " + v
+	})
 }

@@ -32,6 +32,7 @@ type runner struct {
 
 	rereadWake   chan struct{}
 	resyncWake   chan struct{}
+	driftWake    chan struct{}
 	rereadQueued atomic.Bool
 	resyncQueued atomic.Bool
 }
@@ -121,6 +122,9 @@ func (r *runner) run(ctx context.Context) error {
 	if _, err := r.s.pool.Exec(ctx, `UPDATE pgforce.mapping SET inbound_mode = $2 WHERE id = $1 AND inbound_mode IS DISTINCT FROM $2`, m.ID, mode); err != nil {
 		return err
 	}
+	drift, stopDrift := context.WithCancel(ctx)
+	defer stopDrift()
+	go r.driftLoop(drift, t)
 	if useCDC {
 		return r.runCDC(ctx, t, needLoad)
 	}
@@ -333,17 +337,6 @@ func (r *runner) drainRereads(ctx context.Context, t *table) error {
 	}
 }
 
-// rereadsAndDrift runs the drift checks that are due, then the re-reads
-// queued, theirs included. The worker's reconcile pass wakes it on every
-// change of the mappings (pgforce.check_drift notifies) and on a timer,
-// which is when scheduled checks come due.
-func (r *runner) rereadsAndDrift(ctx context.Context, t *table) error {
-	if err := r.checkDrift(ctx, t); err != nil {
-		return err
-	}
-	return r.drainRereads(ctx, t)
-}
-
 // sideWork runs re-reads and resyncs whenever they are queued, until ctx
 // ends; the first failure is returned.
 func (r *runner) sideWork(ctx context.Context, t *table) error {
@@ -356,7 +349,7 @@ func (r *runner) sideWork(ctx context.Context, t *table) error {
 		case <-ctx.Done():
 			return nil
 		case <-r.rereadWake:
-			if err := r.rereadsAndDrift(ctx, t); err != nil {
+			if err := r.drainRereads(ctx, t); err != nil {
 				return err
 			}
 		case <-r.resyncWake:
@@ -523,7 +516,7 @@ func (r *runner) runPoll(ctx context.Context, t *table, needLoad bool) error {
 		case <-ctx.Done():
 			return nil
 		case <-r.rereadWake:
-			if err := r.rereadsAndDrift(ctx, t); err != nil {
+			if err := r.drainRereads(ctx, t); err != nil {
 				return err
 			}
 			continue

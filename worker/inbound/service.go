@@ -146,6 +146,8 @@ type running struct {
 	// rereads wakes the runner's re-reads: pgforce.retry queues one for
 	// an inbound error and notifies, as a mapping change does.
 	rereads chan struct{}
+	// drift wakes its drift checks: pgforce.check_drift notifies.
+	drift chan struct{}
 }
 
 // New builds the service. pool is the worker's pool; b is the API budget
@@ -289,6 +291,7 @@ func (s *Service) reconcile(ctx context.Context, ms []mappings.Mapping) {
 				s.stop(m.ID)
 			} else {
 				wake(r.rereads)
+				wake(r.drift)
 				continue
 			}
 		}
@@ -342,7 +345,7 @@ func (s *Service) start(m *mappings.Mapping) {
 		return
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
-	r := &running{cancel: cancel, done: make(chan struct{}), fingerprint: fingerprint(m), rereads: make(chan struct{}, 1)}
+	r := &running{cancel: cancel, done: make(chan struct{}), fingerprint: fingerprint(m), rereads: make(chan struct{}, 1), drift: make(chan struct{}, 1)}
 	s.running[m.ID] = r
 	s.metrics.running.Inc()
 	s.wg.Add(1)
@@ -350,7 +353,7 @@ func (s *Service) start(m *mappings.Mapping) {
 		defer s.wg.Done()
 		defer close(r.done)
 		defer s.metrics.running.Dec()
-		s.supervise(ctx, m.ID, r.rereads)
+		s.supervise(ctx, m.ID, r.rereads, r.drift)
 		cancel()
 		// Let another worker (or this one, after a restart of the runner)
 		// take over at once instead of after the lease expires.
@@ -391,7 +394,7 @@ func (s *Service) stopAll() {
 
 // supervise runs a mapping's runner while the lease holds, retrying failed
 // attempts with backoff and renewing the lease.
-func (s *Service) supervise(ctx context.Context, id int, rereads chan struct{}) {
+func (s *Service) supervise(ctx context.Context, id int, rereads, drift chan struct{}) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	log := s.log.With("mapping", id)
@@ -417,7 +420,7 @@ func (s *Service) supervise(ctx context.Context, id int, rereads chan struct{}) 
 	}()
 	backoff := s.opts.RetryBackoff
 	for ctx.Err() == nil {
-		r := &runner{s: s, id: id, log: log, rereadWake: rereads, resyncWake: make(chan struct{}, 1)}
+		r := &runner{s: s, id: id, log: log, rereadWake: rereads, resyncWake: make(chan struct{}, 1), driftWake: drift}
 		started := time.Now()
 		err := r.run(ctx)
 		if ctx.Err() != nil {

@@ -210,10 +210,22 @@ func sfValue(typ string, v any) (any, error) {
 	switch typ {
 	case "datetime":
 		t, err := parseTimestamp(s)
+		if err == nil && !salesforceYear(t) {
+			err = fmt.Errorf("datetime %s is not one Salesforce holds (years 1700 to 4000, no infinity)", s)
+		}
 		if err != nil {
 			return nil, err
 		}
 		return salesforce.FormatDateTime(t), nil
+	case "date":
+		// Postgres's infinity and BC dates, and years Salesforce does not
+		// hold, failed the record in Salesforce with a parse error (which
+		// can fail a whole Collections call), not as a record of its own.
+		t, err := time.Parse("2006-01-02", s)
+		if err != nil || !salesforceYear(t) {
+			return nil, fmt.Errorf("date %s is not one Salesforce holds (years 1700 to 4000, no infinity)", s)
+		}
+		return s, nil
 	case "time":
 		t, err := time.Parse("15:04:05.999999999", s)
 		if err != nil {
@@ -223,6 +235,12 @@ func sfValue(typ string, v any) (any, error) {
 		return t.Format("15:04:05.000") + "Z", nil
 	}
 	return v, nil
+}
+
+// salesforceYear says t falls in the years Salesforce holds dates and
+// datetimes in: 1700 to 4000.
+func salesforceYear(t time.Time) bool {
+	return t.Year() >= 1700 && t.Year() <= 4000
 }
 
 // pgOffset is the time zone offset ending a timestamptz as to_jsonb writes

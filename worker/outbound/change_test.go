@@ -124,10 +124,18 @@ func TestDatetimesAreSentAsUTCFromColumnsWithAndWithoutATimeZone(t *testing.T) {
 		require.NoError(t, err, in)
 		require.Equal(t, want, got, in)
 	}
-	for _, in := range []string{"next Tuesday", "infinity", "-infinity"} {
+	for _, in := range []string{"next Tuesday", "infinity", "-infinity", "1650-01-01T00:00:00+00:00", "5000-01-01T00:00:00"} {
 		_, err := sfValue("datetime", in)
 		require.ErrorContains(t, err, "datetime "+in+" is not one Salesforce holds")
 	}
-	_, err := sfValue("time", "24:00:00")
+	// Dates go as they are, within the years Salesforce holds.
+	got, err := sfValue("date", "2026-11-27")
+	require.NoError(t, err)
+	require.Equal(t, "2026-11-27", got)
+	for _, in := range []string{"infinity", "-infinity", "0044-03-15 BC", "1699-12-31", "4001-01-01"} {
+		_, err := sfValue("date", in)
+		require.ErrorContains(t, err, "date "+in+" is not one Salesforce holds")
+	}
+	_, err = sfValue("time", "24:00:00")
 	require.ErrorContains(t, err, "time 24:00:00 is not a time of day Salesforce holds")
 }

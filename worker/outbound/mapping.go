@@ -121,6 +121,18 @@ func writable(c Column, insert bool) bool {
 	return true
 }
 
+// readOnly says the describe marks c as a field Salesforce does not let
+// this user set on create (insert) or on update: a formula, or one its
+// field-level security makes read-only. Compound fields and the Id are
+// written otherwise, not refused.
+func readOnly(c Column, insert bool) bool {
+	switch c.Type {
+	case "address", "location", "id", "":
+		return false
+	}
+	return !writable(c, insert)
+}
+
 // isRelColumn says a column is a Heroku Connect relationship column,
 // <lookup>__r__<extid>: no Salesforce field's name holds "__r__", and a
 // column added since m was read is known by its name alone.

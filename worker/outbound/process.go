@@ -949,6 +949,21 @@ func (s *Service) buildRecords(ctx context.Context, m *Mapping, all []*Mapping, 
 				relSent = append(relSent, k)
 				continue
 			}
+			if col, found := m.column(k); found && readOnly(col, insert) && (v != nil || !insert) {
+				// The application set a field Salesforce does not let it
+				// set (a formula, a Contact's Name): left out, the change
+				// was lost with the row saying SYNCED, and the two sides
+				// differed with nothing to show for it.
+				verb := "updateable"
+				if insert {
+					verb = "createable"
+				}
+				c.invalid = &salesforce.RecordError{StatusCode: "INVALID_FIELD_FOR_INSERT_UPDATE",
+					Message: fmt.Sprintf("%s is not %s in Salesforce (a formula, or read-only for the integration user), so this change of it cannot be sent; undo it with pgforce.revert, or change the fields it is made of", col.Name, verb),
+					Fields: []string{col.Name}}
+				fields[col.Name] = v
+				continue
+			}
 			name, sv, ok, err := m.sendValue(k, v, insert)
 			if err != nil {
 				// The raw value goes into the error's payload, where the

@@ -461,3 +461,35 @@ func TestALaterUpdateCarriesARefusedLinkToAParent(t *testing.T) {
 	require.Equal(t, "Child Linked", b.sfField(t, "Contact", conID, "LastName"))
 	require.Equal(t, accID, b.sfField(t, "Contact", conID, "AccountId"))
 }
+
+// A change of a field Salesforce does not let the integration user set (a
+// Contact's Name, which Salesforce makes of its parts) was left out of
+// what was sent: the row said SYNCED while the record kept its own value.
+// It fails its record with Salesforce's error for such a field, before
+// anything is sent, and the rest of the batch goes through.
+func TestAChangeOfAFieldSalesforceDoesNotLetBeSetFailsItsRecord(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.exec(t, `UPDATE pgforce.mapping SET fields = '{FirstName,LastName,Name,Email}', state = 'new' WHERE id = $1`, b.contactID)
+	b.exec(t, `UPDATE pgforce.mapping SET paused = true WHERE id = $1`, b.accountID)
+	b.startInbound(t)
+	b.waitMappingSynced(t, b.contactID)
+	b.start(t, fastOptions())
+	var row, other int
+	b.scalar(t, &row, `INSERT INTO salesforce.contact (firstname, lastname) VALUES ('Jo', 'Smith') RETURNING id`)
+	b.scalar(t, &other, `INSERT INTO salesforce.contact (firstname, lastname) VALUES ('Al', 'Jones') RETURNING id`)
+	sfid := b.waitSfid(t, "contact", row)
+	otherSfid := b.waitSfid(t, "contact", other)
+
+	b.exec(t, `UPDATE salesforce.contact SET name = 'Joanna Smith' WHERE id = $1`, row)
+	b.exec(t, `UPDATE salesforce.contact SET email = 'al@example.com' WHERE id = $1`, other)
+	errID := b.waitOpenError(t, row, "update")
+	var code, lastop string
+	b.scalar(t, &code, `SELECT error_code FROM pgforce.error WHERE id = $1`, errID)
+	b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.contact WHERE id = $1`, row)
+	require.Equal(t, "INVALID_FIELD_FOR_INSERT_UPDATE", code)
+	require.Equal(t, "FAILED", lastop)
+	require.Equal(t, "Jo Smith", b.sfField(t, "Contact", sfid, "Name"))
+	eventually(t, 10*time.Second, "the other change of the batch sent", func() bool {
+		return b.sfField(t, "Contact", otherSfid, "Email") == "al@example.com"
+	})
+}

@@ -960,7 +960,7 @@ func (s *Service) buildRecords(ctx context.Context, m *Mapping, all []*Mapping, 
 				}
 				c.invalid = &salesforce.RecordError{StatusCode: "INVALID_FIELD_FOR_INSERT_UPDATE",
 					Message: fmt.Sprintf("%s is not %s in Salesforce (a formula, or read-only for the integration user), so this change of it cannot be sent; undo it with pgforce.revert, or change the fields it is made of", col.Name, verb),
-					Fields: []string{col.Name}}
+					Fields:  []string{col.Name}}
 				fields[col.Name] = v
 				continue
 			}

@@ -44,3 +44,24 @@ func TestWorkerForDefaultOrgSendsOnlyTheDefaultOrgsChanges(t *testing.T) {
 		return s != nil
 	})
 }
+
+// Each org's worker streams the outbox through a replication slot of its
+// own: with one slot per database, the second org's worker found it taken
+// and fell back to polling.
+func TestTheWorkersOfTwoOrgsBothStreamTheOutbox(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.exec(t, `INSERT INTO pgforce.org (name, schema_name) VALUES ('other', 'other_sf')`)
+	b.start(t, fastOptions())
+	opts := fastOptions()
+	opts.Org = "other"
+	opts.WorkerID = "other-worker"
+	b.start(t, opts)
+	eventually(t, 10*time.Second, "both workers streaming", func() bool {
+		var modes []string
+		b.scalar(t, &modes, `SELECT coalesce(array_agg(feed_mode ORDER BY worker), '{}') FROM pgforce.outbound_worker`)
+		return len(modes) == 2 && modes[0] == "logical_replication" && modes[1] == "logical_replication"
+	})
+	var slots int
+	b.scalar(t, &slots, `SELECT count(*) FROM pg_replication_slots WHERE database = current_database() AND active`)
+	require.Equal(t, 2, slots)
+}

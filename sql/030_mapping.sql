@@ -200,6 +200,13 @@ BEGIN
                   HINT = pg_catalog.format('Give this mapping a different table_name, or give org %s a schema of its own while it has no mappings: UPDATE pgforce.org SET schema_name = %L WHERE name = %L;',
                                            NEW.org, NEW.org, NEW.org);
     END IF;
+    -- Until a worker takes it, a new mapping says what it waits for: one of
+    -- its org's (a worker serves one org), which a mapping of a second org
+    -- waited for with nothing to say so.
+    IF TG_OP = 'INSERT' AND NEW.state = 'new' AND NEW.state_detail IS NULL THEN
+        NEW.state_detail := CASE WHEN NEW.org = 'default' THEN 'waiting for a worker (pgforce run)'
+                                 ELSE pg_catalog.format('waiting for a worker of org %s (pgforce run with PGFORCE_ORG=%s)', NEW.org, NEW.org) END;
+    END IF;
     RETURN NEW;
 END
 $$;

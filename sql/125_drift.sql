@@ -29,6 +29,9 @@ CREATE TABLE pgforce.drift_check (
     missing            bigint,
     stale              bigint,
     extra              bigint,
+    -- Records and rows left out because they changed within the minute
+    -- before the check (their changes may be on their way).
+    recent             bigint,
     -- Up to ten Ids of each kind: {"missing": [...], "stale": [...], "extra": [...]}.
     sample             jsonb,
     -- Why the check could not finish.
@@ -41,6 +44,7 @@ COMMENT ON TABLE pgforce.drift_check IS 'Drift checks of mapped tables against S
 COMMENT ON COLUMN pgforce.drift_check.missing IS 'Records Salesforce has that have no row (or a row marked deleted).';
 COMMENT ON COLUMN pgforce.drift_check.stale IS 'Rows older than their record (systemmodstamp behind Salesforce''s).';
 COMMENT ON COLUMN pgforce.drift_check.extra IS 'Rows whose record Salesforce no longer has.';
+COMMENT ON COLUMN pgforce.drift_check.recent IS 'Records and rows left out of the comparison because they changed within the minute before the check.';
 
 -- The Ids and SystemModstamps a running check has read. Unlogged: a check
 -- that a crash interrupts starts over.

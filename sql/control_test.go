@@ -138,3 +138,20 @@ func TestCheckDriftQueuesOneCheckAtATimeAndRefusesPausedMappings(t *testing.T) {
 		`UPDATE pgforce.mapping SET drift_check_interval = '5 minutes' WHERE id = $1`, m)
 	b.exec(t, `UPDATE pgforce.mapping SET drift_check_interval = NULL WHERE id = $1`, m)
 }
+
+// A new mapping says what it waits for until a worker takes it: a worker
+// of its org, which a mapping of a second org otherwise waited for with
+// nothing to say so.
+func TestANewMappingSaysItWaitsForAWorkerOfItsOrg(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.exec(t, `INSERT INTO pgforce.org (name, schema_name) VALUES ('sandbox', 'sandbox')`)
+	var main, sandbox string
+	b.scalar(t, &main, `INSERT INTO pgforce.mapping (sobject, fields) VALUES ('Account', '{Name}') RETURNING state_detail`)
+	b.scalar(t, &sandbox, `INSERT INTO pgforce.mapping (org, sobject, fields) VALUES ('sandbox', 'Contact', '{LastName}') RETURNING state_detail`)
+	require.Equal(t, "waiting for a worker (pgforce run)", main)
+	require.Equal(t, "waiting for a worker of org sandbox (pgforce run with PGFORCE_ORG=sandbox)", sandbox)
+	var detail string
+	b.scalar(t, &detail, `SELECT state_detail FROM pgforce.status WHERE org = 'sandbox'`)
+	require.Equal(t, sandbox, detail)
+}

@@ -65,10 +65,10 @@ func (d *run) instructions() string {
 	w("     SELECT (pgforce.retry(id)).state FROM pgforce.error WHERE state = 'open';")
 	w("")
 	w("And drift: rows lost or set back behind the worker's back are found by a drift check and read again")
-	w("(it leaves out records changed in its last minute, so give the demo that long):")
+	w("(it leaves out, and counts as recent, records changed in the minute before it: wait a minute after the demo starts):")
 	w("     BEGIN; SET LOCAL pgforce.origin = 'salesforce'; DELETE FROM salesforce.opportunity WHERE id <= 10; COMMIT;")
 	w("     SELECT pgforce.check_drift('Opportunity');")
-	w("     SELECT missing, stale, extra, sample FROM pgforce.drift_check ORDER BY id DESC LIMIT 1;")
+	w("     SELECT missing, stale, extra, recent, sample FROM pgforce.drift_check ORDER BY id DESC LIMIT 1;")
 	w("     SELECT count(*) FROM salesforce.opportunity;")
 	w("")
 	w("Other ways in: the simulator at %s (user %s, password %s, client id %s, secret %s).",

@@ -177,6 +177,9 @@ func (r *runner) compareDrift(ctx context.Context, t *table, id int64) error {
 				missing = (SELECT count(*) FROM diff WHERE kind = 'missing'),
 				stale = (SELECT count(*) FROM diff WHERE kind = 'stale'),
 				extra = (SELECT count(*) FROM diff WHERE kind = 'extra'),
+				recent = (SELECT count(*) FROM seen s WHERE s.systemmodstamp >= $2)
+					+ (SELECT count(*) FROM %[1]s t WHERE t.sfid IS NOT NULL AND t.systemmodstamp >= $2
+					   AND NOT EXISTS (SELECT FROM seen s WHERE s.sfid = t.sfid)),
 				sample = (SELECT coalesce(jsonb_object_agg(k.kind, k.ids), '{}') FROM (
 					SELECT d.kind, jsonb_agg(d.sfid ORDER BY d.sfid) AS ids
 					FROM (SELECT kind, sfid, row_number() OVER (PARTITION BY kind ORDER BY sfid) AS n FROM diff) d

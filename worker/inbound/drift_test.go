@@ -13,9 +13,9 @@ import (
 
 // driftCheck is a finished pgforce.drift_check row.
 type driftCheck struct {
-	records, rows, missing, stale, extra int64
-	sample                               map[string][]string
-	requestedBy                          string
+	records, rows, missing, stale, extra, recent int64
+	sample                                       map[string][]string
+	requestedBy                                  string
 }
 
 // waitDriftCheck waits until check id has finished and returns it.
@@ -26,8 +26,8 @@ func (e *env) waitDriftCheck(id int64) driftCheck {
 		var finished *time.Time
 		var errText *string
 		err := e.pool.QueryRow(context.Background(), `SELECT finished_at, error, coalesce(salesforce_records, 0), coalesce(table_rows, 0),
-			coalesce(missing, 0), coalesce(stale, 0), coalesce(extra, 0), coalesce(sample, '{}'), requested_by
-			FROM pgforce.drift_check WHERE id = $1`, id).Scan(&finished, &errText, &c.records, &c.rows, &c.missing, &c.stale, &c.extra, &c.sample, &c.requestedBy)
+			coalesce(missing, 0), coalesce(stale, 0), coalesce(extra, 0), coalesce(recent, 0), coalesce(sample, '{}'), requested_by
+			FROM pgforce.drift_check WHERE id = $1`, id).Scan(&finished, &errText, &c.records, &c.rows, &c.missing, &c.stale, &c.extra, &c.recent, &c.sample, &c.requestedBy)
 		require.NoError(e.t, err)
 		require.Nil(e.t, errText, "the check failed")
 		return finished != nil, fmt.Sprintf("drift check %d not finished", id)
@@ -102,6 +102,7 @@ func TestDriftChecksRunOnTheMappingsSchedule(t *testing.T) {
 	c := e.waitDriftCheck(check)
 	require.Equal(t, "schedule", c.requestedBy)
 	require.Equal(t, int64(1), c.records)
+	require.Equal(t, int64(1), c.recent, "made a moment ago, the record is left out and counted as recent")
 	// Not again until another day has passed.
 	time.Sleep(time.Second)
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM pgforce.drift_check WHERE mapping_id = $1`, id))

@@ -537,7 +537,12 @@ func (d *run) startWorker(ctx context.Context) error {
 	d.logf("worker started: pid %d, health http://%s/healthz, log %s", cmd.Process.Pid, d.cfg.HealthAddr, d.workerLog)
 	select {
 	case <-d.workerEnd:
-		return fmt.Errorf("the worker exited at start-up:\n%s", tail(d.workerLog, 20))
+		log := tail(d.workerLog, 20)
+		if strings.Contains(log, "PGFORCE_HTTP_ADDR") {
+			// The demo sets it from its own flag, which the user knows.
+			log += fmt.Sprintf("\n(the demo gives the worker --health-addr %s: pass another, e.g. --health-addr 127.0.0.1:9188)", d.cfg.HealthAddr)
+		}
+		return fmt.Errorf("the worker exited at start-up:\n%s", log)
 	case <-time.After(300 * time.Millisecond):
 	case <-ctx.Done():
 	}

@@ -24,7 +24,11 @@ CREATE TABLE pgforce.outbox (
     claimed_by text,
     attempts   integer     NOT NULL DEFAULT 0,
     sent_from  timestamptz,
-    retry_of   bigint
+    retry_of   bigint,
+    -- Fields taken out of the entry while it was claimed, because
+    -- Salesforce's value won (see pgforce._drop_pending): the worker sends
+    -- the copy it holds all the same, so they are still in flight.
+    dropped    text[]
 ) WITH (fillfactor = 50);
 
 -- A claim sets claimed_at on every entry it hands out. Half of each page

@@ -34,7 +34,10 @@ $$;
 -- and it waited for ever for a result that would never come.
 CREATE FUNCTION pgforce._drop_pending(p_mapping_id integer, p_record_id integer, p_columns text[]) RETURNS void
 LANGUAGE sql AS $$
-    UPDATE pgforce.outbox o SET new = o.new - p_columns, old = o.old - p_columns
+    UPDATE pgforce.outbox o SET new = o.new - p_columns, old = o.old - p_columns,
+        dropped = CASE WHEN o.claimed_at IS NULL THEN o.dropped
+                       ELSE ARRAY(SELECT pg_catalog.unnest(o.dropped) UNION
+                                  SELECT k FROM pg_catalog.jsonb_object_keys(o.new) k WHERE k = ANY (p_columns)) END
     WHERE o.mapping_id = p_mapping_id AND o.record_id = p_record_id AND o.op = 'update'
       AND o.new ?| p_columns;
     WITH gone AS (
@@ -270,8 +273,11 @@ BEGIN
     -- else Salesforce's edit, landed after the write in flight, stayed
     -- there while the row kept ours, and the two sides differed for good.
     IF v_won <> '{}' OR v_kept <> '{}' THEN
+        -- Fields dropped from a claimed entry earlier (a Salesforce edit
+        -- that won before this one) are still in flight too.
         v_flight := ARRAY(
-            SELECT DISTINCT k.key FROM pgforce.outbox o, pg_catalog.jsonb_object_keys(o.new) k(key)
+            SELECT DISTINCT k.key FROM pgforce.outbox o,
+                   LATERAL (SELECT pg_catalog.jsonb_object_keys(o.new) UNION SELECT pg_catalog.unnest(o.dropped)) k(key)
             WHERE o.mapping_id = p_mapping_id AND o.record_id = p_record_id AND o.op = 'update' AND o.claimed_at IS NOT NULL
               AND NOT EXISTS (SELECT FROM pgforce.outbox q
                               WHERE q.mapping_id = p_mapping_id AND q.record_id = p_record_id AND q.op = 'update'

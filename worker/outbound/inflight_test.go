@@ -91,6 +91,24 @@ func TestASalesforceEditLandingWhileAPostgresWriteOfTheFieldIsInFlightWinsUnderI
 	}
 }
 
+// Two Salesforce edits of the field land while the Postgres write is in
+// flight: the first took the field out of the entry in flight, and the
+// second, finding no entry in flight that carried it, queued nothing, so
+// the write in flight had the last word on both sides. The latest edit is
+// sent after it.
+func TestTwoSalesforceEditsWhileAPostgresWriteIsInFlightBothWinInTurn(t *testing.T) {
+	b, h, id, sfid := inflightSetup(t, "salesforce_wins")
+	before := func() {
+		b.uiEditApplied(t, sfid, id, "From Salesforce 1")
+		b.uiEditApplied(t, sfid, id, "From Salesforce 2")
+	}
+	h.before.Store(&before)
+	b.exec(t, `UPDATE salesforce.account SET name = 'From Postgres' WHERE id = $1`, id)
+	pg, sf := b.bothSides(t, id, sfid)
+	require.Equal(t, "From Salesforce 2", sf, "Salesforce's latest edit wins (Postgres has %q)", pg)
+	require.Equal(t, "From Salesforce 2", pg)
+}
+
 // postgres_wins: Salesforce's edit lands right after the Postgres write of
 // the same field, before the worker has recorded that write. The policy
 // keeps the Postgres value in the row; nothing sent it again once the

@@ -264,6 +264,18 @@ func SlotName(database string) string {
 	return name
 }
 
+// OrgSlotName returns the slot name of a worker of org (other than the
+// default one, whose slot is SlotName's) on database: slot names are global
+// to the server, and one built as SlotName(database+"_"+org) was also the
+// default slot of a database named that way. The hash of both names, after
+// a prefix no SlotName makes but for a database named so, keeps them apart.
+func OrgSlotName(database, org string) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(database + "\x00" + org))
+	folded := strings.TrimPrefix(SlotName(database+"_"+org), "pgforce_")
+	return fmt.Sprintf("%.63s", fmt.Sprintf("pgforce_org%08x_%s", h.Sum32(), folded))
+}
+
 // Token identifies the stream position a drain cycle covers.
 type Token struct{ lsn pglogrepl.LSN }
 
@@ -429,7 +441,10 @@ func (f *Feed) dropSlot(ctx context.Context, pid uint32) error {
 	defer conn.Close(context.WithoutCancel(ctx))
 	for {
 		var active *uint32
-		err := conn.QueryRow(ctx, `SELECT active_pid FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`, f.opts.Slot).Scan(&active)
+		// Slot names are the server's: one of another database's is not
+		// this feed's to drop.
+		err := conn.QueryRow(ctx, `SELECT active_pid FROM pg_catalog.pg_replication_slots
+			WHERE slot_name = $1 AND database = pg_catalog.current_database()`, f.opts.Slot).Scan(&active)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			return nil

@@ -53,6 +53,11 @@ type change struct {
 	echoGone bool
 
 	// Filled by prepare.
+	// fromRow names the values prepare took from the row rather than from
+	// the captured change (a whole row sent as an insert, the fields of a
+	// refused change sent again): those of fields Salesforce does not let
+	// pgforce set are left out, not refused (see readOnly).
+	fromRow map[string]bool
 	record  salesforce.Record // what is sent
 	extID   string            // value of the upsert field for an upsert
 	deferTo bool              // a parent has no Id yet: try again later

@@ -693,6 +693,7 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 					if isRelColumn(col) && v != nil {
 						if _, has := c.Values[col]; !has {
 							c.Values[col] = v
+							c.takeFromRow(col)
 						}
 					}
 				}
@@ -708,6 +709,11 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 				// The record never reached Salesforce (its insert failed and
 				// was ignored, or is being retried): send the whole row.
 				c.Op = "insert"
+				for col := range st.row {
+					if _, set := c.Values[col]; !set {
+						c.takeFromRow(col)
+					}
+				}
 				c.Values = st.row
 			}
 		case "delete":
@@ -843,9 +849,18 @@ func addFailedFields(c *change, row map[string]any, cols []string) {
 		if v, ok := row[col]; ok {
 			if _, has := c.Values[col]; !has {
 				c.Values[col] = v
+				c.takeFromRow(col)
 			}
 		}
 	}
+}
+
+// takeFromRow notes that the value of col is the row's, not the change's.
+func (c *change) takeFromRow(col string) {
+	if c.fromRow == nil {
+		c.fromRow = map[string]bool{}
+	}
+	c.fromRow[col] = true
 }
 
 // buildRecords fills change.record from change.Values.
@@ -949,7 +964,7 @@ func (s *Service) buildRecords(ctx context.Context, m *Mapping, all []*Mapping, 
 				relSent = append(relSent, k)
 				continue
 			}
-			if col, found := m.column(k); found && readOnly(col, insert) && (v != nil || !insert) {
+			if col, found := m.column(k); found && !systemColumns[k] && !c.fromRow[k] && readOnly(col, insert) && (v != nil || !insert) {
 				// The application set a field Salesforce does not let it
 				// set (a formula, a Contact's Name): left out, the change
 				// was lost with the row saying SYNCED, and the two sides
@@ -959,7 +974,7 @@ func (s *Service) buildRecords(ctx context.Context, m *Mapping, all []*Mapping, 
 					verb = "createable"
 				}
 				c.invalid = &salesforce.RecordError{StatusCode: "INVALID_FIELD_FOR_INSERT_UPDATE",
-					Message: fmt.Sprintf("%s is not %s in Salesforce (a formula, or read-only for the integration user), so this change of it cannot be sent; undo it with pgforce.revert, or change the fields it is made of", col.Name, verb),
+					Message: fmt.Sprintf("%s is not %s in Salesforce (a formula, or read-only for the integration user), so this change of it cannot be sent; undo it with pgforce.revert, which takes Salesforce's value back, and change the fields it is made of instead", col.Name, verb),
 					Fields:  []string{col.Name}}
 				fields[col.Name] = v
 				continue

@@ -188,7 +188,7 @@ func New(pool *pgxpool.Pool, sf Salesforce, logger *slog.Logger, opts Options) *
 	if fo.Slot == "" && s.opts.Org != "" && s.opts.Org != DefaultOrg {
 		// A slot streams to one session at a time: another org's worker
 		// on the same database found the default one taken and polled.
-		fo.Slot = feed.SlotName(pool.Config().ConnConfig.Database + "_" + s.opts.Org)
+		fo.Slot = feed.OrgSlotName(pool.Config().ConnConfig.Database, s.opts.Org)
 	}
 	s.feed = feed.New(pool.Config().ConnConfig, s.log, fo)
 	return s

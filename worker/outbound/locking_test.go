@@ -184,7 +184,7 @@ func TestTheWorkerGivesRowLocksBackToAnApplicationTransactionInsteadOfDeadlockin
 	app := b.appHoldsRow(t, ids[1])
 
 	b.exec(t, `SELECT pgforce.resume($1::integer)`, b.accountID)
-	b.waitForLockWait(t, "the worker's result transaction waiting for the application's row", "%ORDER BY t.id FOR UPDATE")
+	b.waitForLockWait(t, "the worker's result transaction waiting for the application's row", "WITH locked AS (SELECT FROM %ORDER BY t.id FOR UPDATE)%")
 	_, err := app.Exec(ctx, `UPDATE salesforce.account SET industry = 'Mine' WHERE id = $1`, ids[0])
 	require.NoError(t, err, "the application's update of a row the worker had locked")
 	require.NoError(t, app.Commit(ctx))

@@ -37,11 +37,7 @@ func TestFixingARefusedInsertByAnUpdateSendsTheRow(t *testing.T) {
 // later update of the record: taken from the row, it is left out.
 func TestChangingTheFieldsANameIsMadeOfAfterItsRefusalIsSent(t *testing.T) {
 	b := setup(t, setupOptions{})
-	b.exec(t, `UPDATE pgforce.mapping SET fields = '{FirstName,LastName,Name,Email}', state = 'new' WHERE id = $1`, b.contactID)
-	b.exec(t, `UPDATE pgforce.mapping SET paused = true WHERE id = $1`, b.accountID)
-	b.startInbound(t)
-	b.waitMappingSynced(t, b.contactID)
-	b.start(t, fastOptions())
+	b.syncContactsWithTheirName(t)
 	var row int
 	b.scalar(t, &row, `INSERT INTO salesforce.contact (firstname, lastname) VALUES ('Jo', 'Smith') RETURNING id`)
 	sfid := b.waitSfid(t, "contact", row)

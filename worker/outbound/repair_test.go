@@ -32,6 +32,19 @@ func (b *bundle) waitOpenError(t *testing.T, id int, op string) int64 {
 	return errID
 }
 
+// syncContactsWithTheirName maps Contact both ways with Name, which
+// Salesforce makes of FirstName and LastName and does not let be set,
+// described by the real inbound worker (Account paused), and starts the
+// outbound worker.
+func (b *bundle) syncContactsWithTheirName(t *testing.T) {
+	t.Helper()
+	b.exec(t, `UPDATE pgforce.mapping SET fields = '{FirstName,LastName,Name,Email}', state = 'new' WHERE id = $1`, b.contactID)
+	b.exec(t, `UPDATE pgforce.mapping SET paused = true WHERE id = $1`, b.accountID)
+	b.startInbound(t)
+	b.waitMappingSynced(t, b.contactID)
+	b.start(t, fastOptions())
+}
+
 // errorState is the state of error id.
 func (b *bundle) errorState(t *testing.T, id int64) string {
 	t.Helper()
@@ -349,11 +362,7 @@ func TestTheEchoOfAnInsertArrivingAfterARefusedUpdateKeepsTheRefusedValue(t *tes
 
 func TestARetrySendsNoFieldSalesforceDoesNotLetItSet(t *testing.T) {
 	b := setup(t, setupOptions{})
-	b.exec(t, `UPDATE pgforce.mapping SET fields = '{FirstName,LastName,Name,Email}', state = 'new' WHERE id = $1`, b.contactID)
-	b.exec(t, `UPDATE pgforce.mapping SET paused = true WHERE id = $1`, b.accountID)
-	b.startInbound(t)
-	b.waitMappingSynced(t, b.contactID)
-	b.start(t, fastOptions())
+	b.syncContactsWithTheirName(t)
 	var row int
 	b.scalar(t, &row, `INSERT INTO salesforce.contact (firstname, lastname, email) VALUES ('Jo', 'Smith', 'jo@example.com') RETURNING id`)
 	sfid := b.waitSfid(t, "contact", row)
@@ -469,11 +478,7 @@ func TestALaterUpdateCarriesARefusedLinkToAParent(t *testing.T) {
 // anything is sent, and the rest of the batch goes through.
 func TestAChangeOfAFieldSalesforceDoesNotLetBeSetFailsItsRecord(t *testing.T) {
 	b := setup(t, setupOptions{})
-	b.exec(t, `UPDATE pgforce.mapping SET fields = '{FirstName,LastName,Name,Email}', state = 'new' WHERE id = $1`, b.contactID)
-	b.exec(t, `UPDATE pgforce.mapping SET paused = true WHERE id = $1`, b.accountID)
-	b.startInbound(t)
-	b.waitMappingSynced(t, b.contactID)
-	b.start(t, fastOptions())
+	b.syncContactsWithTheirName(t)
 	var row, other int
 	b.scalar(t, &row, `INSERT INTO salesforce.contact (firstname, lastname) VALUES ('Jo', 'Smith') RETURNING id`)
 	b.scalar(t, &other, `INSERT INTO salesforce.contact (firstname, lastname) VALUES ('Al', 'Jones') RETURNING id`)

@@ -32,6 +32,19 @@ func (b *bundle) waitOpenError(t *testing.T, id int, op string) int64 {
 	return errID
 }
 
+// refusedRenameOfContact has Salesforce refuse (a 400 for the whole call)
+// the update of Contact row's lastname to 'Jones', and returns its error.
+func (b *bundle) refusedRenameOfContact(t *testing.T, row int) (errID int64) {
+	t.Helper()
+	b.sim.Inject(sim.Fault{Path: collectionsPath, Method: "PATCH", Status: 400, Count: 1})
+	b.exec(t, `UPDATE salesforce.contact SET lastname = 'Jones' WHERE id = $1`, row)
+	eventually(t, 10*time.Second, "the refused update's error", func() bool {
+		return b.pool.QueryRow(context.Background(), `SELECT id FROM pgforce.error WHERE mapping_id = $1 AND record_id = $2 AND state = 'open'`,
+			b.contactID, row).Scan(&errID) == nil
+	})
+	return errID
+}
+
 // syncContactsWithTheirName maps Contact both ways with Name, which
 // Salesforce makes of FirstName and LastName and does not let be set,
 // described by the real inbound worker (Account paused), and starts the
@@ -338,13 +351,7 @@ func TestTheEchoOfAnInsertArrivingAfterARefusedUpdateKeepsTheRefusedValue(t *tes
 	var row int
 	b.scalar(t, &row, `INSERT INTO salesforce.contact (lastname, email) VALUES ('Smith', 'jo@example.com') RETURNING id`)
 	sfid := b.waitSfid(t, "contact", row)
-	b.sim.Inject(sim.Fault{Path: collectionsPath, Method: "PATCH", Status: 400, Count: 1})
-	b.exec(t, `UPDATE salesforce.contact SET lastname = 'Jones' WHERE id = $1`, row)
-	var errID int64
-	eventually(t, 10*time.Second, "the refused update's error", func() bool {
-		return b.pool.QueryRow(context.Background(), `SELECT id FROM pgforce.error WHERE mapping_id = $1 AND record_id = $2 AND state = 'open'`,
-			b.contactID, row).Scan(&errID) == nil
-	})
+	errID := b.refusedRenameOfContact(t, row)
 
 	b.startInbound(t)
 	eventually(t, 10*time.Second, "the create event applied", func() bool {
@@ -367,13 +374,7 @@ func TestARetrySendsNoFieldSalesforceDoesNotLetItSet(t *testing.T) {
 	b.scalar(t, &row, `INSERT INTO salesforce.contact (firstname, lastname, email) VALUES ('Jo', 'Smith', 'jo@example.com') RETURNING id`)
 	sfid := b.waitSfid(t, "contact", row)
 
-	b.sim.Inject(sim.Fault{Path: collectionsPath, Method: "PATCH", Status: 400, Count: 1})
-	b.exec(t, `UPDATE salesforce.contact SET lastname = 'Jones' WHERE id = $1`, row)
-	var errID int64
-	eventually(t, 10*time.Second, "the refused update's error", func() bool {
-		return b.pool.QueryRow(context.Background(), `SELECT id FROM pgforce.error WHERE mapping_id = $1 AND record_id = $2 AND state = 'open'`,
-			b.contactID, row).Scan(&errID) == nil
-	})
+	errID := b.refusedRenameOfContact(t, row)
 	b.exec(t, `SELECT pgforce.retry($1)`, errID)
 	eventually(t, 10*time.Second, "the retry went through", func() bool { return b.errorState(t, errID) == "resolved" })
 	require.Equal(t, "Jones", b.sfField(t, "Contact", sfid, "LastName"))

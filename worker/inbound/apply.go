@@ -65,10 +65,11 @@ type table struct {
 	// yet and hold their upsert_field value (see adoptByExternalID); empty
 	// unless the mapping is read_write with an upsert_field.
 	byExternalID string
-	// softDeletes says the object has IsDeleted: objects that are never
-	// deleted, only deactivated (User, RecordType), have no such field,
-	// and their table's isdeleted stays false.
-	softDeletes bool
+	// deleted is the SQL that says stage row s is a deleted record:
+	// "false" for objects that are never deleted, only deactivated (User,
+	// RecordType), which have no IsDeleted and whose table's isdeleted
+	// stays false.
+	deleted string
 	// extName, extCol and extCast are the upsert_field's column, quoted,
 	// and the cast of its text value.
 	extName, extCol, extCast string
@@ -185,7 +186,7 @@ func newTable(m *mappings.Mapping, me string) (*table, error) {
 	if len(m.Columns) == 0 {
 		return nil, fmt.Errorf("inbound: mapping %d (%s) has not been described yet", m.ID, m.SObject)
 	}
-	t := &table{m: m, target: m.Table()}
+	t := &table{m: m, target: m.Table(), deleted: "false"}
 	if m.Mode == "read_write" {
 		t.me = me
 	}
@@ -197,7 +198,9 @@ func newTable(m *mappings.Mapping, me string) (*table, error) {
 		if !ok {
 			return nil, fmt.Errorf("inbound: columns of mapping %d lack %s", m.ID, name)
 		}
-		t.softDeletes = t.softDeletes || name == "IsDeleted"
+		if name == "IsDeleted" {
+			t.deleted = "coalesce(s.isdeleted::boolean, false)"
+		}
 		t.cols = append(t.cols, c)
 	}
 	for _, c := range m.Columns {
@@ -234,10 +237,7 @@ func newTable(m *mappings.Mapping, me string) (*table, error) {
 	// A deleted record (a poll, a resync or a re-read reads those too)
 	// makes no row: one the application deleted, with its record, came back
 	// marked deleted, under a new id, at the next poll.
-	live := ""
-	if t.softDeletes {
-		live = fmt.Sprintf(" AND (NOT coalesce(s.isdeleted::boolean, false) OR EXISTS (SELECT FROM %s x WHERE x.sfid = s.sfid))", t.target)
-	}
+	live := fmt.Sprintf(" AND (NOT %s OR EXISTS (SELECT FROM %s x WHERE x.sfid = s.sfid))", t.deleted, t.target)
 	t.upsert = fmt.Sprintf(`INSERT INTO %s AS t (%s) SELECT %s FROM %s s WHERE s._n BETWEEN $1 AND $2`+live+`
 ON CONFLICT (sfid) DO UPDATE SET %s
 WHERE t.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp >= t.systemmodstamp`,
@@ -249,11 +249,7 @@ WHERE t.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp IS NULL OR EXCLUDED.sy
 		if c, ok := m.Column(m.UpsertField); ok {
 			t.extName = pgColumn(c.Name)
 			t.extCol, t.extCast = pgx.Identifier{t.extName}.Sanitize(), castSuffix(c.Type)
-			live := ""
-			if t.softDeletes {
-				live = " AND NOT coalesce(s.isdeleted::boolean, false)"
-			}
-			t.byExternalID = fmt.Sprintf(adoptByExternalID, t.target, stage, t.extCol, t.extCast, live)
+			t.byExternalID = fmt.Sprintf(adoptByExternalID, t.target, stage, t.extCol, t.extCast, " AND NOT "+t.deleted)
 		}
 	}
 	return t, nil
@@ -459,8 +455,8 @@ func (t *table) applyRowsStaged(ctx context.Context, tx pgx.Tx, rows [][]any, op
 	if err != nil {
 		return 0, err
 	}
-	if t.m.HardDelete && t.softDeletes {
-		rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT s.sfid FROM %s s WHERE s.isdeleted::boolean`, pgx.Identifier{t.stage}.Sanitize()))
+	if t.m.HardDelete {
+		rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT s.sfid FROM %s s WHERE %s`, pgx.Identifier{t.stage}.Sanitize(), t.deleted))
 		if err != nil {
 			return 0, err
 		}
@@ -653,15 +649,11 @@ func (t *table) filterPending(ctx context.Context, tx pgx.Tx) error {
 		t.target, pgx.Identifier{t.stage}.Sanitize())); err != nil {
 		return err
 	}
-	deleted := "false"
-	if t.softDeletes {
-		deleted = "coalesce(s.isdeleted::boolean, false)"
-	}
 	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT s._n, t.id, s.sfid, to_jsonb(s) - '{_n,sfid,systemmodstamp,isdeleted,createddate,_created_by}'::text[],
 		s.systemmodstamp::timestamptz, %s
 FROM %s s JOIN %s t ON t.sfid = s.sfid
 WHERE EXISTS (SELECT FROM pgforce.outbox o WHERE o.mapping_id = $1 AND o.record_id = t.id)`,
-		deleted, pgx.Identifier{t.stage}.Sanitize(), t.target), t.m.ID)
+		t.deleted, pgx.Identifier{t.stage}.Sanitize(), t.target), t.m.ID)
 	if err != nil {
 		return err
 	}

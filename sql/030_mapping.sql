@@ -25,6 +25,11 @@ CREATE TABLE pgforce.mapping (
     -- How often the worker compares the table with Salesforce (see
     -- pgforce.check_drift); NULL: only when asked.
     drift_check_interval interval   DEFAULT '1 day',
+    -- Whether those scheduled checks compare every mapped field's value as
+    -- well (pgforce.check_drift's compare_values): they read the whole
+    -- object, as a load does, and see formula fields that changed with
+    -- something else.
+    drift_check_values  boolean     NOT NULL DEFAULT false,
     -- Written by the worker.
     state               text        NOT NULL DEFAULT 'new',
     state_detail        text,
@@ -57,6 +62,7 @@ CREATE UNIQUE INDEX mapping_org_table_name_key ON pgforce.mapping (org, table_na
 COMMENT ON TABLE pgforce.mapping IS 'Salesforce objects to sync. INSERT a row to start syncing an object; see pgforce.status for progress.';
 COMMENT ON COLUMN pgforce.mapping.fields IS 'Salesforce field API names to sync. Id, SystemModstamp, IsDeleted and CreatedDate are always synced.';
 COMMENT ON COLUMN pgforce.mapping.bulk_threshold IS 'Backlog of changes from which they are written through Bulk API 2.0 jobs instead of sObject Collections (default 10000); NULL: never through Bulk.';
+COMMENT ON COLUMN pgforce.mapping.drift_check_values IS 'Whether scheduled drift checks compare every mapped field''s value too (reading the whole object), not just Ids and SystemModstamps.';
 COMMENT ON COLUMN pgforce.mapping.drift_check_interval IS 'How often the worker compares the table with Salesforce and reads again the records that differ (default 1 day, at least 10 minutes); NULL: only on SELECT pgforce.check_drift(id).';
 COMMENT ON COLUMN pgforce.mapping.upsert_field IS 'Unique external-id field that makes inserts into Salesforce idempotent.';
 COMMENT ON COLUMN pgforce.mapping.inbound_watermark IS 'Highest SystemModstamp applied from Salesforce (the poll watermark).';

@@ -52,7 +52,7 @@ SELECT m.id                                   AS mapping_id,
        m.last_outbound_at,
        pgforce._outbound_feed_mode()          AS outbound_feed,
        pgforce._outbound_blocked_count(m.id)  AS outbound_blocked,
-       dc.missing + dc.stale + dc.extra       AS drift,
+       dc.missing + dc.stale + dc.extra + coalesce(dc.different, 0) AS drift,
        dc.finished_at                         AS drift_checked_at
 FROM pgforce.mapping m
 JOIN pgforce.org o ON o.name = m.org
@@ -67,7 +67,7 @@ LEFT JOIN LATERAL (
 LEFT JOIN LATERAL (
     -- The latest drift check that finished: what differed then (repaired
     -- since by reading those records again).
-    SELECT c.missing, c.stale, c.extra, c.finished_at
+    SELECT c.missing, c.stale, c.extra, c.different, c.finished_at
     FROM pgforce.drift_check c WHERE c.mapping_id = m.id AND c.finished_at IS NOT NULL AND c.error IS NULL
     ORDER BY c.id DESC LIMIT 1
 ) dc ON true;

@@ -103,8 +103,9 @@ func TestReloadForgetsTheInboundPositionButKeepsPendingChanges(t *testing.T) {
 }
 
 // pgforce.check_drift asks the worker for a drift check and returns its
-// id; asked again before the worker starts it, it returns the same one. A
-// paused mapping is refused, and the schedule has a floor.
+// id; asked again before the worker starts it, it returns the same one
+// (comparing values if either asked). A paused mapping is refused, and the
+// schedule has a floor.
 func TestCheckDriftQueuesOneCheckAtATimeAndRefusesPausedMappings(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -115,6 +116,14 @@ func TestCheckDriftQueuesOneCheckAtATimeAndRefusesPausedMappings(t *testing.T) {
 	b.scalar(t, &byName, `SELECT pgforce.check_drift('Account')`)
 	require.Equal(t, first, again)
 	require.Equal(t, first, byName)
+	// Asked for with compare_values, the waiting check compares values too.
+	var compares bool
+	b.scalar(t, &compares, `SELECT compare_values FROM pgforce.drift_check WHERE id = $1`, first)
+	require.False(t, compares)
+	b.scalar(t, &again, `SELECT pgforce.check_drift('Account', compare_values => true)`)
+	require.Equal(t, first, again)
+	b.scalar(t, &compares, `SELECT compare_values FROM pgforce.drift_check WHERE id = $1`, first)
+	require.True(t, compares)
 	var who string
 	b.scalar(t, &who, `SELECT requested_by FROM pgforce.drift_check WHERE id = $1`, first)
 	require.NotEmpty(t, who)

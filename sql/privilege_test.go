@@ -74,7 +74,7 @@ func TestMonitoringAndOperatorRolesNeedOnlyTheGrantsTheReadmeGives(t *testing.T)
 		GRANT EXECUTE ON FUNCTION pgforce.pause(integer), pgforce.pause(text, text), pgforce.resume(integer), pgforce.resume(text, text),
 			pgforce.reload(integer), pgforce.reload(text, text), pgforce.retry(bigint), pgforce.retry_all(integer), pgforce.retry_all(text, text),
 			pgforce.ignore(bigint), pgforce.revert(bigint), pgforce.resolve(bigint, text),
-			pgforce.check_drift(integer), pgforce.check_drift(text, text) TO %[1]s`)
+			pgforce.check_drift(integer, boolean), pgforce.check_drift(text, text, boolean) TO %[1]s`)
 
 	b.exec(t, "SET ROLE "+monitor)
 	var rows, backlog, open int

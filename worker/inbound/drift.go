@@ -2,8 +2,10 @@ package inbound
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -91,9 +93,14 @@ func (r *runner) checkDrift(ctx context.Context, t *table) error {
 }
 
 // compareDrift reads the Ids and SystemModstamps of the object into
-// pgforce.drift_seen and compares them with the table in one transaction
+// pgforce.drift_seen, with every mapped field's value when the check
+// compares values, and compares them with the table in one transaction
 // that records the result and queues the re-reads.
 func (r *runner) compareDrift(ctx context.Context, t *table, id int64) error {
+	var values bool
+	if err := r.s.pool.QueryRow(ctx, `SELECT compare_values FROM pgforce.drift_check WHERE id = $1`, id).Scan(&values); err != nil {
+		return err
+	}
 	if err := r.waitBudget(ctx, budget.Load); err != nil {
 		return err
 	}
@@ -106,39 +113,65 @@ func (r *runner) compareDrift(ctx context.Context, t *table, id int64) error {
 	}
 	var ids []string
 	var stamps []*time.Time
+	var vals []*string
 	flush := func() error {
 		if len(ids) == 0 {
 			return nil
 		}
-		_, err := r.s.pool.Exec(ctx, `INSERT INTO pgforce.drift_seen (check_id, sfid, systemmodstamp)
-			SELECT $1, u.sfid, u.stamp FROM unnest($2::text[], $3::timestamptz[]) AS u(sfid, stamp) ON CONFLICT DO NOTHING`, id, ids, stamps)
-		ids, stamps = ids[:0], stamps[:0]
+		_, err := r.s.pool.Exec(ctx, `INSERT INTO pgforce.drift_seen (check_id, sfid, systemmodstamp, vals)
+			SELECT $1, u.sfid, u.stamp, u.vals::jsonb FROM unnest($2::text[], $3::timestamptz[], $4::text[]) AS u(sfid, stamp, vals)
+			ON CONFLICT DO NOTHING`, id, ids, stamps, vals)
+		ids, stamps, vals = ids[:0], stamps[:0], vals[:0]
 		return err
 	}
-	add := func(sfid, stamp string) error {
+	// add takes a record's Id, its SystemModstamp and, when values are
+	// compared, its staging row (see recordRow), of which the stored
+	// columns are kept.
+	add := func(sfid, stamp string, row []any) error {
 		var at *time.Time
 		if ts, err := salesforce.ParseDateTime(stamp); err == nil {
 			at = &ts
 		}
-		ids, stamps = append(ids, sfid), append(stamps, at)
+		var v *string
+		if values {
+			b, err := json.Marshal(row[:len(t.cols)])
+			if err != nil {
+				return err
+			}
+			s := string(b)
+			v = &s
+		}
+		ids, stamps, vals = append(ids, sfid), append(stamps, at), append(vals, v)
 		if len(ids) < driftBatch {
 			return nil
 		}
 		return flush()
 	}
-	const soql = "SELECT Id, SystemModstamp FROM %s"
+	soql := fmt.Sprintf("SELECT Id, SystemModstamp FROM %s", t.m.SObject)
+	if values {
+		soql = t.storedSOQL("")
+	}
 	if count >= r.s.opts.BulkThreshold {
-		_, err = r.s.sf.BulkQuery(ctx, salesforce.QueryJob{Query: fmt.Sprintf(soql, t.m.SObject), Operation: "query"},
+		var ix csvIndex
+		_, err = r.s.sf.BulkQuery(ctx, salesforce.QueryJob{Query: soql, Operation: "query"},
 			salesforce.BulkQueryOptions{MaxRecords: r.s.opts.BulkPageSize, Poll: bulkPoll},
 			func(row salesforce.Row) error {
 				sfid, _ := row.Get("Id")
 				stamp, _ := row.Get("SystemModstamp")
-				return add(sfid, stamp)
+				var staged []any
+				if values {
+					staged = t.csvRow(&ix, row)
+				}
+				return add(sfid, stamp, staged)
 			})
 	} else {
-		err = r.s.sf.Query(ctx, fmt.Sprintf(soql, t.m.SObject), func(rec salesforce.Record) error {
+		err = r.s.sf.Query(ctx, soql, func(rec salesforce.Record) error {
 			stamp, _ := rec.Fields["SystemModstamp"].(string)
-			return add(rec.ID(), stamp)
+			var staged []any
+			if values {
+				staged = t.recordRow(&rec)
+			}
+			return add(rec.ID(), stamp, staged)
 		})
 	}
 	if err := r.observe(err); err != nil {
@@ -151,7 +184,7 @@ func (r *runner) compareDrift(ctx context.Context, t *table, id int64) error {
 		// A row marked deleted counts as no row; an object without
 		// IsDeleted never marks one.
 		_, err := tx.Exec(ctx, fmt.Sprintf(`WITH seen AS MATERIALIZED (
-				SELECT s.sfid, s.systemmodstamp FROM pgforce.drift_seen s WHERE s.check_id = $1
+				SELECT s.sfid, s.systemmodstamp, s.vals FROM pgforce.drift_seen s WHERE s.check_id = $1
 			), diff AS MATERIALIZED (
 				SELECT 'missing' AS kind, s.sfid FROM seen s
 				WHERE s.systemmodstamp < $2 AND NOT EXISTS (SELECT FROM %[1]s t WHERE t.sfid = s.sfid AND NOT coalesce(t.isdeleted, false))
@@ -167,6 +200,8 @@ func (r *runner) compareDrift(ctx context.Context, t *table, id int64) error {
 				SELECT 'extra', t.sfid FROM %[1]s t
 				WHERE t.sfid IS NOT NULL AND NOT coalesce(t.isdeleted, false) AND (t.systemmodstamp IS NULL OR t.systemmodstamp < $2)
 				  AND NOT EXISTS (SELECT FROM seen s WHERE s.sfid = t.sfid)
+				UNION ALL
+				%[2]s
 			), queued AS (
 				INSERT INTO pgforce.inbound_reread (mapping_id, sfid) SELECT $3, d.sfid FROM diff d
 				ON CONFLICT (mapping_id, sfid) DO UPDATE SET queued_at = now()
@@ -177,6 +212,7 @@ func (r *runner) compareDrift(ctx context.Context, t *table, id int64) error {
 				missing = (SELECT count(*) FROM diff WHERE kind = 'missing'),
 				stale = (SELECT count(*) FROM diff WHERE kind = 'stale'),
 				extra = (SELECT count(*) FROM diff WHERE kind = 'extra'),
+				different = CASE WHEN c.compare_values THEN (SELECT count(*) FROM diff WHERE kind = 'different') END,
 				recent = (SELECT count(*) FROM seen s WHERE s.systemmodstamp >= $2)
 					+ (SELECT count(*) FROM %[1]s t WHERE t.sfid IS NOT NULL AND t.systemmodstamp >= $2
 					   AND NOT EXISTS (SELECT FROM seen s WHERE s.sfid = t.sfid)),
@@ -184,7 +220,37 @@ func (r *runner) compareDrift(ctx context.Context, t *table, id int64) error {
 					SELECT d.kind, jsonb_agg(d.sfid ORDER BY d.sfid) AS ids
 					FROM (SELECT kind, sfid, row_number() OVER (PARTITION BY kind ORDER BY sfid) AS n FROM diff) d
 					WHERE d.n <= $4 GROUP BY d.kind) k)
-			WHERE c.id = $1`, t.target), id, cutoff, r.id, driftSample)
+			WHERE c.id = $1`, t.target, t.differentRows(values)), id, cutoff, r.id, driftSample)
 		return err
 	})
+}
+
+// differentRows is the part of a drift check's comparison that finds the
+// rows whose values differ from their records' under an equal
+// SystemModstamp (seen s, the table t): a row whose changes are queued,
+// or whose refused values are kept (an error open or ignored), differs on
+// purpose and is left out. Each value is cast as the merge casts it, so
+// that 1000.0 from Salesforce equals a numeric(18,2) 1000.00. Without
+// values it finds nothing.
+func (t *table) differentRows(values bool) string {
+	if !values {
+		return `SELECT 'different', NULL::text WHERE false`
+	}
+	var differs []string
+	for i, c := range t.cols {
+		col := pgColumn(c.Name)
+		if col == "sfid" || col == "systemmodstamp" || col == "isdeleted" {
+			continue
+		}
+		differs = append(differs, fmt.Sprintf("t.%s IS DISTINCT FROM (s.vals ->> %d)%s", pgx.Identifier{col}.Sanitize(), i, castSuffix(c.Type)))
+	}
+	if len(differs) == 0 {
+		return `SELECT 'different', NULL::text WHERE false`
+	}
+	return fmt.Sprintf(`SELECT 'different', s.sfid FROM seen s JOIN %s t ON t.sfid = s.sfid
+				WHERE s.systemmodstamp < $2 AND t.systemmodstamp = s.systemmodstamp AND NOT coalesce(t.isdeleted, false)
+				  AND coalesce(t._hc_lastop, '') NOT IN ('PENDING', 'FAILED')
+				  AND NOT EXISTS (SELECT FROM pgforce.outbox o WHERE o.mapping_id = $3 AND o.record_id = t.id)
+				  AND NOT EXISTS (SELECT FROM pgforce.error e WHERE e.mapping_id = $3 AND e.sfid = t.sfid AND e.state IN ('open', 'retrying', 'ignored'))
+				  AND (%s)`, t.target, strings.Join(differs, "\n\t\t\t\t\t  OR "))
 }

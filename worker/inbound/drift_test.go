@@ -87,13 +87,13 @@ func TestADriftCheckFindsTheRowsThatDifferFromSalesforceAndRepairsThem(t *testin
 
 // A mapping's drift_check_interval schedules checks: one is due when that
 // long has passed since the last was asked for, or since the mapping was
-// made.
+// made; drift_check_values makes them compare values.
 func TestDriftChecksRunOnTheMappingsSchedule(t *testing.T) {
 	e := newEnv(t)
 	e.create("Account", map[string]any{"Name": "Acme"})
 	id := e.mapSynced("Account", []string{"Name"}, "cdc")
 	require.Zero(t, e.count(`SELECT count(*) FROM pgforce.drift_check`), "the default day has not passed")
-	e.exec(`UPDATE pgforce.mapping SET created_at = now() - interval '2 days', drift_check_interval = '1 day' WHERE id = $1`, id)
+	e.exec(`UPDATE pgforce.mapping SET created_at = now() - interval '2 days', drift_check_interval = '1 day', drift_check_values = true WHERE id = $1`, id)
 	var check int64
 	e.eventually(10*time.Second, func() (bool, string) {
 		err := e.pool.QueryRow(context.Background(), `SELECT id FROM pgforce.drift_check WHERE mapping_id = $1`, id).Scan(&check)
@@ -103,6 +103,8 @@ func TestDriftChecksRunOnTheMappingsSchedule(t *testing.T) {
 	require.Equal(t, "schedule", c.requestedBy)
 	require.Equal(t, int64(1), c.records)
 	require.Equal(t, int64(1), c.recent, "made a moment ago, the record is left out and counted as recent")
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM pgforce.drift_check WHERE id = $1 AND compare_values AND different = 0`, check),
+		"drift_check_values: the scheduled check compared values")
 	// Not again until another day has passed.
 	time.Sleep(time.Second)
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM pgforce.drift_check WHERE mapping_id = $1`, id))
@@ -188,4 +190,68 @@ func TestAFailingDriftCheckDoesNotStopChangeEvents(t *testing.T) {
 		v := e.value("account", ids[0], "name")
 		return v == "Streamed", "name is " + v
 	})
+}
+
+// A drift check asked for with compare_values also reads every mapped
+// field and finds rows whose values differ from their record's under an
+// equal SystemModstamp (a row edited with capture switched off, a formula
+// whose inputs changed elsewhere), which a stamp comparison cannot see;
+// it reads them again. Values the merge would store alike (an Amount of
+// 1000 in a numeric(18,2) column, dates, booleans, nulls) are no drift,
+// and neither is a row whose own change is queued for Salesforce.
+func TestADriftCheckComparingValuesFindsRowsEditedUnderAnEqualSystemModstamp(t *testing.T) {
+	for _, mode := range []string{"rest", "bulk"} {
+		t.Run(mode, func(t *testing.T) {
+			e := newEnv(t)
+			e.opts.Overlap = time.Millisecond
+			if mode == "bulk" {
+				e.opts.BulkThreshold = 2
+			}
+			ids := e.create("Opportunity",
+				map[string]any{"Name": "Edited", "StageName": "Prospecting", "CloseDate": "2026-12-01", "Amount": 1000, "Probability": 10},
+				map[string]any{"Name": "Queued", "StageName": "Prospecting", "CloseDate": "2026-12-01"},
+				map[string]any{"Name": "Fine", "StageName": "Closed Won", "CloseDate": "2026-01-31", "Amount": 12.5})
+			fields := []string{"Name", "StageName", "CloseDate", "Amount", "Probability", "IsWon", "Description"}
+			id := e.mapping("Opportunity", fields, "cdc")
+			e.exec(`UPDATE pgforce.mapping SET mode = 'read_write' WHERE id = $1`, id)
+			e.start()
+			e.waitState(id, "synced")
+			time.Sleep(50 * time.Millisecond)
+
+			// Edited the way only the worker's role could, leaving the stamp.
+			e.exec(`BEGIN; SET LOCAL pgforce.origin = 'salesforce';
+				UPDATE salesforce.opportunity SET amount = 999, name = 'Changed by hand' WHERE sfid = '` + ids[0] + `';
+				COMMIT`)
+			// No outbound worker runs here: this change stays queued.
+			e.exec(`UPDATE salesforce.opportunity SET name = 'Mine' WHERE sfid = $1`, ids[1])
+
+			var check int64
+			require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT pgforce.check_drift($1::integer)`, id).Scan(&check))
+			c := e.waitDriftCheck(check)
+			require.Equal(t, driftCheck{records: 3, rows: 3, requestedBy: c.requestedBy, sample: map[string][]string{}}, c,
+				"a check of Ids and stamps sees no difference")
+			var different *int64
+			require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT different FROM pgforce.drift_check WHERE id = $1`, check).Scan(&different))
+			require.Nil(t, different, "values were not compared")
+
+			require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT pgforce.check_drift('Opportunity', compare_values => true)`).Scan(&check))
+			c = e.waitDriftCheck(check)
+			require.Equal(t, driftCheck{records: 3, rows: 3, requestedBy: c.requestedBy, sample: map[string][]string{"different": {ids[0]}}}, c)
+			require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT different FROM pgforce.drift_check WHERE id = $1`, check).Scan(&different))
+			require.Equal(t, int64(1), *different)
+			require.Equal(t, 1, e.count(`SELECT drift FROM pgforce.status WHERE mapping_id = $1`, id))
+
+			e.waitValue("opportunity", ids[0], "name", "Edited")
+			e.waitValue("opportunity", ids[0], "amount", "1000.00")
+			require.Equal(t, "Mine", e.value("opportunity", ids[1], "name"), "the queued change is kept")
+			require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT pgforce.check_drift($1::integer, true)`, id).Scan(&check))
+			c = e.waitDriftCheck(check)
+			require.Equal(t, driftCheck{records: 3, rows: 3, requestedBy: c.requestedBy, sample: map[string][]string{}}, c)
+			require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT different FROM pgforce.drift_check WHERE id = $1`, check).Scan(&different))
+			require.Equal(t, int64(0), *different)
+			if mode == "bulk" {
+				require.NotZero(t, e.calls("POST /services/data/vXX.X/jobs/query"), "the checks read through Bulk queries")
+			}
+		})
+	}
 }

@@ -74,6 +74,9 @@ func (c *call) describe(o *Object) {
 	urls["listviews"] = base + "/listviews"
 	fields := make([]map[string]any, 0, len(o.Fields))
 	for _, f := range o.Fields {
+		if f.hidden {
+			continue
+		}
 		fields = append(fields, describeField(o, f))
 	}
 	d["fields"] = fields

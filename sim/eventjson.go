@@ -54,7 +54,7 @@ func appendEventPayload(buf []byte, e *pendingEvent, b *eventBatch, seq int) []b
 		}
 		var done []string // compounds already written
 		for _, f := range fields {
-			if !inEvent(f) {
+			if !inEvent(f) || f.hidden {
 				continue
 			}
 			if f.CompoundName == "" {

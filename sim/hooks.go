@@ -526,3 +526,40 @@ type unanswered struct{ header http.Header }
 func (u *unanswered) Header() http.Header         { return u.header }
 func (u *unanswered) Write(b []byte) (int, error) { return len(b), nil }
 func (u *unanswered) WriteHeader(int)             {}
+
+// HideField takes a field away from the integration user, as removing its field-level security (or deleting
+// the field) does in a real org: describe stops listing it, and queries, reads and writes that name it fail
+// with INVALID_FIELD. Stored values are kept.
+func (s *Server) HideField(object, field string) error {
+	o := s.cat.Object(object)
+	if o == nil {
+		return fmt.Errorf("sim: no object %s", object)
+	}
+	f := o.Field(field)
+	if f == nil {
+		return fmt.Errorf("sim: no field %s.%s", object, field)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f.hidden = true
+	delete(o.byLower, strings.ToLower(f.Name))
+	delete(o.byName, f.Name)
+	return nil
+}
+
+// AlterField changes a field's definition in place, as an admin editing it in Setup does (a longer text
+// field, more digits).
+func (s *Server) AlterField(object, field string, change func(f *Field)) error {
+	o := s.cat.Object(object)
+	if o == nil {
+		return fmt.Errorf("sim: no object %s", object)
+	}
+	f := o.Field(field)
+	if f == nil {
+		return fmt.Errorf("sim: no field %s.%s", object, field)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	change(f)
+	return nil
+}

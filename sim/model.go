@@ -47,6 +47,9 @@ type Field struct {
 
 	// compound lists the parts of an address or name compound field, in describe order.
 	compound []*Field
+
+	// hidden is set by HideField: the field is not visible to the integration user any more.
+	hidden bool
 }
 
 // Object is one sObject type: its fields in describe order, lookups by lower-cased name, and its rules.

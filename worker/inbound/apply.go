@@ -238,6 +238,14 @@ func newTable(m *mappings.Mapping, me string) (*table, error) {
 	// makes no row: one the application deleted, with its record, came back
 	// marked deleted, under a new id, at the next poll.
 	live := fmt.Sprintf(" AND (NOT %s OR EXISTS (SELECT FROM %s x WHERE x.sfid = s.sfid))", t.deleted, t.target)
+	// Nor does a record whose row the application deleted, with the delete
+	// still waiting to be sent: a reload, or the re-read of an edit made in
+	// Salesforce meanwhile, brought the row back under a new id, for the
+	// application to see until the delete went out (for ever while the
+	// mapping was paused), and left it behind marked deleted after that.
+	// NOT IN is planned as one hashed subplan per statement.
+	live += fmt.Sprintf(` AND (s.sfid NOT IN (SELECT ob.sfid::text FROM pgforce.outbox ob WHERE ob.mapping_id = %d AND ob.op = 'delete' AND ob.sfid IS NOT NULL)
+		OR EXISTS (SELECT FROM %s x WHERE x.sfid = s.sfid))`, m.ID, t.target)
 	t.upsert = fmt.Sprintf(`INSERT INTO %s AS t (%s) SELECT %s FROM %s s WHERE s._n BETWEEN $1 AND $2`+live+`
 ON CONFLICT (sfid) DO UPDATE SET %s
 WHERE t.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp >= t.systemmodstamp`,
@@ -582,6 +590,7 @@ func (t *table) recordFailure(ctx context.Context, tx pgx.Tx, n int64, operation
 	if pg.Detail != "" {
 		msg += " (" + pg.Detail + ")"
 	}
+	msg += widenHint(cause)
 	var fields []string
 	if pg.ColumnName != "" {
 		fields = append(fields, pg.ColumnName)
@@ -615,9 +624,9 @@ func pgMessage(err error) string {
 	var pg *pgconn.PgError
 	if errors.As(err, &pg) {
 		if pg.Detail != "" {
-			return pg.Message + " (" + pg.Detail + ")"
+			return pg.Message + " (" + pg.Detail + ")" + widenHint(err)
 		}
-		return pg.Message
+		return pg.Message + widenHint(err)
 	}
 	return err.Error()
 }
@@ -773,4 +782,14 @@ func (t *table) copyDirect(ctx context.Context, tx pgx.Tx, rows [][]any) (ok boo
 		return false, nil
 	}
 	return false, err
+}
+
+// widenHint tells how to take in a value too long or too large for its
+// column, which a field lengthened in Salesforce since the describe gives.
+func widenHint(err error) string {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) && (pg.Code == "22001" || pg.Code == "22003") {
+		return "; if Salesforce's field was made longer or given more digits, pgforce.retry of this error widens the column and reads the record again"
+	}
+	return ""
 }

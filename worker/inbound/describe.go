@@ -161,3 +161,27 @@ func isSystem(name string) bool {
 }
 
 var errStopped = errors.New("inbound: mapping stopped")
+
+// fieldsGone handles a query Salesforce refused with INVALID_FIELD: a
+// mapped field was deleted, or the integration user lost its field-level
+// security, since the mapping was described. The describe is run again,
+// and when it no longer finds a mapped field the mapping goes to error
+// with the fix in state_detail (it stayed 'synced', retrying the same
+// refused query for ever). It reports whether it did so.
+func (r *runner) fieldsGone(ctx context.Context, err error) bool {
+	var apiErr *salesforce.APIError
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode != "INVALID_FIELD" {
+		return false
+	}
+	m, gerr := mappings.Get(ctx, r.s.pool, r.id)
+	if gerr != nil {
+		return false
+	}
+	_, _, derr := describeMapping(ctx, r.s.sf, m)
+	var ce *ConfigError
+	if !errors.As(derr, &ce) {
+		return false
+	}
+	r.log.Warn("inbound: mapping cannot be synced until it is fixed", "sobject", m.SObject, "detail", ce.Detail)
+	return mappings.SetState(ctx, r.s.pool, m.ID, mappings.StateError, ce.Detail) == nil
+}

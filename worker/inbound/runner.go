@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgforce/pgforce/worker/budget"
 	"github.com/pgforce/pgforce/worker/mappings"
@@ -157,6 +159,9 @@ func (r *runner) describe(ctx context.Context, m *mappings.Mapping) error {
 	}
 	var added []string
 	if err := r.s.pool.QueryRow(ctx, `SELECT pgforce.ensure_table($1, $2)`, m.ID, colsJSON).Scan(&added); err != nil {
+		if ce := tableConfigError(m, err); ce != nil {
+			return ce
+		}
 		return fmt.Errorf("inbound: ensure_table for %s: %w", m.SObject, err)
 	}
 	r.log.Info("inbound: table ready", "sobject", m.SObject, "table", m.Table(), "added", added)
@@ -212,7 +217,11 @@ func (r *runner) load(ctx context.Context, t *table) error {
 	}
 	started := time.Now()
 	var empty bool
-	if err := r.s.pool.QueryRow(ctx, fmt.Sprintf(`SELECT NOT EXISTS (SELECT FROM %s)`, t.target)).Scan(&empty); err != nil {
+	// A table whose last rows the application deleted, with the deletes
+	// still queued, is merged into (see live in newTable), not loaded
+	// directly, which would bring them back.
+	if err := r.s.pool.QueryRow(ctx, fmt.Sprintf(`SELECT NOT EXISTS (SELECT FROM %s)
+		AND NOT EXISTS (SELECT FROM pgforce.outbox WHERE mapping_id = $1 AND op = 'delete')`, t.target), r.id).Scan(&empty); err != nil {
 		return err
 	}
 	t.direct.Store(empty)
@@ -298,6 +307,9 @@ func (r *runner) drainRereads(ctx context.Context, t *table) error {
 			return nil
 		}
 		if err := r.waitBudget(ctx, budget.Poll); err != nil {
+			return err
+		}
+		if err := r.widenForRetries(ctx, ids); err != nil {
 			return err
 		}
 		recs, err := r.s.sf.Retrieve(ctx, t.m.SObject, ids, t.fields())
@@ -433,7 +445,15 @@ func (r *runner) streamOnce(ctx context.Context, t *table, channel string, repla
 	applied := make(chan struct{})
 	go func() {
 		defer close(applied)
-		applyErr <- r.applyLoop(ctx, t, events)
+		err := r.applyLoop(ctx, t, events)
+		applyErr <- err
+		if err != nil {
+			// Tear the stream down now: the stream only noticed the
+			// stopped applier when the next event came, and until then
+			// the mapping showed 'synced', said nothing, and applied
+			// nothing, for as long as the object stayed quiet.
+			cancel(err)
+		}
 	}()
 	streamErr := make(chan error, 1)
 	go func() {
@@ -464,6 +484,9 @@ func (r *runner) streamOnce(ctx context.Context, t *table, channel string, repla
 		err2 = mappings.SetState(ctx, r.s.pool, r.id, mappings.StateSynced, "streaming change events")
 	}
 	if err2 != nil {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			err2 = cause // the applier failed (see above)
+		}
 		cancel(err2)
 		<-streamErr
 		return err2
@@ -477,7 +500,7 @@ func (r *runner) streamOnce(ctx context.Context, t *table, channel string, repla
 		<-sideErr
 	case runErr = <-sideErr:
 		if runErr == nil {
-			runErr = ctx.Err()
+			runErr = context.Cause(ctx)
 		}
 		cancel(runErr)
 		<-streamErr
@@ -766,4 +789,77 @@ func (r *runner) markUnseen(ctx context.Context, t *table, before time.Time) err
 		r.log.Info("inbound: reload found records gone from Salesforce", "rows", marked)
 	}
 	return nil
+}
+
+// widenForRetries describes the object again before pgforce.retry reads
+// records that a column was too narrow or too short of digits for: the
+// field may have been lengthened in Salesforce since the mapping was
+// described, and ensure_table widens the column to match. The user cannot
+// widen it (pgforce's status trigger names it), and without this the retry
+// failed again, the same way, for ever.
+func (r *runner) widenForRetries(ctx context.Context, ids []string) error {
+	var n int
+	if err := r.s.pool.QueryRow(ctx, `SELECT count(*) FROM pgforce.error e
+		WHERE e.mapping_id = $1 AND e.direction = 'inbound' AND e.state = 'retrying' AND e.sfid = ANY($2)
+		  AND e.error_code IN ('PG22001', 'PG22003')`, r.id, ids).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil
+	}
+	m, err := mappings.Get(ctx, r.s.pool, r.id)
+	if err != nil {
+		return err
+	}
+	cols, _, err := describeMapping(ctx, r.s.sf, m)
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		return nil // the next query says so (see fieldsGone)
+	}
+	if err := r.observe(err); err != nil {
+		return err
+	}
+	if !sameFields(userFields(cols), m.Fields) {
+		return nil
+	}
+	colsJSON, err := json.Marshal(cols)
+	if err != nil {
+		return err
+	}
+	var added []string
+	if err := r.s.pool.QueryRow(ctx, `SELECT pgforce.ensure_table($1, $2)`, m.ID, colsJSON).Scan(&added); err != nil {
+		return fmt.Errorf("inbound: ensure_table for %s: %w", m.SObject, err)
+	}
+	return nil
+}
+
+var changedTypeField = regexp.MustCompile(`^pgforce: field (\S+) of \S+ changed type`)
+
+// tableConfigError turns a refusal of ensure_table that only the user can
+// fix (a field whose type Salesforce changed, a table of the user's
+// without an id pgforce can key rows by) into a ConfigError with the
+// fix: as a plain error it was retried for ever, the mapping left in
+// 'describing' and the hint of the refusal, which says what to do, lost.
+func tableConfigError(m *mappings.Mapping, err error) *ConfigError {
+	var pg *pgconn.PgError
+	if !errors.As(err, &pg) {
+		return nil
+	}
+	switch pg.Code {
+	case "42804": // datatype_mismatch: a field changed type in Salesforce
+		if f := changedTypeField.FindStringSubmatch(pg.Message); f != nil {
+			col := strings.ToLower(f[1])
+			return &ConfigError{Field: f[1], Detail: fmt.Sprintf(
+				"%s; only widening is applied automatically. Take the field out of the mapping: UPDATE pgforce.mapping SET fields = array_remove(fields, '%s') WHERE id = %d; then drop its column: ALTER TABLE %s DROP COLUMN %s; then add the field again, which loads it: UPDATE pgforce.mapping SET fields = fields || '{%s}' WHERE id = %d;",
+				strings.TrimPrefix(pg.Message, "pgforce: "), f[1], m.ID, m.Table(), pgx.Identifier{col}.Sanitize(), f[1], m.ID)}
+		}
+	case "42P16", "22023": // invalid_table_definition, invalid_parameter_value
+	default:
+		return nil
+	}
+	detail := strings.TrimPrefix(pg.Message, "pgforce: ")
+	if pg.Hint != "" {
+		detail += ". " + pg.Hint
+	}
+	return &ConfigError{Detail: detail}
 }

@@ -433,6 +433,10 @@ func (s *Service) supervise(ctx context.Context, id int, rereads, drift chan str
 		if errors.Is(err, mappings.ErrNotFound) {
 			return
 		}
+		if r.fieldsGone(ctx, err) {
+			// In error state, with the fix in state_detail.
+			return
+		}
 		log.Warn("inbound: sync attempt failed; retrying", "err", err, "backoff", backoff)
 		detail := "retrying after error: " + err.Error()
 		var ex *budget.Exhausted

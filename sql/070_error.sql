@@ -271,6 +271,14 @@ BEGIN
     END IF;
     -- A retry still queued would send the change after all.
     DELETE FROM pgforce.outbox ob WHERE ob.retry_of = p_error_id AND ob.claimed_at IS NULL;
+    -- An inbound retry's re-read, still queued, would store the record
+    -- again or, refused again, open a new error for it. Only the re-read
+    -- pgforce.retry queued (in the transaction that made the error
+    -- retrying) goes; one queued before, for a change event, stays.
+    IF v_error.direction = 'inbound' AND v_error.state = 'retrying' AND v_error.sfid IS NOT NULL THEN
+        DELETE FROM pgforce.inbound_reread q
+        WHERE q.mapping_id = v_error.mapping_id AND q.sfid = v_error.sfid AND q.queued_at = v_error.updated_at;
+    END IF;
     UPDATE pgforce.error e SET state = 'ignored' WHERE e.id = p_error_id RETURNING * INTO v_error;
     RETURN v_error;
 END

@@ -476,7 +476,36 @@ func (t *table) applyRowsStaged(ctx context.Context, tx pgx.Tx, rows [][]any, op
 			return 0, err
 		}
 	}
+	// After markGone: a deletion it could not store opened its error again.
+	if err := t.resolveApplied(ctx, tx); err != nil {
+		return 0, err
+	}
 	return failed, nil
+}
+
+// resolveApplied resolves the open inbound errors of the staged records
+// that this merge stored whole (a poll, a reload, a resync read the whole
+// record): the worker saw them go through, and their errors stayed open in
+// pgforce.status after the user had fixed the cause, until a retry. An
+// error this transaction opened (the record failed again) is newer than
+// the transaction's start and stays open; so does a conflict, which is
+// pgforce.resolve's to settle.
+func (t *table) resolveApplied(ctx context.Context, tx pgx.Tx) error {
+	var open bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pgforce.error e WHERE e.mapping_id = $1 AND e.state = 'open'
+		AND e.direction = 'inbound' AND e.sfid IS NOT NULL AND e.error_code IS DISTINCT FROM 'CONFLICT' AND e.updated_at < now())`, t.m.ID).Scan(&open); err != nil || !open {
+		return err
+	}
+	stamp := "s.systemmodstamp"
+	if c, ok := t.m.Column("SystemModstamp"); ok {
+		stamp += castSuffix(c.Type)
+	}
+	_, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE pgforce.error e SET state = 'resolved'
+		FROM %s s, %s t
+		WHERE e.mapping_id = $1 AND e.state = 'open' AND e.direction = 'inbound' AND e.error_code IS DISTINCT FROM 'CONFLICT'
+		  AND e.updated_at < now() AND e.sfid = s.sfid AND t.sfid = s.sfid AND t.systemmodstamp = %s`,
+		pgx.Identifier{t.stage}.Sanitize(), t.target, stamp), t.m.ID)
+	return err
 }
 
 // isRecordError reports whether err is about the data of some record

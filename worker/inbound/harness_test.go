@@ -210,6 +210,34 @@ func (e *env) waitValue(table, sfid, col, want string) {
 	})
 }
 
+// waitOpenError waits for an open error about record sfid and returns its
+// id and message.
+func (e *env) waitOpenError(sfid string) (int64, string) {
+	e.t.Helper()
+	var id int64
+	var msg string
+	e.eventually(10*time.Second, func() (bool, string) {
+		err := e.pool.QueryRow(context.Background(), `SELECT id, message FROM pgforce.error WHERE sfid = $1 AND state = 'open'`, sfid).Scan(&id, &msg)
+		return err == nil, fmt.Sprint("no open error: ", err)
+	})
+	return id, msg
+}
+
+// refusedEmployeeCount syncs an Account's Name and NumberOfEmployees with
+// the given inbound mode, adds a CHECK constraint to the table that
+// refuses a negative count, and sets the record's count to -1 in
+// Salesforce: it returns the record's Id, the mapping and the error the
+// refusal opened.
+func (e *env) refusedEmployeeCount(mode string) (string, int, int64) {
+	e.t.Helper()
+	ids := e.create("Account", map[string]any{"Name": "Acme", "NumberOfEmployees": 5})
+	id := e.mapSynced("Account", []string{"Name", "NumberOfEmployees"}, mode)
+	e.exec(`ALTER TABLE salesforce.account ADD CONSTRAINT positive_staff CHECK (numberofemployees >= 0)`)
+	require.NoError(e.t, e.sim.UIEdit(context.Background(), "Account", ids[0], map[string]any{"NumberOfEmployees": -1}))
+	errID, _ := e.waitOpenError(ids[0])
+	return ids[0], id, errID
+}
+
 func (e *env) count(sql string, args ...any) int {
 	e.t.Helper()
 	var n int

@@ -293,16 +293,7 @@ func TestRetryOfAnInboundErrorReadsTheRecordAgainOnceItsCauseIsFixed(t *testing.
 			e := newEnv(t)
 			// Only pgforce.retry's notification wakes the re-read in time.
 			e.opts.SafetyInterval = time.Minute
-			ids := e.create("Account", map[string]any{"Name": "Acme", "NumberOfEmployees": 5})
-			e.mapSynced("Account", []string{"Name", "NumberOfEmployees"}, mode)
-			e.exec(`ALTER TABLE salesforce.account ADD CONSTRAINT positive_staff CHECK (numberofemployees >= 0)`)
-			require.NoError(t, e.sim.UIEdit(context.Background(), "Account", ids[0], map[string]any{"NumberOfEmployees": -1}))
-
-			var errID int64
-			e.eventually(10*time.Second, func() (bool, string) {
-				err := e.pool.QueryRow(context.Background(), `SELECT id FROM pgforce.error WHERE sfid = $1 AND state = 'open'`, ids[0]).Scan(&errID)
-				return err == nil, fmt.Sprint("no open error: ", err)
-			})
+			sfid, _, errID := e.refusedEmployeeCount(mode)
 			errorState := func() (string, int) {
 				var state string
 				var attempts int
@@ -320,7 +311,7 @@ func TestRetryOfAnInboundErrorReadsTheRecordAgainOnceItsCauseIsFixed(t *testing.
 
 			e.exec(`ALTER TABLE salesforce.account DROP CONSTRAINT positive_staff`)
 			e.exec(`SELECT pgforce.retry($1)`, errID)
-			e.waitValue("account", ids[0], "numberofemployees", "-1")
+			e.waitValue("account", sfid, "numberofemployees", "-1")
 			e.eventually(10*time.Second, func() (bool, string) {
 				state, _ := errorState()
 				return state == "resolved", state
@@ -403,11 +394,7 @@ func TestARowWhoseDeletionPostgresRefusesBecomesAnErrorAndTheMappingSyncsOn(t *t
 
 			_, err := e.sf.Delete(context.Background(), []string{ids[0]})
 			require.NoError(t, err)
-			var errID int64
-			e.eventually(10*time.Second, func() (bool, string) {
-				err := e.pool.QueryRow(context.Background(), `SELECT id FROM pgforce.error WHERE sfid = $1 AND state = 'open'`, ids[0]).Scan(&errID)
-				return err == nil, fmt.Sprint("no open error: ", err)
-			})
+			errID, _ := e.waitOpenError(ids[0])
 			var msg string
 			require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT message FROM pgforce.error WHERE id = $1`, errID).Scan(&msg))
 			require.Contains(t, msg, "orders")

@@ -43,13 +43,7 @@ func TestALongerTextFieldInSalesforceCanBeTakenInAfterTheErrorItCauses(t *testin
 	require.NoError(t, e.sim.AlterField("Gadget__c", "Code__c", func(f *sim.Field) { f.Length = 40 }))
 	long := "a code that is longer than ten"
 	require.NoError(t, e.sim.UIEdit(context.Background(), "Gadget__c", ids[0], map[string]any{"Code__c": long}))
-	var errID int64
-	var msg string
-	e.eventually(10*time.Second, func() (bool, string) {
-		err := e.pool.QueryRow(context.Background(), `SELECT id, message FROM pgforce.error WHERE sfid = $1 AND state = 'open'`, ids[0]).Scan(&errID, &msg)
-		return err == nil, fmt.Sprint("no open error: ", err)
-	})
-	t.Logf("error: %s", msg)
+	errID, msg := e.waitOpenError(ids[0])
 	require.Contains(t, msg, "pgforce.retry", "the error says how to take the longer value in")
 	// The user cannot widen the column: pgforce's trigger names it.
 	_, err := e.pool.Exec(context.Background(), `ALTER TABLE salesforce.gadget__c ALTER COLUMN code__c TYPE varchar(40)`)

@@ -20,6 +20,8 @@ package inbound
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,7 +57,7 @@ type Options struct {
 	// Org is the pgforce.org whose mappings this worker syncs (default
 	// "default"): the worker's credentials belong to one org.
 	Org string
-	// Owner names this worker in leases (default hostname-pid).
+	// Owner names this worker in leases (default hostname-pid-random).
 	Owner string
 	// BulkThreshold: objects with at least this many records load through
 	// Bulk API 2.0, smaller ones through REST queries (default 10000, the
@@ -92,8 +94,13 @@ func (o *Options) defaults() {
 		o.Org = "default"
 	}
 	if o.Owner == "" {
+		// A random part too: two workers can share a host name and a
+		// process id (containers given one hostname, each running pgforce
+		// as PID 1), and the same owner name let both hold every lease.
 		host, _ := os.Hostname()
-		o.Owner = fmt.Sprintf("%s-%d", host, os.Getpid())
+		var b [3]byte
+		_, _ = rand.Read(b[:])
+		o.Owner = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 	}
 	if o.BulkThreshold <= 0 {
 		o.BulkThreshold = 10000

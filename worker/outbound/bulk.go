@@ -118,7 +118,18 @@ func (s *Service) sendBulk(ctx context.Context, m *Mapping, op string, changes [
 			return s.holdJob(ctx, m, info.ID, idx, results, err, ierr)
 		}
 	}
-	if _, err := s.sf.WaitIngestJob(ctx, info.ID, s.opts.BulkPoll); err != nil {
+	// A worker told to stop does not wait for the job, which a real org
+	// may take many minutes over: the job is aborted and held like one
+	// whose end could not be waited for, below, and whoever sees it end
+	// hands its changes back.
+	wait := ctx
+	if s.stopping != nil {
+		var cancel context.CancelFunc
+		wait, cancel = context.WithCancel(ctx)
+		defer cancel()
+		defer context.AfterFunc(s.stopping, cancel)()
+	}
+	if _, err := s.sf.WaitIngestJob(wait, info.ID, s.opts.BulkPoll); err != nil {
 		var failed *salesforce.JobFailedError
 		if errors.As(err, &failed) {
 			// Failed or aborted: it writes no more, and Collections may.

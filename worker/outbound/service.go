@@ -129,6 +129,9 @@ type Service struct {
 	kick    chan struct{}
 	// heldLogged is when waitBudget last said that writes are held.
 	heldLogged time.Time
+	// stopping is Run's context: it ends when the worker is told to stop
+	// (SIGTERM), while the batch in flight runs on (see cycle).
+	stopping context.Context
 	// recaptured is when recapture last tried each mapping's table.
 	recaptured map[int]time.Time
 	// calls holds a slot per Collections call running, Parallel in all,
@@ -209,6 +212,7 @@ func (s *Service) FeedMode() feed.Mode {
 func (s *Service) Run(ctx context.Context) error {
 	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRun()
+	s.stopping = ctx
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
@@ -446,6 +450,16 @@ func (s *Service) waitBudget(ctx context.Context, m *Mapping) error {
 		if due {
 			s.log.Warn("outbound: writes held until the API budget allows them; raise pgforce.org.api_budget_pct to send them sooner",
 				"mapping", m.ID, "sobject", m.SObject, "reason", err)
+		}
+		// Nothing of this call has reached Salesforce yet: a worker told to
+		// stop does not wait for the budget (the daily allocation is a
+		// rolling 24 hours) to finish its batch, whose changes wait,
+		// unsent, for the next worker.
+		if s.stopping != nil {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithCancel(ctx)
+			defer cancel()
+			defer context.AfterFunc(s.stopping, cancel)()
 		}
 	}
 	return b.Wait(ctx, budget.Write)

@@ -209,6 +209,10 @@ func (s *Server) ExpireSessions() {
 	s.mu.Unlock()
 }
 
+// FailStreamingConnects answers every CometD /meta/connect unsuccessfully with errText (see
+// cometd.Server.FailConnects); "" ends it.
+func (s *Server) FailStreamingConnects(errText string) { s.streams.FailConnects(errText) }
+
 // DropStreamingSessions makes every CometD client's next request fail with 403::Unknown client.
 func (s *Server) DropStreamingSessions() { s.streams.DropSessions() }
 

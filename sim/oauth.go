@@ -79,15 +79,26 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.mu.Lock()
-		_, ok := s.refresh[form.Get("refresh_token")]
+		user, ok := s.refresh[form.Get("refresh_token")]
+		rotated := ""
+		if ok && s.cfg.RotateRefreshTokens {
+			// With rotation the token just used is invalidated and a new one answered.
+			delete(s.refresh, form.Get("refresh_token"))
+			rotated = s.orgID[:15] + "!" + randomToken(40)
+			s.refresh[rotated] = user
+		}
 		s.mu.Unlock()
 		if !ok {
 			writeOAuthError(w, "invalid_grant", "expired access/refresh token")
 			return
 		}
-		// Rotation is off, as it is by default on a connected app: the refresh token stays the same and the
-		// answer carries none.
+		// Without rotation (the default on a connected app) the refresh token stays the same and the answer
+		// carries none.
 		scope = "api refresh_token"
+		if rotated != "" {
+			s.issueTokenWith(w, scope, map[string]string{"refresh_token": rotated})
+			return
+		}
 	case grantClient:
 		if !s.checkClient(w, clientID, clientSecret, true) {
 			return
@@ -139,6 +150,11 @@ func (s *Server) IssueRefreshToken() string {
 
 // issueToken starts a session for the org's user and answers the token JSON.
 func (s *Server) issueToken(w http.ResponseWriter, scope string) {
+	s.issueTokenWith(w, scope, nil)
+}
+
+// issueTokenWith is issueToken with extra keys in the answer.
+func (s *Server) issueTokenWith(w http.ResponseWriter, scope string, extra map[string]string) {
 	now := s.cfg.Clock()
 	token := s.orgID[:15] + "!" + randomToken(48)
 	s.mu.Lock()
@@ -158,6 +174,9 @@ func (s *Server) issueToken(w http.ResponseWriter, scope string) {
 	}
 	if scope != "" {
 		out["scope"] = scope
+	}
+	for k, v := range extra {
+		out[k] = v
 	}
 	writeJSON(w, http.StatusOK, out)
 }

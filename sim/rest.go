@@ -478,6 +478,12 @@ func (c *call) replication(o *Object, deleted bool) {
 		writeErrors(c.w, http.StatusBadRequest, APIError{Code: "INVALID_REPLICATION_DATE", Message: "startDate must chronologically precede endDate"})
 		return
 	}
+	// Results go back no more than 30 days before the call; Salesforce
+	// refuses an older start rather than cutting the window short.
+	if start.Before(c.s.cfg.Clock().Add(-ReplicationWindow)) {
+		writeErrors(c.w, http.StatusBadRequest, APIError{Code: "INVALID_REPLICATION_DATE", Message: "startDate cannot be more than 30 days ago"})
+		return
+	}
 	// Salesforce covers whole minutes: the end is rounded down.
 	covered := end.Truncate(time.Minute)
 	stamp := o.Field("SystemModstamp").Index
@@ -513,3 +519,7 @@ func (c *call) replication(o *Object, deleted bool) {
 	}
 	writeJSON(c.w, http.StatusOK, map[string]any{"ids": ids, "latestDateCovered": covered.Format(restDateTime)})
 }
+
+// ReplicationWindow is how far back the updated and deleted resources
+// reach: a start older than this is refused with INVALID_REPLICATION_DATE.
+const ReplicationWindow = 30 * 24 * time.Hour

@@ -48,6 +48,10 @@ type Config struct {
 	BulkProcessDelay time.Duration
 	// Clock replaces time.Now (tests).
 	Clock func() time.Time
+	// RotateRefreshTokens is the connected app's "Enable Refresh Token
+	// Rotation": each refresh_token grant answers a new refresh token and
+	// invalidates the one it was made with.
+	RotateRefreshTokens bool
 }
 
 // Defaults of Config and of the `pgforce sim` flags.
@@ -248,6 +252,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
 	if strings.HasPrefix(p, "/__sim/") {
 		s.serveHooks(w, r)
+		return
+	}
+	if tooLong(w, r) {
 		return
 	}
 	s.count(r)
@@ -459,4 +466,30 @@ func releaseName(v int) string {
 	idx := ((d % 3) + 3) % 3
 	year := 25 + (d-idx)/3
 	return fmt.Sprintf("%s '%02d", seasons[idx], year)
+}
+
+// MaxURIAndHeaderBytes is Salesforce's cap on one REST request's URI and
+// headers together (help article 000386264): a longer URI is answered 414
+// URI Too Long, a URI and headers that are longer together 431 Request
+// Header Fields Too Large. A SOQL query sent in the URI of a GET meets it
+// with a few hundred selected fields.
+const MaxURIAndHeaderBytes = 16384
+
+// tooLong answers a request over MaxURIAndHeaderBytes as Salesforce does.
+func tooLong(w http.ResponseWriter, r *http.Request) bool {
+	n := len(r.RequestURI)
+	if n > MaxURIAndHeaderBytes {
+		http.Error(w, "URI Too Long", http.StatusRequestURITooLong)
+		return true
+	}
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4 // "k: v\r\n"
+		}
+	}
+	if n > MaxURIAndHeaderBytes {
+		http.Error(w, "Request Header Fields Too Large", http.StatusRequestHeaderFieldsTooLarge)
+		return true
+	}
+	return false
 }

@@ -166,7 +166,7 @@ func RunWithOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, o
 		ClientSecret: cfg.ClientSecret,
 		Username:     cfg.Username,
 		Password:     cfg.Password,
-		RefreshToken: cfg.RefreshToken,
+		RefreshToken: cfg.RefreshToken, RefreshTokenFile: cfg.RefreshTokenFile,
 	}
 	if cfg.PrivateKeyFile != "" {
 		pem, err := os.ReadFile(cfg.PrivateKeyFile)

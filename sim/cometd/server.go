@@ -65,6 +65,20 @@ type Server struct {
 
 	mu      sync.Mutex
 	clients map[string]*client
+	// connectErr, when set, answers every /meta/connect unsuccessfully
+	// with it (FailConnects).
+	connectErr string
+}
+
+// FailConnects answers every /meta/connect with successful false and errText
+// (no advice), as Salesforce answers a subscriber once the org's event
+// delivery allocation is spent ("403::Organization total events daily limit
+// exceeded") or the server is overloaded ("503::Server is too busy"); ""
+// ends it.
+func (s *Server) FailConnects(errText string) {
+	s.mu.Lock()
+	s.connectErr = errText
+	s.mu.Unlock()
 }
 
 type subscription struct {
@@ -488,6 +502,12 @@ func (s *Server) connect(ctx context.Context, m *message, subscribedNow bool) (r
 	c := s.lookup(m.ClientID)
 	if c == nil {
 		return unknownClient(m), nil
+	}
+	s.mu.Lock()
+	failure := s.connectErr
+	s.mu.Unlock()
+	if failure != "" {
+		return reply{ClientID: c.id, Channel: m.Channel, ID: m.ID, Error: failure, Successful: false}, nil
 	}
 	ok := reply{ClientID: c.id, Channel: m.Channel, ID: m.ID, Successful: true}
 

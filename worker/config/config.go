@@ -29,6 +29,8 @@ const Help = `Settings, from the environment:
   one OAuth flow:
     SALESFORCE_USERNAME + SALESFORCE_PRIVATE_KEY_FILE   JWT bearer
     SALESFORCE_REFRESH_TOKEN                            refresh token
+      (+ SALESFORCE_REFRESH_TOKEN_FILE, a writable file that keeps the newest token
+       when the connected app rotates refresh tokens)
     SALESFORCE_USERNAME + SALESFORCE_PASSWORD           password (followed by the security token)
     none of these                                       client credentials
   PGFORCE_ORG                   the row of pgforce.org this worker syncs (default "default")
@@ -47,6 +49,8 @@ type Config struct {
 	Password       string `env:"SALESFORCE_PASSWORD"`
 	PrivateKeyFile string `env:"SALESFORCE_PRIVATE_KEY_FILE"`
 	RefreshToken   string `env:"SALESFORCE_REFRESH_TOKEN"`
+	// RefreshTokenFile keeps a rotated refresh token across restarts.
+	RefreshTokenFile string `env:"SALESFORCE_REFRESH_TOKEN_FILE"`
 
 	// Org is the row of pgforce.org this worker syncs: one worker process
 	// serves one org, because the Salesforce credentials above are one org's.

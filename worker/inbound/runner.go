@@ -563,6 +563,11 @@ func (r *runner) runPoll(ctx context.Context, t *table, needLoad bool) error {
 	}
 }
 
+// deletedWindow is how far back a poll asks the deleted-records resource:
+// Salesforce refuses a start more than 30 days before the call; a day
+// short of it leaves room for clocks that disagree.
+const deletedWindow = 29 * 24 * time.Hour
+
 func (r *runner) poll(ctx context.Context, t *table) error {
 	var wm *time.Time
 	if err := r.s.pool.QueryRow(ctx, `SELECT inbound_watermark FROM pgforce.mapping WHERE id = $1`, r.id).Scan(&wm); err != nil {
@@ -600,8 +605,15 @@ func (r *runner) poll(ctx context.Context, t *table) error {
 		return err
 	}
 	// Records purged from the recycle bin never show through queryAll.
-	if now.Sub(since) >= time.Minute {
-		del, err := r.s.sf.Deleted(ctx, t.m.SObject, since, now)
+	// The deleted-records resource reaches back 30 days and refuses an
+	// older start (INVALID_REPLICATION_DATE), which the watermark of an
+	// object nobody changed for a month is: its window starts inside.
+	delFrom := since
+	if floor := now.Add(-deletedWindow); delFrom.Before(floor) {
+		delFrom = floor
+	}
+	if now.Sub(delFrom) >= time.Minute {
+		del, err := r.s.sf.Deleted(ctx, t.m.SObject, delFrom, now)
 		if err := r.observe(err); err != nil && !salesforce.IsNotFound(err) {
 			return err
 		}

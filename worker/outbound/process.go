@@ -529,12 +529,16 @@ func (s *Service) sendChunk(ctx context.Context, m *Mapping, op string, changes 
 		switch {
 		case k < len(res):
 			results[i] = saveOutcome(op, res[k])
-		case err != nil && (salesforce.IsTransient(err) || errors.Is(err, context.Canceled)):
+		case err != nil && (salesforce.IsTransient(err) || errors.Is(err, context.Canceled) || salesforce.IsAuthFailure(err)):
 			// A call Salesforce refused as a whole with an answer did
 			// nothing; one without an answer may have (see findCreated).
 			// A 5xx may come from a gateway after Salesforce committed.
+			// A session that could not be renewed (the password was
+			// reset, the refresh token revoked) is the login's failure,
+			// not the records': they wait for it to work again rather
+			// than become error rows only a manual retry sends.
 			var refused *salesforce.APIError
-			results[i] = outcome{kind: outTransient, unsent: errors.As(err, &refused) && refused.HTTPStatus < 500}
+			results[i] = outcome{kind: outTransient, unsent: errors.As(err, &refused) && refused.HTTPStatus < 500 || salesforce.IsAuthFailure(err)}
 		case err != nil:
 			results[i] = outcome{kind: outFailed, err: callError(err)}
 		default:

@@ -15,6 +15,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,6 +60,12 @@ type Credentials struct {
 	Password      string // password with the security token appended
 	PrivateKeyPEM []byte // JWT bearer flow
 	RefreshToken  string
+	// RefreshTokenFile keeps the refresh token across restarts when the
+	// connected app rotates refresh tokens (each refresh answers a new one
+	// and invalidates the one used): the newest is written there, and a
+	// token found there at start replaces RefreshToken, which an earlier
+	// run used up.
+	RefreshTokenFile string
 }
 
 // Grant returns the flow the credentials select: a private key means JWT
@@ -99,6 +107,17 @@ type TokenSource struct {
 	tok *Token
 	// refreshToken follows rotation: a newer refresh token replaces the configured one.
 	refreshToken string
+	// persistErr is the failure to write a rotated refresh token to
+	// Credentials.RefreshTokenFile.
+	persistErr error
+}
+
+// PersistError reports why the latest rotated refresh token could not be
+// written to Credentials.RefreshTokenFile, or nil.
+func (ts *TokenSource) PersistError() error {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.persistErr
 }
 
 // NewTokenSource checks the credentials and prepares the flow; it does not
@@ -116,6 +135,15 @@ func NewTokenSource(creds Credentials, httpClient *http.Client) (*TokenSource, e
 		return nil, err
 	}
 	ts := &TokenSource{creds: creds, grant: g, http: httpClient, now: time.Now, refreshToken: creds.RefreshToken}
+	if g == GrantRefreshToken && creds.RefreshTokenFile != "" {
+		b, err := os.ReadFile(creds.RefreshTokenFile)
+		switch {
+		case err == nil && strings.TrimSpace(string(b)) != "":
+			ts.refreshToken = strings.TrimSpace(string(b))
+		case err != nil && !errors.Is(err, os.ErrNotExist):
+			return nil, fmt.Errorf("salesforce: refresh token file: %w", err)
+		}
+	}
 	if ts.http == nil {
 		ts.http = http.DefaultClient
 	}
@@ -210,8 +238,17 @@ func (ts *TokenSource) fetchLocked(ctx context.Context) (*Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	if tok.RefreshToken != "" && ts.grant == GrantRefreshToken {
+	if tok.RefreshToken != "" && ts.grant == GrantRefreshToken && tok.RefreshToken != ts.refreshToken {
 		ts.refreshToken = tok.RefreshToken
+		if ts.creds.RefreshTokenFile != "" {
+			// The token works for this run whatever happens to the file;
+			// a failure to keep it is reported by PersistError (New
+			// fails on it at start-up).
+			ts.persistErr = nil
+			if err := writeFileAtomic(ts.creds.RefreshTokenFile, []byte(tok.RefreshToken+"\n")); err != nil {
+				ts.persistErr = fmt.Errorf("salesforce: the connected app rotated the refresh token and the new one could not be kept in %s, so a restart could not log in: %w", ts.creds.RefreshTokenFile, err)
+			}
+		}
 	}
 	ts.tok = tok
 	return tok, nil
@@ -306,4 +343,31 @@ func jwtAssertion(key *rsa.PrivateKey, clientID, username, aud string, now time.
 		return "", fmt.Errorf("salesforce: signing JWT assertion: %w", err)
 	}
 	return signingInput + "." + enc.EncodeToString(sig), nil
+}
+
+// writeFileAtomic replaces path with data (mode 0600) through a temporary
+// file and a rename, so a crash never leaves half a token.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(0o600)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
 }

@@ -27,6 +27,9 @@ type Config struct {
 	Password      string
 	PrivateKeyPEM []byte
 	RefreshToken  string
+	// RefreshTokenFile keeps a rotated refresh token across restarts (see
+	// Credentials.RefreshTokenFile).
+	RefreshTokenFile string
 	// APIVersion such as "62.0"; default DefaultAPIVersion.
 	APIVersion string
 	// HTTPClient defaults to a client without an overall timeout; every call is
@@ -67,7 +70,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	ts, err := NewTokenSource(Credentials{
 		LoginURL: cfg.LoginURL, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
 		Username: cfg.Username, Password: cfg.Password, PrivateKeyPEM: cfg.PrivateKeyPEM,
-		RefreshToken: cfg.RefreshToken,
+		RefreshToken: cfg.RefreshToken, RefreshTokenFile: cfg.RefreshTokenFile,
 	}, hc)
 	if err != nil {
 		return nil, err
@@ -83,6 +86,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("salesforce: QueryBatchSize %d is outside 200..2000", c.batchSize)
 	}
 	if _, err := ts.Token(ctx); err != nil {
+		return nil, err
+	}
+	if err := ts.PersistError(); err != nil {
 		return nil, err
 	}
 	return c, nil

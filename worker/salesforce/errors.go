@@ -179,3 +179,16 @@ func (e *APIError) codes() []string {
 	}
 	return out
 }
+
+// IsAuthFailure reports whether err says the client could not act as its
+// user at all: a 401 that a token refresh did not cure, or a token
+// endpoint that refused the login (invalid_grant after a password reset,
+// a revoked refresh token, a frozen user). It is the login's failure, not
+// the call's: the same call succeeds once the credentials work again.
+func IsAuthFailure(err error) bool {
+	if IsInvalidSession(err) {
+		return true
+	}
+	var oe *OAuthError
+	return errors.As(err, &oe)
+}

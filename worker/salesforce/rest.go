@@ -1,6 +1,7 @@
 package salesforce
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -255,8 +256,21 @@ func (c *Client) queryPages(ctx context.Context, endpoint, soql string, fn func(
 		r.header = http.Header{"Sforce-Query-Options": {"batchSize=" + strconv.Itoa(c.batchSize)}}
 	}
 	total := -1
+	// Salesforce takes at most 16,384 bytes of URI and headers together;
+	// a SELECT of a few hundred fields does not fit in the URI of a GET.
+	// Such a query's first page is asked for in the body of a Composite
+	// request, Salesforce's own advice; later pages follow the short
+	// nextRecordsUrl as usual.
+	viaComposite := len(r.path)+1+len(r.query.Encode()) > maxQueryURI
 	for {
-		page, err := c.readQueryPage(ctx, r, fn)
+		var page pageInfo
+		var err error
+		if viaComposite {
+			viaComposite = false
+			page, err = c.readQueryPageViaComposite(ctx, r, fn)
+		} else {
+			page, err = c.readQueryPage(ctx, r, fn)
+		}
 		if err != nil {
 			if total < 0 && page.totalSize >= 0 {
 				total = page.totalSize
@@ -285,19 +299,50 @@ type pageInfo struct {
 	next      string
 }
 
+// maxQueryURI is the longest request target (path and query string) a
+// query is sent in as a GET. Salesforce refuses more than 16,384 bytes of
+// URI and headers together (414, or 431 with the headers); the margin
+// leaves room for the headers, the token among them.
+const maxQueryURI = 12000
+
+// readQueryPageViaComposite asks for the first page of the query r
+// describes as the only subrequest of a Composite request, whose URL
+// travels in the body.
+func (c *Client) readQueryPageViaComposite(ctx context.Context, r request, fn func(Record) error) (pageInfo, error) {
+	res, err := c.Composite(ctx, false, []CompositeSubrequest{{Method: http.MethodGet, URL: r.path + "?" + r.query.Encode(), ReferenceID: "query"}})
+	if err != nil {
+		return pageInfo{totalSize: -1}, err
+	}
+	if len(res) != 1 {
+		return pageInfo{totalSize: -1}, fmt.Errorf("salesforce: query through composite: %d answers to one subrequest", len(res))
+	}
+	if err := res[0].Err(); err != nil {
+		var ae *APIError
+		if errors.As(err, &ae) {
+			ae.Method, ae.Path = http.MethodGet, r.path
+		}
+		return pageInfo{totalSize: -1}, err
+	}
+	return parseQueryPage(bytes.NewReader(res[0].Body), r.path, fn)
+}
+
 // readQueryPage walks one query answer token by token, handing each record to
 // fn as soon as it is decoded; the keys may come in any order.
 func (c *Client) readQueryPage(ctx context.Context, r request, fn func(Record) error) (pageInfo, error) {
-	info := pageInfo{totalSize: -1}
 	resp, err := c.do(ctx, r)
 	if err != nil {
-		return info, err
+		return pageInfo{totalSize: -1}, err
 	}
 	defer resp.Body.Close()
-	dec := json.NewDecoder(resp.Body)
+	return parseQueryPage(resp.Body, r.path, fn)
+}
+
+func parseQueryPage(body io.Reader, path string, fn func(Record) error) (pageInfo, error) {
+	info := pageInfo{totalSize: -1}
+	dec := json.NewDecoder(body)
 	dec.UseNumber()
 	bad := func(err error) (pageInfo, error) {
-		return info, fmt.Errorf("salesforce: query page %s: %w", r.path, err)
+		return info, fmt.Errorf("salesforce: query page %s: %w", path, err)
 	}
 	if err := expectDelim(dec, '{'); err != nil {
 		return bad(err)

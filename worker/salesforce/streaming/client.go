@@ -498,6 +498,7 @@ func (c *Client) applyAdvice(a *advice) {
 func (c *Client) connectLoop(ctx context.Context, handler Handler) error {
 	first := true
 	failures := 0
+	refused := 0 // connects answered unsuccessfully in a row
 	for {
 		c.mu.Lock()
 		clientID, hold, interval, reconnect := c.clientID, c.timeout, c.interval, c.reconnect
@@ -555,12 +556,25 @@ func (c *Client) connectLoop(ctx context.Context, handler Handler) error {
 			case reconnect == "none":
 				return &BayeuxError{Channel: "/meta/connect", Message: connect.Error}
 			}
-			// reconnect "retry": connect again after the interval.
+			// reconnect "retry" (or no advice): connect again, but not at
+			// once. A refusal that lasts (the org's event allocation is
+			// spent, the server is too busy) would otherwise be asked
+			// again thousands of times a second.
+			refused++
+			wait := min(time.Duration(1<<min(refused-1, 10))*500*time.Millisecond, c.maxBackoff)
+			if refused == 1 {
+				c.log.WarnContext(ctx, "cometd connect refused; retrying with backoff", "error", connect.Error)
+			}
+			if err := sleep(ctx, max(wait, interval)); err != nil {
+				return err
+			}
+			continue
 		} else if reconnect == "none" {
 			return &BayeuxError{Channel: "/meta/connect", Message: "server advised not to reconnect"}
 		} else if reconnect == "handshake" {
 			return errRehandshake
 		}
+		refused = 0
 		if interval > 0 {
 			if err := sleep(ctx, interval); err != nil {
 				return err

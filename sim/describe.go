@@ -87,7 +87,7 @@ func (c *call) describe(o *Object) {
 			rel = ch.RelationshipName
 		}
 		children = append(children, map[string]any{
-			"childSObject": ch.Object, "field": ch.Field, "relationshipName": rel, "cascadeDelete": false,
+			"childSObject": ch.Object, "field": ch.Field, "relationshipName": rel, "cascadeDelete": ch.cascade,
 			"restrictedDelete": false, "deprecatedAndHidden": false, "junctionIdListNames": []string{},
 			"junctionReferenceTo": []string{},
 		})

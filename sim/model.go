@@ -39,6 +39,9 @@ type Field struct {
 
 	ReferenceTo      []string
 	RelationshipName string
+	// CascadeDelete says that deleting the parent deletes the records that name it here (Contact.AccountId,
+	// Opportunity.AccountId), as Salesforce does.
+	CascadeDelete bool
 
 	// CompoundName is set on the parts of a compound field (BillingCity -> BillingAddress, FirstName -> Name);
 	// Component is the part's name inside the compound as change events spell it (City, FirstName).
@@ -82,6 +85,7 @@ type Object struct {
 
 type childRel struct {
 	Object, Field, RelationshipName string
+	cascade                         bool
 }
 
 // Field returns the field named name, case-insensitively.
@@ -174,7 +178,7 @@ func (c *Catalog) linkChildren() {
 				if p == nil {
 					continue
 				}
-				p.children = append(p.children, childRel{Object: o.Name, Field: f.Name, RelationshipName: childRelName(o, f)})
+				p.children = append(p.children, childRel{Object: o.Name, Field: f.Name, RelationshipName: childRelName(o, f), cascade: f.CascadeDelete})
 			}
 		}
 	}

@@ -59,6 +59,12 @@ func ref(name, target, rel string) *Field {
 		Updateable: true, Nillable: true, ReferenceTo: []string{target}, RelationshipName: rel}
 }
 
+// cascade marks a lookup whose records Salesforce deletes with their parent.
+func cascade(f *Field) *Field {
+	f.CascadeDelete = true
+	return f
+}
+
 // addSystemHead adds the fields every object starts with.
 func addSystemHead(o *Object, deletable bool) {
 	o.addField(&Field{Name: "Id", Label: o.Label + " ID", Type: "id", Length: 18, DefaultedOnCreate: true, IDLookup: true})
@@ -176,7 +182,7 @@ func standardObjects(c *Catalog) {
 
 	con := newObject("Contact", "003", false)
 	addSystemHead(con, true)
-	con.addField(ref("AccountId", "Account", "Account"))
+	con.addField(cascade(ref("AccountId", "Account", "Account")))
 	addPersonName(con, true)
 	addAddress(con, "Mailing")
 	con.addField(typed("Phone", "phone"))
@@ -195,7 +201,7 @@ func standardObjects(c *Catalog) {
 	opp := newObject("Opportunity", "006", false)
 	opp.LabelPlural = "Opportunities"
 	addSystemHead(opp, true)
-	opp.addField(ref("AccountId", "Account", "Account"))
+	opp.addField(cascade(ref("AccountId", "Account", "Account")))
 	opp.addField(nameField(120))
 	opp.addField(typed("Description", "textarea"))
 	opp.addField(required(pick("StageName", true, "Prospecting", "Qualification", "Needs Analysis", "Value Proposition",

@@ -155,11 +155,20 @@ type Tx struct {
 }
 
 // Store holds every record of the org.
+// cascadedChild is a record deleted with its parent (see txn.cascadeDelete), which an undelete of the
+// parent restores.
+type cascadedChild struct {
+	tbl *table
+	id  string
+}
+
 type Store struct {
-	mu     sync.RWMutex
-	cat    *Catalog
-	tables map[*Object]*table
-	clock  func() time.Time
+	// cascaded lists, by parent Id, the records a delete of the parent deleted with it.
+	cascaded map[string][]cascadedChild
+	mu       sync.RWMutex
+	cat      *Catalog
+	tables   map[*Object]*table
+	clock    func() time.Time
 
 	lastStamp    time.Time
 	commitNumber int64
@@ -187,6 +196,7 @@ func newStore(cat *Catalog, clock func() time.Time) *Store {
 
 func (s *Store) resetTables() {
 	s.tables = map[*Object]*table{}
+	s.cascaded = map[string][]cascadedChild{}
 	for _, o := range s.cat.objects {
 		s.tables[o] = newTable(o)
 	}
@@ -842,7 +852,38 @@ func (t *txn) delete(tbl *table, raw string, hard bool) Result {
 	if wasLive {
 		t.addEvent(pendingEvent{obj: o, kind: "DELETE", ids: []string{id}})
 	}
+	t.cascadeDelete(o, id, hard)
 	return Result{ID: id}
+}
+
+// cascadeDelete deletes, as Salesforce does, the live records whose cascade-delete lookup names the
+// deleted record id (an Account's Contacts and Opportunities), and theirs in turn.
+func (t *txn) cascadeDelete(parent *Object, id string, hard bool) {
+	for _, ch := range parent.children {
+		child := t.s.cat.Object(ch.Object)
+		if child == nil {
+			continue
+		}
+		f := child.Field(ch.Field)
+		if f == nil || !f.CascadeDelete {
+			continue
+		}
+		ctbl := t.s.tables[child]
+		var ids []string
+		for _, r := range ctbl.rows {
+			if r != nil && !ctbl.deleted(r) && r.vals[f.Index] == id {
+				ids = append(ids, r.id())
+			}
+		}
+		for _, cid := range ids {
+			t.delete(ctbl, cid, hard)
+			if !hard {
+				t.s.cascaded[id] = append(t.s.cascaded[id], cascadedChild{ctbl, cid})
+				pid := id
+				t.pushUndo(func() { t.s.cascaded[pid] = t.s.cascaded[pid][:len(t.s.cascaded[pid])-1] })
+			}
+		}
+	}
 }
 
 func (t *txn) undelete(tbl *table, raw string) Result {
@@ -868,6 +909,16 @@ func (t *txn) undelete(tbl *table, raw string) Result {
 	vals[o.Field("SystemModstamp").Index] = t.at
 	t.replace(tbl, old, &record{vals: vals})
 	t.addEvent(pendingEvent{obj: o, kind: "UNDELETE", ids: []string{id}, vals: vals})
+	// The records deleted with it come back with it, as in Salesforce.
+	if kids := t.s.cascaded[id]; len(kids) > 0 {
+		delete(t.s.cascaded, id)
+		t.pushUndo(func() { t.s.cascaded[id] = kids })
+		for _, k := range kids {
+			if r := k.tbl.get(k.id); r != nil && k.tbl.deleted(r) {
+				t.undelete(k.tbl, k.id)
+			}
+		}
+	}
 	return Result{ID: id}
 }
 

@@ -9,6 +9,22 @@
 -- not confirmed. Salesforce values for fields that are not pending always
 -- apply: concurrent edits of different fields on each side both survive.
 
+-- The lookup column a Heroku Connect relationship column
+-- (<lookup>__r__<extid>) sets, as the outbound worker reads it
+-- (relTargetOf): accountid for account__r__ext_id__c, period__c for
+-- period__r__key__c or period__c__r__key__c; NULL when the mapping does
+-- not map it.
+CREATE FUNCTION pgforce._rel_lookup(p_mapping_id integer, p_column text) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT c FROM pgforce.mapping m,
+         LATERAL (SELECT pg_catalog.split_part(p_column, '__r__', 1) AS l) x,
+         LATERAL pg_catalog.unnest(ARRAY[x.l || 'id', x.l || '__c', x.l]) WITH ORDINALITY AS u(c, i)
+    WHERE m.id = p_mapping_id AND p_column LIKE '%\_\_r\_\_%'
+      AND u.c IN (SELECT pg_catalog.lower(f) FROM pg_catalog.unnest(m.fields) f)
+      AND (u.i < 3 OR x.l LIKE '%id' OR x.l LIKE '%\_\_c')
+    ORDER BY u.i LIMIT 1
+$$;
+
 -- The pending fields of a record: column -> {"value", "at"} of the latest
 -- queued change of each.
 CREATE FUNCTION pgforce._pending_fields(p_mapping_id integer, p_record_id integer) RETURNS jsonb
@@ -32,7 +48,20 @@ $$;
 -- the entries, and would otherwise send the value Salesforce's replaced.
 -- A retry that goes away so settles its error: nothing is left to send,
 -- and it waited for ever for a result that would never come.
+-- A relationship column goes with the lookup column it sets: Salesforce's
+-- value of the lookup replaces a queued change of the parent made either
+-- way.
 CREATE FUNCTION pgforce._drop_pending(p_mapping_id integer, p_record_id integer, p_columns text[]) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pgforce._drop_pending_columns(p_mapping_id, p_record_id, p_columns || ARRAY(
+        SELECT DISTINCT k FROM pgforce.outbox o, LATERAL pg_catalog.jsonb_object_keys(o.new) k
+        WHERE o.mapping_id = p_mapping_id AND o.record_id = p_record_id AND o.op = 'update'
+          AND k LIKE '%\_\_r\_\_%' AND pgforce._rel_lookup(p_mapping_id, k) = ANY (p_columns)));
+END
+$$;
+
+CREATE FUNCTION pgforce._drop_pending_columns(p_mapping_id integer, p_record_id integer, p_columns text[]) RETURNS void
 LANGUAGE sql AS $$
     UPDATE pgforce.outbox o SET new = o.new - p_columns, old = o.old - p_columns,
         dropped = CASE WHEN o.claimed_at IS NULL THEN o.dropped
@@ -181,6 +210,10 @@ DECLARE
     v_flight   text[];
     v_again    jsonb;
     v_agreed   text[] := '{}';
+    v_relof    jsonb := '{}';
+    v_lookup   text;
+    v_cur      jsonb;
+    v_pgkey    text;
 BEGIN
     IF p_values IS NULL OR p_record_id IS NULL THEN
         RETURN p_values;
@@ -224,14 +257,35 @@ BEGIN
     IF v_pending = '{}' THEN
         RETURN p_values;
     END IF;
+    -- A queued change of a relationship column (account__r__ext_id__c) is
+    -- a change of the lookup it sets (accountid): where Salesforce changed
+    -- that lookup too (its value is not the one the row holds), the two
+    -- changes of the parent meet under the policy, as two changes of the
+    -- lookup would. Left apart, the relationship column's change was sent
+    -- over Salesforce's whatever the policy said. Not in the echo of our
+    -- own write: the lookup it carries is the parent the relationship
+    -- column named, which the row takes.
+    FOR v_key IN SELECT k FROM pg_catalog.jsonb_object_keys(v_pending) k WHERE k LIKE '%\_\_r\_\_%' AND NOT p_echo LOOP
+        CONTINUE WHEN pg_catalog.jsonb_typeof(v_pending -> v_key -> 'value') = 'null';
+        v_lookup := pgforce._rel_lookup(p_mapping_id, v_key);
+        CONTINUE WHEN v_lookup IS NULL OR NOT p_values ? v_lookup OR v_pending ? v_lookup OR v_table IS NULL;
+        EXECUTE pg_catalog.format('SELECT pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->) $2 FROM %s t WHERE t.id OPERATOR(pg_catalog.=) $1', v_table)
+            INTO v_cur USING p_record_id, v_lookup;
+        CONTINUE WHEN pgforce._same_value(v_table, v_lookup, coalesce(v_cur, 'null'), p_values -> v_lookup);
+        v_pending := v_pending || pg_catalog.jsonb_build_object(v_lookup, v_pending -> v_key);
+        v_relof := v_relof || pg_catalog.jsonb_build_object(v_lookup, v_key);
+    END LOOP;
     SELECT m.conflict INTO v_policy FROM pgforce.mapping m WHERE m.id = p_mapping_id;
     FOR v_key, v_value IN SELECT * FROM pg_catalog.jsonb_each(p_values) LOOP
         v_pend := v_pending -> v_key;
+        -- Postgres's side of a lookup set through its relationship column
+        -- is that column (the worker resolves it), never the lookup.
+        v_pgkey := coalesce(v_relof ->> v_key, v_key);
         IF v_pend IS NULL THEN
             v_out := v_out || pg_catalog.jsonb_build_object(v_key, v_value);
         ELSIF p_echo THEN
             CONTINUE;
-        ELSIF pgforce._same_value(v_table, v_key, v_pend -> 'value', v_value) THEN
+        ELSIF NOT v_relof ? v_key AND pgforce._same_value(v_table, v_key, v_pend -> 'value', v_value) THEN
             v_out := v_out || pg_catalog.jsonb_build_object(v_key, v_value);
             v_drop := v_drop || v_key;
             v_agreed := v_agreed || v_key;
@@ -258,11 +312,11 @@ BEGIN
             v_drop := v_drop || v_key;
             v_won := v_won || pg_catalog.jsonb_build_object(v_key, v_value);
         ELSIF v_policy = 'manual' THEN
-            v_pg := v_pg || pg_catalog.jsonb_build_object(v_key, v_pend -> 'value');
+            v_pg := v_pg || pg_catalog.jsonb_build_object(v_pgkey, v_pend -> 'value');
             v_sf := v_sf || pg_catalog.jsonb_build_object(v_key, v_value);
         ELSE
             -- postgres_wins, or newest_wins with Postgres newer: keep ours.
-            v_kept := v_kept || pg_catalog.jsonb_build_object(v_key, v_pend -> 'value');
+            v_kept := v_kept || pg_catalog.jsonb_build_object(v_pgkey, v_pend -> 'value');
         END IF;
     END LOOP;
     -- A change in flight (claimed) reaches Salesforce as the worker holds

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgforce/pgforce/worker/salesforce"
 )
@@ -747,7 +750,97 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 	if err := s.checkCatchUp(ctx, m, changes, func(id int) *time.Time { return rows[id].stamp }); err != nil {
 		return err
 	}
+	if err := s.holdParentDeletes(ctx, m, all, changes); err != nil {
+		return err
+	}
 	return s.buildRecords(ctx, m, all, changes)
+}
+
+// holdParentDeletes holds back the delete of a record while a child row
+// that named it has a change queued that moves the child to another parent
+// (its lookup column changed from this record's Id, or a relationship
+// column of that lookup set). Salesforce deletes an Account's Contacts and
+// Opportunities, and master-detail children, with their parent: sent
+// first, the delete took the moved children with it, and their move then
+// failed with ENTITY_IS_DELETED. Mappings are written parents first, so
+// the held delete goes in the next cycle, after the children's changes.
+// A paused child mapping does not hold the delete.
+func (s *Service) holdParentDeletes(ctx context.Context, m *Mapping, all []*Mapping, changes []*change) error {
+	var ids []string
+	for _, c := range changes {
+		if c.Op == "delete" && c.SFID != "" && !c.deferTo && c.invalid == nil {
+			ids = append(ids, c.SFID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	held := map[string]bool{}
+	byObject := map[string]*Mapping{}
+	for _, y := range all {
+		byObject[strings.ToLower(y.SObject)] = y
+	}
+	for _, x := range all {
+		if x.ID == m.ID || x.Paused {
+			continue
+		}
+		for _, col := range x.Columns {
+			if col.Type != "reference" || !slices.ContainsFunc(col.ReferenceTo, func(r string) bool { return strings.EqualFold(r, m.SObject) }) {
+				continue
+			}
+			lc := strings.ToLower(col.Name)
+			var rels []string
+			for _, rc := range x.RelColumns {
+				if t, ok := relTargetOf(x, rc, byObject); ok && strings.EqualFold(t.lookupField, col.Name) {
+					rels = append(rels, rc)
+				}
+			}
+			// $4 is the lookup's column name: a key of the outbox's jsonb.
+			q := fmt.Sprintf(`SELECT o.old->>$4 FROM pgforce.outbox o
+				WHERE o.mapping_id = $1 AND o.op = 'update' AND o.old->>$4 = ANY($2)
+				UNION
+				SELECT t.%[1]s::text FROM %[2]s t JOIN pgforce.outbox o ON o.mapping_id = $1 AND o.record_id = t.id
+				WHERE t.%[1]s::text = ANY($2) AND o.op = 'update'
+				  AND EXISTS (SELECT FROM unnest($3::text[]) r WHERE o.new->>r IS NOT NULL)`,
+				pgx.Identifier{lc}.Sanitize(), x.Table())
+			if rels == nil {
+				rels = []string{}
+			}
+			found, err := queryStrings(ctx, s.pool, q, x.ID, ids, rels, lc)
+			if missingColumn(err) {
+				// The child's table lacks the column (or is not made
+				// yet): no child of it can have moved.
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("read the queued changes of children of %s in %s: %w", m.Table(), x.Table(), err)
+			}
+			for _, id := range found {
+				held[id] = true
+			}
+		}
+	}
+	for _, c := range changes {
+		if c.Op == "delete" && held[c.SFID] {
+			c.deferTo = true
+		}
+	}
+	return nil
+}
+
+// queryStrings returns the single text column of a query's rows.
+func queryStrings(ctx context.Context, pool *pgxpool.Pool, sql string, args ...any) ([]string, error) {
+	rows, err := pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// missingColumn reports whether err says a column or table does not exist.
+func missingColumn(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "42703" || pe.Code == "42P01")
 }
 
 // checkCatchUp holds back the updates of records that Salesforce changed
@@ -887,6 +980,7 @@ func (s *Service) buildRecords(ctx context.Context, m *Mapping, all []*Mapping, 
 	type parentRow struct {
 		sfid    string
 		waiting bool
+		id      int
 	}
 	refs := map[refKey]parentRow{}
 	type lookup struct {
@@ -917,8 +1011,11 @@ func (s *Service) buildRecords(ctx context.Context, m *Mapping, all []*Mapping, 
 	for col, l := range lookups {
 		ext := pgx.Identifier{strings.ToLower(l.t.extField)}.Sanitize()
 		q := fmt.Sprintf(`SELECT p.%s::text, coalesce(p.sfid, ''),
-				p.sfid IS NULL AND EXISTS (SELECT FROM pgforce.outbox o WHERE o.mapping_id = $2 AND o.record_id = p.id)
-			FROM %s p WHERE p.%s::text = ANY($1)`, ext, l.t.parent.Table(), ext)
+				p.sfid IS NULL AND EXISTS (SELECT FROM pgforce.outbox o WHERE o.mapping_id = $2 AND o.record_id = p.id), p.id
+			FROM %s p WHERE p.%s::text = ANY($1)
+			-- The last row of a value wins: a live row over one whose record
+			-- Salesforce deleted, whose external id a new record may hold now.
+			ORDER BY p.isdeleted IS NOT TRUE, p.id`, ext, l.t.parent.Table(), ext)
 		r, err := s.pool.Query(ctx, q, l.values, l.t.parent.ID)
 		if err != nil {
 			return fmt.Errorf("resolve %s: %w", col, err)
@@ -926,7 +1023,7 @@ func (s *Service) buildRecords(ctx context.Context, m *Mapping, all []*Mapping, 
 		for r.Next() {
 			var v string
 			var p parentRow
-			if err := r.Scan(&v, &p.sfid, &p.waiting); err != nil {
+			if err := r.Scan(&v, &p.sfid, &p.waiting, &p.id); err != nil {
 				r.Close()
 				return err
 			}
@@ -938,6 +1035,7 @@ func (s *Service) buildRecords(ctx context.Context, m *Mapping, all []*Mapping, 
 		}
 	}
 
+	waitCache := map[waitNode][]waitNode{}
 	for _, c := range changes {
 		if c.deferTo || (c.Op != "insert" && c.Op != "update") {
 			continue
@@ -957,9 +1055,24 @@ func (s *Service) buildRecords(ctx context.Context, m *Mapping, all []*Mapping, 
 				}
 				if p, found := refs[refKey{k, fmt.Sprint(v)}]; found && t.lookupField != "" && (p.sfid != "" || p.waiting) {
 					if p.sfid == "" {
-						// The parent row's insert is queued: wait for it.
-						c.deferTo = true
-						break
+						// The parent row's insert is queued: wait for it,
+						// unless it waits, through its own relationship
+						// columns, for this row (a cycle: two Accounts
+						// naming each other as parent). Then neither can
+						// go first, and waiting left both PENDING for ever
+						// with no error to say why: the row goes by
+						// external id, and Salesforce answers for it.
+						cycle, err := s.waitsFor(ctx, byObject, waitCache, t.parent, p.id, m, c.RecordID)
+						if err != nil {
+							return err
+						}
+						if !cycle {
+							c.deferTo = true
+							break
+						}
+						fields[t.relName] = salesforce.NewRecord(t.parentObject, map[string]any{t.extField: v})
+						relSent = append(relSent, k)
+						continue
 					}
 					resolved[t.lookupField] = p.sfid
 					continue
@@ -1030,4 +1143,84 @@ func (s *Service) buildRecords(ctx context.Context, m *Mapping, all []*Mapping, 
 		c.record = salesforce.NewRecord(m.SObject, fields)
 	}
 	return nil
+}
+
+// maxWaitDepth bounds the chain of waiting parents waitsFor follows.
+const maxWaitDepth = 16
+
+// waitNode is a row of a mapping, for waitsFor.
+type waitNode struct {
+	m  *Mapping
+	id int
+}
+
+// waitsFor says whether the row id of mapping from, a parent whose insert
+// is queued, waits through its relationship columns (directly or through
+// other waiting parents) for the row target of mapping to. cache holds,
+// for the batch, the waiting parents each row was found to name.
+func (s *Service) waitsFor(ctx context.Context, byObject map[string]*Mapping, cache map[waitNode][]waitNode, from *Mapping, id int, to *Mapping, target int) (bool, error) {
+	type node = waitNode
+	seen := map[node]bool{}
+	queue := []node{{from, id}}
+	for depth := 0; len(queue) > 0 && depth < maxWaitDepth; depth++ {
+		var next []node
+		for _, n := range queue {
+			if n.m.ID == to.ID && n.id == target {
+				return true, nil
+			}
+			if seen[n] || len(n.m.RelColumns) == 0 {
+				continue
+			}
+			seen[n] = true
+			if ps, ok := cache[n]; ok {
+				next = append(next, ps...)
+				continue
+			}
+			mark := len(next)
+			var row map[string]any
+			var b []byte
+			err := s.pool.QueryRow(ctx, fmt.Sprintf(`SELECT to_jsonb(t) FROM %s t WHERE t.id = $1`, n.m.Table()), n.id).Scan(&b)
+			if errors.Is(err, pgx.ErrNoRows) {
+				continue
+			}
+			if err != nil {
+				return false, err
+			}
+			if row, err = decodeJSONB(b); err != nil {
+				return false, err
+			}
+			for _, col := range n.m.RelColumns {
+				v := row[col]
+				if v == nil {
+					continue
+				}
+				t, ok := relTargetOf(n.m, col, byObject)
+				if !ok || t.parent == nil || t.extField == "" {
+					continue
+				}
+				ext := pgx.Identifier{strings.ToLower(t.extField)}.Sanitize()
+				r, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT p.id FROM %s p WHERE p.%s::text = $1 AND p.sfid IS NULL
+					AND EXISTS (SELECT FROM pgforce.outbox o WHERE o.mapping_id = $2 AND o.record_id = p.id)`, t.parent.Table(), ext),
+					fmt.Sprint(v), t.parent.ID)
+				if err != nil {
+					return false, err
+				}
+				for r.Next() {
+					var pid int
+					if err := r.Scan(&pid); err != nil {
+						r.Close()
+						return false, err
+					}
+					next = append(next, node{t.parent, pid})
+				}
+				r.Close()
+				if err := r.Err(); err != nil {
+					return false, err
+				}
+			}
+			cache[n] = slices.Clone(next[mark:])
+		}
+		queue = next
+	}
+	return false, nil
 }

@@ -1,0 +1,93 @@
+package inbound_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Deleting an Account in Salesforce deletes its Contacts (a cascade
+// delete): the Contacts' rows are flagged deleted too, streamed or polled.
+func TestContactsDeletedWithTheirAccountAreFlaggedDeletedThroughCDC(t *testing.T) {
+	testCascade(t, "cdc")
+}
+
+func TestContactsDeletedWithTheirAccountAreFlaggedDeletedThroughPolling(t *testing.T) {
+	testCascade(t, "poll")
+}
+
+func testCascade(t *testing.T, mode string) {
+	e := newEnv(t)
+	acc := e.create("Account", map[string]any{"Name": "Parent"})[0]
+	con := e.create("Contact", map[string]any{"LastName": "Child", "AccountId": acc})[0]
+	e.mapping("Account", []string{"Name"}, mode)
+	cm := e.mapping("Contact", []string{"LastName", "AccountId"}, mode)
+	e.exec(`UPDATE pgforce.mapping SET poll_interval = '10 seconds'`)
+	e.start()
+	e.waitState(cm, "synced")
+	e.waitValue("contact", con, "accountid", acc)
+	res, err := e.sf.Delete(context.Background(), []string{acc})
+	require.NoError(t, err)
+	require.NoError(t, res[0].Err())
+	e.waitValue("account", acc, "isdeleted", "true")
+	e.waitValue("contact", con, "isdeleted", "true")
+}
+
+// Undeleting the Account brings its Contacts back too: their rows are no
+// longer flagged deleted.
+func TestContactsRestoredWithTheirAccountComeBackThroughCDC(t *testing.T) {
+	testCascadeUndelete(t, "cdc")
+}
+
+func TestContactsRestoredWithTheirAccountComeBackThroughPolling(t *testing.T) {
+	testCascadeUndelete(t, "poll")
+}
+
+func testCascadeUndelete(t *testing.T, mode string) {
+	e := newEnv(t)
+	acc := e.create("Account", map[string]any{"Name": "Parent"})[0]
+	con := e.create("Contact", map[string]any{"LastName": "Child", "AccountId": acc})[0]
+	e.mapping("Account", []string{"Name"}, mode)
+	cm := e.mapping("Contact", []string{"LastName", "AccountId"}, mode)
+	e.exec(`UPDATE pgforce.mapping SET poll_interval = '10 seconds'`)
+	e.start()
+	e.waitState(cm, "synced")
+	e.waitValue("contact", con, "accountid", acc)
+	res, err := e.sf.Delete(context.Background(), []string{acc})
+	require.NoError(t, err)
+	require.NoError(t, res[0].Err())
+	e.waitValue("contact", con, "isdeleted", "true")
+	require.NoError(t, e.sim.Undelete(context.Background(), "Account", acc))
+	e.waitValue("account", acc, "isdeleted", "false")
+	e.waitValue("contact", con, "isdeleted", "false")
+}
+
+// Under hard_delete the rows go with their records and come back with them.
+func TestHardDeletedRowsRestoredWithTheirAccountComeBackThroughCDC(t *testing.T) {
+	testCascadeUndeleteHard(t, "cdc")
+}
+
+func TestHardDeletedRowsRestoredWithTheirAccountComeBackThroughPolling(t *testing.T) {
+	testCascadeUndeleteHard(t, "poll")
+}
+
+func testCascadeUndeleteHard(t *testing.T, mode string) {
+	e := newEnv(t)
+	acc := e.create("Account", map[string]any{"Name": "Parent"})[0]
+	con := e.create("Contact", map[string]any{"LastName": "Child", "AccountId": acc})[0]
+	e.mapping("Account", []string{"Name"}, mode)
+	cm := e.mapping("Contact", []string{"LastName", "AccountId"}, mode)
+	e.exec(`UPDATE pgforce.mapping SET poll_interval = '10 seconds', hard_delete = true`)
+	e.start()
+	e.waitState(cm, "synced")
+	e.waitValue("contact", con, "accountid", acc)
+	res, err := e.sf.Delete(context.Background(), []string{acc})
+	require.NoError(t, err)
+	require.NoError(t, res[0].Err())
+	e.waitValue("contact", con, "lastname", "<missing>")
+	e.waitValue("account", acc, "name", "<missing>")
+	require.NoError(t, e.sim.Undelete(context.Background(), "Account", acc))
+	e.waitValue("account", acc, "name", "Parent")
+	e.waitValue("contact", con, "lastname", "Child")
+}

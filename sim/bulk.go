@@ -185,6 +185,25 @@ func (b bulkBackend) Query(ctx context.Context, text string, all bool) (bulk.Cur
 	if res.q.IsCount() {
 		return nil, &bulk.QueryError{Code: "API_ERROR", Message: "COUNT() is not supported by Bulk API queries"}
 	}
+	if res.q.IsAggregate() {
+		// "Understanding Bulk API 2.0 Query": no GROUP BY, no aggregate functions. The message text is not documented.
+		return nil, &bulk.QueryError{Code: "API_ERROR", Message: "Aggregate queries are not supported by Bulk API 2.0 queries"}
+	}
+	if len(res.subs) > 0 {
+		// Bulk API 2.0 supports child-to-parent paths only, not parent-to-child subqueries.
+		return nil, &bulk.QueryError{Code: "API_ERROR", Message: "Parent-to-child relationship queries are not supported by Bulk API 2.0 queries"}
+	}
+	for _, pf := range res.fields {
+		if pf.field.Type == "address" {
+			// "Understanding Bulk API 2.0 Query": compound address and geolocation fields are not supported;
+			// the job is refused at creation with this message (observed, e.g. airbytehq/airbyte#8206).
+			return nil, &bulk.QueryError{Code: "API_ERROR", Message: "Selecting compound data not supported in Bulk Query"}
+		}
+	}
+	if res.q.HasOffset() {
+		// "Understanding Bulk API 2.0 Query": OFFSET is not supported. The message text is not documented.
+		return nil, &bulk.QueryError{Code: "API_ERROR", Message: "OFFSET is not supported by Bulk API 2.0 queries"}
+	}
 	cols := make([]string, len(res.fields))
 	for i, pf := range res.fields {
 		cols[i] = pf.path.String()

@@ -82,3 +82,29 @@ func TestBulkJobsWithoutProcessDelayStillCompleteAsynchronously(t *testing.T) {
 	}, time.Second, time.Millisecond)
 	require.Less(t, time.Since(start), time.Second)
 }
+
+// "Understanding Bulk API 2.0 Query": Bulk API 2.0 refuses compound fields, OFFSET and parent-to-child
+// subqueries; a client that relies on them against the simulator would fail against an org.
+func TestBulkQueryRefusesWhatBulkAPI2DoesNotSupport(t *testing.T) {
+	b := setup(t)
+	b.create("Account", map[string]any{"Name": "Queried", "BillingCity": "Oslo"})
+	for name, q := range map[string]string{
+		"compound field": "SELECT Id, BillingAddress FROM Account",
+		"offset":         "SELECT Id FROM Account ORDER BY Name LIMIT 5 OFFSET 1",
+		"subquery":       "SELECT Id, (SELECT Id FROM Contacts) FROM Account",
+		"aggregate":      "SELECT Industry, COUNT(Id) FROM Account GROUP BY Industry",
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := b.do("POST", "jobs/query", map[string]any{"operation": "query", "query": q})
+			require.Equal(t, http.StatusBadRequest, r.status, string(r.body))
+			code, msg := r.firstError(t)
+			require.Equal(t, "API_ERROR", code)
+			if name == "compound field" {
+				require.Equal(t, "Selecting compound data not supported in Bulk Query", msg)
+			}
+		})
+	}
+	// The parts of a compound field are fine.
+	r := b.do("POST", "jobs/query", map[string]any{"operation": "query", "query": "SELECT Id, BillingCity FROM Account"})
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+}

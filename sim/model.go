@@ -194,5 +194,8 @@ func childRelName(child *Object, f *Field) string {
 	if f.Custom {
 		return strings.ReplaceAll(child.LabelPlural, " ", "_") + "__r"
 	}
+	if child.Name == "Account" && f.Name == "ParentId" {
+		return "ChildAccounts" // Account's self-lookup: (SELECT Id FROM ChildAccounts)
+	}
 	return child.LabelPlural
 }

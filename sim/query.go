@@ -55,6 +55,21 @@ func (sc soqlCatalog) Relationship(object, rel string) (soql.FieldInfo, bool) {
 	return fieldInfo(f), true
 }
 
+// ChildRelationship resolves a parent-to-child relationship name (Account.Contacts) for subqueries.
+func (sc soqlCatalog) ChildRelationship(parent, rel string) (string, soql.FieldInfo, string, bool) {
+	o := sc.c.Object(parent)
+	if o == nil {
+		return "", soql.FieldInfo{}, "", false
+	}
+	for _, ch := range o.children {
+		if ch.RelationshipName != "" && strings.EqualFold(ch.RelationshipName, rel) {
+			co := sc.c.Object(ch.Object)
+			return co.Name, fieldInfo(co.Field(ch.Field)), ch.RelationshipName, true
+		}
+	}
+	return "", soql.FieldInfo{}, "", false
+}
+
 // row is a stored record as the evaluator sees it.
 type row struct {
 	st  *Store
@@ -97,6 +112,18 @@ type queryResult struct {
 	rows []*record
 	// fields holds, for each selected path, the objects reached by its relationships and the final field.
 	fields []pathFields
+	// subs are the parent-to-child subqueries, each with its matching children grouped by parent id.
+	subs []*subResult
+	// agg holds the AggregateResult records of an aggregate query (rows is then empty).
+	agg []*orderedJSON
+}
+
+// subResult is an evaluated parent-to-child subquery.
+type subResult struct {
+	after    int
+	name     string
+	res      *queryResult
+	byParent map[string][]*record
 }
 
 type pathFields struct {
@@ -114,6 +141,31 @@ func (s *Server) runQuery(ctx context.Context, text string, all bool) (*queryRes
 	if err := q.Bind(soqlCatalog{s.cat}); err != nil {
 		return nil, err
 	}
+	return s.evalQuery(ctx, q, all)
+}
+
+// evalQuery evaluates a bound query, with its subqueries, over a snapshot of the store.
+func (s *Server) evalQuery(ctx context.Context, q *soql.Query, all bool) (*queryResult, error) {
+	if q.HasSemiJoins() {
+		var err error
+		q, err = q.WithSemiJoins(func(sub *soql.Query) ([]string, error) {
+			res, err := s.evalQuery(ctx, sub, false)
+			if err != nil {
+				return nil, err
+			}
+			p := sub.Fields()[0]
+			ids := make([]string, 0, len(res.rows))
+			for _, r := range res.rows {
+				if id, ok := p.Resolve(row{st: s.store, ctx: ctx, o: res.obj, r: r}).(string); ok {
+					ids = append(ids, id)
+				}
+			}
+			return ids, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
 	o := s.cat.Object(q.Object())
 	snap := s.store.Snapshot(ctx, o, all)
 	now := s.cfg.Clock().UTC()
@@ -126,6 +178,9 @@ func (s *Server) runQuery(ctx context.Context, text string, all bool) (*queryRes
 		}
 	} else {
 		out = snap
+	}
+	if q.IsAggregate() {
+		return &queryResult{q: q, obj: o, agg: s.evalAggregate(ctx, q, o, out, now)}, nil
 	}
 	if q.HasOrder() {
 		sort.SliceStable(out, func(i, j int) bool {
@@ -154,7 +209,53 @@ func (s *Server) runQuery(ctx context.Context, text string, all bool) (*queryRes
 		pf.field = cur.byName[p.Field]
 		res.fields = append(res.fields, pf)
 	}
+	for _, sq := range q.Subqueries() {
+		sr, err := s.evalSubquery(ctx, sq, all)
+		if err != nil {
+			return nil, err
+		}
+		res.subs = append(res.subs, sr)
+	}
 	return res, nil
+}
+
+// evalSubquery evaluates a parent-to-child subquery once for the whole result: the matching children,
+// grouped by the parent they point at, each group sorted and cut by the subquery's ORDER BY, OFFSET, LIMIT.
+func (s *Server) evalSubquery(ctx context.Context, sq soql.Subquery, all bool) (*subResult, error) {
+	lim, hasLim := sq.Query.Limit()
+	off := sq.Query.Offset()
+	// Evaluate WHERE over every child without ORDER/LIMIT/OFFSET, which apply per parent.
+	res, err := s.evalQuery(ctx, sq.Query.Unpaged(), all)
+	if err != nil {
+		return nil, err
+	}
+	child := res.obj
+	ref := child.byName[sq.ChildField]
+	sr := &subResult{after: sq.After, name: sq.RelationshipName, res: res, byParent: map[string][]*record{}}
+	for _, r := range res.rows {
+		if id, _ := r.vals[ref.Index].(string); id != "" {
+			sr.byParent[id] = append(sr.byParent[id], r)
+		}
+	}
+	for id, rows := range sr.byParent {
+		if sq.Query.HasOrder() {
+			sort.SliceStable(rows, func(i, j int) bool {
+				return sq.Query.Less(row{st: s.store, ctx: ctx, o: child, r: rows[i]}, row{st: s.store, ctx: ctx, o: child, r: rows[j]})
+			})
+		}
+		if off > 0 {
+			if off >= len(rows) {
+				rows = nil
+			} else {
+				rows = rows[off:]
+			}
+		}
+		if hasLim && lim < len(rows) {
+			rows = rows[:lim]
+		}
+		sr.byParent[id] = rows
+	}
+	return sr, nil
 }
 
 // cursor is an open query locator.
@@ -201,6 +302,14 @@ func (c *call) query(all bool) {
 	res, err := c.s.runQuery(c.ctx, text, all)
 	if err != nil {
 		c.queryError(err)
+		return
+	}
+	if res.q.IsAggregate() {
+		out := &orderedJSON{}
+		out.set("totalSize", len(res.agg))
+		out.set("done", true)
+		out.set("records", res.agg)
+		writeJSON(c.w, http.StatusOK, out)
 		return
 	}
 	if res.q.IsCount() {
@@ -318,7 +427,28 @@ func (s *Server) openCursor(cur *cursor, off int) string {
 func (s *Server) queryRecord(ctx context.Context, res *queryResult, r *record, version string) *orderedJSON {
 	root := &orderedJSON{}
 	root.set("attributes", map[string]string{"type": res.obj.Name, "url": "/services/data/v" + version + "/sobjects/" + res.obj.Name + "/" + r.id()})
-	for _, pf := range res.fields {
+	nextSub := 0
+	writeSubs := func(upTo int) {
+		for ; nextSub < len(res.subs) && res.subs[nextSub].after <= upTo; nextSub++ {
+			sr := res.subs[nextSub]
+			children := sr.byParent[r.id()]
+			if len(children) == 0 {
+				root.set(sr.name, nil)
+				continue
+			}
+			recs := make([]*orderedJSON, 0, len(children))
+			for _, ch := range children {
+				recs = append(recs, s.queryRecord(ctx, sr.res, ch, version))
+			}
+			nested := &orderedJSON{}
+			nested.set("totalSize", len(children))
+			nested.set("done", true)
+			nested.set("records", recs)
+			root.set(sr.name, nested)
+		}
+	}
+	for i, pf := range res.fields {
+		writeSubs(i)
 		cur := root
 		var at soql.Row = row{st: s.store, ctx: ctx, o: res.obj, r: r}
 		skip := false
@@ -354,6 +484,7 @@ func (s *Server) queryRecord(ctx context.Context, res *queryResult, r *record, v
 		}
 		cur.set(pf.field.Name, fieldJSON(pf.field, p.r.vals))
 	}
+	writeSubs(len(res.fields))
 	return root
 }
 

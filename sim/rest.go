@@ -85,6 +85,8 @@ func (c *call) route() {
 		c.composite()
 	case "tooling":
 		c.tooling()
+	case "search":
+		c.search()
 	default:
 		c.notFound()
 	}
@@ -214,9 +216,16 @@ func (c *call) create(o *Object) {
 	if !c.decodeBody(&body) {
 		return
 	}
+	for k := range body {
+		if strings.EqualFold(k, "Id") {
+			// REST "Create a Record": the documented answer to a body that names the Id.
+			writeErrors(c.w, http.StatusBadRequest, APIError{Code: "INVALID_FIELD", Message: "The Id field should not be specified in the sobject data."})
+			return
+		}
+	}
 	res := c.s.store.Apply(c.ctx, c.tx(), []Op{{Kind: "insert", Object: o, Fields: body}}, true)[0]
 	if !res.OK() {
-		writeErrors(c.w, http.StatusBadRequest, res.Errors...)
+		writeRecordErrors(c.w, http.StatusBadRequest, res.Errors...)
 		return
 	}
 	writeJSON(c.w, http.StatusCreated, saveResult(res, false))
@@ -272,7 +281,7 @@ func (c *call) byID(o *Object, raw string) {
 			return
 		}
 		if !res.OK() {
-			writeErrors(c.w, http.StatusBadRequest, res.Errors...)
+			writeRecordErrors(c.w, http.StatusBadRequest, res.Errors...)
 			return
 		}
 		c.w.WriteHeader(http.StatusNoContent)
@@ -283,7 +292,7 @@ func (c *call) byID(o *Object, raw string) {
 			if res.NotFound {
 				status = http.StatusNotFound
 			}
-			writeErrors(c.w, status, res.Errors...)
+			writeRecordErrors(c.w, status, res.Errors...)
 			return
 		}
 		c.w.WriteHeader(http.StatusNoContent)
@@ -373,7 +382,7 @@ func (c *call) byExternalID(o *Object, fieldName, value string) {
 			return
 		}
 		if !res.OK() {
-			writeErrors(c.w, http.StatusBadRequest, res.Errors...)
+			writeRecordErrors(c.w, http.StatusBadRequest, res.Errors...)
 			return
 		}
 		if res.Created {
@@ -395,7 +404,7 @@ func (c *call) byExternalID(o *Object, fieldName, value string) {
 		case c.r.Method == http.MethodDelete:
 			res := c.s.store.Apply(c.ctx, c.tx(), []Op{{Kind: "delete", Object: o, ID: ids[0]}}, true)[0]
 			if !res.OK() {
-				writeErrors(c.w, http.StatusBadRequest, res.Errors...)
+				writeRecordErrors(c.w, http.StatusBadRequest, res.Errors...)
 				return
 			}
 			c.w.WriteHeader(http.StatusNoContent)

@@ -445,6 +445,26 @@ func writeErrors(w http.ResponseWriter, status int, errs ...APIError) {
 	writeJSON(w, status, out)
 }
 
+// writeRecordErrors answers the errors of a record save (create, update, upsert, delete): as on the
+// platform their "fields" is always present, [] when no field is to blame
+// ([{"message":"entity is deleted","errorCode":"ENTITY_IS_DELETED","fields":[]}]).
+func writeRecordErrors(w http.ResponseWriter, status int, errs ...APIError) {
+	type recordError struct {
+		Message   string   `json:"message"`
+		ErrorCode string   `json:"errorCode"`
+		Fields    []string `json:"fields"`
+	}
+	out := make([]recordError, len(errs))
+	for i, e := range errs {
+		fields := e.Fields
+		if fields == nil {
+			fields = []string{}
+		}
+		out[i] = recordError{Message: e.Message, ErrorCode: e.Code, Fields: fields}
+	}
+	writeJSON(w, status, out)
+}
+
 func (s *Server) serveVersions(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		writeErrors(w, http.StatusMethodNotAllowed, APIError{Code: "METHOD_NOT_ALLOWED", Message: "HTTP Method '" + r.Method + "' not allowed. Allowed are GET,HEAD"})

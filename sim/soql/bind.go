@@ -67,6 +67,33 @@ func (q *Query) Bind(cat Catalog) error {
 	if !ok {
 		return q.caretError(CodeInvalidType, q.object.tok, unsupportedType(q.object.text))
 	}
+	return q.bindAs(cat, obj)
+}
+
+func (q *Query) bindAs(cat Catalog, obj string) error {
+	// SOQL "OFFSET": at most 2,000 rows; in a parent-to-child subquery only when the outer query has LIMIT 1.
+	if q.hasOff && q.offset > maxOffset {
+		return &Error{Code: "NUMBER_OUTSIDE_VALID_RANGE", Message: "Maximum SOQL offset allowed is 2000"}
+	}
+	for _, s := range q.subs {
+		if s.q.hasOff && !(q.hasLim && q.limit == 1) {
+			return s.q.caretError(CodeMalformedQuery, s.q.offsetTok, "OFFSET in a subquery is only allowed when the outer query has LIMIT 1")
+		}
+		cc, ok := cat.(ChildCatalog)
+		var child, canonical string
+		var ref FieldInfo
+		if ok {
+			child, ref, canonical, ok = cc.ChildRelationship(obj, s.q.object.text)
+		}
+		if !ok {
+			return s.q.caretError(CodeInvalidType, s.q.object.tok, "Didn't understand relationship '"+s.q.object.text+
+				"' in FROM part of query call. If you are attempting to use a custom relationship, be sure to append the '__r' after the custom relationship name. Please reference your WSDL or the describe call for the appropriate names.")
+		}
+		s.q.relName, s.q.childRef = canonical, ref
+		if err := s.q.bindAs(cat, child); err != nil {
+			return err
+		}
+	}
 	b := binder{q: q, cat: cat, object: obj}
 	fields := make([]Path, 0, len(q.selects))
 	for _, s := range q.selects {
@@ -81,8 +108,22 @@ func (q *Query) Bind(cat Catalog) error {
 			return err
 		}
 	}
+	if err := b.bindAggregates(fields); err != nil {
+		return err
+	}
 	keys := make([]orderKey, 0, len(q.orders))
 	for _, o := range q.orders {
+		if o.agg != nil {
+			if !q.IsAggregate() {
+				return q.caretError(CodeMalformedQuery, o.agg.tok, "Ordered field must be grouped or aggregated: "+o.agg.arg.text)
+			}
+			k, err := b.aggregateOrderKey(*o.agg, o)
+			if err != nil {
+				return err
+			}
+			keys = append(keys, k)
+			continue
+		}
 		p, err := b.resolve(o.field)
 		if err != nil {
 			return err
@@ -97,7 +138,11 @@ func (q *Query) Bind(cat Catalog) error {
 	return nil
 }
 
+// maxOffset is the largest OFFSET SOQL accepts.
+const maxOffset = 2000
+
 type binder struct {
+	having bool // binding the HAVING clause: aggregates allowed
 	q      *Query
 	cat    Catalog
 	object string
@@ -143,11 +188,33 @@ func (b *binder) bindExpr(e *expr) error {
 		}
 		return nil
 	}
-	p, err := b.resolve(e.field)
-	if err != nil {
-		return err
+	var p Path
+	var c *comparison
+	if e.agg != nil {
+		if !b.having {
+			return b.q.caretError(CodeMalformedQuery, e.agg.tok, "aggregate functions are not allowed in WHERE; use HAVING")
+		}
+		ref, err := b.aggregateRef(*e.agg)
+		if err != nil {
+			return err
+		}
+		p = ref
+		c = &comparison{path: p, class: classOf(p.FieldInfo.Type), op: e.op}
+	} else {
+		var err error
+		p, err = b.resolve(e.field)
+		if err != nil {
+			return err
+		}
+		c = &comparison{path: p, class: classOf(p.FieldInfo.Type), op: e.op}
 	}
-	c := &comparison{path: p, class: classOf(p.FieldInfo.Type), op: e.op}
+	if e.semi != nil {
+		if err := b.bindSemiJoin(e, c); err != nil {
+			return err
+		}
+		e.cmp = c
+		return nil
+	}
 	if (e.op == opIncludes || e.op == opExcludes) && c.class != classMulti {
 		return b.q.caretError(CodeInvalidField, e.field.tok, "includes or excludes operator only valid on multipicklist field")
 	}

@@ -1,6 +1,7 @@
 package soql
 
 import (
+	"strings"
 	"time"
 )
 
@@ -98,6 +99,7 @@ const (
 	unitWeek
 	unitMonth
 	unitYear
+	unitQuarter
 )
 
 // compileRelative turns a literal such as LAST_N_DAYS:7 into a range relative to the current day,
@@ -105,7 +107,21 @@ const (
 // LAST_N_DAYS:n covers today and the n days before it; NEXT_N_DAYS:n starts tomorrow and covers n days;
 // N_DAYS_AGO:n is the single day n days ago; LAST_90_DAYS is LAST_N_DAYS:90.
 func compileRelative(name string, n int) relative {
+	// The default fiscal year starts in January: fiscal quarters and years are calendar ones.
+	name = strings.Replace(name, "FISCAL_", "", 1)
 	switch name {
+	case "LAST_QUARTER":
+		return relative{unitQuarter, -1, 1}
+	case "THIS_QUARTER":
+		return relative{unitQuarter, 0, 1}
+	case "NEXT_QUARTER":
+		return relative{unitQuarter, 1, 1}
+	case "LAST_N_QUARTERS":
+		return relative{unitQuarter, -n, n}
+	case "NEXT_N_QUARTERS":
+		return relative{unitQuarter, 1, n}
+	case "N_QUARTERS_AGO":
+		return relative{unitQuarter, -n, 1}
 	case "YESTERDAY":
 		return relative{unitDay, -1, 1}
 	case "TODAY":
@@ -183,7 +199,11 @@ func (r relative) bounds(now time.Time) (start, end int64) {
 	}
 	y, m, _ := now.UTC().Date()
 	var s, e time.Time
-	if r.unit == unitMonth {
+	if r.unit == unitQuarter {
+		q := time.Month((int(m)-1)/3*3 + 1)
+		s = time.Date(y, q+time.Month(3*r.from), 1, 0, 0, 0, 0, time.UTC)
+		e = time.Date(y, q+time.Month(3*(r.from+r.count)), 1, 0, 0, 0, 0, time.UTC)
+	} else if r.unit == unitMonth {
 		s = time.Date(y, m+time.Month(r.from), 1, 0, 0, 0, 0, time.UTC)
 		e = time.Date(y, m+time.Month(r.from+r.count), 1, 0, 0, 0, 0, time.UTC)
 	} else {

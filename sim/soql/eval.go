@@ -25,6 +25,9 @@ type comparison struct {
 
 	// INCLUDES / EXCLUDES: each entry is a set of folded values that must all be present ('a;b').
 	includes [][]string
+
+	// semi is the subquery of a semi-join (IN) or anti-join (NOT IN) until WithSemiJoins replaces it.
+	semi *Query
 }
 
 // setThreshold is the IN-list size from which a map beats a linear scan of EqualFold calls.

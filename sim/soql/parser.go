@@ -67,10 +67,13 @@ type expr struct {
 	op    opKind
 	field pathExpr
 	lits  []literal
+	semi  *Query      // IN / NOT IN (SELECT ...)
+	agg   *aggExpr    // HAVING: an aggregate function on the left
 	cmp   *comparison // set by Bind
 }
 
 type orderItem struct {
+	agg        *aggExpr // ORDER BY over an aggregate expression
 	field      pathExpr
 	desc       bool
 	nullsFirst bool
@@ -93,6 +96,9 @@ func Parse(query string) (*Query, error) {
 	p := &parser{q: q}
 	if err := p.parseQuery(); err != nil {
 		return nil, err
+	}
+	if p.peek().kind != tokEOF {
+		return nil, p.unexpected()
 	}
 	return q, nil
 }
@@ -156,6 +162,17 @@ func (p *parser) parseQuery() error {
 	}
 	q.object = pathExpr{text: t.text, tok: p.pos}
 	p.pos++
+	// USING SCOPE: the org's one user owns and sees every record, so every scope answers the same rows.
+	if p.isKeyword("USING") {
+		p.pos++
+		if err := p.expectKeyword("SCOPE"); err != nil {
+			return err
+		}
+		if !usingScopes[strings.ToLower(p.peek().text)] || p.peek().kind != tokIdent {
+			return p.unexpected()
+		}
+		p.pos++
+	}
 	if p.isKeyword("WHERE") {
 		p.pos++
 		e, err := p.parseOr()
@@ -163,6 +180,34 @@ func (p *parser) parseQuery() error {
 			return err
 		}
 		q.where = e
+	}
+	// WITH SECURITY_ENFORCED / USER_MODE / SYSTEM_MODE: without field-level security or sharing they change
+	// nothing for the org's user.
+	if p.isKeyword("WITH") {
+		p.pos++
+		switch {
+		case p.isKeyword("SECURITY_ENFORCED"), p.isKeyword("USER_MODE"), p.isKeyword("SYSTEM_MODE"):
+			p.pos++
+		default:
+			return p.unexpected()
+		}
+	}
+	if p.isKeyword("GROUP") && !q.count {
+		p.pos++
+		if err := p.expectKeyword("BY"); err != nil {
+			return err
+		}
+		if err := p.parseGroupBy(); err != nil {
+			return err
+		}
+		if p.isKeyword("HAVING") {
+			p.pos++
+			e, err := p.parseOr()
+			if err != nil {
+				return err
+			}
+			q.having = e
+		}
 	}
 	if p.isKeyword("ORDER") {
 		p.pos++
@@ -182,18 +227,50 @@ func (p *parser) parseQuery() error {
 		q.limit, q.hasLim = n, true
 	}
 	if p.isKeyword("OFFSET") {
+		q.offsetTok = p.pos
 		p.pos++
 		n, err := p.parseCount()
 		if err != nil {
 			return err
 		}
-		q.offset = n
+		q.offset, q.hasOff = n, true
 	}
-	if p.peek().kind != tokEOF {
-		return p.unexpected()
+	// FOR VIEW / FOR REFERENCE update recently-viewed data the simulator does not keep.
+	if !q.isSub && p.isKeyword("FOR") {
+		p.pos++
+		if !p.isKeyword("VIEW") && !p.isKeyword("REFERENCE") {
+			return p.unexpected()
+		}
+		p.pos++
+	}
+	if q.isSub {
+		// A parent-to-child subquery ends at its closing parenthesis; the caller consumes it.
+		if !p.isPunct(")") {
+			return p.unexpected()
+		}
 	}
 	return nil
 }
+
+// parseSubquery reads a parent-to-child relationship subquery, "(SELECT ... FROM Contacts ...)", in the
+// SELECT list of the outer query; the current token is its opening parenthesis.
+func (p *parser) parseSubquery() error {
+	q := p.q
+	if q.isSub {
+		return p.unexpected()
+	}
+	sub := &Query{src: q.src, toks: q.toks, isSub: true}
+	sp := &parser{q: sub, pos: p.pos + 1}
+	if err := sp.parseQuery(); err != nil {
+		return err
+	}
+	p.pos = sp.pos + 1 // past ")"
+	q.subs = append(q.subs, subSelect{after: len(q.selects), q: sub})
+	return nil
+}
+
+var usingScopes = map[string]bool{"delegated": true, "everything": true, "mine": true, "mine_and_my_groups": true,
+	"my_territory": true, "my_team_territory": true, "team": true, "scopingrule": true}
 
 // reserved words cannot name an object or start a field; everything else is a plain identifier.
 var reservedWords = []string{"SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "LIKE", "INCLUDES", "EXCLUDES",
@@ -213,12 +290,38 @@ func (p *parser) parseSelectList() error {
 	q := p.q
 	for {
 		t := p.peek()
+		if p.isPunct("(") && !q.count {
+			if err := p.parseSubquery(); err != nil {
+				return err
+			}
+			if !p.isPunct(",") {
+				return nil
+			}
+			p.pos++
+			continue
+		}
 		if t.kind != tokIdent || isReserved(t.text) {
 			return p.unexpected()
 		}
+		if p.isAggregateCall() {
+			if q.count {
+				return p.unexpected()
+			}
+			a, err := p.parseAggregateCall()
+			if err != nil {
+				return err
+			}
+			a.alias = p.parseAlias()
+			q.aggs = append(q.aggs, aggSelect{after: len(q.selects), agg: a})
+			if !p.isPunct(",") {
+				return nil
+			}
+			p.pos++
+			continue
+		}
 		if strings.EqualFold(t.text, "COUNT") && p.q.toks[p.pos+1].kind == tokPunct && p.q.toks[p.pos+1].text == "(" {
 			// COUNT() stands alone: SELECT COUNT() FROM X.
-			if len(q.selects) > 0 || q.count {
+			if len(q.selects) > 0 || len(q.subs) > 0 || len(q.aggs) > 0 || q.count {
 				return p.unexpected()
 			}
 			p.pos += 2
@@ -234,6 +337,7 @@ func (p *parser) parseSelectList() error {
 			}
 			q.selects = append(q.selects, pathExpr{text: t.text, tok: p.pos})
 			p.pos++
+			q.selAlias = append(q.selAlias, p.parseAlias())
 		}
 		if !p.isPunct(",") {
 			return nil
@@ -248,8 +352,17 @@ func (p *parser) parseOrderBy() error {
 		if t.kind != tokIdent || isReserved(t.text) {
 			return p.unexpected()
 		}
-		item := orderItem{field: pathExpr{text: t.text, tok: p.pos}}
-		p.pos++
+		var item orderItem
+		if p.isAggregateCall() {
+			a, err := p.parseAggregateCall()
+			if err != nil {
+				return err
+			}
+			item.agg = &a
+		} else {
+			item = orderItem{field: pathExpr{text: t.text, tok: p.pos}}
+			p.pos++
+		}
 		if p.isKeyword("ASC") {
 			p.pos++
 		} else if p.isKeyword("DESC") {
@@ -359,7 +472,16 @@ func (p *parser) parseComparison() (*expr, error) {
 		return nil, p.unexpected()
 	}
 	e := &expr{kind: exprCmp, field: pathExpr{text: t.text, tok: p.pos}}
-	p.pos++
+	if p.isAggregateCall() {
+		// HAVING COUNT(Id) > 1: the binder refuses aggregates outside HAVING.
+		a, err := p.parseAggregateCall()
+		if err != nil {
+			return nil, err
+		}
+		e.agg = &a
+	} else {
+		p.pos++
+	}
 	op := p.peek()
 	switch {
 	case op.kind == tokPunct:
@@ -417,6 +539,14 @@ func (p *parser) parseComparison() (*expr, error) {
 	default:
 		return nil, p.unexpected()
 	}
+	if (e.op == opIn || e.op == opNotIn) && p.isSemiJoinStart() {
+		sub, err := p.parseSemiJoin()
+		if err != nil {
+			return nil, err
+		}
+		e.semi = sub
+		return e, nil
+	}
 	lits, err := p.parseList()
 	if err != nil {
 		return nil, err
@@ -458,6 +588,13 @@ var relativeLiterals = map[string]bool{
 	"LAST_N_WEEKS": true, "NEXT_N_WEEKS": true, "N_WEEKS_AGO": true,
 	"LAST_N_MONTHS": true, "NEXT_N_MONTHS": true, "N_MONTHS_AGO": true,
 	"LAST_N_YEARS": true, "NEXT_N_YEARS": true, "N_YEARS_AGO": true,
+	"LAST_QUARTER": false, "THIS_QUARTER": false, "NEXT_QUARTER": false,
+	"LAST_N_QUARTERS": true, "NEXT_N_QUARTERS": true, "N_QUARTERS_AGO": true,
+	// Fiscal literals: the org's fiscal year is the default one, starting in January, so they equal the calendar ones.
+	"LAST_FISCAL_QUARTER": false, "THIS_FISCAL_QUARTER": false, "NEXT_FISCAL_QUARTER": false,
+	"LAST_N_FISCAL_QUARTERS": true, "NEXT_N_FISCAL_QUARTERS": true, "N_FISCAL_QUARTERS_AGO": true,
+	"LAST_FISCAL_YEAR": false, "THIS_FISCAL_YEAR": false, "NEXT_FISCAL_YEAR": false,
+	"LAST_N_FISCAL_YEARS": true, "NEXT_N_FISCAL_YEARS": true, "N_FISCAL_YEARS_AGO": true,
 }
 
 func (p *parser) parseLiteral() (literal, error) {

@@ -1,6 +1,8 @@
 // Package soql parses, binds and evaluates the subset of SOQL that sync tools send to Salesforce:
-// SELECT lists with parent relationship paths and COUNT(), FROM one object, WHERE with AND/OR/NOT,
-// comparison, IN, LIKE, INCLUDES/EXCLUDES, date and relative-date literals, ORDER BY, LIMIT and OFFSET.
+// SELECT lists with parent relationship paths, COUNT(), aggregate functions and one level of
+// parent-to-child subqueries, FROM one object, WHERE with AND/OR/NOT, comparison, IN (lists and
+// semi-/anti-join subqueries), LIKE, INCLUDES/EXCLUDES, date and relative-date literals, GROUP BY, HAVING,
+// ORDER BY, LIMIT and OFFSET.
 //
 // The work is split in three steps so the simulator pays for names and types once per query, not once
 // per record: Parse checks syntax only, Bind resolves names through a Catalog and compiles every
@@ -103,19 +105,72 @@ type Query struct {
 	src  string
 	toks []token
 
-	count   bool
-	object  pathExpr
-	selects []pathExpr
-	where   *expr
-	orders  []orderItem
-	limit   int
-	hasLim  bool
-	offset  int
+	count     bool
+	object    pathExpr
+	selects   []pathExpr
+	where     *expr
+	orders    []orderItem
+	limit     int
+	hasLim    bool
+	offset    int
+	hasOff    bool
+	offsetTok int
+
+	// subs are the parent-to-child subqueries of the SELECT list; isSub marks a subquery itself, whose
+	// FROM names a child relationship of the outer object.
+	subs  []subSelect
+	isSub bool
+
+	// aggregate queries
+	aggs       []aggSelect
+	selAlias   []string // parallel to selects
+	groupBy    []pathExpr
+	having     *expr
+	boundAggs  []Aggregate
+	groupPaths []Path
+	fieldKeys  []string
 
 	bound     bool
 	objName   string
+	relName   string    // subquery: canonical child relationship name, e.g. "Contacts"
+	childRef  FieldInfo // subquery: the child's reference field pointing at the outer object
 	fields    []Path
 	orderKeys []orderKey
+}
+
+// subSelect is a subquery and its place in the SELECT list: after the first `after` plain fields.
+type subSelect struct {
+	after int
+	q     *Query
+}
+
+// Subquery is a bound parent-to-child relationship subquery of the SELECT list.
+type Subquery struct {
+	// After is the number of plain selected fields (Fields) that precede the subquery in the SELECT list.
+	After int
+	// RelationshipName is the child relationship as Salesforce names it in results ("Contacts").
+	RelationshipName string
+	// ChildField is the child object's reference field (canonical name) that points at the outer record.
+	ChildField string
+	// Query is the bound subquery; its Object is the child object.
+	Query *Query
+}
+
+// ChildCatalog is implemented by catalogs that know child relationships (Account.Contacts); without it
+// parent-to-child subqueries fail to bind.
+type ChildCatalog interface {
+	// ChildRelationship returns the child object and the child's reference field of the relationship
+	// relationshipName (case-insensitive) of parent, with the relationship's canonical name.
+	ChildRelationship(parent, relationshipName string) (childObject string, field FieldInfo, canonical string, ok bool)
+}
+
+// Subqueries returns the parent-to-child subqueries in SELECT order (after Bind).
+func (q *Query) Subqueries() []Subquery {
+	out := make([]Subquery, 0, len(q.subs))
+	for _, s := range q.subs {
+		out = append(out, Subquery{After: s.after, RelationshipName: s.q.relName, ChildField: s.q.childRef.Name, Query: s.q})
+	}
+	return out
 }
 
 // Object returns the canonical name of the queried object (after Bind).
@@ -135,6 +190,9 @@ func (q *Query) Limit() (n int, ok bool) { return q.limit, q.hasLim }
 
 // Offset returns the OFFSET value, 0 when absent.
 func (q *Query) Offset() int { return q.offset }
+
+// HasOffset reports whether the query has an OFFSET clause (OFFSET 0 included).
+func (q *Query) HasOffset() bool { return q.hasOff }
 
 // HasWhere reports whether the query has a WHERE clause.
 func (q *Query) HasWhere() bool { return q.where != nil }
@@ -163,4 +221,20 @@ func (q *Query) Less(a, b Row) bool {
 		}
 	}
 	return false
+}
+
+// Unpaged returns a copy of a bound query without ORDER BY, LIMIT and OFFSET: a subquery's filter applied
+// to every child at once, its ordering and paging applied per parent by the caller.
+func (q *Query) Unpaged() *Query {
+	c := *q
+	c.orders, c.orderKeys, c.limit, c.hasLim, c.offset, c.hasOff = nil, nil, 0, false, 0, false
+	return &c
+}
+
+// MatchHaving reports whether a group row (see AggregateKey) satisfies the HAVING clause; true without one.
+func (q *Query) MatchHaving(r Row, now time.Time) bool {
+	if q.having == nil {
+		return true
+	}
+	return q.having.eval(r, now)
 }

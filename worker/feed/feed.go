@@ -329,6 +329,7 @@ func (f *Feed) Run(ctx context.Context) error {
 		defer close(lockDone)
 		f.holdWakeupLock(ctx)
 	}()
+	var listenBackoff time.Duration
 	for ctx.Err() == nil {
 		if !f.opts.DisableReplication {
 			err := f.stream(ctx)
@@ -351,12 +352,20 @@ func (f *Feed) Run(ctx context.Context) error {
 		if err := f.listen(ctx, retry, always); err != nil && ctx.Err() == nil {
 			f.log.Warn("outbound feed: listen failed", "err", err)
 			// Polling still works without a connection of our own: the
-			// consumer's next cycle will tell. Wake it and pause.
+			// consumer's next cycle will tell. Wake it and pause, briefly
+			// at first: after a restart or a failover of the server
+			// nothing else wakes the consumer until a stream or a LISTEN
+			// runs again, while capture already notifies (the wake-up
+			// lock is taken again within a second). A pause of a whole
+			// SafetyPoll left the changes made meanwhile waiting 30 s.
 			f.signal()
+			listenBackoff = min(max(2*listenBackoff, time.Second), f.opts.SafetyPoll)
 			select {
 			case <-ctx.Done():
-			case <-time.After(f.opts.SafetyPoll):
+			case <-time.After(listenBackoff):
 			}
+		} else {
+			listenBackoff = 0
 		}
 	}
 	return nil
@@ -424,6 +433,31 @@ func (f *Feed) relay(ctx context.Context, poll func() bool) {
 			}
 		}
 	}
+}
+
+// dropLostSlot drops the feed's slot when the server has invalidated it
+// (wal_status 'lost') and no walsender holds it.
+func (f *Feed) dropLostSlot(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(ctx, f.cfg.Copy())
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var lost bool
+	err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_replication_slots
+		WHERE slot_name = $1 AND database = pg_catalog.current_database() AND wal_status = 'lost' AND active_pid IS NULL)`, f.opts.Slot).Scan(&lost)
+	if err != nil || !lost {
+		return err
+	}
+	f.log.Warn("outbound feed: replication slot was invalidated (it held more WAL than max_slot_wal_keep_size); creating it again", "slot", f.opts.Slot)
+	_, err = conn.Exec(ctx, `SELECT pg_catalog.pg_drop_replication_slot($1)`, f.opts.Slot)
+	var pgErr *pgconn.PgError
+	if err != nil && errors.As(err, &pgErr) && (pgErr.Code == "42704" || pgErr.Code == "55006") { // dropped or taken meanwhile
+		return nil
+	}
+	return err
 }
 
 // dropSlot drops the feed's slot once walsender pid, this feed's stream
@@ -585,6 +619,12 @@ func (f *Feed) streamUntil(ctx context.Context) error {
 		return fmt.Errorf("identify system: %w", err)
 	}
 	f.setMode(ModeStarting, "creating or opening slot "+f.opts.Slot+" (creating one waits for the transactions running now to end)")
+	// A slot the server invalidated (it held back more WAL than
+	// max_slot_wal_keep_size while no worker read it) exists but can never
+	// stream again. The outbox is the queue, not the slot: make it anew.
+	if err := f.dropLostSlot(ctx); err != nil {
+		return fmt.Errorf("drop invalidated slot %s: %w", f.opts.Slot, err)
+	}
 	_, err = pglogrepl.CreateReplicationSlot(ctx, conn, f.opts.Slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{})
 	var pgErr *pgconn.PgError
 	if err != nil && !(errors.As(err, &pgErr) && pgErr.Code == "42710") { // duplicate_object: the slot exists

@@ -21,11 +21,13 @@ func testCascade(t *testing.T, mode string) {
 	e := newEnv(t)
 	acc := e.create("Account", map[string]any{"Name": "Parent"})[0]
 	con := e.create("Contact", map[string]any{"LastName": "Child", "AccountId": acc})[0]
-	e.mapping("Account", []string{"Name"}, mode)
+	am := e.mapping("Account", []string{"Name"}, mode)
 	cm := e.mapping("Contact", []string{"LastName", "AccountId"}, mode)
 	e.exec(`UPDATE pgforce.mapping SET poll_interval = '10 seconds'`)
 	e.start()
+	e.waitState(am, "synced")
 	e.waitState(cm, "synced")
+	e.waitValue("account", acc, "name", "Parent")
 	e.waitValue("contact", con, "accountid", acc)
 	res, err := e.sf.Delete(context.Background(), []string{acc})
 	require.NoError(t, err)
@@ -48,11 +50,13 @@ func testCascadeUndelete(t *testing.T, mode string) {
 	e := newEnv(t)
 	acc := e.create("Account", map[string]any{"Name": "Parent"})[0]
 	con := e.create("Contact", map[string]any{"LastName": "Child", "AccountId": acc})[0]
-	e.mapping("Account", []string{"Name"}, mode)
+	am := e.mapping("Account", []string{"Name"}, mode)
 	cm := e.mapping("Contact", []string{"LastName", "AccountId"}, mode)
 	e.exec(`UPDATE pgforce.mapping SET poll_interval = '10 seconds'`)
 	e.start()
+	e.waitState(am, "synced")
 	e.waitState(cm, "synced")
+	e.waitValue("account", acc, "name", "Parent")
 	e.waitValue("contact", con, "accountid", acc)
 	res, err := e.sf.Delete(context.Background(), []string{acc})
 	require.NoError(t, err)
@@ -76,11 +80,13 @@ func testCascadeUndeleteHard(t *testing.T, mode string) {
 	e := newEnv(t)
 	acc := e.create("Account", map[string]any{"Name": "Parent"})[0]
 	con := e.create("Contact", map[string]any{"LastName": "Child", "AccountId": acc})[0]
-	e.mapping("Account", []string{"Name"}, mode)
+	am := e.mapping("Account", []string{"Name"}, mode)
 	cm := e.mapping("Contact", []string{"LastName", "AccountId"}, mode)
 	e.exec(`UPDATE pgforce.mapping SET poll_interval = '10 seconds', hard_delete = true`)
 	e.start()
+	e.waitState(am, "synced")
 	e.waitState(cm, "synced")
+	e.waitValue("account", acc, "name", "Parent")
 	e.waitValue("contact", con, "accountid", acc)
 	res, err := e.sf.Delete(context.Background(), []string{acc})
 	require.NoError(t, err)

@@ -293,10 +293,6 @@ func (s *Service) nextBatch(ctx, work context.Context, m *Mapping, all []*Mappin
 	}
 	if bulk {
 		limit = s.opts.BulkBatchSize
-		// The drain keeps claiming until the backlog is gone: the stream
-		// is not needed until then (see feed.Feed.Hold); drain releases
-		// it when it ends.
-		s.feed.Hold()
 	}
 	entries, err := s.claim(ctx, m, limit, after)
 	if err != nil {
@@ -310,6 +306,22 @@ func (s *Service) nextBatch(ctx, work context.Context, m *Mapping, all []*Mappin
 	if err := s.prepare(ctx, m, all, changes); err != nil {
 		s.release(work, changes)
 		return nil, err
+	}
+	if bulk {
+		// The drain keeps claiming until the backlog is gone: the stream
+		// is not needed until then (see feed.Feed.Hold); drain releases
+		// it when it ends. Only once a claim handed out something to
+		// send: a backlog of changes that wait behind a failed insert or
+		// a conflict is counted but never claimed, and one of children
+		// waiting for their parent is claimed only to be deferred; the
+		// slot dropped for them and made again woke the worker, through
+		// the new stream, for another such cycle, over and over.
+		for _, c := range changes {
+			if !c.deferTo {
+				s.feed.Hold()
+				break
+			}
+		}
 	}
 	doubt := false
 	for _, c := range changes {

@@ -451,6 +451,29 @@ func (s *Service) waitBudget(ctx context.Context, m *Mapping) error {
 			s.log.Warn("outbound: writes held until the API budget allows them; raise pgforce.org.api_budget_pct to send them sooner",
 				"mapping", m.ID, "sobject", m.SObject, "reason", err)
 		}
+		// The hold may last hours, all inside this drain cycle, whose end
+		// is what lets the feed move the replication slot on: held that
+		// long, the slot pinned every byte of WAL the server wrote
+		// meanwhile. Everything the feed has received is in the outbox,
+		// durably, and has woken the consumer (a cycle follows this one),
+		// so it counts as handled while writes are held, as changes
+		// queued behind a block do.
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				s.feed.Done(s.feed.Mark())
+				select {
+				case <-stop:
+					return
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+			}
+		}()
 		// Nothing of this call has reached Salesforce yet: a worker told to
 		// stop does not wait for the budget (the daily allocation is a
 		// rolling 24 hours) to finish its batch, whose changes wait,

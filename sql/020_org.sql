@@ -9,16 +9,21 @@ CREATE TABLE pgforce.org (
     api_version    text        NOT NULL DEFAULT '62.0',
     api_budget_pct integer     NOT NULL DEFAULT 50,
     paused         boolean     NOT NULL DEFAULT false,
+    -- How long resolved errors and past drift checks are kept (see
+    -- pgforce.prune_history); NULL: for ever.
+    history_retention interval DEFAULT '31 days',
     created_at     timestamptz NOT NULL DEFAULT now(),
     updated_at     timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT org_name_valid CHECK (name ~ '^[a-z][a-z0-9_]{0,39}$'),
     CONSTRAINT org_schema_name_valid CHECK (schema_name ~ '^[a-z_][a-z0-9_]{0,62}$' AND schema_name <> 'pgforce' AND schema_name !~ '^pg_'),
     CONSTRAINT org_api_version_valid CHECK (api_version ~ '^[1-9][0-9]\.0$'),
-    CONSTRAINT org_api_budget_pct_range CHECK (api_budget_pct BETWEEN 1 AND 100)
+    CONSTRAINT org_api_budget_pct_range CHECK (api_budget_pct BETWEEN 1 AND 100),
+    CONSTRAINT org_history_retention_floor CHECK (history_retention IS NULL OR history_retention >= interval '1 hour')
 );
 
 COMMENT ON TABLE pgforce.org IS 'Salesforce orgs. Credentials are never stored here: the worker reads them from its environment.';
 COMMENT ON COLUMN pgforce.org.schema_name IS 'Schema of the org''s mapped tables.';
+COMMENT ON COLUMN pgforce.org.history_retention IS 'How long resolved errors and past drift checks are kept (default 31 days, at least 1 hour); NULL: for ever.';
 COMMENT ON COLUMN pgforce.org.api_budget_pct IS 'Share (1-100) of the org''s daily API allocation the worker may spend.';
 
 -- Explains a refused org row; the named CHECK constraints stay as the
@@ -45,6 +50,11 @@ BEGIN
         RAISE EXCEPTION 'pgforce: api_budget_pct % of org % is out of range', coalesce(NEW.api_budget_pct::text, 'NULL'), NEW.name
             USING ERRCODE = 'check_violation',
                   HINT = 'Give the percentage (1-100) of the org''s daily API calls the worker may use; the default is 50.';
+    END IF;
+    IF NEW.history_retention < interval '1 hour' THEN
+        RAISE EXCEPTION 'pgforce: history_retention % of org % is below the 1 hour floor', NEW.history_retention, NEW.name
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Give how long to keep resolved errors and past drift checks, e.g. ''31 days'' (the default), or NULL to keep them for ever.';
     END IF;
     IF TG_OP = 'UPDATE' AND NEW.schema_name IS DISTINCT FROM OLD.schema_name THEN
         -- Nested so that the INSERT of the default row at install, before

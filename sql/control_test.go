@@ -164,3 +164,65 @@ func TestANewMappingSaysItWaitsForAWorkerOfItsOrg(t *testing.T) {
 	b.scalar(t, &detail, `SELECT state_detail FROM pgforce.status WHERE org = 'sandbox'`)
 	require.Equal(t, sandbox, detail)
 }
+
+// pgforce.prune_history deletes the org's resolved errors and finished
+// drift checks older than its history_retention, a batch at a time, and
+// keeps everything else: errors still open, retrying or ignored, recent
+// history, each mapping's latest finished check (pgforce.status shows it)
+// and checks not finished, and other orgs' history. It also removes the
+// ids that interrupted checks and reloads left behind.
+func TestPruneHistoryKeepsWhatIsStillInUse(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := b.mapAccount(t, "read_write")
+	b.exec(t, `INSERT INTO pgforce.org (name, schema_name) VALUES ('other', 'other_sf')`)
+	var other int
+	b.scalar(t, &other, `INSERT INTO pgforce.mapping (org, sobject, fields) VALUES ('other', 'Account', '{Name}') RETURNING id`)
+	b.exec(t, `INSERT INTO pgforce.error (mapping_id, direction, operation, message, state, action, resolved_at)
+		VALUES ($1, 'outbound', 'update', 'old resolved 1', 'resolved', NULL, now() - interval '40 days'),
+		       ($1, 'outbound', 'update', 'old resolved 2', 'resolved', NULL, now() - interval '32 days'),
+		       ($1, 'outbound', 'update', 'old resolved 3', 'resolved', NULL, now() - interval '60 days'),
+		       ($1, 'outbound', 'update', 'recent resolved', 'resolved', NULL, now() - interval '2 days'),
+		       ($1, 'outbound', 'update', 'old ignored', 'ignored', NULL, now() - interval '40 days'),
+		       ($1, 'outbound', 'update', 'open', 'open', NULL, NULL),
+		       ($1, 'outbound', 'update', 'retrying', 'retrying', 'retry', NULL),
+		       ($2, 'outbound', 'update', 'other org resolved', 'resolved', NULL, now() - interval '40 days')`, m, other)
+	b.exec(t, `UPDATE pgforce.org SET history_retention = '90 days' WHERE name = 'other'`)
+	var oldest, latest, running int64
+	b.scalar(t, &oldest, `INSERT INTO pgforce.drift_check (mapping_id, requested_at, started_at, finished_at)
+		VALUES ($1, now() - interval '50 days', now() - interval '50 days', now() - interval '50 days') RETURNING id`, m)
+	b.exec(t, `INSERT INTO pgforce.drift_check (mapping_id, requested_at, started_at, finished_at)
+		VALUES ($1, now() - interval '45 days', now() - interval '45 days', now() - interval '45 days')`, m)
+	b.scalar(t, &latest, `INSERT INTO pgforce.drift_check (mapping_id, requested_at, started_at, finished_at)
+		VALUES ($1, now() - interval '40 days', now() - interval '40 days', now() - interval '40 days') RETURNING id`, m)
+	b.scalar(t, &running, `INSERT INTO pgforce.drift_check (mapping_id, started_at) VALUES ($1, now()) RETURNING id`, m)
+	b.exec(t, `INSERT INTO pgforce.drift_seen (check_id, sfid) VALUES ($1, '001A'), ($2, '001B'), (999999, '001C')`, running, oldest)
+	b.exec(t, `INSERT INTO pgforce.inbound_seen (mapping_id, sfid) VALUES ($1, '001D'), (999999, '001E')`, m)
+
+	// Two rows a batch: the first call deletes a full batch of errors.
+	var n int64
+	b.scalar(t, &n, `SELECT pgforce.prune_history('default', 2)`)
+	require.Equal(t, int64(2+2+2+1), n, "two errors, two checks, the ids of two stopped checks, one stray reload id")
+	b.scalar(t, &n, `SELECT pgforce.prune_history('default', 2)`)
+	require.Equal(t, int64(1), n, "the third old resolved error")
+	b.scalar(t, &n, `SELECT pgforce.prune_history('default', 2)`)
+	require.Zero(t, n)
+
+	var left []string
+	b.scalar(t, &left, `SELECT array_agg(message ORDER BY id) FROM pgforce.error`)
+	require.Equal(t, []string{"recent resolved", "old ignored", "open", "retrying", "other org resolved"}, left)
+	var checks []int64
+	b.scalar(t, &checks, `SELECT array_agg(id ORDER BY id) FROM pgforce.drift_check`)
+	require.Equal(t, []int64{latest, running}, checks)
+	var seen []string
+	b.scalar(t, &seen, `SELECT array_agg(sfid ORDER BY sfid) FROM pgforce.drift_seen`)
+	require.Equal(t, []string{"001A"}, seen)
+	b.scalar(t, &seen, `SELECT array_agg(sfid ORDER BY sfid) FROM pgforce.inbound_seen`)
+	require.Equal(t, []string{"001D"}, seen)
+
+	b.exec(t, `UPDATE pgforce.org SET history_retention = NULL`)
+	b.scalar(t, &n, `SELECT pgforce.prune_history('other')`)
+	require.Zero(t, n, "NULL keeps history for ever")
+	b.refused(t, "history_retention 00:10:00 of org default is below the 1 hour floor", "NULL to keep them for ever",
+		`UPDATE pgforce.org SET history_retention = '10 minutes' WHERE name = 'default'`)
+}

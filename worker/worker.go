@@ -20,6 +20,7 @@ import (
 	"github.com/pgforce/pgforce/worker/budget"
 	"github.com/pgforce/pgforce/worker/config"
 	"github.com/pgforce/pgforce/worker/health"
+	"github.com/pgforce/pgforce/worker/housekeeping"
 	"github.com/pgforce/pgforce/worker/inbound"
 	"github.com/pgforce/pgforce/worker/outbound"
 	"github.com/pgforce/pgforce/worker/salesforce"
@@ -32,6 +33,8 @@ type Options struct {
 	Outbound outbound.Options
 	// NoOutbound leaves outbound sync off (inbound-only tests).
 	NoOutbound bool
+	// Housekeeping prunes the org's history; its Org is the worker's.
+	Housekeeping housekeeping.Options
 }
 
 // NewPool opens the worker's connection pool on databaseURL.
@@ -219,6 +222,13 @@ func RunWithOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, o
 		if err := in.Run(runCtx); err != nil {
 			errs <- fmt.Errorf("inbound: %w", err)
 		}
+	}()
+	hkOpts := opts.Housekeeping
+	hkOpts.Org = org
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = housekeeping.Run(runCtx, pool, log.With("component", "housekeeping"), hkOpts)
 	}()
 	if !opts.NoOutbound {
 		outOpts := opts.Outbound

@@ -535,13 +535,9 @@ func (u *unanswered) WriteHeader(int)             {}
 // the field) does in a real org: describe stops listing it, and queries, reads and writes that name it fail
 // with INVALID_FIELD. Stored values are kept.
 func (s *Server) HideField(object, field string) error {
-	o := s.cat.Object(object)
-	if o == nil {
-		return fmt.Errorf("sim: no object %s", object)
-	}
-	f := o.Field(field)
-	if f == nil {
-		return fmt.Errorf("sim: no field %s.%s", object, field)
+	o, f, err := s.field(object, field)
+	if err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -554,16 +550,25 @@ func (s *Server) HideField(object, field string) error {
 // AlterField changes a field's definition in place, as an admin editing it in Setup does (a longer text
 // field, more digits).
 func (s *Server) AlterField(object, field string, change func(f *Field)) error {
-	o := s.cat.Object(object)
-	if o == nil {
-		return fmt.Errorf("sim: no object %s", object)
-	}
-	f := o.Field(field)
-	if f == nil {
-		return fmt.Errorf("sim: no field %s.%s", object, field)
+	_, f, err := s.field(object, field)
+	if err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	change(f)
 	return nil
+}
+
+// field finds a field for the schema hooks.
+func (s *Server) field(object, field string) (*Object, *Field, error) {
+	o := s.cat.Object(object)
+	if o == nil {
+		return nil, nil, fmt.Errorf("sim: no object %s", object)
+	}
+	f := o.Field(field)
+	if f == nil {
+		return nil, nil, fmt.Errorf("sim: no field %s.%s", object, field)
+	}
+	return o, f, nil
 }

@@ -438,6 +438,26 @@ func (f *Feed) relay(ctx context.Context, poll func() bool) {
 // dropLostSlot drops the feed's slot when the server has invalidated it
 // (wal_status 'lost') and no walsender holds it.
 func (f *Feed) dropLostSlot(ctx context.Context) error {
+	return f.withConn(ctx, func(ctx context.Context, conn *pgx.Conn) error {
+		var lost bool
+		err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_replication_slots
+			WHERE slot_name = $1 AND database = pg_catalog.current_database() AND wal_status = 'lost' AND active_pid IS NULL)`, f.opts.Slot).Scan(&lost)
+		if err != nil || !lost {
+			return err
+		}
+		f.log.Warn("outbound feed: replication slot was invalidated (it held more WAL than max_slot_wal_keep_size); creating it again", "slot", f.opts.Slot)
+		_, err = conn.Exec(ctx, `SELECT pg_catalog.pg_drop_replication_slot($1)`, f.opts.Slot)
+		var pgErr *pgconn.PgError
+		if err != nil && errors.As(err, &pgErr) && (pgErr.Code == "42704" || pgErr.Code == "55006") { // dropped or taken meanwhile
+			return nil
+		}
+		return err
+	})
+}
+
+// withConn runs fn on an ordinary connection of its own, which needs no
+// walsender, for at most 10 seconds.
+func (f *Feed) withConn(ctx context.Context, fn func(context.Context, *pgx.Conn) error) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	conn, err := pgx.ConnectConfig(ctx, f.cfg.Copy())
@@ -445,19 +465,7 @@ func (f *Feed) dropLostSlot(ctx context.Context) error {
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	var lost bool
-	err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_replication_slots
-		WHERE slot_name = $1 AND database = pg_catalog.current_database() AND wal_status = 'lost' AND active_pid IS NULL)`, f.opts.Slot).Scan(&lost)
-	if err != nil || !lost {
-		return err
-	}
-	f.log.Warn("outbound feed: replication slot was invalidated (it held more WAL than max_slot_wal_keep_size); creating it again", "slot", f.opts.Slot)
-	_, err = conn.Exec(ctx, `SELECT pg_catalog.pg_drop_replication_slot($1)`, f.opts.Slot)
-	var pgErr *pgconn.PgError
-	if err != nil && errors.As(err, &pgErr) && (pgErr.Code == "42704" || pgErr.Code == "55006") { // dropped or taken meanwhile
-		return nil
-	}
-	return err
+	return fn(ctx, conn)
 }
 
 // dropSlot drops the feed's slot once walsender pid, this feed's stream
@@ -466,13 +474,10 @@ func (f *Feed) dropLostSlot(ctx context.Context) error {
 // that another walsender holds is another worker's stream now, and stays;
 // a slot that does not exist is fine.
 func (f *Feed) dropSlot(ctx context.Context, pid uint32) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	conn, err := pgx.ConnectConfig(ctx, f.cfg.Copy())
-	if err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	return f.withConn(ctx, func(ctx context.Context, conn *pgx.Conn) error { return f.dropSlotOn(ctx, conn, pid) })
+}
+
+func (f *Feed) dropSlotOn(ctx context.Context, conn *pgx.Conn, pid uint32) error {
 	for {
 		var active *uint32
 		// Slot names are the server's: one of another database's is not

@@ -153,6 +153,15 @@ func (r *runner) describe(ctx context.Context, m *mappings.Mapping) error {
 			return err
 		}
 	}
+	if err := r.ensureTable(ctx, m, cols); err != nil {
+		return err
+	}
+	return mappings.SetState(ctx, r.s.pool, m.ID, mappings.StateLoading, "loading "+m.SObject)
+}
+
+// ensureTable creates or alters m's table for the described columns; a
+// refusal only the user can fix is a ConfigError (see tableConfigError).
+func (r *runner) ensureTable(ctx context.Context, m *mappings.Mapping, cols []mappings.Column) error {
 	colsJSON, err := json.Marshal(cols)
 	if err != nil {
 		return err
@@ -165,7 +174,7 @@ func (r *runner) describe(ctx context.Context, m *mappings.Mapping) error {
 		return fmt.Errorf("inbound: ensure_table for %s: %w", m.SObject, err)
 	}
 	r.log.Info("inbound: table ready", "sobject", m.SObject, "table", m.Table(), "added", added)
-	return mappings.SetState(ctx, r.s.pool, m.ID, mappings.StateLoading, "loading "+m.SObject)
+	return nil
 }
 
 func sameFields(a, b []string) bool {
@@ -834,15 +843,7 @@ func (r *runner) widenForRetries(ctx context.Context, ids []string) error {
 	if !sameFields(userFields(cols), m.Fields) {
 		return nil
 	}
-	colsJSON, err := json.Marshal(cols)
-	if err != nil {
-		return err
-	}
-	var added []string
-	if err := r.s.pool.QueryRow(ctx, `SELECT pgforce.ensure_table($1, $2)`, m.ID, colsJSON).Scan(&added); err != nil {
-		return fmt.Errorf("inbound: ensure_table for %s: %w", m.SObject, err)
-	}
-	return nil
+	return r.ensureTable(ctx, m, cols)
 }
 
 var changedTypeField = regexp.MustCompile(`^pgforce: field (\S+) of \S+ changed type`)

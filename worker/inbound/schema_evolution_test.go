@@ -21,11 +21,7 @@ func TestAMappedFieldHiddenFromTheIntegrationUserPutsTheMappingInErrorNamingTheF
 	e.seedGadgets(3)
 	id := e.mapSynced("Gadget__c", []string{"Name", "Code__c"}, "poll")
 	require.NoError(t, e.sim.HideField("Gadget__c", "Code__c"))
-	e.eventually(15*time.Second, func() (bool, string) {
-		st, detail := e.state(id)
-		return st == "error" && strings.Contains(detail, "Code__c") && strings.Contains(detail, "array_remove"),
-			fmt.Sprintf("state %s (%s)", st, detail)
-	})
+	e.waitErrorNamingTheFix(id, "Code__c")
 	// The fix it names works, and syncing carries on.
 	e.exec(`UPDATE pgforce.mapping SET fields = array_remove(fields, 'Code__c') WHERE id = $1`, id)
 	e.waitState(id, "synced")
@@ -65,11 +61,7 @@ func TestAFieldWhoseTypeChangedInSalesforcePutsTheMappingInErrorWithTheFix(t *te
 		f.Type, f.Length, f.Precision, f.Scale = "double", 0, 18, 0
 	}))
 	e.exec(`UPDATE pgforce.mapping SET fields = fields || '{Flag__c}' WHERE id = $1`, id)
-	e.eventually(15*time.Second, func() (bool, string) {
-		st, detail := e.state(id)
-		return st == "error" && strings.Contains(detail, "Code__c") && strings.Contains(detail, "array_remove"),
-			fmt.Sprintf("state %s (%s)", st, detail)
-	})
+	e.waitErrorNamingTheFix(id, "Code__c")
 	// The steps it names work.
 	e.exec(`UPDATE pgforce.mapping SET fields = array_remove(fields, 'Code__c') WHERE id = $1`, id)
 	e.waitState(id, "synced")
@@ -146,4 +138,15 @@ func TestAChangeEventThatCannotBeAppliedIsReportedAtOnceAndAppliedOnceFixed(t *t
 	e.exec(`ALTER TABLE salesforce.account RENAME COLUMN phone_number TO phone`)
 	e.waitValue("account", ids[0], "name", "C")
 	e.waitValue("account", ids[0], "phone", "2")
+}
+
+// waitErrorNamingTheFix waits for mapping id to be in error with a
+// state_detail that names field and the array_remove that takes it out.
+func (e *env) waitErrorNamingTheFix(id int, field string) {
+	e.t.Helper()
+	e.eventually(15*time.Second, func() (bool, string) {
+		st, detail := e.state(id)
+		return st == "error" && strings.Contains(detail, field) && strings.Contains(detail, "array_remove"),
+			fmt.Sprintf("state %s (%s)", st, detail)
+	})
 }

@@ -186,17 +186,8 @@ func testParentChangedOnBothSides(t *testing.T, set func(bID string) string) {
 			b := setup(t, setupOptions{upsertField: "Ext_Id__c"})
 			ctx := context.Background()
 			b.exec(t, `UPDATE pgforce.mapping SET conflict = $1, inbound = 'cdc', state = 'new'`, policy)
-			b.startInbound(t)
-			b.waitMappingSynced(t, b.accountID)
-			b.waitMappingSynced(t, b.contactID)
-			b.start(t, fastOptions())
-			var a, bb, c, con int
-			b.scalar(t, &a, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('A', 'a') RETURNING id`)
-			b.scalar(t, &bb, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('B', 'b') RETURNING id`)
-			b.scalar(t, &c, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('C', 'c') RETURNING id`)
-			aID, bID, cID := b.waitSfid(t, "account", a), b.waitSfid(t, "account", bb), b.waitSfid(t, "account", c)
-			b.scalar(t, &con, `INSERT INTO salesforce.contact (lastname, account__r__ext_id__c) VALUES ('Child', 'a') RETURNING id`)
-			conID := b.waitSfid(t, "contact", con)
+			ids, con, conID := b.accountsAndAChildOfTheFirst(t, "a", "b", "c")
+			aID, bID, cID := ids[0], ids[1], ids[2]
 			eventually(t, 10*time.Second, "the echo applied", func() bool {
 				var acc *string
 				b.scalar(t, &acc, `SELECT accountid FROM salesforce.contact WHERE id = $1`, con)
@@ -256,16 +247,8 @@ func TestAMoveThroughTheRelationshipColumnSurvivesASalesforceEditOfAnotherField(
 			b := setup(t, setupOptions{upsertField: "Ext_Id__c"})
 			ctx := context.Background()
 			b.exec(t, `UPDATE pgforce.mapping SET inbound = $1, state = 'new', poll_interval = '10 seconds'`, mode)
-			b.startInbound(t)
-			b.waitMappingSynced(t, b.accountID)
-			b.waitMappingSynced(t, b.contactID)
-			b.start(t, fastOptions())
-			var a, bb, con int
-			b.scalar(t, &a, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('A', 'a') RETURNING id`)
-			b.scalar(t, &bb, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('B', 'b') RETURNING id`)
-			aID, bID := b.waitSfid(t, "account", a), b.waitSfid(t, "account", bb)
-			b.scalar(t, &con, `INSERT INTO salesforce.contact (lastname, account__r__ext_id__c) VALUES ('Child', 'a') RETURNING id`)
-			conID := b.waitSfid(t, "contact", con)
+			ids, con, conID := b.accountsAndAChildOfTheFirst(t, "a", "b")
+			aID, bID := ids[0], ids[1]
 			eventually(t, 15*time.Second, "the record read back", func() bool {
 				var acc *string
 				b.scalar(t, &acc, `SELECT accountid FROM salesforce.contact WHERE id = $1`, con)
@@ -283,4 +266,26 @@ func TestAMoveThroughTheRelationshipColumnSurvivesASalesforceEditOfAnotherField(
 			})
 		})
 	}
+}
+
+// accountsAndAChildOfTheFirst starts both directions on the Account and
+// Contact mappings, inserts an Account per external id (named by it in
+// upper case) and a Contact linked to the first through its relationship
+// column, and waits for their Ids: the Accounts', the Contact's row id and
+// its Id.
+func (b *bundle) accountsAndAChildOfTheFirst(t *testing.T, extIDs ...string) ([]string, int, string) {
+	t.Helper()
+	b.startInbound(t)
+	b.waitMappingSynced(t, b.accountID)
+	b.waitMappingSynced(t, b.contactID)
+	b.start(t, fastOptions())
+	var ids []string
+	for _, ext := range extIDs {
+		var row int
+		b.scalar(t, &row, `INSERT INTO salesforce.account (name, ext_id__c) VALUES (upper($1), $1) RETURNING id`, ext)
+		ids = append(ids, b.waitSfid(t, "account", row))
+	}
+	var con int
+	b.scalar(t, &con, `INSERT INTO salesforce.contact (lastname, account__r__ext_id__c) VALUES ('Child', $1) RETURNING id`, extIDs[0])
+	return ids, con, b.waitSfid(t, "contact", con)
 }

@@ -28,14 +28,20 @@ type table struct {
 	pos  map[string]int32 // id -> index in rows
 	// keys indexes unique and external id fields of live records: normalised value -> ids.
 	keys map[*Field]map[string][]string
+	// refs indexes the cascade-delete lookups of live records: parent id -> ids of the records naming it,
+	// so that a parent's delete finds its children without a pass over every record of their object.
+	refs map[*Field]map[string][]string
 	del  int // slot of IsDeleted, -1 for objects without a recycle bin (User)
 }
 
 func newTable(o *Object) *table {
-	t := &table{obj: o, pos: map[string]int32{}, keys: map[*Field]map[string][]string{}, del: -1}
+	t := &table{obj: o, pos: map[string]int32{}, keys: map[*Field]map[string][]string{}, refs: map[*Field]map[string][]string{}, del: -1}
 	for _, f := range o.Fields {
 		if f.Unique || f.ExternalID {
 			t.keys[f] = map[string][]string{}
+		}
+		if f.CascadeDelete && f.Index >= 0 {
+			t.refs[f] = map[string][]string{}
 		}
 	}
 	if f := o.Field("IsDeleted"); f != nil {
@@ -69,6 +75,11 @@ func (t *table) indexAdd(r *record) {
 			m[k] = append(m[k], r.id())
 		}
 	}
+	for f, m := range t.refs {
+		if k, ok := r.vals[f.Index].(string); ok {
+			m[k] = append(m[k], r.id())
+		}
+	}
 }
 
 func (t *table) indexRemove(r *record) {
@@ -77,6 +88,16 @@ func (t *table) indexRemove(r *record) {
 	}
 	for f, m := range t.keys {
 		if k, ok := keyOf(f, r.vals[f.Index]); ok {
+			ids := slices.DeleteFunc(m[k], func(s string) bool { return s == r.id() })
+			if len(ids) == 0 {
+				delete(m, k)
+			} else {
+				m[k] = ids
+			}
+		}
+	}
+	for f, m := range t.refs {
+		if k, ok := r.vals[f.Index].(string); ok {
 			ids := slices.DeleteFunc(m[k], func(s string) bool { return s == r.id() })
 			if len(ids) == 0 {
 				delete(m, k)
@@ -165,10 +186,14 @@ type cascadedChild struct {
 type Store struct {
 	// cascaded lists, by parent Id, the records a delete of the parent deleted with it.
 	cascaded map[string][]cascadedChild
-	mu       sync.RWMutex
-	cat      *Catalog
-	tables   map[*Object]*table
-	clock    func() time.Time
+	// cascadedBy names, by child Id, the parent whose delete deleted the child (and still holds it in
+	// the recycle bin): a child undeleted on its own since, and maybe deleted again on its own, is not
+	// the parent's to restore or purge.
+	cascadedBy map[string]string
+	mu         sync.RWMutex
+	cat        *Catalog
+	tables     map[*Object]*table
+	clock      func() time.Time
 
 	lastStamp    time.Time
 	commitNumber int64
@@ -197,6 +222,7 @@ func newStore(cat *Catalog, clock func() time.Time) *Store {
 func (s *Store) resetTables() {
 	s.tables = map[*Object]*table{}
 	s.cascaded = map[string][]cascadedChild{}
+	s.cascadedBy = map[string]string{}
 	for _, o := range s.cat.objects {
 		s.tables[o] = newTable(o)
 	}
@@ -852,8 +878,41 @@ func (t *txn) delete(tbl *table, raw string, hard bool) Result {
 	if wasLive {
 		t.addEvent(pendingEvent{obj: o, kind: "DELETE", ids: []string{id}})
 	}
+	if hard {
+		// Purged from the recycle bin, a record takes with it those its delete put there.
+		t.setCascadedBy(id, "")
+		if kids := t.s.cascaded[id]; len(kids) > 0 {
+			delete(t.s.cascaded, id)
+			t.pushUndo(func() { t.s.cascaded[id] = kids })
+			for _, k := range kids {
+				if r := k.tbl.get(k.id); r != nil && k.tbl.deleted(r) && t.s.cascadedBy[k.id] == id {
+					t.delete(k.tbl, k.id, true)
+				}
+			}
+		}
+	}
 	t.cascadeDelete(o, id, hard)
 	return Result{ID: id}
+}
+
+// setCascadedBy records (or, with "", forgets) the parent whose delete deleted child, with its undo.
+func (t *txn) setCascadedBy(child, parent string) {
+	prev, had := t.s.cascadedBy[child]
+	if !had && parent == "" {
+		return
+	}
+	if parent == "" {
+		delete(t.s.cascadedBy, child)
+	} else {
+		t.s.cascadedBy[child] = parent
+	}
+	t.pushUndo(func() {
+		if had {
+			t.s.cascadedBy[child] = prev
+		} else {
+			delete(t.s.cascadedBy, child)
+		}
+	})
 }
 
 // cascadeDelete deletes, as Salesforce does, the live records whose cascade-delete lookup names the
@@ -869,15 +928,12 @@ func (t *txn) cascadeDelete(parent *Object, id string, hard bool) {
 			continue
 		}
 		ctbl := t.s.tables[child]
-		var ids []string
-		for _, r := range ctbl.rows {
-			if r != nil && !ctbl.deleted(r) && r.vals[f.Index] == id {
-				ids = append(ids, r.id())
-			}
-		}
+		// Copied: each delete below takes its record out of the index.
+		ids := slices.Clone(ctbl.refs[f][id])
 		for _, cid := range ids {
 			t.delete(ctbl, cid, hard)
 			if !hard {
+				t.setCascadedBy(cid, id)
 				t.s.cascaded[id] = append(t.s.cascaded[id], cascadedChild{ctbl, cid})
 				pid := id
 				t.pushUndo(func() { t.s.cascaded[pid] = t.s.cascaded[pid][:len(t.s.cascaded[pid])-1] })
@@ -909,12 +965,15 @@ func (t *txn) undelete(tbl *table, raw string) Result {
 	vals[o.Field("SystemModstamp").Index] = t.at
 	t.replace(tbl, old, &record{vals: vals})
 	t.addEvent(pendingEvent{obj: o, kind: "UNDELETE", ids: []string{id}, vals: vals})
-	// The records deleted with it come back with it, as in Salesforce.
+	// Out of the recycle bin, it is no longer its parent's to restore.
+	t.setCascadedBy(id, "")
+	// The records deleted with it come back with it, as in Salesforce; not
+	// one undeleted on its own since (and maybe deleted again on its own).
 	if kids := t.s.cascaded[id]; len(kids) > 0 {
 		delete(t.s.cascaded, id)
 		t.pushUndo(func() { t.s.cascaded[id] = kids })
 		for _, k := range kids {
-			if r := k.tbl.get(k.id); r != nil && k.tbl.deleted(r) {
+			if r := k.tbl.get(k.id); r != nil && k.tbl.deleted(r) && t.s.cascadedBy[k.id] == id {
 				t.undelete(k.tbl, k.id)
 			}
 		}

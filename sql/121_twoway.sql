@@ -25,6 +25,39 @@ LANGUAGE sql STABLE AS $$
     ORDER BY u.i LIMIT 1
 $$;
 
+-- Whether Salesforce's lookup value p_sfid is the parent that a
+-- relationship column (<lookup>__r__<extid>) of mapping p_mapping_id names
+-- by p_ext: a row of a mapping of the same org has that Id and that
+-- external id. Salesforce then holds what the column asked for (our write,
+-- landed), which is no change of the parent made on its side. Ids are
+-- unique across objects, so no other object's row can match.
+CREATE FUNCTION pgforce._rel_names(p_mapping_id integer, p_column text, p_ext text, p_sfid text) RETURNS boolean
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_ext   text := pg_catalog.split_part(p_column, '__r__', 2);
+    v_table regclass;
+    v_found boolean;
+BEGIN
+    IF p_ext IS NULL OR p_sfid IS NULL OR v_ext OPERATOR(pg_catalog.=) '' THEN
+        RETURN false;
+    END IF;
+    FOR v_table IN
+        SELECT pgforce._mapping_table(p.id) FROM pgforce.mapping m JOIN pgforce.mapping p ON p.org OPERATOR(pg_catalog.=) m.org
+        WHERE m.id OPERATOR(pg_catalog.=) p_mapping_id
+          AND v_ext OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.lower(f) FROM pg_catalog.unnest(p.fields) f)
+    LOOP
+        CONTINUE WHEN v_table IS NULL;
+        EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %s t WHERE t.sfid::pg_catalog.text OPERATOR(pg_catalog.=) $1'
+                                  ' AND t.%I::pg_catalog.text OPERATOR(pg_catalog.=) $2)', v_table, v_ext)
+            INTO v_found USING p_sfid, p_ext;
+        IF v_found THEN
+            RETURN true;
+        END IF;
+    END LOOP;
+    RETURN false;
+END
+$$;
+
 -- The pending fields of a record: column -> {"value", "at"} of the latest
 -- queued change of each.
 CREATE FUNCTION pgforce._pending_fields(p_mapping_id integer, p_record_id integer) RETURNS jsonb
@@ -272,6 +305,10 @@ BEGIN
         EXECUTE pg_catalog.format('SELECT pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->) $2 FROM %s t WHERE t.id OPERATOR(pg_catalog.=) $1', v_table)
             INTO v_cur USING p_record_id, v_lookup;
         CONTINUE WHEN pgforce._same_value(v_table, v_lookup, coalesce(v_cur, 'null'), p_values -> v_lookup);
+        -- Salesforce's lookup names the parent the column names: our
+        -- change, landed (the echo of a poll or a re-read, which cannot
+        -- tell), not a change of Salesforce's.
+        CONTINUE WHEN pgforce._rel_names(p_mapping_id, v_key, v_pending -> v_key ->> 'value', p_values ->> v_lookup);
         v_pending := v_pending || pg_catalog.jsonb_build_object(v_lookup, v_pending -> v_key);
         v_relof := v_relof || pg_catalog.jsonb_build_object(v_lookup, v_key);
     END LOOP;
@@ -336,6 +373,9 @@ BEGIN
               AND NOT EXISTS (SELECT FROM pgforce.outbox q
                               WHERE q.mapping_id = p_mapping_id AND q.record_id = p_record_id AND q.op = 'update'
                                 AND q.claimed_at IS NULL AND q.new ? k.key AND NOT k.key = ANY (v_drop)));
+        -- A lookup set through a relationship column in flight is in
+        -- flight too: the write lands as that lookup's change.
+        v_flight := v_flight || ARRAY(SELECT r.key FROM pg_catalog.jsonb_each_text(v_relof) r WHERE r.value OPERATOR(pg_catalog.=) ANY (v_flight));
         v_won := v_won OPERATOR(pg_catalog.-) ARRAY(SELECT pg_catalog.jsonb_object_keys(v_won) EXCEPT SELECT pg_catalog.unnest(v_flight));
         v_kept := v_kept OPERATOR(pg_catalog.-) ARRAY(SELECT pg_catalog.jsonb_object_keys(v_kept) EXCEPT SELECT pg_catalog.unnest(v_flight));
         IF v_won <> '{}' THEN
@@ -353,6 +393,13 @@ BEGIN
             ORDER BY o.id DESC LIMIT 1;
         END IF;
     END IF;
+    -- A field both sides agree on drops only its own queued changes: a
+    -- later move of the parent through a relationship column, queued
+    -- after the lookup change Salesforce agrees with, is still to be sent.
+    IF pg_catalog.cardinality(v_agreed) > 0 THEN
+        PERFORM pgforce._drop_pending_columns(p_mapping_id, p_record_id, v_agreed);
+    END IF;
+    v_drop := ARRAY(SELECT pg_catalog.unnest(v_drop) EXCEPT SELECT pg_catalog.unnest(v_agreed));
     IF pg_catalog.cardinality(v_drop) > 0 THEN
         PERFORM pgforce._drop_pending(p_mapping_id, p_record_id, v_drop);
     END IF;

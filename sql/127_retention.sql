@@ -39,6 +39,10 @@ BEGIN
                    WHERE m.org = p_org AND x.finished_at < pg_catalog.now() - v_keep
                      AND x.id < (SELECT pg_catalog.max(y.id) FROM pgforce.drift_check y
                                  WHERE y.mapping_id = x.mapping_id AND y.finished_at IS NOT NULL)
+                     -- pgforce.status shows the latest check that succeeded,
+                     -- which failed ones since do not replace.
+                     AND x.id OPERATOR(pg_catalog.<>) coalesce((SELECT pg_catalog.max(z.id) FROM pgforce.drift_check z
+                                                                WHERE z.mapping_id = x.mapping_id AND z.finished_at IS NOT NULL AND z.error IS NULL), 0)
                    LIMIT p_limit);
     GET DIAGNOSTICS v_checks = ROW_COUNT;
     -- Ids read by a check that is no longer running (a crash stopped it,

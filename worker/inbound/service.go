@@ -440,6 +440,15 @@ func (s *Service) supervise(ctx context.Context, id int, rereads, drift chan str
 		if errors.Is(err, mappings.ErrNotFound) {
 			return
 		}
+		// A refusal only the user can fix, met after the describe (the
+		// describe pgforce.retry runs to widen a column, see
+		// widenForRetries): retried, it failed the same way for ever.
+		if ce := (*ConfigError)(nil); errors.As(err, &ce) {
+			log.Warn("inbound: mapping cannot be synced until it is fixed", "detail", ce.Detail)
+			if mappings.SetState(ctx, s.pool, id, mappings.StateError, ce.Detail) == nil {
+				return
+			}
+		}
 		if r.fieldsGone(ctx, err) {
 			// In error state, with the fix in state_detail.
 			return

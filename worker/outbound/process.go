@@ -808,11 +808,16 @@ func (s *Service) holdParentDeletes(ctx context.Context, m *Mapping, all []*Mapp
 				}
 			}
 			// $4 is the lookup's column name: a key of the outbox's jsonb.
+			// Only a child with a record in Salesforce can go with its
+			// parent: one whose insert failed (its move waits behind that
+			// error, for the user) or is still queued has none, and held
+			// the delete for as long as it had none.
 			q := fmt.Sprintf(`SELECT o.old->>$4 FROM pgforce.outbox o
 				WHERE o.mapping_id = $1 AND o.op = 'update' AND o.old->>$4 = ANY($2)
+				  AND (o.sfid IS NOT NULL OR EXISTS (SELECT FROM %[2]s t WHERE t.id = o.record_id AND t.sfid IS NOT NULL))
 				UNION
 				SELECT t.%[1]s::text FROM %[2]s t JOIN pgforce.outbox o ON o.mapping_id = $1 AND o.record_id = t.id
-				WHERE t.%[1]s::text = ANY($2) AND o.op = 'update'
+				WHERE t.%[1]s::text = ANY($2) AND o.op = 'update' AND t.sfid IS NOT NULL
 				  AND EXISTS (SELECT FROM unnest($3::text[]) r WHERE o.new->>r IS NOT NULL)`,
 				pgx.Identifier{lc}.Sanitize(), x.Table())
 			if rels == nil {

@@ -460,6 +460,8 @@ func (s *Service) waitBudget(ctx context.Context, m *Mapping) error {
 		// queued behind a block do.
 		stop := make(chan struct{})
 		defer close(stop)
+		// ctx is replaced below: the goroutine keeps the channel of this one.
+		ended := ctx.Done()
 		go func() {
 			t := time.NewTicker(time.Second)
 			defer t.Stop()
@@ -468,7 +470,7 @@ func (s *Service) waitBudget(ctx context.Context, m *Mapping) error {
 				select {
 				case <-stop:
 					return
-				case <-ctx.Done():
+				case <-ended:
 					return
 				case <-t.C:
 				}

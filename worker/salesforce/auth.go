@@ -138,9 +138,18 @@ func NewTokenSource(creds Credentials, httpClient *http.Client) (*TokenSource, e
 	if g == GrantRefreshToken && creds.RefreshTokenFile != "" {
 		b, err := os.ReadFile(creds.RefreshTokenFile)
 		switch {
-		case err == nil && strings.TrimSpace(string(b)) != "":
-			ts.refreshToken = strings.TrimSpace(string(b))
-		case err != nil && !errors.Is(err, os.ErrNotExist):
+		case err == nil:
+			// The kept token replaces the configured one only if it
+			// descends from it: a token configured anew (the app was
+			// authorized again after its access was revoked) starts a new
+			// chain, and the kept one, revoked with the old, could never
+			// log in again.
+			tok, from, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+			tok, from = strings.TrimSpace(tok), strings.TrimSpace(from)
+			if tok != "" && (from == "" || from == tokenOrigin(creds.RefreshToken)) {
+				ts.refreshToken = tok
+			}
+		case !errors.Is(err, os.ErrNotExist):
 			return nil, fmt.Errorf("salesforce: refresh token file: %w", err)
 		}
 	}
@@ -245,7 +254,7 @@ func (ts *TokenSource) fetchLocked(ctx context.Context) (*Token, error) {
 			// a failure to keep it is reported by PersistError (New
 			// fails on it at start-up).
 			ts.persistErr = nil
-			if err := writeFileAtomic(ts.creds.RefreshTokenFile, []byte(tok.RefreshToken+"\n")); err != nil {
+			if err := writeFileAtomic(ts.creds.RefreshTokenFile, []byte(tok.RefreshToken+"\n"+tokenOrigin(ts.creds.RefreshToken)+"\n")); err != nil {
 				ts.persistErr = fmt.Errorf("salesforce: the connected app rotated the refresh token and the new one could not be kept in %s, so a restart could not log in: %w", ts.creds.RefreshTokenFile, err)
 			}
 		}
@@ -370,4 +379,11 @@ func writeFileAtomic(path string, data []byte) error {
 		os.Remove(tmp)
 	}
 	return err
+}
+
+// tokenOrigin names the configured refresh token a kept, rotated one
+// descends from (see NewTokenSource), without writing the token itself.
+func tokenOrigin(configured string) string {
+	sum := sha256.Sum256([]byte(configured))
+	return "from-sha256:" + base64.RawURLEncoding.EncodeToString(sum[:])
 }

@@ -138,9 +138,11 @@ func searchFields(o *Object, scope string) []*Field {
 
 // compileSearchTerm turns a SOSL term into a predicate over a record's searched texts.
 func compileSearchTerm(term string) (func([]string) bool, bool) {
-	var alternatives [][]func([]string) bool
-	var current []func([]string) bool
-	words := searchWords(term)
+	var alternatives [][]func(*searchDoc) bool
+	var current []func(*searchDoc) bool
+	// A byte that is not UTF-8 (which made the word's regular expression fail to compile, a panic) matches
+	// nothing stored (the store holds valid UTF-8), like the replacement character.
+	words := searchWords(strings.ToValidUTF8(term, "\uFFFD"))
 	if len(words) == 0 {
 		return nil, false
 	}
@@ -155,9 +157,9 @@ func compileSearchTerm(term string) (func([]string) bool, bool) {
 		}
 		if strings.HasPrefix(w, `"`) {
 			phrase := strings.ToLower(strings.Trim(w, `"`))
-			current = append(current, func(texts []string) bool {
-				for _, t := range texts {
-					if strings.Contains(strings.ToLower(t), phrase) {
+			current = append(current, func(d *searchDoc) bool {
+				for _, t := range d.lower {
+					if strings.Contains(t, phrase) {
 						return true
 					}
 				}
@@ -168,15 +170,22 @@ func compileSearchTerm(term string) (func([]string) bool, bool) {
 		if len(strings.Trim(w, "*?")) < 1 || len(w) < 2 {
 			return nil, false
 		}
-		re := regexp.MustCompile("(?i)^" + strings.NewReplacer(`\*`, ".*", `\?`, ".").Replace(regexp.QuoteMeta(w)) + "$")
-		current = append(current, func(texts []string) bool {
-			for _, t := range texts {
-				for _, tok := range strings.FieldsFunc(t, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '@' && r != '.' }) {
-					if re.MatchString(tok) || re.MatchString(strings.Trim(tok, ".")) {
-						return true
-					}
-				}
-				if re.MatchString(t) {
+		// A word matches a token of a text (also without its surrounding dots) or a whole text, case-
+		// insensitively; * and ? are wildcards. Tokens are computed once per record (searchDoc) and
+		// words are matched by a set lookup or a linear-time glob, not a regular expression per token:
+		// a term of a thousand words over a few thousand records took many seconds that way.
+		word := strings.ToLower(w)
+		if !strings.ContainsAny(word, "*?") {
+			current = append(current, func(d *searchDoc) bool {
+				_, ok := d.set[word]
+				return ok
+			})
+			continue
+		}
+		pattern := []rune(word)
+		current = append(current, func(d *searchDoc) bool {
+			for _, cand := range d.runes {
+				if globMatch(pattern, cand) {
 					return true
 				}
 			}
@@ -185,10 +194,11 @@ func compileSearchTerm(term string) (func([]string) bool, bool) {
 	}
 	alternatives = append(alternatives, current)
 	return func(texts []string) bool {
+		d := newSearchDoc(texts)
 		for _, all := range alternatives {
 			ok := len(all) > 0
 			for _, f := range all {
-				if !f(texts) {
+				if !f(d) {
 					ok = false
 					break
 				}
@@ -250,4 +260,56 @@ func splitTopLevel(s string) []string {
 		}
 	}
 	return append(out, strings.TrimSpace(s[start:]))
+}
+
+// searchDoc is a record's searched texts prepared once for all the words of a term: the texts in lower
+// case, and the set of strings a word may equal (each token, each token without surrounding dots, each
+// whole text).
+type searchDoc struct {
+	lower []string
+	set   map[string]struct{}
+	runes [][]rune // the members of set, for wildcard words
+}
+
+func newSearchDoc(texts []string) *searchDoc {
+	d := &searchDoc{set: map[string]struct{}{}}
+	for _, t := range texts {
+		lt := strings.ToLower(t)
+		d.lower = append(d.lower, lt)
+		d.set[lt] = struct{}{}
+		for _, tok := range strings.FieldsFunc(lt, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '@' && r != '.' }) {
+			d.set[tok] = struct{}{}
+			d.set[strings.Trim(tok, ".")] = struct{}{}
+		}
+	}
+	for k := range d.set {
+		d.runes = append(d.runes, []rune(k))
+	}
+	return d
+}
+
+// globMatch reports whether s matches pattern as a whole, * matching any run of characters and ? one
+// character. It backtracks only to the latest *, so it runs in O(len(s)·len(pattern)).
+func globMatch(p, str []rune) bool {
+	pi, si := 0, 0
+	starP, starS := -1, 0
+	for si < len(str) {
+		switch {
+		case pi < len(p) && p[pi] == '*':
+			starP, starS = pi, si
+			pi++
+		case pi < len(p) && (p[pi] == '?' || p[pi] == str[si]):
+			pi++
+			si++
+		case starP >= 0:
+			starS++
+			si, pi = starS, starP+1
+		default:
+			return false
+		}
+	}
+	for pi < len(p) && p[pi] == '*' {
+		pi++
+	}
+	return pi == len(p)
 }

@@ -17,6 +17,10 @@ func FuzzParse(f *testing.F) {
 		"select id from account where id = '001000000000001'",
 		"SELECT Id FROM Account WHERE Name = 'unterminated",
 		"SELECT Id\nFROM Account\nWHERE Nme = 'é'",
+		"SELECT Id, (SELECT Id FROM Contacts WHERE Name LIKE 'a%' ORDER BY Name LIMIT 2 OFFSET 1) FROM Account LIMIT 1",
+		"SELECT Id FROM Account WHERE Id IN (SELECT AccountId FROM Contact WHERE Name != null) AND Id NOT IN (SELECT Id FROM Account)",
+		"SELECT Industry i, COUNT(Id), MAX(AnnualRevenue) m FROM Account GROUP BY Industry HAVING COUNT(Id) > 1 AND MAX(AnnualRevenue) < 5 ORDER BY COUNT(Id) DESC",
+		"SELECT Id FROM Account USING SCOPE everything WHERE CreatedDate = THIS_FISCAL_QUARTER WITH SECURITY_ENFORCED FOR VIEW",
 		"",
 	} {
 		f.Add(seed)

@@ -3,6 +3,7 @@ package soql
 import (
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // pathExpr is a dotted name as written in the query, with the token it came from (for caret errors).
@@ -81,13 +82,25 @@ type orderItem struct {
 }
 
 type parser struct {
-	q   *Query
-	pos int
+	q     *Query
+	pos   int
+	depth int // nesting of parentheses and NOT in the current condition
 }
+
+// MaxQueryLength is Salesforce's hard limit on the length of a SOQL statement, in characters.
+const MaxQueryLength = 100000
+
+// maxNesting bounds how deeply parentheses and NOT nest in one condition. The parser and the evaluator
+// recurse once per level, so without a bound a long enough query (a composite subrequest URL is not held
+// to the URI limit) overflows the goroutine stack, a fatal error that no handler can recover from.
+const maxNesting = 1000
 
 // Parse checks the syntax of a SOQL query. Errors are *Error with code MALFORMED_QUERY.
 func Parse(query string) (*Query, error) {
 	q := &Query{src: query}
+	if len(query) > MaxQueryLength && utf8.RuneCountInString(query) > MaxQueryLength {
+		return nil, &Error{Code: CodeMalformedQuery, Message: "SOQL statements cannot be longer than 100000 characters"}
+	}
 	toks, lerr := lex(query)
 	q.toks = toks
 	if lerr != nil {
@@ -444,6 +457,13 @@ func (p *parser) parseAnd() (*expr, error) {
 }
 
 func (p *parser) parseNot() (*expr, error) {
+	if p.isKeyword("NOT") || p.isPunct("(") {
+		if p.depth >= maxNesting {
+			return nil, p.q.caretError(CodeMalformedQuery, p.pos, "conditions are nested too deeply")
+		}
+		p.depth++
+		defer func() { p.depth-- }()
+	}
 	if p.isKeyword("NOT") {
 		p.pos++
 		inner, err := p.parseNot()

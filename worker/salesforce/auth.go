@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -136,21 +137,17 @@ func NewTokenSource(creds Credentials, httpClient *http.Client) (*TokenSource, e
 	}
 	ts := &TokenSource{creds: creds, grant: g, http: httpClient, now: time.Now, refreshToken: creds.RefreshToken}
 	if g == GrantRefreshToken && creds.RefreshTokenFile != "" {
-		b, err := os.ReadFile(creds.RefreshTokenFile)
-		switch {
-		case err == nil:
-			// The kept token replaces the configured one only if it
-			// descends from it: a token configured anew (the app was
-			// authorized again after its access was revoked) starts a new
-			// chain, and the kept one, revoked with the old, could never
-			// log in again.
-			tok, from, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
-			tok, from = strings.TrimSpace(tok), strings.TrimSpace(from)
-			if tok != "" && (from == "" || from == tokenOrigin(creds.RefreshToken)) {
-				ts.refreshToken = tok
-			}
-		case !errors.Is(err, os.ErrNotExist):
-			return nil, fmt.Errorf("salesforce: refresh token file: %w", err)
+		tok, err := ts.keptToken()
+		if err != nil {
+			return nil, err
+		}
+		if tok != "" {
+			ts.refreshToken = tok
+		}
+		// The first refresh may rotate the token and spend the configured one: find out now, before
+		// any token request, whether a rotated token could be kept.
+		if err := checkWritable(creds.RefreshTokenFile); err != nil {
+			return nil, fmt.Errorf("salesforce: refresh token file %s cannot be written, so a rotated refresh token would be lost: %w", creds.RefreshTokenFile, err)
 		}
 	}
 	if ts.http == nil {
@@ -191,6 +188,89 @@ func (ts *TokenSource) Refresh(ctx context.Context, stale string) (*Token, error
 }
 
 func (ts *TokenSource) fetchLocked(ctx context.Context) (*Token, error) {
+	tok, err := ts.exchangeLocked(ctx, ts.refreshToken)
+	if oe := (*OAuthError)(nil); ts.grant == GrantRefreshToken && errors.As(err, &oe) && oe.Code == "invalid_grant" {
+		// The refresh token in use was refused. Another worker sharing the token file may have rotated
+		// it (the newer one is in the file), or the file holds a token from an earlier authorization
+		// while a fresh one is configured: try those before giving up.
+		tried := []string{ts.refreshToken}
+		for _, next := range ts.otherRefreshTokens() {
+			var oe *OAuthError
+			if !errors.As(err, &oe) || oe.Code != "invalid_grant" {
+				break
+			}
+			if slices.Contains(tried, next) {
+				continue
+			}
+			tried = append(tried, next)
+			if tok, err = ts.exchangeLocked(ctx, next); err == nil {
+				ts.refreshToken = next
+			}
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if tok.RefreshToken != "" && ts.grant == GrantRefreshToken && tok.RefreshToken != ts.refreshToken {
+		ts.refreshToken = tok.RefreshToken
+		if ts.creds.RefreshTokenFile != "" {
+			// The token works for this run whatever happens to the file;
+			// a failure to keep it is reported by PersistError (New
+			// fails on it at start-up).
+			ts.persistErr = nil
+			if err := writeFileAtomic(resolveLinks(ts.creds.RefreshTokenFile), []byte(tok.RefreshToken+"\n"+tokenOrigin(ts.creds.RefreshToken)+"\n")); err != nil {
+				ts.persistErr = fmt.Errorf("salesforce: the connected app rotated the refresh token and the new one could not be kept in %s, so a restart could not log in: %w", ts.creds.RefreshTokenFile, err)
+			}
+		}
+	}
+	ts.tok = tok
+	return tok, nil
+}
+
+// otherRefreshTokens lists, after the one in use was refused, the refresh tokens still worth a try: the
+// token file's current content, then the configured token.
+func (ts *TokenSource) otherRefreshTokens() []string {
+	var out []string
+	if ts.creds.RefreshTokenFile != "" {
+		if tok, err := ts.keptToken(); err == nil && tok != "" {
+			out = append(out, tok)
+		}
+	}
+	return append(out, ts.creds.RefreshToken)
+}
+
+// keptToken returns the refresh token kept in the token file, "" when there
+// is none yet or when it does not descend from the configured one. The file
+// holds the token and, on a second line, the origin of its chain (see
+// tokenOrigin): a token configured anew (the app was authorized again after
+// its access was revoked) starts a new chain, and a kept token of the old
+// one, revoked with it or logging in as the old authorization, must not
+// replace it. A file of one line is taken as it is.
+func (ts *TokenSource) keptToken() (string, error) {
+	b, err := os.ReadFile(ts.creds.RefreshTokenFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("salesforce: refresh token file: %w", err)
+	}
+	tok, from, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	tok, from = strings.TrimSpace(tok), strings.TrimSpace(from)
+	if from != "" && from != tokenOrigin(ts.creds.RefreshToken) {
+		return "", nil
+	}
+	return tok, nil
+}
+
+// tokenOrigin names the configured refresh token a kept, rotated one
+// descends from, without writing the token itself.
+func tokenOrigin(configured string) string {
+	sum := sha256.Sum256([]byte(configured))
+	return "from-sha256:" + base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// exchangeLocked makes one token request; refreshToken is used by the refresh_token grant.
+func (ts *TokenSource) exchangeLocked(ctx context.Context, refreshToken string) (*Token, error) {
 	form := url.Values{}
 	form.Set("grant_type", string(ts.grant))
 	switch ts.grant {
@@ -200,7 +280,7 @@ func (ts *TokenSource) fetchLocked(ctx context.Context) (*Token, error) {
 		form.Set("username", ts.creds.Username)
 		form.Set("password", ts.creds.Password)
 	case GrantRefreshToken:
-		form.Set("refresh_token", ts.refreshToken)
+		form.Set("refresh_token", refreshToken)
 		form.Set("client_id", ts.creds.ClientID)
 		if ts.creds.ClientSecret != "" {
 			form.Set("client_secret", ts.creds.ClientSecret)
@@ -243,24 +323,7 @@ func (ts *TokenSource) fetchLocked(ctx context.Context) (*Token, error) {
 		}
 		return nil, oe
 	}
-	tok, err := parseTokenResponse(body)
-	if err != nil {
-		return nil, err
-	}
-	if tok.RefreshToken != "" && ts.grant == GrantRefreshToken && tok.RefreshToken != ts.refreshToken {
-		ts.refreshToken = tok.RefreshToken
-		if ts.creds.RefreshTokenFile != "" {
-			// The token works for this run whatever happens to the file;
-			// a failure to keep it is reported by PersistError (New
-			// fails on it at start-up).
-			ts.persistErr = nil
-			if err := writeFileAtomic(ts.creds.RefreshTokenFile, []byte(tok.RefreshToken+"\n"+tokenOrigin(ts.creds.RefreshToken)+"\n")); err != nil {
-				ts.persistErr = fmt.Errorf("salesforce: the connected app rotated the refresh token and the new one could not be kept in %s, so a restart could not log in: %w", ts.creds.RefreshTokenFile, err)
-			}
-		}
-	}
-	ts.tok = tok
-	return tok, nil
+	return parseTokenResponse(body)
 }
 
 func parseTokenResponse(body []byte) (*Token, error) {
@@ -354,6 +417,42 @@ func jwtAssertion(key *rsa.PrivateKey, clientID, username, aud string, now time.
 	return signingInput + "." + enc.EncodeToString(sig), nil
 }
 
+// resolveLinks follows symbolic links from path, so that the file they lead to is replaced rather than
+// the link itself; a dangling link resolves to where it points.
+func resolveLinks(path string) string {
+	for range 40 {
+		fi, err := os.Lstat(path)
+		if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			return path
+		}
+		dest, err := os.Readlink(path)
+		if err != nil {
+			return path
+		}
+		if !filepath.IsAbs(dest) {
+			dest = filepath.Join(filepath.Dir(path), dest)
+		}
+		path = dest
+	}
+	return path
+}
+
+// checkWritable reports whether a file can be created next to path (where writeFileAtomic puts its
+// temporary file) and renamed over it.
+func checkWritable(path string) error {
+	path = resolveLinks(path)
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return fmt.Errorf("%s is a directory", path)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
 // writeFileAtomic replaces path with data (mode 0600) through a temporary
 // file and a rename, so a crash never leaves half a token.
 func writeFileAtomic(path string, data []byte) error {
@@ -379,11 +478,4 @@ func writeFileAtomic(path string, data []byte) error {
 		os.Remove(tmp)
 	}
 	return err
-}
-
-// tokenOrigin names the configured refresh token a kept, rotated one
-// descends from (see NewTokenSource), without writing the token itself.
-func tokenOrigin(configured string) string {
-	sum := sha256.Sum256([]byte(configured))
-	return "from-sha256:" + base64.RawURLEncoding.EncodeToString(sum[:])
 }

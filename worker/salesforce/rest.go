@@ -309,7 +309,18 @@ const maxQueryURI = 12000
 // describes as the only subrequest of a Composite request, whose URL
 // travels in the body.
 func (c *Client) readQueryPageViaComposite(ctx context.Context, r request, fn func(Record) error) (pageInfo, error) {
-	res, err := c.Composite(ctx, false, []CompositeSubrequest{{Method: http.MethodGet, URL: r.path + "?" + r.query.Encode(), ReferenceID: "query"}})
+	// The subrequest carries the GET's own headers (Sforce-Query-Options: batchSize); Composite passes
+	// any header but Accept, Authorization and Content-Type on to its subrequests.
+	var headers map[string]string
+	for k, vs := range r.header {
+		if len(vs) > 0 {
+			if headers == nil {
+				headers = map[string]string{}
+			}
+			headers[k] = strings.Join(vs, ", ")
+		}
+	}
+	res, err := c.Composite(ctx, false, []CompositeSubrequest{{Method: http.MethodGet, URL: r.path + "?" + r.query.Encode(), ReferenceID: "query", HTTPHeaders: headers}})
 	if err != nil {
 		return pageInfo{totalSize: -1}, err
 	}

@@ -268,8 +268,14 @@ BEGIN
         IF v_dup_id IS NULL THEN
             CONTINUE;
         END IF;
+        -- The row's queued changes stay, and so do the values of its
+        -- refused changes that an open, retrying or ignored error keeps
+        -- (its retry sends the row as it is): taken from the echo, a
+        -- retry sent Salesforce's own value back and resolved the error,
+        -- the change lost.
         v_pend := pgforce._pending_fields(p_mapping_id, v_pair.record_id);
-        v_keys := ARRAY(SELECT c FROM pg_catalog.unnest(v_cols) c WHERE NOT v_pend ? c);
+        v_keys := ARRAY(SELECT c FROM pg_catalog.unnest(v_cols) c
+                        WHERE NOT v_pend ? c AND c <> ALL (pgforce._refused_fields(p_mapping_id, v_pair.record_id)));
         EXECUTE pg_catalog.format('DELETE FROM %s d WHERE d.id = $1', v_table) USING v_dup_id;
         DELETE FROM pgforce.outbound_echo_row e WHERE e.mapping_id = p_mapping_id AND e.sfid = v_pair.sfid;
         IF pg_catalog.cardinality(v_keys) > 0 THEN

@@ -683,8 +683,17 @@ func (t *table) filterPending(ctx context.Context, tx pgx.Tx) error {
 	// application's update that commits while the merge waits for its row
 	// is then seen with its change. Looked for before, the change was not
 	// there yet, and the merge wrote Salesforce's value over the user's.
-	if _, err := tx.Exec(ctx, fmt.Sprintf(`SELECT FROM %s t WHERE t.sfid IN (SELECT s.sfid FROM %s s) ORDER BY t.id FOR UPDATE OF t`,
-		t.target, pgx.Identifier{t.stage}.Sanitize())); err != nil {
+	// The rows of inserts in flight are locked too: the outbound worker
+	// writes their new Ids back meanwhile, and a row that got its Id after
+	// this lock was merged into unlocked, unchecked, over a change the
+	// application made to it in between (its retry then sent Salesforce's
+	// value back). Held here, the write-back waits, and the record makes a
+	// row of its own that the write-back then adopts (see
+	// pgforce._outbound_adopt_echo_rows).
+	if _, err := tx.Exec(ctx, fmt.Sprintf(`SELECT FROM %s t WHERE t.sfid IN (SELECT s.sfid FROM %s s)
+		OR t.id IN (SELECT o.record_id FROM pgforce.outbox o WHERE o.mapping_id = $1 AND o.op = 'insert' AND o.sfid IS NULL AND o.claimed_at IS NOT NULL)
+		ORDER BY t.id FOR UPDATE OF t`,
+		t.target, pgx.Identifier{t.stage}.Sanitize()), t.m.ID); err != nil {
 		return err
 	}
 	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT s._n, t.id, s.sfid, to_jsonb(s) - '{_n,sfid,systemmodstamp,isdeleted,createddate,_created_by}'::text[],

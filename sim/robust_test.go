@@ -86,19 +86,7 @@ func TestNastyQueriesAnswerSalesforceShapedErrors(t *testing.T) {
 	}
 	for _, q := range queries {
 		for _, ep := range []string{"query", "queryAll"} {
-			r := b.do("GET", ep+"?q="+url.QueryEscape(q), nil)
-			short := q
-			if len(short) > 120 {
-				short = short[:120] + "..."
-			}
-			require.Contains(t, []int{http.StatusOK, http.StatusBadRequest, http.StatusRequestURITooLong}, r.status, "%s: %s", short, r.body)
-			if r.status == http.StatusBadRequest {
-				code, msg := r.firstError(t)
-				require.NotEmpty(t, code, short)
-				require.NotEmpty(t, msg, short)
-			} else if r.status == http.StatusOK {
-				r.object(t)
-			}
+			requireSalesforceShaped(t, b.do("GET", ep+"?q="+url.QueryEscape(q), nil), q)
 		}
 	}
 }
@@ -149,23 +137,30 @@ func TestNastySearchesAnswerSalesforceShapedErrors(t *testing.T) {
 		"",
 	}
 	for _, s := range searches {
-		r := b.do("GET", "search?q="+url.QueryEscape(s), nil)
-		short := s
-		if len(short) > 120 {
-			short = short[:120] + "..."
-		}
-		require.Contains(t, []int{http.StatusOK, http.StatusBadRequest, http.StatusRequestURITooLong}, r.status, "%s: %s", short, r.body)
-		if r.status == http.StatusBadRequest {
-			code, msg := r.firstError(t)
-			require.NotEmpty(t, code, short)
-			require.NotEmpty(t, msg, short)
-		} else if r.status == http.StatusOK {
-			r.object(t)
-		}
+		requireSalesforceShaped(t, b.do("GET", "search?q="+url.QueryEscape(s), nil), s)
 	}
 }
 
 // compositeQuery sends one query through POST /composite, the path long queries take past the URI limit.
+// requireSalesforceShaped requires the answer to request q to be an
+// answer (a JSON object), a Salesforce error array with a code and a
+// message, or 414 for a URI too long.
+func requireSalesforceShaped(t *testing.T, r response, q string) {
+	t.Helper()
+	short := q
+	if len(short) > 120 {
+		short = short[:120] + "..."
+	}
+	require.Contains(t, []int{http.StatusOK, http.StatusBadRequest, http.StatusRequestURITooLong}, r.status, "%s: %s", short, r.body)
+	if r.status == http.StatusBadRequest {
+		code, msg := r.firstError(t)
+		require.NotEmpty(t, code, short)
+		require.NotEmpty(t, msg, short)
+	} else if r.status == http.StatusOK {
+		r.object(t)
+	}
+}
+
 func (b *bundle) compositeQuery(q string) (int, any) {
 	b.t.Helper()
 	r := b.do("POST", "composite", map[string]any{"compositeRequest": []any{map[string]any{

@@ -70,6 +70,10 @@ func (d *run) instructions() string {
 	w("     SELECT pgforce.check_drift('Opportunity');")
 	w("     SELECT missing, stale, extra, recent, sample FROM pgforce.drift_check ORDER BY id DESC LIMIT 1;")
 	w("     SELECT count(*) FROM salesforce.opportunity;")
+	w("   A value changed behind its back, under the same SystemModstamp, takes a check that compares values:")
+	w("     BEGIN; SET LOCAL pgforce.origin = 'salesforce'; UPDATE salesforce.opportunity SET amount = 0 WHERE id = 11; COMMIT;")
+	w("     SELECT pgforce.check_drift('Opportunity', compare_values => true);")
+	w("     SELECT different, sample FROM pgforce.drift_check ORDER BY id DESC LIMIT 1;")
 	w("")
 	w("Other ways in: the simulator at %s (user %s, password %s, client id %s, secret %s).",
 		u, sim.DefaultUsername, sim.DefaultPassword, sim.DefaultClientID, sim.DefaultClientSecret)

@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -100,6 +99,5 @@ func FuzzSearchEndpoint(f *testing.F) {
 	f.Fuzz(func(t *testing.T, q string) {
 		status, body := serveDirect(t, b, "/services/data/v62.0/search?q="+url.QueryEscape(q))
 		checkAnswer(t, q, status, body)
-		_ = bytes.MinRead
 	})
 }

@@ -204,15 +204,21 @@ func loadMappings(ctx context.Context, q querier, org string) ([]*Mapping, error
 	return order(out), nil
 }
 
+// mappingsByObject indexes mappings by lower-cased sObject name.
+func mappingsByObject(ms []*Mapping) map[string]*Mapping {
+	byObject := make(map[string]*Mapping, len(ms))
+	for _, m := range ms {
+		byObject[strings.ToLower(m.SObject)] = m
+	}
+	return byObject
+}
+
 // order sorts mappings so that a parent object is written before the
 // objects that refer to it (Account before Contact), which lets a child
 // inserted in the same Postgres transaction as its parent find the
 // parent's new Id. Cycles are broken by id order.
 func order(ms []*Mapping) []*Mapping {
-	byObject := map[string]*Mapping{}
-	for _, m := range ms {
-		byObject[strings.ToLower(m.SObject)] = m
-	}
+	byObject := mappingsByObject(ms)
 	deps := map[int][]*Mapping{}
 	for _, m := range ms {
 		for _, p := range parentsOf(m, byObject) {

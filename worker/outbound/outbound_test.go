@@ -265,14 +265,26 @@ func TestWakeUpsWhileAChildWaitsForItsParentDoNotMultiplyItsClaims(t *testing.T)
 // Contact that names it by its external id, and returns their row ids.
 func (b *bundle) insertParentAndChild(t *testing.T) (acc, con int) {
 	t.Helper()
+	ids := b.insertInOneTx(t,
+		`INSERT INTO salesforce.account (name, ext_id__c) VALUES ('Parent Co', 'ext-1') RETURNING id`,
+		`INSERT INTO salesforce.contact (lastname, account__r__ext_id__c) VALUES ('Child', 'ext-1') RETURNING id`)
+	return ids[0], ids[1]
+}
+
+// insertInOneTx runs INSERT … RETURNING id statements in one transaction
+// and returns the ids, in order.
+func (b *bundle) insertInOneTx(t *testing.T, inserts ...string) []int {
+	t.Helper()
 	ctx := context.Background()
 	tx, err := b.pool.Begin(ctx)
 	require.NoError(t, err)
-	defer tx.Rollback(ctx)
-	require.NoError(t, tx.QueryRow(ctx, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('Parent Co', 'ext-1') RETURNING id`).Scan(&acc))
-	require.NoError(t, tx.QueryRow(ctx, `INSERT INTO salesforce.contact (lastname, account__r__ext_id__c) VALUES ('Child', 'ext-1') RETURNING id`).Scan(&con))
+	defer func() { _ = tx.Rollback(ctx) }()
+	ids := make([]int, len(inserts))
+	for i, q := range inserts {
+		require.NoError(t, tx.QueryRow(ctx, q).Scan(&ids[i]), q)
+	}
 	require.NoError(t, tx.Commit(ctx))
-	return acc, con
+	return ids
 }
 
 func TestParentAndChildInsertedInOneTransactionArriveLinked(t *testing.T) {

@@ -788,10 +788,7 @@ func (s *Service) holdParentDeletes(ctx context.Context, m *Mapping, all []*Mapp
 		return nil
 	}
 	held := map[string]bool{}
-	byObject := map[string]*Mapping{}
-	for _, y := range all {
-		byObject[strings.ToLower(y.SObject)] = y
-	}
+	byObject := mappingsByObject(all)
 	for _, x := range all {
 		if x.ID == m.ID || x.Paused {
 			continue
@@ -979,10 +976,7 @@ func (c *change) takeFromRow(col string) {
 
 // buildRecords fills change.record from change.Values.
 func (s *Service) buildRecords(ctx context.Context, m *Mapping, all []*Mapping, changes []*change) error {
-	byObject := map[string]*Mapping{}
-	for _, x := range all {
-		byObject[strings.ToLower(x.SObject)] = x
-	}
+	byObject := mappingsByObject(all)
 	// External-id references to parents that are mapped here: look their
 	// Ids up in the parent tables, all at once per parent column.
 	type refKey struct {

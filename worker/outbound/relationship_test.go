@@ -44,15 +44,11 @@ func setupSelfRef(t *testing.T, upsert string) *bundle {
 func TestAChildAccountInsertedBeforeItsParentInOneTransactionArrivesLinked(t *testing.T) {
 	b := setupSelfRef(t, "")
 	b.start(t, fastOptions())
-	ctx := context.Background()
-	tx, err := b.pool.Begin(ctx)
-	require.NoError(t, err)
-	var child, parent int
-	require.NoError(t, tx.QueryRow(ctx, `INSERT INTO salesforce.account (name, ext_id__c, parent__r__ext_id__c) VALUES ('Child', 'c-1', 'p-1') RETURNING id`).Scan(&child))
-	require.NoError(t, tx.QueryRow(ctx, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('Parent', 'p-1') RETURNING id`).Scan(&parent))
-	require.NoError(t, tx.Commit(ctx))
-	childID := b.waitSfid(t, "account", child)
-	parentID := b.waitSfid(t, "account", parent)
+	ids := b.insertInOneTx(t,
+		`INSERT INTO salesforce.account (name, ext_id__c, parent__r__ext_id__c) VALUES ('Child', 'c-1', 'p-1') RETURNING id`,
+		`INSERT INTO salesforce.account (name, ext_id__c) VALUES ('Parent', 'p-1') RETURNING id`)
+	childID := b.waitSfid(t, "account", ids[0])
+	parentID := b.waitSfid(t, "account", ids[1])
 	require.Equal(t, parentID, b.sfField(t, "Account", childID, "ParentId"))
 }
 
@@ -63,13 +59,10 @@ func TestAChildAccountInsertedBeforeItsParentInOneTransactionArrivesLinked(t *te
 func TestTwoAccountsNamingEachOtherAsParentDoNotWaitForEver(t *testing.T) {
 	b := setupSelfRef(t, "")
 	b.start(t, fastOptions())
-	ctx := context.Background()
-	tx, err := b.pool.Begin(ctx)
-	require.NoError(t, err)
-	var a1, a2 int
-	require.NoError(t, tx.QueryRow(ctx, `INSERT INTO salesforce.account (name, ext_id__c, parent__r__ext_id__c) VALUES ('A', 'a', 'b') RETURNING id`).Scan(&a1))
-	require.NoError(t, tx.QueryRow(ctx, `INSERT INTO salesforce.account (name, ext_id__c, parent__r__ext_id__c) VALUES ('B', 'b', 'a') RETURNING id`).Scan(&a2))
-	require.NoError(t, tx.Commit(ctx))
+	ids := b.insertInOneTx(t,
+		`INSERT INTO salesforce.account (name, ext_id__c, parent__r__ext_id__c) VALUES ('A', 'a', 'b') RETURNING id`,
+		`INSERT INTO salesforce.account (name, ext_id__c, parent__r__ext_id__c) VALUES ('B', 'b', 'a') RETURNING id`)
+	a1, a2 := ids[0], ids[1]
 	eventually(t, 15*time.Second, "each row synced or failed with an error", func() bool {
 		var settled int
 		b.scalar(t, &settled, `SELECT count(*) FROM salesforce.account a WHERE a.id = ANY($1)

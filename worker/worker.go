@@ -182,7 +182,15 @@ func RunWithOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, o
 	var pct int
 	err = pool.QueryRow(ctx, `SELECT api_version, api_budget_pct FROM pgforce.org WHERE name = $1`, org).Scan(&sfCfg.APIVersion, &pct)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("PGFORCE_ORG: org %q is not in pgforce.org; add it, with a schema of its own, with INSERT INTO pgforce.org (name, schema_name) VALUES ('%s', '%s') or set PGFORCE_ORG to one that is", org, org, org)
+		err := fmt.Errorf("PGFORCE_ORG: org %q is not in pgforce.org; add it, with a schema of its own, with INSERT INTO pgforce.org (name, schema_name) VALUES ('%s', '%s') or set PGFORCE_ORG to one that is", org, org, org)
+		// A worker of an org deleted since it last ran left its slot
+		// behind, keeping WAL for a feed that will not come back.
+		if slot, dropErr := dropOrgSlot(ctx, pool, org, false); dropErr != nil {
+			log.Warn("could not drop the replication slot of an org that is not in pgforce.org", "org", org, "err", dropErr)
+		} else if slot != "" {
+			err = fmt.Errorf("%w (its replication slot %s, left by an earlier worker, is dropped)", err, slot)
+		}
+		return err
 	}
 	if err != nil {
 		return fmt.Errorf("DATABASE_URL: reading pgforce.org: %w", err)
@@ -256,6 +264,7 @@ func RunWithOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, o
 	}
 	stop()
 	wg.Wait()
+	dropSlotOfDeletedOrg(context.WithoutCancel(ctx), pool, org, log)
 	log.Info("pgforce worker stopped")
 	return runErr
 }
@@ -270,4 +279,63 @@ func orgName(cfg *config.Config, opts Options) string {
 		return cfg.Org
 	}
 	return "default"
+}
+
+// dropSlotOfDeletedOrg drops the outbound feed's replication slot when org
+// was deleted (or renamed) while the worker ran. The slot only says "look"
+// (the outbox is the queue), but a slot no worker reads keeps every byte
+// of WAL the server writes from then on, until the disk fills.
+func dropSlotOfDeletedOrg(ctx context.Context, pool *pgxpool.Pool, org string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var exists bool
+	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pgforce.org WHERE name = $1)`, org).Scan(&exists); err != nil || exists {
+		return
+	}
+	slot, err := dropOrgSlot(ctx, pool, org, true)
+	switch {
+	case err != nil:
+		log.Warn("org is no longer in pgforce.org; could not drop its replication slot", "org", org, "err", err)
+	case slot != "":
+		log.Info("org is no longer in pgforce.org; dropped its replication slot", "org", org, "slot", slot)
+	}
+}
+
+// dropOrgSlot drops the replication slot of org's outbound feed on this
+// database if no walsender holds it, and returns its name if it did. With
+// wait it waits, until ctx ends, for a walsender to let go of it: the one
+// of this worker's own feed takes a moment to exit after the feed stops.
+func dropOrgSlot(ctx context.Context, pool *pgxpool.Pool, org string, wait bool) (string, error) {
+	slot := outbound.SlotName(pool.Config().ConnConfig.Database, org)
+	for {
+		var active bool
+		err := pool.QueryRow(ctx, `SELECT active_pid IS NOT NULL FROM pg_catalog.pg_replication_slots
+			WHERE slot_name = $1 AND database = pg_catalog.current_database()`, slot).Scan(&active)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return "", nil
+		}
+		if err != nil {
+			return "", err
+		}
+		if !active {
+			_, err = pool.Exec(ctx, `SELECT pg_catalog.pg_drop_replication_slot($1)`, slot)
+			var pgErr *pgconn.PgError
+			switch {
+			case err == nil:
+				return slot, nil
+			case errors.As(err, &pgErr) && pgErr.Code == "42704": // dropped meanwhile
+				return "", nil
+			case !(errors.As(err, &pgErr) && pgErr.Code == "55006"): // 55006: taken meanwhile
+				return "", err
+			}
+		}
+		if !wait {
+			return "", nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("slot %s is still in use: %w", slot, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

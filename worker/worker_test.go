@@ -23,6 +23,7 @@ import (
 	"github.com/pgforce/pgforce/sim"
 	"github.com/pgforce/pgforce/worker"
 	"github.com/pgforce/pgforce/worker/config"
+	"github.com/pgforce/pgforce/worker/outbound"
 	"github.com/pgforce/pgforce/worker/salesforce"
 )
 
@@ -278,4 +279,73 @@ func TestRunRefusesASearchPathAnotherRoleCanCreateIn(t *testing.T) {
 	err = worker.Run(t.Context(), cfg, slog.New(slog.DiscardHandler))
 	require.ErrorContains(t, err, "public (can be written by "+role+")")
 	require.ErrorContains(t, err, "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+}
+
+// A worker's replication slot keeps every byte of WAL the server writes
+// while no worker reads it. When the worker's org is deleted while it runs,
+// the worker drops the slot as it stops: no worker will read it again.
+func TestAWorkerWhoseOrgWasDeletedDropsItsReplicationSlotWhenItStops(t *testing.T) {
+	db := pgtest.NewDB(t)
+	ctx := t.Context()
+	_, err := db.Conn.Exec(ctx, `INSERT INTO pgforce.org (name, schema_name) VALUES ('sandbox', 'sandbox')`)
+	require.NoError(t, err)
+	sctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := sim.Start(sctx, "127.0.0.1:0", sim.Config{})
+	require.NoError(t, err)
+	defer s.Close()
+	cfg := &config.Config{DatabaseURL: db.ConnString, LoginURL: s.URL(), ClientID: sim.DefaultClientID, ClientSecret: sim.DefaultClientSecret,
+		Username: sim.DefaultUsername, Password: sim.DefaultPassword, Org: "sandbox", HTTPAddr: freeAddr(t), LogLevel: "info"}
+	var logs syncbuf.Buffer
+	runCtx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- worker.Run(runCtx, cfg, slog.New(slog.NewJSONHandler(&logs, nil))) }()
+
+	slot := outbound.SlotName(db.Conn.Config().Database, "sandbox")
+	require.Eventually(t, func() bool {
+		var active bool
+		err := db.Conn.QueryRow(ctx, `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&active)
+		return err == nil && active
+	}, 15*time.Second, 50*time.Millisecond, "the worker never streamed from its slot %s; logs: %s", slot, &logs)
+
+	_, err = db.Conn.Exec(ctx, `DELETE FROM pgforce.org WHERE name = 'sandbox'`)
+	require.NoError(t, err)
+	stop()
+	require.NoError(t, <-done)
+	var slots int
+	require.NoError(t, db.Conn.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&slots))
+	require.Zero(t, slots, "the deleted org's slot is dropped; logs: %s", &logs)
+	require.Contains(t, logs.String(), "dropped its replication slot")
+}
+
+// A worker started for an org that is no longer in pgforce.org refuses to
+// start, as before, and drops the slot an earlier worker of that org left.
+func TestRunRefusingAnOrgThatIsGoneDropsTheSlotItsLastWorkerLeft(t *testing.T) {
+	db := pgtest.NewDB(t)
+	ctx := t.Context()
+	slot := outbound.SlotName(db.Conn.Config().Database, "sandbox")
+	_, err := db.Conn.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot)
+	require.NoError(t, err)
+	defer func() { _, _ = db.Conn.Exec(context.Background(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, slot) }()
+	// Another org's slot, and the default org's, are not this worker's to drop.
+	other := outbound.SlotName(db.Conn.Config().Database, "default")
+	_, err = db.Conn.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, other)
+	require.NoError(t, err)
+	defer func() { _, _ = db.Conn.Exec(context.Background(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, other) }()
+
+	cfg := &config.Config{DatabaseURL: db.ConnString, LoginURL: "http://127.0.0.1:1", ClientID: "x", ClientSecret: "y", Username: "u", Password: "p", Org: "sandbox", HTTPAddr: "127.0.0.1:0", LogLevel: "info"}
+	err = worker.Run(ctx, cfg, slog.New(slog.DiscardHandler))
+	require.ErrorContains(t, err, `PGFORCE_ORG: org "sandbox" is not in pgforce.org`)
+	require.ErrorContains(t, err, "its replication slot "+slot+", left by an earlier worker, is dropped")
+	var left []string
+	rows, err := db.Conn.Query(ctx, `SELECT slot_name FROM pg_replication_slots WHERE slot_name IN ($1, $2)`, slot, other)
+	require.NoError(t, err)
+	for rows.Next() {
+		var s string
+		require.NoError(t, rows.Scan(&s))
+		left = append(left, s)
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, []string{other}, left)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgforce/pgforce/worker/feed"
 	"github.com/pgforce/pgforce/worker/mappings"
 )
 
@@ -141,6 +142,17 @@ func isRelColumn(col string) bool { return strings.Contains(col, "__r__") }
 // DefaultOrg is the org a worker serves when Options.Org is empty, the one
 // pgforce install creates.
 const DefaultOrg = "default"
+
+// SlotName is the replication slot of the outbound feed of org's worker on
+// database. A slot streams to one session at a time: another org's worker
+// on the same database found the default org's slot taken and polled, so
+// every other org has one of its own.
+func SlotName(database, org string) string {
+	if org == "" || org == DefaultOrg {
+		return feed.SlotName(database)
+	}
+	return feed.OrgSlotName(database, org)
+}
 
 const selectMappings = `
 SELECT m.id, m.sobject, o.schema_name, m.table_name, m.fields, coalesce(m.upsert_field, ''),

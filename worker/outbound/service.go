@@ -188,10 +188,8 @@ func New(pool *pgxpool.Pool, sf Salesforce, logger *slog.Logger, opts Options) *
 			userOnMode(m, detail)
 		}
 	}
-	if fo.Slot == "" && s.opts.Org != "" && s.opts.Org != DefaultOrg {
-		// A slot streams to one session at a time: another org's worker
-		// on the same database found the default one taken and polled.
-		fo.Slot = feed.OrgSlotName(pool.Config().ConnConfig.Database, s.opts.Org)
+	if fo.Slot == "" {
+		fo.Slot = SlotName(pool.Config().ConnConfig.Database, s.opts.Org)
 	}
 	s.feed = feed.New(pool.Config().ConnConfig, s.log, fo)
 	return s

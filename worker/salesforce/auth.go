@@ -367,12 +367,32 @@ func identityIDs(id string) (org, user string) {
 	return parts[len(parts)-2], parts[len(parts)-1]
 }
 
-// audience is the JWT aud claim: the login host as scheme://host, without any
-// path (https://login.salesforce.com, https://test.salesforce.com or My Domain).
+// audience is the JWT aud claim for a login at loginURL. Salesforce takes
+// only https://login.salesforce.com (production), https://test.salesforce.com
+// (sandboxes and scratch orgs) or an Experience Cloud site's URL, whatever
+// host the assertion is posted to: a My Domain URL as the audience is refused
+// with "audience is invalid", as Salesforce's CLI and other clients found. So
+// a My Domain login URL, which Salesforce recommends and which the
+// client-credentials flow needs, maps to the audience of its kind of org.
+// Any other host (a site, or pgforce sim) is its own audience.
 func audience(loginURL string) string {
 	u, err := url.Parse(loginURL)
 	if err != nil || u.Host == "" {
 		return loginURL
+	}
+	host := strings.ToLower(u.Hostname())
+	switch {
+	case host == "test.salesforce.com",
+		strings.HasSuffix(host, ".sandbox.my.salesforce.com"),
+		strings.HasSuffix(host, ".scratch.my.salesforce.com"),
+		// Sandboxes before enhanced domains: <domain>--<sandbox>.my.salesforce.com.
+		strings.HasSuffix(host, ".my.salesforce.com") && strings.Contains(host, "--"):
+		return "https://test.salesforce.com"
+	case host == "login.salesforce.com", strings.HasSuffix(host, ".salesforce.com"):
+		return "https://login.salesforce.com"
+	case strings.HasSuffix(host, ".site.com"), strings.HasSuffix(host, ".force.com"):
+		// An Experience Cloud site is named by its URL, path included.
+		return u.Scheme + "://" + u.Host + strings.TrimSuffix(u.Path, "/")
 	}
 	return u.Scheme + "://" + u.Host
 }

@@ -275,3 +275,24 @@ func TestParseBulkErrorSplitsCodeMessageAndFields(t *testing.T) {
 	require.Equal(t, []string{"Name", "Site"}, e.Fields)
 	require.Equal(t, "Name: data value too large", e.Message)
 }
+
+// Salesforce refuses a JWT whose audience is a My Domain URL ("audience is
+// invalid"): the audience names the kind of org, whatever host the
+// assertion is posted to.
+func TestTheJWTAudienceOfAMyDomainLoginIsLoginOrTestSalesforceCom(t *testing.T) {
+	for loginURL, want := range map[string]string{
+		"https://login.salesforce.com":                     "https://login.salesforce.com",
+		"https://login.salesforce.com/":                    "https://login.salesforce.com",
+		"https://test.salesforce.com":                      "https://test.salesforce.com",
+		"https://acme.my.salesforce.com":                   "https://login.salesforce.com",
+		"https://ACME.my.salesforce.com/":                  "https://login.salesforce.com",
+		"https://acme-dev-ed.develop.my.salesforce.com":    "https://login.salesforce.com",
+		"https://acme--uat.sandbox.my.salesforce.com":      "https://test.salesforce.com",
+		"https://acme--uat.my.salesforce.com":              "https://test.salesforce.com",
+		"https://power-fun-1234.scratch.my.salesforce.com": "https://test.salesforce.com",
+		"https://acme.my.site.com/customers/":              "https://acme.my.site.com/customers",
+		"http://127.0.0.1:4321/some/path":                  "http://127.0.0.1:4321",
+	} {
+		require.Equal(t, want, audience(loginURL), loginURL)
+	}
+}

@@ -97,10 +97,23 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION pgforce.check_drift(p_sobject text, p_org text DEFAULT 'default', compare_values boolean DEFAULT false) RETURNS bigint
+-- By sobject, in the org 'default' or the one named. The org's form has
+-- no default for p_org: check_drift('Account', compare_values => true)
+-- would fit it and the form without an org alike, which Postgres refuses
+-- as ambiguous. A form (text, text, boolean) alone left
+-- check_drift('Account', true) to the id's form (a boolean is no text),
+-- which failed on 'Account' as an integer; this one takes it, as an
+-- untyped literal goes to text before integer, and
+-- check_drift('Account', 'other') still goes to the org's form for the
+-- same reason.
+CREATE FUNCTION pgforce.check_drift(p_sobject text, compare_values boolean DEFAULT false) RETURNS bigint
+LANGUAGE sql AS $$ SELECT pgforce.check_drift(pgforce._mapping_id(p_sobject, 'default'), compare_values) $$;
+
+CREATE FUNCTION pgforce.check_drift(p_sobject text, p_org text, compare_values boolean DEFAULT false) RETURNS bigint
 LANGUAGE sql AS $$ SELECT pgforce.check_drift(pgforce._mapping_id(p_sobject, p_org), compare_values) $$;
 
 COMMENT ON FUNCTION pgforce.check_drift(integer, boolean) IS 'Compare a mapping''s table with Salesforce (with compare_values, every mapped field''s value too) and read again the records that differ; returns the pgforce.drift_check id.';
+COMMENT ON FUNCTION pgforce.check_drift(text, boolean) IS 'pgforce.check_drift by sobject, in org default.';
 COMMENT ON FUNCTION pgforce.check_drift(text, text, boolean) IS 'pgforce.check_drift by sobject and org.';
 
 -- Worker use: the drift check to run next for a mapping, started now: one

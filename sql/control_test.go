@@ -1,6 +1,8 @@
 package sql_test
 
 import (
+	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -148,6 +150,49 @@ func TestCheckDriftQueuesOneCheckAtATimeAndRefusesPausedMappings(t *testing.T) {
 	b.exec(t, `UPDATE pgforce.mapping SET drift_check_interval = NULL WHERE id = $1`, m)
 }
 
+// pgforce.check_drift takes the mapping by id or by sobject (and org), and
+// compare_values by position or by name, in every combination. Written
+// positionally after a name, check_drift('Account', true) was taken for
+// the id form and failed on 'Account' as an integer.
+func TestCheckDriftTakesTheMappingByIdOrNameAndCompareValuesByPositionOrName(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := b.mapAccount(t, "read_only")
+	b.exec(t, `INSERT INTO pgforce.org (name, schema_name) VALUES ('other_org', 'other_sf')`)
+	var other int
+	b.scalar(t, &other, `INSERT INTO pgforce.mapping (org, sobject, fields) VALUES ('other_org', 'Account', '{Name}') RETURNING id`)
+
+	for _, c := range []struct {
+		call    string
+		mapping int
+		values  bool
+	}{
+		{`pgforce.check_drift('Account')`, m, false},
+		{`pgforce.check_drift('Account', true)`, m, true},
+		{`pgforce.check_drift('Account', false)`, m, false},
+		{`pgforce.check_drift('Account', compare_values => true)`, m, true},
+		{`pgforce.check_drift(p_sobject => 'Account')`, m, false},
+		{`pgforce.check_drift('Account', 'other_org')`, other, false},
+		{`pgforce.check_drift('Account', 'other_org', true)`, other, true},
+		{`pgforce.check_drift('Account', p_org => 'other_org')`, other, false},
+		{`pgforce.check_drift('Account', p_org => 'other_org', compare_values => true)`, other, true},
+		{fmt.Sprintf(`pgforce.check_drift(%d)`, m), m, false},
+		{fmt.Sprintf(`pgforce.check_drift(%d, true)`, m), m, true},
+		{fmt.Sprintf(`pgforce.check_drift(%d, compare_values => true)`, other), other, true},
+	} {
+		// Each call queues a check of its own.
+		b.exec(t, `DELETE FROM pgforce.drift_check`)
+		var id int64
+		b.scalar(t, &id, `SELECT `+c.call)
+		var mapping int
+		var values bool
+		b.scalar(t, &mapping, `SELECT mapping_id FROM pgforce.drift_check WHERE id = $1`, id)
+		b.scalar(t, &values, `SELECT compare_values FROM pgforce.drift_check WHERE id = $1`, id)
+		require.Equal(t, c.mapping, mapping, c.call)
+		require.Equal(t, c.values, values, c.call)
+	}
+}
+
 // A new mapping says what it waits for until a worker takes it: a worker
 // of its org, which a mapping of a second org otherwise waited for with
 // nothing to say so.
@@ -225,4 +270,94 @@ func TestPruneHistoryKeepsWhatIsStillInUse(t *testing.T) {
 	require.Zero(t, n, "NULL keeps history for ever")
 	b.refused(t, "history_retention 00:10:00 of org default is below the 1 hour floor", "NULL to keep them for ever",
 		`UPDATE pgforce.org SET history_retention = '10 minutes' WHERE name = 'default'`)
+}
+
+// The ids that stopped drift checks and reloads of deleted mappings left
+// behind go a batch at a time too, like errors and checks: the worker
+// calls again while a batch is full, and no one transaction deletes them
+// all. The ids of the check and the reload in progress stay.
+func TestPruneHistoryDeletesLeftoverIdsABatchAtATime(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := b.mapAccount(t, "read_write")
+	var running, stopped int64
+	b.scalar(t, &stopped, `INSERT INTO pgforce.drift_check (mapping_id, started_at, finished_at) VALUES ($1, now(), now()) RETURNING id`, m)
+	b.scalar(t, &running, `INSERT INTO pgforce.drift_check (mapping_id, started_at) VALUES ($1, now()) RETURNING id`, m)
+	b.exec(t, `INSERT INTO pgforce.drift_seen (check_id, sfid)
+		VALUES ($1, '001R1'), ($1, '001R2'), ($1, '001R3'), ($2, '001S1'), ($2, '001S2'), ($2, '001S3')`, running, stopped)
+	b.exec(t, `INSERT INTO pgforce.inbound_seen (mapping_id, sfid)
+		VALUES ($1, '001L1'), ($1, '001L2'), ($1, '001L3'), (999999, '001G1'), (999999, '001G2'), (999999, '001G3')`, m)
+
+	var n int64
+	b.scalar(t, &n, `SELECT pgforce.prune_history('default', 2)`)
+	require.Equal(t, int64(2+2), n, "two ids of the stopped check, two of the deleted mapping's reload")
+	b.scalar(t, &n, `SELECT pgforce.prune_history('default', 2)`)
+	require.Equal(t, int64(1+1), n)
+	b.scalar(t, &n, `SELECT pgforce.prune_history('default', 2)`)
+	require.Zero(t, n)
+
+	var seen []string
+	b.scalar(t, &seen, `SELECT array_agg(sfid ORDER BY sfid) FROM pgforce.drift_seen`)
+	require.Equal(t, []string{"001R1", "001R2", "001R3"}, seen)
+	b.scalar(t, &seen, `SELECT array_agg(sfid ORDER BY sfid) FROM pgforce.inbound_seen`)
+	require.Equal(t, []string{"001L1", "001L2", "001L3"}, seen)
+}
+
+// The worker prunes every hour, usually a few expired rows among the many
+// it keeps: open and recently resolved errors, recent drift checks, and
+// the ids that a check and a reload in progress have read, millions for a
+// large object. A run reads about what it deletes; it read every row of
+// those tables, the errors once per mapping of the org.
+func TestPruneHistoryReadsAboutWhatItDeletesNotWhatItKeeps(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := b.mapAccount(t, "read_write")
+	var contact int
+	b.scalar(t, &contact, `INSERT INTO pgforce.mapping (sobject, fields) VALUES ('Contact', '{LastName}') RETURNING id`)
+	b.exec(t, `INSERT INTO pgforce.error (mapping_id, direction, operation, message, state, resolved_at)
+		SELECT CASE WHEN i % 4 < 2 THEN $1::integer ELSE $2::integer END, 'outbound', 'update', 'refused',
+		       CASE WHEN i % 2 = 0 THEN 'open' ELSE 'resolved' END, CASE WHEN i % 2 = 1 THEN now() - interval '1 day' END
+		FROM generate_series(1, 10000) i`, m, contact)
+	b.exec(t, `INSERT INTO pgforce.error (mapping_id, direction, operation, message, state, resolved_at)
+		SELECT $1, 'outbound', 'update', 'expired', 'resolved', now() - interval '40 days' FROM generate_series(1, 3)`, m)
+	b.exec(t, `INSERT INTO pgforce.drift_check (mapping_id, requested_at, started_at, finished_at)
+		SELECT $1, t, t, t FROM generate_series(4559, 0, -1) i, LATERAL (SELECT now() - interval '5 minutes' - i * interval '10 minutes') AS c(t)`,
+		m) // every ten minutes for 31 days and 16 hours: 96 expired
+	var running int64
+	b.scalar(t, &running, `INSERT INTO pgforce.drift_check (mapping_id, started_at) VALUES ($1, now()) RETURNING id`, m)
+	b.exec(t, `INSERT INTO pgforce.drift_seen (check_id, sfid) SELECT $1, '001' || i FROM generate_series(1, 10000) i`, running)
+	b.exec(t, `INSERT INTO pgforce.drift_seen (check_id, sfid) VALUES (999999, '001A'), (999999, '001B')`) // a check gone since
+	b.exec(t, `INSERT INTO pgforce.inbound_seen (mapping_id, sfid) SELECT $1, '001' || i FROM generate_series(1, 10000) i`, m)
+	b.exec(t, `INSERT INTO pgforce.inbound_seen (mapping_id, sfid) VALUES (999999, '001C'), (999999, '001D')`)
+	b.exec(t, `ANALYZE pgforce.error, pgforce.drift_check, pgforce.drift_seen, pgforce.inbound_seen, pgforce.mapping`)
+
+	ctx := context.Background()
+	tx, err := b.conn.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	// Rows read from the table, by scans and through indexes. Counted
+	// from here: the view also holds counts of earlier transactions of
+	// the session that Postgres has not yet flushed.
+	tables := []string{"pgforce.error", "pgforce.drift_check", "pgforce.drift_seen", "pgforce.inbound_seen"}
+	read := func() map[string]int64 {
+		out := map[string]int64{}
+		for _, table := range tables {
+			var n int64
+			require.NoError(t, tx.QueryRow(ctx, `SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)
+				FROM pg_stat_xact_user_tables WHERE relid = $1::regclass`, table).Scan(&n))
+			out[table] = n
+		}
+		return out
+	}
+	before := read()
+	var n int64
+	require.NoError(t, tx.QueryRow(ctx, `SELECT pgforce.prune_history('default')`).Scan(&n))
+	require.Equal(t, int64(3+96+2+2), n, "three errors, 96 checks, the ids of a stopped check and of a deleted mapping's reload")
+	after := read()
+	// A few rows a row deleted: a check deleted is read, probed for
+	// the latest checks of its mapping and looked up by id.
+	deleted := map[string]int64{"pgforce.error": 3, "pgforce.drift_check": 96, "pgforce.drift_seen": 2, "pgforce.inbound_seen": 2}
+	for _, table := range tables {
+		require.LessOrEqual(t, after[table]-before[table], 10*deleted[table]+20, "rows of %s read to delete %d of them", table, deleted[table])
+	}
 }

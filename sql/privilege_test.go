@@ -74,7 +74,7 @@ func TestMonitoringAndOperatorRolesNeedOnlyTheGrantsTheReadmeGives(t *testing.T)
 		GRANT EXECUTE ON FUNCTION pgforce.pause(integer), pgforce.pause(text, text), pgforce.resume(integer), pgforce.resume(text, text),
 			pgforce.reload(integer), pgforce.reload(text, text), pgforce.retry(bigint), pgforce.retry_all(integer), pgforce.retry_all(text, text),
 			pgforce.ignore(bigint), pgforce.revert(bigint), pgforce.resolve(bigint, text),
-			pgforce.check_drift(integer, boolean), pgforce.check_drift(text, text, boolean) TO %[1]s`)
+			pgforce.check_drift(integer, boolean), pgforce.check_drift(text, boolean), pgforce.check_drift(text, text, boolean) TO %[1]s`)
 
 	b.exec(t, "SET ROLE "+monitor)
 	var rows, backlog, open int
@@ -85,6 +85,7 @@ func TestMonitoringAndOperatorRolesNeedOnlyTheGrantsTheReadmeGives(t *testing.T)
 	b.refused(t, "permission denied for function pause", "", `SELECT pgforce.pause('Account')`)
 	b.refused(t, "permission denied for function retry", "", `SELECT pgforce.retry($1)`, errID)
 	b.refused(t, "permission denied for function check_drift", "", `SELECT pgforce.check_drift('Account')`)
+	b.refused(t, "permission denied for function check_drift", "", `SELECT pgforce.check_drift('Account', 'default')`)
 	var checks int
 	b.scalar(t, &checks, `SELECT count(*) FROM pgforce.drift_check`)
 	require.Zero(t, checks)
@@ -97,6 +98,7 @@ func TestMonitoringAndOperatorRolesNeedOnlyTheGrantsTheReadmeGives(t *testing.T)
 	b.scalar(t, &detail, `SELECT state_detail FROM pgforce.status`)
 	b.exec(t, `SELECT pgforce.resume('Account')`)
 	b.exec(t, `SELECT pgforce.check_drift('Account')`)
+	b.exec(t, `SELECT pgforce.check_drift('Account', 'default', true)`)
 	b.refused(t, "permission denied for table outbox", "", `DELETE FROM pgforce.outbox`)
 	b.refused(t, "permission denied for table drift_check", "", `DELETE FROM pgforce.drift_check`)
 	b.exec(t, "RESET ROLE")
@@ -107,6 +109,45 @@ func TestMonitoringAndOperatorRolesNeedOnlyTheGrantsTheReadmeGives(t *testing.T)
 	state, _ := b.errorState(t, errID)
 	require.Equal(t, "retrying", state)
 	require.Len(t, b.outbox(t), 2, "the change and its retry")
+}
+
+// USAGE on schema pgforce alone (as a role granted only pgforce.resolve
+// has it) lets a role call three functions that run as pgforce's owner:
+// the helpers pgforce.status calls, which its readers need to run (a view
+// runs the functions it calls as its reader). They return a mapped
+// table's row count (which pg_class and pg_stat_all_tables show any role
+// roughly anyway), the number of changes held behind failed inserts and
+// conflicts, and the workers' feed mode: never a row's values. The errors
+// and their payloads, the mappings' state_detail and the outbox stay
+// refused.
+func TestUsageOnPgforceAloneRunsNothingAsItsOwnerButTheStatusCounts(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := b.mapAccount(t, "read_write")
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme')`)
+	b.exec(t, `UPDATE salesforce.account SET industry = 'Energy'`)
+	b.outboundError(t, m, "Acme", "update")
+	role := b.role(t, "usage", `GRANT USAGE ON SCHEMA pgforce TO %[1]s`)
+
+	var asOwner []string
+	b.scalar(t, &asOwner, `SELECT array_agg(p.oid::regprocedure::text || ' ' || pg_get_function_result(p.oid) ORDER BY p.oid::regprocedure::text)
+		FROM pg_proc p WHERE p.pronamespace = 'pgforce'::regnamespace AND p.prosecdef AND has_function_privilege($1, p.oid, 'EXECUTE')`, role)
+	require.Equal(t, []string{
+		"pgforce._mapping_row_count(integer) bigint",
+		"pgforce._outbound_blocked_count(integer) bigint",
+		"pgforce._outbound_feed_mode() text",
+	}, asOwner)
+
+	b.exec(t, "SET ROLE "+role)
+	var rows int
+	b.scalar(t, &rows, `SELECT pgforce._mapping_row_count($1)`, m)
+	require.Equal(t, 1, rows)
+	b.refused(t, "permission denied for view status", "", `SELECT state_detail FROM pgforce.status`)
+	b.refused(t, "permission denied for table error", "", `SELECT payload FROM pgforce.error`)
+	b.refused(t, "permission denied for table mapping", "", `SELECT state_detail FROM pgforce.mapping`)
+	b.refused(t, "permission denied for table outbox", "", `SELECT new FROM pgforce.outbox`)
+	b.refused(t, "permission denied for table mapping", "", `SELECT pgforce._mapping_row($1)`, m)
+	b.exec(t, "RESET ROLE")
 }
 
 // pgforce.resolve runs as its owner with search_path pinned. The

@@ -224,6 +224,50 @@ func (r *runner) load(ctx context.Context, t *table) error {
 	if err := mappings.SetState(ctx, r.s.pool, r.id, mappings.StateLoading, "loading "+t.m.SObject); err != nil {
 		return err
 	}
+	return r.loadRecords(ctx, t)
+}
+
+// loadBeside is load while change events stream beside it: stream is the
+// stream's context, which the applier cancels when a batch fails. The load
+// goes on under ctx regardless, since its writes do not depend on the
+// events (a failure that breaks them too stops it with its own error).
+// Cancelled with the stream, a large object's load started over from the
+// beginning, and its merge into the rows already loaded could fail the way
+// the event had, so that it never finished. Meanwhile state_detail says at
+// once why no change comes in; the changes are caught up after the load,
+// from the stored replay id or by SystemModstamp (see runCDC).
+func (r *runner) loadBeside(ctx, stream context.Context, t *table) error {
+	if err := mappings.SetState(ctx, r.s.pool, r.id, mappings.StateLoading, "loading "+t.m.SObject); err != nil {
+		return err
+	}
+	loaded := make(chan struct{})
+	shown := make(chan struct{})
+	go func() {
+		defer close(shown)
+		select {
+		case <-loaded:
+			return
+		case <-stream.Done():
+		}
+		err := failure(stream)
+		if err == nil {
+			return
+		}
+		// Only while the load runs: its end marks the mapping synced, and
+		// streamOnce returns the failure then, which supervise shows.
+		if _, xerr := r.s.pool.Exec(ctx, `UPDATE pgforce.mapping SET state_detail = $2 WHERE id = $1 AND state = 'loading' AND NOT paused`,
+			r.id, fmt.Sprintf("loading %s; change events stopped, to be caught up after the load: %v", t.m.SObject, err)); xerr != nil && ctx.Err() == nil {
+			r.log.Warn("inbound: cannot show why change events stopped", "err", xerr)
+		}
+	}()
+	err := r.loadRecords(ctx, t)
+	close(loaded)
+	<-shown
+	return err
+}
+
+// loadRecords is load once the mapping shows it is loading.
+func (r *runner) loadRecords(ctx context.Context, t *table) error {
 	started := time.Now()
 	var empty bool
 	// A table whose last rows the application deleted, with the deletes
@@ -422,9 +466,9 @@ func (r *runner) runCDC(ctx context.Context, t *table, needLoad bool) error {
 
 // streamOnce subscribes from replay, runs the load (needLoad) once the
 // subscription is accepted, then applies events and side work until one of
-// them fails or ctx ends.
-func (r *runner) streamOnce(ctx context.Context, t *table, channel string, replay int64, needLoad bool) error {
-	ctx, cancel := context.WithCancelCause(ctx)
+// them fails or parent ends. The error is the first failure (see failure).
+func (r *runner) streamOnce(parent context.Context, t *table, channel string, replay int64, needLoad bool) error {
+	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
 	subscribed := make(chan struct{})
 	var once sync.Once
@@ -457,10 +501,11 @@ func (r *runner) streamOnce(ctx context.Context, t *table, channel string, repla
 		err := r.applyLoop(ctx, t, events)
 		applyErr <- err
 		if err != nil {
-			// Tear the stream down now: the stream only noticed the
-			// stopped applier when the next event came, and until then
-			// the mapping showed 'synced', said nothing, and applied
-			// nothing, for as long as the object stayed quiet.
+			// Tear the stream down now (a load beside it goes on, see
+			// loadBeside): the stream only noticed the stopped applier
+			// when the next event came, and until then the mapping showed
+			// 'synced', said nothing, and applied nothing, for as long as
+			// the object stayed quiet.
 			cancel(err)
 		}
 	}()
@@ -488,14 +533,17 @@ func (r *runner) streamOnce(ctx context.Context, t *table, channel string, repla
 	}
 	var err2 error
 	if needLoad {
-		err2 = r.load(ctx, t)
-	} else {
-		err2 = mappings.SetState(ctx, r.s.pool, r.id, mappings.StateSynced, "streaming change events")
+		err2 = r.loadBeside(parent, ctx, t)
+	} else if err2 = mappings.SetState(ctx, r.s.pool, r.id, mappings.StateSynced, "streaming change events"); err2 != nil {
+		if f := failure(ctx); f != nil {
+			err2 = f
+		}
+	}
+	if err2 == nil {
+		// The applier failed while the load went on (see loadBeside).
+		err2 = failure(ctx)
 	}
 	if err2 != nil {
-		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-			err2 = cause // the applier failed (see above)
-		}
 		cancel(err2)
 		<-streamErr
 		return err2
@@ -514,7 +562,25 @@ func (r *runner) streamOnce(ctx context.Context, t *table, channel string, repla
 		cancel(runErr)
 		<-streamErr
 	}
+	if f := failure(ctx); f != nil {
+		return f
+	}
 	return runErr
+}
+
+// failure is what ended ctx, a stream's context: the applier, the stream
+// and the side work each cancel it with their error, so its cause is the
+// first failure. What the others return after it is mostly the
+// cancellation: a re-read stopped while it waited for the API budget
+// returned "context canceled", and the mapping showed that rather than why
+// the applier failed (nor could supervise tell a ConfigError, whose fix
+// goes in state_detail). It is nil while ctx runs, or when ctx ended with
+// its parent.
+func failure(ctx context.Context) error {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return nil
 }
 
 // runPoll reads changes by SystemModstamp every poll_interval, with

@@ -27,7 +27,8 @@ CREATE TABLE pgforce.outbox (
     retry_of   bigint,
     -- Fields taken out of the entry while it was claimed, because
     -- Salesforce's value won (see pgforce._drop_pending): the worker sends
-    -- the copy it holds all the same, so they are still in flight.
+    -- the copy it holds all the same, so they are still in flight. Cleared
+    -- when an entry that no claim may have sent is handed back unsent.
     dropped    text[]
 ) WITH (fillfactor = 50);
 

@@ -200,20 +200,75 @@ $$;
 
 COMMENT ON FUNCTION pgforce._outbound_claim(integer, integer, text, bigint) IS 'Worker: pgforce.claim that leaves the changes of records behind a failed insert or an open conflict queued.';
 
--- Changes waiting behind a failed insert or an open conflict, per mapping.
+-- Changes waiting behind a failed insert or an open conflict, per mapping,
+-- and the deletes of records that a child's change waiting so moves away
+-- from. The worker holds such a delete until the child has moved (see
+-- holdParentDeletes in worker/outbound: Salesforce deletes a record's
+-- children with it), so it waits for that error too, whose row is the
+-- child's: counted nowhere, it waited with nothing to say why. Only child
+-- mappings with an open error are read, so that pgforce.status costs no
+-- more while there is none.
 -- This and _outbound_feed_mode run as their owner: pgforce.status calls
 -- them as its reader, who needs no right on what they read (see
 -- _mapping_row_count).
 CREATE FUNCTION pgforce._outbound_blocked_count(p_mapping_id integer) RETURNS bigint
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT pg_catalog.count(*)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_child record;
+    v_left  text[] := '{}';
+    v_ids   text[];
+    v_count bigint;
+BEGIN
+    FOR v_child IN
+        SELECT x.id, pgforce._mapping_table(x.id) AS tbl, pg_catalog.lower(c ->> 'name') AS col
+        FROM pgforce.mapping p
+        JOIN pgforce.mapping x ON x.org = p.org AND x.id <> p.id AND NOT x.paused
+        CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(x.columns) c
+        WHERE p.id = p_mapping_id AND c ->> 'type' = 'reference'
+          AND pg_catalog.jsonb_typeof(c -> 'referenceTo') = 'array'
+          AND EXISTS (SELECT FROM pg_catalog.jsonb_array_elements_text(c -> 'referenceTo') r WHERE pg_catalog.lower(r) = pg_catalog.lower(p.sobject))
+          AND EXISTS (SELECT FROM pgforce.error e WHERE e.mapping_id = x.id AND e.state = 'open')
+    LOOP
+        CONTINUE WHEN v_child.tbl IS NULL OR NOT EXISTS (
+            SELECT FROM pg_catalog.pg_attribute a
+            WHERE a.attrelid = v_child.tbl AND a.attname = v_child.col AND a.attnum > 0 AND NOT a.attisdropped);
+        -- The parents left: the lookup's old value, or the row's while a
+        -- relationship column of that lookup names another (the worker
+        -- resolves it), of a child with a record in Salesforce.
+        EXECUTE pg_catalog.format($q$
+            SELECT ARRAY(
+                SELECT o.old ->> $2 FROM pgforce.outbox o
+                WHERE o.mapping_id = $1 AND o.op = 'update' AND o.old ->> $2 IS NOT NULL
+                  AND (o.sfid IS NOT NULL OR EXISTS (SELECT FROM %1$s t WHERE t.id = o.record_id AND t.sfid IS NOT NULL))
+                  AND EXISTS (SELECT FROM pgforce.error e
+                              WHERE e.mapping_id = $1 AND e.record_id = o.record_id AND e.state = 'open'
+                                AND ((e.direction = 'outbound' AND e.operation = 'insert' AND o.retry_of IS NULL) OR e.error_code = 'CONFLICT'))
+                UNION
+                SELECT t.%2$I::text FROM %1$s t JOIN pgforce.outbox o ON o.mapping_id = $1 AND o.record_id = t.id
+                WHERE o.op = 'update' AND t.sfid IS NOT NULL AND t.%2$I IS NOT NULL
+                  AND EXISTS (SELECT FROM pg_catalog.jsonb_each(o.new) k
+                              WHERE k.key LIKE '%%\_\_r\_\_%%' AND pg_catalog.jsonb_typeof(k.value) <> 'null'
+                                AND pgforce._rel_lookup($1, k.key) = $2)
+                  AND EXISTS (SELECT FROM pgforce.error e
+                              WHERE e.mapping_id = $1 AND e.record_id = o.record_id AND e.state = 'open'
+                                AND ((e.direction = 'outbound' AND e.operation = 'insert' AND o.retry_of IS NULL) OR e.error_code = 'CONFLICT')))
+            $q$, v_child.tbl, v_child.col) INTO v_ids USING v_child.id, v_child.col;
+        v_left := v_left || v_ids;
+    END LOOP;
+    SELECT pg_catalog.count(*) INTO v_count
     FROM pgforce.outbox o
-    WHERE o.mapping_id = p_mapping_id AND o.claimed_at IS NULL
+    WHERE o.mapping_id = p_mapping_id
       -- As _outbound_claim holds them back: a retry waits behind a
       -- conflict, not behind the failed insert it retries.
-      AND EXISTS (SELECT FROM pgforce.error e
-                  WHERE e.mapping_id = p_mapping_id AND e.record_id = o.record_id AND e.state = 'open'
-                    AND ((e.direction = 'outbound' AND e.operation = 'insert' AND o.retry_of IS NULL) OR e.error_code = 'CONFLICT'))
+      AND ((o.claimed_at IS NULL
+            AND EXISTS (SELECT FROM pgforce.error e
+                        WHERE e.mapping_id = p_mapping_id AND e.record_id = o.record_id AND e.state = 'open'
+                          AND ((e.direction = 'outbound' AND e.operation = 'insert' AND o.retry_of IS NULL) OR e.error_code = 'CONFLICT')))
+           -- Claimed too: the worker claims such a delete each pass, and
+           -- hands it back.
+           OR (o.op = 'delete' AND o.sfid = ANY (v_left)));
+    RETURN v_count;
+END
 $$;
 
 -- The feed modes of the workers seen in the last minute, e.g.

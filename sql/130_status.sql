@@ -33,7 +33,8 @@ $$;
 
 -- outbound_feed says how the running workers learn of changes, and
 -- outbound_blocked counts changes waiting behind a failed insert or a
--- conflict (pgforce.error says which and why).
+-- conflict, and deletes waiting for a child's move that waits so
+-- (pgforce.error says which and why).
 CREATE VIEW pgforce.status AS
 SELECT m.id                                   AS mapping_id,
        m.org,

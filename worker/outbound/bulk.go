@@ -16,10 +16,19 @@ import (
 // (upsert); that is why plain inserts never go this way. A job that fails
 // as a whole returns an error and the caller falls back to Collections,
 // which is safe because these operations are idempotent and the job can no
-// longer write (it failed, was aborted, or was never closed).
+// longer write (it failed, was aborted, or was never closed). A worker told
+// to stop hands the changes back unsent rather than start a job.
 func (s *Service) sendBulk(ctx context.Context, m *Mapping, op string, changes []*change, idx []int, results []outcome) error {
 	if err := s.waitBudget(ctx, m); err != nil {
 		return err
+	}
+	if s.stopped() {
+		// A job opened now could not be waited for (see below): it was
+		// aborted at once, and one whose abort did not take ran after the
+		// next worker had sent the same changes again. Nothing of the
+		// batch has reached Salesforce, so it waits for that worker.
+		handBack(idx, results)
+		return nil
 	}
 	job := salesforce.IngestJob{Object: m.SObject, Operation: op}
 	key := "Id"
@@ -98,6 +107,15 @@ func (s *Service) sendBulk(ctx context.Context, m *Mapping, op string, changes [
 		s.abortJob(ctx, m.ID, info.ID)
 		return fmt.Errorf("upload ingest data: %w", err)
 	}
+	if s.stopped() {
+		// Told to stop while uploading: a job that is never closed never
+		// runs, even if the abort does not take, whereas a closed one
+		// would have to be aborted before it starts, or ran beside the
+		// next worker's send of the same changes.
+		s.abortJob(ctx, m.ID, info.ID)
+		handBack(idx, results)
+		return nil
+	}
 	if _, err := s.sf.CloseIngestJob(ctx, info.ID); err != nil {
 		// The close may have reached Salesforce though its answer did not.
 		// A closed job runs, and the changes sent again meanwhile through
@@ -174,6 +192,19 @@ func (s *Service) sendBulk(ctx context.Context, m *Mapping, op string, changes [
 		return fmt.Errorf("read failed results: %w", err)
 	}
 	return nil
+}
+
+// stopped says the worker has been told to stop (see Service.stopping).
+func (s *Service) stopped() bool {
+	return s.stopping != nil && s.stopping.Err() != nil
+}
+
+// handBack marks the changes at idx as never sent, for the queue to take
+// back without counting the claim as an attempt.
+func handBack(idx []int, results []outcome) {
+	for _, i := range idx {
+		results[i] = outcome{kind: outTransient, unsent: true}
+	}
 }
 
 // holdJob leaves the changes at idx with a job that may still run (its close

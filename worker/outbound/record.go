@@ -18,9 +18,14 @@ import (
 
 // releaseUnsent is the SET list that hands entries back to the queue after
 // a claim that sent nothing: the claim is not counted as an attempt (see
-// findCreated), and an entry no claim may have sent has no sent_from.
+// findCreated), and an entry no claim may have sent has no sent_from. Nor
+// has it anything in flight: the fields taken out of it while it was
+// claimed (dropped, see pgforce._drop_pending) went nowhere, and the next
+// claim reads the entry without them. Still counted in flight, a later
+// Salesforce value that won one of them was queued to be written back over
+// a Postgres write that never came, and was sent to Salesforce for nothing.
 const releaseUnsent = `claimed_at = NULL, claimed_by = NULL, attempts = greatest(attempts - 1, 0),
-	sent_from = CASE WHEN attempts > 1 THEN sent_from END`
+	sent_from = CASE WHEN attempts > 1 THEN sent_from END, dropped = CASE WHEN attempts > 1 THEN dropped END`
 
 // release hands changes back to the queue unsent. Their claim is not
 // counted as an attempt: nothing of it reached Salesforce.

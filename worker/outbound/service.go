@@ -205,8 +205,8 @@ func (s *Service) FeedMode() feed.Mode {
 }
 
 // Run writes changes until ctx ends. On cancellation it finishes the batch
-// in flight (its Salesforce calls and write-back get a grace period) and
-// returns nil.
+// in flight (its Salesforce calls and write-back get a grace period), but
+// starts no Bulk job for it (see sendBulk), and returns nil.
 func (s *Service) Run(ctx context.Context) error {
 	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRun()

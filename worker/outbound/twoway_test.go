@@ -3,10 +3,15 @@ package outbound_test
 import (
 	"context"
 	"encoding/json"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+
+	"github.com/pgforce/pgforce/worker/salesforce"
 )
 
 // These tests drive the SQL that the inbound apply path calls
@@ -133,4 +138,123 @@ func TestManualConflictResolvedForPostgresSendsThePostgresValue(t *testing.T) {
 	b.scalar(t, &errID, `SELECT id FROM pgforce.error WHERE record_id = $1 AND error_code = 'CONFLICT'`, id)
 	b.exec(t, `SELECT pgforce.resolve($1, 'postgres')`, errID)
 	eventually(t, 10*time.Second, "Postgres value sent", func() bool { return b.sfField(t, "Account", sfid, "Name") == "Postgres wins" })
+}
+
+// handBackUpdate holds the first two Collections updates until their
+// gates open, answering the first as Salesforce answers a record it could
+// not lock (nothing was written), and records the fields of every update
+// that reaches Salesforce.
+type handBackUpdate struct {
+	*salesforce.Client
+	calls         atomic.Int32
+	entered, open [2]chan struct{}
+	mu            sync.Mutex
+	sent          []map[string]any
+}
+
+func newHandBackUpdate(c *salesforce.Client) *handBackUpdate {
+	h := &handBackUpdate{Client: c}
+	for i := range h.entered {
+		h.entered[i], h.open[i] = make(chan struct{}), make(chan struct{})
+	}
+	return h
+}
+
+func (h *handBackUpdate) Update(ctx context.Context, recs []salesforce.Record) ([]salesforce.SaveResult, error) {
+	if n := h.calls.Add(1); n <= 2 {
+		close(h.entered[n-1])
+		<-h.open[n-1]
+		if n == 1 {
+			res := make([]salesforce.SaveResult, len(recs))
+			for i := range res {
+				res[i].Errors = []salesforce.RecordError{{StatusCode: salesforce.CodeUnableToLockRow, Message: "unable to obtain exclusive access to this record"}}
+			}
+			return res, nil
+		}
+	}
+	h.mu.Lock()
+	for _, r := range recs {
+		h.sent = append(h.sent, r.Fields)
+	}
+	h.mu.Unlock()
+	return h.Client.Update(ctx, recs)
+}
+
+func waitFor(t *testing.T, ch chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("timed out waiting for " + what)
+	}
+}
+
+// salesforceIndustry applies a change event of the Account row id that
+// carries industry, as the inbound worker does: through
+// pgforce.inbound_filter, then an UPDATE, as the worker, of what it lets
+// through.
+func (b *bundle) salesforceIndustry(t *testing.T, id int, industry string) {
+	t.Helper()
+	ctx := context.Background()
+	require.NoError(t, pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT set_config('pgforce.origin', 'salesforce', true)`); err != nil {
+			return err
+		}
+		var allowed map[string]any
+		if err := tx.QueryRow(ctx, `SELECT pgforce.inbound_filter($1, $2, $3, now(), false)`, b.accountID, id,
+			map[string]any{"industry": industry}).Scan(&allowed); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE salesforce.account SET industry = coalesce($2, industry), systemmodstamp = now() WHERE id = $1`,
+			id, allowed["industry"])
+		return err
+	}))
+}
+
+// Salesforce takes the very value of a field that a claimed change is
+// about to send: the field leaves the change (pgforce.outbox.dropped), and
+// counts as in flight while the claim lasts. That claim is then handed back
+// unsent, and the change is claimed again without the field. A Postgres
+// edit of the field and a Salesforce edit that wins it under
+// salesforce_wins follow while that claim is in flight: Salesforce's value
+// was queued to be written back, as if a Postgres write of the field could
+// still land over it, and was sent to Salesforce for nothing.
+func TestAFieldLeftOutOfAChangeHandedBackUnsentIsNotWrittenBackWhenSalesforceWinsIt(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.exec(t, `UPDATE pgforce.mapping SET conflict = 'salesforce_wins' WHERE id = $1`, b.accountID)
+	b.syncedAccounts(t, 1, "Dropped")
+	var id int
+	var sfid string
+	require.NoError(t, b.pool.QueryRow(context.Background(), `SELECT id, sfid FROM salesforce.account`).Scan(&id, &sfid))
+	h := newHandBackUpdate(b.sf)
+	b.startWithClient(t, h, fastOptions())
+	ui := func(industry string) {
+		require.NoError(t, b.sim.UIEdit(context.Background(), "Account", sfid, map[string]any{"Industry": industry}))
+		b.salesforceIndustry(t, id, industry)
+	}
+
+	b.exec(t, `UPDATE salesforce.account SET name = 'From Postgres', industry = 'Agriculture' WHERE id = $1`, id)
+	waitFor(t, h.entered[0], "the change in flight")
+	ui("Agriculture") // both sides agree: the field leaves the claimed change
+	var dropped []string
+	b.scalar(t, &dropped, `SELECT coalesce(dropped, '{}') FROM pgforce.outbox WHERE record_id = $1`, id)
+	require.Equal(t, []string{"industry"}, dropped)
+	close(h.open[0]) // refused as a whole: handed back unsent
+
+	waitFor(t, h.entered[1], "the change claimed again")
+	b.exec(t, `UPDATE salesforce.account SET industry = 'Banking' WHERE id = $1`, id)
+	ui("Energy") // wins the field over the queued Postgres edit
+	close(h.open[1])
+
+	eventually(t, 10*time.Second, "outbox drained", func() bool { return b.backlog(t) == 0 })
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, f := range h.sent {
+		require.NotContains(t, f, "Industry", "Salesforce's own value of Industry written back to it: %v", f)
+	}
+	require.Equal(t, "Energy", b.sfField(t, "Account", sfid, "Industry"))
+	require.Equal(t, "From Postgres", b.sfField(t, "Account", sfid, "Name"))
+	var industry string
+	b.scalar(t, &industry, `SELECT industry FROM salesforce.account WHERE id = $1`, id)
+	require.Equal(t, "Energy", industry)
 }

@@ -48,6 +48,16 @@ func TestMain(m *testing.M) {
 	pgtest.Main(m)
 }
 
+// startSim starts a simulated org for the test, closed when it ends.
+func startSim(t *testing.T) *sim.Server {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := sim.Start(ctx, "127.0.0.1:0", sim.Config{})
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close(); cancel() })
+	return s
+}
+
 func freeAddr(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -69,11 +79,7 @@ func get(url string) (int, string) {
 func TestRunSyncsServesHealthAndMetricsAndExitsZeroOnSIGTERM(t *testing.T) {
 	db := pgtest.NewDB(t)
 	ctx := t.Context()
-	sctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	s, err := sim.Start(sctx, "127.0.0.1:0", sim.Config{})
-	require.NoError(t, err)
-	defer s.Close()
+	s := startSim(t)
 	sf, err := salesforce.New(ctx, salesforce.Config{LoginURL: s.URL(), ClientID: sim.DefaultClientID,
 		ClientSecret: sim.DefaultClientSecret, Username: sim.DefaultUsername, Password: sim.DefaultPassword})
 	require.NoError(t, err)
@@ -218,11 +224,7 @@ func TestPgforcesNoticesOnTheWorkersConnectionsReachItsLog(t *testing.T) {
 	db := pgtest.NewDB(t)
 	_, err := db.Conn.Exec(t.Context(), pgtest.HerokuConnectAccount)
 	require.NoError(t, err)
-	sctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	s, err := sim.Start(sctx, "127.0.0.1:0", sim.Config{})
-	require.NoError(t, err)
-	defer s.Close()
+	s := startSim(t)
 	for k, v := range map[string]string{"DATABASE_URL": db.ConnString, "SALESFORCE_LOGIN_URL": s.URL(),
 		"SALESFORCE_CLIENT_ID": sim.DefaultClientID, "SALESFORCE_CLIENT_SECRET": sim.DefaultClientSecret,
 		"SALESFORCE_USERNAME": sim.DefaultUsername, "SALESFORCE_PASSWORD": sim.DefaultPassword, "PGFORCE_HTTP_ADDR": freeAddr(t)} {
@@ -289,11 +291,7 @@ func TestAWorkerWhoseOrgWasDeletedDropsItsReplicationSlotWhenItStops(t *testing.
 	ctx := t.Context()
 	_, err := db.Conn.Exec(ctx, `INSERT INTO pgforce.org (name, schema_name) VALUES ('sandbox', 'sandbox')`)
 	require.NoError(t, err)
-	sctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	s, err := sim.Start(sctx, "127.0.0.1:0", sim.Config{})
-	require.NoError(t, err)
-	defer s.Close()
+	s := startSim(t)
 	cfg := &config.Config{DatabaseURL: db.ConnString, LoginURL: s.URL(), ClientID: sim.DefaultClientID, ClientSecret: sim.DefaultClientSecret,
 		Username: sim.DefaultUsername, Password: sim.DefaultPassword, Org: "sandbox", HTTPAddr: freeAddr(t), LogLevel: "info"}
 	var logs syncbuf.Buffer

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // SOSL over REST: GET /search?q=FIND {term} [IN ALL|NAME|EMAIL|PHONE FIELDS] [RETURNING Obj[(fields [WHERE ...]
@@ -15,6 +16,9 @@ import (
 // text fields. Each RETURNING item's field list, WHERE and ORDER BY run as SOQL.
 
 var soslShape = regexp.MustCompile(`(?is)^\s*FIND\s*\{(.*)\}\s*(?:IN\s+(ALL|NAME|EMAIL|PHONE|SIDEBAR)\s+FIELDS\s*)?(?:RETURNING\s+(.*?))?\s*(?:LIMIT\s+(\d+))?\s*$`)
+
+// maxSearchResults is SOSL's overall limit on the records a search returns, and the default LIMIT.
+const maxSearchResults = 2000
 
 var soslClause = regexp.MustCompile(`(?i)\b(WHERE|ORDER\s+BY|LIMIT|OFFSET)\b`)
 
@@ -34,9 +38,13 @@ func (c *call) search() {
 		return
 	}
 	term, scope, returning := strings.TrimSpace(m[1]), strings.ToUpper(m[2]), strings.TrimSpace(m[3])
-	limit := 2000
+	// SOSL returns at most 2,000 results (API 28.0 and later), whatever LIMIT asks for; a LIMIT too
+	// large for an int (Atoi's range error) asks for more than that too.
+	limit := maxSearchResults
 	if m[4] != "" {
-		limit, _ = strconv.Atoi(m[4])
+		if n, err := strconv.Atoi(m[4]); err == nil && n < maxSearchResults {
+			limit = n
+		}
 	}
 	match, ok := compileSearchTerm(term)
 	if !ok {
@@ -157,6 +165,11 @@ func compileSearchTerm(term string) (func([]string) bool, bool) {
 		}
 		if strings.HasPrefix(w, `"`) {
 			phrase := strings.ToLower(strings.Trim(w, `"`))
+			// A phrase is held to the same two-character minimum as a word: "" (or a lone ") matched
+			// every record, since every text contains the empty string, and " " every text with a space.
+			if utf8.RuneCountInString(strings.TrimSpace(phrase)) < 2 {
+				return nil, false
+			}
 			current = append(current, func(d *searchDoc) bool {
 				for _, t := range d.lower {
 					if strings.Contains(t, phrase) {

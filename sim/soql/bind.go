@@ -209,6 +209,11 @@ func (b *binder) bindExpr(e *expr) error {
 		c = &comparison{path: p, class: classOf(p.FieldInfo.Type), op: e.op}
 	}
 	if e.semi != nil {
+		// Salesforce documents that HAVING can't contain semi- or anti-joins. Only WHERE's subqueries are
+		// evaluated (WithSemiJoins), so one bound here would silently match no group.
+		if b.having {
+			return b.q.caretError(CodeMalformedQuery, e.field.tok, "semi join and anti join sub-selects are not allowed in the HAVING clause")
+		}
 		if err := b.bindSemiJoin(e, c); err != nil {
 			return err
 		}

@@ -88,8 +88,8 @@ func atoi(s string) int {
 // relative is a compiled relative date literal: a [start, end) range of whole UTC days computed from now.
 type relative struct {
 	unit  relUnit
-	from  int // offset of the range start, in units, from the current unit (today, this week, ...)
-	count int // length of the range in units
+	from  int64 // offset of the range start, in units, from the current unit (today, this week, ...)
+	count int64 // length of the range in units
 }
 
 type relUnit uint8
@@ -106,7 +106,10 @@ const (
 // week (starting Sunday, the en_US locale), month or year, following Salesforce's definitions:
 // LAST_N_DAYS:n covers today and the n days before it; NEXT_N_DAYS:n starts tomorrow and covers n days;
 // N_DAYS_AGO:n is the single day n days ago; LAST_90_DAYS is LAST_N_DAYS:90.
+// n is at most maxRelativeN (the parser refuses more), so no offset below overflows: the largest,
+// 3·n months for N_QUARTERS_AGO:n or n·7·86400 seconds for weeks, stays far inside int64.
 func compileRelative(name string, n int) relative {
+	n64 := int64(n)
 	// The default fiscal year starts in January: fiscal quarters and years are calendar ones.
 	name = strings.Replace(name, "FISCAL_", "", 1)
 	switch name {
@@ -117,11 +120,11 @@ func compileRelative(name string, n int) relative {
 	case "NEXT_QUARTER":
 		return relative{unitQuarter, 1, 1}
 	case "LAST_N_QUARTERS":
-		return relative{unitQuarter, -n, n}
+		return relative{unitQuarter, -n64, n64}
 	case "NEXT_N_QUARTERS":
-		return relative{unitQuarter, 1, n}
+		return relative{unitQuarter, 1, n64}
 	case "N_QUARTERS_AGO":
-		return relative{unitQuarter, -n, 1}
+		return relative{unitQuarter, -n64, 1}
 	case "YESTERDAY":
 		return relative{unitDay, -1, 1}
 	case "TODAY":
@@ -151,31 +154,31 @@ func compileRelative(name string, n int) relative {
 	case "NEXT_90_DAYS":
 		return relative{unitDay, 1, 90}
 	case "LAST_N_DAYS":
-		return relative{unitDay, -n, n + 1}
+		return relative{unitDay, -n64, n64 + 1}
 	case "NEXT_N_DAYS":
-		return relative{unitDay, 1, n}
+		return relative{unitDay, 1, n64}
 	case "N_DAYS_AGO":
-		return relative{unitDay, -n, 1}
+		return relative{unitDay, -n64, 1}
 	case "N_DAYS_FROM_NOW":
-		return relative{unitDay, n, 1}
+		return relative{unitDay, n64, 1}
 	case "LAST_N_WEEKS":
-		return relative{unitWeek, -n, n}
+		return relative{unitWeek, -n64, n64}
 	case "NEXT_N_WEEKS":
-		return relative{unitWeek, 1, n}
+		return relative{unitWeek, 1, n64}
 	case "N_WEEKS_AGO":
-		return relative{unitWeek, -n, 1}
+		return relative{unitWeek, -n64, 1}
 	case "LAST_N_MONTHS":
-		return relative{unitMonth, -n, n}
+		return relative{unitMonth, -n64, n64}
 	case "NEXT_N_MONTHS":
-		return relative{unitMonth, 1, n}
+		return relative{unitMonth, 1, n64}
 	case "N_MONTHS_AGO":
-		return relative{unitMonth, -n, 1}
+		return relative{unitMonth, -n64, 1}
 	case "LAST_N_YEARS":
-		return relative{unitYear, -n, n}
+		return relative{unitYear, -n64, n64}
 	case "NEXT_N_YEARS":
-		return relative{unitYear, 1, n}
+		return relative{unitYear, 1, n64}
 	case "N_YEARS_AGO":
-		return relative{unitYear, -n, 1}
+		return relative{unitYear, -n64, 1}
 	}
 	panic("soql: relative literal missing from compileRelative: " + name)
 }
@@ -188,14 +191,14 @@ func (r relative) bounds(now time.Time) (start, end int64) {
 	days := floorDiv(now.Unix(), daySeconds)
 	switch r.unit {
 	case unitDay:
-		return (days + int64(r.from)) * daySeconds, (days + int64(r.from+r.count)) * daySeconds
+		return (days + r.from) * daySeconds, (days + r.from + r.count) * daySeconds
 	case unitWeek:
 		// 1970-01-01 was a Thursday; weeks start on Sunday (the en_US locale).
 		sunday := days - (days+4)%7
 		if (days+4)%7 < 0 {
 			sunday -= 7
 		}
-		return (sunday + 7*int64(r.from)) * daySeconds, (sunday + 7*int64(r.from+r.count)) * daySeconds
+		return (sunday + 7*r.from) * daySeconds, (sunday + 7*(r.from+r.count)) * daySeconds
 	}
 	y, m, _ := now.UTC().Date()
 	var s, e time.Time
@@ -207,8 +210,8 @@ func (r relative) bounds(now time.Time) (start, end int64) {
 		s = time.Date(y, m+time.Month(r.from), 1, 0, 0, 0, 0, time.UTC)
 		e = time.Date(y, m+time.Month(r.from+r.count), 1, 0, 0, 0, 0, time.UTC)
 	} else {
-		s = time.Date(y+r.from, 1, 1, 0, 0, 0, 0, time.UTC)
-		e = time.Date(y+r.from+r.count, 1, 1, 0, 0, 0, 0, time.UTC)
+		s = time.Date(y+int(r.from), 1, 1, 0, 0, 0, 0, time.UTC)
+		e = time.Date(y+int(r.from+r.count), 1, 1, 0, 0, 0, 0, time.UTC)
 	}
 	return s.Unix(), e.Unix()
 }

@@ -1,6 +1,8 @@
 package soql
 
 import (
+	"errors"
+	"math"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -256,6 +258,12 @@ func (p *parser) parseQuery() error {
 		}
 		p.pos++
 	}
+	if len(q.subs) > 0 && q.IsAggregate() {
+		// Salesforce documents that a query with GROUP BY can't use child relationship subqueries (nor
+		// can one with aggregate functions: its rows are AggregateResults, which have no children).
+		// Accepted, the subquery was silently left out of every row.
+		return q.caretError(CodeMalformedQuery, q.subs[0].tok, "parent-to-child relationship subqueries are not supported in an aggregate query")
+	}
 	if q.isSub {
 		// A parent-to-child subquery ends at its closing parenthesis; the caller consumes it.
 		if !p.isPunct(")") {
@@ -277,8 +285,24 @@ func (p *parser) parseSubquery() error {
 	if err := sp.parseQuery(); err != nil {
 		return err
 	}
+	// Aggregate functions, COUNT() and GROUP BY are refused in a parent-to-child subquery, as Salesforce
+	// does: its result is child records, never AggregateResults. Accepted, COUNT() answered bare records
+	// and COUNT(Id) or GROUP BY answered null for every parent.
+	var aggTok int
+	switch {
+	case sub.count:
+		aggTok = p.pos + 2 // "(" SELECT COUNT
+	case len(sub.aggs) > 0:
+		aggTok = sub.aggs[0].agg.tok
+	case len(sub.groupBy) > 0:
+		aggTok = sub.groupBy[0].tok - 2 // GROUP BY <field>
+	}
+	if aggTok > 0 {
+		return q.caretError(CodeMalformedQuery, aggTok, "aggregate functions and GROUP BY are not supported in a parent-to-child relationship subquery")
+	}
+	open := p.pos
 	p.pos = sp.pos + 1 // past ")"
-	q.subs = append(q.subs, subSelect{after: len(q.selects), q: sub})
+	q.subs = append(q.subs, subSelect{after: len(q.selects), q: sub, tok: open})
 	return nil
 }
 
@@ -597,6 +621,9 @@ func (p *parser) parseList() ([]literal, error) {
 	}
 }
 
+// maxRelativeN is the largest n a date literal such as LAST_N_DAYS:n accepts.
+const maxRelativeN = math.MaxInt32
+
 // relativeLiterals lists the date literals SOQL accepts; the ones taking ":n" are marked.
 var relativeLiterals = map[string]bool{
 	"YESTERDAY": false, "TODAY": false, "TOMORROW": false,
@@ -653,11 +680,18 @@ func (p *parser) parseLiteral() (literal, error) {
 					return lit, err
 				}
 				nt := p.peek()
-				n, err := strconv.Atoi(nt.text)
-				if nt.kind != tokNumber || err != nil || n < 0 {
+				n, err := strconv.ParseInt(nt.text, 10, 64)
+				if nt.kind != tokNumber || (err != nil && !errors.Is(err, strconv.ErrRange)) || n < 0 {
 					return lit, p.unexpected()
 				}
-				lit.n = n
+				if err != nil || n > maxRelativeN {
+					// n is bounded so that the range arithmetic in compileRelative and bounds cannot
+					// overflow: unbounded, N_DAYS_AGO:200000000000000 wrapped around and matched the
+					// wrong rows. Salesforce documents no bound; a 32-bit int is assumed.
+					return lit, p.q.caretError(CodeMalformedQuery, p.pos, "invalid value for date literal "+upper+
+						": "+nt.text+" is out of range; n must be between 0 and "+strconv.Itoa(maxRelativeN))
+				}
+				lit.n = int(n)
 			}
 		}
 	default:

@@ -142,6 +142,7 @@ type Query struct {
 type subSelect struct {
 	after int
 	q     *Query
+	tok   int // its opening parenthesis
 }
 
 // Subquery is a bound parent-to-child relationship subquery of the SELECT list.

@@ -51,7 +51,12 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		printHelp(stderr)
 		return 2
 	}
-	c, ok := commands[args[0]]
+	name := args[0]
+	if name == "-h" || name == "-help" || name == "--help" {
+		// What every other command takes for help, and what people type first.
+		name = "help"
+	}
+	c, ok := commands[name]
 	if !ok {
 		fmt.Fprintf(stderr, "pgforce: unknown command %q\n\n", args[0])
 		printHelp(stderr)

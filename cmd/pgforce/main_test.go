@@ -60,3 +60,12 @@ func TestRunHelpListsTheSettings(t *testing.T) {
 		require.Contains(t, errOut, name)
 	}
 }
+
+func TestHelpFlagsPrintTheCommandsLikeHelp(t *testing.T) {
+	for _, arg := range []string{"-h", "-help", "--help"} {
+		code, out, errOut := run(t, arg)
+		require.Equal(t, 0, code, arg)
+		require.Contains(t, out, "Commands:", arg)
+		require.NotContains(t, errOut, "unknown command", arg)
+	}
+}

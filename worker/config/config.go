@@ -134,7 +134,11 @@ func (c *Config) Flow() (Flow, error) {
 		for i, f := range flows {
 			names[i] = flowVariable(f)
 		}
-		return "", fmt.Errorf("%s are all set: set only the one for the OAuth flow you use", strings.Join(names, " and "))
+		both := "both"
+		if len(names) > 2 {
+			both = "all"
+		}
+		return "", fmt.Errorf("%s are %s set: set only the one for the OAuth flow you use", strings.Join(names, " and "), both)
 	}
 	flow := FlowClientCredentials
 	if len(flows) == 1 {

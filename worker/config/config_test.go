@@ -58,7 +58,7 @@ func TestLoadRefusesTwoFlowsAtOnce(t *testing.T) {
 	env := base()
 	env["SALESFORCE_REFRESH_TOKEN"] = "rt"
 	_, err := load(t, env)
-	require.ErrorContains(t, err, "SALESFORCE_REFRESH_TOKEN and SALESFORCE_PASSWORD are all set")
+	require.ErrorContains(t, err, "SALESFORCE_REFRESH_TOKEN and SALESFORCE_PASSWORD are both set")
 }
 
 func TestLoadRequiresUsernameForJWTBearer(t *testing.T) {

@@ -87,7 +87,7 @@ func (r *runner) checkDrift(ctx context.Context, t *table) error {
 		if err != nil {
 			return fmt.Errorf("inbound: drift check of %s: %w", t.m.SObject, err)
 		}
-		r.log.Info("inbound: drift check complete", "sobject", t.m.SObject, "check", *id, "elapsed", time.Since(started))
+		r.log.Info("inbound: drift check complete", "sobject", t.m.SObject, "check", *id, "elapsed", time.Since(started).Round(time.Millisecond).String())
 		wake(r.rereadWake)
 	}
 }

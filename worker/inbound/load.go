@@ -207,7 +207,7 @@ func (r *runner) restoreIndexes(ctx context.Context) error {
 		return fmt.Errorf("inbound: build the SystemModstamp index again: %w", err)
 	}
 	if built {
-		r.log.Info("inbound: SystemModstamp index built after the load", "elapsed", time.Since(started))
+		r.log.Info("inbound: SystemModstamp index built after the load", "elapsed", time.Since(started).Round(time.Millisecond).String())
 	}
 	return nil
 }

@@ -301,9 +301,9 @@ func (r *runner) loadRecords(ctx context.Context, t *table) error {
 			return err
 		}
 	}
-	r.log.Info("inbound: load complete", "sobject", t.m.SObject, "rows", n, "elapsed", time.Since(started))
+	r.log.Info("inbound: load complete", "sobject", t.m.SObject, "rows", n, "elapsed", time.Since(started).Round(time.Millisecond).String())
 	_, err = r.s.pool.Exec(ctx, `UPDATE pgforce.mapping SET state = 'synced',
-		state_detail = format('loaded %s records in %s', $2::bigint, $3::text),
+		state_detail = format('loaded %s record%s in %s', $2::bigint, CASE WHEN $2::bigint = 1 THEN '' ELSE 's' END, $3::text),
 		inbound_watermark = coalesce(inbound_watermark, now())
 		WHERE id = $1 AND NOT paused`, r.id, n, time.Since(started).Round(time.Millisecond).String())
 	return err

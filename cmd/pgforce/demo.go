@@ -34,6 +34,13 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&cfg.SimURL, "sim-url", "", "with --only sim: the URL clients reach the simulator at, if not its listen address")
 	fs.StringVar(&cfg.PublicSimURL, "public-sim-url", "", "the simulator URL to print in the instructions, if users reach it at another address")
 	fs.StringVar(&cfg.PsqlCommand, "psql-command", "", "the command to print for connecting with psql, if not psql \"$DATABASE_URL\"")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage: pgforce demo [options]\n\n"+
+			"Starts a throwaway Postgres 15, a simulated org seeded with demo data, and the worker, creates the\n"+
+			"mappings and shows their status live; Ctrl-C stops everything and removes the data. With\n"+
+			"DATABASE_URL set it uses that server instead, in a database of its own that it drops on exit.\n\n")
+		fs.PrintDefaults()
+	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

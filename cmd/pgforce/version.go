@@ -20,6 +20,10 @@ func init() {
 		summary: "print the pgforce version and the SQL schema version it installs",
 		run: func(_ context.Context, args []string, stdout, stderr io.Writer) error {
 			fs := newFlagSet("version", stderr)
+			fs.Usage = func() {
+				fmt.Fprint(stderr, "Usage: pgforce version\n\nPrints the binary's version and the SQL schema version it installs (pgforce install),\n"+
+					"which is what to compare with the database's.\n")
+			}
 			if err := parseFlags(fs, args); err != nil {
 				return err
 			}

@@ -325,12 +325,16 @@ func TestRunRefusingAnOrgThatIsGoneDropsTheSlotItsLastWorkerLeft(t *testing.T) {
 	slot := outbound.SlotName(db.Conn.Config().Database, "sandbox")
 	_, err := db.Conn.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot)
 	require.NoError(t, err)
-	defer func() { _, _ = db.Conn.Exec(context.Background(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, slot) }()
+	defer func() {
+		_, _ = db.Conn.Exec(context.Background(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, slot)
+	}()
 	// Another org's slot, and the default org's, are not this worker's to drop.
 	other := outbound.SlotName(db.Conn.Config().Database, "default")
 	_, err = db.Conn.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, other)
 	require.NoError(t, err)
-	defer func() { _, _ = db.Conn.Exec(context.Background(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, other) }()
+	defer func() {
+		_, _ = db.Conn.Exec(context.Background(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, other)
+	}()
 
 	cfg := &config.Config{DatabaseURL: db.ConnString, LoginURL: "http://127.0.0.1:1", ClientID: "x", ClientSecret: "y", Username: "u", Password: "p", Org: "sandbox", HTTPAddr: "127.0.0.1:0", LogLevel: "info"}
 	err = worker.Run(ctx, cfg, slog.New(slog.DiscardHandler))

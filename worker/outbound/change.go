@@ -61,6 +61,9 @@ type change struct {
 	record  salesforce.Record // what is sent
 	extID   string            // value of the upsert field for an upsert
 	deferTo bool              // a parent has no Id yet: try again later
+	// rowStamp is the row's systemmodstamp: the last change of Salesforce's
+	// that reached it (nil when none has), for checkPolled.
+	rowStamp *time.Time
 	// invalid says a value of the change cannot be sent (a datetime
 	// Salesforce has no equivalent of): the record fails on its own, as
 	// if Salesforce had refused it, and the rest of its batch is sent.

@@ -50,6 +50,13 @@
 // so each record's changes stay in order. A batch that was sent is always recorded, even after another
 // batch failed; batches not yet sent then go back to the queue.
 //
+// Salesforce's edits that a row has not heard of yet: for a while after
+// the worker starts or a mapping is resumed (see checkCatchUp), and all
+// the time on a polled mapping under a policy Salesforce's edit may win
+// (see checkPolled), an update of a record Salesforce changed after its
+// row last heard of it waits until the inbound side has applied that
+// change through the mapping's conflict policy.
+//
 // Locking: the result transaction locks the mapped rows (by id) before the
 // outbox entries, the order user statements and pgforce.inbound_filter
 // (which the inbound worker calls before applying a change) use too. A

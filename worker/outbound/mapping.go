@@ -28,6 +28,12 @@ type Mapping struct {
 	// InboundWatermark is the newest Salesforce change the inbound side
 	// has applied (see checkCatchUp).
 	InboundWatermark *time.Time
+	// Polled says Salesforce's changes reach the table by polling
+	// (pgforce.mapping.inbound_mode as the inbound side last chose it, or
+	// inbound = 'poll' before it has): only every poll_interval, so that
+	// updates are checked against Salesforce before they are sent (see
+	// checkPolled).
+	Polled bool
 	// BulkThreshold is pgforce.mapping.bulk_threshold: the backlog from
 	// which changes go through Bulk API 2.0 ingest; 0 when never.
 	BulkThreshold int
@@ -43,6 +49,13 @@ type Mapping struct {
 	// StaleCapture says the table has a relationship column that capture
 	// does not record yet: one added since the triggers were installed.
 	StaleCapture bool
+}
+
+// checkedBeforeSend says m's updates are checked against Salesforce before
+// every send (see checkPolled): it is polled, and its policy may let a
+// Salesforce edit win.
+func (m *Mapping) checkedBeforeSend() bool {
+	return m.Polled && m.Conflict != "postgres_wins"
 }
 
 // Column is one described field, as the inbound side's describe stores it
@@ -165,7 +178,8 @@ SELECT m.id, m.sobject, o.schema_name, m.table_name, m.fields, coalesce(m.upsert
            WHERE a.attrelid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', o.schema_name, m.table_name))
              AND a.attnum > 0 AND NOT a.attisdropped AND a.attname LIKE '%\_\_r\_\_%'
              AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger tg
-                             WHERE tg.tgrelid = a.attrelid AND tg.tgname = 'pgforce_status_update' AND a.attnum = ANY (tg.tgattr::int2[])))
+                             WHERE tg.tgrelid = a.attrelid AND tg.tgname = 'pgforce_status_update' AND a.attnum = ANY (tg.tgattr::int2[]))),
+       coalesce(m.inbound_mode, m.inbound) = 'poll'
 FROM pgforce.mapping m JOIN pgforce.org o ON o.name = m.org
 WHERE m.columns IS NOT NULL AND m.org = $1
   AND (m.mode = 'read_write'
@@ -195,7 +209,7 @@ func loadMappings(ctx context.Context, q querier, org string) ([]*Mapping, error
 		m := &Mapping{}
 		var cols []byte
 		if err := rows.Scan(&m.ID, &m.SObject, &m.Schema, &m.TableName, &m.Fields, &m.UpsertField,
-			&m.Conflict, &m.Paused, &m.BulkThreshold, &cols, &m.ResumedAt, &m.InboundWatermark, &m.HardDelete, &m.RelColumns, &m.StaleCapture); err != nil {
+			&m.Conflict, &m.Paused, &m.BulkThreshold, &cols, &m.ResumedAt, &m.InboundWatermark, &m.HardDelete, &m.RelColumns, &m.StaleCapture, &m.Polled); err != nil {
 			return nil, fmt.Errorf("outbound: read pgforce.mapping: %w", err)
 		}
 		if err := json.Unmarshal(cols, &m.Columns); err != nil {

@@ -429,6 +429,8 @@ func (s *Service) sendBatch(ctx context.Context, m *Mapping, b *batch) {
 	// updates and deletes so that a batch never updates what it creates.
 	s.send(ctx, m, "upsert", changes, upserts, results, b.bulk)
 	s.send(ctx, m, "insert", changes, creates, results, b.bulk)
+	// Checked last, as close to their send as can be (see checkPolled).
+	updates = s.checkPolled(ctx, m, changes, updates, results)
 	s.send(ctx, m, "update", changes, updates, results, b.bulk)
 	s.send(ctx, m, "delete", changes, deletes, results, b.bulk)
 }
@@ -585,17 +587,31 @@ func saveOutcome(op string, r salesforce.SaveResult) outcome {
 	return outcome{kind: outFailed, err: re}
 }
 
-// noteWritten records, while m's catch-up window is open, the records a
-// batch wrote (see checkCatchUp).
+// noteWritten records the records a batch wrote while m's updates are
+// checked: in its catch-up window (see checkCatchUp), and always for a
+// polled one (see checkPolled). Each goes with a time after its write's
+// SystemModstamp: Salesforce's clock as its answers give it, read once
+// the write has answered, plus a second for the Date header's rounding
+// down and one for the clocks of Salesforce's servers, which may differ.
+// It is zero when no answer gave the time.
 func (s *Service) noteWritten(m *Mapping, ok []successRow) {
+	var after time.Time
+	if at := s.sf.ServerTime(); !at.IsZero() {
+		after = at.Add(2 * time.Second)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !time.Now().Before(s.catchUp[m.ID].until) {
+	if !time.Now().Before(s.catchUp[m.ID].until) && !m.checkedBeforeSend() {
 		return
+	}
+	w := s.written[m.ID]
+	if w == nil {
+		w = map[string]time.Time{}
+		s.written[m.ID] = w
 	}
 	for _, o := range ok {
 		if o.SFID != "" {
-			s.written[m.ID][o.SFID] = true
+			w[o.SFID] = after
 		}
 	}
 }
@@ -717,6 +733,7 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 					}
 				}
 			}
+			c.rowStamp = st.stamp
 			if st.sfid != "" {
 				if c.Op == "insert" {
 					// Written back already (a retry of a record that got its
@@ -867,7 +884,10 @@ func missingColumn(err error) bool {
 // Postgres value on both. Held back, the record's change waits until the
 // inbound side has applied Salesforce's, through the conflict policy. Once
 // the window closes, the stream keeps the rows current and updates go
-// without the check. stamp gives a row's systemmodstamp.
+// without the check. A polled mapping, whose rows are current only after
+// each poll, is checked before every send instead, inside the window too,
+// unless its policy is postgres_wins (see checkPolled). stamp gives a
+// row's systemmodstamp.
 //
 // The records Salesforce changed are read once per window, with one query
 // of those changed after the mapping's inbound watermark (see
@@ -880,7 +900,7 @@ func (s *Service) checkCatchUp(ctx context.Context, m *Mapping, changes []*chang
 	s.mu.Lock()
 	open := time.Now().Before(s.catchUp[m.ID].until)
 	s.mu.Unlock()
-	if !open || m.InboundWatermark == nil {
+	if !open || m.InboundWatermark == nil || m.checkedBeforeSend() {
 		return nil
 	}
 	changed, err := s.changedSince(ctx, m)
@@ -891,7 +911,7 @@ func (s *Service) checkCatchUp(ctx context.Context, m *Mapping, changes []*chang
 	defer s.mu.Unlock()
 	written := s.written[m.ID]
 	for _, c := range changes {
-		if c.Op != "update" || c.deferTo || written[c.SFID] {
+		if _, ours := written[c.SFID]; c.Op != "update" || c.deferTo || ours {
 			continue
 		}
 		at, ok := changed[c.SFID]
@@ -919,12 +939,33 @@ func (s *Service) changedSince(ctx context.Context, m *Mapping) (map[string]time
 	if w.loaded {
 		return w.changed, nil
 	}
+	changed, err := s.readChanged(ctx, m, *m.InboundWatermark)
+	if err != nil {
+		return nil, fmt.Errorf("read what Salesforce changed while nothing synced: %w", err)
+	}
+	if changed == nil {
+		s.log.Warn("outbound: Salesforce changed more records since the mapping last synced than are checked; updates wait until the catch-up window closes",
+			"mapping", m.ID, "since", m.InboundWatermark, "checked", maxCatchUpRecords)
+	}
+	s.mu.Lock()
+	if cur := s.catchUp[m.ID]; cur.until.Equal(w.until) {
+		cur.changed, cur.loaded = changed, true
+		s.catchUp[m.ID] = cur
+	}
+	s.mu.Unlock()
+	return changed, nil
+}
+
+// readChanged reads, with one query, the records of m that Salesforce
+// changed after since, with their SystemModstamp; nil when there are more
+// than maxCatchUpRecords.
+func (s *Service) readChanged(ctx context.Context, m *Mapping, since time.Time) (map[string]time.Time, error) {
 	if err := s.waitBudget(ctx, m); err != nil {
 		return nil, err
 	}
 	changed := map[string]time.Time{}
 	soql := fmt.Sprintf("SELECT Id, SystemModstamp FROM %s WHERE SystemModstamp > %s LIMIT %d", m.SObject,
-		m.InboundWatermark.UTC().Format("2006-01-02T15:04:05.000Z"), maxCatchUpRecords+1)
+		since.UTC().Format("2006-01-02T15:04:05.000Z"), maxCatchUpRecords+1)
 	err := s.sf.Query(ctx, soql, func(r salesforce.Record) error {
 		v, _ := r.Get("SystemModstamp")
 		str, _ := v.(string)
@@ -937,20 +978,122 @@ func (s *Service) changedSince(ctx context.Context, m *Mapping) (map[string]time
 		b.Observe(err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read what Salesforce changed while nothing synced: %w", err)
+		return nil, err
 	}
 	if len(changed) > maxCatchUpRecords {
-		s.log.Warn("outbound: Salesforce changed more records since the mapping last synced than are checked; updates wait until the catch-up window closes",
-			"mapping", m.ID, "since", m.InboundWatermark, "checked", maxCatchUpRecords)
-		changed = nil
+		return nil, nil
 	}
+	return changed, nil
+}
+
+// checkPolled holds back the updates (at idx) of records that Salesforce
+// changed after their row last heard of them, on a polled mapping (see
+// Mapping.Polled) under any policy but postgres_wins, and returns the
+// updates to send. Such a mapping hears of Salesforce's edits at its next
+// poll, which reads the record as it is then: an update sent before it
+// overwrote an edit of the same field whatever the policy said, and the
+// poll found Salesforce's value gone. Held back, the update waits until
+// the poll has applied Salesforce's change through the policy
+// (salesforce_wins drops the Postgres value of a field Salesforce changed
+// and the rest goes, manual opens a conflict, newest_wins compares the two
+// times), and goes then as the policy left it. Under postgres_wins the
+// Postgres value goes in any case and Salesforce's other fields are not in
+// the update, so nothing is checked, which saves the call. Change Data
+// Capture brings Salesforce's edits before the updates that follow them,
+// and settles those that cross a write in flight (see inbound_filter).
+//
+// The records Salesforce changed after the inbound watermark come from one
+// query (see readChanged), read again only once the last read is older
+// than Options.PollCheck and would let one of the updates go: those it
+// holds wait for their rows to reach the stamps it gave, which no newer
+// read brings sooner. A busy mapping so costs a query per PollCheck, not
+// one per batch; a Salesforce edit made less than PollCheck before an
+// update is sent can still be overwritten by it.
+//
+// The worker's own writes move Salesforce's stamp too, and the row hears
+// of them at the next poll: a record it wrote is not held for a stamp
+// before the time noteWritten gave its write. A change made before that
+// write was checked by it; one made after, within the margin of that
+// time, is taken for the write.
+func (s *Service) checkPolled(ctx context.Context, m *Mapping, changes []*change, idx []int, results []outcome) []int {
+	if len(idx) == 0 || !m.checkedBeforeSend() || m.InboundWatermark == nil {
+		return idx
+	}
+	since := *m.InboundWatermark
 	s.mu.Lock()
-	if cur := s.catchUp[m.ID]; cur.until.Equal(w.until) {
-		cur.changed, cur.loaded = changed, true
-		s.catchUp[m.ID] = cur
+	// The poll has applied a version of the record at least as new as
+	// the worker's write (the watermark is past its time): the row's stamp
+	// says what it holds.
+	for id, after := range s.written[m.ID] {
+		if !after.After(since) {
+			delete(s.written[m.ID], id)
+		}
+	}
+	last := s.polled[m.ID]
+	read := last == nil
+	if !read && time.Since(last.at) >= s.opts.PollCheck {
+		if last.changed == nil {
+			// Too many to check: every update waits, until the poll has
+			// caught up enough for a read to hold fewer.
+			read = since.After(last.since)
+		} else {
+			read = slices.ContainsFunc(idx, func(i int) bool { return !s.heldByPoll(m, last, changes[i]) })
+		}
 	}
 	s.mu.Unlock()
-	return changed, nil
+	if read {
+		at := time.Now()
+		changed, err := s.readChanged(ctx, m, since)
+		if err != nil {
+			s.log.Warn("outbound: cannot read what Salesforce changed since the last poll; the updates wait", "mapping", m.ID, "sobject", m.SObject, "err", err)
+			for _, i := range idx {
+				results[i] = outcome{kind: outTransient, unsent: true}
+			}
+			return nil
+		}
+		if changed == nil {
+			s.log.Warn("outbound: Salesforce changed more records since the last poll than are checked; updates wait until the poll has applied more of them",
+				"mapping", m.ID, "since", since, "checked", maxCatchUpRecords)
+		}
+		s.mu.Lock()
+		if cur := s.polled[m.ID]; cur == nil || cur.at.Before(at) {
+			s.polled[m.ID] = &polledRead{changed: changed, since: since, at: at}
+		}
+		s.mu.Unlock()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	last = s.polled[m.ID]
+	send := idx[:0:0]
+	held := 0
+	for _, i := range idx {
+		if s.heldByPoll(m, last, changes[i]) {
+			results[i] = outcome{kind: outDeferred, unsent: true}
+			held++
+			continue
+		}
+		send = append(send, i)
+	}
+	if held > 0 {
+		s.log.Debug("outbound: updates wait for the poll to apply Salesforce's changes of their records", "mapping", m.ID, "held", held)
+	}
+	return send
+}
+
+// heldByPoll says that r, a read of checkPolled, holds c back. s.mu is
+// held.
+func (s *Service) heldByPoll(m *Mapping, r *polledRead, c *change) bool {
+	if r.changed == nil {
+		return true
+	}
+	at, ok := r.changed[c.SFID]
+	if !ok || c.rowStamp != nil && !at.After(*c.rowStamp) {
+		return false
+	}
+	if after, ours := s.written[m.ID][c.SFID]; ours && !after.IsZero() && at.Before(after) {
+		return false
+	}
+	return true
 }
 
 // addFailedFields adds to an update the current row values of the

@@ -56,6 +56,13 @@ type Options struct {
 	// resumed, updates are checked against Salesforce before they are sent
 	// (see checkCatchUp; default 1 minute).
 	CatchUp time.Duration
+	// PollCheck is how long the records Salesforce changed since a polled
+	// mapping's last poll, as read to check its updates, are used before
+	// an update that they would let go makes the worker read them again
+	// (see checkPolled; default 2 seconds). A Salesforce edit made that
+	// long before an update is sent can be overwritten by it; shorter
+	// costs more API calls while the mapping is busy.
+	PollCheck time.Duration
 }
 
 func (o *Options) defaults() {
@@ -79,6 +86,9 @@ func (o *Options) defaults() {
 	}
 	if o.CatchUp <= 0 {
 		o.CatchUp = time.Minute
+	}
+	if o.PollCheck <= 0 {
+		o.PollCheck = 2 * time.Second
 	}
 	if o.Heartbeat <= 0 {
 		o.Heartbeat = o.ClaimLease / 3
@@ -108,6 +118,7 @@ type Salesforce interface {
 	WaitIngestJob(ctx context.Context, jobID string, p salesforce.Poll) (*salesforce.JobInfo, error)
 	IngestSuccessfulResults(ctx context.Context, jobID string, fn func(salesforce.Row) error) error
 	IngestFailedResults(ctx context.Context, jobID string, fn func(salesforce.Row) error) error
+	ServerTime() time.Time
 }
 
 var _ Salesforce = (*salesforce.Client)(nil)
@@ -146,9 +157,22 @@ type Service struct {
 	analyzedAt time.Time      // last analyzeOutbox
 	analyzing  sync.WaitGroup // analyzeOutbox running (see nextBatch)
 	// catchUp is each mapping's catch-up window (see checkCatchUp).
-	// written holds the records (Ids) the worker wrote since it opened.
 	catchUp map[int]catchUpWindow
-	written map[int]map[string]bool
+	// written holds, by mapping, the records (Ids) the worker wrote while
+	// their updates were checked (see noteWritten), each with a time
+	// after its write's SystemModstamp (zero when not known).
+	written map[int]map[string]time.Time
+	// polled is what checkPolled last read of each polled mapping.
+	polled map[int]*polledRead
+}
+
+// polledRead is the records of a polled mapping that Salesforce changed
+// after its inbound watermark since, with their SystemModstamp (nil when
+// there were more than maxCatchUpRecords), as read at at.
+type polledRead struct {
+	changed map[string]time.Time
+	since   time.Time
+	at      time.Time
 }
 
 // catchUpWindow is when a mapping's catch-up window ends (zero while the
@@ -175,7 +199,7 @@ func New(pool *pgxpool.Pool, sf Salesforce, logger *slog.Logger, opts Options) *
 		logger = slog.Default()
 	}
 	s := &Service{pool: pool, sf: sf, log: logger.With("component", "outbound"), opts: opts,
-		backoff: map[int]*backoffState{}, lastOut: map[int]time.Time{}, recaptured: map[int]time.Time{}, catchUp: map[int]catchUpWindow{}, written: map[int]map[string]bool{}, mode: feed.ModeStarting, kick: make(chan struct{}, 1),
+		backoff: map[int]*backoffState{}, lastOut: map[int]time.Time{}, recaptured: map[int]time.Time{}, catchUp: map[int]catchUpWindow{}, written: map[int]map[string]time.Time{}, polled: map[int]*polledRead{}, mode: feed.ModeStarting, kick: make(chan struct{}, 1),
 		calls: make(chan struct{}, opts.Parallel)}
 	fo := opts.Feed
 	userOnMode := fo.OnMode
@@ -585,6 +609,6 @@ func (s *Service) openCatchUp(m *Mapping) {
 	}
 	if !seen || w.until.IsZero() || resumed.After(w.resumed) {
 		s.catchUp[m.ID] = catchUpWindow{until: time.Now().Add(s.opts.CatchUp), resumed: resumed}
-		s.written[m.ID] = map[string]bool{}
+		s.written[m.ID] = map[string]time.Time{}
 	}
 }

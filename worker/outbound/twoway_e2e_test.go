@@ -179,14 +179,18 @@ func TestRowEndsSyncedAfterOutboundSuccessAndEchoAndFailedRowStaysFailedAfterInb
 // A field edited on both sides while the mapping was paused is settled by
 // the conflict policy once it is resumed, not by which side got to write
 // first: the Postgres change waits until the Salesforce edit, replayed to
-// the inbound side, has been through the policy.
+// the inbound side (or read by the poll made at once on resume), has been
+// through the policy.
 func TestAFieldEditedOnBothSidesWhilePausedIsSettledByTheConflictPolicyOnResume(t *testing.T) {
-	for _, policy := range []string{"salesforce_wins", "manual"} {
-		t.Run(policy, func(t *testing.T) {
+	for _, tc := range []struct{ policy, inbound string }{
+		{"salesforce_wins", "cdc"}, {"manual", "cdc"}, {"salesforce_wins", "poll"}, {"manual", "poll"},
+	} {
+		policy := tc.policy
+		t.Run(policy+" "+tc.inbound, func(t *testing.T) {
 			b := setup(t, setupOptions{})
 			ctx := context.Background()
 			b.exec(t, `UPDATE pgforce.mapping SET conflict = $2 WHERE id = $1`, b.accountID, policy)
-			b.streamAccountIn(t)
+			b.syncAccountIn(t, tc.inbound)
 			b.start(t, fastOptions())
 			id, sfid := b.insertedAndEchoed(t)
 

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // DefaultAPIVersion is the REST API version used when Config leaves it empty.
@@ -54,6 +55,8 @@ type Client struct {
 
 	apiUsed atomic.Int64
 	apiMax  atomic.Int64
+	// serverTime is the latest Date of an answer, in Unix seconds.
+	serverTime atomic.Int64
 }
 
 // New builds a client and logs in, so bad credentials fail at start-up rather
@@ -124,6 +127,18 @@ func (c *Client) UserID(ctx context.Context) (string, error) {
 // the first answer that carries the header.
 func (c *Client) APIUsage() (used, max int) {
 	return int(c.apiUsed.Load()), int(c.apiMax.Load())
+}
+
+// ServerTime returns the latest time Salesforce gave in the Date header of
+// an answer (to the second; zero before the first answer that had one):
+// Salesforce's clock, which sets SystemModstamp, rather than this host's.
+// A record saved by a call that has answered has a SystemModstamp before
+// ServerTime plus a second.
+func (c *Client) ServerTime() time.Time {
+	if s := c.serverTime.Load(); s != 0 {
+		return time.Unix(s, 0).UTC()
+	}
+	return time.Time{}
 }
 
 var apiUsageRe = regexp.MustCompile(`api-usage=(\d+)/(\d+)`)
@@ -252,6 +267,11 @@ func (c *Client) send(ctx context.Context, r request, tok *Token) (*http.Respons
 	if used, max, ok := ParseLimitInfo(resp.Header.Get("Sforce-Limit-Info")); ok {
 		c.apiUsed.Store(int64(used))
 		c.apiMax.Store(int64(max))
+	}
+	if at, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
+		// The latest: answers of calls made at once arrive in any order.
+		for cur := c.serverTime.Load(); at.Unix() > cur && !c.serverTime.CompareAndSwap(cur, at.Unix()); cur = c.serverTime.Load() {
+		}
 	}
 	return resp, nil
 }

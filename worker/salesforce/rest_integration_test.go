@@ -137,6 +137,32 @@ func TestAPIUsageFollowsTheLimitInfoHeader(t *testing.T) {
 	require.InDelta(t, 1235, used, 1)
 }
 
+// The outbound worker tells its own writes from later edits by a time
+// after their SystemModstamp, on Salesforce's clock (see noteWritten in
+// worker/outbound): the Date of the answers, rounded down to the second.
+func TestServerTimeIsTheAnswersDateAndASavedRecordsStampIsWithinASecondOfIt(t *testing.T) {
+	s := simtest.Start(t)
+	c := simtest.Client(t, s)
+	require.True(t, c.ServerTime().IsZero(), "no answer yet")
+	res, err := c.Create(t.Context(), []salesforce.Record{salesforce.NewRecord("Account", map[string]any{"Name": "Dated"})})
+	require.NoError(t, err)
+	require.NoError(t, res[0].Err())
+	res, err = c.Update(t.Context(), []salesforce.Record{salesforce.NewRecord("Account", map[string]any{"Id": res[0].ID, "Name": "Dated again"})})
+	require.NoError(t, err)
+	require.NoError(t, res[0].Err())
+	answered := c.ServerTime()
+	require.False(t, answered.IsZero())
+	require.Zero(t, answered.Nanosecond(), "the Date header counts whole seconds")
+	var stamp time.Time
+	require.NoError(t, c.Query(t.Context(), "SELECT Id, SystemModstamp FROM Account WHERE Id = '"+res[0].ID+"'", func(r salesforce.Record) error {
+		v, _ := r.Get("SystemModstamp")
+		stamp, err = salesforce.ParseDateTime(v.(string))
+		return err
+	}))
+	require.True(t, stamp.Before(answered.Add(time.Second)), "the update's stamp %s is after its answer's Date %s plus a second", stamp, answered)
+	require.False(t, c.ServerTime().Before(answered), "the latest Date is kept")
+}
+
 func TestLimitExceededIsTypedAndTransient(t *testing.T) {
 	s := simtest.Start(t)
 	c := simtest.Client(t, s)

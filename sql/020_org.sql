@@ -74,4 +74,31 @@ CREATE TRIGGER org_validate BEFORE INSERT OR UPDATE ON pgforce.org
 CREATE TRIGGER org_touch BEFORE UPDATE ON pgforce.org
     FOR EACH ROW EXECUTE FUNCTION pgforce._touch();
 
+-- Explains the refusal to delete an org that mappings still use, which
+-- the foreign key of pgforce.mapping.org gave bare. A mapping cannot move
+-- to another org once its table exists, so the way out is to delete them.
+-- The code is the foreign key's, for programs that look for it.
+CREATE FUNCTION pgforce._org_in_use() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_count    bigint;
+    v_mappings text;
+BEGIN
+    SELECT pg_catalog.count(*), pg_catalog.string_agg(pg_catalog.format('%s (%s)', m.id, m.sobject), ', ' ORDER BY m.id)
+    INTO v_count, v_mappings
+    FROM pgforce.mapping m WHERE m.org = OLD.name;
+    IF v_count > 0 THEN
+        RAISE EXCEPTION 'pgforce: org % still has % mapping(s), so it cannot be deleted', OLD.name, v_count
+            USING ERRCODE = 'foreign_key_violation',
+                  DETAIL = 'Mappings of the org: ' || v_mappings || '.',
+                  HINT = pg_catalog.format('Delete its mappings first (their tables stay, as plain tables, and changes not yet sent to Salesforce are dropped): DELETE FROM pgforce.mapping WHERE org = %L; then DELETE FROM pgforce.org WHERE name = %L;',
+                                           OLD.name, OLD.name);
+    END IF;
+    RETURN OLD;
+END
+$$;
+
+CREATE TRIGGER org_in_use BEFORE DELETE ON pgforce.org
+    FOR EACH ROW EXECUTE FUNCTION pgforce._org_in_use();
+
 INSERT INTO pgforce.org (name) VALUES ('default');

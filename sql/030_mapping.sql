@@ -134,9 +134,16 @@ BEGIN
                       HINT = 'Name a unique external-id field, e.g. ''External_Id__c''.';
         END IF;
         IF NOT pg_catalog.lower(NEW.upsert_field) = ANY (v_seen) THEN
+            -- Taken out of fields (the fix state_detail gives for a field
+            -- Salesforce no longer shows, say): adding it back, which the
+            -- hint said, went round in circles.
+            SELECT f INTO v_field FROM pg_catalog.unnest(CASE WHEN TG_OP = 'UPDATE' THEN OLD.fields END) f
+            WHERE pg_catalog.lower(f) = pg_catalog.lower(NEW.upsert_field) LIMIT 1;
             RAISE EXCEPTION 'pgforce: upsert_field % of % is not in fields', NEW.upsert_field, NEW.sobject
                 USING ERRCODE = 'check_violation',
-                      HINT = 'Add it to fields as well, so that its value is synced: fields = fields || ''{' || NEW.upsert_field || '}''.';
+                      HINT = CASE WHEN v_field IS NOT NULL
+                                  THEN pg_catalog.format('To stop syncing it, stop upserting by it too: UPDATE pgforce.mapping SET fields = array_remove(fields, %L), upsert_field = NULL WHERE id = %s;', v_field, NEW.id)
+                                  ELSE 'Add it to fields as well, so that its value is synced: fields = fields || ''{' || NEW.upsert_field || '}''.' END;
         END IF;
     END IF;
     IF NEW.inbound IS NULL OR NEW.inbound NOT IN ('auto', 'cdc', 'poll') THEN

@@ -48,8 +48,10 @@ BEGIN
 END
 $$;
 
--- The mapping, refused when it is paused: what is asked of the worker
--- (a reload, a drift check) would wait unseen until a resume.
+-- The mapping, refused when it or its org is paused: what is asked of the
+-- worker (a reload, a drift check) would wait unseen until a resume. An
+-- org's pause (UPDATE pgforce.org SET paused = true) stops every mapping
+-- of the org as a pause of each would.
 CREATE FUNCTION pgforce._unpaused_mapping(p_mapping_id integer) RETURNS pgforce.mapping
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -59,6 +61,11 @@ BEGIN
         RAISE EXCEPTION 'pgforce: mapping % (%) is paused', p_mapping_id, v_mapping.sobject
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = pg_catalog.format('Resume it first: SELECT pgforce.resume(%s);', p_mapping_id);
+    END IF;
+    IF EXISTS (SELECT FROM pgforce.org o WHERE o.name = v_mapping.org AND o.paused) THEN
+        RAISE EXCEPTION 'pgforce: org % of mapping % (%) is paused', v_mapping.org, p_mapping_id, v_mapping.sobject
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = pg_catalog.format('Resume the org first: UPDATE pgforce.org SET paused = false WHERE name = %L;', v_mapping.org);
     END IF;
     RETURN v_mapping;
 END

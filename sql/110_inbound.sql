@@ -33,7 +33,8 @@ ALTER TABLE pgforce.mapping
     ADD COLUMN inbound_mode        text,
     ADD COLUMN hard_delete         boolean NOT NULL DEFAULT false,
     ADD COLUMN resync_requested_at timestamptz,
-    ADD COLUMN resync_from         timestamptz;
+    ADD COLUMN resync_from         timestamptz,
+    ADD COLUMN error_table_shape   text;
 
 COMMENT ON COLUMN pgforce.mapping.inbound_owner IS 'Worker that holds the inbound lease of this mapping (written by the worker).';
 COMMENT ON COLUMN pgforce.mapping.inbound_lease_until IS 'When the inbound lease expires unless renewed; another worker may take over after it.';
@@ -41,6 +42,47 @@ COMMENT ON COLUMN pgforce.mapping.inbound_mode IS 'How inbound changes arrive no
 COMMENT ON COLUMN pgforce.mapping.hard_delete IS 'Delete rows whose record was deleted in Salesforce instead of setting isdeleted.';
 COMMENT ON COLUMN pgforce.mapping.resync_requested_at IS 'Set when an incremental resync by SystemModstamp is due (gap overflow, expired replay id).';
 COMMENT ON COLUMN pgforce.mapping.resync_from IS 'Where the requested resync reads from: the inbound watermark when it was requested (NULL: everything).';
+COMMENT ON COLUMN pgforce.mapping.error_table_shape IS 'Worker use: for a mapping in error because its table was refused (no usable id, a column of another type), the table''s shape then; once it differs the mapping is described again (pgforce.inbound_recheck_tables).';
+
+-- The definition of mapping p_mapping_id's table as far as ensure_table
+-- can refuse it: each column's name, type, default or identity and
+-- nullability; 'none' while there is no table. No oid: a restored dump
+-- has the same shape.
+CREATE FUNCTION pgforce._table_shape(p_mapping_id integer) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce((
+        SELECT pg_catalog.md5(pg_catalog.string_agg(
+                   pg_catalog.format('%s %s %s %s %s', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),
+                                     a.atthasdef, a.attidentity, a.attnotnull), ',' ORDER BY a.attnum))
+        FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = pgforce._mapping_table(p_mapping_id) AND a.attnum > 0 AND NOT a.attisdropped
+        HAVING pg_catalog.count(*) > 0), 'none')
+$$;
+
+-- Worker use: a mapping in error because ensure_table refused its table
+-- (a table of the user's without an id pgforce can key rows by, a column
+-- of a type the field cannot be kept in) is fixed by DDL, which changes
+-- no mapping: it stayed in error, its worker gone, until the user thought
+-- of pgforce.reload. The worker calls this every little while: each such
+-- mapping of org p_org whose table's shape differs from when it was
+-- refused goes back to new (the notification makes a worker describe it
+-- again). A mapping whose table is untouched costs a catalog read and no
+-- Salesforce call. Returns how many went back.
+CREATE FUNCTION pgforce.inbound_recheck_tables(p_org text) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    UPDATE pgforce.mapping m
+    SET state = 'new', state_detail = 'table changed; describing again', error_table_shape = NULL
+    WHERE m.org = p_org AND m.state = 'error' AND m.error_table_shape IS NOT NULL
+      AND m.error_table_shape IS DISTINCT FROM pgforce._table_shape(m.id);
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END
+$$;
+
+COMMENT ON FUNCTION pgforce.inbound_recheck_tables(text) IS 'Worker use: send the org''s mappings in error over their table back to new once the table has changed.';
 
 -- Asks for a resync by SystemModstamp from the watermark as it is now, the
 -- point the gap starts at. The start is kept apart from the watermark, which

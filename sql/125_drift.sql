@@ -75,14 +75,25 @@ COMMENT ON TABLE pgforce.drift_seen IS 'Worker use: the records a drift check in
 -- returns the check's id (that of a check already waiting, if any; one
 -- asked for with compare_values then compares values too). The result is
 -- the row of pgforce.drift_check with that id once finished_at is set;
--- pgforce.status shows the latest.
+-- pgforce.status shows the latest. A check runs while the mapping is
+-- synced (see drift_check_next): one asked for while it is new, describing
+-- or loading waits for the load to end. A mapping in error has no worker
+-- until the user fixes it, so its check stayed unstarted, with nothing to
+-- say why; it is refused, with what is wrong, as a paused one is.
 CREATE FUNCTION pgforce.check_drift(p_mapping_id integer, compare_values boolean DEFAULT false) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_id bigint;
+    v_mapping pgforce.mapping;
+    v_id      bigint;
 BEGIN
     PERFORM pgforce._unpaused_mapping(p_mapping_id);
-    PERFORM FROM pgforce.mapping m WHERE m.id = p_mapping_id FOR UPDATE;
+    SELECT * INTO v_mapping FROM pgforce.mapping m WHERE m.id = p_mapping_id FOR UPDATE;
+    IF v_mapping.state = 'error' THEN
+        RAISE EXCEPTION 'pgforce: mapping % (%) is in error, so a drift check would not run', p_mapping_id, v_mapping.sobject
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = coalesce(v_mapping.state_detail, ''),
+                  HINT = pg_catalog.format('Fix what its state_detail (above) says first: SELECT state_detail FROM pgforce.mapping WHERE id = %s; a check asked for once it is fixed runs when the mapping is synced again.', p_mapping_id);
+    END IF;
     SELECT c.id INTO v_id FROM pgforce.drift_check c
     WHERE c.mapping_id = p_mapping_id AND c.started_at IS NULL ORDER BY c.id LIMIT 1;
     IF v_id IS NULL THEN

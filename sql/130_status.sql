@@ -34,7 +34,11 @@ $$;
 -- outbound_feed says how the running workers learn of changes, and
 -- outbound_blocked counts changes waiting behind a failed insert or a
 -- conflict, and deletes waiting for a child's move that waits so
--- (pgforce.error says which and why).
+-- (pgforce.error says which and why). A paused org (pgforce.org.paused)
+-- stops each of its mappings as pgforce.pause would, but writes none of
+-- their rows, which read synced and unpaused here while nothing synced:
+-- state, state_detail and paused show the org's pause as they show a
+-- mapping's own. The mapping's own comes first; it says who paused it.
 CREATE VIEW pgforce.status AS
 SELECT m.id                                   AS mapping_id,
        m.org,
@@ -42,9 +46,12 @@ SELECT m.id                                   AS mapping_id,
        o.schema_name,
        m.table_name,
        m.mode,
-       m.state,
-       m.state_detail,
-       m.paused,
+       CASE WHEN o.paused AND NOT m.paused THEN 'paused' ELSE m.state END AS state,
+       CASE WHEN o.paused AND NOT m.paused
+            THEN pg_catalog.format('org %s is paused (was %s); resume it with UPDATE pgforce.org SET paused = false WHERE name = %L;',
+                                   o.name, m.state, o.name)
+            ELSE m.state_detail END          AS state_detail,
+       m.paused OR o.paused                   AS paused,
        pgforce._mapping_row_count(m.id)      AS row_count,
        coalesce(ob.backlog, 0)     AS outbound_backlog,
        pg_catalog.now() - ob.oldest           AS oldest_pending_age,

@@ -47,7 +47,7 @@ func TestRetryRequeuesTheRowsCurrentStateAndMarksRetrying(t *testing.T) {
 	b.scalar(t, &retryOf, `SELECT retry_of FROM pgforce.outbox`)
 	require.Equal(t, errID, retryOf)
 
-	b.refused(t, "is retrying, only open errors can be retried", "queued already", `SELECT pgforce.retry($1)`, errID)
+	b.refused(t, "is retrying, only open or ignored errors can be retried", "queued already", `SELECT pgforce.retry($1)`, errID)
 }
 
 func TestRetryOfAFailedInsertRequeuesAnInsert(t *testing.T) {
@@ -104,7 +104,62 @@ func TestIgnoreDropsAQueuedRetryAndClosesTheError(t *testing.T) {
 	require.True(t, resolved)
 
 	b.refused(t, "is ignored already", "Only open or retrying", `SELECT pgforce.ignore($1)`, errID)
-	b.refused(t, "only open errors can be retried", "Nothing is left", `SELECT pgforce.retry($1)`, errID)
+}
+
+// An ignored change was never sent, and its values stay in the row: a
+// retry of it was refused with "Nothing is left to retry", and capture
+// records no update that changes nothing, so the same value could not be
+// sent after all. It is retried as an open error is, in either direction;
+// the error is under way again, not done.
+func TestRetryOfAnIgnoredErrorSendsItsChangeAfterAll(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := b.mapAccount(t, "read_write")
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme')`)
+	b.exec(t, `UPDATE salesforce.account SET industry = 'Energy'`)
+	b.exec(t, `DELETE FROM pgforce.outbox`) // sent, and refused
+	errID := b.outboundError(t, m, "Acme", "update")
+	b.exec(t, `UPDATE pgforce.error SET payload = '{"Id": "001000000000001AAA", "Industry": "Energy"}' WHERE id = $1`, errID)
+	b.exec(t, `SELECT pgforce.ignore($1)`, errID)
+
+	b.exec(t, `SELECT pgforce.retry($1)`, errID)
+	state, action := b.errorState(t, errID)
+	require.Equal(t, "retrying", state)
+	require.Equal(t, "retry", *action)
+	var done bool
+	b.scalar(t, &done, `SELECT resolved_at IS NOT NULL FROM pgforce.error WHERE id = $1`, errID)
+	require.False(t, done)
+	entries := b.outbox(t)
+	require.Len(t, entries, 1)
+	require.Equal(t, "update", entries[0].Op)
+	require.Equal(t, map[string]any{"industry": "Energy"}, entries[0].New, "the ignored field, as the row holds it")
+
+	// Ignored again while that retry is being sent, it is retried once the
+	// send is done: a second retry beside it would open a second error
+	// when both fail.
+	b.exec(t, `UPDATE pgforce.outbox SET claimed_at = now()`)
+	b.exec(t, `SELECT pgforce.ignore($1)`, errID)
+	b.refused(t, "was ignored while its retry was being sent", fmt.Sprintf("SELECT pgforce.retry(%d);", errID), `SELECT pgforce.retry($1)`, errID)
+	b.exec(t, `DELETE FROM pgforce.outbox`)
+	b.exec(t, `SELECT pgforce.retry($1)`, errID)
+
+	// An inbound record error: the record is read again.
+	var in int64
+	b.scalar(t, &in, `INSERT INTO pgforce.error (mapping_id, direction, operation, sfid, message)
+		VALUES ($1, 'inbound', 'cdc', '001000000000002AAA', 'value too long') RETURNING id`, m)
+	b.exec(t, `SELECT pgforce.ignore($1)`, in)
+	b.exec(t, `SELECT pgforce.retry($1)`, in)
+	state, _ = b.errorState(t, in)
+	require.Equal(t, "retrying", state)
+	var queued int
+	b.scalar(t, &queued, `SELECT count(*) FROM pgforce.inbound_reread WHERE mapping_id = $1 AND sfid = '001000000000002AAA'`, m)
+	require.Equal(t, 1, queued)
+
+	// Written by hand, an ignored error says how to send it after all.
+	b.exec(t, `SELECT pgforce.ignore($1)`, in)
+	b.refused(t, "is ignored and cannot become open", fmt.Sprintf("SELECT pgforce.retry(%d);", in), `UPDATE pgforce.error SET state = 'open' WHERE id = $1`, in)
+	b.exec(t, `SELECT pgforce.ignore($1)`, errID)
+	b.refused(t, "only open errors can be reverted", fmt.Sprintf("SELECT pgforce.retry(%d);", errID), `SELECT pgforce.revert($1)`, errID)
 }
 
 func TestRevertDropsThePostgresChangesAndAsksTheWorkerToRestore(t *testing.T) {

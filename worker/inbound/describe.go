@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/pgforce/pgforce/worker/mappings"
 	"github.com/pgforce/pgforce/worker/salesforce"
 )
@@ -19,9 +21,49 @@ var systemFields = []string{"Id", "SystemModstamp", "IsDeleted", "CreatedDate"}
 type ConfigError struct {
 	Field  string // the offending field, or "" for the object itself
 	Detail string
+	// TableShape is set when the mapping's table is what was refused
+	// (pgforce._table_shape before ensure_table ran): its fix is DDL,
+	// which edits no mapping, so the worker watches the table for it
+	// instead (see setError).
+	TableShape string
 }
 
 func (e *ConfigError) Error() string { return e.Detail }
+
+// setError puts mapping id in error with ce's fix in state_detail; like
+// mappings.SetState it leaves a paused mapping paused. A refused table's
+// shape is kept with it: pgforce.inbound_recheck_tables, which the
+// service runs on its timer, sends the mapping back to be described once
+// the table has changed, as an edit of the mapping does for the other
+// fixes. Left in error until the user edited the mapping, one whose fix
+// was the ALTER TABLE its state_detail named stayed there after it.
+func setError(ctx context.Context, pool *pgxpool.Pool, id int, ce *ConfigError) error {
+	if _, err := pool.Exec(ctx, `UPDATE pgforce.mapping SET state = 'error', state_detail = $2, error_table_shape = nullif($3, '')
+		WHERE id = $1 AND NOT paused`, id, ce.Detail, ce.TableShape); err != nil {
+		return fmt.Errorf("inbound: set mapping %d in error: %w", id, err)
+	}
+	return nil
+}
+
+// removeField is the statement that takes field out of mapping m, for a
+// state_detail. It names the field as m lists it, since array_remove
+// compares case and the describe does not; and when the field is the
+// upsert field it drops that too, which the mapping refuses to keep
+// outside its fields: without it the statement the user was told to run
+// failed ("upsert_field ... is not in fields").
+func removeField(m *mappings.Mapping, field string) string {
+	for _, f := range m.Fields {
+		if strings.EqualFold(f, field) {
+			field = f
+			break
+		}
+	}
+	upsert := ""
+	if strings.EqualFold(field, m.UpsertField) {
+		upsert = ", upsert_field = NULL"
+	}
+	return fmt.Sprintf("UPDATE pgforce.mapping SET fields = array_remove(fields, '%s')%s WHERE id = %d;", field, upsert, m.ID)
+}
 
 // componentOf is the name under which a change event nests field, a part of
 // compound, inside it: City for BillingCity of BillingAddress (City too
@@ -101,13 +143,13 @@ func describeMapping(ctx context.Context, sf *salesforce.Client, m *mappings.Map
 		f, ok := d.Field(name)
 		if !ok {
 			return nil, nil, &ConfigError{Field: name, Detail: fmt.Sprintf(
-				"field %s does not exist on %s or is not visible to the integration user (field-level security). Check its API name in Object Manager (custom fields end in __c), or remove it: UPDATE pgforce.mapping SET fields = array_remove(fields, '%s') WHERE id = %d;",
-				name, d.Name, name, m.ID)}
+				"field %s does not exist on %s or is not visible to the integration user (field-level security). Check its API name in Object Manager (custom fields end in __c), or remove it: %s",
+				name, d.Name, removeField(m, name))}
 		}
 		if f.Queryable != nil && !*f.Queryable {
 			return nil, nil, &ConfigError{Field: name, Detail: fmt.Sprintf(
-				"field %s of %s is not queryable, so it cannot be synced; remove it: UPDATE pgforce.mapping SET fields = array_remove(fields, '%s') WHERE id = %d;",
-				f.Name, d.Name, name, m.ID)}
+				"field %s of %s is not queryable, so it cannot be synced; remove it: %s",
+				f.Name, d.Name, removeField(m, name))}
 		}
 		if m.Mode == "read_write" && strings.EqualFold(name, m.UpsertField) && !f.ExternalID {
 			// Salesforce upserts only by an External ID field: every
@@ -128,8 +170,8 @@ func describeMapping(ctx context.Context, sf *salesforce.Client, m *mappings.Map
 			}
 			if n == 0 {
 				return nil, nil, &ConfigError{Field: name, Detail: fmt.Sprintf(
-					"compound field %s of %s has no component fields in the describe result; list the components (e.g. BillingStreet, BillingCity) instead: UPDATE pgforce.mapping SET fields = array_remove(fields, '%s') WHERE id = %d;",
-					f.Name, d.Name, name, m.ID)}
+					"compound field %s of %s has no component fields in the describe result; list the components (e.g. BillingStreet, BillingCity) instead: %s",
+					f.Name, d.Name, removeField(m, name))}
 			}
 			continue
 		}
@@ -183,5 +225,5 @@ func (r *runner) fieldsGone(ctx context.Context, err error) bool {
 		return false
 	}
 	r.log.Warn("inbound: mapping cannot be synced until it is fixed", "sobject", m.SObject, "detail", ce.Detail)
-	return mappings.SetState(ctx, r.s.pool, m.ID, mappings.StateError, ce.Detail) == nil
+	return setError(ctx, r.s.pool, m.ID, ce) == nil
 }

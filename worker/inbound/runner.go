@@ -95,7 +95,7 @@ func (r *runner) run(ctx context.Context) error {
 			var ce *ConfigError
 			if errors.As(err, &ce) {
 				r.log.Warn("inbound: mapping cannot be synced until it is fixed", "sobject", m.SObject, "detail", ce.Detail)
-				return mappings.SetState(ctx, r.s.pool, m.ID, mappings.StateError, ce.Detail)
+				return setError(ctx, r.s.pool, m.ID, ce)
 			}
 			return err
 		}
@@ -166,9 +166,15 @@ func (r *runner) ensureTable(ctx context.Context, m *mappings.Mapping, cols []ma
 	if err != nil {
 		return err
 	}
+	// Read before ensure_table: a fix the user makes after the refusal
+	// then always differs from it (see setError).
+	var shape string
+	if err := r.s.pool.QueryRow(ctx, `SELECT pgforce._table_shape($1)`, m.ID).Scan(&shape); err != nil {
+		return err
+	}
 	var added []string
 	if err := r.s.pool.QueryRow(ctx, `SELECT pgforce.ensure_table($1, $2)`, m.ID, colsJSON).Scan(&added); err != nil {
-		if ce := tableConfigError(m, err); ce != nil {
+		if ce := tableConfigError(m, shape, err); ce != nil {
 			return ce
 		}
 		return fmt.Errorf("inbound: ensure_table for %s: %w", m.SObject, err)
@@ -919,7 +925,9 @@ var changedTypeField = regexp.MustCompile(`^pgforce: field (\S+) of \S+ changed 
 // without an id pgforce can key rows by) into a ConfigError with the
 // fix: as a plain error it was retried for ever, the mapping left in
 // 'describing' and the hint of the refusal, which says what to do, lost.
-func tableConfigError(m *mappings.Mapping, err error) *ConfigError {
+// shape is the table's before ensure_table ran: a refusal of the table
+// is watched for a change of it (see setError), which the detail says.
+func tableConfigError(m *mappings.Mapping, shape string, err error) *ConfigError {
 	var pg *pgconn.PgError
 	if !errors.As(err, &pg) {
 		return nil
@@ -928,11 +936,29 @@ func tableConfigError(m *mappings.Mapping, err error) *ConfigError {
 	case "42804": // datatype_mismatch: a field changed type in Salesforce
 		if f := changedTypeField.FindStringSubmatch(pg.Message); f != nil {
 			col := strings.ToLower(f[1])
-			return &ConfigError{Field: f[1], Detail: fmt.Sprintf(
-				"%s; only widening is applied automatically. Take the field out of the mapping: UPDATE pgforce.mapping SET fields = array_remove(fields, '%s') WHERE id = %d; then drop its column: ALTER TABLE %s DROP COLUMN %s; then add the field again, which loads it: UPDATE pgforce.mapping SET fields = fields || '{%s}' WHERE id = %d;",
-				strings.TrimPrefix(pg.Message, "pgforce: "), f[1], m.ID, m.Table(), pgx.Identifier{col}.Sanitize(), f[1], m.ID)}
+			// Added back under the name it is taken out under, and made
+			// the upsert field again if it was.
+			field, upsert := f[1], ""
+			for _, name := range m.Fields {
+				if strings.EqualFold(name, field) {
+					field = name
+				}
+			}
+			if strings.EqualFold(field, m.UpsertField) {
+				upsert = fmt.Sprintf(", upsert_field = '%s'", field)
+			}
+			return &ConfigError{Field: f[1], TableShape: shape, Detail: fmt.Sprintf(
+				"%s; only widening is applied automatically. Take the field out of the mapping: %s then drop its column: ALTER TABLE %s DROP COLUMN %s; then add the field again, which loads it: UPDATE pgforce.mapping SET fields = fields || '{%s}'%s WHERE id = %d;",
+				strings.TrimPrefix(pg.Message, "pgforce: "), removeField(m, field), m.Table(), pgx.Identifier{col}.Sanitize(), field, upsert, m.ID)}
 		}
-	case "42P16", "22023": // invalid_table_definition, invalid_parameter_value
+	case "42P16": // invalid_table_definition: no id to key rows by
+		detail := strings.TrimPrefix(pg.Message, "pgforce: ")
+		if pg.Hint != "" {
+			detail += ". " + pg.Hint
+		}
+		// The fix is DDL alone: say that it is enough (see setError).
+		return &ConfigError{TableShape: shape, Detail: detail + " pgforce describes the mapping again as soon as the table changes."}
+	case "22023": // invalid_parameter_value: what the describe passed
 	default:
 		return nil
 	}

@@ -144,9 +144,22 @@ func TestAChangeEventThatCannotBeAppliedIsReportedAtOnceAndAppliedOnceFixed(t *t
 // state_detail that names field and the array_remove that takes it out.
 func (e *env) waitErrorNamingTheFix(id int, field string) {
 	e.t.Helper()
+	e.waitErrorDetail(id, field, "array_remove")
+}
+
+// waitErrorDetail waits for mapping id to be in error with a state_detail
+// that contains each of want, and returns the detail.
+func (e *env) waitErrorDetail(id int, want ...string) string {
+	e.t.Helper()
+	var detail string
 	e.eventually(15*time.Second, func() (bool, string) {
-		st, detail := e.state(id)
-		return st == "error" && strings.Contains(detail, field) && strings.Contains(detail, "array_remove"),
-			fmt.Sprintf("state %s (%s)", st, detail)
+		var st string
+		st, detail = e.state(id)
+		ok := st == "error"
+		for _, w := range want {
+			ok = ok && strings.Contains(detail, w)
+		}
+		return ok, fmt.Sprintf("state %s (%s)", st, detail)
 	})
+	return detail
 }

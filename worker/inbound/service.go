@@ -205,6 +205,8 @@ func (s *Service) Run(ctx context.Context) error {
 	}()
 	// Leases expire on their own; look for expired ones more often than
 	// the safety re-read so that a dead worker's mappings move quickly.
+	// Mappings in error over their table are looked at as often: the
+	// fix is DDL, which raises no notification (see setError).
 	tick := time.NewTicker(s.opts.Lease / 2)
 	defer tick.Stop()
 	for {
@@ -215,10 +217,28 @@ func (s *Service) Run(ctx context.Context) error {
 			s.stopAll()
 			return nil
 		case <-tick.C:
+			s.recheckTables(ctx)
 			if ms, err := mappings.List(ctx, s.pool); err == nil {
 				s.reconcile(ctx, ms)
 			}
 		}
+	}
+}
+
+// recheckTables sends the org's mappings in error over a table the user
+// has changed since back to be described (pgforce.inbound_recheck_tables);
+// the update notifies, so reconcile takes them up. It reads the catalog
+// only: a mapping whose table is untouched costs no Salesforce call.
+func (s *Service) recheckTables(ctx context.Context) {
+	var n int
+	if err := s.pool.QueryRow(ctx, `SELECT pgforce.inbound_recheck_tables($1)`, s.opts.Org).Scan(&n); err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("inbound: cannot look at the tables of mappings in error", "err", err)
+		}
+		return
+	}
+	if n > 0 {
+		s.log.Info("inbound: tables of mappings in error changed; describing them again", "mappings", n)
 	}
 }
 
@@ -434,7 +454,8 @@ func (s *Service) supervise(ctx context.Context, id int, rereads, drift chan str
 			return
 		}
 		if err == nil {
-			// In error state: nothing to do until the user edits it.
+			// In error state: nothing to do until the user edits it, or
+			// changes the table that was refused (see recheckTables).
 			return
 		}
 		if errors.Is(err, mappings.ErrNotFound) {
@@ -445,7 +466,7 @@ func (s *Service) supervise(ctx context.Context, id int, rereads, drift chan str
 		// widenForRetries): retried, it failed the same way for ever.
 		if ce := (*ConfigError)(nil); errors.As(err, &ce) {
 			log.Warn("inbound: mapping cannot be synced until it is fixed", "detail", ce.Detail)
-			if mappings.SetState(ctx, s.pool, id, mappings.StateError, ce.Detail) == nil {
+			if setError(ctx, s.pool, id, ce) == nil {
 				return
 			}
 		}

@@ -235,3 +235,46 @@ func TestPolledMappingChecksUpdatesWithAReadPerPollCheckNotPerBatch(t *testing.T
 		})
 	}
 }
+
+// A poll applies what it reads in batches ordered by SystemModstamp and
+// moves the inbound watermark to each batch's newest stamp. Salesforce
+// stamps every record of one mass update with the same millisecond, so
+// between two batches the watermark can equal the stamp of a record the
+// poll has not applied yet (the inbound side reads from the watermark
+// minus an overlap, so it still gets it). The outbound check read only the
+// records changed strictly after the watermark: such a record's Postgres
+// update went at once and overwrote Salesforce's edit, which
+// salesforce_wins then lost on both sides.
+func TestPolledUpdateWaitsForARecordStampedAtTheWatermarkThatThePollHasNotApplied(t *testing.T) {
+	b := setup(t, setupOptions{})
+	ctx := context.Background()
+	stopInbound, ids, sfids := b.polledAccounts(t, "salesforce_wins", 1)
+	id, sfid := ids[0], sfids[0]
+	stopInbound()
+
+	require.NoError(t, b.sim.UIEdit(ctx, "Account", sfid, map[string]any{"Name": "From Salesforce"}))
+	var stamp time.Time
+	require.NoError(t, b.sf.Query(ctx, "SELECT Id, SystemModstamp FROM Account WHERE Id = '"+sfid+"'", func(r salesforce.Record) error {
+		v, _ := r.Get("SystemModstamp")
+		var err error
+		stamp, err = salesforce.ParseDateTime(v.(string))
+		return err
+	}))
+	// The poll applied another record of the same mass update, stamped
+	// the same millisecond, and not yet this one.
+	b.exec(t, `UPDATE pgforce.mapping SET inbound_watermark = $2 WHERE id = $1`, b.accountID, stamp)
+	var rowStamp time.Time
+	b.scalar(t, &rowStamp, `SELECT systemmodstamp FROM salesforce.account WHERE id = $1`, id)
+	require.True(t, rowStamp.Before(stamp), "the row has not heard of the edit")
+
+	b.exec(t, `UPDATE salesforce.account SET name = 'From Postgres', industry = 'Banking' WHERE id = $1`, id)
+	sf := &countingClient{Client: b.sf}
+	b.startWithClient(t, sf, polledOptions())
+	eventually(t, 10*time.Second, "the update checked or sent", func() bool { return sf.checks.Load()+sf.updates.Load() > 0 })
+	t.Cleanup(b.runInbound(t))
+
+	eventually(t, 20*time.Second, "the other field sent", func() bool { return b.sfField(t, "Account", sfid, "Industry") == "Banking" })
+	eventually(t, 10*time.Second, "outbox drained", func() bool { return b.backlog(t) == 0 })
+	require.Equal(t, "From Salesforce", b.sfField(t, "Account", sfid, "Name"), "Salesforce's edit was overwritten")
+	eventually(t, 10*time.Second, "Salesforce's edit in the row", func() bool { return b.rowText(t, id, "name") == "From Salesforce" })
+}

@@ -957,14 +957,18 @@ func (s *Service) changedSince(ctx context.Context, m *Mapping) (map[string]time
 }
 
 // readChanged reads, with one query, the records of m that Salesforce
-// changed after since, with their SystemModstamp; nil when there are more
-// than maxCatchUpRecords.
+// changed at or after since, with their SystemModstamp; nil when there are
+// more than maxCatchUpRecords. At it too: since is the inbound watermark,
+// the newest stamp of a batch the poll has applied, and the records of a
+// mass update share one millisecond, so a record stamped at the watermark
+// may be in the poll's next batch yet; one already applied has that stamp
+// in its row, and holds nothing.
 func (s *Service) readChanged(ctx context.Context, m *Mapping, since time.Time) (map[string]time.Time, error) {
 	if err := s.waitBudget(ctx, m); err != nil {
 		return nil, err
 	}
 	changed := map[string]time.Time{}
-	soql := fmt.Sprintf("SELECT Id, SystemModstamp FROM %s WHERE SystemModstamp > %s LIMIT %d", m.SObject,
+	soql := fmt.Sprintf("SELECT Id, SystemModstamp FROM %s WHERE SystemModstamp >= %s LIMIT %d", m.SObject,
 		since.UTC().Format("2006-01-02T15:04:05.000Z"), maxCatchUpRecords+1)
 	err := s.sf.Query(ctx, soql, func(r salesforce.Record) error {
 		v, _ := r.Get("SystemModstamp")

@@ -104,10 +104,7 @@ func TestPolledSalesforceWinsKeepsASalesforceEditMadeSinceTheLastPollAndSendsThe
 	eventually(t, 10*time.Second, "the update checked or sent", func() bool { return sf.checks.Load()+sf.updates.Load() > 0 })
 	t.Cleanup(b.runInbound(t))
 
-	eventually(t, 20*time.Second, "the other field sent", func() bool { return b.sfField(t, "Account", sfid, "Industry") == "Banking" })
-	eventually(t, 10*time.Second, "outbox drained", func() bool { return b.backlog(t) == 0 })
-	require.Equal(t, "From Salesforce", b.sfField(t, "Account", sfid, "Name"), "Salesforce's edit was overwritten")
-	eventually(t, 10*time.Second, "Salesforce's edit in the row", func() bool { return b.rowText(t, id, "name") == "From Salesforce" })
+	b.requireSalesforcesNameKeptAndIndustrySent(t, sfid, id)
 	require.Equal(t, "Banking", b.rowText(t, id, "industry"))
 	require.Empty(t, b.openErrors(t))
 }
@@ -273,6 +270,15 @@ func TestPolledUpdateWaitsForARecordStampedAtTheWatermarkThatThePollHasNotApplie
 	eventually(t, 10*time.Second, "the update checked or sent", func() bool { return sf.checks.Load()+sf.updates.Load() > 0 })
 	t.Cleanup(b.runInbound(t))
 
+	b.requireSalesforcesNameKeptAndIndustrySent(t, sfid, id)
+}
+
+// requireSalesforcesNameKeptAndIndustrySent waits for the Postgres update
+// of name and industry of row id (record sfid) to be settled against
+// Salesforce's edit of Name: Industry sent, Name as Salesforce has it on
+// both sides.
+func (b *bundle) requireSalesforcesNameKeptAndIndustrySent(t *testing.T, sfid string, id int) {
+	t.Helper()
 	eventually(t, 20*time.Second, "the other field sent", func() bool { return b.sfField(t, "Account", sfid, "Industry") == "Banking" })
 	eventually(t, 10*time.Second, "outbox drained", func() bool { return b.backlog(t) == 0 })
 	require.Equal(t, "From Salesforce", b.sfField(t, "Account", sfid, "Name"), "Salesforce's edit was overwritten")

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgforce/pgforce/worker/outbound"
@@ -283,4 +284,58 @@ func (b *bundle) requireSalesforcesNameKeptAndIndustrySent(t *testing.T, sfid st
 	eventually(t, 10*time.Second, "outbox drained", func() bool { return b.backlog(t) == 0 })
 	require.Equal(t, "From Salesforce", b.sfField(t, "Account", sfid, "Name"), "Salesforce's edit was overwritten")
 	eventually(t, 10*time.Second, "Salesforce's edit in the row", func() bool { return b.rowText(t, id, "name") == "From Salesforce" })
+}
+
+// gatedDelete holds the worker's first Collections delete until open is
+// closed, and says when it is entered.
+type gatedDelete struct {
+	*countingClient
+	entered, open chan struct{}
+	once          atomic.Bool
+}
+
+func (g *gatedDelete) Delete(ctx context.Context, ids []string) ([]salesforce.SaveResult, error) {
+	if g.once.CompareAndSwap(false, true) {
+		close(g.entered)
+		<-g.open
+	}
+	return g.countingClient.Delete(ctx, ids)
+}
+
+// The worker takes a Salesforce stamp before the time of its own write for
+// that write's, and that time is Salesforce's clock when the write
+// answered. It was read when the batch's results were recorded: after the
+// batch's deletes had answered too (and other calls meanwhile), so that a
+// Salesforce edit of an updated record made while a delete took its time
+// was taken for the worker's own write, and the next update of the record
+// overwrote it.
+func TestPolledSalesforceEditMadeWhileTheBatchsDeleteRunsIsNotTakenForTheWorkersWrite(t *testing.T) {
+	b := setup(t, setupOptions{})
+	ctx := context.Background()
+	stopInbound, ids, sfids := b.polledAccounts(t, "salesforce_wins", 2)
+	stopInbound() // no poll brings the echo of the worker's writes
+	sf := &gatedDelete{countingClient: &countingClient{Client: b.sf}, entered: make(chan struct{}), open: make(chan struct{})}
+	opts := polledOptions()
+	opts.PollCheck = time.Nanosecond
+	b.startWithClient(t, sf, opts)
+
+	// One transaction, one batch: the update, then the delete.
+	require.NoError(t, pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE salesforce.account SET name = 'First' WHERE id = $1`, ids[0]); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM salesforce.account WHERE id = $1`, ids[1])
+		return err
+	}))
+	waitFor(t, sf.entered, "the batch's delete")
+	require.Equal(t, "First", b.sfField(t, "Account", sfids[0], "Name"))
+	// Past the margin the worker gives its write for Salesforce's clock.
+	time.Sleep(2500 * time.Millisecond)
+	require.NoError(t, b.sim.UIEdit(ctx, "Account", sfids[0], map[string]any{"Name": "From Salesforce"}))
+	close(sf.open)
+	eventually(t, 10*time.Second, "the batch recorded", func() bool { return b.backlog(t) == 0 })
+
+	b.exec(t, `UPDATE salesforce.account SET name = 'From Postgres', industry = 'Banking' WHERE id = $1`, ids[0])
+	t.Cleanup(b.runInbound(t))
+	b.requireSalesforcesNameKeptAndIndustrySent(t, sfids[0], ids[0])
 }

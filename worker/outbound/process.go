@@ -54,8 +54,11 @@ type batch struct {
 	claimedAt time.Time
 	changes   []*change
 	results   []outcome
-	claimed   time.Duration // claiming
-	took      time.Duration // claiming and preparing
+	// wroteBy is Salesforce's clock as the answers to the batch's creates
+	// and updates gave it (see noteWritten).
+	wroteBy time.Time
+	claimed time.Duration // claiming
+	took    time.Duration // claiming and preparing
 }
 
 // drain claims and writes one mapping's changes until none is claimable.
@@ -212,7 +215,7 @@ func (s *Service) drainPass(ctx, work context.Context, m *Mapping, all []*Mappin
 			// matter. Run one at a time, they were the serial stage of a
 			// Bulk drain (a batch of 5,000 takes 200-400 ms to record).
 			start = time.Now()
-			err := s.record(work, m, b.claimedAt, b.changes, b.results)
+			err := s.record(work, m, b.claimedAt, b.wroteBy, b.changes, b.results)
 			def := false
 			for _, r := range b.results {
 				switch r.kind {
@@ -432,6 +435,10 @@ func (s *Service) sendBatch(ctx context.Context, m *Mapping, b *batch) {
 	// Checked last, as close to their send as can be (see checkPolled).
 	updates = s.checkPolled(ctx, m, changes, updates, results)
 	s.send(ctx, m, "update", changes, updates, results, b.bulk)
+	// Read now, not once the deletes (or, later, other batches) have
+	// answered too: a Salesforce edit made meanwhile would be taken for
+	// the batch's own write.
+	b.wroteBy = s.sf.ServerTime()
 	s.send(ctx, m, "delete", changes, deletes, results, b.bulk)
 }
 
@@ -590,14 +597,14 @@ func saveOutcome(op string, r salesforce.SaveResult) outcome {
 // noteWritten records the records a batch wrote while m's updates are
 // checked: in its catch-up window (see checkCatchUp), and always for a
 // polled one (see checkPolled). Each goes with a time after its write's
-// SystemModstamp: Salesforce's clock as its answers give it, read once
-// the write has answered, plus a second for the Date header's rounding
-// down and one for the clocks of Salesforce's servers, which may differ.
-// It is zero when no answer gave the time.
-func (s *Service) noteWritten(m *Mapping, ok []successRow) {
+// SystemModstamp: wroteBy, Salesforce's clock as the batch's answers gave
+// it (see sendBatch), plus a second for the Date header's rounding down
+// and one for the clocks of Salesforce's servers, which may differ. It is
+// zero when no answer gave the time.
+func (s *Service) noteWritten(m *Mapping, ok []successRow, wroteBy time.Time) {
 	var after time.Time
-	if at := s.sf.ServerTime(); !at.IsZero() {
-		after = at.Add(2 * time.Second)
+	if !wroteBy.IsZero() {
+		after = wroteBy.Add(2 * time.Second)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

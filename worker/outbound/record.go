@@ -77,7 +77,7 @@ type failureRow struct {
 // _hc_lastop back onto the rows (as the worker, so nothing is captured),
 // error rows for refused records, resolved errors for records that went
 // through, written entries deleted and transient ones released.
-func (s *Service) record(ctx context.Context, m *Mapping, claimedAt time.Time, changes []*change, results []outcome) error {
+func (s *Service) record(ctx context.Context, m *Mapping, claimedAt, wroteBy time.Time, changes []*change, results []outcome) error {
 	done := make([]int64, 0, len(changes))
 	ok := make([]successRow, 0, len(changes))
 	var requeue, unsent []int64
@@ -150,7 +150,7 @@ func (s *Service) record(ctx context.Context, m *Mapping, claimedAt time.Time, c
 			failed = append(failed, f)
 		}
 	}
-	s.noteWritten(m, ok)
+	s.noteWritten(m, ok, wroteBy)
 	failedJSON, err := json.Marshal(failed)
 	if err != nil {
 		return err

@@ -20,6 +20,17 @@ func (b *testBundle) outboundError(t *testing.T, mappingID int, name, operation 
 	return id
 }
 
+// refusedUpdate maps Account read_write with one synced row, Acme, whose
+// update of Industry Salesforce refused, and returns the mapping and the
+// error ids.
+func (b *testBundle) refusedUpdate(t *testing.T) (int, int64) {
+	t.Helper()
+	m := b.mapAccount(t, "read_write")
+	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme')`)
+	b.exec(t, `UPDATE salesforce.account SET industry = 'Energy'`)
+	return m, b.outboundError(t, m, "Acme", "update")
+}
+
 func (b *testBundle) errorState(t *testing.T, id int64) (state string, action *string) {
 	t.Helper()
 	require.NoError(t, b.conn.QueryRow(t.Context(), `SELECT state, action FROM pgforce.error WHERE id = $1`, id).Scan(&state, &action))

@@ -65,10 +65,7 @@ func TestApplicationRolesCaptureWithoutRightsOnTheOutboxButCannotAttachCaptureTo
 func TestMonitoringAndOperatorRolesNeedOnlyTheGrantsTheReadmeGives(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	m := b.mapAccount(t, "read_write")
-	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme')`)
-	b.exec(t, `UPDATE salesforce.account SET industry = 'Energy'`)
-	errID := b.outboundError(t, m, "Acme", "update")
+	_, errID := b.refusedUpdate(t)
 	monitor := b.role(t, "monitor", `GRANT USAGE ON SCHEMA pgforce TO %[1]s; GRANT SELECT ON pgforce.status, pgforce.error, pgforce.drift_check TO %[1]s`)
 	operator := b.role(t, "ops", `GRANT USAGE ON SCHEMA pgforce TO %[1]s; GRANT SELECT ON pgforce.status, pgforce.error, pgforce.drift_check TO %[1]s;
 		GRANT EXECUTE ON FUNCTION pgforce.pause(integer), pgforce.pause(text, text), pgforce.resume(integer), pgforce.resume(text, text),
@@ -123,10 +120,7 @@ func TestMonitoringAndOperatorRolesNeedOnlyTheGrantsTheReadmeGives(t *testing.T)
 func TestUsageOnPgforceAloneRunsNothingAsItsOwnerButTheStatusCounts(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	m := b.mapAccount(t, "read_write")
-	b.asWorker(t, `INSERT INTO salesforce.account (sfid, name) VALUES ('001000000000001AAA', 'Acme')`)
-	b.exec(t, `UPDATE salesforce.account SET industry = 'Energy'`)
-	b.outboundError(t, m, "Acme", "update")
+	m, _ := b.refusedUpdate(t)
 	role := b.role(t, "usage", `GRANT USAGE ON SCHEMA pgforce TO %[1]s`)
 
 	var asOwner []string

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pgforce/pgforce/worker/budget"
 	"github.com/pgforce/pgforce/worker/config"
+	"github.com/pgforce/pgforce/worker/feed"
 	"github.com/pgforce/pgforce/worker/health"
 	"github.com/pgforce/pgforce/worker/housekeeping"
 	"github.com/pgforce/pgforce/worker/inbound"
@@ -307,35 +308,18 @@ func dropSlotOfDeletedOrg(ctx context.Context, pool *pgxpool.Pool, org string, l
 // of this worker's own feed takes a moment to exit after the feed stops.
 func dropOrgSlot(ctx context.Context, pool *pgxpool.Pool, org string, wait bool) (string, error) {
 	slot := outbound.SlotName(pool.Config().ConnConfig.Database, org)
-	for {
-		var active bool
-		err := pool.QueryRow(ctx, `SELECT active_pid IS NOT NULL FROM pg_catalog.pg_replication_slots
-			WHERE slot_name = $1 AND database = pg_catalog.current_database()`, slot).Scan(&active)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return "", nil
+	errHeld := errors.New("held")
+	dropped, err := feed.DropSlot(ctx, pool, slot, func(uint32) error {
+		if wait {
+			return nil
 		}
-		if err != nil {
-			return "", err
-		}
-		if !active {
-			_, err = pool.Exec(ctx, `SELECT pg_catalog.pg_drop_replication_slot($1)`, slot)
-			var pgErr *pgconn.PgError
-			switch {
-			case err == nil:
-				return slot, nil
-			case errors.As(err, &pgErr) && pgErr.Code == "42704": // dropped meanwhile
-				return "", nil
-			case !(errors.As(err, &pgErr) && pgErr.Code == "55006"): // 55006: taken meanwhile
-				return "", err
-			}
-		}
-		if !wait {
-			return "", nil
-		}
-		select {
-		case <-ctx.Done():
-			return "", fmt.Errorf("slot %s is still in use: %w", slot, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
+		return errHeld
+	})
+	switch {
+	case errors.Is(err, errHeld):
+		return "", nil
+	case err != nil || !dropped:
+		return "", err
 	}
+	return slot, nil
 }

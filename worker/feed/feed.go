@@ -478,34 +478,55 @@ func (f *Feed) dropSlot(ctx context.Context, pid uint32) error {
 }
 
 func (f *Feed) dropSlotOn(ctx context.Context, conn *pgx.Conn, pid uint32) error {
+	_, err := DropSlot(ctx, conn, f.opts.Slot, func(active uint32) error {
+		if active == pid {
+			return nil // our walsender is still exiting
+		}
+		return fmt.Errorf("slot %s is in use by walsender %d", f.opts.Slot, active)
+	})
+	return err
+}
+
+// Querier is what DropSlot needs of a connection or a pool.
+type Querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// DropSlot drops replication slot slot of the current database (slot
+// names are the server's: one of another database's is not ours to drop)
+// and says whether it did; a slot that does not exist is fine. While a
+// walsender holds it, held says what to do: nil waits for it to let go and
+// looks again (until ctx ends), an error gives up with that error.
+func DropSlot(ctx context.Context, q Querier, slot string, held func(pid uint32) error) (bool, error) {
 	for {
 		var active *uint32
-		// Slot names are the server's: one of another database's is not
-		// this feed's to drop.
-		err := conn.QueryRow(ctx, `SELECT active_pid FROM pg_catalog.pg_replication_slots
-			WHERE slot_name = $1 AND database = pg_catalog.current_database()`, f.opts.Slot).Scan(&active)
+		err := q.QueryRow(ctx, `SELECT active_pid FROM pg_catalog.pg_replication_slots
+			WHERE slot_name = $1 AND database = pg_catalog.current_database()`, slot).Scan(&active)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
-			return nil
+			return false, nil
 		case err != nil:
-			return err
-		case active != nil && *active != pid:
-			return fmt.Errorf("slot %s is in use by walsender %d", f.opts.Slot, *active)
-		case active == nil:
-			_, err = conn.Exec(ctx, `SELECT pg_catalog.pg_drop_replication_slot($1)`, f.opts.Slot)
-			var pgErr *pgconn.PgError
-			if err == nil || (errors.As(err, &pgErr) && pgErr.Code == "42704") { // undefined_object: dropped meanwhile
-				return nil
+			return false, err
+		case active != nil:
+			if err := held(*active); err != nil {
+				return false, err
 			}
-			if !(errors.As(err, &pgErr) && pgErr.Code == "55006") { // object_in_use: taken meanwhile
-				return err
+		default:
+			_, err = q.Exec(ctx, `SELECT pg_catalog.pg_drop_replication_slot($1)`, slot)
+			var pgErr *pgconn.PgError
+			switch {
+			case err == nil:
+				return true, nil
+			case errors.As(err, &pgErr) && pgErr.Code == "42704": // undefined_object: dropped meanwhile
+				return false, nil
+			case !(errors.As(err, &pgErr) && pgErr.Code == "55006"): // object_in_use: taken meanwhile
+				return false, err
 			}
 		}
-		// Our walsender is still exiting, or someone took the slot
-		// between the two statements: look again.
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("slot %s still active: %w", f.opts.Slot, ctx.Err())
+			return false, fmt.Errorf("slot %s still active: %w", slot, ctx.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

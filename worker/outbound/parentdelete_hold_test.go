@@ -19,10 +19,8 @@ import (
 func TestAnAccountDeleteIsNotHeldForAContactThatHasNoRecordInSalesforce(t *testing.T) {
 	b := setup(t, setupOptions{upsertField: "Ext_Id__c"})
 	b.start(t, fastOptions())
-	var a1, a2, con int
-	b.scalar(t, &a1, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('Old', 'old') RETURNING id`)
-	b.scalar(t, &a2, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('New', 'new') RETURNING id`)
-	oldID, newID := b.waitSfid(t, "account", a1), b.waitSfid(t, "account", a2)
+	var con int
+	a1, oldID, newID := b.oldAndNewAccounts(t)
 
 	// Refused: LastName is required.
 	b.scalar(t, &con, `INSERT INTO salesforce.contact (email, accountid) VALUES ('x@example.com', $1) RETURNING id`, oldID)
@@ -54,10 +52,8 @@ func TestAnAccountDeleteHeldForAContactMoveBehindAConflictCountsAsBlocked(t *tes
 			b := setup(t, setupOptions{upsertField: "Ext_Id__c"})
 			b.exec(t, `UPDATE pgforce.mapping SET conflict = 'manual' WHERE id = $1`, b.contactID)
 			b.start(t, fastOptions())
-			var a1, a2, con int
-			b.scalar(t, &a1, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('Old', 'old') RETURNING id`)
-			b.scalar(t, &a2, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('New', 'new') RETURNING id`)
-			oldID, newID := b.waitSfid(t, "account", a1), b.waitSfid(t, "account", a2)
+			var con int
+			a1, oldID, newID := b.oldAndNewAccounts(t)
 			b.scalar(t, &con, `INSERT INTO salesforce.contact (lastname, accountid) VALUES ('Mover', $1) RETURNING id`, oldID)
 			conID := b.waitSfid(t, "contact", con)
 			eventually(t, 10*time.Second, "outbox drained", func() bool { return b.backlog(t) == 0 })

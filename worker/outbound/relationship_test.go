@@ -100,10 +100,8 @@ func TestAContactMovedByExternalIDAwayFromAnAccountDeletedInTheSameTransactionSu
 func testMovedAway(t *testing.T, set func(newID string) string) {
 	b := setup(t, setupOptions{upsertField: "Ext_Id__c"})
 	b.start(t, fastOptions())
-	var a1, a2, con int
-	b.scalar(t, &a1, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('Old', 'old') RETURNING id`)
-	b.scalar(t, &a2, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('New', 'new') RETURNING id`)
-	oldID, newID := b.waitSfid(t, "account", a1), b.waitSfid(t, "account", a2)
+	var con int
+	a1, oldID, newID := b.oldAndNewAccounts(t)
 	b.scalar(t, &con, `INSERT INTO salesforce.contact (lastname, accountid) VALUES ('Mover', $1) RETURNING id`, oldID)
 	conID := b.waitSfid(t, "contact", con)
 
@@ -281,4 +279,15 @@ func (b *bundle) accountsAndAChildOfTheFirst(t *testing.T, extIDs ...string) ([]
 	var con int
 	b.scalar(t, &con, `INSERT INTO salesforce.contact (lastname, account__r__ext_id__c) VALUES ('Child', $1) RETURNING id`, extIDs[0])
 	return ids, con, b.waitSfid(t, "contact", con)
+}
+
+// oldAndNewAccounts creates Accounts 'Old' (ext_id__c 'old') and 'New'
+// ('new') in Postgres and waits for their records, for a child to move
+// from the first to the second: it returns Old's row id and both Ids.
+func (b *bundle) oldAndNewAccounts(t *testing.T) (oldRow int, oldID, newID string) {
+	t.Helper()
+	var newRow int
+	b.scalar(t, &oldRow, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('Old', 'old') RETURNING id`)
+	b.scalar(t, &newRow, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('New', 'new') RETURNING id`)
+	return oldRow, b.waitSfid(t, "account", oldRow), b.waitSfid(t, "account", newRow)
 }

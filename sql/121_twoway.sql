@@ -584,3 +584,80 @@ END
 $$;
 
 COMMENT ON FUNCTION pgforce.inbound_filter_by_sfid(integer, text, jsonb, timestamptz, boolean, boolean) IS 'Inbound worker: pgforce.inbound_filter for the row with this sfid.';
+
+-- A read of whole records from Salesforce (a poll, a re-read, a resync, a
+-- reload) that reached a record before pgforce wrote it, and is applied
+-- after, holds what the write replaced. Applied, it put that value back in
+-- a row with nothing queued, and a queued change whose old value is what
+-- the write sent took it for a Salesforce edit: the policy could drop the
+-- change (salesforce_wins), and the next read brought the write's value
+-- back, so that the change was lost on both sides. The row's
+-- SystemModstamp, which would tell, is Salesforce's to set: pgforce's
+-- write does not move it until a read brings its echo.
+--
+-- A record pgforce deleted came back, as a row the application had
+-- deleted, and stayed marked deleted.
+--
+-- So the inbound worker registers each read here before it asks
+-- Salesforce, and while a read of the mapping is in flight the outbound
+-- worker notes, in the transaction that records a write's outcome, which
+-- records it wrote or deleted (pgforce.outbound_written). That transaction starts after
+-- Salesforce has answered the write, and the read's request goes after its
+-- registration committed: a read that reached a record before pgforce's
+-- write of it was registered before the write's outcome was recorded, so
+-- the write is noted, and later than the read's start. The read leaves
+-- such records out and queues them in pgforce.inbound_reread, to be read
+-- again as they are now. (The write's outcome and the read's apply lock
+-- the row, so the apply sees an outcome recorded first; a record deleted
+-- has no row, and the statement that would make one looks again.) Notes older
+-- than every read in flight can mislead none, and go when a read ends.
+CREATE TABLE pgforce.inbound_read (
+    id         bigserial   PRIMARY KEY,
+    mapping_id integer     NOT NULL REFERENCES pgforce.mapping (id) ON DELETE CASCADE,
+    started_at timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE pgforce.inbound_read IS 'Reads of whole records from Salesforce in flight, registered by the inbound worker before it asks.';
+
+CREATE TABLE pgforce.outbound_written (
+    mapping_id integer     NOT NULL REFERENCES pgforce.mapping (id) ON DELETE CASCADE,
+    sfid       text        NOT NULL,
+    written_at timestamptz NOT NULL,
+    PRIMARY KEY (mapping_id, sfid)
+);
+
+COMMENT ON TABLE pgforce.outbound_written IS 'Records the outbound worker wrote or deleted in Salesforce while a read of their mapping was in flight (see pgforce.inbound_read).';
+
+-- Registers a read of mapping p_mapping_id's records, before the worker
+-- asks Salesforce; pgforce._inbound_read_end ends it.
+CREATE FUNCTION pgforce._inbound_read_begin(p_mapping_id integer, OUT read_id bigint, OUT started_at timestamptz)
+LANGUAGE sql AS $$
+    INSERT INTO pgforce.inbound_read (mapping_id) VALUES (p_mapping_id) RETURNING id, started_at
+$$;
+
+-- Ends read p_read_id, and forgets the writes noted before every read of
+-- its mapping still in flight: a read that starts later reaches them as
+-- they are.
+CREATE FUNCTION pgforce._inbound_read_end(p_read_id bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_mapping integer;
+BEGIN
+    DELETE FROM pgforce.inbound_read r WHERE r.id = p_read_id RETURNING r.mapping_id INTO v_mapping;
+    IF v_mapping IS NULL THEN
+        RETURN;
+    END IF;
+    DELETE FROM pgforce.outbound_written w
+    WHERE w.mapping_id = v_mapping
+      AND w.written_at < coalesce((SELECT min(r.started_at) FROM pgforce.inbound_read r WHERE r.mapping_id = v_mapping), 'infinity');
+END
+$$;
+
+-- Ends every read of mapping p_mapping_id: a worker starting on it runs
+-- none yet, and the reads a stopped one left registered would have every
+-- write noted for ever.
+CREATE FUNCTION pgforce._inbound_reads_reset(p_mapping_id integer) RETURNS void
+LANGUAGE sql AS $$
+    DELETE FROM pgforce.inbound_read r WHERE r.mapping_id = p_mapping_id;
+    DELETE FROM pgforce.outbound_written w WHERE w.mapping_id = p_mapping_id;
+$$;

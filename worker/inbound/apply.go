@@ -73,6 +73,9 @@ type table struct {
 	// extName, extCol and extCast are the upsert_field's column, quoted,
 	// and the cast of its text value.
 	extName, extCol, extCast string
+	// requeued is set when a read left records to be read again (see
+	// leaveWritten); the runner wakes the re-reads.
+	requeued atomic.Bool
 }
 
 // adoptByExternalID makes the row of a record found by its upsert_field the
@@ -246,6 +249,10 @@ func newTable(m *mappings.Mapping, me string) (*table, error) {
 	// NOT IN is planned as one hashed subplan per statement.
 	live += fmt.Sprintf(` AND (s.sfid NOT IN (SELECT ob.sfid::text FROM pgforce.outbox ob WHERE ob.mapping_id = %d AND ob.op = 'delete' AND ob.sfid IS NOT NULL)
 		OR EXISTS (SELECT FROM %s x WHERE x.sfid = s.sfid))`, m.ID, t.target)
+	// Nor does a record pgforce deleted since the read began ($3), whose
+	// outcome was recorded after leaveWritten looked: the read reached it
+	// before the delete (see pgforce.inbound_read).
+	live += fmt.Sprintf(` AND NOT EXISTS (SELECT FROM pgforce.outbound_written w WHERE w.mapping_id = %d AND w.sfid = s.sfid AND w.written_at >= $3)`, m.ID)
 	t.upsert = fmt.Sprintf(`INSERT INTO %s AS t (%s) SELECT %s FROM %s s WHERE s._n BETWEEN $1 AND $2`+live+`
 ON CONFLICT (sfid) DO UPDATE SET %s
 WHERE t.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp >= t.systemmodstamp`,
@@ -409,7 +416,9 @@ func giveWay(ctx context.Context, tx pgx.Tx) error {
 	return err
 }
 
-func (t *table) applyRowsTx(ctx context.Context, tx pgx.Tx, rows [][]any, operation string) (int, error) {
+// applyRowsTx merges whole records, from a read that began at since (see
+// wholeRead), into the table.
+func (t *table) applyRowsTx(ctx context.Context, tx pgx.Tx, rows [][]any, operation string, since time.Time) (int, error) {
 	if len(rows) == 0 {
 		return 0, nil
 	}
@@ -422,11 +431,11 @@ func (t *table) applyRowsTx(ctx context.Context, tx pgx.Tx, rows [][]any, operat
 			return 0, nil
 		}
 	}
-	return t.applyRowsStaged(ctx, tx, rows, operation)
+	return t.applyRowsStaged(ctx, tx, rows, operation, since)
 }
 
 // applyRowsStaged merges rows through the staging table.
-func (t *table) applyRowsStaged(ctx context.Context, tx pgx.Tx, rows [][]any, operation string) (int, error) {
+func (t *table) applyRowsStaged(ctx context.Context, tx pgx.Tx, rows [][]any, operation string, since time.Time) (int, error) {
 	if len(rows) == 0 {
 		return 0, nil
 	}
@@ -456,10 +465,10 @@ func (t *table) applyRowsStaged(ctx context.Context, tx pgx.Tx, rows [][]any, op
 			return 0, fmt.Errorf("inbound: find the rows of %s by %s: %w", t.target, t.m.UpsertField, err)
 		}
 	}
-	if err := t.filterPending(ctx, tx); err != nil {
+	if err := t.filterPending(ctx, tx, since); err != nil {
 		return 0, fmt.Errorf("inbound: merge pending changes of %s: %w", t.target, err)
 	}
-	failed, err := t.upsertRange(ctx, tx, 1, int64(len(rows)), operation)
+	failed, err := t.upsertRange(ctx, tx, 1, int64(len(rows)), operation, since)
 	if err != nil {
 		return 0, err
 	}
@@ -530,8 +539,9 @@ func isRecordError(err error) bool {
 	return false
 }
 
-// upsertRange merges stage rows lo..hi, isolating bad records by halving.
-func (t *table) upsertRange(ctx context.Context, tx pgx.Tx, lo, hi int64, operation string) (int, error) {
+// upsertRange merges stage rows lo..hi, of a read that began at since,
+// isolating bad records by halving.
+func (t *table) upsertRange(ctx context.Context, tx pgx.Tx, lo, hi int64, operation string, since time.Time) (int, error) {
 	sp, err := tx.Begin(ctx)
 	if err != nil {
 		return 0, err
@@ -540,7 +550,7 @@ func (t *table) upsertRange(ctx context.Context, tx pgx.Tx, lo, hi int64, operat
 		_, err = sp.Exec(ctx, t.mark, lo, hi, t.m.ID, t.me)
 	}
 	if err == nil {
-		_, err = sp.Exec(ctx, t.upsert, lo, hi)
+		_, err = sp.Exec(ctx, t.upsert, lo, hi, since)
 	}
 	if err == nil {
 		return 0, sp.Commit(ctx)
@@ -555,11 +565,11 @@ func (t *table) upsertRange(ctx context.Context, tx pgx.Tx, lo, hi int64, operat
 		return 1, t.recordFailure(ctx, tx, lo, operation, err)
 	}
 	mid := lo + (hi-lo)/2
-	a, err := t.upsertRange(ctx, tx, lo, mid, operation)
+	a, err := t.upsertRange(ctx, tx, lo, mid, operation, since)
 	if err != nil {
 		return 0, err
 	}
-	b, err := t.upsertRange(ctx, tx, mid+1, hi, operation)
+	b, err := t.upsertRange(ctx, tx, mid+1, hi, operation, since)
 	return a + b, err
 }
 
@@ -674,7 +684,7 @@ func pgColumns(err error) []string {
 // them (field-level merge and the mapping's conflict policy), and the
 // records are then removed from the stage so the set-based merge skips
 // them. Rows without pending changes, the vast majority, are untouched.
-func (t *table) filterPending(ctx context.Context, tx pgx.Tx) error {
+func (t *table) filterPending(ctx context.Context, tx pgx.Tx, since time.Time) error {
 	if twoWay, err := t.twoWayNow(ctx, tx); err != nil || !twoWay {
 		return err
 	}
@@ -694,6 +704,9 @@ func (t *table) filterPending(ctx context.Context, tx pgx.Tx) error {
 		OR t.id IN (SELECT o.record_id FROM pgforce.outbox o WHERE o.mapping_id = $1 AND o.op = 'insert' AND o.sfid IS NULL AND o.claimed_at IS NOT NULL)
 		ORDER BY t.id FOR UPDATE OF t`,
 		t.target, pgx.Identifier{t.stage}.Sanitize()), t.m.ID); err != nil {
+		return err
+	}
+	if err := t.leaveWritten(ctx, tx, since); err != nil {
 		return err
 	}
 	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT s._n, t.id, s.sfid, to_jsonb(s) - '{_n,sfid,systemmodstamp,isdeleted,createddate,_created_by}'::text[],
@@ -739,6 +752,30 @@ WHERE EXISTS (SELECT FROM pgforce.outbox o WHERE o.mapping_id = $1 AND o.record_
 		if _, err := tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE _n = $1`, pgx.Identifier{t.stage}.Sanitize()), p.n); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// leaveWritten takes out of the stage the records the outbound worker
+// wrote or deleted since the read that brought them began (see
+// pgforce.inbound_read): the read may have reached them before the write,
+// and then holds what the write replaced. They are queued to be read
+// again. It runs with the staged rows locked: the outcome of a write of
+// one being recorded meanwhile has been waited for, and is seen. A record
+// deleted has no row to lock: the merge's statement looks for the notes
+// again (see t.upsert).
+func (t *table) leaveWritten(ctx context.Context, tx pgx.Tx, since time.Time) error {
+	tag, err := tx.Exec(ctx, fmt.Sprintf(`WITH left_out AS (
+			DELETE FROM %s s USING pgforce.outbound_written w
+			WHERE w.mapping_id = $1 AND w.sfid = s.sfid AND w.written_at >= $2
+			RETURNING s.sfid)
+		INSERT INTO pgforce.inbound_reread (mapping_id, sfid) SELECT DISTINCT $1::integer, l.sfid FROM left_out l
+		ON CONFLICT (mapping_id, sfid) DO UPDATE SET queued_at = now()`, pgx.Identifier{t.stage}.Sanitize()), t.m.ID, since)
+	if err != nil {
+		return fmt.Errorf("leave out records written since the read began: %w", err)
+	}
+	if tag.RowsAffected() > 0 {
+		t.requeued.Store(true)
 	}
 	return nil
 }
@@ -830,4 +867,14 @@ func widenHint(err error) string {
 		return "; if Salesforce's field was made longer or given more digits, pgforce.retry of this error widens the column and reads the record again"
 	}
 	return ""
+}
+
+// wholeRead is a read of whole records from Salesforce (a poll, a
+// re-read, a resync, a load), registered in pgforce.inbound_read before
+// its first request: while it is, the outbound worker notes the rows it
+// writes, and the read leaves out the records written since it started
+// (see leaveWritten).
+type wholeRead struct {
+	id      int64
+	started time.Time
 }

@@ -48,8 +48,13 @@ func (r *runner) read(ctx context.Context, t *table, where string, all bool, ope
 	useBulk := count >= r.s.opts.BulkThreshold
 	r.log.Info("inbound: reading records", "sobject", t.m.SObject, "count", count, "bulk", useBulk, "op", operation)
 	r.s.metrics.loadAPI(useBulk)
+	read, err := r.beginRead(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer r.endRead(ctx, read)
 	if useBulk && !all && t.direct.Load() {
-		return r.bulkDirect(ctx, t, where, operation)
+		return r.bulkDirect(ctx, t, where, operation, read.started)
 	}
 
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -57,7 +62,7 @@ func (r *runner) read(ctx context.Context, t *table, where string, all bool, ope
 	stop := ctx
 	appliers := startAppliers(ctx, r.s.opts.LoadParallel, cancel, r.s.metrics.rowsApplied.Add, func(ctx context.Context, b [][]any) (int64, error) {
 		// The batch's position is stored in the same transaction.
-		_, err := r.applyRowsRetrying(stop, ctx, t, b, operation, func(tx pgx.Tx) error {
+		_, err := r.applyRowsRetrying(stop, ctx, t, b, operation, read.started, func(tx pgx.Tx) error {
 			return t.advance(ctx, tx, maxStamp(b), "")
 		})
 		return int64(len(b)), err
@@ -141,7 +146,7 @@ func maxStamp(rows [][]any) *time.Time {
 // meanwhile, a value that does not fit its column) is parsed and merged
 // through the staging path instead. Pages download while earlier ones are
 // copied.
-func (r *runner) bulkDirect(ctx context.Context, t *table, where, operation string) (int64, error) {
+func (r *runner) bulkDirect(ctx context.Context, t *table, where, operation string, since time.Time) (int64, error) {
 	job, err := r.s.sf.CreateQueryJob(ctx, salesforce.QueryJob{Query: t.storedSOQL(where), Operation: "query"})
 	if err := r.observe(err); err != nil {
 		return 0, err
@@ -163,7 +168,7 @@ func (r *runner) bulkDirect(ctx context.Context, t *table, where, operation stri
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	appliers := startAppliers(ctx, r.s.opts.LoadParallel, cancel, r.s.metrics.rowsApplied.Add, func(ctx context.Context, page []byte) (int64, error) {
-		return r.copyPage(ctx, t, pc, page, operation)
+		return r.copyPage(ctx, t, pc, page, operation, since)
 	})
 	pageSize := r.s.opts.BulkPageSize
 	if pageSize <= 0 {
@@ -268,7 +273,7 @@ func (r *runner) pageCopy(ctx context.Context, t *table) (*pageCopy, error) {
 // copyPage COPies one Bulk result page (already carrying _hc_lastop): with
 // pgforce's triggers off when it may, else with them on, and falls back to
 // the staged merge for a page COPY refuses.
-func (r *runner) copyPage(ctx context.Context, t *table, pc *pageCopy, page []byte, operation string) (int64, error) {
+func (r *runner) copyPage(ctx context.Context, t *table, pc *pageCopy, page []byte, operation string, since time.Time) (int64, error) {
 	if pc.quiet.Load() {
 		n, done, err := r.copyQuiet(ctx, t, pc, page)
 		if done || err != nil {
@@ -293,7 +298,7 @@ func (r *runner) copyPage(ctx context.Context, t *table, pc *pageCopy, page []by
 	// meanwhile), so it gives way to the application's row locks like
 	// every other inbound write of many rows (applyRetrying).
 	if err := r.applyRetrying(ctx, context.WithoutCancel(ctx), t, operation+" page", func(work context.Context, tx pgx.Tx) error {
-		if _, err := t.applyRowsStaged(work, tx, rows, operation); err != nil {
+		if _, err := t.applyRowsStaged(work, tx, rows, operation, since); err != nil {
 			return err
 		}
 		return t.advance(work, tx, maxStamp(rows), "")

@@ -83,6 +83,11 @@ func (r *runner) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// No read of this runner's is in flight yet: one a stopped runner
+	// left registered would have every write noted from now on.
+	if _, err := r.s.pool.Exec(ctx, `SELECT pgforce._inbound_reads_reset($1)`, r.id); err != nil {
+		return err
+	}
 	// A describe leaves fields as the user fields of columns. Fields that
 	// differ were edited since: pgforce._mapping_edited sends a synced
 	// mapping back to loading then, but a paused one stays paused, and
@@ -340,71 +345,126 @@ func (r *runner) resync(ctx context.Context, t *table) error {
 }
 
 // drainRereads reads queued records again by id and applies them whole;
-// records Salesforce no longer has are marked deleted.
+// records Salesforce no longer has are marked deleted. It reads those
+// queued before it began: a record it leaves out, because pgforce wrote
+// it meanwhile (see leaveWritten), is queued again and waits for the next
+// drain, rather than being read over and over while the application
+// keeps changing it.
 func (r *runner) drainRereads(ctx context.Context, t *table) error {
+	var began time.Time
+	if err := r.s.pool.QueryRow(ctx, `SELECT now()`).Scan(&began); err != nil {
+		return err
+	}
 	for {
-		rows, err := r.s.pool.Query(ctx, `SELECT sfid, queued_at FROM pgforce.inbound_reread WHERE mapping_id = $1 ORDER BY queued_at LIMIT $2`, r.id, salesforce.MaxRetrieveIDs)
-		if err != nil {
+		more, err := r.rereadBatch(ctx, t, began)
+		if err != nil || !more {
 			return err
 		}
-		var ids []string
-		var queued []time.Time
-		for rows.Next() {
-			var id string
-			var at time.Time
-			if err := rows.Scan(&id, &at); err != nil {
-				rows.Close()
-				return err
-			}
-			ids = append(ids, id)
-			queued = append(queued, at)
+	}
+}
+
+// rereadBatch reads again the first batch of records queued before
+// began, and reports whether there was one.
+func (r *runner) rereadBatch(ctx context.Context, t *table, began time.Time) (bool, error) {
+	rows, err := r.s.pool.Query(ctx, `SELECT sfid, queued_at FROM pgforce.inbound_reread WHERE mapping_id = $1 AND queued_at < $3
+		ORDER BY queued_at LIMIT $2`, r.id, salesforce.MaxRetrieveIDs, began)
+	if err != nil {
+		return false, err
+	}
+	var ids []string
+	var queued []time.Time
+	for rows.Next() {
+		var id string
+		var at time.Time
+		if err := rows.Scan(&id, &at); err != nil {
+			rows.Close()
+			return false, err
 		}
-		if err := rows.Err(); err != nil {
+		ids = append(ids, id)
+		queued = append(queued, at)
+	}
+	if err := rows.Err(); err != nil {
+		return false, err
+	}
+	if len(ids) == 0 {
+		return false, nil
+	}
+	if err := r.waitBudget(ctx, budget.Poll); err != nil {
+		return false, err
+	}
+	if err := r.widenForRetries(ctx, ids); err != nil {
+		return false, err
+	}
+	read, err := r.beginRead(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer r.endRead(ctx, read)
+	recs, err := r.s.sf.Retrieve(ctx, t.m.SObject, ids, t.fields())
+	if err := r.observe(err); err != nil {
+		return false, fmt.Errorf("inbound: re-read %d %s records: %w", len(ids), t.m.SObject, err)
+	}
+	var full [][]any
+	var gone []string
+	for i, rec := range recs {
+		if rec == nil {
+			gone = append(gone, ids[i])
+			continue
+		}
+		full = append(full, t.recordRow(rec))
+	}
+	_, err = r.applyRowsRetrying(ctx, context.WithoutCancel(ctx), t, full, "cdc", read.started, func(tx pgx.Tx) error {
+		c := context.WithoutCancel(ctx)
+		if err := t.markGone(c, tx, gone, "cdc"); err != nil {
 			return err
 		}
-		if len(ids) == 0 {
-			return nil
-		}
-		if err := r.waitBudget(ctx, budget.Poll); err != nil {
+		// An id queued again meanwhile (a newer event, or left out above
+		// for a write of pgforce's) stays queued.
+		if _, err := tx.Exec(c, `DELETE FROM pgforce.inbound_reread q USING unnest($2::text[], $3::timestamptz[]) AS d(sfid, at)
+			WHERE q.mapping_id = $1 AND q.sfid = d.sfid AND q.queued_at <= d.at`, r.id, ids, queued); err != nil {
 			return err
 		}
-		if err := r.widenForRetries(ctx, ids); err != nil {
-			return err
-		}
-		recs, err := r.s.sf.Retrieve(ctx, t.m.SObject, ids, t.fields())
-		if err := r.observe(err); err != nil {
-			return fmt.Errorf("inbound: re-read %d %s records: %w", len(ids), t.m.SObject, err)
-		}
-		var full [][]any
-		var gone []string
-		for i, rec := range recs {
-			if rec == nil {
-				gone = append(gone, ids[i])
-				continue
-			}
-			full = append(full, t.recordRow(rec))
-		}
-		_, err = r.applyRowsRetrying(ctx, context.WithoutCancel(ctx), t, full, "cdc", func(tx pgx.Tx) error {
-			c := context.WithoutCancel(ctx)
-			if err := t.markGone(c, tx, gone, "cdc"); err != nil {
-				return err
-			}
-			// An id queued again meanwhile (a newer event) stays queued.
-			if _, err := tx.Exec(c, `DELETE FROM pgforce.inbound_reread q USING unnest($2::text[], $3::timestamptz[]) AS d(sfid, at)
-				WHERE q.mapping_id = $1 AND q.sfid = d.sfid AND q.queued_at <= d.at`, r.id, ids, queued); err != nil {
-				return err
-			}
-			// The errors pgforce.retry queued these reads for are settled:
-			// a record that failed again had its error opened again by
-			// pgforce.inbound_error, above, in this transaction.
-			_, err := tx.Exec(c, `UPDATE pgforce.error e SET state = 'resolved'
-				WHERE e.mapping_id = $1 AND e.direction = 'inbound' AND e.state = 'retrying' AND e.sfid = ANY($2)`, r.id, ids)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		r.s.metrics.rereads.Add(float64(len(ids)))
+		// The errors pgforce.retry queued these reads for are settled:
+		// a record that failed again had its error opened again by
+		// pgforce.inbound_error, above, in this transaction. One still
+		// queued has not been read yet.
+		_, err := tx.Exec(c, `UPDATE pgforce.error e SET state = 'resolved'
+			WHERE e.mapping_id = $1 AND e.direction = 'inbound' AND e.state = 'retrying' AND e.sfid = ANY($2)
+			  AND NOT EXISTS (SELECT FROM pgforce.inbound_reread q WHERE q.mapping_id = $1 AND q.sfid = e.sfid)`, r.id, ids)
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	r.s.metrics.rereads.Add(float64(len(ids)))
+	return true, nil
+}
+
+// beginRead registers a read of whole records of the mapping, before its
+// first request to Salesforce (see pgforce.inbound_read); endRead ends it.
+func (r *runner) beginRead(ctx context.Context) (*wholeRead, error) {
+	w := &wholeRead{}
+	if err := r.s.pool.QueryRow(ctx, `SELECT read_id, started_at FROM pgforce._inbound_read_begin($1)`, r.id).Scan(&w.id, &w.started); err != nil {
+		return nil, fmt.Errorf("inbound: register a read of mapping %d: %w", r.id, err)
+	}
+	return w, nil
+}
+
+// endRead ends read w, also when its context has ended. One left
+// registered (the database was gone) only has the outbound worker note
+// its writes for nothing until the mapping's runner starts again.
+func (r *runner) endRead(ctx context.Context, w *wholeRead) {
+	if _, err := r.s.pool.Exec(context.WithoutCancel(ctx), `SELECT pgforce._inbound_read_end($1)`, w.id); err != nil {
+		r.log.Warn("inbound: cannot end a read's registration", "err", err)
+	}
+}
+
+// rereadLeftOut wakes the re-reads when a read left records out for them
+// (see leaveWritten). Re-reads themselves do not: those they leave out
+// wait for the next read, or the next tick.
+func (r *runner) rereadLeftOut(t *table) {
+	if t.requeued.Swap(false) {
+		wake(r.rereadWake)
 	}
 }
 
@@ -424,7 +484,9 @@ func (r *runner) sideWork(ctx context.Context, t *table) error {
 				return err
 			}
 		case <-r.resyncWake:
-			if err := r.resync(ctx, t); err != nil {
+			err := r.resync(ctx, t)
+			r.rereadLeftOut(t)
+			if err != nil {
 				return err
 			}
 		case <-tick.C:
@@ -632,7 +694,9 @@ func (r *runner) runPoll(ctx context.Context, t *table, needLoad bool) error {
 			timer.Reset(interval)
 			continue
 		}
-		if err := r.poll(ctx, t); err != nil {
+		err := r.poll(ctx, t)
+		r.rereadLeftOut(t)
+		if err != nil {
 			if salesforce.IsTransient(err) {
 				r.log.Warn("inbound: poll failed; retrying next interval", "err", err)
 				timer.Reset(interval)
@@ -660,19 +724,24 @@ func (r *runner) poll(ctx context.Context, t *table) error {
 		since = wm.Add(-r.s.opts.Overlap).UTC()
 	}
 	where := "SystemModstamp >= " + since.Format("2006-01-02T15:04:05.000Z") + " ORDER BY SystemModstamp"
+	read, err := r.beginRead(ctx)
+	if err != nil {
+		return err
+	}
+	defer r.endRead(ctx, read)
 	var rows [][]any
 	flush := func() error {
 		if len(rows) == 0 {
 			return nil
 		}
-		_, err := r.applyRowsRetrying(ctx, context.WithoutCancel(ctx), t, rows, "poll", func(tx pgx.Tx) error {
+		_, err := r.applyRowsRetrying(ctx, context.WithoutCancel(ctx), t, rows, "poll", read.started, func(tx pgx.Tx) error {
 			return t.advance(context.WithoutCancel(ctx), tx, maxStamp(rows), "")
 		})
 		r.s.metrics.rowsApplied.Add(float64(len(rows)))
 		rows = rows[:0]
 		return err
 	}
-	err := r.s.sf.QueryAll(ctx, t.soql(where), func(rec salesforce.Record) error {
+	err = r.s.sf.QueryAll(ctx, t.soql(where), func(rec salesforce.Record) error {
 		rows = append(rows, t.recordRow(&rec))
 		if len(rows) >= r.s.opts.BatchSize {
 			return flush()
@@ -775,11 +844,11 @@ func (r *runner) applyEventsRetrying(ctx, work context.Context, t *table, evs []
 // work, through applyRetrying. Bookkeeping commits with the rows, so a
 // batch given up on is read again later. It returns the number of records
 // that became error rows.
-func (r *runner) applyRowsRetrying(stop, work context.Context, t *table, rows [][]any, operation string, extra func(pgx.Tx) error) (int, error) {
+func (r *runner) applyRowsRetrying(stop, work context.Context, t *table, rows [][]any, operation string, since time.Time, extra func(pgx.Tx) error) (int, error) {
 	var failed int
 	err := r.applyRetrying(stop, work, t, operation+" batch", func(work context.Context, tx pgx.Tx) error {
 		var err error
-		if failed, err = t.applyRowsTx(work, tx, rows, operation); err != nil {
+		if failed, err = t.applyRowsTx(work, tx, rows, operation, since); err != nil {
 			return err
 		}
 		if extra != nil {

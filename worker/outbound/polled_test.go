@@ -210,10 +210,10 @@ func TestPolledMappingChecksUpdatesWithAReadPerPollCheckNotPerBatch(t *testing.T
 		t.Run(tc.name, func(t *testing.T) {
 			b := setup(t, setupOptions{})
 			stopInbound, ids, sfids := b.polledAccounts(t, tc.policy, records)
-			// Without polls meanwhile: this counts the outbound side's
-			// reads. (A poll that read a record before the worker's write
-			// and applied it after could drop the next queued update under
-			// salesforce_wins: the README's "Both ways" says so.)
+			// Without polls meanwhile, which move the watermark the
+			// reads start from: this counts the outbound side's reads.
+			// TestPolledStreamOfUpdatesWithPollsRunningEndsWithTheLastValueOfEachRecord
+			// runs such a stream with them.
 			stopInbound()
 			sf := &countingClient{Client: b.sf}
 			opts := polledOptions()

@@ -1,6 +1,7 @@
 package outbound
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -151,11 +152,20 @@ func (s *Service) record(ctx context.Context, m *Mapping, claimedAt, wroteBy tim
 		}
 	}
 	s.noteWritten(m, ok, wroteBy)
+	written := make([]string, 0, len(ok))
+	for i, c := range changes {
+		if results[i].kind != outOK {
+			continue
+		}
+		if id := cmp.Or(results[i].id, c.SFID); id != "" {
+			written = append(written, id)
+		}
+	}
 	failedJSON, err := json.Marshal(failed)
 	if err != nil {
 		return err
 	}
-	rec := &recording{m: m, claimedAt: claimedAt, okRows: ok, failed: failedJSON, nOK: len(ok), nFailed: len(failed), done: done, requeue: requeue, unsent: unsent, echoGone: echoGone,
+	rec := &recording{m: m, claimedAt: claimedAt, okRows: ok, failed: failedJSON, nOK: len(ok), nFailed: len(failed), done: done, requeue: requeue, unsent: unsent, echoGone: echoGone, written: written,
 		writtenRows: make([]int32, 0, len(ok)), okSFIDs: make([]string, 0, len(ok)),
 		rows: make([]int32, 0, len(changes)), entries: make([]int64, 0, len(changes))}
 	for _, o := range ok {
@@ -202,6 +212,7 @@ type recording struct {
 	requeue      []int64  // entries to hand back to the queue
 	unsent       []int64  // entries to hand back that never reached Salesforce
 	echoGone     []string // records deleted whose echo rows go too (see change.echoGone)
+	written      []string // Ids of the records written or deleted
 	rows         []int32  // every row the batch touches
 	entries      []int64  // every entry the batch holds
 	tries        int      // cycles that failed to record it again
@@ -405,7 +416,16 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 			// inserted one with its id meanwhile, see merge): it does not
 			// get the written record's Id. The entries are asked with
 			// inserts first, so the first one found answers both.
-			if _, err := tx.Exec(ctx, fmt.Sprintf(`WITH s AS MATERIALIZED (
+			// noted: while the inbound worker reads whole records of the
+			// mapping, the records written or deleted are noted for it, with
+			// this transaction's start, after Salesforce answered (see
+			// pgforce.inbound_read).
+			if _, err := tx.Exec(ctx, fmt.Sprintf(`WITH noted AS (
+					INSERT INTO pgforce.outbound_written (mapping_id, sfid, written_at)
+					SELECT DISTINCT $2::integer, u.sfid, now() FROM unnest($4::text[]) AS u(sfid)
+					WHERE EXISTS (SELECT FROM pgforce.inbound_read r WHERE r.mapping_id = $2)
+					ON CONFLICT (mapping_id, sfid) DO UPDATE SET written_at = EXCLUDED.written_at
+				), s AS MATERIALIZED (
 					SELECT u.record_id, u.sfid, b.busy IS NOT NULL AS busy, coalesce(b.reinserted, false) AS reinserted
 					FROM unnest($1::integer[], $3::text[]) AS u(record_id, sfid)
 					LEFT JOIN LATERAL (SELECT true AS busy, o.op = 'insert' AS reinserted FROM pgforce.outbox o
@@ -418,7 +438,7 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 				WHERE t.id = s.record_id AND t.id = ANY($1)
 				  AND ((s.sfid <> '' AND t.sfid IS DISTINCT FROM s.sfid)
 				       OR ((t._hc_lastop IS DISTINCT FROM 'SYNCED' OR t._hc_err IS NOT NULL) AND NOT s.busy))`, table),
-				batchPlan, rec.writtenRows, m.ID, rec.okSFIDs); err != nil {
+				batchPlan, rec.writtenRows, m.ID, rec.okSFIDs, rec.written); err != nil {
 				return fmt.Errorf("write back ids: %w", err)
 			}
 			// Errors this success settles: the retried ones, a failed insert

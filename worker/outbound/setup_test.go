@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -162,20 +163,38 @@ func (b *bundle) startWithClient(t *testing.T, sf outbound.Salesforce, opts outb
 
 func (b *bundle) run(t *testing.T, pool *pgxpool.Pool, sf outbound.Salesforce, opts outbound.Options, log *slog.Logger) *outbound.Service {
 	t.Helper()
+	svc, _ := b.runStoppable(t, pool, sf, opts, log)
+	return svc
+}
+
+// startStoppable runs a service that reaches Salesforce through sf, and
+// returns its stop function (also called when the test ends).
+func (b *bundle) startStoppable(t *testing.T, sf outbound.Salesforce, opts outbound.Options) (stop func()) {
+	t.Helper()
+	_, stop = b.runStoppable(t, b.pool, sf, opts, testLogger(t))
+	return stop
+}
+
+func (b *bundle) runStoppable(t *testing.T, pool *pgxpool.Pool, sf outbound.Salesforce, opts outbound.Options, log *slog.Logger) (*outbound.Service, func()) {
+	t.Helper()
 	svc := outbound.New(pool, sf, log, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(20 * time.Second):
-			t.Error("outbound service did not stop within 20s")
-		}
-	})
-	return svc
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				require.NoError(t, err)
+			case <-time.After(20 * time.Second):
+				t.Error("outbound service did not stop within 20s")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return svc, stop
 }
 
 // createRecords creates n records of sobject in the simulator, the i-th

@@ -12,6 +12,7 @@ import (
 	"github.com/pgforce/pgforce/sim"
 	"github.com/pgforce/pgforce/worker/budget"
 	"github.com/pgforce/pgforce/worker/inbound"
+	"github.com/pgforce/pgforce/worker/salesforce"
 )
 
 // streamAccountIn has the inbound worker describe, load and stream the
@@ -54,8 +55,15 @@ func (b *bundle) startInbound(t *testing.T) {
 // called, which waits for it to stop.
 func (b *bundle) runInbound(t *testing.T) (stop func()) {
 	t.Helper()
-	bud := budget.New(b.sf.APIUsage, 50)
-	svc, err := inbound.New(b.pool, b.sf, bud, testLogger(t), inbound.Options{
+	return b.runInboundWith(t, b.sf)
+}
+
+// runInboundWith runs the inbound service as runInbound does, reaching
+// Salesforce through sf.
+func (b *bundle) runInboundWith(t *testing.T, sf *salesforce.Client) (stop func()) {
+	t.Helper()
+	bud := budget.New(sf.APIUsage, 50)
+	svc, err := inbound.New(b.pool, sf, bud, testLogger(t), inbound.Options{
 		Lease: 2 * time.Second, SafetyInterval: 300 * time.Millisecond, RetryBackoff: 100 * time.Millisecond,
 		MaxPollInterval: 300 * time.Millisecond, BatchSize: 500,
 	})

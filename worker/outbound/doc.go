@@ -37,7 +37,11 @@
 //     {"errorCode","message","fields"}; errors that a later success
 //     settles are resolved (a later update of a record whose update failed
 //     carries the failed fields again, so that its success settles the
-//     error); written entries are deleted. Transient failures (5xx,
+//     error); written entries are deleted; while the inbound worker reads
+//     whole records of the mapping, the records written or deleted are
+//     noted for it (pgforce.outbound_written: a read that reached one
+//     before the write reads it again rather than apply what the write
+//     replaced, see pgforce.inbound_read). Transient failures (5xx,
 //     timeouts, dropped connections, UNABLE_TO_LOCK_ROW,
 //     REQUEST_LIMIT_EXCEEDED) put the entries back and back the mapping off
 //     exponentially; the user never has to act on them.

@@ -74,6 +74,22 @@ CREATE TRIGGER org_validate BEFORE INSERT OR UPDATE ON pgforce.org
 CREATE TRIGGER org_touch BEFORE UPDATE ON pgforce.org
     FOR EACH ROW EXECUTE FUNCTION pgforce._touch();
 
+-- Resuming an org resumes its mappings as pgforce.resume does each: their
+-- resumed_at tells the outbound side to check their first updates against
+-- what Salesforce changed meanwhile (see checkCatchUp in worker/outbound).
+-- A pause and resume between two of the worker's cycles leaves it no
+-- paused state to see.
+CREATE FUNCTION pgforce._org_resumed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE pgforce.mapping m SET resumed_at = pg_catalog.now() WHERE m.org = NEW.name AND NOT m.paused;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER org_resumed AFTER UPDATE OF paused ON pgforce.org
+    FOR EACH ROW WHEN (OLD.paused AND NOT NEW.paused) EXECUTE FUNCTION pgforce._org_resumed();
+
 -- Explains the refusal to delete an org that mappings still use, which
 -- the foreign key of pgforce.mapping.org gave bare. A mapping cannot move
 -- to another org once its table exists, so the way out is to delete them.

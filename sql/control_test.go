@@ -80,6 +80,30 @@ func TestPauseAndResumeByIdOrName(t *testing.T) {
 	require.Equal(t, "synced", b.status(t, m).State, "a loaded mapping resumes where it stopped")
 }
 
+// An org's resume, like a mapping's, stamps resumed_at on the mappings it
+// lets run again, which the outbound worker checks its first updates by.
+func TestResumingAnOrgStampsItsRunningMappingsResumedLikeAMappingResume(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := b.mapAccount(t, "read_write")
+	var held int
+	b.scalar(t, &held, `INSERT INTO pgforce.mapping (sobject, fields, mode, paused)
+		VALUES ('Contact', '{LastName}', 'read_write', true) RETURNING id`)
+	resumed := func(id int) bool {
+		var ok bool
+		b.scalar(t, &ok, `SELECT resumed_at IS NOT NULL FROM pgforce.mapping WHERE id = $1`, id)
+		return ok
+	}
+
+	b.exec(t, `UPDATE pgforce.org SET paused = true WHERE name = 'default'`)
+	require.False(t, resumed(m), "a pause is no resume")
+	b.exec(t, `UPDATE pgforce.org SET api_budget_pct = 40 WHERE name = 'default'`)
+	require.False(t, resumed(m), "an edit of a paused org is no resume")
+	b.exec(t, `UPDATE pgforce.org SET paused = false WHERE name = 'default'`)
+	require.True(t, resumed(m))
+	require.False(t, resumed(held), "a mapping paused on its own stays paused")
+}
+
 func TestReloadForgetsTheInboundPositionButKeepsPendingChanges(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

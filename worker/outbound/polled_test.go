@@ -3,7 +3,9 @@ package outbound_test
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,17 +23,52 @@ import (
 
 // countingClient is the real client, counting the outbound worker's
 // Collections updates and its reads of the records Salesforce changed
-// since the last poll (see checkPolled).
+// since the last poll (see checkPolled), and keeping the AnnualRevenue
+// each update sent, by record Id, in the order sent.
 type countingClient struct {
 	*salesforce.Client
 	updates, records, checks atomic.Int64
+	mu                       sync.Mutex
+	revenues                 map[string][]string
 }
 
 func (c *countingClient) Update(ctx context.Context, recs []salesforce.Record) ([]salesforce.SaveResult, error) {
+	c.mu.Lock()
+	if c.revenues == nil {
+		c.revenues = map[string][]string{}
+	}
+	for _, r := range recs {
+		if v, ok := r.Get("AnnualRevenue"); ok {
+			c.revenues[r.ID()] = append(c.revenues[r.ID()], fmt.Sprint(v))
+		}
+	}
+	c.mu.Unlock()
 	res, err := c.Client.Update(ctx, recs)
 	c.updates.Add(1)
 	c.records.Add(int64(len(recs)))
 	return res, err
+}
+
+// requireRevenuesSentOnceInOrder checks that no AnnualRevenue was sent
+// twice and none after a greater one of the same record: the test's values
+// grow with every update, so either is a change sent again, or an older
+// one sent over a newer.
+func (c *countingClient) requireRevenuesSentOnceInOrder(t *testing.T) {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, vs := range c.revenues {
+		seen := map[string]bool{}
+		last := -1.0
+		for _, v := range vs {
+			require.False(t, seen[v], "record %s: %s sent twice (%v)", id, v, vs)
+			seen[v] = true
+			f, err := strconv.ParseFloat(v, 64)
+			require.NoError(t, err)
+			require.Greater(t, f, last, "record %s: %s sent after a newer value (%v)", id, v, vs)
+			last = f
+		}
+	}
 }
 
 func (c *countingClient) Query(ctx context.Context, soql string, fn func(salesforce.Record) error) error {
@@ -230,8 +267,13 @@ func TestPolledMappingChecksUpdatesWithAReadPerPollCheckNotPerBatch(t *testing.T
 				require.Equal(t, fmt.Sprintf("%d.00", updates-records+i), fmt.Sprint(b.sfField(t, "Account", sfid, "AnnualRevenue")), "record %d", i)
 			}
 			u, r, c := sf.updates.Load(), sf.records.Load(), sf.checks.Load()
-			t.Logf("%d updates of %d records in %s: %d update calls (%d records), %d check reads; per 1,000 updates: %.0f calls (%.0f updates, %.0f reads)",
+			// The calls are the update calls and the check reads together:
+			// 1,000 updates sent one per call and one read are 1,001 calls,
+			// which an earlier reading of this line took for 1,001 sends.
+			t.Logf("%d updates of %d records in %s: %d update calls (%d records), %d check reads; per 1,000 updates: %.0f API calls (%.0f update calls + %.0f check reads)",
 				updates, records, took.Round(100*time.Millisecond), u, r, c, float64(u+c)*1000/updates, float64(u)*1000/updates, float64(c)*1000/updates)
+			require.LessOrEqual(t, r, int64(updates), "more records sent than updates made")
+			sf.requireRevenuesSentOnceInOrder(t)
 			if tc.checks >= 0 {
 				require.Equal(t, tc.checks, c)
 			}

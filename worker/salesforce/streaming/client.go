@@ -439,9 +439,40 @@ func (c *Client) subscribe(ctx context.Context, channels []string) error {
 		})
 	}
 	c.mu.Unlock()
-	if len(msgs) == 0 {
-		return nil
+	// Salesforce refuses a CometD POST of more than 32,768 bytes (413
+	// Maximum Request Size Exceeded), so the subscriptions re-sent after a
+	// handshake go in as many POSTs as they need: in one, a worker with a
+	// few hundred channels never got them through.
+	for len(msgs) > 0 {
+		n, size := 0, 2 // the array's brackets
+		for n < len(msgs) {
+			b, err := json.Marshal(msgs[n])
+			if err != nil {
+				return err
+			}
+			if n > 0 && size+1+len(b) > maxRequestBytes {
+				break
+			}
+			size += len(b) + 1
+			n++
+		}
+		batch := make([]string, 0, n)
+		for _, m := range msgs[:n] {
+			batch = append(batch, m["subscription"].(string))
+		}
+		if err := c.subscribeBatch(ctx, msgs[:n], batch, from); err != nil {
+			return err
+		}
+		msgs = msgs[n:]
 	}
+	return nil
+}
+
+// maxRequestBytes is the largest CometD request body Salesforce accepts.
+const maxRequestBytes = 32768
+
+// subscribeBatch sends the subscribe messages msgs, for channels, in one POST.
+func (c *Client) subscribeBatch(ctx context.Context, msgs []map[string]any, channels []string, from map[string]int64) error {
 	replies, err := c.post(ctx, msgs, 30*time.Second)
 	if err != nil {
 		return err

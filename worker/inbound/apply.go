@@ -249,9 +249,10 @@ func newTable(m *mappings.Mapping, me string) (*table, error) {
 	// NOT IN is planned as one hashed subplan per statement.
 	live += fmt.Sprintf(` AND (s.sfid NOT IN (SELECT ob.sfid::text FROM pgforce.outbox ob WHERE ob.mapping_id = %d AND ob.op = 'delete' AND ob.sfid IS NOT NULL)
 		OR EXISTS (SELECT FROM %s x WHERE x.sfid = s.sfid))`, m.ID, t.target)
-	// Nor does a record pgforce deleted since the read began ($3), whose
-	// outcome was recorded after leaveWritten looked: the read reached it
-	// before the delete (see pgforce.inbound_read).
+	// Nor does a record pgforce wrote or deleted since the read began
+	// ($3), whose outcome was recorded after leaveWritten looked (or, in a
+	// mapping not two-way, before it looks, after the merge): the read
+	// may have reached it before (see pgforce.inbound_read).
 	live += fmt.Sprintf(` AND NOT EXISTS (SELECT FROM pgforce.outbound_written w WHERE w.mapping_id = %d AND w.sfid = s.sfid AND w.written_at >= $3)`, m.ID)
 	t.upsert = fmt.Sprintf(`INSERT INTO %s AS t (%s) SELECT %s FROM %s s WHERE s._n BETWEEN $1 AND $2`+live+`
 ON CONFLICT (sfid) DO UPDATE SET %s
@@ -423,7 +424,7 @@ func (t *table) applyRowsTx(ctx context.Context, tx pgx.Tx, rows [][]any, operat
 		return 0, nil
 	}
 	if t.direct.Load() {
-		ok, err := t.copyDirect(ctx, tx, rows)
+		ok, err := t.copyDirect(ctx, tx, rows, since)
 		if err != nil {
 			return 0, err
 		}
@@ -465,12 +466,22 @@ func (t *table) applyRowsStaged(ctx context.Context, tx pgx.Tx, rows [][]any, op
 			return 0, fmt.Errorf("inbound: find the rows of %s by %s: %w", t.target, t.m.UpsertField, err)
 		}
 	}
-	if err := t.filterPending(ctx, tx, since); err != nil {
+	twoWay, err := t.filterPending(ctx, tx, since)
+	if err != nil {
 		return 0, fmt.Errorf("inbound: merge pending changes of %s: %w", t.target, err)
 	}
 	failed, err := t.upsertRange(ctx, tx, 1, int64(len(rows)), operation, since)
 	if err != nil {
 		return 0, err
+	}
+	if !twoWay {
+		// filterPending left nothing out: the merge refused the records
+		// pgforce wrote since the read began (a read_only mapping still
+		// sends what it queued, see twoWayNow), and they are read again.
+		// Looked for after the merge, every one it refused is found.
+		if err := t.leaveWritten(ctx, tx, since); err != nil {
+			return 0, err
+		}
 	}
 	if t.m.HardDelete {
 		rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT s.sfid FROM %s s WHERE %s`, pgx.Identifier{t.stage}.Sanitize(), t.deleted))
@@ -684,9 +695,11 @@ func pgColumns(err error) []string {
 // them (field-level merge and the mapping's conflict policy), and the
 // records are then removed from the stage so the set-based merge skips
 // them. Rows without pending changes, the vast majority, are untouched.
-func (t *table) filterPending(ctx context.Context, tx pgx.Tx, since time.Time) error {
+// It reports whether the mapping is two-way now (see twoWayNow); only
+// then does it leave out the records written since the read began.
+func (t *table) filterPending(ctx context.Context, tx pgx.Tx, since time.Time) (bool, error) {
 	if twoWay, err := t.twoWayNow(ctx, tx); err != nil || !twoWay {
-		return err
+		return false, err
 	}
 	// The rows are locked first, in id order as the outbound worker locks
 	// them, and their queued changes looked for by the next statement: an
@@ -704,10 +717,10 @@ func (t *table) filterPending(ctx context.Context, tx pgx.Tx, since time.Time) e
 		OR t.id IN (SELECT o.record_id FROM pgforce.outbox o WHERE o.mapping_id = $1 AND o.op = 'insert' AND o.sfid IS NULL AND o.claimed_at IS NOT NULL)
 		ORDER BY t.id FOR UPDATE OF t`,
 		t.target, pgx.Identifier{t.stage}.Sanitize()), t.m.ID); err != nil {
-		return err
+		return true, err
 	}
 	if err := t.leaveWritten(ctx, tx, since); err != nil {
-		return err
+		return true, err
 	}
 	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT s._n, t.id, s.sfid, to_jsonb(s) - '{_n,sfid,systemmodstamp,isdeleted,createddate,_created_by}'::text[],
 		s.systemmodstamp::timestamptz, %s
@@ -715,7 +728,7 @@ FROM %s s JOIN %s t ON t.sfid = s.sfid
 WHERE EXISTS (SELECT FROM pgforce.outbox o WHERE o.mapping_id = $1 AND o.record_id = t.id)`,
 		t.deleted, pgx.Identifier{t.stage}.Sanitize(), t.target), t.m.ID)
 	if err != nil {
-		return err
+		return true, err
 	}
 	type pending struct {
 		n       int64
@@ -730,12 +743,12 @@ WHERE EXISTS (SELECT FROM pgforce.outbox o WHERE o.mapping_id = $1 AND o.record_
 		var p pending
 		if err := rows.Scan(&p.n, &p.id, &p.sfid, &p.values, &p.at, &p.deleted); err != nil {
 			rows.Close()
-			return err
+			return true, err
 		}
 		list = append(list, p)
 	}
 	if err := rows.Err(); err != nil {
-		return err
+		return true, err
 	}
 	for _, p := range list {
 		if p.deleted && t.m.HardDelete {
@@ -747,13 +760,13 @@ WHERE EXISTS (SELECT FROM pgforce.outbox o WHERE o.mapping_id = $1 AND o.record_
 		// A staged record is the whole record, every field whether
 		// Salesforce changed it or not.
 		if err := t.writeFiltered(ctx, tx, p.id, p.values, p.at, false, true, &p.deleted); err != nil {
-			return err
+			return true, err
 		}
 		if _, err := tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE _n = $1`, pgx.Identifier{t.stage}.Sanitize()), p.n); err != nil {
-			return err
+			return true, err
 		}
 	}
-	return nil
+	return true, nil
 }
 
 // leaveWritten takes out of the stage the records the outbound worker
@@ -816,8 +829,10 @@ func (t *table) writeFiltered(ctx context.Context, tx pgx.Tx, rowID int, values 
 // function, exactly as the staged casts do. Any failure (a row a change
 // event inserted meanwhile, a value that does not fit) rolls the attempt
 // back and reports ok=false, and the batch takes the staged path, which
-// merges by SystemModstamp and isolates bad records.
-func (t *table) copyDirect(ctx context.Context, tx pgx.Tx, rows [][]any) (ok bool, err error) {
+// merges by SystemModstamp and isolates bad records. So does a batch with
+// a record deleted meanwhile (see copiedWritten), of a read that began at
+// since.
+func (t *table) copyDirect(ctx context.Context, tx pgx.Tx, rows [][]any, since time.Time) (ok bool, err error) {
 	var buf bytes.Buffer
 	w := csv.NewWriter(&buf)
 	rec := make([]string, len(t.cols))
@@ -848,7 +863,16 @@ func (t *table) copyDirect(ctx context.Context, tx pgx.Tx, rows [][]any) (ok boo
 	}
 	_, err = sp.Conn().PgConn().CopyFrom(ctx, &buf, fmt.Sprintf("COPY %s (%s) FROM STDIN (FORMAT csv)", t.target, strings.Join(names, ", ")))
 	if err == nil {
-		return true, sp.Commit(ctx)
+		ids := make([]string, 0, len(rows))
+		for _, row := range rows {
+			if id, isStr := row[0].(string); isStr {
+				ids = append(ids, id)
+			}
+		}
+		var written bool
+		if written, err = t.copiedWritten(ctx, sp, since, ids); err == nil && !written {
+			return true, sp.Commit(ctx)
+		}
 	}
 	if rbErr := sp.Rollback(ctx); rbErr != nil {
 		return false, rbErr
@@ -857,6 +881,25 @@ func (t *table) copyDirect(ctx context.Context, tx pgx.Tx, rows [][]any) (ok boo
 		return false, nil
 	}
 	return false, err
+}
+
+// copiedWritten reports whether records a direct load just COPied (ids,
+// the Id column; nil: any of the mapping's) include one whose row the
+// application deleted, its delete still queued, or one the outbound worker
+// wrote or deleted since the read began at since (see
+// pgforce.inbound_read): the read may have reached it before the delete.
+// COPY makes no such checks (see live in newTable), and the record came
+// back as a row. Asked after the COPY, in its transaction: a delete's
+// outcome, recorded meanwhile, takes its entry and notes the record at
+// once, so one or the other is seen.
+func (t *table) copiedWritten(ctx context.Context, tx pgx.Tx, since time.Time, ids []string) (bool, error) {
+	var written bool
+	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pgforce.outbound_written w
+			WHERE w.mapping_id = $1 AND w.written_at >= $2 AND ($3::text[] IS NULL OR w.sfid = ANY ($3)))
+		OR EXISTS (SELECT FROM pgforce.outbox o
+			WHERE o.mapping_id = $1 AND o.op = 'delete' AND o.sfid IS NOT NULL AND ($3::text[] IS NULL OR o.sfid::text = ANY ($3)))`,
+		t.m.ID, since, ids).Scan(&written)
+	return written, err
 }
 
 // widenHint tells how to take in a value too long or too large for its

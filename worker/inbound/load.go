@@ -272,17 +272,24 @@ func (r *runner) pageCopy(ctx context.Context, t *table) (*pageCopy, error) {
 
 // copyPage COPies one Bulk result page (already carrying _hc_lastop): with
 // pgforce's triggers off when it may, else with them on, and falls back to
-// the staged merge for a page COPY refuses.
+// the staged merge for a page COPY refuses, or one that holds a record
+// deleted since the read began (see copiedWritten).
 func (r *runner) copyPage(ctx context.Context, t *table, pc *pageCopy, page []byte, operation string, since time.Time) (int64, error) {
+	var err error
 	if pc.quiet.Load() {
-		n, done, err := r.copyQuiet(ctx, t, pc, page)
-		if done || err != nil {
+		var n int64
+		var done bool
+		n, done, err = r.copyQuiet(ctx, t, pc, page, since)
+		if done || (err != nil && !errors.Is(err, errCopiedWritten)) {
 			return n, err
 		}
 	}
-	n, err := r.copyPageTx(ctx, pc, page)
-	if err == nil || !isRecordError(err) {
-		return n, err
+	if err == nil {
+		var n int64
+		n, err = r.copyPageTx(ctx, t, pc, page, since)
+		if err == nil || !(isRecordError(err) || errors.Is(err, errCopiedWritten)) {
+			return n, err
+		}
 	}
 	var rows [][]any
 	var ix csvIndex
@@ -310,7 +317,7 @@ func (r *runner) copyPage(ctx context.Context, t *table, pc *pageCopy, page []by
 
 // copyPageTx COPies one page with pgforce's triggers on, in a transaction
 // of its own.
-func (r *runner) copyPageTx(ctx context.Context, pc *pageCopy, page []byte) (int64, error) {
+func (r *runner) copyPageTx(ctx context.Context, t *table, pc *pageCopy, page []byte, since time.Time) (int64, error) {
 	tx, err := beginApply(ctx, r.s.pool)
 	if err != nil {
 		return 0, err
@@ -320,7 +327,38 @@ func (r *runner) copyPageTx(ctx context.Context, pc *pageCopy, page []byte) (int
 	if err != nil {
 		return 0, err
 	}
+	if err := t.pageWritten(ctx, tx, since, page); err != nil {
+		return 0, err
+	}
 	return tag.RowsAffected(), tx.Commit(ctx)
+}
+
+// errCopiedWritten says a page COPied holds a record deleted since the
+// read began (see copiedWritten): it goes through the merge instead.
+var errCopiedWritten = errors.New("inbound: a page holds a record deleted since the read began")
+
+// pageWritten is copiedWritten for a Bulk result page COPied in tx,
+// errCopiedWritten when it holds such a record. The page is parsed for its
+// Ids only when the mapping has any such record at all.
+func (t *table) pageWritten(ctx context.Context, tx pgx.Tx, since time.Time, page []byte) error {
+	if written, err := t.copiedWritten(ctx, tx, since, nil); err != nil || !written {
+		return err
+	}
+	ids := []string{}
+	var ix csvIndex
+	if err := salesforce.ReadCSV(bytes.NewReader(page), func(row salesforce.Row) error {
+		if id, isStr := t.csvRow(&ix, row)[0].(string); isStr {
+			ids = append(ids, id)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	written, err := t.copiedWritten(ctx, tx, since, ids)
+	if err == nil && written {
+		err = errCopiedWritten
+	}
+	return err
 }
 
 // copyQuiet COPies a page with pgforce's INSERT triggers switched off in
@@ -332,8 +370,10 @@ func (r *runner) copyPageTx(ctx context.Context, pc *pageCopy, page []byte) (int
 // shared with the download that measured within noise of two streams with
 // the triggers on, for less CPU. done is false when the page was not
 // applied (the lock was not granted in time, the worker does not own the
-// table, COPY refused a row) and must go the usual way.
-func (r *runner) copyQuiet(ctx context.Context, t *table, pc *pageCopy, page []byte) (n int64, done bool, err error) {
+// table, COPY refused a row) and must go the usual way; a page holding a
+// record deleted since the read began goes through the merge
+// (errCopiedWritten).
+func (r *runner) copyQuiet(ctx context.Context, t *table, pc *pageCopy, page []byte, since time.Time) (n int64, done bool, err error) {
 	// The appliers take turns here rather than at the table lock, so that
 	// lock_timeout below only ever measures a wait for somebody else.
 	pc.turn.Lock()
@@ -369,6 +409,9 @@ func (r *runner) copyQuiet(ctx context.Context, t *table, pc *pageCopy, page []b
 		return 0, false, err
 	}
 	if _, err := tx.Exec(ctx, pc.enable); err != nil {
+		return 0, false, err
+	}
+	if err := t.pageWritten(ctx, tx, since, page); err != nil {
 		return 0, false, err
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -7,12 +7,14 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgforce/pgforce/sim"
+	"github.com/pgforce/pgforce/worker/inbound"
 	"github.com/pgforce/pgforce/worker/salesforce"
 )
 
@@ -72,9 +74,9 @@ func (h *heldPolls) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// heldPollClient is a client of the bundle's simulator whose polls wait in
-// h.
-func (b *bundle) heldPollClient(t *testing.T, h *heldPolls) *salesforce.Client {
+// heldPollClient is a client of the bundle's simulator whose requests go
+// through h (whose polls, or load, wait).
+func (b *bundle) heldPollClient(t *testing.T, h http.RoundTripper) *salesforce.Client {
 	t.Helper()
 	sf, err := salesforce.New(context.Background(), salesforce.Config{LoginURL: b.sim.URL(), ClientID: sim.DefaultClientID,
 		ClientSecret: sim.DefaultClientSecret, Username: sim.DefaultUsername, Password: sim.DefaultPassword,
@@ -170,4 +172,225 @@ func TestPolledStreamOfUpdatesWithPollsRunningEndsWithTheLastValueOfEachRecord(t
 		eventually(t, 10*time.Second, "the row's value", func() bool { return b.rowText(t, ids[i], "annualrevenue") == want })
 	}
 	require.Empty(t, b.openErrors(t))
+}
+
+// heldLoad is a transport that holds a load's requests: its COUNT() until
+// countGo is closed (countHeld says it waits), and the answer of its read
+// of the records, as the simulator gave it, until readGo is closed (read
+// says it has it). Every other call goes straight through.
+type heldLoad struct {
+	base      http.RoundTripper
+	countHeld chan struct{}
+	countGo   chan struct{}
+	read      chan struct{}
+	readGo    chan struct{}
+	once      [2]sync.Once
+}
+
+func (h *heldLoad) RoundTrip(req *http.Request) (*http.Response, error) {
+	q := req.URL.Query().Get("q")
+	isQuery := strings.HasSuffix(req.URL.Path, "/query")
+	wait := func(signal func(), release chan struct{}) error {
+		signal()
+		select {
+		case <-release:
+			return nil
+		case <-req.Context().Done():
+			return req.Context().Err()
+		}
+	}
+	if isQuery && strings.Contains(q, "COUNT()") {
+		held := false
+		h.once[0].Do(func() { held = true })
+		if held {
+			if err := wait(func() { close(h.countHeld) }, h.countGo); err != nil {
+				return nil, err
+			}
+		}
+		return h.base.RoundTrip(req)
+	}
+	resp, err := h.base.RoundTrip(req)
+	bulkResults := strings.Contains(req.URL.Path, "/jobs/query/") && strings.HasSuffix(req.URL.Path, "/results")
+	if err != nil || !(isQuery && strings.HasPrefix(q, "SELECT Id") || bulkResults) {
+		return resp, err
+	}
+	held := false
+	h.once[1].Do(func() { held = true })
+	if !held {
+		return resp, nil
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	if err := wait(func() { close(h.read) }, h.readGo); err != nil {
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return resp, nil
+}
+
+// A load into an empty table reads a record the application created
+// meanwhile, and pgforce deletes it, the application having deleted its
+// row, before the load applies what it read. The load COPies its records
+// straight into the table (a REST batch, or a Bulk page), which skipped the
+// merge's checks: the record came back as a row, and stayed (the next poll
+// marked it deleted). The batch goes through the merge, which leaves it
+// out.
+func TestLoadIntoAnEmptyTableDoesNotBringBackARecordPgforceDeletedAfterTheLoadReadIt(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		bulkThreshold int
+	}{{"rest", 0}, {"bulk", 1}} {
+		t.Run(tc.name, func(t *testing.T) { loadIntoAnEmptyTableAfterADelete(t, tc.bulkThreshold) })
+	}
+}
+
+func loadIntoAnEmptyTableAfterADelete(t *testing.T, bulkThreshold int) {
+	b := setup(t, setupOptions{})
+	b.exec(t, `UPDATE pgforce.mapping SET inbound = 'poll', state = 'new' WHERE id = $1`, b.accountID)
+	b.exec(t, `UPDATE pgforce.mapping SET paused = true WHERE id = $1`, b.contactID)
+	b.startWithClient(t, b.sf, polledOptions())
+	h := &heldLoad{base: http.DefaultTransport, countHeld: make(chan struct{}), countGo: make(chan struct{}),
+		read: make(chan struct{}), readGo: make(chan struct{})}
+	t.Cleanup(b.runInboundWithOptions(t, b.heldPollClient(t, h), func(o *inbound.Options) { o.BulkThreshold = bulkThreshold }))
+	// The load found the table empty, and counts the records.
+	waitFor(t, h.countHeld, "the load's count")
+
+	var id int
+	b.scalar(t, &id, `INSERT INTO salesforce.account (name) VALUES ('Made during the load') RETURNING id`)
+	sfid := b.waitSfid(t, "account", id)
+	close(h.countGo)
+	waitFor(t, h.read, "the load's read")
+
+	b.exec(t, `DELETE FROM salesforce.account WHERE id = $1`, id)
+	eventually(t, 10*time.Second, "the record deleted", func() bool {
+		return b.backlog(t) == 0 && len(b.sfRecords(t, fmt.Sprintf("SELECT Id FROM Account WHERE Id = '%s'", sfid))) == 0
+	})
+	close(h.readGo)
+	b.waitMappingSynced(t, b.accountID)
+	var rows int
+	b.scalar(t, &rows, `SELECT count(*) FROM salesforce.account WHERE sfid = $1`, sfid)
+	require.Zero(t, rows, "the record pgforce deleted came back")
+	require.Empty(t, b.openErrors(t))
+}
+
+// A poll whose registration could not be ended (its connection was cut as
+// it ended it, see pgforce.inbound_read) stayed registered until the
+// mapping's runner started again, for as long as the worker ran: every
+// write of the mapping was noted meanwhile, and the notes were never
+// purged, since every read that ended kept those newer than the oldest
+// read registered. The next read ends it.
+func TestAReadWhoseEndFailedIsEndedByTheNextRead(t *testing.T) {
+	b := setup(t, setupOptions{})
+	ctx := context.Background()
+	stopInbound, ids, _ := b.polledAccounts(t, "salesforce_wins", 1)
+	stopInbound()
+	b.startWithClient(t, b.sf, polledOptions())
+	h := &heldPolls{base: http.DefaultTransport, read: make(chan struct{}), release: make(chan struct{})}
+	t.Cleanup(b.runInboundWith(t, b.heldPollClient(t, h)))
+	waitFor(t, h.read, "a poll's read")
+	var leaked int64
+	b.scalar(t, &leaked, `SELECT id FROM pgforce.inbound_read WHERE mapping_id = $1`, b.accountID)
+
+	// The poll's end waits for the table, and its connection is cut.
+	lock, err := b.pool.Begin(ctx)
+	require.NoError(t, err)
+	defer lock.Rollback(ctx)
+	_, err = lock.Exec(ctx, `LOCK TABLE pgforce.inbound_read IN EXCLUSIVE MODE`)
+	require.NoError(t, err)
+	h.release <- struct{}{}
+	var pid int
+	eventually(t, 10*time.Second, "the poll ending its read", func() bool {
+		return b.pool.QueryRow(ctx, `SELECT pid FROM pg_stat_activity
+			WHERE query LIKE '%inbound_read_end%' AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`).Scan(&pid) == nil
+	})
+	b.exec(t, `SELECT pg_terminate_backend($1)`, pid)
+	require.NoError(t, lock.Rollback(ctx))
+
+	// Polls go on, and an update goes out.
+	close(h.release)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case <-h.read:
+			case <-done:
+				return
+			}
+		}
+	}()
+	b.exec(t, `UPDATE salesforce.account SET annualrevenue = 7 WHERE id = $1`, ids[0])
+	eventually(t, 10*time.Second, "the update sent", func() bool { return b.backlog(t) == 0 })
+	eventually(t, 10*time.Second, "the read ended", func() bool {
+		var n int
+		b.scalar(t, &n, `SELECT count(*) FROM pgforce.inbound_read WHERE id = $1`, leaked)
+		return n == 0
+	})
+	eventually(t, 10*time.Second, "the notes purged", func() bool {
+		var n int
+		b.scalar(t, &n, `SELECT count(*) FROM pgforce.outbound_written`)
+		return n == 0
+	})
+}
+
+// heldPollRequest is a transport that holds the first poll's request,
+// after the poll registered its read, until release is closed (sending
+// says it waits). Every other call goes straight through.
+type heldPollRequest struct {
+	base    http.RoundTripper
+	sending chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (h *heldPollRequest) RoundTrip(req *http.Request) (*http.Response, error) {
+	if strings.Contains(req.URL.Path, "/queryAll") && strings.Contains(req.URL.Query().Get("q"), "ORDER BY SystemModstamp") {
+		held := false
+		h.once.Do(func() { held = true })
+		if held {
+			close(h.sending)
+			select {
+			case <-h.release:
+			case <-req.Context().Done():
+				return nil, req.Context().Err()
+			}
+		}
+	}
+	return h.base.RoundTrip(req)
+}
+
+// A mapping made read_only still sends the changes it captured before. A
+// poll registered while one went out, and read the record after it, and
+// after a Salesforce edit of another field: the merge refused the record
+// (pgforce had written it since the read began, see pgforce.inbound_read)
+// but, the queue being empty by then, nothing queued it to be read again,
+// and the poll moved the watermark past it (a later edit of another record
+// came in the same poll): the Salesforce edit never reached the row. It is
+// left out and read again, as for a read_write mapping.
+func TestAPollOfAReadOnlyMappingStillSendingItsQueueReadsAgainARecordPgforceWroteMeanwhile(t *testing.T) {
+	b := setup(t, setupOptions{})
+	ctx := context.Background()
+	stopInbound, ids, sfids := b.polledAccounts(t, "salesforce_wins", 2)
+	stopInbound()
+	b.exec(t, `UPDATE salesforce.account SET annualrevenue = 5 WHERE id = $1`, ids[0])
+	b.exec(t, `UPDATE pgforce.mapping SET mode = 'read_only' WHERE id = $1`, b.accountID)
+	h := &heldPollRequest{base: http.DefaultTransport, sending: make(chan struct{}), release: make(chan struct{})}
+	t.Cleanup(b.runInboundWithOptions(t, b.heldPollClient(t, h), func(o *inbound.Options) { o.Overlap = time.Millisecond }))
+	waitFor(t, h.sending, "a poll's request")
+
+	b.startWithClient(t, b.sf, polledOptions())
+	eventually(t, 10*time.Second, "the update sent", func() bool {
+		return b.backlog(t) == 0 && fmt.Sprint(b.sfField(t, "Account", sfids[0], "AnnualRevenue")) == "5.00"
+	})
+	require.NoError(t, b.sim.UIEdit(ctx, "Account", sfids[0], map[string]any{"Industry": "Edited"}))
+	time.Sleep(20 * time.Millisecond)
+	require.NoError(t, b.sim.UIEdit(ctx, "Account", sfids[1], map[string]any{"Industry": "Later"}))
+	close(h.release)
+
+	eventually(t, 10*time.Second, "the poll applied", func() bool { return b.rowText(t, ids[1], "industry") == "Later" })
+	eventually(t, 5*time.Second, "the Salesforce edit in the row", func() bool { return b.rowText(t, ids[0], "industry") == "Edited" })
+	require.Equal(t, "5.00", b.rowText(t, ids[0], "annualrevenue"))
 }

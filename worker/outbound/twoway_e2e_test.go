@@ -62,11 +62,19 @@ func (b *bundle) runInbound(t *testing.T) (stop func()) {
 // Salesforce through sf.
 func (b *bundle) runInboundWith(t *testing.T, sf *salesforce.Client) (stop func()) {
 	t.Helper()
+	return b.runInboundWithOptions(t, sf, func(*inbound.Options) {})
+}
+
+// runInboundWithOptions is runInboundWith with the options edit makes.
+func (b *bundle) runInboundWithOptions(t *testing.T, sf *salesforce.Client, edit func(*inbound.Options)) (stop func()) {
+	t.Helper()
 	bud := budget.New(sf.APIUsage, 50)
-	svc, err := inbound.New(b.pool, sf, bud, testLogger(t), inbound.Options{
+	opts := inbound.Options{
 		Lease: 2 * time.Second, SafetyInterval: 300 * time.Millisecond, RetryBackoff: 100 * time.Millisecond,
 		MaxPollInterval: 300 * time.Millisecond, BatchSize: 500,
-	})
+	}
+	edit(&opts)
+	svc, err := inbound.New(b.pool, sf, bud, testLogger(t), opts)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -301,10 +301,12 @@ func TestAWorkerWhoseOrgWasDeletedDropsItsReplicationSlotWhenItStops(t *testing.
 	go func() { done <- worker.Run(runCtx, cfg, slog.New(slog.NewJSONHandler(&logs, nil))) }()
 
 	slot := outbound.SlotName(db.Conn.Config().Database, "sandbox")
+	// Streaming, not only active: a slot still being created is active too,
+	// and goes by itself when the worker stops before it is made.
 	require.Eventually(t, func() bool {
 		var active bool
 		err := db.Conn.QueryRow(ctx, `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&active)
-		return err == nil && active
+		return err == nil && active && strings.Contains(logs.String(), `"mode":"logical_replication"`)
 	}, 15*time.Second, 50*time.Millisecond, "the worker never streamed from its slot %s; logs: %s", slot, &logs)
 
 	_, err = db.Conn.Exec(ctx, `DELETE FROM pgforce.org WHERE name = 'sandbox'`)

@@ -74,11 +74,12 @@ CREATE TRIGGER org_validate BEFORE INSERT OR UPDATE ON pgforce.org
 CREATE TRIGGER org_touch BEFORE UPDATE ON pgforce.org
     FOR EACH ROW EXECUTE FUNCTION pgforce._touch();
 
--- Resuming an org resumes its mappings as pgforce.resume does each: their
--- resumed_at tells the outbound side to check their first updates against
--- what Salesforce changed meanwhile (see checkCatchUp in worker/outbound).
--- A pause and resume between two of the worker's cycles leaves it no
--- paused state to see.
+-- An org's resume stamps resumed_at on its mappings not paused on their
+-- own, as pgforce.resume does, so that the outbound side checks their
+-- first updates against Salesforce's edits made meanwhile (see
+-- checkCatchUp in worker/outbound). The worker cannot rely on seeing the
+-- pause: a pause and resume between two of its cycles leave no paused
+-- state behind.
 CREATE FUNCTION pgforce._org_resumed() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN

@@ -585,32 +585,32 @@ $$;
 
 COMMENT ON FUNCTION pgforce.inbound_filter_by_sfid(integer, text, jsonb, timestamptz, boolean, boolean) IS 'Inbound worker: pgforce.inbound_filter for the row with this sfid.';
 
--- A read of whole records from Salesforce (a poll, a re-read, a resync, a
--- reload) that reached a record before pgforce wrote it, and is applied
--- after, holds what the write replaced. Applied, it put that value back in
--- a row with nothing queued, and a queued change whose old value is what
--- the write sent took it for a Salesforce edit: the policy could drop the
--- change (salesforce_wins), and the next read brought the write's value
--- back, so that the change was lost on both sides. The row's
--- SystemModstamp, which would tell, is Salesforce's to set: pgforce's
--- write does not move it until a read brings its echo.
+-- A read of whole records from Salesforce (a load, a poll, a re-read, a
+-- resync) may reach a record before pgforce writes or deletes it, and be
+-- applied after. Its copy is then older than Postgres's, and the row's
+-- SystemModstamp cannot tell: it is Salesforce's, and moves only when a
+-- read brings the write's echo. Taken for Salesforce's, that copy would
+-- put the value the write replaced back in the row, bring a deleted
+-- record back as a row, and, where a change queued after the write has
+-- the write's value as its old value, look like a Salesforce edit of the
+-- field: salesforce_wins would drop the change, and the next read bring
+-- the write's value back, so that the change was lost on both sides.
 --
--- A record pgforce deleted came back, as a row the application had
--- deleted, and stayed marked deleted.
---
--- So the inbound worker registers each read here before it asks
--- Salesforce, and while a read of the mapping is in flight the outbound
+-- So the inbound worker registers each read here before its first
+-- request, and while a read of the mapping is registered the outbound
 -- worker notes, in the transaction that records a write's outcome, which
--- records it wrote or deleted (pgforce.outbound_written). That transaction starts after
--- Salesforce has answered the write, and the read's request goes after its
--- registration committed: a read that reached a record before pgforce's
--- write of it was registered before the write's outcome was recorded, so
--- the write is noted, and later than the read's start. The read leaves
--- such records out and queues them in pgforce.inbound_reread, to be read
--- again as they are now. (The write's outcome and the read's apply lock
--- the row, so the apply sees an outcome recorded first; a record deleted
--- has no row, and the statement that would make one looks again.) Notes older
--- than every read in flight can mislead none, and go when a read ends.
+-- records it wrote or deleted (pgforce.outbound_written). That
+-- transaction starts after Salesforce answered the write, and the read's
+-- first request goes after its registration committed: a read that
+-- reached a record before pgforce's write of it was registered before the
+-- write's outcome was recorded, so the write is noted, with a time later
+-- than the read's start. A read leaves out the records noted at or after
+-- its start and queues them in pgforce.inbound_reread, to be read again
+-- as they are now. (The outcome's transaction and the read's apply both
+-- lock the row, so the apply sees an outcome recorded first; a deleted
+-- record has no row, and the statement that would make one looks again.)
+-- Notes older than every read in flight can mislead none, and go when a
+-- read ends.
 CREATE TABLE pgforce.inbound_read (
     id         bigserial   PRIMARY KEY,
     mapping_id integer     NOT NULL REFERENCES pgforce.mapping (id) ON DELETE CASCADE,
@@ -629,10 +629,16 @@ CREATE TABLE pgforce.outbound_written (
 COMMENT ON TABLE pgforce.outbound_written IS 'Records the outbound worker wrote or deleted in Salesforce while a read of their mapping was in flight (see pgforce.inbound_read).';
 
 -- Registers a read of mapping p_mapping_id's records, before the worker
--- asks Salesforce; pgforce._inbound_read_end ends it.
+-- asks Salesforce; pgforce._inbound_read_end ends it. The mapping's
+-- runner reads one thing at a time (a load, then polls, re-reads and
+-- resyncs one after another), so a read registered before is over: one
+-- whose end failed (its connection was cut), or whose registration's
+-- answer was lost, ends here. Left registered, it had every write of the
+-- mapping noted, and no read's end purged those notes.
 CREATE FUNCTION pgforce._inbound_read_begin(p_mapping_id integer, OUT read_id bigint, OUT started_at timestamptz)
 LANGUAGE sql AS $$
-    INSERT INTO pgforce.inbound_read (mapping_id) VALUES (p_mapping_id) RETURNING id, started_at
+    DELETE FROM pgforce.inbound_read r WHERE r.mapping_id = p_mapping_id;
+    INSERT INTO pgforce.inbound_read (mapping_id) VALUES (p_mapping_id) RETURNING id, started_at;
 $$;
 
 -- Ends read p_read_id, and forgets the writes noted before every read of

@@ -82,7 +82,7 @@ func TestPauseAndResumeByIdOrName(t *testing.T) {
 
 // An org's resume, like a mapping's, stamps resumed_at on the mappings it
 // lets run again, which the outbound worker checks its first updates by.
-func TestResumingAnOrgStampsItsRunningMappingsResumedLikeAMappingResume(t *testing.T) {
+func TestResumingAnOrgStampsResumedAtOnItsMappingsNotPausedOnTheirOwn(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	m := b.mapAccount(t, "read_write")

@@ -249,11 +249,12 @@ func newTable(m *mappings.Mapping, me string) (*table, error) {
 	// NOT IN is planned as one hashed subplan per statement.
 	live += fmt.Sprintf(` AND (s.sfid NOT IN (SELECT ob.sfid::text FROM pgforce.outbox ob WHERE ob.mapping_id = %d AND ob.op = 'delete' AND ob.sfid IS NOT NULL)
 		OR EXISTS (SELECT FROM %s x WHERE x.sfid = s.sfid))`, m.ID, t.target)
-	// Nor does a record pgforce wrote or deleted since the read began
-	// ($3), whose outcome was recorded after leaveWritten looked (or, in a
-	// mapping not two-way, before it looks, after the merge): the read
-	// may have reached it before (see pgforce.inbound_read).
-	live += fmt.Sprintf(` AND NOT EXISTS (SELECT FROM pgforce.outbound_written w WHERE w.mapping_id = %d AND w.sfid = s.sfid AND w.written_at >= $3)`, m.ID)
+	// Nor does a record noted as written or deleted since the read began
+	// ($3, see pgforce.inbound_read). leaveWritten has taken most of these
+	// out and queued them; this catches a deleted record (no row to lock)
+	// noted after it looked, and, for a mapping that is not two-way, every
+	// one (leaveWritten looks after the merge there).
+	live += " AND NOT " + writtenSince(m.ID, "s.sfid", "$3")
 	t.upsert = fmt.Sprintf(`INSERT INTO %s AS t (%s) SELECT %s FROM %s s WHERE s._n BETWEEN $1 AND $2`+live+`
 ON CONFLICT (sfid) DO UPDATE SET %s
 WHERE t.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp >= t.systemmodstamp`,
@@ -779,11 +780,10 @@ WHERE EXISTS (SELECT FROM pgforce.outbox o WHERE o.mapping_id = $1 AND o.record_
 // again (see t.upsert).
 func (t *table) leaveWritten(ctx context.Context, tx pgx.Tx, since time.Time) error {
 	tag, err := tx.Exec(ctx, fmt.Sprintf(`WITH left_out AS (
-			DELETE FROM %s s USING pgforce.outbound_written w
-			WHERE w.mapping_id = $1 AND w.sfid = s.sfid AND w.written_at >= $2
+			DELETE FROM %s s WHERE %s
 			RETURNING s.sfid)
 		INSERT INTO pgforce.inbound_reread (mapping_id, sfid) SELECT DISTINCT $1::integer, l.sfid FROM left_out l
-		ON CONFLICT (mapping_id, sfid) DO UPDATE SET queued_at = now()`, pgx.Identifier{t.stage}.Sanitize()), t.m.ID, since)
+		ON CONFLICT (mapping_id, sfid) DO UPDATE SET queued_at = now()`, pgx.Identifier{t.stage}.Sanitize(), writtenSince(t.m.ID, "s.sfid", "$2")), t.m.ID, since)
 	if err != nil {
 		return fmt.Errorf("leave out records written since the read began: %w", err)
 	}
@@ -910,6 +910,13 @@ func widenHint(err error) string {
 		return "; if Salesforce's field was made longer or given more digits, pgforce.retry of this error widens the column and reads the record again"
 	}
 	return ""
+}
+
+// writtenSince is the SQL condition that the record whose Id is the
+// expression sfid was noted as written or deleted by pgforce at or after
+// the expression since, the start of a read (see pgforce.inbound_read).
+func writtenSince(mappingID int, sfid, since string) string {
+	return fmt.Sprintf(`EXISTS (SELECT FROM pgforce.outbound_written w WHERE w.mapping_id = %d AND w.sfid = %s AND w.written_at >= %s)`, mappingID, sfid, since)
 }
 
 // wholeRead is a read of whole records from Salesforce (a poll, a

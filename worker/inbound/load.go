@@ -333,9 +333,11 @@ func (r *runner) copyPageTx(ctx context.Context, t *table, pc *pageCopy, page []
 	return tag.RowsAffected(), tx.Commit(ctx)
 }
 
-// errCopiedWritten says a page COPied holds a record deleted since the
-// read began (see copiedWritten): it goes through the merge instead.
-var errCopiedWritten = errors.New("inbound: a page holds a record deleted since the read began")
+// errCopiedWritten says a page COPied holds a record pgforce wrote or
+// deleted since the read began, or whose row's delete is still queued (see
+// copiedWritten): the page goes through the merge, which leaves such
+// records out.
+var errCopiedWritten = errors.New("inbound: a page holds a record written or deleted since the read began")
 
 // pageWritten is copiedWritten for a Bulk result page COPied in tx,
 // errCopiedWritten when it holds such a record. The page is parsed for its

@@ -37,11 +37,6 @@ type runner struct {
 	driftWake    chan struct{}
 	rereadQueued atomic.Bool
 	resyncQueued atomic.Bool
-
-	// unended are reads whose registration endRead could not end; the
-	// next beginRead ends them (see endRead).
-	unendedMu sync.Mutex
-	unended   []int64
 }
 
 func wake(ch chan struct{}) {
@@ -448,13 +443,6 @@ func (r *runner) rereadBatch(ctx context.Context, t *table, began time.Time) (bo
 // beginRead registers a read of whole records of the mapping, before its
 // first request to Salesforce (see pgforce.inbound_read); endRead ends it.
 func (r *runner) beginRead(ctx context.Context) (*wholeRead, error) {
-	r.unendedMu.Lock()
-	unended := r.unended
-	r.unended = nil
-	r.unendedMu.Unlock()
-	for _, id := range unended {
-		r.endRead(ctx, &wholeRead{id: id})
-	}
 	w := &wholeRead{}
 	if err := r.s.pool.QueryRow(ctx, `SELECT read_id, started_at FROM pgforce._inbound_read_begin($1)`, r.id).Scan(&w.id, &w.started); err != nil {
 		return nil, fmt.Errorf("inbound: register a read of mapping %d: %w", r.id, err)
@@ -462,18 +450,13 @@ func (r *runner) beginRead(ctx context.Context) (*wholeRead, error) {
 	return w, nil
 }
 
-// endRead ends read w, also when its context has ended. One it cannot end
-// (its connection was cut) is ended by the next beginRead: left registered
-// until the mapping's runner started again, which a poll loop may not do
-// for weeks, it had the outbound worker note every write of the mapping,
-// and no read that ended purged those notes (see
-// pgforce._inbound_read_end).
+// endRead ends read w, also when its context has ended. If that fails,
+// the next beginRead ends it (see pgforce._inbound_read_begin): left
+// registered, it would have every write of the mapping noted, and no later
+// read's end would purge those notes.
 func (r *runner) endRead(ctx context.Context, w *wholeRead) {
 	if _, err := r.s.pool.Exec(context.WithoutCancel(ctx), `SELECT pgforce._inbound_read_end($1)`, w.id); err != nil {
 		r.log.Warn("inbound: cannot end a read's registration; the next read ends it", "err", err)
-		r.unendedMu.Lock()
-		r.unended = append(r.unended, w.id)
-		r.unendedMu.Unlock()
 	}
 }
 

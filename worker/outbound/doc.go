@@ -55,7 +55,7 @@
 // batch failed; batches not yet sent then go back to the queue.
 //
 // Salesforce's edits that a row has not heard of yet: for a while after
-// the worker starts or a mapping is resumed (see checkCatchUp), and all
+// the worker starts or a mapping or its org is resumed (see checkCatchUp), and all
 // the time on a polled mapping under a policy Salesforce's edit may win
 // (see checkPolled), an update of a record Salesforce changed after its
 // row last heard of it waits until the inbound side has applied that

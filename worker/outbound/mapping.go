@@ -24,7 +24,7 @@ type Mapping struct {
 	UpsertField string   // "" when the mapping has none
 	Conflict    string
 	Paused      bool
-	ResumedAt   *time.Time // the last pgforce.resume
+	ResumedAt   *time.Time // the last resume of the mapping or of its org
 	// InboundWatermark is the newest Salesforce change the inbound side
 	// has applied (see checkCatchUp).
 	InboundWatermark *time.Time

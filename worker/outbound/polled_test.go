@@ -267,9 +267,8 @@ func TestPolledMappingChecksUpdatesWithAReadPerPollCheckNotPerBatch(t *testing.T
 				require.Equal(t, fmt.Sprintf("%d.00", updates-records+i), fmt.Sprint(b.sfField(t, "Account", sfid, "AnnualRevenue")), "record %d", i)
 			}
 			u, r, c := sf.updates.Load(), sf.records.Load(), sf.checks.Load()
-			// The calls are the update calls and the check reads together:
-			// 1,000 updates sent one per call and one read are 1,001 calls,
-			// which an earlier reading of this line took for 1,001 sends.
+			// API calls counts update calls and check reads together, not
+			// records sent.
 			t.Logf("%d updates of %d records in %s: %d update calls (%d records), %d check reads; per 1,000 updates: %.0f API calls (%.0f update calls + %.0f check reads)",
 				updates, records, took.Round(100*time.Millisecond), u, r, c, float64(u+c)*1000/updates, float64(u)*1000/updates, float64(c)*1000/updates)
 			require.LessOrEqual(t, r, int64(updates), "more records sent than updates made")

@@ -82,7 +82,7 @@ func (s *Service) record(ctx context.Context, m *Mapping, claimedAt, wroteBy tim
 	done := make([]int64, 0, len(changes))
 	ok := make([]successRow, 0, len(changes))
 	var requeue, unsent []int64
-	var echoGone []string
+	var echoGone, written []string // written: the Ids of the records written or deleted
 	var failed []failureRow
 	for i, c := range changes {
 		r := results[i]
@@ -105,16 +105,16 @@ func (s *Service) record(ctx context.Context, m *Mapping, claimedAt, wroteBy tim
 		case outOK:
 			done = append(done, c.Entries...)
 			unsent = append(unsent, c.putBack...)
+			sfid := cmp.Or(r.id, c.SFID)
+			if sfid != "" {
+				written = append(written, sfid)
+			}
 			if c.Op == "delete" {
 				ok = append(ok, successRow{RecordID: c.RecordID, Op: "delete", RetryOf: c.RetryOf, Keys: []string{}})
 				if c.echoGone {
 					echoGone = append(echoGone, c.SFID)
 				}
 				continue
-			}
-			sfid := r.id
-			if sfid == "" {
-				sfid = c.SFID
 			}
 			ok = append(ok, successRow{RecordID: c.RecordID, SFID: sfid, Op: c.Op, RetryOf: c.RetryOf, fields: c.record.Fields})
 		case outFailed:
@@ -152,15 +152,6 @@ func (s *Service) record(ctx context.Context, m *Mapping, claimedAt, wroteBy tim
 		}
 	}
 	s.noteWritten(m, ok, wroteBy)
-	written := make([]string, 0, len(ok))
-	for i, c := range changes {
-		if results[i].kind != outOK {
-			continue
-		}
-		if id := cmp.Or(results[i].id, c.SFID); id != "" {
-			written = append(written, id)
-		}
-	}
 	failedJSON, err := json.Marshal(failed)
 	if err != nil {
 		return err

@@ -441,8 +441,8 @@ func (c *Client) subscribe(ctx context.Context, channels []string) error {
 	c.mu.Unlock()
 	// Salesforce refuses a CometD POST of more than 32,768 bytes (413
 	// Maximum Request Size Exceeded), so the subscriptions re-sent after a
-	// handshake go in as many POSTs as they need: in one, a worker with a
-	// few hundred channels never got them through.
+	// handshake go in as many POSTs as they need: in one, a worker with
+	// about 150 channels or more never got them through.
 	for len(msgs) > 0 {
 		n, size := 0, 2 // the array's brackets
 		for n < len(msgs) {

@@ -178,23 +178,29 @@ func (b *bundle) startStoppable(t *testing.T, sf outbound.Salesforce, opts outbo
 func (b *bundle) runStoppable(t *testing.T, pool *pgxpool.Pool, sf outbound.Salesforce, opts outbound.Options, log *slog.Logger) (*outbound.Service, func()) {
 	t.Helper()
 	svc := outbound.New(pool, sf, log, opts)
+	stop := runUntilStopped(t, "outbound service", svc.Run)
+	t.Cleanup(stop)
+	return svc, stop
+}
+
+// runUntilStopped runs run (a service's Run) until the returned function
+// stops it, which requires it to end within 20 s without an error.
+func runUntilStopped(t *testing.T, what string, run func(context.Context) error) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
+	go func() { done <- run(ctx) }()
 	var once sync.Once
-	stop := func() {
+	return func() {
 		once.Do(func() {
 			cancel()
 			select {
 			case err := <-done:
 				require.NoError(t, err)
 			case <-time.After(20 * time.Second):
-				t.Error("outbound service did not stop within 20s")
+				t.Error(what + " did not stop within 20s")
 			}
 		})
 	}
-	t.Cleanup(stop)
-	return svc, stop
 }
 
 // createRecords creates n records of sobject in the simulator, the i-th

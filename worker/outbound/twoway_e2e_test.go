@@ -3,7 +3,6 @@ package outbound_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -76,21 +75,7 @@ func (b *bundle) runInboundWithOptions(t *testing.T, sf *salesforce.Client, edit
 	edit(&opts)
 	svc, err := inbound.New(b.pool, sf, bud, testLogger(t), opts)
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				require.NoError(t, err)
-			case <-time.After(20 * time.Second):
-				t.Error("inbound service did not stop within 20s")
-			}
-		})
-	}
+	return runUntilStopped(t, "inbound service", svc.Run)
 }
 
 // A Salesforce edit made right after the outbound worker wrote the same

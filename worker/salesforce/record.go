@@ -160,7 +160,11 @@ func ParseDateTime(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("salesforce: %q is not a datetime", s)
 }
 
-// FormatDateTime writes t the way the REST API writes datetimes (UTC, millis).
+// FormatDateTime writes t in UTC, to the millisecond, with a Z: the one
+// form every Bulk API version documents for CSV data (older ones list
+// +HHmm offsets, current ones +HH:mm; "Valid Date Format in Records"),
+// and one REST takes too. The REST API's own +0000 is not in the current
+// Bulk list.
 func FormatDateTime(t time.Time) string {
-	return t.UTC().Format(sfDateTime)
+	return t.UTC().Format("2006-01-02T15:04:05.000Z")
 }

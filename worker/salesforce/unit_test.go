@@ -208,7 +208,7 @@ func TestParseDateTimeReadsEveryFormTheAPIsEmit(t *testing.T) {
 		require.NoError(t, err, s)
 		require.True(t, want.Equal(got), s)
 	}
-	require.Equal(t, "2024-01-31T12:00:00.000+0000", FormatDateTime(want))
+	require.Equal(t, "2024-01-31T12:00:00.000Z", FormatDateTime(want))
 }
 
 func TestCSVWriterUsesNAForNullAndEmptyForUnchanged(t *testing.T) {

@@ -83,6 +83,20 @@ func (s *Service) drain(ctx, work context.Context, m *Mapping) (deferred bool, e
 	if err != nil {
 		return false, err
 	}
+	// The mapping as it is now, not as the cycle read it before draining
+	// the others, which can take long: a pause and resume meanwhile left
+	// the catch-up window of before open (see openCatchUp), with its
+	// record of pgforce's own writes, and an update of a record Salesforce
+	// changed while the mapping was paused went unchecked.
+	for _, now := range all {
+		if now.ID == m.ID {
+			s.openCatchUp(now)
+			if now.Paused {
+				return false, nil
+			}
+			m = now
+		}
+	}
 	for ctx.Err() == nil {
 		n, deferred, err := s.drainPass(ctx, work, m, all)
 		if err != nil || n == 0 || deferred {

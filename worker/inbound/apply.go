@@ -73,9 +73,10 @@ type table struct {
 	// extName, extCol and extCast are the upsert_field's column, quoted,
 	// and the cast of its text value.
 	extName, extCol, extCast string
-	// requeued is set when a read left records to be read again (see
-	// leaveWritten); the runner wakes the re-reads.
-	requeued atomic.Bool
+	// rereadQueued is set when applying queued records to be read again
+	// (see queueReread, leaveWritten); the runner wakes the re-reads once
+	// the transaction has committed (see wakeRereads).
+	rereadQueued atomic.Bool
 }
 
 // adoptByExternalID makes the row of a record found by its upsert_field the
@@ -788,7 +789,7 @@ func (t *table) leaveWritten(ctx context.Context, tx pgx.Tx, since time.Time) er
 		return fmt.Errorf("leave out records written since the read began: %w", err)
 	}
 	if tag.RowsAffected() > 0 {
-		t.requeued.Store(true)
+		t.rereadQueued.Store(true)
 	}
 	return nil
 }

@@ -59,10 +59,8 @@ func (r *runner) applyEventsTx(ctx context.Context, tx pgx.Tx, t *table, evs []*
 
 // eventsApplied does what follows a committed batch of change events: it
 // wakes the re-reads and resyncs the batch queued, and counts the events.
-func (r *runner) eventsApplied(evs []*streaming.Event) {
-	if r.rereadQueued.Swap(false) {
-		wake(r.rereadWake)
-	}
+func (r *runner) eventsApplied(t *table, evs []*streaming.Event) {
+	r.wakeRereads(t)
 	if r.resyncQueued.Swap(false) {
 		wake(r.resyncWake)
 	}
@@ -116,10 +114,9 @@ func (r *runner) applyEventTx(ctx context.Context, tx pgx.Tx, t *table, ev *stre
 		r.resyncQueued.Store(true)
 		return nil, nil
 	case h.IsGap() || h.ChangeType == streaming.ChangeUndelete:
-		if err := queueReread(ctx, tx, t.m.ID, h.RecordIDs); err != nil {
+		if err := t.queueReread(ctx, tx, h.RecordIDs); err != nil {
 			return nil, err
 		}
-		r.rereadQueued.Store(true)
 		if h.IsGap() {
 			return nil, nil
 		}
@@ -163,9 +160,12 @@ func carriesNoValue(t *table, fields map[string]any) bool {
 	return false
 }
 
-func queueReread(ctx context.Context, tx pgx.Tx, mappingID int, ids []string) error {
+// queueReread queues records ids of t to be read again, in tx; the runner
+// wakes the re-reads once tx has committed (see wakeRereads).
+func (t *table) queueReread(ctx context.Context, tx pgx.Tx, ids []string) error {
 	_, err := tx.Exec(ctx, `INSERT INTO pgforce.inbound_reread (mapping_id, sfid)
-		SELECT $1, unnest($2::text[]) ON CONFLICT (mapping_id, sfid) DO UPDATE SET queued_at = now()`, mappingID, ids)
+		SELECT $1, unnest($2::text[]) ON CONFLICT (mapping_id, sfid) DO UPDATE SET queued_at = now()`, t.m.ID, ids)
+	t.rereadQueued.Store(true)
 	return err
 }
 
@@ -204,8 +204,7 @@ func (r *runner) applyRecordChange(ctx context.Context, tx pgx.Tx, t *table, cha
 	if err == nil && (changeType == streaming.ChangeCreate || changeType == streaming.ChangeUpdate) && carriesNoValue(t, fields) {
 		// A column the event names without its value is read from the
 		// record itself.
-		r.rereadQueued.Store(true)
-		err = queueReread(ctx, sp, t.m.ID, []string{id})
+		err = t.queueReread(ctx, sp, []string{id})
 	}
 	if err == nil {
 		return sp.Commit(ctx)
@@ -243,8 +242,7 @@ func (r *runner) applyRecordChangeTx(ctx context.Context, tx pgx.Tx, t *table, c
 		// again after the load, which finds it gone. A delete that finds no
 		// row otherwise costs one such read.
 		if tag.RowsAffected() == 0 || t.direct.Load() || t.seen.Load() {
-			r.rereadQueued.Store(true)
-			return queueReread(ctx, tx, t.m.ID, []string{id})
+			return t.queueReread(ctx, tx, []string{id})
 		}
 		return nil
 	case streaming.ChangeCreate:
@@ -322,8 +320,7 @@ SELECT EXISTS (SELECT FROM u), EXISTS (SELECT FROM %[1]s WHERE sfid = $1), EXIST
 		case !exists:
 			// An update of a row we do not have carries too little to
 			// insert it: read the whole record.
-			r.rereadQueued.Store(true)
-			return queueReread(ctx, tx, t.m.ID, []string{id})
+			return t.queueReread(ctx, tx, []string{id})
 		case newer:
 			// A newer version is stored already: the event is stale.
 			return nil
@@ -331,13 +328,11 @@ SELECT EXISTS (SELECT FROM u), EXISTS (SELECT FROM %[1]s WHERE sfid = $1), EXIST
 			// The row was there but the UPDATE found nothing to write: it
 			// was merged or deleted concurrently, and the change would be
 			// lost. Read the record again instead.
-			r.rereadQueued.Store(true)
-			return queueReread(ctx, tx, t.m.ID, []string{id})
+			return t.queueReread(ctx, tx, []string{id})
 		}
 	}
 	// An unknown change type is read back rather than guessed at.
-	r.rereadQueued.Store(true)
-	return queueReread(ctx, tx, t.m.ID, []string{id})
+	return t.queueReread(ctx, tx, []string{id})
 }
 
 // applyPending applies a CREATE or UPDATE through the two-way rules

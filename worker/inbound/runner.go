@@ -35,7 +35,6 @@ type runner struct {
 	rereadWake   chan struct{}
 	resyncWake   chan struct{}
 	driftWake    chan struct{}
-	rereadQueued atomic.Bool
 	resyncQueued atomic.Bool
 }
 
@@ -460,11 +459,12 @@ func (r *runner) endRead(ctx context.Context, w *wholeRead) {
 	}
 }
 
-// rereadLeftOut wakes the re-reads when a read left records out for them
-// (see leaveWritten). Re-reads themselves do not: those they leave out
-// wait for the next read, or the next tick.
-func (r *runner) rereadLeftOut(t *table) {
-	if t.requeued.Swap(false) {
+// wakeRereads wakes the re-reads when what was applied queued some (see
+// table.queueReread, leaveWritten). Re-reads do not call it: those they
+// leave out wait for the next read, or the next tick, so that a record
+// written over and over is not read over and over.
+func (r *runner) wakeRereads(t *table) {
+	if t.rereadQueued.Swap(false) {
 		wake(r.rereadWake)
 	}
 }
@@ -486,7 +486,7 @@ func (r *runner) sideWork(ctx context.Context, t *table) error {
 			}
 		case <-r.resyncWake:
 			err := r.resync(ctx, t)
-			r.rereadLeftOut(t)
+			r.wakeRereads(t)
 			if err != nil {
 				return err
 			}
@@ -696,7 +696,7 @@ func (r *runner) runPoll(ctx context.Context, t *table, needLoad bool) error {
 			continue
 		}
 		err := r.poll(ctx, t)
-		r.rereadLeftOut(t)
+		r.wakeRereads(t)
 		if err != nil {
 			if salesforce.IsTransient(err) {
 				r.log.Warn("inbound: poll failed; retrying next interval", "err", err)
@@ -836,7 +836,7 @@ func (r *runner) applyEventsRetrying(ctx, work context.Context, t *table, evs []
 	}); err != nil {
 		return err
 	}
-	r.eventsApplied(evs)
+	r.eventsApplied(t, evs)
 	return nil
 }
 

@@ -169,11 +169,7 @@ func TestPolledNewestWinsAndManualDecideWithASalesforceEditMadeSinceTheLastPoll(
 			t.Cleanup(b.runInbound(t))
 
 			if policy == "manual" {
-				eventually(t, 20*time.Second, "a conflict", func() bool {
-					var n int
-					b.scalar(t, &n, `SELECT count(*) FROM pgforce.error WHERE record_id = $1 AND error_code = 'CONFLICT' AND state = 'open'`, id)
-					return n == 1
-				})
+				eventually(t, 20*time.Second, "a conflict", func() bool { return b.openConflicts(t, b.accountID, id) == 1 })
 				require.Equal(t, "From Salesforce", b.sfField(t, "Account", sfid, "Name"), "Salesforce's edit was overwritten before the conflict was seen")
 				require.Equal(t, "From Postgres", b.rowText(t, id, "name"), "manual keeps the Postgres value in the row until resolved")
 				return

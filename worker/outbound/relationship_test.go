@@ -193,9 +193,7 @@ func testParentChangedOnBothSides(t *testing.T, set func(bID string) string) {
 
 			if policy == "manual" {
 				eventually(t, 10*time.Second, "a conflict to settle", func() bool {
-					var n int
-					b.scalar(t, &n, `SELECT count(*) FROM pgforce.error WHERE record_id = $1 AND mapping_id = $2 AND error_code = 'CONFLICT' AND state = 'open'`, con, b.contactID)
-					return n == 1 || b.sfField(t, "Contact", conID, "AccountId") != cID
+					return b.openConflicts(t, b.contactID, con) == 1 || b.sfField(t, "Contact", conID, "AccountId") != cID
 				})
 				require.Equal(t, cID, b.sfField(t, "Contact", conID, "AccountId"), "held until it is settled")
 				// Settled for Postgres, the parent Postgres named goes.

@@ -202,11 +202,7 @@ func TestAFieldEditedOnBothSidesWhilePausedIsSettledByTheConflictPolicyOnResume(
 			b.exec(t, `SELECT pgforce.resume($1::integer)`, b.accountID)
 
 			if policy == "manual" {
-				eventually(t, 10*time.Second, "a conflict to settle", func() bool {
-					var n int
-					b.scalar(t, &n, `SELECT count(*) FROM pgforce.error WHERE record_id = $1 AND error_code = 'CONFLICT' AND state = 'open'`, id)
-					return n == 1
-				})
+				eventually(t, 10*time.Second, "a conflict to settle", func() bool { return b.openConflicts(t, b.accountID, id) == 1 })
 				require.Equal(t, "From Salesforce", b.sfField(t, "Account", sfid, "Name"), "held until it is settled")
 				return
 			}
@@ -237,6 +233,14 @@ func (b *bundle) insertedAndEchoed(t *testing.T) (int, string) {
 }
 
 // openErrors lists the open errors, for a failure message.
+// openConflicts counts the open conflicts of row id of mapping m.
+func (b *bundle) openConflicts(t *testing.T, m, id int) int {
+	t.Helper()
+	var n int
+	b.scalar(t, &n, `SELECT count(*) FROM pgforce.error WHERE mapping_id = $1 AND record_id = $2 AND error_code = 'CONFLICT' AND state = 'open'`, m, id)
+	return n
+}
+
 func (b *bundle) openErrors(t *testing.T) []string {
 	t.Helper()
 	var errs []string

@@ -665,6 +665,7 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 		sfid  string
 		row   map[string]any
 		stamp *time.Time // systemmodstamp: Salesforce's last change the row has
+		held  bool       // an open conflict holds the record
 	}
 	rows := map[int]rowState{}
 	// Columns of failed updates still open: a later update of the record
@@ -701,9 +702,18 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 		}
 	}
 	if len(need) > 0 {
+		// held: a conflict opened since the claim, which would have left
+		// the record's changes queued (see pgforce._outbound_claim). The
+		// inbound side records it with the row's new stamp, in one
+		// transaction, so this read sees both or neither: read apart, a
+		// catch-up check (see checkCatchUp) found the row caught up with
+		// Salesforce's edit and sent the change over it, conflict or not.
+		// IN, not a correlated EXISTS: one read of the mapping's open
+		// errors per batch, not one per row.
 		r, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT t.id, coalesce(t.sfid, ''),
-			CASE WHEN t.sfid IS NULL OR t.id = ANY($2) THEN to_jsonb(t) - pgforce._uncaptured_columns() END, t.systemmodstamp
-			FROM %s t WHERE t.id = ANY($1)`, m.Table()), need, failedRows)
+			CASE WHEN t.sfid IS NULL OR t.id = ANY($2) THEN to_jsonb(t) - pgforce._uncaptured_columns() END, t.systemmodstamp,
+			t.id IN (SELECT e.record_id FROM pgforce.error e WHERE e.mapping_id = $3 AND e.state = 'open' AND e.error_code = 'CONFLICT')
+			FROM %s t WHERE t.id = ANY($1)`, m.Table()), need, failedRows, m.ID)
 		if err != nil {
 			return fmt.Errorf("read rows of %s: %w", m.Table(), err)
 		}
@@ -711,7 +721,7 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 			var id int
 			var st rowState
 			var b []byte
-			if err := r.Scan(&id, &st.sfid, &b, &st.stamp); err != nil {
+			if err := r.Scan(&id, &st.sfid, &b, &st.stamp, &st.held); err != nil {
 				r.Close()
 				return err
 			}
@@ -731,6 +741,11 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 			continue
 		}
 		st, exists := rows[c.RecordID]
+		if st.held {
+			// Handed back unsent; claims leave it until pgforce.resolve.
+			c.deferTo = true
+			continue
+		}
 		switch c.Op {
 		case "insert", "update":
 			if !exists {

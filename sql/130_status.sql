@@ -61,7 +61,9 @@ SELECT m.id                                   AS mapping_id,
        pgforce._outbound_feed_mode()          AS outbound_feed,
        pgforce._outbound_blocked_count(m.id)  AS outbound_blocked,
        dc.missing + dc.stale + dc.extra + coalesce(dc.different, 0) AS drift,
-       dc.finished_at                         AS drift_checked_at
+       dc.finished_at                         AS drift_checked_at,
+       sf.since                               AS failing_since,
+       sf.failure
 FROM pgforce.mapping m
 JOIN pgforce.org o ON o.name = m.org
 LEFT JOIN LATERAL (
@@ -78,6 +80,16 @@ LEFT JOIN LATERAL (
     SELECT c.missing, c.stale, c.extra, c.different, c.finished_at
     FROM pgforce.drift_check c WHERE c.mapping_id = m.id AND c.finished_at IS NOT NULL AND c.error IS NULL
     ORDER BY c.id DESC LIMIT 1
-) dc ON true;
+) dc ON true
+LEFT JOIN LATERAL (
+    -- Attempts the worker is retrying (see 128_failing): since the first
+    -- failure of either direction, and the latest failure of each.
+    SELECT pg_catalog.min(f.since) AS since,
+           pg_catalog.string_agg(pg_catalog.format('%s: %s (%s attempt%s since %s)', f.direction, f.message, f.attempts,
+                                                   CASE WHEN f.attempts = 1 THEN '' ELSE 's' END,
+                                                   pg_catalog.to_char(f.since, 'YYYY-MM-DD HH24:MI:SS TZ')),
+                                 '; ' ORDER BY f.direction) AS failure
+    FROM pgforce.sync_failure f WHERE f.mapping_id = m.id
+) sf ON true;
 
-COMMENT ON VIEW pgforce.status IS 'One row per mapping: state, rows, outbound backlog and its age, open errors, last change in each direction, the outbound feed mode, changes blocked behind a failed insert, and what the latest drift check found.';
+COMMENT ON VIEW pgforce.status IS 'One row per mapping: state, rows, outbound backlog and its age, open errors, last change in each direction, the outbound feed mode, changes blocked behind a failed insert, what the latest drift check found, and since when and why the worker retries a failing sync.';

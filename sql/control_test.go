@@ -385,3 +385,45 @@ func TestPruneHistoryReadsAboutWhatItDeletesNotWhatItKeeps(t *testing.T) {
 		require.LessOrEqual(t, after[table]-before[table], 10*deleted[table]+20, "rows of %s read to delete %d of them", table, deleted[table])
 	}
 }
+
+// The worker records each failed attempt it retries; pgforce.status shows
+// since when the mapping fails (the first failure of either direction) and
+// the latest failure of each, until an attempt works.
+func TestStatusShowsSinceWhenAndWhyTheWorkerRetriesAFailingSync(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := b.mapAccount(t, "read_write")
+	failing := func() (since *time.Time, failure *string) {
+		require.NoError(t, b.conn.QueryRow(t.Context(), `SELECT failing_since, failure FROM pgforce.status WHERE mapping_id = $1`, m).Scan(&since, &failure))
+		return since, failure
+	}
+	since, failure := failing()
+	require.Nil(t, since)
+	require.Nil(t, failure)
+
+	b.exec(t, `SELECT pgforce._sync_failed($1, 'inbound', 'HTTP 503 SERVER_UNAVAILABLE')`, m)
+	first, _ := failing()
+	require.NotNil(t, first)
+	b.exec(t, `SELECT pgforce._sync_failed($1, 'inbound', 'HTTP 401 INVALID_SESSION_ID')`, m)
+	b.exec(t, `SELECT pgforce._sync_failed($1, 'outbound', 'HTTP 401 INVALID_SESSION_ID')`, m)
+	since, failure = failing()
+	require.Equal(t, *first, *since, "the first failure's time")
+	require.Regexp(t, `^inbound: HTTP 401 INVALID_SESSION_ID \(2 attempts since [^)]+\); outbound: HTTP 401 INVALID_SESSION_ID \(1 attempt since [^)]+\)$`, *failure)
+
+	b.exec(t, `SELECT pgforce._sync_recovered($1, 'inbound')`, m)
+	since, failure = failing()
+	require.NotNil(t, since)
+	require.Regexp(t, `^outbound: `, *failure)
+	b.exec(t, `SELECT pgforce._sync_recovered($1, 'outbound')`, m)
+	since, failure = failing()
+	require.Nil(t, since)
+	require.Nil(t, failure)
+
+	// A failure recorded as its mapping is deleted goes with it.
+	b.exec(t, `SELECT pgforce._sync_failed($1, 'outbound', 'x')`, m)
+	b.exec(t, `DELETE FROM pgforce.mapping WHERE id = $1`, m)
+	b.exec(t, `SELECT pgforce._sync_failed($1, 'outbound', 'x')`, m)
+	var n int
+	b.scalar(t, &n, `SELECT count(*) FROM pgforce.sync_failure`)
+	require.Zero(t, n)
+}

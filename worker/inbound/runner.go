@@ -36,6 +36,40 @@ type runner struct {
 	resyncWake   chan struct{}
 	driftWake    chan struct{}
 	resyncQueued atomic.Bool
+
+	// cleared says that this runner has cleared the mapping's inbound
+	// failure from pgforce.status (see notRetrying). The stream's applier
+	// and its settle timer set it beside the runner's goroutine.
+	cleared atomic.Bool
+}
+
+// notRetrying clears the mapping's inbound failure from pgforce.status
+// (see sql/128_failing.sql): an attempt worked, or the mapping is in error,
+// which state says, and waits for the user. Once per runner, and again
+// after each retrying: a runner is started for each attempt.
+func (r *runner) notRetrying(ctx context.Context) {
+	if r.cleared.Load() {
+		return
+	}
+	if err := mappings.NotRetrying(ctx, r.s.pool, r.id, mappings.Inbound); err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn("inbound: cannot clear the mapping's failure in pgforce.status", "err", err)
+		}
+		return
+	}
+	r.cleared.Store(true)
+}
+
+// retrying shows in pgforce.status that an attempt failed and is retried.
+func retrying(ctx context.Context, s *Service, id int, log *slog.Logger, cause error) {
+	if err := mappings.Retrying(ctx, s.pool, id, mappings.Inbound, cause); err != nil && ctx.Err() == nil {
+		log.Warn("inbound: cannot show the mapping's failure in pgforce.status", "err", err)
+	}
+}
+
+func (r *runner) retrying(ctx context.Context, cause error) {
+	r.cleared.Store(false)
+	retrying(ctx, r.s, r.id, r.log, cause)
 }
 
 func wake(ch chan struct{}) {
@@ -269,6 +303,7 @@ func (r *runner) loadBeside(ctx, stream context.Context, t *table) error {
 			r.id, fmt.Sprintf("loading %s; change events stopped, to be caught up after the load: %v", t.m.SObject, err)); xerr != nil && ctx.Err() == nil {
 			r.log.Warn("inbound: cannot show why change events stopped", "err", xerr)
 		}
+		retrying(ctx, r.s, r.id, r.log, err)
 	}()
 	err := r.loadRecords(ctx, t)
 	close(loaded)
@@ -617,6 +652,12 @@ func (r *runner) streamOnce(parent context.Context, t *table, channel string, re
 		<-streamErr
 		return err2
 	}
+	// A subscription is no proof that the stream works: the event that
+	// stopped the last one comes again, replayed, just after it. The
+	// applier clears a failure once it applies a batch; a stream that
+	// receives nothing does once it has stayed up for a while.
+	settled := time.AfterFunc(streamSettle, func() { r.notRetrying(ctx) })
+	defer settled.Stop()
 	sideErr := make(chan error, 1)
 	go func() { sideErr <- r.sideWork(ctx, t) }()
 	var runErr error
@@ -636,6 +677,11 @@ func (r *runner) streamOnce(parent context.Context, t *table, channel string, re
 	}
 	return runErr
 }
+
+// streamSettle is how long a stream that receives nothing must stay up
+// to count as working again (see runStream): longer than the replay of
+// the events it missed takes to arrive.
+const streamSettle = 10 * time.Second
 
 // failure is what ended ctx, a stream's context: the applier, the stream
 // and the side work each cancel it with their error, so its cause is the
@@ -662,6 +708,7 @@ func (r *runner) runPoll(ctx context.Context, t *table, needLoad bool) error {
 	} else if err := mappings.SetState(ctx, r.s.pool, r.id, mappings.StateSynced, "polling every "+t.m.PollInterval.String()); err != nil {
 		return err
 	}
+	r.notRetrying(ctx)
 	interval := t.m.PollInterval
 	if r.s.opts.MaxPollInterval > 0 && interval > r.s.opts.MaxPollInterval {
 		interval = r.s.opts.MaxPollInterval
@@ -700,11 +747,13 @@ func (r *runner) runPoll(ctx context.Context, t *table, needLoad bool) error {
 		if err != nil {
 			if salesforce.IsTransient(err) {
 				r.log.Warn("inbound: poll failed; retrying next interval", "err", err)
+				r.retrying(ctx, fmt.Errorf("poll failed, retrying every %s: %w", interval, err))
 				timer.Reset(interval)
 				continue
 			}
 			return err
 		}
+		r.notRetrying(ctx)
 		timer.Reset(interval)
 	}
 }
@@ -820,6 +869,7 @@ func (r *runner) applyLoop(ctx context.Context, t *table, events <-chan *streami
 			}()
 			return err
 		}
+		r.notRetrying(ctx)
 	}
 	return nil
 }

@@ -456,6 +456,8 @@ func (s *Service) supervise(ctx context.Context, id int, rereads, drift chan str
 		if err == nil {
 			// In error state: nothing to do until the user edits it, or
 			// changes the table that was refused (see recheckTables).
+			// state says so; nothing is retried.
+			r.notRetrying(ctx)
 			return
 		}
 		if errors.Is(err, mappings.ErrNotFound) {
@@ -467,18 +469,23 @@ func (s *Service) supervise(ctx context.Context, id int, rereads, drift chan str
 		if ce := (*ConfigError)(nil); errors.As(err, &ce) {
 			log.Warn("inbound: mapping cannot be synced until it is fixed", "detail", ce.Detail)
 			if setError(ctx, s.pool, id, ce) == nil {
+				r.notRetrying(ctx)
 				return
 			}
 		}
 		if r.fieldsGone(ctx, err) {
 			// In error state, with the fix in state_detail.
+			r.notRetrying(ctx)
 			return
 		}
 		log.Warn("inbound: sync attempt failed; retrying", "err", err, "backoff", backoff)
 		detail := "retrying after error: " + err.Error()
 		var ex *budget.Exhausted
 		if errors.As(err, &ex) {
+			// A hold the org's api_budget_pct asks for, not a failure.
 			detail = ex.Error()
+		} else {
+			retrying(ctx, s, id, log, err)
 		}
 		_, _ = s.pool.Exec(ctx, `UPDATE pgforce.mapping SET state_detail = $2 WHERE id = $1 AND NOT paused`, id, detail)
 		if time.Since(started) > time.Minute {

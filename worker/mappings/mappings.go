@@ -192,6 +192,33 @@ func SetState(ctx context.Context, q Execer, id int, state, detail string) error
 	return nil
 }
 
+// Directions of a mapping's sync, as pgforce.sync_failure names them.
+const (
+	Inbound  = "inbound"
+	Outbound = "outbound"
+)
+
+// Retrying records, for pgforce.status, that an attempt of direction of
+// mapping id failed and will be tried again; NotRetrying that one worked,
+// or that the mapping is no longer retried (it is in error until the user
+// fixes it).
+// Both are best effort: the attempt's own handling of the failure goes on
+// whatever they return, which is for the log.
+func Retrying(ctx context.Context, q Execer, id int, direction string, failure error) error {
+	if _, err := q.Exec(ctx, `SELECT pgforce._sync_failed($1, $2, $3)`, id, direction, failure.Error()); err != nil {
+		return fmt.Errorf("mappings: record the failure of mapping %d: %w", id, err)
+	}
+	return nil
+}
+
+// NotRetrying: see Retrying.
+func NotRetrying(ctx context.Context, q Execer, id int, direction string) error {
+	if _, err := q.Exec(ctx, `SELECT pgforce._sync_recovered($1, $2)`, id, direction); err != nil {
+		return fmt.Errorf("mappings: record the recovery of mapping %d: %w", id, err)
+	}
+	return nil
+}
+
 // Watch calls fn with the full mapping list at start, after every change
 // notification (several close together are folded into one call), and every
 // safety interval, until ctx ends. fn runs on Watch's goroutine; a slow fn

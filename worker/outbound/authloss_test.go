@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -85,4 +86,52 @@ func TestChangesMadeWhileTheLoginIsRefusedAreSentOnceItWorksAgain(t *testing.T) 
 	require.NoError(t, rows.Err())
 	require.Empty(t, errs, "a refused login is recorded as a failure of the record")
 	require.NotEmpty(t, sfid, "the change made while the login was refused never reached Salesforce")
+}
+
+// While the login is refused, the changes wait and the worker retries;
+// pgforce.status says since when the writes fail and why, and stops
+// saying it once a write works again.
+func TestStatusSaysSinceWhenAndWhyWritesFailWhileTheLoginIsRefused(t *testing.T) {
+	b := setup(t, setupOptions{})
+	ctx := context.Background()
+	lb := &loginBreaker{next: http.DefaultTransport}
+	sf, err := salesforce.New(ctx, salesforce.Config{LoginURL: b.sim.URL(), ClientID: sim.DefaultClientID,
+		ClientSecret: sim.DefaultClientSecret, Username: sim.DefaultUsername, Password: sim.DefaultPassword,
+		HTTPClient: &http.Client{Transport: lb}})
+	require.NoError(t, err)
+	b.startWithClient(t, sf, fastOptions())
+	failing := func() (since, failure string) {
+		b.scalar(t, &since, `SELECT coalesce(failing_since::text, '') FROM pgforce.status WHERE mapping_id = $1`, b.accountID)
+		b.scalar(t, &failure, `SELECT coalesce(failure, '') FROM pgforce.status WHERE mapping_id = $1`, b.accountID)
+		return since, failure
+	}
+	var first int
+	b.scalar(t, &first, `INSERT INTO salesforce.account (name) VALUES ('Before') RETURNING id`)
+	b.waitSfid(t, "account", first)
+	since, failure := failing()
+	require.Empty(t, since, "nothing failed: %s", failure)
+
+	lb.broken.Store(true)
+	b.sim.ExpireSessions()
+	var id int
+	b.scalar(t, &id, `INSERT INTO salesforce.account (name) VALUES ('During') RETURNING id`)
+	eventually(t, 10*time.Second, "the failure in pgforce.status", func() bool {
+		since, failure = failing()
+		return since != "" && strings.HasPrefix(failure, "outbound: ") && strings.Contains(failure, "authentication failure")
+	})
+	t.Logf("pgforce.status.failure: %s", failure)
+	var attempts int
+	eventually(t, 10*time.Second, "more attempts", func() bool {
+		b.scalar(t, &attempts, `SELECT attempts FROM pgforce.sync_failure WHERE mapping_id = $1 AND direction = 'outbound'`, b.accountID)
+		return attempts >= 3
+	})
+	again, _ := failing()
+	require.Equal(t, since, again, "since is the first failure's time")
+
+	lb.broken.Store(false)
+	b.waitSfid(t, "account", id)
+	eventually(t, 10*time.Second, "the failure to go", func() bool {
+		since, failure = failing()
+		return since == ""
+	})
 }

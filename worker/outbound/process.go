@@ -26,6 +26,9 @@ type outcome struct {
 	// Salesforce: its claim does not count as an attempt that may have
 	// created its record (see findCreated).
 	unsent bool
+	// cause is why a transient change goes back, where known: what
+	// pgforce.status shows while the mapping retries.
+	cause error
 }
 
 type outcomeKind int
@@ -236,6 +239,9 @@ func (s *Service) drainPass(ctx, work context.Context, m *Mapping, all []*Mappin
 				case outTransient:
 					if err == nil {
 						err = errTransient
+						if r.cause != nil {
+							err = &transientError{cause: r.cause}
+						}
 					}
 				case outDeferred:
 					def = true
@@ -576,7 +582,7 @@ func (s *Service) sendChunk(ctx context.Context, m *Mapping, op string, changes 
 			// not the records': they wait for it to work again rather
 			// than become error rows only a manual retry sends.
 			var refused *salesforce.APIError
-			results[i] = outcome{kind: outTransient, unsent: errors.As(err, &refused) && refused.HTTPStatus < 500 || salesforce.IsAuthFailure(err)}
+			results[i] = outcome{kind: outTransient, unsent: errors.As(err, &refused) && refused.HTTPStatus < 500 || salesforce.IsAuthFailure(err), cause: err}
 		case err != nil:
 			results[i] = outcome{kind: outFailed, err: callError(err)}
 		default:
@@ -599,7 +605,7 @@ func saveOutcome(op string, r salesforce.SaveResult) outcome {
 	}
 	switch re.StatusCode {
 	case salesforce.CodeUnableToLockRow, salesforce.CodeRequestLimitExceeded, salesforce.CodeServerUnavailable:
-		return outcome{kind: outTransient, unsent: true} // answered: nothing was written
+		return outcome{kind: outTransient, unsent: true, cause: &re} // answered: nothing was written
 	case "ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY", "NOT_FOUND":
 		if op == "delete" {
 			return outcome{kind: outOK, id: r.ID} // gone already: the delete is done
@@ -1087,7 +1093,7 @@ func (s *Service) checkPolled(ctx context.Context, m *Mapping, changes []*change
 		if err != nil {
 			s.log.Warn("outbound: cannot read what Salesforce changed since the last poll; the updates wait", "mapping", m.ID, "sobject", m.SObject, "err", err)
 			for _, i := range idx {
-				results[i] = outcome{kind: outTransient, unsent: true}
+				results[i] = outcome{kind: outTransient, unsent: true, cause: err}
 			}
 			return nil
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pgforce/pgforce/worker/budget"
 	"github.com/pgforce/pgforce/worker/feed"
+	"github.com/pgforce/pgforce/worker/mappings"
 	"github.com/pgforce/pgforce/worker/salesforce"
 )
 
@@ -145,6 +146,10 @@ type Service struct {
 	stopping context.Context
 	// recaptured is when recapture last tried each mapping's table.
 	recaptured map[int]time.Time
+	// settled holds the mappings whose outbound failure this worker has
+	// cleared from pgforce.status and not shown since (see showFailure):
+	// one it has not cleared may show a failure of an earlier run's.
+	settled map[int]bool
 	// calls holds a slot per Collections call running, Parallel in all,
 	// shared by the batches in flight at once.
 	calls chan struct{}
@@ -199,7 +204,7 @@ func New(pool *pgxpool.Pool, sf Salesforce, logger *slog.Logger, opts Options) *
 		logger = slog.Default()
 	}
 	s := &Service{pool: pool, sf: sf, log: logger.With("component", "outbound"), opts: opts,
-		backoff: map[int]*backoffState{}, lastOut: map[int]time.Time{}, recaptured: map[int]time.Time{}, catchUp: map[int]catchUpWindow{}, written: map[int]map[string]time.Time{}, polled: map[int]*polledRead{}, mode: feed.ModeStarting, kick: make(chan struct{}, 1),
+		backoff: map[int]*backoffState{}, lastOut: map[int]time.Time{}, recaptured: map[int]time.Time{}, settled: map[int]bool{}, catchUp: map[int]catchUpWindow{}, written: map[int]map[string]time.Time{}, polled: map[int]*polledRead{}, mode: feed.ModeStarting, kick: make(chan struct{}, 1),
 		calls: make(chan struct{}, opts.Parallel)}
 	fo := opts.Feed
 	userOnMode := fo.OnMode
@@ -422,7 +427,7 @@ func (s *Service) cycle(ctx, work context.Context) (time.Time, error) {
 			// that Postgres refuses reopens its error instead): the
 			// reverts and the drain wait for the backoff, and the run
 			// loop's timer must wake the worker then.
-			s.noteFailure(m, err)
+			s.noteFailure(ctx, m, err)
 			if until := s.backedOff(m.ID); !until.IsZero() && (next.IsZero() || until.Before(next)) {
 				next = until
 			}
@@ -443,13 +448,13 @@ func (s *Service) cycle(ctx, work context.Context) (time.Time, error) {
 			if ctx.Err() != nil {
 				return next, nil // stopping: the batch in flight was finished
 			}
-			s.noteFailure(m, err)
+			s.noteFailure(ctx, m, err)
 			if until := s.backedOff(m.ID); !until.IsZero() && (next.IsZero() || until.Before(next)) {
 				next = until
 			}
 			continue
 		}
-		s.clearBackoff(m.ID)
+		s.clearBackoff(ctx, m.ID)
 	}
 	return next, nil
 }
@@ -545,8 +550,9 @@ func (s *Service) recapture(ctx context.Context, m *Mapping) {
 	s.log.Info("outbound: capturing the table's new relationship columns", "mapping", m.ID, "table", m.Table(), "columns", m.RelColumns)
 }
 
-// noteFailure backs a mapping off after a failure that needs no user action.
-func (s *Service) noteFailure(m *Mapping, err error) {
+// noteFailure backs a mapping off after a failure that needs no user
+// action, and shows it in pgforce.status.
+func (s *Service) noteFailure(ctx context.Context, m *Mapping, err error) {
 	var pgErr *pgconn.PgError
 	transient := salesforce.IsTransient(err) || errors.As(err, &pgErr) || errors.Is(err, errTransient)
 	s.mu.Lock()
@@ -567,6 +573,39 @@ func (s *Service) noteFailure(m *Mapping, err error) {
 	delay := b.delay
 	s.mu.Unlock()
 	s.log.Warn("outbound: mapping backs off", "mapping", m.ID, "sobject", m.SObject, "transient", transient, "retry_in", delay, "err", err)
+	shown := err
+	if te := (*transientError)(nil); errors.As(err, &te) {
+		shown = te.cause // the status says what failed, not that changes wait
+	}
+	s.showFailure(ctx, m.ID, fmt.Errorf("%w; retrying in %s", shown, delay))
+}
+
+// showFailure shows in pgforce.status (see sql/128_failing.sql) that a
+// drain of mapping id failed, with cause; nil cause says that one worked.
+// Clearing costs a statement only after a failure, or once per mapping
+// after the worker starts.
+func (s *Service) showFailure(ctx context.Context, id int, cause error) {
+	s.mu.Lock()
+	settled := s.settled[id]
+	s.mu.Unlock()
+	var err error
+	switch {
+	case cause != nil:
+		err = mappings.Retrying(ctx, s.pool, id, mappings.Outbound, cause)
+	case settled:
+		return
+	default:
+		err = mappings.NotRetrying(ctx, s.pool, id, mappings.Outbound)
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("outbound: cannot show the mapping's failure in pgforce.status", "mapping", id, "err", err)
+		}
+		return
+	}
+	s.mu.Lock()
+	s.settled[id] = cause == nil
+	s.mu.Unlock()
 }
 
 func (s *Service) backedOff(id int) time.Time {
@@ -578,14 +617,21 @@ func (s *Service) backedOff(id int) time.Time {
 	return time.Time{}
 }
 
-func (s *Service) clearBackoff(id int) {
+func (s *Service) clearBackoff(ctx context.Context, id int) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	delete(s.backoff, id)
+	s.mu.Unlock()
+	s.showFailure(ctx, id, nil)
 }
 
 // errTransient marks a batch that had transient per-record failures.
 var errTransient = errors.New("outbound: transient failures, changes requeued")
+
+// transientError is errTransient with the cause of one of the failures.
+type transientError struct{ cause error }
+
+func (e *transientError) Error() string   { return errTransient.Error() + ": " + e.cause.Error() }
+func (e *transientError) Unwrap() []error { return []error{errTransient, e.cause} }
 
 type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)

@@ -14,6 +14,7 @@ type statusRow struct {
 	id                        int
 	org, sobject, mode, state string
 	detail                    string
+	failure                   string // the worker retries a failing sync (pgforce.status.failure)
 	rows, backlog, openErrors int64
 	oldestPending             *time.Duration
 	lastIn, lastOut           *time.Time
@@ -30,7 +31,7 @@ type view struct {
 func newView(d *run, conn *pgx.Conn) *view { return &view{d: d, conn: conn} }
 
 func (v *view) status(ctx context.Context) ([]statusRow, error) {
-	rows, err := v.conn.Query(ctx, `SELECT mapping_id, org, sobject, mode, state, coalesce(state_detail, ''),
+	rows, err := v.conn.Query(ctx, `SELECT mapping_id, org, sobject, mode, state, coalesce(state_detail, ''), coalesce(failure, ''),
 		coalesce(row_count, 0), outbound_backlog, open_errors, oldest_pending_age, last_inbound_at, last_outbound_at
 		FROM pgforce.status ORDER BY mapping_id`)
 	if err != nil {
@@ -38,7 +39,7 @@ func (v *view) status(ctx context.Context) ([]statusRow, error) {
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (statusRow, error) {
 		var s statusRow
-		err := r.Scan(&s.id, &s.org, &s.sobject, &s.mode, &s.state, &s.detail, &s.rows, &s.backlog, &s.openErrors, &s.oldestPending, &s.lastIn, &s.lastOut)
+		err := r.Scan(&s.id, &s.org, &s.sobject, &s.mode, &s.state, &s.detail, &s.failure, &s.rows, &s.backlog, &s.openErrors, &s.oldestPending, &s.lastIn, &s.lastOut)
 		return s, err
 	})
 }
@@ -230,6 +231,9 @@ func (v *view) liveBlock(st []statusRow) []string {
 		if s.state == "error" && s.detail != "" {
 			lines = append(lines, "    "+s.detail)
 		}
+		if s.failure != "" {
+			lines = append(lines, "    retrying: "+s.failure)
+		}
 	}
 	if v.d.worker != nil {
 		rss, peak := v.d.workerMemory()
@@ -261,6 +265,9 @@ func plainStatus(s statusRow) string {
 		s.name(), s.mode, s.state, s.rows, s.backlog, s.openErrors, stamp(s.lastIn), stamp(s.lastOut))
 	if s.state == "error" && s.detail != "" {
 		line += " detail=" + fmt.Sprintf("%q", s.detail)
+	}
+	if s.failure != "" {
+		line += " retrying=" + fmt.Sprintf("%q", s.failure)
 	}
 	return line
 }

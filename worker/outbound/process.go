@@ -803,6 +803,9 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 			}
 		}
 	}
+	if err := s.refuseTakenExternalIDs(ctx, m, changes); err != nil {
+		return err
+	}
 	// An sfid is whatever the table's writers put there. An Id of another
 	// object's record was sent as it was: Salesforce deletes by Id alone,
 	// whatever the object, so a role that may write this table deleted a
@@ -825,6 +828,55 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 		return err
 	}
 	return s.buildRecords(ctx, m, all, changes)
+}
+
+// refuseTakenExternalIDs fails, before anything is sent, an insert whose
+// upsert_field value another row of the table holds with its record's Id.
+// Sent, the upsert updated that row's record, and the write-back, finding
+// two rows for one record, kept the new row and deleted the other as the
+// echo of the insert (see pgforce._outbound_adopt_echo_rows): a row the
+// application had, which its other tables may name by id, went without a
+// word, and with a foreign key naming it every batch of the mapping failed
+// at its write-back. A row marked deleted does not count: an upsert does
+// not match a deleted record, it creates one. The table has no index on
+// the field (one of Heroku Connect's would be unique): the check reads it
+// once per batch that holds inserts.
+func (s *Service) refuseTakenExternalIDs(ctx context.Context, m *Mapping, changes []*change) error {
+	if m.UpsertField == "" {
+		return nil
+	}
+	byRow := map[int]*change{}
+	var ids []int32
+	for _, c := range changes {
+		if c.Op == "insert" && !c.deferTo && c.invalid == nil {
+			byRow[c.RecordID] = c
+			ids = append(ids, int32(c.RecordID))
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	col := pgx.Identifier{strings.ToLower(m.UpsertField)}.Sanitize()
+	rows, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT DISTINCT ON (r.id) r.id, x.id, x.sfid
+		FROM %[1]s r JOIN %[1]s x ON x.%[2]s = r.%[2]s AND x.id <> r.id
+		WHERE r.id = ANY($1) AND r.sfid IS NULL AND x.sfid IS NOT NULL AND x.isdeleted IS NOT TRUE
+		ORDER BY r.id, x.id`, m.Table(), col), ids)
+	if err != nil {
+		return fmt.Errorf("look for rows holding the external ids of inserts into %s: %w", m.Table(), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, holder int
+		var sfid string
+		if err := rows.Scan(&id, &holder, &sfid); err != nil {
+			return err
+		}
+		byRow[id].invalid = &salesforce.RecordError{StatusCode: "DUPLICATE_VALUE",
+			Message: fmt.Sprintf("duplicate value found: %s duplicates value on record with id: %s, which row %d of %s holds; nothing was sent. Update that row to change the record, give this row a %s of its own and run pgforce.retry, or delete this row",
+				m.UpsertField, sfid, holder, m.Schema+"."+m.TableName, strings.ToLower(m.UpsertField)),
+			Fields: []string{m.UpsertField}}
+	}
+	return rows.Err()
 }
 
 // holdParentDeletes holds back the delete of a record while a child row

@@ -1,0 +1,53 @@
+package outbound_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The application inserts a row whose upsert_field value a synced row
+// already holds (Heroku Connect's advice is never to reuse one; its unique
+// index refuses it). Upserted, the insert would update that row's record,
+// and the write-back, finding two rows for one record, deleted the older
+// row: one another table names by id here, whose foreign key then refused
+// the write-back of every batch, the other insert of the statement with it.
+// The insert fails instead, before anything is sent, with an error that
+// names the row holding the value; the other insert goes through.
+func TestAnInsertReusingAnotherRowsExternalIDFailsWithoutTouchingThatRow(t *testing.T) {
+	b := setup(t, setupOptions{upsertField: "Ext_Id__c"})
+	b.start(t, fastOptions())
+	var held int
+	b.scalar(t, &held, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('Established', 'EXT-1') RETURNING id`)
+	sfid := b.waitSfid(t, "account", held)
+	b.exec(t, `CREATE TABLE public.orders (account_id integer REFERENCES salesforce.account (id))`)
+	b.exec(t, `INSERT INTO public.orders VALUES ($1)`, held)
+
+	var dup, fresh int
+	b.scalar(t, &dup, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('Reused', 'EXT-1') RETURNING id`)
+	b.scalar(t, &fresh, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('Fresh', 'EXT-2') RETURNING id`)
+	b.waitSfid(t, "account", fresh)
+
+	var code, message, lastop string
+	eventually(t, 10*time.Second, "the reused external id's error", func() bool {
+		var n int
+		b.scalar(t, &n, `SELECT count(*) FROM pgforce.error WHERE record_id = $1 AND state = 'open'`, dup)
+		return n == 1
+	})
+	b.scalar(t, &code, `SELECT error_code FROM pgforce.error WHERE record_id = $1`, dup)
+	b.scalar(t, &message, `SELECT message FROM pgforce.error WHERE record_id = $1`, dup)
+	b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account WHERE id = $1`, dup)
+	require.Equal(t, "DUPLICATE_VALUE", code)
+	require.Contains(t, message, "Ext_Id__c duplicates value on record with id: "+sfid)
+	require.Contains(t, message, "row "+itoa(held)+" of salesforce.account")
+	require.Equal(t, "FAILED", lastop)
+
+	var name, heldSfid string
+	b.scalar(t, &name, `SELECT name FROM salesforce.account WHERE id = $1`, held)
+	b.scalar(t, &heldSfid, `SELECT sfid FROM salesforce.account WHERE id = $1`, held)
+	require.Equal(t, "Established", name)
+	require.Equal(t, sfid, heldSfid)
+	require.Equal(t, "Established", b.sfField(t, "Account", sfid, "Name"), "nothing was sent over the record")
+	require.Equal(t, 0, b.backlog(t))
+}

@@ -100,6 +100,13 @@ BEGIN
             USING ERRCODE = 'check_violation',
                   HINT = 'Give the API name as shown in Setup > Object Manager, e.g. ''Account'' or ''Invoice__c'' (letters, digits and underscores, starting with a letter).';
     END IF;
+    -- The fix of a misspelt object (state_detail says to UPDATE sobject)
+    -- renames a table that was named after it by default and not created
+    -- yet: left alone, the object synced into a table named after the typo.
+    IF TG_OP = 'UPDATE' AND OLD.columns IS NULL AND NEW.table_name = OLD.table_name
+       AND OLD.table_name = pg_catalog.lower(OLD.sobject) AND pg_catalog.lower(NEW.sobject) <> pg_catalog.lower(OLD.sobject) THEN
+        NEW.table_name := pg_catalog.lower(NEW.sobject);
+    END IF;
     NEW.table_name := coalesce(NEW.table_name, pg_catalog.lower(NEW.sobject));
     IF NEW.table_name !~ '^[a-z][a-z0-9_]{0,49}$' THEN
         RAISE EXCEPTION 'pgforce: invalid table_name % for %', pg_catalog.quote_literal(NEW.table_name), NEW.sobject

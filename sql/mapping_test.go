@@ -2,6 +2,7 @@ package sql_test
 
 import (
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -83,6 +84,30 @@ func TestMappingInsertRefusesDuplicateSobjectInTheSameOrg(t *testing.T) {
 	// Another org may map the same object into its own schema.
 	b.exec(t, `INSERT INTO pgforce.org (name, schema_name) VALUES ('sandbox', 'sandbox')`)
 	b.exec(t, `INSERT INTO pgforce.mapping (sobject, org) VALUES ('Account', 'sandbox')`)
+}
+
+// state_detail tells the user of a misspelt object to UPDATE its sobject:
+// the table, named after the typo by default and not created yet, follows.
+// A table_name the user chose, or a table already made, stays.
+func TestCorrectingTheSobjectOfAMappingWithoutATableRenamesItsDefaultTable(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	table := func(sobject string) string {
+		var name string
+		b.scalar(t, &name, `SELECT table_name FROM pgforce.mapping WHERE sobject = $1`, sobject)
+		return name
+	}
+	b.exec(t, `INSERT INTO pgforce.mapping (sobject, fields) VALUES ('Oportunity', '{Name}')`)
+	b.exec(t, `UPDATE pgforce.mapping SET sobject = 'Opportunity' WHERE sobject = 'Oportunity'`)
+	require.Equal(t, "opportunity", table("Opportunity"))
+
+	b.exec(t, `INSERT INTO pgforce.mapping (sobject, fields, table_name) VALUES ('Contract', '{Name}', 'deals')`)
+	b.exec(t, `UPDATE pgforce.mapping SET sobject = 'Contact' WHERE sobject = 'Contract'`)
+	require.Equal(t, "deals", table("Contact"), "a table_name of the user's stays")
+
+	id := b.mapAccount(t, "read_only")
+	b.refused(t, "cannot change the sobject of mapping", "Delete the mapping",
+		`UPDATE pgforce.mapping SET sobject = 'Lead' WHERE id = `+strconv.Itoa(id))
 }
 
 func TestMappingInsertRefusesDuplicateTableNameInTheSameOrg(t *testing.T) {

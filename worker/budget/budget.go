@@ -94,7 +94,7 @@ func (b *Budget) Check(p Priority) error {
 	defer b.mu.Unlock()
 	now := b.now()
 	if now.Before(b.blockedUntil) {
-		return &Exhausted{Priority: p, Until: b.blockedUntil, Reason: "Salesforce answered REQUEST_LIMIT_EXCEEDED; backing off"}
+		return &Exhausted{Priority: p, Until: b.blockedUntil, Reason: "Salesforce answered REQUEST_LIMIT_EXCEEDED; backing off", Refused: true}
 	}
 	used, max := b.usage()
 	if max <= 0 {
@@ -190,6 +190,9 @@ type Exhausted struct {
 	Priority Priority
 	Until    time.Time
 	Reason   string
+	// Refused says that Salesforce refused a call (REQUEST_LIMIT_EXCEEDED):
+	// the org's allocation is spent, which api_budget_pct cannot change.
+	Refused bool
 }
 
 func (e *Exhausted) Error() string {

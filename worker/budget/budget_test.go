@@ -26,6 +26,7 @@ func TestLoadsStopBeforePollsAndPollsBeforeWrites(t *testing.T) {
 	var ex *Exhausted
 	require.ErrorAs(t, b.Check(Write), &ex)
 	require.Contains(t, ex.Error(), "500 of 1000")
+	require.False(t, ex.Refused, "pgforce's own budget holds the work: api_budget_pct can change it")
 }
 
 func TestUnknownUsageAllowsEverything(t *testing.T) {
@@ -39,7 +40,9 @@ func TestRequestLimitExceededBlocksAllWorkAndBackoffDoubles(t *testing.T) {
 	b.now = func() time.Time { return now }
 	limit := &salesforce.APIError{HTTPStatus: 403, ErrorCode: salesforce.CodeRequestLimitExceeded, Message: "TotalRequests Limit exceeded."}
 	require.True(t, b.Observe(limit))
-	require.Error(t, b.Check(Write), "even writes wait after a refusal")
+	var ex *Exhausted
+	require.ErrorAs(t, b.Check(Write), &ex, "even writes wait after a refusal")
+	require.True(t, ex.Refused, "Salesforce's allocation holds the work, not api_budget_pct")
 	now = now.Add(31 * time.Second)
 	require.NoError(t, b.Check(Write))
 	require.True(t, b.Observe(limit))

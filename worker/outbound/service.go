@@ -474,7 +474,10 @@ func (s *Service) waitBudget(ctx context.Context, m *Mapping) error {
 			s.heldLogged = time.Now()
 		}
 		s.mu.Unlock()
-		if due {
+		if ex := (*budget.Exhausted)(nil); due && errors.As(err, &ex) && ex.Refused {
+			s.log.Warn("outbound: writes held: Salesforce refuses calls because the org's daily API allocation is spent; they go once it allows them again",
+				"mapping", m.ID, "sobject", m.SObject, "reason", err)
+		} else if due {
 			s.log.Warn("outbound: writes held until the API budget allows them; raise pgforce.org.api_budget_pct to send them sooner",
 				"mapping", m.ID, "sobject", m.SObject, "reason", err)
 		}

@@ -63,7 +63,11 @@ SELECT m.id                                   AS mapping_id,
        dc.missing + dc.stale + dc.extra + coalesce(dc.different, 0) AS drift,
        dc.finished_at                         AS drift_checked_at,
        sf.since                               AS failing_since,
-       sf.failure
+       sf.failure,
+       -- Who runs the mapping now: null while no worker holds its lease (none
+       -- runs for the org, or the mapping is paused or in error), where
+       -- state still said 'synced' for a worker that had stopped.
+       CASE WHEN m.inbound_lease_until > pg_catalog.now() THEN m.inbound_owner END AS worker
 FROM pgforce.mapping m
 JOIN pgforce.org o ON o.name = m.org
 LEFT JOIN LATERAL (
@@ -92,4 +96,4 @@ LEFT JOIN LATERAL (
     FROM pgforce.sync_failure f WHERE f.mapping_id = m.id
 ) sf ON true;
 
-COMMENT ON VIEW pgforce.status IS 'One row per mapping: state, rows, outbound backlog and its age, open errors, last change in each direction, the outbound feed mode, changes blocked behind a failed insert, what the latest drift check found, and since when and why the worker retries a failing sync.';
+COMMENT ON VIEW pgforce.status IS 'One row per mapping: state, rows, outbound backlog and its age, open errors, last change in each direction, the outbound feed mode, changes blocked behind a failed insert, what the latest drift check found, since when and why the worker retries a failing sync, and which worker runs the mapping.';

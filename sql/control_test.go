@@ -427,3 +427,28 @@ func TestStatusShowsSinceWhenAndWhyTheWorkerRetriesAFailingSync(t *testing.T) {
 	b.scalar(t, &n, `SELECT count(*) FROM pgforce.sync_failure`)
 	require.Zero(t, n)
 }
+
+// status names the worker that holds a mapping's lease, and nobody once the
+// lease has run out: a stopped worker left the mapping saying 'synced'.
+func TestStatusNamesTheWorkerRunningAMappingUntilItsLeaseRunsOut(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := b.mapAccount(t, "read_write")
+	worker := func() *string {
+		var w *string
+		b.scalar(t, &w, `SELECT worker FROM pgforce.status WHERE mapping_id = $1`, m)
+		return w
+	}
+	require.Nil(t, worker())
+	var ok bool
+	b.scalar(t, &ok, `SELECT pgforce.inbound_claim($1, 'host-1-4242-ab12', '1 minute')`, m)
+	require.True(t, ok)
+	require.NotNil(t, worker())
+	require.Equal(t, "host-1-4242-ab12", *worker())
+	b.exec(t, `SELECT pgforce.inbound_release($1, 'host-1-4242-ab12')`, m)
+	require.Nil(t, worker())
+	b.scalar(t, &ok, `SELECT pgforce.inbound_claim($1, 'host-1-4242-ab12', '1 millisecond')`, m)
+	require.True(t, ok)
+	time.Sleep(10 * time.Millisecond)
+	require.Nil(t, worker(), "a lease that ran out names nobody")
+}

@@ -52,17 +52,25 @@ func setError(ctx context.Context, pool *pgxpool.Pool, id int, ce *ConfigError) 
 // outside its fields: without it the statement the user was told to run
 // failed ("upsert_field ... is not in fields").
 func removeField(m *mappings.Mapping, field string) string {
-	for _, f := range m.Fields {
-		if strings.EqualFold(f, field) {
-			field = f
-			break
+	return removeFields(m, []string{field})
+}
+
+// removeFields is removeField for several fields at once.
+func removeFields(m *mappings.Mapping, fields []string) string {
+	expr, upsert := "fields", ""
+	for _, field := range fields {
+		for _, f := range m.Fields {
+			if strings.EqualFold(f, field) {
+				field = f
+				break
+			}
 		}
+		if strings.EqualFold(field, m.UpsertField) {
+			upsert = ", upsert_field = NULL"
+		}
+		expr = fmt.Sprintf("array_remove(%s, '%s')", expr, field)
 	}
-	upsert := ""
-	if strings.EqualFold(field, m.UpsertField) {
-		upsert = ", upsert_field = NULL"
-	}
-	return fmt.Sprintf("UPDATE pgforce.mapping SET fields = array_remove(fields, '%s')%s WHERE id = %d;", field, upsert, m.ID)
+	return fmt.Sprintf("UPDATE pgforce.mapping SET fields = %s%s WHERE id = %d;", expr, upsert, m.ID)
 }
 
 // componentOf is the name under which a change event nests field, a part of
@@ -138,6 +146,19 @@ func describeMapping(ctx context.Context, sf *salesforce.Client, m *mappings.Map
 				d.Name, name, m.ID)}
 		}
 		add(f)
+	}
+	// Every missing field at once: named one at a time, a mapping with
+	// several typos took a fix and a describe for each.
+	var missing []string
+	for _, name := range m.Fields {
+		if _, ok := d.Field(name); !ok {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 1 {
+		return nil, nil, &ConfigError{Field: missing[0], Detail: fmt.Sprintf(
+			"fields %s do not exist on %s or are not visible to the integration user (field-level security). Check their API names in Object Manager (custom fields end in __c), or remove them: %s",
+			strings.Join(missing, ", "), d.Name, removeFields(m, missing))}
 	}
 	for _, name := range m.Fields {
 		f, ok := d.Field(name)

@@ -108,3 +108,25 @@ func TestADriftCheckAskedForBeforeTheLoadRunsOnceTheMappingIsSynced(t *testing.T
 	require.Equal(t, int64(2), c.rows)
 	require.Zero(t, c.missing+c.stale+c.extra)
 }
+
+// Several mapped fields are missing (misspelt): the mapping names them
+// all, with one statement that removes them all and runs as given, rather
+// than one at a time, a fix and a describe each.
+func TestAMappingWithSeveralMissingFieldsNamesThemAllWithOneFix(t *testing.T) {
+	e := newEnv(t)
+	ids := e.create("Gadget__c", map[string]any{"Name": "G"})
+	var id int
+	require.NoError(t, e.pool.QueryRow(context.Background(), `INSERT INTO pgforce.mapping (sobject, fields, mode, upsert_field, inbound)
+		VALUES ('Gadget__c', '{Name,Nmae__c,External_Id__c,Foo__c}', 'read_write', 'External_Id__c', 'poll') RETURNING id`).Scan(&id))
+	e.start()
+	detail := e.waitErrorDetail(id, "fields Nmae__c, External_Id__c, Foo__c do not exist on Gadget__c")
+	steps := fixes.FindAllString(detail, -1)
+	require.Len(t, steps, 1, detail)
+
+	e.exec(steps[0])
+	e.waitState(id, "synced")
+	e.waitValue("gadget__c", ids[0], "name", "G")
+	var fields []string
+	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT fields FROM pgforce.mapping WHERE id = $1`, id).Scan(&fields))
+	require.Equal(t, []string{"Name"}, fields)
+}

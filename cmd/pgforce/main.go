@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
 )
 
@@ -94,10 +95,18 @@ func printHelp(w io.Writer) {
 func init() {
 	register(command{
 		name:    "help",
-		summary: "show this list of commands",
-		run: func(_ context.Context, _ []string, stdout, _ io.Writer) error {
-			printHelp(stdout)
-			return nil
+		summary: "show this list of commands, or a command's options: pgforce help <command>",
+		run: func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+			if len(args) == 0 {
+				printHelp(stdout)
+				return nil
+			}
+			// What people type after reading the list: the command's -h.
+			c, ok := commands[args[0]]
+			if !ok || len(args) > 1 || c.name == "help" {
+				return fmt.Errorf("%w: no command %q; 'pgforce help' lists them", errUsage, strings.Join(args, " "))
+			}
+			return c.run(ctx, []string{"-h"}, stdout, stderr)
 		},
 	})
 }

@@ -69,3 +69,17 @@ func TestHelpFlagsPrintTheCommandsLikeHelp(t *testing.T) {
 		require.NotContains(t, errOut, "unknown command", arg)
 	}
 }
+
+// help <command> is the command's -h, not the list again.
+func TestHelpOfACommandPrintsItsOptions(t *testing.T) {
+	code, _, errOut := run(t, "help", "sim")
+	require.Equal(t, 0, code)
+	require.Contains(t, errOut, "Usage: pgforce sim [options]")
+	require.Contains(t, errOut, "-listen")
+	code, _, errOut = run(t, "help", "run")
+	require.Equal(t, 0, code)
+	require.Contains(t, errOut, "DATABASE_URL")
+	code, _, errOut = run(t, "help", "frobnicate")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, `no command "frobnicate"`)
+}

@@ -20,6 +20,14 @@ func init() {
 
 func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("sim", stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage: pgforce sim [options]\n\nRuns a simulated Salesforce org on loopback: OAuth, REST and SOQL, Bulk API 2.0 and CometD\n"+
+			"Change Data Capture, with Account, Contact, Opportunity, Lead, Case, User and the objects of\n"+
+			"--schema. It keeps everything in memory and prints the credentials to point pgforce run (or\n"+
+			"any client) at it. docs/sim.md describes the schema file (custom objects, fields, validation\n"+
+			"rules) and the control API under /__sim/ (faults, edits as a UI user, API usage).\n\nOptions:\n")
+		fs.PrintDefaults()
+	}
 	listen := fs.String("listen", "127.0.0.1:8642", "address to serve on (port 0 picks a free port)")
 	clientID := fs.String("client-id", sim.DefaultClientID, "connected app client id (consumer key)")
 	clientSecret := fs.String("client-secret", sim.DefaultClientSecret, "connected app client secret")

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -82,4 +84,12 @@ func TestHelpOfACommandPrintsItsOptions(t *testing.T) {
 	code, _, errOut = run(t, "help", "frobnicate")
 	require.Equal(t, 2, code)
 	require.Contains(t, errOut, `no command "frobnicate"`)
+}
+
+func TestTheWorkersLogWritesDurationsAsPeopleReadThem(t *testing.T) {
+	var out bytes.Buffer
+	slog.New(logHandler(&out, slog.LevelInfo)).With("lease", 30*time.Second).Warn("backs off", "retry_in", 8*time.Second, "group", slog.GroupValue(slog.Duration("took", 1500*time.Millisecond)))
+	require.Contains(t, out.String(), `"retry_in":"8s"`)
+	require.Contains(t, out.String(), `"lease":"30s"`)
+	require.Contains(t, out.String(), `"took":"1.5s"`)
 }

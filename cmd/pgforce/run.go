@@ -28,10 +28,23 @@ func init() {
 			if err != nil {
 				return err
 			}
-			log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+			log := slog.New(logHandler(stderr, level))
 			// SIGTERM cancels ctx; Run then finishes the batches in flight,
 			// stores positions and returns nil, so the exit code is 0.
 			return worker.Run(ctx, cfg, log)
 		},
 	})
+}
+
+// logHandler writes the worker's log as JSON lines. Durations are written
+// as Go prints them ("8s", "250ms"): JSON has no duration, and slog wrote
+// them as nanoseconds ("retry_in":8000000000), which nobody reads at a
+// glance.
+func logHandler(w io.Writer, level slog.Level) slog.Handler {
+	return slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Value.Kind() == slog.KindDuration {
+			a.Value = slog.StringValue(a.Value.Duration().String())
+		}
+		return a
+	}})
 }

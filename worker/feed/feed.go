@@ -80,6 +80,21 @@ import (
 	"github.com/pgforce/pgforce/worker/mappings"
 )
 
+// replicationFix says what makes logical replication work after err, for
+// the two causes a new install meets: the server's wal_level, and a role
+// that may not replicate. The feed works without it, through NOTIFY and a
+// safety poll, so nothing else would say why changes take longer.
+func replicationFix(err error) string {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "wal_level"):
+		return "set wal_level = logical in postgresql.conf (or the server's parameter group) and restart the server"
+	case strings.Contains(msg, "replication role") || strings.Contains(msg, "WAL sender") || strings.Contains(msg, "walsender"):
+		return "give the worker's role the REPLICATION attribute (ALTER ROLE <role> REPLICATION; on RDS: GRANT rds_replication TO <role>)"
+	}
+	return ""
+}
+
 // Mode names how the feed currently learns of changes, as pgforce.status
 // shows it.
 type Mode string
@@ -340,8 +355,12 @@ func (f *Feed) Run(ctx context.Context) error {
 				f.holdOff(ctx)
 				continue
 			}
-			f.log.Warn("outbound feed: logical replication unavailable, using LISTEN and a safety poll", "err", err)
-			f.setMode(ModeNotifyPoll, "logical replication unavailable: "+err.Error())
+			why := err.Error()
+			if fix := replicationFix(err); fix != "" {
+				why += "; " + fix
+			}
+			f.log.Warn("outbound feed: logical replication unavailable, using LISTEN and a safety poll", "err", why)
+			f.setMode(ModeNotifyPoll, "logical replication unavailable: "+why)
 		} else {
 			f.setMode(ModeNotifyPoll, "logical replication disabled by configuration")
 		}

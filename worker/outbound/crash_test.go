@@ -169,6 +169,10 @@ func TestWithoutLogicalReplicationNotifyAndPollDeliverChanges(t *testing.T) {
 
 	eventually(t, 10*time.Second, "fallback mode", func() bool { return svc.FeedMode() == "notify_poll" })
 	eventually(t, 5*time.Second, "status shows fallback", func() bool { return b.feedStatus(t) == "notify_poll" })
+	// And why, with the fix.
+	var detail string
+	b.scalar(t, &detail, `SELECT feed_detail FROM pgforce.outbound_worker WHERE feed_mode = 'notify_poll'`)
+	require.Contains(t, detail, "give the worker's role the REPLICATION attribute (ALTER ROLE <role> REPLICATION")
 	var id int
 	start := time.Now()
 	b.scalar(t, &id, `INSERT INTO salesforce.account (name) VALUES ('Via notify') RETURNING id`)

@@ -70,7 +70,7 @@ func TestConsecutiveChangesToOneRecordMergeIntoOneWrite(t *testing.T) {
 	_ = ctx
 }
 
-func TestValidationErrorRecordsErrorAndRetryAfterFixSucceeds(t *testing.T) {
+func TestAnInsertSalesforceRefusesIsAnErrorThatFixingTheRowSettles(t *testing.T) {
 	b := setup(t, setupOptions{})
 	b.start(t, fastOptions())
 
@@ -108,21 +108,30 @@ func TestValidationErrorRecordsErrorAndRetryAfterFixSucceeds(t *testing.T) {
 	require.Equal(t, "FIELD_CUSTOM_VALIDATION_EXCEPTION", he.ErrorCode)
 	require.Equal(t, "Name must not start with BAD", he.Message)
 
-	// A later update of the failed record waits behind it, visibly.
+	// An update of the row sends it again, whole, as a retry would: still
+	// refused, it counts as one more attempt of the same error, and the
+	// row stays FAILED.
 	b.exec(t, `UPDATE salesforce.account SET industry = 'Energy' WHERE id = $1`, bad)
-	eventually(t, 5*time.Second, "blocked count", func() bool {
-		var n int
-		b.scalar(t, &n, `SELECT outbound_blocked FROM pgforce.status WHERE sobject = 'Account'`)
-		return n == 1
+	eventually(t, 10*time.Second, "a second attempt", func() bool {
+		var attempts int
+		b.scalar(t, &attempts, `SELECT attempts FROM pgforce.error WHERE id = $1`, errID)
+		return attempts == 2
+	})
+	var open int
+	b.scalar(t, &open, `SELECT count(*) FROM pgforce.error WHERE record_id = $1 AND state = 'open'`, bad)
+	require.Equal(t, 1, open, "one error per refused insert, however often it is sent")
+	eventually(t, 5*time.Second, "the row failed again", func() bool {
+		b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account WHERE id = $1`, bad)
+		return lastop == "FAILED"
 	})
 	// Other records are not held up.
 	var other int
 	b.scalar(t, &other, `INSERT INTO salesforce.account (name) VALUES ('Other') RETURNING id`)
 	eventually(t, 10*time.Second, "other row synced", func() bool { return b.rowSfid(t, "account", other) != "" })
 
-	// Fix the row, retry: the record is created with the fix and the update.
+	// Fixing the row is enough: the record is created with the fix and the
+	// earlier update, and the error is resolved.
 	b.exec(t, `UPDATE salesforce.account SET name = 'Fixed name' WHERE id = $1`, bad)
-	b.exec(t, `SELECT pgforce.retry($1)`, errID)
 	sfid := b.waitSfid(t, "account", bad)
 	require.Equal(t, "Fixed name", b.sfField(t, "Account", sfid, "Name"))
 	require.Equal(t, "Energy", b.sfField(t, "Account", sfid, "Industry"))
@@ -131,9 +140,39 @@ func TestValidationErrorRecordsErrorAndRetryAfterFixSucceeds(t *testing.T) {
 		b.scalar(t, &state, `SELECT state FROM pgforce.error WHERE id = $1`, errID)
 		return state == "resolved"
 	})
-	b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account WHERE id = $1`, bad)
-	require.Equal(t, "SYNCED", lastop)
+	eventually(t, 5*time.Second, "row synced", func() bool {
+		b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account WHERE id = $1`, bad)
+		return lastop == "SYNCED"
+	})
 	eventually(t, 5*time.Second, "outbox drained", func() bool { return b.backlog(t) == 0 })
+	var blocked int
+	b.scalar(t, &blocked, `SELECT outbound_blocked FROM pgforce.status WHERE sobject = 'Account'`)
+	require.Zero(t, blocked)
+}
+
+// pgforce.retry of a failed insert sends the row as it is now.
+func TestRetryOfAFailedInsertSendsTheRowAsItIsNow(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.start(t, fastOptions())
+	var bad int
+	b.scalar(t, &bad, `INSERT INTO salesforce.account (name) VALUES ('BAD name') RETURNING id`)
+	var errID int64
+	eventually(t, 10*time.Second, "error row", func() bool {
+		return b.pool.QueryRow(context.Background(), `SELECT id FROM pgforce.error WHERE record_id = $1 AND state = 'open'`, bad).Scan(&errID) == nil
+	})
+	// Fixed as the worker (a trigger, a migration of the application that
+	// sets the origin): nothing is captured, and the retry sends it.
+	b.exec(t, `WITH o AS (SELECT set_config('pgforce.origin', 'salesforce', true))
+		UPDATE salesforce.account SET name = 'Fixed name' FROM o WHERE id = $1`, bad)
+	require.Equal(t, 0, b.backlog(t))
+	b.exec(t, `SELECT pgforce.retry($1)`, errID)
+	sfid := b.waitSfid(t, "account", bad)
+	require.Equal(t, "Fixed name", b.sfField(t, "Account", sfid, "Name"))
+	var state string
+	eventually(t, 5*time.Second, "error resolved", func() bool {
+		b.scalar(t, &state, `SELECT state FROM pgforce.error WHERE id = $1`, errID)
+		return state == "resolved"
+	})
 }
 
 func TestIgnoreDropsTheChangeAndRevertRestoresSalesforceValues(t *testing.T) {

@@ -467,7 +467,9 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 		if rec.nFailed > 0 {
 			// A retry that fails again reopens its error; an update of a
 			// record whose earlier update failed (and was sent again with
-			// it, see prepare) updates that open error; a retry whose error
+			// it, see prepare) updates that open error, and so does the
+			// insert of a row whose insert failed, which an update of the
+			// row sends (see pgforce._outbound_claim); a retry whose error
 			// was ignored while it was in flight records nothing (the user
 			// gave the change up); any other failure is a new error row.
 			// (An error waiting for its retry is not updated: the retry
@@ -486,15 +488,15 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 					UPDATE pgforce.error e SET attempts = e.attempts + 1, error_code = f.error_code,
 						message = f.message, fields = f.fields, payload = f.payload,
 						old = nullif(coalesce($3::jsonb -> f.record_id::text, '{}') || coalesce(e.old, '{}'), '{}')
-					FROM f WHERE f.retry_of IS NULL AND f.op = 'update' AND e.mapping_id = $2 AND e.record_id = f.record_id
-					  AND e.direction = 'outbound' AND e.operation = 'update' AND e.state = 'open'
+					FROM f WHERE f.retry_of IS NULL AND f.op IN ('update', 'insert') AND e.mapping_id = $2 AND e.record_id = f.record_id
+					  AND e.direction = 'outbound' AND e.operation = f.op AND e.state = 'open'
 					RETURNING e.record_id
 				)
 				INSERT INTO pgforce.error (mapping_id, direction, operation, record_id, sfid, payload, error_code, message, fields, old)
 				SELECT $2, 'outbound', f.op, f.record_id, f.sfid, f.payload, f.error_code, f.message, f.fields, $3::jsonb -> f.record_id::text
 				FROM f WHERE (f.retry_of IS NULL OR f.retry_of NOT IN (SELECT id FROM reopened)
 				              AND NOT EXISTS (SELECT FROM pgforce.error x WHERE x.id = f.retry_of AND x.state = 'ignored'))
-				  AND NOT (f.retry_of IS NULL AND f.op = 'update' AND f.record_id IN (SELECT record_id FROM again))`, rec.failed, m.ID, olds); err != nil {
+				  AND NOT (f.retry_of IS NULL AND f.op IN ('update', 'insert') AND f.record_id IN (SELECT record_id FROM again))`, rec.failed, m.ID, olds); err != nil {
 				return fmt.Errorf("record errors: %w", err)
 			}
 			// A refused delete marks no row: its row is gone, or is a new

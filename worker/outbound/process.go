@@ -837,10 +837,12 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 // echo of the insert (see pgforce._outbound_adopt_echo_rows): a row the
 // application had, which its other tables may name by id, went without a
 // word, and with a foreign key naming it every batch of the mapping failed
-// at its write-back. A row marked deleted does not count: an upsert does
-// not match a deleted record, it creates one. The table has no index on
-// the field (one of Heroku Connect's would be unique): the check reads it
-// once per batch that holds inserts.
+// at its write-back. Only a record that Salesforce still has with that
+// value counts: an upsert does not match a deleted record (it creates
+// one), and the row of one deleted a moment ago may not say so yet. The
+// table has no index on the field (one of Heroku Connect's would be
+// unique): the check reads it once per batch that holds inserts, and asks
+// Salesforce only when it finds such a row.
 func (s *Service) refuseTakenExternalIDs(ctx context.Context, m *Mapping, changes []*change) error {
 	if m.UpsertField == "" {
 		return nil
@@ -857,26 +859,52 @@ func (s *Service) refuseTakenExternalIDs(ctx context.Context, m *Mapping, change
 		return nil
 	}
 	col := pgx.Identifier{strings.ToLower(m.UpsertField)}.Sanitize()
-	rows, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT DISTINCT ON (r.id) r.id, x.id, x.sfid
+	type taken struct {
+		row, holder int
+		sfid, value string
+	}
+	rows, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT DISTINCT ON (r.id) r.id, x.id, x.sfid, r.%[2]s::text
 		FROM %[1]s r JOIN %[1]s x ON x.%[2]s = r.%[2]s AND x.id <> r.id
 		WHERE r.id = ANY($1) AND r.sfid IS NULL AND x.sfid IS NOT NULL AND x.isdeleted IS NOT TRUE
 		ORDER BY r.id, x.id`, m.Table(), col), ids)
 	if err != nil {
 		return fmt.Errorf("look for rows holding the external ids of inserts into %s: %w", m.Table(), err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var id, holder int
-		var sfid string
-		if err := rows.Scan(&id, &holder, &sfid); err != nil {
-			return err
+	found, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (taken, error) {
+		var t taken
+		err := r.Scan(&t.row, &t.holder, &t.sfid, &t.value)
+		return t, err
+	})
+	if err != nil || len(found) == 0 {
+		return err
+	}
+	holders := make([]string, len(found))
+	for i, t := range found {
+		holders[i] = t.sfid
+	}
+	if err := s.waitBudget(ctx, m); err != nil {
+		return err
+	}
+	recs, err := s.sf.Retrieve(ctx, m.SObject, holders, []string{"Id", m.UpsertField})
+	if b := s.opts.Budget; b != nil {
+		b.Observe(err)
+	}
+	if err != nil {
+		return fmt.Errorf("read the records holding the external ids of inserts into %s: %w", m.Table(), err)
+	}
+	for i, t := range found {
+		if i >= len(recs) || recs[i] == nil {
+			continue // gone from Salesforce: the upsert creates a record
 		}
-		byRow[id].invalid = &salesforce.RecordError{StatusCode: "DUPLICATE_VALUE",
-			Message: fmt.Sprintf("duplicate value found: %s duplicates value on record with id: %s, which row %d of %s holds; nothing was sent. Update that row to change the record, give this row a %s of its own and run pgforce.retry, or delete this row",
-				m.UpsertField, sfid, holder, m.Schema+"."+m.TableName, strings.ToLower(m.UpsertField)),
+		if v, _ := recs[i].Get(m.UpsertField); !strings.EqualFold(fmt.Sprint(v), t.value) {
+			continue // its value changed there: the upsert does not match it
+		}
+		byRow[t.row].invalid = &salesforce.RecordError{StatusCode: "DUPLICATE_VALUE",
+			Message: fmt.Sprintf("duplicate value found: %s duplicates value on record with id: %s, which row %d of %s holds; nothing was sent. Update that row to change the record, or give this row another %s (the update sends it), or delete this row",
+				m.UpsertField, t.sfid, t.holder, m.Schema+"."+m.TableName, strings.ToLower(m.UpsertField)),
 			Fields: []string{m.UpsertField}}
 	}
-	return rows.Err()
+	return nil
 }
 
 // holdParentDeletes holds back the delete of a record while a child row

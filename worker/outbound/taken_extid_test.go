@@ -1,6 +1,7 @@
 package outbound_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -50,4 +51,30 @@ func TestAnInsertReusingAnotherRowsExternalIDFailsWithoutTouchingThatRow(t *test
 	require.Equal(t, sfid, heldSfid)
 	require.Equal(t, "Established", b.sfField(t, "Account", sfid, "Name"), "nothing was sent over the record")
 	require.Equal(t, 0, b.backlog(t))
+
+	// Given a value of its own, the row goes, and its error is settled.
+	b.exec(t, `UPDATE salesforce.account SET ext_id__c = 'EXT-3' WHERE id = $1`, dup)
+	own := b.waitSfid(t, "account", dup)
+	require.NotEqual(t, sfid, own)
+	eventually(t, 10*time.Second, "the error settled", func() bool {
+		var n int
+		b.scalar(t, &n, `SELECT count(*) FROM pgforce.error WHERE record_id = $1 AND state = 'open'`, dup)
+		return n == 0
+	})
+}
+
+// The record of the row holding the value was deleted in Salesforce a
+// moment ago, and its row does not say so yet: the upsert creates a record
+// (a deleted one is not matched), so the insert goes.
+func TestAnInsertReusingTheExternalIDOfARecordJustDeletedInSalesforceGoes(t *testing.T) {
+	b := setup(t, setupOptions{upsertField: "Ext_Id__c"})
+	b.start(t, fastOptions())
+	var first, second int
+	b.scalar(t, &first, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('First', 'EXT-1') RETURNING id`)
+	old := b.waitSfid(t, "account", first)
+	res, err := b.sf.Delete(context.Background(), []string{old})
+	require.NoError(t, err)
+	require.NoError(t, res[0].Err())
+	b.scalar(t, &second, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('Second', 'EXT-1') RETURNING id`)
+	require.NotEqual(t, old, b.waitSfid(t, "account", second))
 }

@@ -624,7 +624,8 @@ $$;
 CREATE FUNCTION pgforce._mapping_changed() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_table regclass;
+    v_table   regclass;
+    v_dropped bigint;
 BEGIN
     IF TG_OP = 'DELETE' THEN
         v_table := pg_catalog.to_regclass(pg_catalog.format('%I.%I',
@@ -634,6 +635,14 @@ BEGIN
         END IF;
         PERFORM pgforce._drop_capture_functions(OLD.id);
         DELETE FROM pgforce.outbox ob WHERE ob.mapping_id = OLD.id;
+        -- Said, not only documented: a delete run to stop syncing for a
+        -- while (pgforce.pause does that) lost queued changes unseen.
+        GET DIAGNOSTICS v_dropped = ROW_COUNT;
+        IF v_dropped > 0 THEN
+            RAISE NOTICE 'pgforce: % change% of % not yet sent to Salesforce % dropped with its mapping',
+                v_dropped, CASE WHEN v_dropped = 1 THEN '' ELSE 's' END, OLD.sobject, CASE WHEN v_dropped = 1 THEN 'was' ELSE 'were' END
+                USING HINT = 'Their rows keep _hc_lastop = ''PENDING''. To stop syncing for a while and keep them, use pgforce.pause() instead.';
+        END IF;
         RETURN OLD;
     END IF;
     IF (NEW.mode, NEW.fields) IS DISTINCT FROM (OLD.mode, OLD.fields) THEN

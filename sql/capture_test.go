@@ -1013,3 +1013,25 @@ func TestChangingAMappingSendsNoNoticesAboutPgforcesOwnFunctions(t *testing.T) {
 	}
 	require.Empty(t, notices)
 }
+
+// Deleting a mapping drops its unsent changes, and says so: the user may
+// have meant pgforce.pause.
+func TestDeletingAMappingWithUnsentChangesSaysHowManyItDrops(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := b.mapAccount(t, "read_write")
+	b.exec(t, `INSERT INTO salesforce.account (name) VALUES ('a'), ('b')`)
+	var notices []*pgconn.Notice
+	cfg, err := pgx.ParseConfig(b.db.ConnString)
+	require.NoError(t, err)
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n) }
+	conn, err := pgx.ConnectConfig(t.Context(), cfg)
+	require.NoError(t, err)
+	defer conn.Close(t.Context())
+	_, err = conn.Exec(t.Context(), `DELETE FROM pgforce.mapping WHERE id = $1`, id)
+	require.NoError(t, err)
+	require.Len(t, notices, 1)
+	require.Equal(t, "pgforce: 2 changes of Account not yet sent to Salesforce were dropped with its mapping", notices[0].Message)
+	require.Contains(t, notices[0].Hint, "pgforce.pause()")
+	require.Empty(t, b.outbox(t))
+}

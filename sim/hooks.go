@@ -547,6 +547,26 @@ func (s *Server) HideField(object, field string) error {
 	return nil
 }
 
+// ShowField gives a field HideField took away back to the integration user, as granting its field-level
+// security does: describe lists it again, with the values it kept.
+func (s *Server) ShowField(object, field string) error {
+	o := s.cat.Object(object)
+	if o == nil {
+		return fmt.Errorf("sim: no object %s", object)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range o.Fields {
+		if f.hidden && strings.EqualFold(f.Name, field) {
+			f.hidden = false
+			o.byLower[strings.ToLower(f.Name)] = f
+			o.byName[f.Name] = f
+			return nil
+		}
+	}
+	return fmt.Errorf("sim: no hidden field %s.%s", object, field)
+}
+
 // AlterField changes a field's definition in place, as an admin editing it in Setup does (a longer text
 // field, more digits).
 func (s *Server) AlterField(object, field string, change func(f *Field)) error {

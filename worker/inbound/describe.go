@@ -157,15 +157,15 @@ func describeMapping(ctx context.Context, sf *salesforce.Client, m *mappings.Map
 	}
 	if len(missing) > 1 {
 		return nil, nil, &ConfigError{Field: missing[0], Detail: fmt.Sprintf(
-			"fields %s do not exist on %s or are not visible to the integration user (field-level security). Check their API names in Object Manager (custom fields end in __c), or remove them: %s",
-			strings.Join(missing, ", "), d.Name, removeFields(m, missing))}
+			"fields %s do not exist on %s or are not visible to the integration user (field-level security). Check their API names in Object Manager (custom fields end in __c), or remove them: %s Once they exist in Salesforce and the integration user can read them, describe the object again with SELECT pgforce.reload(%d);",
+			strings.Join(missing, ", "), d.Name, removeFields(m, missing), m.ID)}
 	}
 	for _, name := range m.Fields {
 		f, ok := d.Field(name)
 		if !ok {
 			return nil, nil, &ConfigError{Field: name, Detail: fmt.Sprintf(
-				"field %s does not exist on %s or is not visible to the integration user (field-level security). Check its API name in Object Manager (custom fields end in __c), or remove it: %s",
-				name, d.Name, removeField(m, name))}
+				"field %s does not exist on %s or is not visible to the integration user (field-level security). Check its API name in Object Manager (custom fields end in __c), or remove it: %s Once it exists in Salesforce and the integration user can read it, describe the object again with SELECT pgforce.reload(%d);",
+				name, d.Name, removeField(m, name), m.ID)}
 		}
 		if f.Queryable != nil && !*f.Queryable {
 			return nil, nil, &ConfigError{Field: name, Detail: fmt.Sprintf(

@@ -130,3 +130,23 @@ func TestAMappingWithSeveralMissingFieldsNamesThemAllWithOneFix(t *testing.T) {
 	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT fields FROM pgforce.mapping WHERE id = $1`, id).Scan(&fields))
 	require.Equal(t, []string{"Name"}, fields)
 }
+
+// A mapped field the integration user cannot see (its field-level
+// security) puts the mapping in error; the fix may be made in Salesforce,
+// which edits no mapping, so the detail also gives the reload that
+// describes the object again once it is made.
+func TestAFieldMadeVisibleInSalesforceIsSyncedByTheReloadTheDetailGives(t *testing.T) {
+	e := newEnv(t)
+	ids := e.create("Gadget__c", map[string]any{"Name": "G", "Code__c": "C-1"})
+	require.NoError(t, e.sim.HideField("Gadget__c", "Code__c"))
+	id := e.mapping("Gadget__c", []string{"Name", "Code__c"}, "poll")
+	e.start()
+	detail := e.waitErrorDetail(id, "Code__c does not exist")
+	reload := regexp.MustCompile(`SELECT pgforce\.reload\(\d+\);`).FindString(detail)
+	require.NotEmpty(t, reload, detail)
+
+	require.NoError(t, e.sim.ShowField("Gadget__c", "Code__c"))
+	e.exec(reload)
+	e.waitState(id, "synced")
+	e.waitValue("gadget__c", ids[0], "code__c", "C-1")
+}

@@ -708,7 +708,7 @@ func (r *runner) runPoll(ctx context.Context, t *table, needLoad bool) error {
 	} else if err := mappings.SetState(ctx, r.s.pool, r.id, mappings.StateSynced, "polling every "+t.m.PollInterval.String()); err != nil {
 		return err
 	}
-	r.notRetrying(ctx)
+	// A failure stays shown until a poll works (see streamOnce).
 	interval := t.m.PollInterval
 	if r.s.opts.MaxPollInterval > 0 && interval > r.s.opts.MaxPollInterval {
 		interval = r.s.opts.MaxPollInterval

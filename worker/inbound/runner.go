@@ -375,6 +375,11 @@ func (r *runner) resync(ctx context.Context, t *table) error {
 	}
 	r.log.Info("inbound: resync complete", "sobject", t.m.SObject, "rows", n)
 	_, err = r.s.pool.Exec(ctx, `UPDATE pgforce.mapping SET resync_requested_at = NULL, resync_from = NULL WHERE id = $1 AND resync_requested_at <= $2`, r.id, *requested)
+	if err == nil {
+		// What stopped the stream may be caught up here rather than
+		// replayed to the applier (see streamOnce).
+		r.notRetrying(ctx)
+	}
 	return err
 }
 

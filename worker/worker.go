@@ -243,6 +243,7 @@ func RunWithOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, o
 		outOpts := opts.Outbound
 		// One worker serves one org, in both directions.
 		outOpts.Org = org
+		outOpts.Registerer = hs.Registry
 		if outOpts.Budget == nil {
 			outOpts.Budget = b
 		}

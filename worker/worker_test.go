@@ -107,7 +107,7 @@ func TestRunSyncsServesHealthAndMetricsAndExitsZeroOnSIGTERM(t *testing.T) {
 
 	require.Eventually(t, func() bool { code, _ := get("http://" + addr + "/healthz"); return code == http.StatusOK }, 15*time.Second, 50*time.Millisecond, "healthz never answered 200; stderr: %s", &stderr)
 
-	_, err = db.Conn.Exec(ctx, `INSERT INTO pgforce.mapping (sobject, fields, inbound) VALUES ('Account', '{Name}', 'cdc')`)
+	_, err = db.Conn.Exec(ctx, `INSERT INTO pgforce.mapping (sobject, fields, inbound, mode) VALUES ('Account', '{Name}', 'cdc', 'read_write')`)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		var name string
@@ -126,10 +126,20 @@ func TestRunSyncsServesHealthAndMetricsAndExitsZeroOnSIGTERM(t *testing.T) {
 		return name == "Acme 2"
 	}, 15*time.Second, 50*time.Millisecond)
 
+	_, err = db.Conn.Exec(ctx, `INSERT INTO salesforce.account (name) VALUES ('Made in Postgres')`)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		var sfid *string
+		_ = db.Conn.QueryRow(ctx, `SELECT sfid FROM salesforce.account WHERE name = 'Made in Postgres'`).Scan(&sfid)
+		return sfid != nil
+	}, 15*time.Second, 50*time.Millisecond)
+
 	code, body := get("http://" + addr + "/metrics")
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, "pgforce_inbound_cdc_events_total")
 	require.Contains(t, body, "pgforce_inbound_rows_applied_total")
+	require.Contains(t, body, `pgforce_outbound_records_total{op="insert",result="written"} 1`)
+	require.Contains(t, body, `pgforce_outbound_batches_total{api="collections"} 1`)
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	select {

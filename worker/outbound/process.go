@@ -222,6 +222,8 @@ func (s *Service) drainPass(ctx, work context.Context, m *Mapping, all []*Mappin
 			}
 			start := time.Now()
 			s.sendBatch(work, m, b)
+			s.metrics.batch(b.bulk)
+			s.metrics.outcomes(b.changes, b.results)
 			if !b.bulk {
 				collections.Unlock()
 			}

@@ -15,6 +15,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/pgforce/pgforce/worker/budget"
 	"github.com/pgforce/pgforce/worker/feed"
 	"github.com/pgforce/pgforce/worker/mappings"
@@ -26,6 +28,8 @@ type Options struct {
 	// Org is the org whose mappings this worker sends (pgforce.org.name;
 	// empty means DefaultOrg). The Salesforce client must be that org's.
 	Org string
+	// Registerer receives the service's Prometheus metrics (nil: none).
+	Registerer prometheus.Registerer
 	// WorkerID names this worker in outbox claims and pgforce.outbound_worker
 	// (default host:pid:random).
 	WorkerID string
@@ -144,6 +148,8 @@ type Service struct {
 	// stopping is Run's context: it ends when the worker is told to stop
 	// (SIGTERM), while the batch in flight runs on (see cycle).
 	stopping context.Context
+	metrics  *metrics
+
 	// recaptured is when recapture last tried each mapping's table.
 	recaptured map[int]time.Time
 	// settled holds the mappings whose outbound failure this worker has
@@ -205,7 +211,7 @@ func New(pool *pgxpool.Pool, sf Salesforce, logger *slog.Logger, opts Options) *
 	}
 	s := &Service{pool: pool, sf: sf, log: logger.With("component", "outbound"), opts: opts,
 		backoff: map[int]*backoffState{}, lastOut: map[int]time.Time{}, recaptured: map[int]time.Time{}, settled: map[int]bool{}, catchUp: map[int]catchUpWindow{}, written: map[int]map[string]time.Time{}, polled: map[int]*polledRead{}, mode: feed.ModeStarting, kick: make(chan struct{}, 1),
-		calls: make(chan struct{}, opts.Parallel)}
+		calls: make(chan struct{}, opts.Parallel), metrics: newMetrics(opts.Registerer)}
 	fo := opts.Feed
 	userOnMode := fo.OnMode
 	fo.OnMode = func(m feed.Mode, detail string) {

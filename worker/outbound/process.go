@@ -2,8 +2,10 @@ package outbound
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"slices"
 	"strings"
 	"sync"
@@ -898,7 +900,7 @@ func (s *Service) refuseTakenExternalIDs(ctx context.Context, m *Mapping, change
 		if i >= len(recs) || recs[i] == nil {
 			continue // gone from Salesforce: the upsert creates a record
 		}
-		if v, _ := recs[i].Get(m.UpsertField); !strings.EqualFold(fmt.Sprint(v), t.value) {
+		if v, _ := recs[i].Get(m.UpsertField); !sameExternalID(v, t.value) {
 			continue // its value changed there: the upsert does not match it
 		}
 		byRow[t.row].invalid = &salesforce.RecordError{StatusCode: "DUPLICATE_VALUE",
@@ -907,6 +909,19 @@ func (s *Service) refuseTakenExternalIDs(ctx context.Context, m *Mapping, change
 			Fields: []string{m.UpsertField}}
 	}
 	return nil
+}
+
+// sameExternalID says whether v, a record's external id as Salesforce's
+// JSON gives it, is col, the column's value as Postgres prints it. Text
+// ids match as Salesforce matches them by default, regardless of case; a
+// number field's by value (12 is 12.00 in a numeric(18,2) column).
+func sameExternalID(v any, col string) bool {
+	if n, ok := v.(json.Number); ok {
+		a, okA := new(big.Rat).SetString(n.String())
+		b, okB := new(big.Rat).SetString(col)
+		return okA && okB && a.Cmp(b) == 0
+	}
+	return v != nil && strings.EqualFold(fmt.Sprint(v), col)
 }
 
 // holdParentDeletes holds back the delete of a record while a child row

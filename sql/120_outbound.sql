@@ -143,17 +143,19 @@ SET enable_bitmapscan = off SET enable_seqscan = off AS $$
           -- a drain that began before it.
           AND NOT EXISTS (SELECT FROM pgforce.mapping pm JOIN pgforce.org po ON po.name = pm.org
                           WHERE pm.id = p_mapping_id AND (pm.paused OR po.paused))
-          -- A record's changes wait while its insert failed or a two-way
-          -- conflict awaits pgforce.resolve, until the user chooses retry,
-          -- ignore or revert; other records go on. A retry of the insert
-          -- does not wait, nor does an update of its row: the user's fix,
-          -- which the worker sends as the insert of the whole row, as a
-          -- retry would (a failed update's fix goes the same way). Held,
-          -- the fix waited for a pgforce.retry with the row saying PENDING.
+          -- A record's changes wait while a two-way conflict awaits
+          -- pgforce.resolve, and its delete while its insert failed, until
+          -- the user chooses retry, ignore or revert; other records go on.
+          -- A retry of the insert does not wait, nor does an update of its
+          -- row: the user's fix, which the worker sends as the insert of
+          -- the whole row, as a retry would (a failed update's fix goes the
+          -- same way), and which becomes that insert when its answer is
+          -- lost. Held, the fix waited for a pgforce.retry with the row
+          -- saying PENDING.
           AND NOT EXISTS (
                 SELECT FROM pgforce.error e
                 WHERE e.mapping_id = p_mapping_id AND e.record_id = o.record_id AND e.state = 'open'
-                  AND ((e.direction = 'outbound' AND e.operation = 'insert' AND o.retry_of IS NULL AND o.op <> 'update') OR e.error_code = 'CONFLICT'))
+                  AND ((e.direction = 'outbound' AND e.operation = 'insert' AND o.retry_of IS NULL AND o.op = 'delete') OR e.error_code = 'CONFLICT'))
         ORDER BY o.id
         LIMIT p_limit
         FOR UPDATE SKIP LOCKED
@@ -248,7 +250,7 @@ BEGIN
                   AND (o.sfid IS NOT NULL OR EXISTS (SELECT FROM %1$s t WHERE t.id = o.record_id AND t.sfid IS NOT NULL))
                   AND EXISTS (SELECT FROM pgforce.error e
                               WHERE e.mapping_id = $1 AND e.record_id = o.record_id AND e.state = 'open'
-                                AND ((e.direction = 'outbound' AND e.operation = 'insert' AND o.retry_of IS NULL AND o.op <> 'update') OR e.error_code = 'CONFLICT'))
+                                AND ((e.direction = 'outbound' AND e.operation = 'insert' AND o.retry_of IS NULL AND o.op = 'delete') OR e.error_code = 'CONFLICT'))
                 UNION
                 SELECT t.%2$I::text FROM %1$s t JOIN pgforce.outbox o ON o.mapping_id = $1 AND o.record_id = t.id
                 WHERE o.op = 'update' AND t.sfid IS NOT NULL AND t.%2$I IS NOT NULL
@@ -257,7 +259,7 @@ BEGIN
                                 AND pgforce._rel_lookup($1, k.key) = $2)
                   AND EXISTS (SELECT FROM pgforce.error e
                               WHERE e.mapping_id = $1 AND e.record_id = o.record_id AND e.state = 'open'
-                                AND ((e.direction = 'outbound' AND e.operation = 'insert' AND o.retry_of IS NULL AND o.op <> 'update') OR e.error_code = 'CONFLICT')))
+                                AND ((e.direction = 'outbound' AND e.operation = 'insert' AND o.retry_of IS NULL AND o.op = 'delete') OR e.error_code = 'CONFLICT')))
             $q$, v_child.tbl, v_child.col) INTO v_ids USING v_child.id, v_child.col;
         v_left := v_left || v_ids;
     END LOOP;
@@ -268,7 +270,7 @@ BEGIN
       -- behind a conflict, not behind a failed insert.
       AND EXISTS (SELECT FROM pgforce.error e
                   WHERE e.mapping_id = p_mapping_id AND e.record_id = o.record_id AND e.state = 'open'
-                    AND ((e.direction = 'outbound' AND e.operation = 'insert' AND o.retry_of IS NULL AND o.op <> 'update') OR e.error_code = 'CONFLICT'));
+                    AND ((e.direction = 'outbound' AND e.operation = 'insert' AND o.retry_of IS NULL AND o.op = 'delete') OR e.error_code = 'CONFLICT'));
     -- The held deletes are counted apart, and only when there are any: in
     -- an OR with them, the EXISTS above was no semi-join but run once per
     -- queued change, each run reading every open error of the mapping (4 s
@@ -282,7 +284,7 @@ BEGIN
           AND NOT (o.claimed_at IS NULL
                    AND EXISTS (SELECT FROM pgforce.error e
                                WHERE e.mapping_id = p_mapping_id AND e.record_id = o.record_id AND e.state = 'open'
-                                 AND ((e.direction = 'outbound' AND e.operation = 'insert' AND o.retry_of IS NULL AND o.op <> 'update') OR e.error_code = 'CONFLICT')));
+                                 AND ((e.direction = 'outbound' AND e.operation = 'insert' AND o.retry_of IS NULL AND o.op = 'delete') OR e.error_code = 'CONFLICT')));
     END IF;
     RETURN v_count;
 END

@@ -64,6 +64,10 @@ type change struct {
 	// rowStamp is the row's systemmodstamp: the last change of Salesforce's
 	// that reached it (nil when none has), for checkPolled.
 	rowStamp *time.Time
+	// wholeRow is set when prepare sends an update as the insert of the
+	// whole row (the row has no record yet): the values a lost answer
+	// leaves in doubt, for the entry to become that insert (see record).
+	wholeRow map[string]any
 	// invalid says a value of the change cannot be sent (a datetime
 	// Salesforce has no equivalent of): the record fails on its own, as
 	// if Salesforce had refused it, and the rest of its batch is sent.

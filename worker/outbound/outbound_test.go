@@ -939,3 +939,33 @@ func TestTheEntriesOfADeadWorkersBulkJobStayHeldUntilTheJobEnds(t *testing.T) {
 	b.scalar(t, &rows, `SELECT count(*) FROM pgforce.outbound_bulk_job`)
 	require.Zero(t, rows)
 }
+
+// The fix of a refused insert goes as the insert of the whole row. Its
+// answer lost (Salesforce created the record), it is sent again as that
+// insert, which first looks for the record it may have made: one record,
+// not two.
+func TestAFixedRowWhoseCreateAnswerIsLostMakesOneRecord(t *testing.T) {
+	b := setup(t, setupOptions{})
+	b.start(t, fastOptions())
+	var row int
+	b.scalar(t, &row, `INSERT INTO salesforce.account (name) VALUES ('BAD name') RETURNING id`)
+	eventually(t, 10*time.Second, "the insert refused", func() bool {
+		var n int
+		b.scalar(t, &n, `SELECT count(*) FROM pgforce.error WHERE record_id = $1 AND state = 'open'`, row)
+		return n == 1
+	})
+	b.sim.Inject(sim.Fault{Path: "/services/data/v62.0/composite/sobjects", Method: "POST", LoseAnswer: true, Count: 1})
+	b.exec(t, `UPDATE salesforce.account SET name = 'Fixed once' WHERE id = $1`, row)
+	sfid := b.waitSfid(t, "account", row)
+	recs := b.sfRecords(t, `SELECT Id FROM Account WHERE Name = 'Fixed once'`)
+	require.Len(t, recs, 1, "the fix made one record")
+	require.Equal(t, sfid, recs[0].ID())
+	eventually(t, 10*time.Second, "the error settled", func() bool {
+		var n int
+		b.scalar(t, &n, `SELECT count(*) FROM pgforce.error WHERE record_id = $1 AND state = 'open'`, row)
+		return n == 0
+	})
+	var rows int
+	b.scalar(t, &rows, `SELECT count(*) FROM salesforce.account WHERE name = 'Fixed once'`)
+	require.Equal(t, 1, rows)
+}

@@ -797,6 +797,7 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 					}
 				}
 				c.Values = st.row
+				c.wholeRow = st.row
 			}
 		case "delete":
 			if c.SFID == "" {

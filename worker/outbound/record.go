@@ -84,6 +84,7 @@ func (s *Service) record(ctx context.Context, m *Mapping, claimedAt, wroteBy tim
 	var requeue, unsent []int64
 	var echoGone, written []string // written: the Ids of the records written or deleted
 	var failed []failureRow
+	var asInserts []asInsert
 	for i, c := range changes {
 		r := results[i]
 		switch r.kind {
@@ -94,6 +95,15 @@ func (s *Service) record(ctx context.Context, m *Mapping, claimedAt, wroteBy tim
 				unsent = append(unsent, c.Entries...)
 			} else {
 				requeue = append(requeue, c.Entries...)
+				if r.kind == outTransient && c.wholeRow != nil && c.Op == "insert" {
+					// Sent as the insert of the whole row, it may have made
+					// the record, the answer lost. Queued as the update it
+					// was, it was sent as a create again, a second record;
+					// as the insert it now is, with the values sent, the
+					// next claim looks for that record first (see
+					// findCreated), as for any insert in doubt.
+					asInserts = append(asInserts, asInsert{ID: c.Entries[0], New: c.wholeRow})
+				}
 			}
 			continue
 		case outNone:
@@ -156,7 +166,13 @@ func (s *Service) record(ctx context.Context, m *Mapping, claimedAt, wroteBy tim
 	if err != nil {
 		return err
 	}
-	rec := &recording{m: m, claimedAt: claimedAt, okRows: ok, failed: failedJSON, nOK: len(ok), nFailed: len(failed), done: done, requeue: requeue, unsent: unsent, echoGone: echoGone, written: written,
+	var asInsertsJSON []byte
+	if len(asInserts) > 0 {
+		if asInsertsJSON, err = json.Marshal(asInserts); err != nil {
+			return err
+		}
+	}
+	rec := &recording{m: m, claimedAt: claimedAt, okRows: ok, failed: failedJSON, nOK: len(ok), nFailed: len(failed), done: done, requeue: requeue, asInserts: asInsertsJSON, unsent: unsent, echoGone: echoGone, written: written,
 		writtenRows: make([]int32, 0, len(ok)), okSFIDs: make([]string, 0, len(ok)),
 		rows: make([]int32, 0, len(changes)), entries: make([]int64, 0, len(changes))}
 	for _, o := range ok {
@@ -189,6 +205,12 @@ func (s *Service) record(ctx context.Context, m *Mapping, claimedAt, wroteBy tim
 	return nil
 }
 
+// asInsert is an entry to turn into the insert of New (see record).
+type asInsert struct {
+	ID  int64          `json:"id"`
+	New map[string]any `json:"new"`
+}
+
 // recording is the outcome of one batch, ready to be written.
 type recording struct {
 	m            *Mapping
@@ -201,6 +223,7 @@ type recording struct {
 	nOK, nFailed int
 	done         []int64  // entries to delete
 	requeue      []int64  // entries to hand back to the queue
+	asInserts    []byte   // JSON of asInsert: requeued entries that become the insert they were sent as
 	unsent       []int64  // entries to hand back that never reached Salesforce
 	echoGone     []string // records deleted whose echo rows go too (see change.echoGone)
 	written      []string // Ids of the records written or deleted
@@ -347,6 +370,12 @@ func (s *Service) recordTx(ctx context.Context, rec *recording) error {
 		if len(rec.requeue) > 0 {
 			if _, err := tx.Exec(ctx, `UPDATE pgforce.outbox SET claimed_at = NULL, claimed_by = NULL WHERE id = ANY($1)`, batchPlan, rec.requeue); err != nil {
 				return fmt.Errorf("requeue entries: %w", err)
+			}
+		}
+		if rec.asInserts != nil {
+			if _, err := tx.Exec(ctx, `UPDATE pgforce.outbox o SET op = 'insert', new = a.new, old = NULL
+				FROM jsonb_to_recordset($1::jsonb) AS a(id bigint, new jsonb) WHERE o.id = a.id`, rec.asInserts); err != nil {
+				return fmt.Errorf("turn updates sent as inserts into those inserts: %w", err)
 			}
 		}
 		if len(rec.unsent) > 0 {

@@ -868,10 +868,16 @@ func (s *Service) refuseTakenExternalIDs(ctx context.Context, m *Mapping, change
 		row, holder int
 		sfid, value string
 	}
-	rows, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT DISTINCT ON (r.id) r.id, x.id, x.sfid, r.%[2]s::text
-		FROM %[1]s r JOIN %[1]s x ON x.%[2]s = r.%[2]s AND x.id <> r.id
+	// Compared as text regardless of case, as Salesforce matches text
+	// external ids by default (a number column prints every value with
+	// its scale). The echo of this very insert, made by its change event
+	// when an earlier answer was lost, is the insert's own record: the
+	// write-back merges it (see pgforce._outbound_adopt_echo_rows).
+	rows, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT r.id, x.id, x.sfid, r.%[2]s::text
+		FROM %[1]s r JOIN %[1]s x ON lower(x.%[2]s::text) = lower(r.%[2]s::text) AND x.id <> r.id
 		WHERE r.id = ANY($1) AND r.sfid IS NULL AND x.sfid IS NOT NULL AND x.isdeleted IS NOT TRUE
-		ORDER BY r.id, x.id`, m.Table(), col), ids)
+		  AND NOT EXISTS (SELECT FROM pgforce.outbound_echo_row e WHERE e.mapping_id = $2 AND e.sfid = x.sfid)
+		ORDER BY r.id, x.id`, m.Table(), col), ids, m.ID)
 	if err != nil {
 		return fmt.Errorf("look for rows holding the external ids of inserts into %s: %w", m.Table(), err)
 	}
@@ -880,8 +886,15 @@ func (s *Service) refuseTakenExternalIDs(ctx context.Context, m *Mapping, change
 		err := r.Scan(&t.row, &t.holder, &t.sfid, &t.value)
 		return t, err
 	})
-	if err != nil || len(found) == 0 {
+	if err != nil {
 		return err
+	}
+	// An sfid that is no Id of this object (see the key prefix check in
+	// prepare) names nothing an upsert of it could match.
+	prefix := m.keyPrefix()
+	found = slices.DeleteFunc(found, func(t taken) bool { return prefix != "" && !strings.HasPrefix(t.sfid, prefix) })
+	if len(found) == 0 {
+		return nil
 	}
 	holders := make([]string, len(found))
 	for i, t := range found {
@@ -894,19 +907,28 @@ func (s *Service) refuseTakenExternalIDs(ctx context.Context, m *Mapping, change
 	if b := s.opts.Budget; b != nil {
 		b.Observe(err)
 	}
-	if err != nil {
+	if err != nil && (salesforce.IsTransient(err) || salesforce.IsAuthFailure(err) || errors.Is(err, context.Canceled)) {
 		return fmt.Errorf("read the records holding the external ids of inserts into %s: %w", m.Table(), err)
 	}
+	if err != nil {
+		// Refused as a whole (an Id Salesforce cannot read, say): the
+		// inserts go as they would have, rather than the whole mapping
+		// waiting on a check.
+		s.log.Warn("outbound: cannot read the records holding the external ids of inserts; sending them unchecked",
+			"mapping", m.ID, "sobject", m.SObject, "err", err)
+		return nil
+	}
 	for i, t := range found {
-		if i >= len(recs) || recs[i] == nil {
-			continue // gone from Salesforce: the upsert creates a record
+		c := byRow[t.row]
+		if c.invalid != nil || i >= len(recs) || recs[i] == nil {
+			continue // refused already, or gone from Salesforce: the upsert creates a record
 		}
 		if v, _ := recs[i].Get(m.UpsertField); !sameExternalID(v, t.value) {
 			continue // its value changed there: the upsert does not match it
 		}
-		byRow[t.row].invalid = &salesforce.RecordError{StatusCode: "DUPLICATE_VALUE",
-			Message: fmt.Sprintf("duplicate value found: %s duplicates value on record with id: %s, which row %d of %s holds; nothing was sent. Update that row to change the record, or give this row another %s (the update sends it), or delete this row",
-				m.UpsertField, t.sfid, t.holder, m.Schema+"."+m.TableName, strings.ToLower(m.UpsertField)),
+		c.invalid = &salesforce.RecordError{StatusCode: "DUPLICATE_VALUE",
+			Message: fmt.Sprintf("duplicate value found: %s duplicates value on record with id: %s, which row %d of %s holds; nothing was sent. Give this row another %s, or delete it and update row %d instead: a change of this row sends it again",
+				m.UpsertField, t.sfid, t.holder, m.Schema+"."+m.TableName, strings.ToLower(m.UpsertField), t.holder),
 			Fields: []string{m.UpsertField}}
 	}
 	return nil

@@ -9,10 +9,10 @@ import (
 )
 
 // The application inserts a row whose upsert_field value a synced row
-// already holds (Heroku Connect's advice is never to reuse one; its unique
-// index refuses it). Upserted, the insert would update that row's record,
-// and the write-back, finding two rows for one record, deleted the older
-// row: one another table names by id here, whose foreign key then refused
+// already holds, in another case, which Salesforce matches all the same
+// (Heroku Connect's advice is never to reuse one; its unique index refuses
+// it). Upserted, the insert would update that row's record, and the
+// write-back, finding two rows for one record, deleted the older row: one another table names by id here, whose foreign key then refused
 // the write-back of every batch, the other insert of the statement with it.
 // The insert fails instead, before anything is sent, with an error that
 // names the row holding the value; the other insert goes through.
@@ -26,7 +26,7 @@ func TestAnInsertReusingAnotherRowsExternalIDFailsWithoutTouchingThatRow(t *test
 	b.exec(t, `INSERT INTO public.orders VALUES ($1)`, held)
 
 	var dup, fresh int
-	b.scalar(t, &dup, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('Reused', 'EXT-1') RETURNING id`)
+	b.scalar(t, &dup, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('Reused', 'ext-1') RETURNING id`)
 	b.scalar(t, &fresh, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('Fresh', 'EXT-2') RETURNING id`)
 	b.waitSfid(t, "account", fresh)
 

@@ -93,7 +93,11 @@ LEFT JOIN LATERAL (
                                                    CASE WHEN f.attempts = 1 THEN '' ELSE 's' END,
                                                    pg_catalog.to_char(f.since, 'YYYY-MM-DD HH24:MI:SS TZ')),
                                  '; ' ORDER BY f.direction) AS failure
-    FROM pgforce.sync_failure f WHERE f.mapping_id = m.id
+    FROM pgforce.sync_failure f
+    -- Nothing is tried while the mapping is paused, nor written from a
+    -- read_only one: a failure of before stays until a worker's attempt
+    -- works, which may be long after.
+    WHERE f.mapping_id = m.id AND NOT (m.paused OR o.paused) AND (f.direction = 'inbound' OR m.mode = 'read_write')
 ) sf ON true;
 
 COMMENT ON VIEW pgforce.status IS 'One row per mapping: state, rows, outbound backlog and its age, open errors, last change in each direction, the outbound feed mode, changes blocked behind a failed insert, what the latest drift check found, since when and why the worker retries a failing sync, and which worker runs the mapping.';

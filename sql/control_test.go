@@ -410,6 +410,17 @@ func TestStatusShowsSinceWhenAndWhyTheWorkerRetriesAFailingSync(t *testing.T) {
 	require.Equal(t, *first, *since, "the first failure's time")
 	require.Regexp(t, `^inbound: HTTP 401 INVALID_SESSION_ID \(2 attempts since [^)]+\); outbound: HTTP 401 INVALID_SESSION_ID \(1 attempt since [^)]+\)$`, *failure)
 
+	// Nothing is tried while paused, nor written from a read_only mapping:
+	// what failed before is not shown as failing now.
+	b.exec(t, `SELECT pgforce.pause($1::integer)`, m)
+	since, _ = failing()
+	require.Nil(t, since)
+	b.exec(t, `SELECT pgforce.resume($1::integer)`, m)
+	b.exec(t, `UPDATE pgforce.mapping SET mode = 'read_only' WHERE id = $1`, m)
+	_, failure = failing()
+	require.Regexp(t, `^inbound: [^;]*$`, *failure)
+	b.exec(t, `UPDATE pgforce.mapping SET mode = 'read_write' WHERE id = $1`, m)
+
 	b.exec(t, `SELECT pgforce._sync_recovered($1, 'inbound')`, m)
 	since, failure = failing()
 	require.NotNil(t, since)

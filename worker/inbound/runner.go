@@ -661,8 +661,28 @@ func (r *runner) streamOnce(parent context.Context, t *table, channel string, re
 	// stopped the last one comes again, replayed, just after it. The
 	// applier clears a failure once it applies a batch; a stream that
 	// receives nothing does once it has stayed up for a while.
-	settled := time.AfterFunc(streamSettle, func() { r.notRetrying(ctx) })
-	defer settled.Stop()
+	go func() {
+		t := time.NewTimer(streamSettle)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			// Nor while a resync the stream needs waits or runs: it may
+			// fail, and start the attempts over.
+			var pending bool
+			if err := r.s.pool.QueryRow(ctx, `SELECT resync_requested_at IS NOT NULL FROM pgforce.mapping WHERE id = $1`, r.id).Scan(&pending); err != nil {
+				return
+			}
+			if !pending {
+				r.notRetrying(ctx)
+				return
+			}
+			t.Reset(streamSettle)
+		}
+	}()
 	sideErr := make(chan error, 1)
 	go func() { sideErr <- r.sideWork(ctx, t) }()
 	var runErr error

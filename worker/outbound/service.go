@@ -152,10 +152,10 @@ type Service struct {
 
 	// recaptured is when recapture last tried each mapping's table.
 	recaptured map[int]time.Time
-	// settled holds the mappings whose outbound failure this worker has
-	// cleared from pgforce.status and not shown since (see showFailure):
-	// one it has not cleared may show a failure of an earlier run's.
-	settled map[int]bool
+	// settled holds when this worker last cleared each mapping's outbound
+	// failure from pgforce.status, and has not shown one since (see
+	// showFailure).
+	settled map[int]time.Time
 	// calls holds a slot per Collections call running, Parallel in all,
 	// shared by the batches in flight at once.
 	calls chan struct{}
@@ -210,7 +210,7 @@ func New(pool *pgxpool.Pool, sf Salesforce, logger *slog.Logger, opts Options) *
 		logger = slog.Default()
 	}
 	s := &Service{pool: pool, sf: sf, log: logger.With("component", "outbound"), opts: opts,
-		backoff: map[int]*backoffState{}, lastOut: map[int]time.Time{}, recaptured: map[int]time.Time{}, settled: map[int]bool{}, catchUp: map[int]catchUpWindow{}, written: map[int]map[string]time.Time{}, polled: map[int]*polledRead{}, mode: feed.ModeStarting, kick: make(chan struct{}, 1),
+		backoff: map[int]*backoffState{}, lastOut: map[int]time.Time{}, recaptured: map[int]time.Time{}, settled: map[int]time.Time{}, catchUp: map[int]catchUpWindow{}, written: map[int]map[string]time.Time{}, polled: map[int]*polledRead{}, mode: feed.ModeStarting, kick: make(chan struct{}, 1),
 		calls: make(chan struct{}, opts.Parallel), metrics: newMetrics(opts.Registerer)}
 	fo := opts.Feed
 	userOnMode := fo.OnMode
@@ -591,17 +591,18 @@ func (s *Service) noteFailure(ctx context.Context, m *Mapping, err error) {
 
 // showFailure shows in pgforce.status (see sql/128_failing.sql) that a
 // drain of mapping id failed, with cause; nil cause says that one worked.
-// Clearing costs a statement only after a failure, or once per mapping
-// after the worker starts.
+// Clearing costs a statement after a failure, and once a minute per
+// mapping besides: another worker of the org may have shown a failure
+// that this one's success ends, and stopped.
 func (s *Service) showFailure(ctx context.Context, id int, cause error) {
 	s.mu.Lock()
-	settled := s.settled[id]
+	settled, ok := s.settled[id]
 	s.mu.Unlock()
 	var err error
 	switch {
 	case cause != nil:
 		err = mappings.Retrying(ctx, s.pool, id, mappings.Outbound, cause)
-	case settled:
+	case ok && time.Since(settled) < time.Minute:
 		return
 	default:
 		err = mappings.NotRetrying(ctx, s.pool, id, mappings.Outbound)
@@ -613,7 +614,11 @@ func (s *Service) showFailure(ctx context.Context, id int, cause error) {
 		return
 	}
 	s.mu.Lock()
-	s.settled[id] = cause == nil
+	if cause == nil {
+		s.settled[id] = time.Now()
+	} else {
+		delete(s.settled, id)
+	}
 	s.mu.Unlock()
 }
 

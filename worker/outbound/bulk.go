@@ -172,7 +172,8 @@ func (s *Service) sendBulk(ctx context.Context, m *Mapping, op string, changes [
 		k, _ := r.Get(key)
 		if i, ok := byKey[k]; ok {
 			id, _ := r.Get("sf__Id")
-			results[i] = outcome{kind: outOK, id: id}
+			created, _ := r.Get("sf__Created")
+			results[i] = outcome{kind: outOK, id: id, matched: op == "upsert" && created == "false"}
 		}
 		return nil
 	})

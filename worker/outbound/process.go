@@ -2,10 +2,8 @@ package outbound
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
 	"slices"
 	"strings"
 	"sync"
@@ -31,6 +29,9 @@ type outcome struct {
 	// cause is why a transient change goes back, where known: what
 	// pgforce.status shows while the mapping retries.
 	cause error
+	// matched says an upsert updated a record that existed (created
+	// false), see refuseTakenExternalIDs.
+	matched bool
 }
 
 type outcomeKind int
@@ -455,6 +456,10 @@ func (s *Service) sendBatch(ctx context.Context, m *Mapping, b *batch) {
 	// objects the mapping order puts parents first. Inserts go before
 	// updates and deletes so that a batch never updates what it creates.
 	s.send(ctx, m, "upsert", changes, upserts, results, b.bulk)
+	if err := s.refuseTakenExternalIDs(ctx, m, changes, upserts, results); err != nil {
+		// Written as it was: the write-back merges the two rows, as before.
+		s.log.Warn("outbound: cannot look for rows holding the records upserts updated", "mapping", m.ID, "err", err)
+	}
 	s.send(ctx, m, "insert", changes, creates, results, b.bulk)
 	// Checked last, as close to their send as can be (see checkPolled).
 	updates = s.checkPolled(ctx, m, changes, updates, results)
@@ -601,7 +606,7 @@ func (s *Service) sendChunk(ctx context.Context, m *Mapping, op string, changes 
 // saveOutcome classifies one per-record result.
 func saveOutcome(op string, r salesforce.SaveResult) outcome {
 	if r.Success {
-		return outcome{kind: outOK, id: r.ID}
+		return outcome{kind: outOK, id: r.ID, matched: op == "upsert" && !r.Created}
 	}
 	var re salesforce.RecordError
 	if len(r.Errors) > 0 {
@@ -808,9 +813,6 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 			}
 		}
 	}
-	if err := s.refuseTakenExternalIDs(ctx, m, changes); err != nil {
-		return err
-	}
 	// An sfid is whatever the table's writers put there. An Id of another
 	// object's record was sent as it was: Salesforce deletes by Id alone,
 	// whatever the object, so a role that may write this table deleted a
@@ -835,116 +837,59 @@ func (s *Service) prepare(ctx context.Context, m *Mapping, all []*Mapping, chang
 	return s.buildRecords(ctx, m, all, changes)
 }
 
-// refuseTakenExternalIDs fails, before anything is sent, an insert whose
-// upsert_field value another row of the table holds with its record's Id.
-// Sent, the upsert updated that row's record, and the write-back, finding
-// two rows for one record, kept the new row and deleted the other as the
-// echo of the insert (see pgforce._outbound_adopt_echo_rows): a row the
-// application had, which its other tables may name by id, went without a
-// word, and with a foreign key naming it every batch of the mapping failed
-// at its write-back. Only a record that Salesforce still has with that
-// value counts: an upsert does not match a deleted record (it creates
-// one), and the row of one deleted a moment ago may not say so yet. The
-// table has no index on the field (one of Heroku Connect's would be
-// unique): the check reads it once per batch that holds inserts, and asks
-// Salesforce only when it finds such a row.
-func (s *Service) refuseTakenExternalIDs(ctx context.Context, m *Mapping, changes []*change) error {
-	if m.UpsertField == "" {
-		return nil
-	}
-	byRow := map[int]*change{}
-	var ids []int32
-	for _, c := range changes {
-		if c.Op == "insert" && !c.deferTo && c.invalid == nil {
-			byRow[c.RecordID] = c
-			ids = append(ids, int32(c.RecordID))
+// refuseTakenExternalIDs fails the inserts that Salesforce took, as
+// upserts, for updates of records another row of the table holds: the
+// application inserted a row with an upsert_field value a synced row has
+// (Salesforce matches text ids regardless of case). Recorded as writes,
+// the write-back found two rows for one record and kept the new row,
+// deleting the other as the insert's echo (see
+// pgforce._outbound_adopt_echo_rows): a row the application had, which
+// its other tables may name by id, went without a word, and with a
+// foreign key naming it every batch of the mapping failed at its
+// write-back. The row that held the record keeps it, and takes the values
+// the upsert wrote from Salesforce like any other edit; the new row is an
+// error. Found after the call, from the answer (created false) and by Id:
+// looked for before it, by value, it took a scan of the table per batch
+// (130 ms for 1,000,000 rows), which has no index on the field. The echo
+// of this very insert (its change event came before an answer that was
+// lost) is the insert's own, and is merged as before.
+func (s *Service) refuseTakenExternalIDs(ctx context.Context, m *Mapping, changes []*change, idx []int, results []outcome) error {
+	byID := map[string]int{}
+	for _, i := range idx {
+		if r := results[i]; r.kind == outOK && r.matched && r.id != "" {
+			byID[r.id] = i
 		}
 	}
-	if len(ids) == 0 {
+	if len(byID) == 0 {
 		return nil
 	}
-	col := pgx.Identifier{strings.ToLower(m.UpsertField)}.Sanitize()
-	type taken struct {
-		row, holder int
-		sfid, value string
+	ids := make([]string, 0, len(byID))
+	for id := range byID {
+		ids = append(ids, id)
 	}
-	// Compared as text regardless of case, as Salesforce matches text
-	// external ids by default (a number column prints every value with
-	// its scale). The echo of this very insert, made by its change event
-	// when an earlier answer was lost, is the insert's own record: the
-	// write-back merges it (see pgforce._outbound_adopt_echo_rows).
-	rows, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT r.id, x.id, x.sfid, r.%[2]s::text
-		FROM %[1]s r JOIN %[1]s x ON lower(x.%[2]s::text) = lower(r.%[2]s::text) AND x.id <> r.id
-		WHERE r.id = ANY($1) AND r.sfid IS NULL AND x.sfid IS NOT NULL AND x.isdeleted IS NOT TRUE
-		  AND NOT EXISTS (SELECT FROM pgforce.outbound_echo_row e WHERE e.mapping_id = $2 AND e.sfid = x.sfid)
-		ORDER BY r.id, x.id`, m.Table(), col), ids, m.ID)
+	rows, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT x.id, x.sfid FROM %s x
+		WHERE x.sfid = ANY($1) AND x.isdeleted IS NOT TRUE
+		  AND NOT EXISTS (SELECT FROM pgforce.outbound_echo_row e WHERE e.mapping_id = $2 AND e.sfid = x.sfid)`, m.Table()), ids, m.ID)
 	if err != nil {
-		return fmt.Errorf("look for rows holding the external ids of inserts into %s: %w", m.Table(), err)
+		return fmt.Errorf("look for rows holding the records upserts of %s updated: %w", m.Table(), err)
 	}
-	found, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (taken, error) {
-		var t taken
-		err := r.Scan(&t.row, &t.holder, &t.sfid, &t.value)
-		return t, err
-	})
-	if err != nil {
-		return err
-	}
-	// An sfid that is no Id of this object (see the key prefix check in
-	// prepare) names nothing an upsert of it could match.
-	prefix := m.keyPrefix()
-	found = slices.DeleteFunc(found, func(t taken) bool { return prefix != "" && !strings.HasPrefix(t.sfid, prefix) })
-	if len(found) == 0 {
-		return nil
-	}
-	holders := make([]string, len(found))
-	for i, t := range found {
-		holders[i] = t.sfid
-	}
-	if err := s.waitBudget(ctx, m); err != nil {
-		return err
-	}
-	recs, err := s.sf.Retrieve(ctx, m.SObject, holders, []string{"Id", m.UpsertField})
-	if b := s.opts.Budget; b != nil {
-		b.Observe(err)
-	}
-	if err != nil && (salesforce.IsTransient(err) || salesforce.IsAuthFailure(err) || errors.Is(err, context.Canceled)) {
-		return fmt.Errorf("read the records holding the external ids of inserts into %s: %w", m.Table(), err)
-	}
-	if err != nil {
-		// Refused as a whole (an Id Salesforce cannot read, say): the
-		// inserts go as they would have, rather than the whole mapping
-		// waiting on a check.
-		s.log.Warn("outbound: cannot read the records holding the external ids of inserts; sending them unchecked",
-			"mapping", m.ID, "sobject", m.SObject, "err", err)
-		return nil
-	}
-	for i, t := range found {
-		c := byRow[t.row]
-		if c.invalid != nil || i >= len(recs) || recs[i] == nil {
-			continue // refused already, or gone from Salesforce: the upsert creates a record
+	defer rows.Close()
+	for rows.Next() {
+		var holder int
+		var sfid string
+		if err := rows.Scan(&holder, &sfid); err != nil {
+			return err
 		}
-		if v, _ := recs[i].Get(m.UpsertField); !sameExternalID(v, t.value) {
-			continue // its value changed there: the upsert does not match it
+		i := byID[sfid]
+		if holder == changes[i].RecordID {
+			continue
 		}
-		c.invalid = &salesforce.RecordError{StatusCode: "DUPLICATE_VALUE",
-			Message: fmt.Sprintf("duplicate value found: %s duplicates value on record with id: %s, which row %d of %s holds; nothing was sent. Give this row another %s, or delete it and update row %d instead: a change of this row sends it again",
-				m.UpsertField, t.sfid, t.holder, m.Schema+"."+m.TableName, strings.ToLower(m.UpsertField), t.holder),
-			Fields: []string{m.UpsertField}}
+		results[i] = outcome{kind: outFailed, err: salesforce.RecordError{StatusCode: "DUPLICATE_VALUE",
+			Message: fmt.Sprintf("duplicate value found: %s duplicates value on record with id: %s, which row %d of %s holds: the upsert of this row wrote its values to that record, and row %d takes them from Salesforce. Delete this row, or give it another %s to make a record of its own (the update sends it)",
+				m.UpsertField, sfid, holder, m.Schema+"."+m.TableName, holder, strings.ToLower(m.UpsertField)),
+			Fields: []string{m.UpsertField}}}
 	}
-	return nil
-}
-
-// sameExternalID says whether v, a record's external id as Salesforce's
-// JSON gives it, is col, the column's value as Postgres prints it. Text
-// ids match as Salesforce matches them by default, regardless of case; a
-// number field's by value (12 is 12.00 in a numeric(18,2) column).
-func sameExternalID(v any, col string) bool {
-	if n, ok := v.(json.Number); ok {
-		a, okA := new(big.Rat).SetString(n.String())
-		b, okB := new(big.Rat).SetString(col)
-		return okA && okB && a.Cmp(b) == 0
-	}
-	return v != nil && strings.EqualFold(fmt.Sprint(v), col)
+	return rows.Err()
 }
 
 // holdParentDeletes holds back the delete of a record while a child row

@@ -11,12 +11,13 @@ import (
 // The application inserts a row whose upsert_field value a synced row
 // already holds, in another case, which Salesforce matches all the same
 // (Heroku Connect's advice is never to reuse one; its unique index refuses
-// it). Upserted, the insert would update that row's record, and the
-// write-back, finding two rows for one record, deleted the older row: one another table names by id here, whose foreign key then refused
-// the write-back of every batch, the other insert of the statement with it.
-// The insert fails instead, before anything is sent, with an error that
-// names the row holding the value; the other insert goes through.
-func TestAnInsertReusingAnotherRowsExternalIDFailsWithoutTouchingThatRow(t *testing.T) {
+// it). The upsert updates that row's record, and the write-back, finding
+// two rows for one record, deleted the older row: one another table names
+// by id here, whose foreign key then refused the write-back of every batch,
+// the other insert of the statement with it. The older row keeps its
+// record instead, and the new one is an error that names it; the other
+// insert goes through.
+func TestAnInsertReusingAnotherRowsExternalIDFailsAndLeavesThatRowItsRecord(t *testing.T) {
 	b := setup(t, setupOptions{upsertField: "Ext_Id__c"})
 	b.start(t, fastOptions())
 	var held int
@@ -49,7 +50,8 @@ func TestAnInsertReusingAnotherRowsExternalIDFailsWithoutTouchingThatRow(t *test
 	b.scalar(t, &heldSfid, `SELECT sfid FROM salesforce.account WHERE id = $1`, held)
 	require.Equal(t, "Established", name)
 	require.Equal(t, sfid, heldSfid)
-	require.Equal(t, "Established", b.sfField(t, "Account", sfid, "Name"), "nothing was sent over the record")
+	require.Equal(t, "Reused", b.sfField(t, "Account", sfid, "Name"), "the upsert wrote the record, which the older row takes from Salesforce")
+	require.Len(t, b.sfRecords(t, `SELECT Id FROM Account WHERE Ext_Id__c = 'EXT-1'`), 1)
 	require.Equal(t, 0, b.backlog(t))
 
 	// Given a value of its own, the row goes, and its error is settled.

@@ -14,7 +14,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgforce_outbound_records_total",
-			Help: "Changes sent to Salesforce, by operation and result: written, refused (a pgforce.error row), or retried (a passing failure).",
+			Help: "Changes the worker settled or sent again, by operation and result: written to Salesforce, refused (a pgforce.error row: by Salesforce, or before it was sent), or retried (sent, and failed for a passing reason).",
 		}, []string{"op", "result"}),
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgforce_outbound_batches_total", Help: "Batches of changes sent, by API (collections or bulk).",
@@ -38,6 +38,9 @@ func (m *metrics) outcomes(changes []*change, results []outcome) {
 		case outFailed:
 			result = "refused"
 		case outTransient:
+			if results[i].unsent {
+				continue // never reached Salesforce (a budget hold, a refused login)
+			}
 			result = "retried"
 		default:
 			continue // nothing sent, or held for later

@@ -40,6 +40,19 @@ func (l *loginBreaker) RoundTrip(r *http.Request) (*http.Response, error) {
 	return l.next.RoundTrip(r)
 }
 
+// startWithBreakableLogin starts the service with a client whose login
+// the returned breaker can make Salesforce refuse.
+func (b *bundle) startWithBreakableLogin(t *testing.T) *loginBreaker {
+	t.Helper()
+	lb := &loginBreaker{next: http.DefaultTransport}
+	sf, err := salesforce.New(context.Background(), salesforce.Config{LoginURL: b.sim.URL(), ClientID: sim.DefaultClientID,
+		ClientSecret: sim.DefaultClientSecret, Username: sim.DefaultUsername, Password: sim.DefaultPassword,
+		HTTPClient: &http.Client{Transport: lb}})
+	require.NoError(t, err)
+	b.startWithClient(t, sf, fastOptions())
+	return lb
+}
+
 // A session that expires while the login cannot be renewed (the
 // integration user's password was reset, the user frozen, the refresh
 // token revoked) is the org's problem, not the records': the changes made
@@ -49,12 +62,7 @@ func (l *loginBreaker) RoundTrip(r *http.Request) (*http.Response, error) {
 func TestChangesMadeWhileTheLoginIsRefusedAreSentOnceItWorksAgain(t *testing.T) {
 	b := setup(t, setupOptions{})
 	ctx := context.Background()
-	lb := &loginBreaker{next: http.DefaultTransport}
-	sf, err := salesforce.New(ctx, salesforce.Config{LoginURL: b.sim.URL(), ClientID: sim.DefaultClientID,
-		ClientSecret: sim.DefaultClientSecret, Username: sim.DefaultUsername, Password: sim.DefaultPassword,
-		HTTPClient: &http.Client{Transport: lb}})
-	require.NoError(t, err)
-	b.startWithClient(t, sf, fastOptions())
+	lb := b.startWithBreakableLogin(t)
 
 	var first int
 	b.scalar(t, &first, `INSERT INTO salesforce.account (name) VALUES ('Before') RETURNING id`)
@@ -93,13 +101,7 @@ func TestChangesMadeWhileTheLoginIsRefusedAreSentOnceItWorksAgain(t *testing.T) 
 // saying it once a write works again.
 func TestStatusSaysSinceWhenAndWhyWritesFailWhileTheLoginIsRefused(t *testing.T) {
 	b := setup(t, setupOptions{})
-	ctx := context.Background()
-	lb := &loginBreaker{next: http.DefaultTransport}
-	sf, err := salesforce.New(ctx, salesforce.Config{LoginURL: b.sim.URL(), ClientID: sim.DefaultClientID,
-		ClientSecret: sim.DefaultClientSecret, Username: sim.DefaultUsername, Password: sim.DefaultPassword,
-		HTTPClient: &http.Client{Transport: lb}})
-	require.NoError(t, err)
-	b.startWithClient(t, sf, fastOptions())
+	lb := b.startWithBreakableLogin(t)
 	failing := func() (since, failure string) {
 		b.scalar(t, &since, `SELECT coalesce(failing_since::text, '') FROM pgforce.status WHERE mapping_id = $1`, b.accountID)
 		b.scalar(t, &failure, `SELECT coalesce(failure, '') FROM pgforce.status WHERE mapping_id = $1`, b.accountID)

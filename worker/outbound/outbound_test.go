@@ -117,9 +117,7 @@ func TestAnInsertSalesforceRefusesIsAnErrorThatFixingTheRowSettles(t *testing.T)
 		b.scalar(t, &attempts, `SELECT attempts FROM pgforce.error WHERE id = $1`, errID)
 		return attempts == 2
 	})
-	var open int
-	b.scalar(t, &open, `SELECT count(*) FROM pgforce.error WHERE record_id = $1 AND state = 'open'`, bad)
-	require.Equal(t, 1, open, "one error per refused insert, however often it is sent")
+	require.Equal(t, 1, b.openErrorsOfRow(t, bad), "one error per refused insert, however often it is sent")
 	eventually(t, 5*time.Second, "the row failed again", func() bool {
 		b.scalar(t, &lastop, `SELECT _hc_lastop FROM salesforce.account WHERE id = $1`, bad)
 		return lastop == "FAILED"
@@ -950,9 +948,7 @@ func TestAFixedRowWhoseCreateAnswerIsLostMakesOneRecord(t *testing.T) {
 	var row int
 	b.scalar(t, &row, `INSERT INTO salesforce.account (name) VALUES ('BAD name') RETURNING id`)
 	eventually(t, 10*time.Second, "the insert refused", func() bool {
-		var n int
-		b.scalar(t, &n, `SELECT count(*) FROM pgforce.error WHERE record_id = $1 AND state = 'open'`, row)
-		return n == 1
+		return b.openErrorsOfRow(t, row) == 1
 	})
 	b.sim.Inject(sim.Fault{Path: "/services/data/v62.0/composite/sobjects", Method: "POST", LoseAnswer: true, Count: 1})
 	b.exec(t, `UPDATE salesforce.account SET name = 'Fixed once' WHERE id = $1`, row)
@@ -961,9 +957,7 @@ func TestAFixedRowWhoseCreateAnswerIsLostMakesOneRecord(t *testing.T) {
 	require.Len(t, recs, 1, "the fix made one record")
 	require.Equal(t, sfid, recs[0].ID())
 	eventually(t, 10*time.Second, "the error settled", func() bool {
-		var n int
-		b.scalar(t, &n, `SELECT count(*) FROM pgforce.error WHERE record_id = $1 AND state = 'open'`, row)
-		return n == 0
+		return b.openErrorsOfRow(t, row) == 0
 	})
 	var rows int
 	b.scalar(t, &rows, `SELECT count(*) FROM salesforce.account WHERE name = 'Fixed once'`)

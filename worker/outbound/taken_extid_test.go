@@ -33,9 +33,7 @@ func TestAnInsertReusingAnotherRowsExternalIDFailsAndLeavesThatRowItsRecord(t *t
 
 	var code, message, lastop string
 	eventually(t, 10*time.Second, "the reused external id's error", func() bool {
-		var n int
-		b.scalar(t, &n, `SELECT count(*) FROM pgforce.error WHERE record_id = $1 AND state = 'open'`, dup)
-		return n == 1
+		return b.openErrorsOfRow(t, dup) == 1
 	})
 	b.scalar(t, &code, `SELECT error_code FROM pgforce.error WHERE record_id = $1`, dup)
 	b.scalar(t, &message, `SELECT message FROM pgforce.error WHERE record_id = $1`, dup)
@@ -59,9 +57,7 @@ func TestAnInsertReusingAnotherRowsExternalIDFailsAndLeavesThatRowItsRecord(t *t
 	own := b.waitSfid(t, "account", dup)
 	require.NotEqual(t, sfid, own)
 	eventually(t, 10*time.Second, "the error settled", func() bool {
-		var n int
-		b.scalar(t, &n, `SELECT count(*) FROM pgforce.error WHERE record_id = $1 AND state = 'open'`, dup)
-		return n == 0
+		return b.openErrorsOfRow(t, dup) == 0
 	})
 }
 

@@ -232,7 +232,6 @@ func (b *bundle) insertedAndEchoed(t *testing.T) (int, string) {
 	return id, sfid
 }
 
-// openErrors lists the open errors, for a failure message.
 // openConflicts counts the open conflicts of row id of mapping m.
 func (b *bundle) openConflicts(t *testing.T, m, id int) int {
 	t.Helper()
@@ -240,6 +239,16 @@ func (b *bundle) openConflicts(t *testing.T, m, id int) int {
 	b.scalar(t, &n, `SELECT count(*) FROM pgforce.error WHERE mapping_id = $1 AND record_id = $2 AND error_code = 'CONFLICT' AND state = 'open'`, m, id)
 	return n
 }
+
+// openErrorsOfRow counts the open errors of the row id of any mapping.
+func (b *bundle) openErrorsOfRow(t *testing.T, id int) int {
+	t.Helper()
+	var n int
+	b.scalar(t, &n, `SELECT count(*) FROM pgforce.error WHERE record_id = $1 AND state = 'open'`, id)
+	return n
+}
+
+// openErrors lists the open errors, for a failure message.
 
 func (b *bundle) openErrors(t *testing.T) []string {
 	t.Helper()

@@ -43,19 +43,28 @@ func TestAMappingInErrorOverItsTableSyncsOnceTheUserRunsTheDDLItsStateDetailGive
 // in fields") and the user went round in circles. The statement given,
 // run as it is, must work.
 func TestTheFixForAMissingUpsertFieldRunsAsGiven(t *testing.T) {
+	runMissingFieldFix(t, "{Name,External_Id__c}", "External_Id__c does not exist")
+}
+
+// runMissingFieldFix maps Gadget__c with fields, upserting by the missing
+// External_Id__c, waits for the error whose detail holds want, runs the
+// one fix it gives as it is, and waits for the mapping to sync.
+func runMissingFieldFix(t *testing.T, fields, want string) (*env, int) {
+	t.Helper()
 	e := newEnv(t)
 	ids := e.create("Gadget__c", map[string]any{"Name": "G"})
 	var id int
 	require.NoError(t, e.pool.QueryRow(context.Background(), `INSERT INTO pgforce.mapping (sobject, fields, mode, upsert_field, inbound)
-		VALUES ('Gadget__c', '{Name,External_Id__c}', 'read_write', 'External_Id__c', 'poll') RETURNING id`).Scan(&id))
+		VALUES ('Gadget__c', $1, 'read_write', 'External_Id__c', 'poll') RETURNING id`, fields).Scan(&id))
 	e.start()
-	detail := e.waitErrorDetail(id, "External_Id__c does not exist")
+	detail := e.waitErrorDetail(id, want)
 	steps := fixes.FindAllString(detail, -1)
 	require.Len(t, steps, 1, detail)
 
 	e.exec(steps[0])
 	e.waitState(id, "synced")
 	e.waitValue("gadget__c", ids[0], "name", "G")
+	return e, id
 }
 
 // A mapped field whose type Salesforce changed is taken out, its column
@@ -113,19 +122,7 @@ func TestADriftCheckAskedForBeforeTheLoadRunsOnceTheMappingIsSynced(t *testing.T
 // all, with one statement that removes them all and runs as given, rather
 // than one at a time, a fix and a describe each.
 func TestAMappingWithSeveralMissingFieldsNamesThemAllWithOneFix(t *testing.T) {
-	e := newEnv(t)
-	ids := e.create("Gadget__c", map[string]any{"Name": "G"})
-	var id int
-	require.NoError(t, e.pool.QueryRow(context.Background(), `INSERT INTO pgforce.mapping (sobject, fields, mode, upsert_field, inbound)
-		VALUES ('Gadget__c', '{Name,Nmae__c,External_Id__c,Foo__c}', 'read_write', 'External_Id__c', 'poll') RETURNING id`).Scan(&id))
-	e.start()
-	detail := e.waitErrorDetail(id, "fields Nmae__c, External_Id__c, Foo__c do not exist on Gadget__c")
-	steps := fixes.FindAllString(detail, -1)
-	require.Len(t, steps, 1, detail)
-
-	e.exec(steps[0])
-	e.waitState(id, "synced")
-	e.waitValue("gadget__c", ids[0], "name", "G")
+	e, id := runMissingFieldFix(t, "{Name,Nmae__c,External_Id__c,Foo__c}", "fields Nmae__c, External_Id__c, Foo__c do not exist on Gadget__c")
 	var fields []string
 	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT fields FROM pgforce.mapping WHERE id = $1`, id).Scan(&fields))
 	require.Equal(t, []string{"Name"}, fields)

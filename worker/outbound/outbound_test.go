@@ -152,12 +152,7 @@ func TestAnInsertSalesforceRefusesIsAnErrorThatFixingTheRowSettles(t *testing.T)
 func TestRetryOfAFailedInsertSendsTheRowAsItIsNow(t *testing.T) {
 	b := setup(t, setupOptions{})
 	b.start(t, fastOptions())
-	var bad int
-	b.scalar(t, &bad, `INSERT INTO salesforce.account (name) VALUES ('BAD name') RETURNING id`)
-	var errID int64
-	eventually(t, 10*time.Second, "error row", func() bool {
-		return b.pool.QueryRow(context.Background(), `SELECT id FROM pgforce.error WHERE record_id = $1 AND state = 'open'`, bad).Scan(&errID) == nil
-	})
+	bad, errID := b.refusedInsert(t)
 	// Fixed as the worker (a trigger, a migration of the application that
 	// sets the origin): nothing is captured, and the retry sends it.
 	b.exec(t, `WITH o AS (SELECT set_config('pgforce.origin', 'salesforce', true))
@@ -945,11 +940,7 @@ func TestTheEntriesOfADeadWorkersBulkJobStayHeldUntilTheJobEnds(t *testing.T) {
 func TestAFixedRowWhoseCreateAnswerIsLostMakesOneRecord(t *testing.T) {
 	b := setup(t, setupOptions{})
 	b.start(t, fastOptions())
-	var row int
-	b.scalar(t, &row, `INSERT INTO salesforce.account (name) VALUES ('BAD name') RETURNING id`)
-	eventually(t, 10*time.Second, "the insert refused", func() bool {
-		return b.openErrorsOfRow(t, row) == 1
-	})
+	row, _ := b.refusedInsert(t)
 	b.sim.Inject(sim.Fault{Path: "/services/data/v62.0/composite/sobjects", Method: "POST", LoseAnswer: true, Count: 1})
 	b.exec(t, `UPDATE salesforce.account SET name = 'Fixed once' WHERE id = $1`, row)
 	sfid := b.waitSfid(t, "account", row)
@@ -962,4 +953,16 @@ func TestAFixedRowWhoseCreateAnswerIsLostMakesOneRecord(t *testing.T) {
 	var rows int
 	b.scalar(t, &rows, `SELECT count(*) FROM salesforce.account WHERE name = 'Fixed once'`)
 	require.Equal(t, 1, rows)
+}
+
+// refusedInsert inserts an Account that Salesforce refuses (its validation
+// rule takes no name starting with BAD) and waits for the error: the row's
+// id and the error's.
+func (b *bundle) refusedInsert(t *testing.T) (row int, errID int64) {
+	t.Helper()
+	b.scalar(t, &row, `INSERT INTO salesforce.account (name) VALUES ('BAD name') RETURNING id`)
+	eventually(t, 10*time.Second, "the insert refused", func() bool {
+		return b.pool.QueryRow(context.Background(), `SELECT id FROM pgforce.error WHERE record_id = $1 AND state = 'open'`, row).Scan(&errID) == nil
+	})
+	return row, errID
 }

@@ -129,16 +129,8 @@ func itoa(i int) string { return fmt.Sprint(i) }
 func TestAChildNamingAnExternalIDIsLinkedToTheLiveParentNotADeletedOne(t *testing.T) {
 	b := setup(t, setupOptions{upsertField: "Ext_Id__c"})
 	b.start(t, fastOptions())
-	var p1, p2, con int
-	b.scalar(t, &p1, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('First', 'e1') RETURNING id`)
-	oldID := b.waitSfid(t, "account", p1)
-	res, err := b.sf.Delete(context.Background(), []string{oldID})
-	require.NoError(t, err)
-	require.NoError(t, res[0].Err())
-
-	b.scalar(t, &p2, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('Second', 'e1') RETURNING id`)
-	newID := b.waitSfid(t, "account", p2)
-	require.NotEqual(t, oldID, newID)
+	p1, _, _, newID := b.reuseDeletedExternalID(t, "e1")
+	var con int
 	// The delete reaches the first row (a poll or the change event).
 	b.exec(t, `BEGIN; SELECT set_config('pgforce.origin', 'salesforce', true);
 		UPDATE salesforce.account SET isdeleted = true WHERE id = `+itoa(p1)+`; COMMIT`)

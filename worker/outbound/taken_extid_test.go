@@ -67,12 +67,22 @@ func TestAnInsertReusingAnotherRowsExternalIDFailsAndLeavesThatRowItsRecord(t *t
 func TestAnInsertReusingTheExternalIDOfARecordJustDeletedInSalesforceGoes(t *testing.T) {
 	b := setup(t, setupOptions{upsertField: "Ext_Id__c"})
 	b.start(t, fastOptions())
-	var first, second int
-	b.scalar(t, &first, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('First', 'EXT-1') RETURNING id`)
-	old := b.waitSfid(t, "account", first)
-	res, err := b.sf.Delete(context.Background(), []string{old})
+	b.reuseDeletedExternalID(t, "EXT-1")
+}
+
+// reuseDeletedExternalID inserts an Account with external id ext, deletes
+// its record in Salesforce (its row does not hear of it here), and inserts
+// another row with ext, which must get a record of its own: the rows, and
+// the old and new records' Ids.
+func (b *bundle) reuseDeletedExternalID(t *testing.T, ext string) (first, second int, oldID, newID string) {
+	t.Helper()
+	b.scalar(t, &first, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('First', $1) RETURNING id`, ext)
+	oldID = b.waitSfid(t, "account", first)
+	res, err := b.sf.Delete(context.Background(), []string{oldID})
 	require.NoError(t, err)
 	require.NoError(t, res[0].Err())
-	b.scalar(t, &second, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('Second', 'EXT-1') RETURNING id`)
-	require.NotEqual(t, old, b.waitSfid(t, "account", second))
+	b.scalar(t, &second, `INSERT INTO salesforce.account (name, ext_id__c) VALUES ('Second', $1) RETURNING id`, ext)
+	newID = b.waitSfid(t, "account", second)
+	require.NotEqual(t, oldID, newID)
+	return first, second, oldID, newID
 }
